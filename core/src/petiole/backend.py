@@ -1,0 +1,124 @@
+"""The result backend contract: where task states and results are kept.
+
+A backend stores one :class:`ResultRecord` per task id. The record's
+``payload`` is already serialized by the core (the result value, or the
+exception description of a failure), so a backend stores bytes and plain
+metadata and never needs a serializer of its own.
+
+Guarantees every backend gives:
+
+* :meth:`ResultBackend.store` is idempotent: storing the same record twice
+  (a redelivered task) leaves one correct record. The last write wins.
+* Records expire ``ttl_s`` seconds after they are stored (``None`` = keep).
+* :meth:`ResultBackend.set_add` and :meth:`ResultBackend.incr` are atomic
+  across processes and machines, so a chord knows exactly once that its last
+  member finished.
+
+Every method may be called from several threads at once. Failures of the
+underlying client are raised as :class:`~petiole.errors.ResultBackendError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from petiole import states
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCapabilities:
+    """``push_wait``: :meth:`ResultBackend.wait` is woken by the store (pub/sub,
+    notifications) rather than polling. ``max_result_bytes``: the largest
+    payload it accepts (``None`` = no fixed limit)."""
+
+    push_wait: bool = False
+    max_result_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """A task's state and, once ready, its serialized outcome.
+
+    ``payload``: the serialized return value (SUCCESS), exception description
+    (FAILURE, RETRY, REVOKED), or ``b""`` for states without one.
+    ``content_type``: the serializer that produced ``payload``.
+    ``meta``: JSON-safe extras (task name, worker, children, group id, ...).
+    """
+
+    task_id: str
+    state: str
+    payload: bytes = b""
+    content_type: str = "application/json"
+    traceback: str | None = None
+    date_done: float | None = None  # seconds since the epoch, set for ready states
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """A result store. Created by a factory registered through ``petiole_result_backends``."""
+
+    capabilities: BackendCapabilities
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        """Write ``record`` for ``record.task_id``, replacing any earlier record.
+
+        It expires ``ttl_s`` seconds from now (``None`` = never). Raises
+        :class:`~petiole.errors.ResultBackendError` if the store refuses it
+        (over ``capabilities.max_result_bytes``, server error).
+        """
+        ...
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        """The record for ``task_id``, or ``None`` when unknown or expired (PENDING)."""
+        ...
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """Records for those ids that have one, in as few round trips as the store allows."""
+        ...
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        """Block until every id has a *ready* record, or ``timeout_s`` passes.
+
+        Returns the ready records found (all of them on success; a subset on
+        timeout, never raising for it). ``None`` waits forever.
+        """
+        ...
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        """Delete the records of those ids. Unknown ids are ignored."""
+        ...
+
+    def set_add(self, key: str, member: str, *, ttl_s: float | None) -> int:
+        """Atomically add ``member`` to the set ``key``; return the set's size after.
+
+        Adding a member twice does not grow the set, so a redelivered chord
+        member is counted once. The set expires ``ttl_s`` after the last add.
+        """
+        ...
+
+    def incr(self, key: str, amount: int = 1, *, ttl_s: float | None) -> int:
+        """Atomically add ``amount`` to the counter ``key`` (created at 0); return the new value.
+
+        The counter expires ``ttl_s`` after the last increment (``None`` = never).
+        """
+        ...
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete sets and counters by key. Unknown keys are ignored."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Calling it twice is harmless."""
+        ...
+
+
+BackendFactory = Callable[[str, Mapping[str, Any]], ResultBackend]
+"""``factory(url, options) -> ResultBackend``, registered by URL scheme through
+``petiole_result_backends``."""

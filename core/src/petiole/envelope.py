@@ -1,0 +1,144 @@
+"""The message envelope, protocol version 1 (documented in docs/protocol.md).
+
+An :class:`Envelope` is an immutable value: task metadata in ``headers`` (plain
+JSON types only, readable without touching the body), the serialized ``body``,
+and the explicit ``content_type`` and ``content_encoding`` of that body.
+
+Transports store envelopes either field by field (a table row, message
+attributes) or as one byte string in the canonical framing of :meth:`to_bytes`::
+
+    b"PET1" | header length (4 bytes, big-endian) | header JSON (UTF-8) | body
+
+The header JSON holds ``headers`` plus ``content_type`` and ``content_encoding``
+under reserved keys, so a worker can route, expire or reject a message it does
+not trust by parsing only the header block.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from petiole.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+MAGIC = b"PET1"
+_LENGTH = struct.Struct(">I")
+IDENTITY = "identity"
+
+# Header names and the types they must have; anything else a worker sees is a
+# ProtocolError and the message goes to the dead-letter store.
+HEADER_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
+    {
+        "protocol": (int,),
+        "id": (str,),
+        "task": (str,),
+        "retries": (int,),
+        "eta": (float, int, type(None)),
+        "expires": (float, int, type(None)),
+        "root_id": (str, type(None)),
+        "parent_id": (str, type(None)),
+        "group_id": (str, type(None)),
+        "priority": (int, type(None)),
+        "callbacks": (list, type(None)),
+        "errbacks": (list, type(None)),
+        "chain": (list, type(None)),
+        "chord": (dict, type(None)),
+        "trace": (dict, type(None)),
+        "reply_to": (str, type(None)),
+        "time_limit": (list, type(None)),
+        "origin": (str, type(None)),
+        "sent_at": (float, int),
+    }
+)
+REQUIRED_HEADERS = ("protocol", "id", "task")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    headers: Mapping[str, Any]
+    body: bytes
+    content_type: str
+    content_encoding: str = IDENTITY
+
+    @property
+    def task_id(self) -> str:
+        return str(self.headers["id"])
+
+    @property
+    def task_name(self) -> str:
+        return str(self.headers["task"])
+
+    def replace_headers(self, **changes: Any) -> Envelope:
+        """A copy with some headers changed (envelopes themselves never change)."""
+        return Envelope(
+            {**self.headers, **changes}, self.body, self.content_type, self.content_encoding
+        )
+
+    def header_bytes(self) -> bytes:
+        doc = dict(self.headers)
+        doc["content_type"] = self.content_type
+        doc["content_encoding"] = self.content_encoding
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def to_bytes(self) -> bytes:
+        head = self.header_bytes()
+        return b"".join((MAGIC, _LENGTH.pack(len(head)), head, self.body))
+
+    @classmethod
+    def from_parts(cls, header_json: bytes | str, body: bytes) -> Envelope:
+        """Rebuild from a stored header block and body; validates the headers."""
+        try:
+            doc = json.loads(header_json)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"message headers are not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ProtocolError("message headers must be a JSON object")
+        content_type = doc.pop("content_type", None)
+        content_encoding = doc.pop("content_encoding", IDENTITY)
+        if not isinstance(content_type, str) or not content_type:
+            raise ProtocolError("message has no content_type header")
+        if not isinstance(content_encoding, str):
+            raise ProtocolError("message header 'content_encoding' must be a string")
+        validate_headers(doc)
+        return cls(doc, bytes(body), content_type, content_encoding)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        """Parse the canonical framing. Raises :class:`ProtocolError` on anything malformed."""
+        if len(data) < 8 or data[:4] != MAGIC:
+            raise ProtocolError("not a Petiole v1 message (bad magic bytes)")
+        (length,) = _LENGTH.unpack_from(data, 4)
+        if 8 + length > len(data):
+            raise ProtocolError("truncated message: header block runs past the end")
+        return cls.from_parts(data[8 : 8 + length], data[8 + length :])
+
+
+def validate_headers(headers: Mapping[str, Any]) -> None:
+    """Check required headers exist and known headers have the right JSON type.
+
+    Unknown headers are allowed (user headers and newer minor additions);
+    a protocol version newer than ours is refused.
+    """
+    for name in REQUIRED_HEADERS:
+        if name not in headers:
+            raise ProtocolError(f"message is missing the required header {name!r}")
+    for name, value in headers.items():
+        expected = HEADER_TYPES.get(name)
+        if expected is None:
+            continue
+        # bool is an int subclass; a boolean where a number belongs is still wrong.
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+            raise ProtocolError(
+                f"message header {name!r} must be {names}, got {type(value).__name__} {value!r}"
+            )
+    if headers["protocol"] > PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"message uses protocol version {headers['protocol']}, this Petiole speaks "
+            f"up to {PROTOCOL_VERSION}; upgrade the worker"
+        )

@@ -1,0 +1,154 @@
+"""Every error a user can cause has its own type here, under :class:`PetioleError`.
+
+Plugins translate their client library's exceptions into these at their edge
+(``raise TransportError(...) from exc``) so nothing above a plugin ever sees a
+``redis.ConnectionError`` or a ``sqlite3.OperationalError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class PetioleError(Exception):
+    """Base class of every error Petiole raises on purpose."""
+
+
+# -- configuration ---------------------------------------------------------
+
+
+class ConfigError(PetioleError):
+    """The configuration is invalid: an unknown key, a wrong type, an unreadable file."""
+
+
+class UnknownSettingError(ConfigError):
+    def __init__(self, key: str, *, source: str, suggestion: str | None = None) -> None:
+        self.key = key
+        self.source = source
+        self.suggestion = suggestion
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        super().__init__(f"unknown setting {key!r} in {source}{hint}")
+
+
+class SettingTypeError(ConfigError):
+    def __init__(self, key: str, *, source: str, expected: str, got: object) -> None:
+        self.key = key
+        self.source = source
+        super().__init__(
+            f"setting {key!r} in {source} must be {expected}, got {type(got).__name__} {got!r}"
+        )
+
+
+# -- plugins ---------------------------------------------------------------
+
+
+class PluginError(PetioleError):
+    """A plugin could not be loaded, or two plugins claim the same component."""
+
+
+class PluginLoadError(PluginError):
+    def __init__(self, plugin: str, distribution: str, error: BaseException) -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        self.error = error
+        super().__init__(
+            f"plugin {plugin!r} from distribution {distribution!r} failed to load: "
+            f"{type(error).__name__}: {error}"
+        )
+
+
+class UnknownComponentError(PluginError):
+    """No installed plugin provides the requested transport, backend, serializer or pool."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        *,
+        installed: Iterable[str],
+        hint: str | None = None,
+        broken: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.installed = sorted(installed)
+        self.hint = hint
+        parts = [f"no {kind} named {name!r} is installed"]
+        parts.append(f"installed: {', '.join(self.installed) or 'none'}")
+        if broken:
+            parts.append(broken)
+        if hint:
+            parts.append(hint)
+        super().__init__("; ".join(parts))
+
+
+# -- messages --------------------------------------------------------------
+
+
+class ProtocolError(PetioleError):
+    """A message does not follow the Petiole message protocol (bad framing or headers)."""
+
+
+class ContentDisallowed(ProtocolError):
+    """A message's content type is not in the worker's accepted content types."""
+
+    def __init__(self, content_type: str, accepted: Iterable[str]) -> None:
+        self.content_type = content_type
+        self.accepted = sorted(accepted)
+        super().__init__(
+            f"refusing to deserialize content type {content_type!r}; accepted: "
+            f"{', '.join(self.accepted)} (add it to the accept_content setting to trust it)"
+        )
+
+
+class SerializationError(PetioleError):
+    """A value could not be serialized or deserialized."""
+
+
+class UnknownSerializer(SerializationError):
+    pass
+
+
+# -- transports and result backends -----------------------------------------
+
+
+class TransportError(PetioleError):
+    """The broker failed an operation (connection lost, server error)."""
+
+
+class MessageTooLarge(TransportError):
+    def __init__(self, size_bytes: int, limit_bytes: int, transport: str) -> None:
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"message of {size_bytes} bytes exceeds the {transport} limit of {limit_bytes} bytes"
+        )
+
+
+class ResultBackendError(PetioleError):
+    """The result store failed an operation."""
+
+
+# -- tasks and results -------------------------------------------------------
+
+
+class ResultTimeout(PetioleError, TimeoutError):
+    """``AsyncResult.get()`` waited longer than its timeout (also a builtin ``TimeoutError``)."""
+
+
+class RemoteTaskError(PetioleError):
+    """A task failed with an exception that could not be rebuilt safely here.
+
+    Carries the original exception's qualified type name and message, and the
+    remote traceback; raised by ``AsyncResult.get()`` in its place.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback: str | None = None) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = traceback
+        super().__init__(f"{type_name}: {message}")
+
+
+class TaskRevoked(PetioleError):
+    """The task was revoked or expired before it ran."""

@@ -1,0 +1,149 @@
+"""Every hook a Petiole plugin can implement. This module is the plugin author's reference.
+
+A plugin is a module (or object) named by an entry point in the group
+``petiole``; it implements hooks with ``@petiole.hookimpl``::
+
+    # pyproject.toml of petiole-redis
+    [project.entry-points.petiole]
+    redis = "petiole_redis.plugin"
+
+    # petiole_redis/plugin.py
+    from petiole import hookimpl
+
+    @hookimpl
+    def petiole_transports():
+        from petiole_redis.transport import create_transport
+        return {"redis": create_transport, "rediss": create_transport}
+
+Two kinds of hook:
+
+* **Registration hooks** (``petiole_transports`` ... ``petiole_cli_commands``)
+  are called once per app when the component is first needed. Each returns what
+  the plugin provides; every plugin's answer is collected (none is
+  ``firstresult``). Two plugins registering the same name is an error naming
+  both, unless one of them is disabled in config.
+* **Event hooks** (``petiole_app_configured`` ... ``petiole_task_failure``) let
+  plugins observe and shape work. Their return values are ignored. The per-task
+  ones are skipped entirely, at no cost, when no plugin implements them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from petiole.app import Petiole
+    from petiole.backend import BackendFactory
+    from petiole.pools import PoolFactory
+    from petiole.request import Request
+    from petiole.serializers import Serializer
+    from petiole.task import Task
+    from petiole.transport import TransportFactory
+    from petiole.worker.worker import Worker
+
+PROJECT = "petiole"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- registration -----------------------------------------------------------
+
+
+@hookspec
+def petiole_transports() -> Mapping[str, TransportFactory]:
+    """URL schemes this plugin's transports handle, mapped to factories.
+
+    A factory is called as ``factory(url, options)`` with the broker URL and the
+    ``broker_options`` table of the config, and returns an object satisfying
+    :class:`petiole.transport.Transport`. Import the client library inside the
+    plugin's transport module, not here, so listing plugins stays cheap.
+    """
+
+
+@hookspec
+def petiole_result_backends() -> Mapping[str, BackendFactory]:
+    """URL schemes this plugin's result backends handle, mapped to factories.
+
+    Called as ``factory(url, options)`` with the ``backend_options`` table;
+    returns a :class:`petiole.backend.ResultBackend`.
+    """
+
+
+@hookspec
+def petiole_serializers() -> Sequence[Serializer]:
+    """Serializer instances this plugin provides (see :class:`petiole.serializers.Serializer`).
+
+    Each is known by its ``name`` in config and by its ``content_type`` on the wire.
+    """
+
+
+@hookspec
+def petiole_pools() -> Mapping[str, PoolFactory]:
+    """Worker pool names (``-P name``) mapped to factories; see :mod:`petiole.pools`."""
+
+
+@hookspec
+def petiole_cli_commands() -> Sequence[click.Command]:
+    """Extra ``petiole`` subcommands (click commands). Names must not clash with the core's."""
+
+
+# -- events ----------------------------------------------------------------
+
+
+@hookspec
+def petiole_app_configured(app: Petiole) -> None:
+    """The app's settings are final and its plugins loaded. Called once per app, lazily,
+    the first time the app needs its transport, backend or registry."""
+
+
+@hookspec
+def petiole_worker_start(worker: Worker) -> None:
+    """A worker is about to start consuming (its pool is running)."""
+
+
+@hookspec
+def petiole_worker_stop(worker: Worker) -> None:
+    """A worker has stopped consuming and drained its pool; called before it exits."""
+
+
+@hookspec
+def petiole_before_publish(
+    app: Petiole, queue: str, headers: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """A task message is about to be sent. ``headers`` may be changed in place
+    (add trace context, say); args and kwargs must not be."""
+
+
+@hookspec
+def petiole_after_publish(app: Petiole, queue: str, headers: Mapping[str, Any]) -> None:
+    """A task message was accepted by the transport (it is durable)."""
+
+
+@hookspec
+def petiole_task_prerun(task: Task[Any, Any], request: Request) -> None:
+    """In the process that runs the task, just before the task body is called."""
+
+
+@hookspec
+def petiole_task_postrun(task: Task[Any, Any], request: Request, state: str, retval: Any) -> None:
+    """After the task body returned or raised; ``state`` is its outcome
+    (SUCCESS, FAILURE, RETRY) and ``retval`` the return value or the exception."""
+
+
+@hookspec
+def petiole_task_retry(
+    task: Task[Any, Any], request: Request, reason: BaseException, delay_s: float
+) -> None:
+    """The task asked to be retried in ``delay_s`` seconds because of ``reason``."""
+
+
+@hookspec
+def petiole_task_failure(
+    task: Task[Any, Any], request: Request, exc: BaseException, traceback: str
+) -> None:
+    """The task failed for good (no retry left); ``traceback`` is its formatted traceback."""

@@ -1,0 +1,89 @@
+"""The pool contract: how a worker hands a task to whatever runs it.
+
+The worker's consumer reserves and checks messages; a pool only runs them. It
+receives a :class:`Job` (the parsed envelope and where it came from), runs it
+with the :class:`Runner` it was started with, and reports an :class:`Outcome`
+through the ``on_done`` callback given with the job. The runner does the whole
+of a task's execution — deserializing, calling, storing the result — so a pool
+that runs jobs in child processes only ships the job there and the outcome back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from petiole.envelope import Envelope
+
+# Outcome kinds, telling the consumer what to do with the message.
+ACK = "ack"  # finished (any final state); remove the message
+REJECT = "reject"  # cannot ever run (undecodable body...); dead-letter with the reason
+REQUEUE = "requeue"  # give it back, after delay_s (retry, result store down)
+LOST = "lost"  # the process running it died; requeue or fail per settings
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    envelope: Envelope
+    queue: str
+    delivery_count: int
+    receipt: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str
+    state: str = ""
+    reason: str = ""
+    delay_s: float = 0.0
+    runtime_s: float = 0.0
+
+
+class Runner(Protocol):
+    """Runs one job to completion and never raises (failures are outcomes).
+
+    ``app_path`` (``"module:attribute"``) lets a pool rebuild the same runner in
+    a child process; it is ``None`` when the app cannot be imported by path.
+    ``hostname`` names the worker in results and logs, children included.
+    """
+
+    app_path: str | None
+    hostname: str
+
+    def run(self, job: Job) -> Outcome: ...
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """Created by a factory registered through ``petiole_pools``:
+    ``factory(concurrency) -> Pool``."""
+
+    name: str
+    concurrency: int
+
+    def start(self, runner: Runner) -> None:
+        """Start the executors (threads, children). Raises if the pool cannot run
+        this runner (a process pool needs ``runner.app_path``)."""
+        ...
+
+    def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
+        """Run ``job``; call ``on_done`` exactly once with its outcome, from any thread.
+
+        The worker submits only while fewer than ``concurrency`` jobs are running.
+        A solo pool may run the job in the caller's thread before returning.
+        """
+        ...
+
+    def stop(self, *, timeout_s: float) -> bool:
+        """Let running jobs finish (up to ``timeout_s``) and stop the executors.
+        Returns True if every running job finished."""
+        ...
+
+    def terminate(self) -> None:
+        """Stop at once. ``on_done`` is not called for jobs cut short; the worker
+        returns their messages to the queue."""
+        ...
+
+
+PoolFactory = Callable[[int], Pool]

@@ -1,0 +1,154 @@
+"""Serializers turn task arguments and results into bytes and back.
+
+A serializer is named by its ``content_type`` on the wire; workers only
+deserialize content types listed in ``accept_content`` (JSON by default), so a
+message of any other type is refused before its body is touched.
+
+The built-in JSON serializer round-trips, besides JSON's own types:
+
+======================  =============================================
+Python value            JSON form
+======================  =============================================
+``datetime``            ``{"__petiole__": "datetime", "v": ISO 8601}``
+``date`` / ``time``     ``{"__petiole__": "date"|"time", "v": ISO 8601}``
+``timedelta``           ``{"__petiole__": "timedelta", "v": seconds}``
+``UUID``                ``{"__petiole__": "uuid", "v": "hex-with-dashes"}``
+``Decimal``             ``{"__petiole__": "decimal", "v": "1.10"}`` (exact)
+``bytes``/``bytearray`` ``{"__petiole__": "bytes", "v": base64}`` (comes back as bytes)
+``set``/``frozenset``   ``{"__petiole__": "set"|"frozenset", "v": [...]}``
+``tuple``               a JSON array (comes back as a ``list``)
+======================  =============================================
+
+A dict whose only keys are ``__petiole__`` and ``v`` is reserved for these tags.
+Anything else (arbitrary objects) raises :class:`~petiole.errors.SerializationError`
+naming the type, rather than being silently turned into a string.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import pickle
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from petiole.errors import SerializationError
+
+TAG = "__petiole__"
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Registered through ``petiole_serializers``; looked up by ``name`` in config
+    and by ``content_type`` on the wire."""
+
+    name: str
+    content_type: str
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialize; raise :class:`SerializationError` naming what could not be."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Deserialize; raise :class:`SerializationError` on malformed input."""
+        ...
+
+
+def _tagged(kind: str, value: Any) -> dict[str, Any]:
+    return {TAG: kind, "v": value}
+
+
+def _encode_default(value: Any) -> Any:
+    # datetime before date: datetime is a date subclass.
+    if isinstance(value, dt.datetime):
+        return _tagged("datetime", value.isoformat())
+    if isinstance(value, dt.date):
+        return _tagged("date", value.isoformat())
+    if isinstance(value, dt.time):
+        return _tagged("time", value.isoformat())
+    if isinstance(value, dt.timedelta):
+        return _tagged("timedelta", value.total_seconds())
+    if isinstance(value, uuid.UUID):
+        return _tagged("uuid", str(value))
+    if isinstance(value, Decimal):
+        return _tagged("decimal", str(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _tagged("bytes", base64.b64encode(bytes(value)).decode("ascii"))
+    if isinstance(value, frozenset):
+        return _tagged("frozenset", list(value))
+    if isinstance(value, set):
+        return _tagged("set", list(value))
+    raise SerializationError(
+        f"the JSON serializer cannot encode a {type(value).__module__}.{type(value).__qualname__}"
+        " (pass plain data, or opt in to another serializer)"
+    )
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(seconds=v),
+    "uuid": uuid.UUID,
+    "decimal": Decimal,
+    "bytes": lambda v: base64.b64decode(v.encode("ascii")),
+    "set": set,
+    "frozenset": frozenset,
+}
+
+
+def _decode_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 2 and TAG in obj and "v" in obj:
+        decoder = _DECODERS.get(obj[TAG])
+        if decoder is not None:
+            return decoder(obj["v"])
+    return obj
+
+
+class JsonSerializer:
+    name = "json"
+    content_type = "application/json"
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return json.dumps(
+                value,
+                default=_encode_default,
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=True,
+            ).encode()
+        except SerializationError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"cannot encode as JSON: {exc}") from exc
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return json.loads(data, object_hook=_decode_hook)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise SerializationError(f"malformed JSON body: {exc}") from exc
+
+
+class PickleSerializer:
+    """Python's pickle: any picklable object, and any code execution the sender
+    wants. Only for clusters where every producer is trusted; a worker refuses
+    it unless ``accept_content`` lists ``pickle``."""
+
+    name = "pickle"
+    content_type = "application/x-python-pickle"
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise SerializationError(f"cannot pickle: {exc}") from exc
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return pickle.loads(data)  # noqa: S301 - only reached when the user accepts pickle
+        except Exception as exc:
+            raise SerializationError(f"malformed pickle body: {exc}") from exc

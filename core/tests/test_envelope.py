@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from petiole.envelope import PROTOCOL_VERSION, Envelope
+from petiole.errors import ProtocolError
+
+
+def _envelope(**headers: object) -> Envelope:
+    base = {"protocol": PROTOCOL_VERSION, "id": "t-1", "task": "proj.add", "sent_at": 1.0}
+    base.update(headers)
+    return Envelope(base, b"[[1,2],{}]", "application/json")
+
+
+def test_canonical_framing_round_trips_headers_body_and_content_type() -> None:
+    original = _envelope(priority=3, eta=12.5, trace={"traceparent": "00-ab"})
+    parsed = Envelope.from_bytes(original.to_bytes())
+    assert parsed == original
+    assert parsed.content_encoding == "identity"
+
+
+def test_headers_are_readable_without_the_body() -> None:
+    data = _envelope().to_bytes()
+    length = int.from_bytes(data[4:8], "big")
+    headers = json.loads(data[8 : 8 + length])
+    assert headers["task"] == "proj.add"
+    assert headers["content_type"] == "application/json"
+
+
+def test_body_bytes_are_kept_exactly() -> None:
+    body = bytes(range(256))
+    envelope = Envelope(dict(_envelope().headers), body, "application/octet-stream")
+    assert Envelope.from_bytes(envelope.to_bytes()).body == body
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "bad magic"),
+        (b"XXXX\x00\x00\x00\x02{}", "bad magic"),
+        (b"PET1\x00\x00\x10\x00{}", "truncated"),
+        (b"PET1\x00\x00\x00\x03{x}", "not valid JSON"),
+        (b"PET1\x00\x00\x00\x02[]", "JSON object"),
+    ],
+)
+def test_malformed_framing_is_a_protocol_error(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        Envelope.from_bytes(data)
+
+
+def test_missing_required_header_is_named() -> None:
+    head = json.dumps({"protocol": 1, "task": "x", "content_type": "application/json"}).encode()
+    with pytest.raises(ProtocolError, match="'id'"):
+        Envelope.from_parts(head, b"")
+
+
+def test_header_of_the_wrong_type_is_named_with_its_value() -> None:
+    bad = _envelope(retries="three")
+    with pytest.raises(ProtocolError, match="'retries' must be int, got str 'three'"):
+        Envelope.from_bytes(bad.to_bytes())
+
+
+def test_boolean_where_a_number_belongs_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="'priority'"):
+        Envelope.from_bytes(_envelope(priority=True).to_bytes())
+
+
+def test_a_newer_protocol_version_is_refused_with_advice() -> None:
+    with pytest.raises(ProtocolError, match="upgrade the worker"):
+        Envelope.from_bytes(_envelope(protocol=PROTOCOL_VERSION + 1).to_bytes())
+
+
+def test_unknown_headers_are_carried_through() -> None:
+    parsed = Envelope.from_bytes(_envelope(x_tenant="acme").to_bytes())
+    assert parsed.headers["x_tenant"] == "acme"
+
+
+def test_missing_content_type_is_refused() -> None:
+    head = json.dumps({"protocol": 1, "id": "a", "task": "x"}).encode()
+    with pytest.raises(ProtocolError, match="content_type"):
+        Envelope.from_parts(head, b"")
