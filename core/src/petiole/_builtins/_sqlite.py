@@ -1,0 +1,449 @@
+"""Plumbing shared by the SQLite transport and result backend.
+
+* :func:`parse_url` turns a ``sqlite://`` URL plus the user's options into a
+  database path and validated :class:`SqliteOptions`.
+* :class:`Database` gives each thread its own connection (a ``sqlite3``
+  connection must not be used by two threads at once), configured for several
+  processes sharing one file, and translates every ``sqlite3`` error into the
+  component's own error type.
+* :class:`Notifier` lets a waiter in this process wake as soon as another thread
+  of this process writes, instead of waiting for its next poll. Writes from
+  other processes are only seen by polling.
+
+URL forms (as in SQLAlchemy)::
+
+    sqlite://                    petiole.db in the current working directory
+    sqlite:///relative/path.db   relative to the current working directory
+    sqlite:////absolute/path.db  an absolute path
+    sqlite:///jobs.db?poll_interval_ms=50&busy_timeout_ms=10000
+
+Options (from the configuration; URL query parameters override them):
+
+``poll_interval_ms`` (default 100)
+    The longest a waiting ``reserve`` or ``wait`` sleeps between two looks at
+    the database for work written by *other* processes. Polls start at 5 ms and
+    back off to this cap; writes from this process wake waiters at once.
+``busy_timeout_ms`` (default 5000)
+    How long a write waits for another process's write to finish before failing.
+``synchronous`` (default ``full``)
+    ``full`` flushes the write-ahead log to disk at every commit, so a published
+    message or stored result survives a power loss. ``normal`` flushes only at
+    checkpoints: still safe against a crash or kill of any process (and never
+    corrupts the file), but the last commits may be lost if the machine itself
+    goes down. Choose ``normal`` for throughput when that risk is acceptable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from petiole.errors import ConfigError, PetioleError, SettingTypeError, UnknownSettingError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FILENAME = "petiole.db"
+SCHEME = "sqlite"
+SYNCHRONOUS_MODES = ("full", "normal")
+
+# SQLite's oldest builds allow 999 bound parameters per statement.
+MAX_PARAMS = 500
+# Retries for the write lock: jittered, from 0.25 ms up to 2 ms apart.
+_LOCK_RETRY_FIRST_S = 0.00025
+_LOCK_RETRY_CAP_S = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteOptions:
+    """The user-settable options of both SQLite components (see the module docstring)."""
+
+    poll_interval_ms: int = 100
+    busy_timeout_ms: int = 5000
+    synchronous: str = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteTarget:
+    """Where a SQLite component keeps its data, and how it talks to the file."""
+
+    path: Path
+    options: SqliteOptions
+
+
+def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> SqliteTarget:
+    """Parse a ``sqlite://`` URL and merge its query parameters over ``options``.
+
+    The returned path is absolute (a relative one is taken from the current
+    working directory now, so a later ``chdir`` does not move the database).
+    Raises :class:`~petiole.errors.ConfigError` for a malformed URL, an unknown
+    option, a bad option value, or a directory that does not exist.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
+        raise ConfigError(f"{component} URL {url!r} is not a {SCHEME}:// URL")
+    if parts.netloc:
+        raise ConfigError(
+            f"{component} URL {url!r} names a host ({parts.netloc!r}), but a SQLite database is "
+            f"a local file: use {SCHEME}:///relative/path.db or {SCHEME}:////absolute/path.db"
+        )
+    if parts.fragment:
+        raise ConfigError(
+            f"{component} URL {url!r} has a '#' fragment; percent-encode '#' in file names as %23"
+        )
+    raw_path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
+    if raw_path == ":memory:" or raw_path.startswith("file:"):
+        raise ConfigError(
+            f"{component} URL {url!r}: an in-memory SQLite database cannot be shared by "
+            f"threads and processes; use memory:// for an in-process broker in tests, or a file"
+        )
+    path = Path.cwd() / (raw_path or DEFAULT_FILENAME)
+    if path.is_dir():
+        raise ConfigError(f"{component} URL {url!r} names the directory {path}, not a file")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"the directory {path.parent} for the SQLite database of {component} URL {url!r} "
+            f"does not exist; create it first (Petiole does not create directories)"
+        )
+    merged = dict(options)
+    merged.update(_query_options(url, parts.query, component))
+    return SqliteTarget(path, _build_options(merged, source=f"the options of {component} {url!r}"))
+
+
+def _query_options(url: str, query: str, component: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise ConfigError(f"{component} URL {url!r} has a malformed query string: {exc}") from exc
+    result: dict[str, str] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ConfigError(f"{component} URL {url!r} sets the option {key!r} twice")
+        result[key] = value
+    return result
+
+
+def _build_options(raw: Mapping[str, Any], *, source: str) -> SqliteOptions:
+    valid = [f.name for f in fields(SqliteOptions)]
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            raise UnknownSettingError(
+                key,
+                source=f"{source} (valid: {', '.join(valid)})",
+                suggestion=close[0] if close else None,
+            )
+        if key == "synchronous":
+            mode = value.lower() if isinstance(value, str) else None
+            if mode not in SYNCHRONOUS_MODES:
+                raise SettingTypeError(key, source=source, expected="'full' or 'normal'", got=value)
+            changes[key] = mode
+        else:
+            minimum = 1 if key == "poll_interval_ms" else 0
+            changes[key] = _milliseconds(key, value, minimum=minimum, source=source)
+    return replace(SqliteOptions(), **changes)
+
+
+def _milliseconds(key: str, value: Any, *, minimum: int, source: str) -> int:
+    expected = f"a whole number of milliseconds >= {minimum}"
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if number is None or number < minimum:
+        raise SettingTypeError(key, source=source, expected=expected, got=value)
+    return number
+
+
+# -- waking waiters in this process -------------------------------------------
+
+
+class Notifier:
+    """A generation counter and a condition: "something was written since you looked".
+
+    A waiter reads :attr:`generation` *before* it looks at the database, then
+    calls :meth:`wait` with that value; a :meth:`notify` in between is never lost.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+        self._waiting = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def waiting(self) -> int:
+        """How many threads are blocked in :meth:`wait` right now."""
+        return self._waiting
+
+    def notify(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, seen: int, timeout_s: float) -> None:
+        """Block until the generation moves past ``seen``, or ``timeout_s`` passes."""
+        with self._condition:
+            self._waiting += 1
+            try:
+                self._condition.wait_for(lambda: self._generation != seen, max(timeout_s, 0.0))
+            finally:
+                self._waiting -= 1
+
+
+class _SharedFile:
+    """What every component of this process using one database file shares."""
+
+    def __init__(self) -> None:
+        # Writers of this process queue here, woken the moment the lock is free,
+        # instead of retrying for SQLite's lock against each other.
+        self.write_lock = threading.Lock()
+        self._notifiers: dict[str, Notifier] = {}
+        self._lock = threading.Lock()
+
+    def notifier(self, channel: str) -> Notifier:
+        with self._lock:
+            return self._notifiers.setdefault(channel, Notifier())
+
+
+_shared_files: weakref.WeakValueDictionary[str, _SharedFile] = weakref.WeakValueDictionary()
+_shared_files_lock = threading.Lock()
+
+
+def _reset_shared_files_in_child() -> None:
+    # A lock held by another thread at fork() would stay held forever in the child.
+    global _shared_files, _shared_files_lock
+    _shared_files = weakref.WeakValueDictionary()
+    _shared_files_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_shared_files_in_child)
+
+
+def _shared_file(path: Path) -> _SharedFile:
+    with _shared_files_lock:
+        return _shared_file_unlocked(path)
+
+
+def _shared_file_unlocked(path: Path) -> _SharedFile:
+    key = os.path.normcase(os.path.realpath(path))
+    shared = _shared_files.get(key)
+    if shared is None:
+        shared = _SharedFile()
+        _shared_files[key] = shared
+    return shared
+
+
+# -- connections ----------------------------------------------------------------
+
+
+class _Connection(sqlite3.Connection):
+    """A plain connection that can be weakly referenced (the base class cannot)."""
+
+
+# Connections inherited through fork() belong to the parent and must not be used
+# in the child (SQLite's own advice); the child opens its own, and keeps the old
+# ones referenced so that it never runs SQLite's close-time cleanup on them.
+_inherited_connections: list[sqlite3.Connection] = []
+
+
+class Database:
+    """One SQLite file, used from any number of threads of this process.
+
+    Each thread gets its own connection on first use; a thread's connection is
+    closed when the thread ends or when :meth:`close` is called. Reads run in
+    autocommit mode (each statement sees the latest commit; in WAL mode readers
+    never block the writer). Writes run in ``BEGIN IMMEDIATE`` transactions, so
+    a read-then-write never has to upgrade its lock and can never deadlock.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        options: SqliteOptions,
+        *,
+        component: str,
+        error_type: type[PetioleError],
+        schema: Sequence[str],
+        channel: str,
+    ) -> None:
+        self.path = path
+        self.options = options
+        self._component = component
+        self._error_type = error_type
+        self._channel = channel
+        self._shared = _shared_file(path)
+        self.notifier = self._shared.notifier(channel)
+        """Wakes this process's waiters on ``channel`` when another of its threads writes."""
+        self._local = threading.local()
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._connections_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+        with self.write(f"create the {component} tables") as conn:
+            for statement in schema:
+                conn.execute(statement)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @contextmanager
+    def read(self, action: str) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, for autocommit reads; errors name ``action``.
+
+        Fetch results with ``fetchall()`` (never leave a cursor half read: an
+        unfinished statement keeps its read snapshot open).
+        """
+        with self._translated(action):
+            yield self._connection()
+
+    @contextmanager
+    def write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction, committed when the block ends without error."""
+        with self._translated(action):
+            conn = self._connection()  # first: after a fork it renews self._shared
+            with self._shared.write_lock:
+                self._begin_immediate(conn)
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, retrying every millisecond or so until busy_timeout_ms.
+
+        SQLite's own busy handler retries in steps growing to 100 ms. A process
+        that writes in a tight loop (a worker draining a backlog) frees the lock
+        only for moments between its transactions, so those coarse retries miss
+        them all and other processes starve; short jittered retries find them.
+        """
+        deadline = time.monotonic() + self.options.busy_timeout_ms / 1000
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            for delay_s in poll_delays(_LOCK_RETRY_FIRST_S, _LOCK_RETRY_CAP_S):
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(random.uniform(0, delay_s))
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self.options.busy_timeout_ms:d}")
+
+    def close(self) -> None:
+        """Close every connection this object opened. Calling it twice is harmless.
+
+        Call it once no other thread is using the component: a thread still
+        inside a call may see it fail with the component's error.
+        """
+        with self._connections_lock:
+            self._closed = True
+            connections = list(self._connections)
+            self._connections = weakref.WeakSet()
+        for conn in connections:
+            conn.close()
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error_type(self._describe(action, exc)) from exc
+
+    def _describe(self, action: str, exc: sqlite3.Error) -> str:
+        message = f"{self._component} could not {action} in {self.path}: {exc}"
+        if "locked" in str(exc) or "busy" in str(exc):
+            message += (
+                f" (another process held the write lock for longer than busy_timeout_ms="
+                f"{self.options.busy_timeout_ms}; raise that option or look for a long transaction)"
+            )
+        return message
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self._forget_inherited_connections()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and not self._closed:
+            return conn
+        with self._connections_lock:
+            if self._closed:
+                raise self._error_type(f"the {self._component} for {self.path} is closed")
+            conn = self._connect()
+            self._connections.add(conn)
+        self._local.conn = conn
+        return conn
+
+    def _connect(self) -> _Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.options.busy_timeout_ms / 1000,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # only close() touches another thread's connection
+            factory=_Connection,
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+            if str(mode).lower() != "wal":
+                logger.warning(
+                    "%s: %s stays in %s journal mode (WAL is unavailable, e.g. on a network "
+                    "file system); readers and writers will block each other",
+                    self._component,
+                    self.path,
+                    mode,
+                )
+            # Validated to be one of SYNCHRONOUS_MODES, so formatting it in is safe.
+            conn.execute(f"PRAGMA synchronous = {self.options.synchronous.upper()}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _forget_inherited_connections(self) -> None:
+        # Our own locks may have been held by another thread at fork(); the
+        # registry lock is new in the child (see _reset_shared_files_in_child).
+        with _shared_files_lock:
+            if self._pid == os.getpid():
+                return  # another thread of the child got here first
+            _inherited_connections.extend(self._connections)
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                _inherited_connections.append(conn)
+            self._connections = weakref.WeakSet()
+            self._connections_lock = threading.Lock()
+            self._local = threading.local()
+            self._shared = _shared_file_unlocked(self.path)
+            self.notifier = self._shared.notifier(self._channel)
+            self._pid = os.getpid()
+
+
+def poll_delays(first_s: float, cap_s: float) -> Iterator[float]:
+    """Sleep lengths between polls: ``first_s``, doubling, never above ``cap_s``."""
+    delay = min(first_s, cap_s)
+    while True:
+        yield delay
+        delay = min(delay * 2, cap_s)

@@ -1,0 +1,562 @@
+"""In-process transport and result backend, for tests and experiments.
+
+Nothing leaves the process and nothing survives it. The semantics match the
+SQLite components: leases and delays by wall clock (``time.time()``), delivery
+order by priority, then the time a message became due, then publication order;
+expired results read as absent.
+
+URLs: ``memory://`` is this process's default broker (or result store);
+``memory://name`` is a separate one called ``name``. Every component built from
+the same URL in one process shares the same state (an app and a worker in one
+test see the same queues), and that state outlives the components: closing one
+does not empty the queues. Build :class:`MemoryTransport` or
+:class:`MemoryBackend` directly for a private, isolated instance.
+
+Each broker (and each result store) guards all its state with one
+``threading.Condition``; a publish or store wakes every waiter at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
+from petiole.errors import ConfigError, ResultBackendError, TransportError
+from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+
+SCHEME = "memory"
+DEFAULT_NAME = "default"
+
+
+def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> str:
+    """The store name of a ``memory://`` URL. The memory components take no options.
+
+    Raises :class:`~petiole.errors.ConfigError` for another scheme, a path,
+    query parameters, or any option.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
+        raise ConfigError(f"{component} URL {url!r} is not a {SCHEME}:// URL")
+    if parts.path or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{component} URL {url!r} may only name a store: use {SCHEME}:// or {SCHEME}://name"
+        )
+    if options:
+        raise ConfigError(
+            f"the {component} takes no options, got {', '.join(sorted(map(str, options)))} "
+            f"(valid: none)"
+        )
+    return parts.netloc or DEFAULT_NAME
+
+
+# -- transport -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Message:
+    id: int
+    queue: str
+    payload: bytes
+    message_id: str
+    priority: int
+    visible_at: float
+    delivery_count: int = 0
+    receipt: str | None = None
+    # Bumped whenever visible_at changes; heap entries with an older version are stale.
+    version: int = 0
+
+
+@dataclass(slots=True)
+class _Queue:
+    messages: dict[int, _Message] = field(default_factory=dict)
+    # Visible messages by delivery order: (-priority, visible_at, id, version).
+    ready: list[tuple[int, float, int, int]] = field(default_factory=list)
+    # Delayed and leased messages by the time they become visible: (visible_at, id, version).
+    hidden: list[tuple[float, int, int]] = field(default_factory=list)
+    dead: dict[int, tuple[DeadLetter, _Message]] = field(default_factory=dict)
+
+    def place(self, message: _Message, now: float) -> None:
+        """(Re)file ``message`` after its visible_at changed; older heap entries go stale."""
+        message.version += 1
+        if message.visible_at <= now:
+            entry = (-message.priority, message.visible_at, message.id, message.version)
+            heapq.heappush(self.ready, entry)
+        else:
+            heapq.heappush(self.hidden, (message.visible_at, message.id, message.version))
+
+    def take(self, now: float) -> _Message | None:
+        """The next due message in delivery order, or None."""
+        self._reveal(now)
+        while self.ready:
+            _, _, message_id, version = heapq.heappop(self.ready)
+            message = self.messages.get(message_id)
+            if message is not None and message.version == version:
+                return message
+        return None
+
+    def next_visible_at(self) -> float | None:
+        while self.hidden:
+            visible_at, message_id, version = self.hidden[0]
+            message = self.messages.get(message_id)
+            if message is not None and message.version == version:
+                return visible_at
+            heapq.heappop(self.hidden)
+        return None
+
+    def _reveal(self, now: float) -> None:
+        while self.hidden and self.hidden[0][0] <= now:
+            _, message_id, version = heapq.heappop(self.hidden)
+            message = self.messages.get(message_id)
+            if message is not None and message.version == version:
+                entry = (-message.priority, message.visible_at, message.id, version)
+                heapq.heappush(self.ready, entry)
+
+
+class MemoryBroker:
+    """The shared state behind :class:`MemoryTransport` handles: queues and dead letters."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.queues: dict[str, _Queue] = {}
+        self.ids = itertools.count(1)
+        self.waiting = 0
+        """How many reservers are blocked right now (for tests that need one waiting)."""
+
+    def queue(self, name: str) -> _Queue:
+        queue = self.queues.get(name)
+        if queue is None:
+            queue = self.queues[name] = _Queue()
+        return queue
+
+
+class MemoryTransport:
+    """A :class:`~petiole.transport.Transport` held in this process's memory."""
+
+    capabilities = TransportCapabilities(
+        priorities=True,
+        max_delay_s=None,
+        broadcast=False,
+        max_message_bytes=None,
+        lease_extension=True,
+    )
+
+    def __init__(self, broker: MemoryBroker | None = None) -> None:
+        self.broker = broker or MemoryBroker()
+        self._closed = False
+
+    def publish(
+        self,
+        queue: str,
+        payload: bytes,
+        *,
+        message_id: str = "",
+        delay_s: float = 0.0,
+        priority: int = 0,
+    ) -> None:
+        """Queue the message; a priority outside 0-9 is clamped into that range."""
+        with self._locked():
+            now = time.time()
+            message = _Message(
+                id=next(self.broker.ids),
+                queue=queue,
+                payload=bytes(payload),
+                message_id=message_id,
+                priority=min(max(int(priority), 0), 9),
+                visible_at=now + max(delay_s, 0.0),
+            )
+            target = self.broker.queue(queue)
+            target.messages[message.id] = message
+            target.place(message, now)
+            self.broker.condition.notify_all()
+
+    def reserve(
+        self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float
+    ) -> list[Delivery]:
+        """Lease up to ``max_messages`` due messages, earlier queues first; see the module doc.
+
+        Returns ``[]`` early if this transport is closed while waiting.
+        """
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
+        names = list(dict.fromkeys(queues))
+        if max_messages <= 0 or not names:
+            return []
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        condition = self.broker.condition
+        with self._locked():
+            while True:
+                deliveries = self._take(names, max_messages, max(lease_s, 0.0))
+                remaining = deadline - time.monotonic()
+                if deliveries or remaining <= 0 or self._closed:
+                    return deliveries
+                next_due = self._next_visible_at(names)
+                if next_due is not None:
+                    remaining = min(remaining, max(next_due - time.time(), 0.0))
+                self.broker.waiting += 1
+                try:
+                    condition.wait(remaining)
+                finally:
+                    self.broker.waiting -= 1
+
+    def _take(self, names: list[str], max_messages: int, lease_s: float) -> list[Delivery]:
+        now = time.time()
+        deliveries: list[Delivery] = []
+        for name in names:
+            queue = self.broker.queues.get(name)
+            while queue is not None and len(deliveries) < max_messages:
+                message = queue.take(now)
+                if message is None:
+                    break
+                message.receipt = f"{message.id}:{secrets.token_hex(8)}"
+                message.delivery_count += 1
+                message.visible_at = now + lease_s
+                queue.place(message, now)
+                deliveries.append(
+                    Delivery(
+                        payload=message.payload,
+                        queue=name,
+                        receipt=message.receipt,
+                        delivery_count=message.delivery_count,
+                        message_id=message.message_id,
+                        lease_expires_at=message.visible_at,
+                    )
+                )
+        return deliveries
+
+    def _next_visible_at(self, names: list[str]) -> float | None:
+        times = (q.next_visible_at() for n in names if (q := self.broker.queues.get(n)) is not None)
+        return min((t for t in times if t is not None), default=None)
+
+    def ack(self, delivery: Delivery) -> None:
+        """Remove the message if ``delivery`` still holds its lease; otherwise do nothing."""
+        with self._locked():
+            self._remove(delivery)
+
+    def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
+        """Requeue (visible after ``delay_s``) or drop; a stale receipt does nothing."""
+        with self._locked():
+            message = self._leased(delivery)
+            if message is None:
+                return
+            if not requeue:
+                self._remove(delivery)
+                return
+            now = time.time()
+            message.receipt = None
+            message.visible_at = now + max(delay_s, 0.0)
+            self.broker.queue(delivery.queue).place(message, now)
+            self.broker.condition.notify_all()
+
+    def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
+        """True while ``delivery`` still holds the lease (even if it ran out unclaimed)."""
+        with self._locked():
+            message = self._leased(delivery)
+            if message is None:
+                return False
+            now = time.time()
+            message.visible_at = now + max(lease_s, 0.0)
+            self.broker.queue(delivery.queue).place(message, now)
+            return True
+
+    def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
+        """Move the message to its queue's dead letters; a stale receipt does nothing."""
+        with self._locked():
+            message = self._leased(delivery)
+            if message is None:
+                return
+            queue = self.broker.queue(delivery.queue)
+            del queue.messages[message.id]
+            letter_id = next(self.broker.ids)
+            letter = DeadLetter(
+                dead_letter_id=str(letter_id),
+                queue=message.queue,
+                reason=reason,
+                delivery_count=message.delivery_count,
+                dead_at=time.time(),
+                payload=message.payload,
+            )
+            queue.dead[letter_id] = (letter, message)
+
+    def purge(self, queue: str) -> int:
+        with self._locked():
+            target = self.broker.queues.get(queue)
+            if target is None:
+                return 0
+            count = len(target.messages)
+            target.messages.clear()
+            target.ready.clear()
+            target.hidden.clear()
+            return count
+
+    def size(self, queue: str) -> int:
+        with self._locked():
+            target = self.broker.queues.get(queue)
+            return 0 if target is None else len(target.messages)
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        with self._locked():
+            target = self.broker.queues.get(queue)
+            letters = [] if target is None else [letter for letter, _ in target.dead.values()]
+            return letters[: max(limit, 0)]
+
+    def requeue_dead_letters(self, queue: str, dead_letter_ids: Sequence[str] | None = None) -> int:
+        """Republish dead letters with delivery count 0 and their priority and message id."""
+        with self._locked():
+            target = self.broker.queues.get(queue)
+            if target is None:
+                return 0
+            if dead_letter_ids is None:
+                chosen = list(target.dead)
+            else:
+                wanted = set(dead_letter_ids)
+                chosen = [i for i in target.dead if str(i) in wanted]
+            now = time.time()
+            for letter_id in chosen:
+                _, old = target.dead.pop(letter_id)
+                message = _Message(
+                    id=next(self.broker.ids),
+                    queue=queue,
+                    payload=old.payload,
+                    message_id=old.message_id,
+                    priority=old.priority,
+                    visible_at=now,
+                )
+                target.messages[message.id] = message
+                target.place(message, now)
+            if chosen:
+                self.broker.condition.notify_all()
+            return len(chosen)
+
+    def purge_dead_letters(self, queue: str) -> int:
+        with self._locked():
+            target = self.broker.queues.get(queue)
+            if target is None:
+                return 0
+            count = len(target.dead)
+            target.dead.clear()
+            return count
+
+    def close(self) -> None:
+        """Stop this handle and wake its waiters; the broker's messages stay."""
+        with self.broker.condition:
+            self._closed = True
+            self.broker.condition.notify_all()
+
+    def _locked(self) -> threading.Condition:
+        if self._closed:
+            raise TransportError("this memory transport is closed")
+        return self.broker.condition
+
+    def _leased(self, delivery: Delivery) -> _Message | None:
+        """The message ``delivery`` leased, if its receipt is still the current one."""
+        queue = self.broker.queues.get(delivery.queue)
+        message_id, _, _ = delivery.receipt.partition(":")
+        if queue is None or not (message_id.isascii() and message_id.isdigit()):
+            return None
+        message = queue.messages.get(int(message_id))
+        if message is None or message.receipt != delivery.receipt:
+            return None
+        return message
+
+    def _remove(self, delivery: Delivery) -> None:
+        message = self._leased(delivery)
+        if message is not None:
+            del self.broker.queues[delivery.queue].messages[message.id]
+
+
+# -- result backend --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Expiring:
+    value: Any
+    expires_at: float | None
+
+    def alive(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+class ResultStore:
+    """The shared state behind :class:`MemoryBackend` handles."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.records: dict[str, _Expiring] = {}
+        self.sets: dict[str, _Expiring] = {}
+        self.counters: dict[str, _Expiring] = {}
+        self.next_sweep_at = 0.0  # monotonic
+        self.waiting = 0
+        """How many ``wait`` calls are blocked right now (for tests that need one waiting)."""
+
+
+class MemoryBackend:
+    """A :class:`~petiole.backend.ResultBackend` held in this process's memory.
+
+    ``wait`` is woken by ``store`` itself (``push_wait``). Expired entries read
+    as absent and are dropped when touched, and all of them by a sweep that a
+    ``store`` runs at most once a minute.
+    """
+
+    capabilities = BackendCapabilities(push_wait=True, max_result_bytes=None)
+    _SWEEP_INTERVAL_S = 60.0
+
+    def __init__(self, store: ResultStore | None = None) -> None:
+        self.results = store or ResultStore()
+        self._closed = False
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        """Keep a copy of ``record`` (its ``meta`` must be JSON-safe, as in a real store)."""
+        try:
+            meta = json.loads(json.dumps(dict(record.meta), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ResultBackendError(
+                f"the meta of task {record.task_id!r} is not JSON-safe ({exc}); "
+                f"meta may hold only JSON types"
+            ) from exc
+        copy = ResultRecord(
+            task_id=record.task_id,
+            state=record.state,
+            payload=bytes(record.payload),
+            content_type=record.content_type,
+            traceback=record.traceback,
+            date_done=record.date_done,
+            meta=meta,
+        )
+        with self._locked() as store:
+            now = time.time()
+            store.records[record.task_id] = _Expiring(copy, _expires_at(now, ttl_s))
+            if time.monotonic() >= store.next_sweep_at:
+                store.next_sweep_at = time.monotonic() + self._SWEEP_INTERVAL_S
+                for table in (store.records, store.sets, store.counters):
+                    for key in [k for k, v in table.items() if not v.alive(now)]:
+                        del table[key]
+            self.results.condition.notify_all()
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        return self.get_many([task_id]).get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        with self._locked():
+            return self._found(task_ids, time.time())
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        """Block until every id has a ready record or ``timeout_s`` passes; woken by ``store``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        wanted = list(dict.fromkeys(task_ids))
+        with self._locked() as store:
+            while True:
+                ready = {k: r for k, r in self._found(wanted, time.time()).items() if r.ready}
+                if len(ready) == len(wanted) or self._closed:
+                    return ready
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return ready
+                store.waiting += 1
+                try:
+                    store.condition.wait(remaining)
+                finally:
+                    store.waiting -= 1
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        with self._locked() as store:
+            for task_id in task_ids:
+                store.records.pop(task_id, None)
+
+    def set_add(self, key: str, member: str, *, ttl_s: float | None) -> int:
+        """Add ``member``; the set's expiry moves to ``ttl_s`` from now. Returns the size."""
+        with self._locked() as store:
+            now = time.time()
+            entry = store.sets.get(key)
+            members: set[str] = entry.value if entry is not None and entry.alive(now) else set()
+            members.add(member)
+            store.sets[key] = _Expiring(members, _expires_at(now, ttl_s))
+            return len(members)
+
+    def incr(self, key: str, amount: int = 1, *, ttl_s: float | None) -> int:
+        """Add ``amount``; the counter's expiry moves to ``ttl_s`` from now. Returns the value."""
+        with self._locked() as store:
+            now = time.time()
+            entry = store.counters.get(key)
+            value = int(entry.value) if entry is not None and entry.alive(now) else 0
+            value += amount
+            store.counters[key] = _Expiring(value, _expires_at(now, ttl_s))
+            return value
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        with self._locked() as store:
+            for key in keys:
+                store.sets.pop(key, None)
+                store.counters.pop(key, None)
+
+    def close(self) -> None:
+        """Stop this handle and wake its waiters; the stored results stay."""
+        with self.results.condition:
+            self._closed = True
+            self.results.condition.notify_all()
+
+    def _found(self, task_ids: Sequence[str], now: float) -> dict[str, ResultRecord]:
+        found: dict[str, ResultRecord] = {}
+        for task_id in task_ids:
+            entry = self.results.records.get(task_id)
+            if entry is None:
+                continue
+            if entry.alive(now):
+                found[task_id] = entry.value
+            else:
+                del self.results.records[task_id]
+        return found
+
+    def _locked(self) -> _StoreLock:
+        if self._closed:
+            raise ResultBackendError("this memory result backend is closed")
+        return _StoreLock(self.results)
+
+
+class _StoreLock:
+    """``with`` holds the store's condition and yields the store."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> ResultStore:
+        self._store.condition.acquire()
+        return self._store
+
+    def __exit__(self, *exc: object) -> None:
+        self._store.condition.release()
+
+
+def _expires_at(now: float, ttl_s: float | None) -> float | None:
+    return None if ttl_s is None else now + ttl_s
+
+
+# -- factories -------------------------------------------------------------------
+
+_brokers: dict[str, MemoryBroker] = {}
+_result_stores: dict[str, ResultStore] = {}
+_registry_lock = threading.Lock()
+
+
+def create_transport(url: str, options: Mapping[str, Any]) -> Transport:
+    """A :class:`MemoryTransport` on the process-wide broker named by ``url``."""
+    name = parse_url(url, options, component="memory transport")
+    with _registry_lock:
+        broker = _brokers.setdefault(name, MemoryBroker())
+    return MemoryTransport(broker)
+
+
+def create_backend(url: str, options: Mapping[str, Any]) -> ResultBackend:
+    """A :class:`MemoryBackend` on the process-wide result store named by ``url``."""
+    name = parse_url(url, options, component="memory result backend")
+    with _registry_lock:
+        store = _result_stores.setdefault(name, ResultStore())
+    return MemoryBackend(store)

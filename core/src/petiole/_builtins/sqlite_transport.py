@@ -1,0 +1,430 @@
+"""The embedded SQLite transport: a broker in one file, shared by processes on one machine.
+
+One row per message. A single column, ``visible_at`` (wall clock, since several
+processes share the file), serves both delays and leases, like SQS's
+visibility timeout: a message is available when ``visible_at <= now``.
+Reserving sets ``visible_at`` to the lease's end, a fresh random ``receipt`` and
+``delivery_count + 1``; a lease that runs out therefore makes the message
+available again with no sweeper. ``ack``, ``nack``, ``extend`` and
+``dead_letter`` match on the row id *and* the receipt, so a worker whose lease
+expired cannot touch the lease another worker holds now.
+
+Reservers look for due messages with a plain read (no lock) and take the write
+lock only to claim, so an idle worker never blocks a producer. Waiting reservers
+poll with backoff for messages published by other processes, and wake at once
+for messages published by this one.
+
+URL and options: see :mod:`petiole._builtins._sqlite`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from petiole._builtins._sqlite import Database, SqliteOptions, parse_url, poll_delays
+from petiole.errors import TransportError
+from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+
+COMPONENT = "sqlite transport"
+
+_SCHEMA = (
+    # The payload column comes last: reading the columns before it never has
+    # to touch the overflow pages of a large payload.
+    """
+    CREATE TABLE IF NOT EXISTS petiole_messages (
+        id INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        visible_at REAL NOT NULL,
+        receipt TEXT,
+        delivery_count INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        enqueued_at REAL NOT NULL,
+        payload BLOB NOT NULL
+    )
+    """,
+    # Serves the claim: due rows of a queue in delivery order, no sort step
+    # (the implicit rowid at the end breaks ties oldest first).
+    """
+    CREATE INDEX IF NOT EXISTS petiole_messages_by_order
+    ON petiole_messages (queue, priority DESC, visible_at)
+    """,
+    # Serves the lock-free look for the next due time, and size().
+    """
+    CREATE INDEX IF NOT EXISTS petiole_messages_by_due
+    ON petiole_messages (queue, visible_at)
+    """,
+    # AUTOINCREMENT: a dead letter's id is shown to operators and used to
+    # requeue it, so ids of deleted dead letters are never handed out again.
+    """
+    CREATE TABLE IF NOT EXISTS petiole_dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        delivery_count INTEGER NOT NULL,
+        dead_at REAL NOT NULL,
+        priority INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        payload BLOB NOT NULL
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS petiole_dead_letters_by_queue
+    ON petiole_dead_letters (queue, id)
+    """,
+)
+
+# Params: queue, priority, visible_at, message_id, enqueued_at, payload.
+_PUBLISH = """
+INSERT INTO petiole_messages
+    (queue, priority, visible_at, receipt, delivery_count, message_id, enqueued_at, payload)
+VALUES (?, ?, ?, NULL, 0, ?, ?, ?)
+"""
+
+# Params: queue. The earliest visible_at of the queue (due, delayed or leased); NULL if empty.
+_NEXT_VISIBLE = "SELECT MIN(visible_at) FROM petiole_messages WHERE queue = ?"
+
+# Params: queue, now, limit. Due messages in delivery order: priority, then the
+# time they became due, then publication order. INDEXED BY: without statistics
+# the planner prefers the range on petiole_messages_by_due and then sorts every
+# due row; walking petiole_messages_by_order stops after `limit` rows (measured:
+# 0.01 ms instead of 16 ms with 100,000 messages waiting).
+_CLAIM_SELECT = """
+SELECT id, delivery_count, message_id, payload
+FROM petiole_messages INDEXED BY petiole_messages_by_order
+WHERE queue = ? AND visible_at <= ?
+ORDER BY priority DESC, visible_at, id
+LIMIT ?
+"""
+
+# Params: lease end, receipt, id. Only run inside the claim's transaction.
+_CLAIM_UPDATE = """
+UPDATE petiole_messages
+SET visible_at = ?, receipt = ?, delivery_count = delivery_count + 1
+WHERE id = ?
+"""
+
+# Params: id, receipt.
+_ACK = "DELETE FROM petiole_messages WHERE id = ? AND receipt = ?"
+
+# Params: visible_at, id, receipt. Returns the message to its queue.
+_REQUEUE = "UPDATE petiole_messages SET visible_at = ?, receipt = NULL WHERE id = ? AND receipt = ?"
+
+# Params: lease end, id, receipt.
+_EXTEND = "UPDATE petiole_messages SET visible_at = ? WHERE id = ? AND receipt = ?"
+
+# Params: reason, dead_at, id, receipt. Copies the leased message into the
+# dead-letter table; the caller deletes it in the same transaction.
+_BURY = """
+INSERT INTO petiole_dead_letters
+    (queue, reason, delivery_count, dead_at, priority, message_id, payload)
+SELECT queue, ?, delivery_count, ?, priority, message_id, payload
+FROM petiole_messages
+WHERE id = ? AND receipt = ?
+"""
+
+# Params: queue.
+_PURGE = "DELETE FROM petiole_messages WHERE queue = ?"
+
+# Params: queue.
+_SIZE = "SELECT COUNT(*) FROM petiole_messages WHERE queue = ?"
+
+# Params: queue, limit.
+_DEAD_LETTERS = """
+SELECT id, queue, reason, delivery_count, dead_at, payload
+FROM petiole_dead_letters
+WHERE queue = ?
+ORDER BY id
+LIMIT ?
+"""
+
+# Params: now, now, queue, then the optional id filter. Republishes dead letters
+# as fresh messages (delivery count 0), oldest first, keeping priority and message id.
+_RESURRECT = """
+INSERT INTO petiole_messages
+    (queue, priority, visible_at, receipt, delivery_count, message_id, enqueued_at, payload)
+SELECT queue, priority, ?, NULL, 0, message_id, ?, payload
+FROM petiole_dead_letters
+WHERE queue = ? {id_filter}
+ORDER BY id
+"""
+
+# Params: queue, then the optional id filter.
+_DELETE_DEAD = "DELETE FROM petiole_dead_letters WHERE queue = ? {id_filter}"
+
+_FIRST_POLL_DELAY_S = 0.005
+# Never busy-loop when the clock says a message is due but another process took it.
+_MIN_SLEEP_S = 0.001
+
+
+class SqliteTransport:
+    """A :class:`~petiole.transport.Transport` on a SQLite file (see the module docstring).
+
+    ``first_poll_delay_s`` is the first sleep of a waiting ``reserve`` before it
+    looks again for messages from other processes; later sleeps double up to
+    ``poll_interval_ms``.
+    """
+
+    capabilities = TransportCapabilities(
+        priorities=True,
+        max_delay_s=None,
+        broadcast=False,
+        max_message_bytes=None,
+        lease_extension=True,
+    )
+
+    def __init__(
+        self,
+        path: Path,
+        options: SqliteOptions | None = None,
+        *,
+        first_poll_delay_s: float = _FIRST_POLL_DELAY_S,
+    ) -> None:
+        self._options = options or SqliteOptions()
+        self._first_poll_delay_s = first_poll_delay_s
+        self._db = Database(
+            path,
+            self._options,
+            component=COMPONENT,
+            error_type=TransportError,
+            schema=_SCHEMA,
+            channel="messages",
+        )
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    @property
+    def options(self) -> SqliteOptions:
+        return self._options
+
+    def __repr__(self) -> str:
+        return f"SqliteTransport({str(self._db.path)!r})"
+
+    def publish(
+        self,
+        queue: str,
+        payload: bytes,
+        *,
+        message_id: str = "",
+        delay_s: float = 0.0,
+        priority: int = 0,
+    ) -> None:
+        """Insert the message; committed (and durable per ``synchronous``) on return.
+
+        A priority outside 0-9 is clamped into that range, as brokers with a
+        maximum priority do.
+        """
+        row_priority = min(max(int(priority), 0), 9)
+        with self._db.write(f"publish a message to queue {queue!r}") as conn:
+            now = time.time()
+            conn.execute(
+                _PUBLISH,
+                (queue, row_priority, now + max(delay_s, 0.0), message_id, now, bytes(payload)),
+            )
+        # Even a delayed message wakes waiters: they re-plan their sleep around it.
+        self._db.notifier.notify()
+
+    def reserve(
+        self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float
+    ) -> list[Delivery]:
+        """Lease up to ``max_messages`` due messages, earlier queues first.
+
+        Within a queue: higher priority first, then the message that became due
+        earliest (publication order for undelayed messages), then publication
+        order. The claim is one ``BEGIN IMMEDIATE`` transaction, so concurrent
+        reservers in any process never share a lease. Returns ``[]`` early if the
+        transport is closed while waiting.
+        """
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
+        names = list(dict.fromkeys(queues))
+        if max_messages <= 0 or not names:
+            return []
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        delays = poll_delays(self._first_poll_delay_s, self._options.poll_interval_ms / 1000)
+        while True:
+            notifier = self._db.notifier
+            seen = notifier.generation
+            deliveries, next_due = self._try_reserve(names, max_messages, max(lease_s, 0.0))
+            if deliveries:
+                return deliveries
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            sleep_s = min(next(delays), remaining)
+            if next_due is not None:
+                sleep_s = min(sleep_s, max(next_due - time.time(), _MIN_SLEEP_S))
+            notifier.wait(seen, sleep_s)
+            if self._db.closed:
+                return []
+
+    def _try_reserve(
+        self, queues: list[str], max_messages: int, lease_s: float
+    ) -> tuple[list[Delivery], float | None]:
+        """One attempt: the deliveries claimed, or none and the next time one is due."""
+        with self._db.read("look for due messages") as conn:
+            due_times = [conn.execute(_NEXT_VISIBLE, (q,)).fetchall()[0][0] for q in queues]
+        next_due = min((t for t in due_times if t is not None), default=None)
+        if next_due is None or next_due > time.time():
+            return [], next_due
+        deliveries: list[Delivery] = []
+        with self._db.write("reserve messages") as conn:
+            now = time.time()
+            expires_at = now + lease_s
+            claims: list[tuple[float, str, int]] = []
+            for queue in queues:
+                wanted = max_messages - len(deliveries)
+                if wanted == 0:
+                    break
+                for row_id, count, message_id, payload in conn.execute(
+                    _CLAIM_SELECT, (queue, now, wanted)
+                ).fetchall():
+                    token = secrets.token_hex(8)
+                    claims.append((expires_at, token, row_id))
+                    deliveries.append(
+                        Delivery(
+                            payload=payload,
+                            queue=queue,
+                            receipt=f"{row_id}:{token}",
+                            delivery_count=count + 1,
+                            message_id=message_id,
+                            lease_expires_at=expires_at,
+                        )
+                    )
+            conn.executemany(_CLAIM_UPDATE, claims)
+        return deliveries, None
+
+    def ack(self, delivery: Delivery) -> None:
+        """Delete the message if ``delivery`` still holds its lease; otherwise do nothing."""
+        lease = _lease(delivery)
+        if lease is None:
+            return
+        with self._db.write(f"acknowledge a message of queue {delivery.queue!r}") as conn:
+            conn.execute(_ACK, lease)
+
+    def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
+        """Requeue (visible after ``delay_s``) or delete; a stale receipt does nothing.
+
+        The delivery count is not changed: it counts reservations, and the next
+        one increments it.
+        """
+        lease = _lease(delivery)
+        if lease is None:
+            return
+        with self._db.write(f"return a message to queue {delivery.queue!r}") as conn:
+            if requeue:
+                conn.execute(_REQUEUE, (time.time() + max(delay_s, 0.0), *lease))
+            else:
+                conn.execute(_ACK, lease)
+        if requeue:
+            self._db.notifier.notify()
+
+    def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
+        """Move the lease's end to ``lease_s`` from now.
+
+        True while ``delivery`` still holds the lease, even if it ran out and no
+        one has reserved the message since (nothing was lost yet).
+        """
+        lease = _lease(delivery)
+        if lease is None:
+            return False
+        with self._db.write(f"extend a lease in queue {delivery.queue!r}") as conn:
+            changed = conn.execute(_EXTEND, (time.time() + max(lease_s, 0.0), *lease)).rowcount
+        return changed == 1
+
+    def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
+        """Move the message to the dead-letter table in one transaction.
+
+        A stale receipt does nothing: the message belongs to a newer lease,
+        whose holder decides its fate.
+        """
+        lease = _lease(delivery)
+        if lease is None:
+            return
+        with self._db.write(f"dead-letter a message of queue {delivery.queue!r}") as conn:
+            if conn.execute(_BURY, (reason, time.time(), *lease)).rowcount == 1:
+                conn.execute(_ACK, lease)
+
+    def purge(self, queue: str) -> int:
+        with self._db.write(f"purge queue {queue!r}") as conn:
+            return int(conn.execute(_PURGE, (queue,)).rowcount)
+
+    def size(self, queue: str) -> int:
+        with self._db.read(f"count the messages of queue {queue!r}") as conn:
+            return int(conn.execute(_SIZE, (queue,)).fetchall()[0][0])
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        with self._db.read(f"read the dead letters of queue {queue!r}") as conn:
+            rows = conn.execute(_DEAD_LETTERS, (queue, max(limit, 0))).fetchall()
+        return [
+            DeadLetter(
+                dead_letter_id=str(row_id),
+                queue=row_queue,
+                reason=reason,
+                delivery_count=count,
+                dead_at=dead_at,
+                payload=payload,
+            )
+            for row_id, row_queue, reason, count, dead_at, payload in rows
+        ]
+
+    def requeue_dead_letters(self, queue: str, dead_letter_ids: Sequence[str] | None = None) -> int:
+        """Republish dead letters (all, or those ids) with delivery count 0 and
+        their original priority and message id. Ids that are unknown, or belong
+        to another queue, are ignored."""
+        with self._db.write(f"requeue the dead letters of queue {queue!r}") as conn:
+            now = time.time()
+            if dead_letter_ids is None:
+                conn.execute(_RESURRECT.format(id_filter=""), (now, now, queue))
+                moved = conn.execute(_DELETE_DEAD.format(id_filter=""), (queue,)).rowcount
+            else:
+                ids = [(now, now, queue, i) for i in _row_ids(dead_letter_ids)]
+                conn.executemany(_RESURRECT.format(id_filter="AND id = ?"), ids)
+                moved = conn.executemany(
+                    _DELETE_DEAD.format(id_filter="AND id = ?"), [(q, i) for _, _, q, i in ids]
+                ).rowcount
+        if moved:
+            self._db.notifier.notify()
+        return int(moved)
+
+    def purge_dead_letters(self, queue: str) -> int:
+        with self._db.write(f"purge the dead letters of queue {queue!r}") as conn:
+            return int(conn.execute(_DELETE_DEAD.format(id_filter=""), (queue,)).rowcount)
+
+    def close(self) -> None:
+        """Close the connections and wake waiting reservers (they return ``[]``)."""
+        if self._db.closed:
+            return
+        self._db.close()
+        self._db.notifier.notify()
+
+
+def _lease(delivery: Delivery) -> tuple[int, str] | None:
+    """``(row id, receipt token)`` from a receipt; None for one this transport never issued."""
+    row_id, _, token = delivery.receipt.partition(":")
+    number = _as_row_id(row_id)
+    if number is None or not token:
+        return None
+    return number, token
+
+
+def _row_ids(ids: Sequence[str]) -> list[int]:
+    """The distinct ids that can name a row (anything else names no dead letter)."""
+    numbers = (_as_row_id(i) for i in dict.fromkeys(ids))
+    return [n for n in numbers if n is not None]
+
+
+def _as_row_id(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def create_transport(url: str, options: Mapping[str, Any]) -> Transport:
+    """Build a :class:`SqliteTransport` for a ``sqlite://`` URL (see :mod:`._sqlite`)."""
+    target = parse_url(url, options, component=COMPONENT)
+    return SqliteTransport(target.path, target.options)
