@@ -1,0 +1,456 @@
+"""The result backend conformance suite.
+
+A result backend plugin subclasses :class:`ResultBackendSuite` in its own tests
+and provides a ``backend`` fixture that yields a fresh, connected backend (and
+closes it afterwards)::
+
+    class TestRedisBackend(ResultBackendSuite):
+        @pytest.fixture
+        def backend(self) -> Iterator[ResultBackend]:
+            b = create_backend("redis://localhost:6379/15", {})
+            yield b
+            b.close()
+
+Every test uses fresh unique task ids and keys, so a shared server needs no
+flush between runs; the suite forgets what it stored afterwards. Class
+attributes below tune timing and load for slow or remote servers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from functools import partial
+from typing import Any, ClassVar
+
+import pytest
+
+from petiole import states
+from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
+from petiole.errors import ResultBackendError
+from petiole.testing._helpers import (
+    Background,
+    call_with_timeout,
+    run_concurrently,
+    unique_name,
+    wait_until,
+)
+
+_ALL_BYTES = bytes(range(256))
+# A wait timed by the caller's own clock may end this much early (timer rounding).
+_CLOCK_JITTER_S = 0.05
+_STORED_STATES = sorted(states.ALL_STATES - {states.PENDING})
+_UNREADY_STORED_STATES = sorted(states.UNREADY_STATES - {states.PENDING})
+
+
+class Names:
+    """Unique task ids and keys for one test; the suite deletes them afterwards."""
+
+    def __init__(self) -> None:
+        self.task_ids: list[str] = []
+        self.keys: list[str] = []
+
+    def task_id(self) -> str:
+        name = unique_name("petiole-test-task")
+        self.task_ids.append(name)
+        return name
+
+    def key(self) -> str:
+        name = unique_name("petiole-test-key")
+        self.keys.append(name)
+        return name
+
+
+class ResultBackendSuite:
+    """Conformance tests for a :class:`~petiole.backend.ResultBackend`.
+
+    Subclasses provide a ``backend`` fixture and may override these attributes.
+    """
+
+    #: The short ttl of expiry tests; stores with whole-second expiry keep 1.0 or more.
+    ttl_s: ClassVar[float] = 1.0
+    #: How late past its ttl a record, set or counter may still be visible.
+    ttl_precision_s: ClassVar[float] = 1.0
+    #: How soon ``wait`` must notice a record stored by someone else (a polling
+    #: backend's poll interval plus a round trip), and the slack around timeouts.
+    wait_precision_s: ClassVar[float] = 1.0
+    #: Stored ``date_done`` may be rounded by this much (stores keeping milliseconds set 1e-3).
+    timestamp_precision_s: ClassVar[float] = 1e-6
+    #: Load of the concurrency tests: threads, and operations per thread.
+    concurrency_threads: ClassVar[int] = 8
+    concurrency_per_thread: ClassVar[int] = 50
+    #: Upper bound on any one concurrency test, so a deadlock fails instead of hanging.
+    concurrency_timeout_s: ClassVar[float] = 60.0
+
+    # -- fixtures and helpers ------------------------------------------------
+
+    @pytest.fixture
+    def names(self, backend: ResultBackend) -> Iterator[Names]:
+        made = Names()
+        yield made
+        if made.task_ids:
+            backend.forget(made.task_ids)
+        if made.keys:
+            backend.delete_keys(made.keys)
+
+    def record(self, task_id: str, state: str = states.SUCCESS, **fields: Any) -> ResultRecord:
+        if state in states.READY_STATES:
+            fields.setdefault("date_done", time.time())
+        return ResultRecord(task_id=task_id, state=state, **fields)
+
+    def assert_same_record(self, got: ResultRecord | None, expected: ResultRecord) -> None:
+        assert got is not None, f"no record for {expected.task_id!r}"
+        assert got.task_id == expected.task_id
+        assert got.state == expected.state
+        assert got.payload == expected.payload
+        assert type(got.payload) is bytes
+        assert got.content_type == expected.content_type
+        assert got.traceback == expected.traceback
+        if expected.date_done is None:
+            assert got.date_done is None
+        else:
+            assert got.date_done == pytest.approx(
+                expected.date_done, abs=self.timestamp_precision_s
+            )
+        assert dict(got.meta) == dict(expected.meta)
+
+    # -- the contract ----------------------------------------------------------
+
+    def test_backend_satisfies_protocol(self, backend: ResultBackend) -> None:
+        assert isinstance(backend, ResultBackend)
+        assert isinstance(backend.capabilities, BackendCapabilities)
+
+    @pytest.mark.parametrize("state", _STORED_STATES)
+    def test_store_and_get_round_trip_every_field(
+        self, backend: ResultBackend, names: Names, state: str
+    ) -> None:
+        record = ResultRecord(
+            task_id=names.task_id(),
+            state=state,
+            payload=b'{"value":[1,2,3]}',
+            content_type="application/x-petiole-test",
+            traceback='Traceback (most recent call last):\n  File "t.py"\nValueError: naïve ✓',
+            date_done=1_700_000_000.123456,
+            meta={
+                "task": "app.tasks.add",
+                "worker": "host-1@pid-42",
+                "children": [["child-1", None]],
+                "group_id": None,
+                "retries": 3,
+                "ratio": 0.25,
+                "flags": {"eager": False, "nested": {"deep": ["ü", 1]}},
+            },
+        )
+        backend.store(record, ttl_s=None)
+
+        self.assert_same_record(backend.get(record.task_id), record)
+
+    def test_store_keeps_empty_and_none_fields(self, backend: ResultBackend, names: Names) -> None:
+        record = ResultRecord(task_id=names.task_id(), state=states.STARTED)
+        backend.store(record, ttl_s=None)
+
+        self.assert_same_record(backend.get(record.task_id), record)
+
+    def test_get_unknown_id_returns_none(self, backend: ResultBackend, names: Names) -> None:
+        assert backend.get(names.task_id()) is None
+
+    def test_store_overwrites_earlier_record(self, backend: ResultBackend, names: Names) -> None:
+        task_id = names.task_id()
+        backend.store(self.record(task_id, states.STARTED, meta={"worker": "a"}), ttl_s=None)
+        final = self.record(task_id, states.SUCCESS, payload=b"42")
+        backend.store(final, ttl_s=None)
+
+        self.assert_same_record(backend.get(task_id), final)
+
+    def test_storing_the_same_record_twice_leaves_one_correct_record(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        record = self.record(names.task_id(), payload=b"42")
+        backend.store(record, ttl_s=None)
+        backend.store(record, ttl_s=None)
+
+        self.assert_same_record(backend.get(record.task_id), record)
+        assert list(backend.get_many([record.task_id])) == [record.task_id]
+
+    def test_get_many_returns_only_known_ids(self, backend: ResultBackend, names: Names) -> None:
+        known = [self.record(names.task_id(), payload=f"{i}".encode()) for i in range(3)]
+        for record in known:
+            backend.store(record, ttl_s=None)
+        unknown = names.task_id()
+
+        got = backend.get_many([known[0].task_id, unknown, known[1].task_id, known[2].task_id])
+
+        assert set(got) == {r.task_id for r in known}
+        for record in known:
+            self.assert_same_record(got[record.task_id], record)
+        assert backend.get_many([]) == {}
+
+    def test_wait_returns_at_once_for_ready_records(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        ready = [
+            self.record(names.task_id(), state)
+            for state in (states.SUCCESS, states.FAILURE, states.REVOKED)
+        ]
+        for record in ready:
+            backend.store(record, ttl_s=None)
+        ids = [r.task_id for r in ready]
+
+        start = time.monotonic()
+        got = call_with_timeout(
+            lambda: backend.wait(ids, timeout_s=None),
+            timeout_s=self.wait_precision_s + 5.0,
+            what="wait(timeout_s=None) on ready records",
+        )
+
+        assert time.monotonic() - start <= self.wait_precision_s
+        assert set(got) == set(ids)
+        for record in ready:
+            self.assert_same_record(got[record.task_id], record)
+
+    def test_wait_returns_record_stored_by_another_thread(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        record = self.record(names.task_id(), payload=b"done")
+        storer = Background(lambda: backend.store(record, ttl_s=None))
+
+        storer.release()
+        got = backend.wait([record.task_id], timeout_s=10.0 + self.wait_precision_s)
+        returned_at = time.monotonic()
+        storer.join()
+
+        assert list(got) == [record.task_id]
+        self.assert_same_record(got[record.task_id], record)
+        assert storer.done_at is not None
+        assert returned_at - storer.done_at <= self.wait_precision_s
+
+    def test_wait_returns_ready_subset_on_timeout_without_raising(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        ready = self.record(names.task_id())
+        backend.store(ready, ttl_s=None)
+        missing = names.task_id()
+        timeout_s = 0.5
+
+        start = time.monotonic()
+        got = backend.wait([ready.task_id, missing], timeout_s=timeout_s)
+        elapsed = time.monotonic() - start
+
+        assert list(got) == [ready.task_id]
+        assert timeout_s - _CLOCK_JITTER_S <= elapsed <= timeout_s + self.wait_precision_s
+
+    def test_wait_ignores_unready_states_until_ready(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        unready = [self.record(names.task_id(), state) for state in _UNREADY_STORED_STATES]
+        for record in unready:
+            backend.store(record, ttl_s=None)
+        ids = [r.task_id for r in unready]
+        assert backend.wait(ids, timeout_s=0.3) == {}
+
+        done = [self.record(task_id, states.SUCCESS, payload=b"ok") for task_id in ids]
+
+        def finish() -> None:
+            for record in done:
+                backend.store(record, ttl_s=None)
+
+        storer = Background(finish)
+        storer.release()
+        got = backend.wait(ids, timeout_s=10.0 + self.wait_precision_s)
+        storer.join()
+
+        assert set(got) == set(ids)
+        for record in done:
+            self.assert_same_record(got[record.task_id], record)
+
+    def test_forget_deletes_records_and_ignores_unknown_ids(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        gone, kept = self.record(names.task_id()), self.record(names.task_id())
+        backend.store(gone, ttl_s=None)
+        backend.store(kept, ttl_s=None)
+
+        backend.forget([gone.task_id, names.task_id()])
+
+        assert backend.get(gone.task_id) is None
+        self.assert_same_record(backend.get(kept.task_id), kept)
+
+    def test_record_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
+        record = self.record(names.task_id())
+        backend.store(record, ttl_s=self.ttl_s)
+        self.assert_same_record(backend.get(record.task_id), record)
+
+        assert wait_until(
+            lambda: backend.get(record.task_id) is None,
+            timeout_s=self.ttl_s + self.ttl_precision_s,
+        ), f"record still there {self.ttl_s + self.ttl_precision_s} s after a {self.ttl_s} s ttl"
+        assert backend.get_many([record.task_id]) == {}
+
+    def test_ttl_none_keeps_records_even_when_replacing_one_with_a_ttl(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        expiring = self.record(names.task_id())
+        kept = self.record(names.task_id())
+        replaced = self.record(names.task_id())
+        backend.store(expiring, ttl_s=self.ttl_s)
+        backend.store(kept, ttl_s=None)
+        backend.store(replaced, ttl_s=self.ttl_s)
+        backend.store(replaced, ttl_s=None)
+
+        assert wait_until(
+            lambda: backend.get(expiring.task_id) is None,
+            timeout_s=self.ttl_s + self.ttl_precision_s,
+        ), "the record with a ttl never expired"
+        self.assert_same_record(backend.get(kept.task_id), kept)
+        self.assert_same_record(backend.get(replaced.task_id), replaced)
+
+    def test_payload_with_every_byte_value_round_trips(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        payload = _ALL_BYTES * 16 + b"\x00"
+        limit = backend.capabilities.max_result_bytes
+        record = self.record(names.task_id(), payload=payload[:limit] if limit else payload)
+        backend.store(record, ttl_s=None)
+
+        self.assert_same_record(backend.get(record.task_id), record)
+
+    def test_store_over_max_result_bytes_raises_result_backend_error(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        limit = backend.capabilities.max_result_bytes
+        if limit is None:
+            pytest.skip("capability max_result_bytes is None: the backend has no size limit")
+        record = self.record(names.task_id(), payload=b"x" * (limit + 1))
+
+        with pytest.raises(ResultBackendError):
+            backend.store(record, ttl_s=None)
+        assert backend.get(record.task_id) is None
+
+    def test_concurrent_stores_of_distinct_ids_are_all_kept(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        per_thread = [
+            [self.record(names.task_id(), payload=f"{w}-{i}".encode()) for i in range(10)]
+            for w in range(self.concurrency_threads)
+        ]
+
+        def store_all(records: list[ResultRecord]) -> None:
+            for record in records:
+                backend.store(record, ttl_s=None)
+
+        run_concurrently(
+            [partial(store_all, records) for records in per_thread],
+            timeout_s=self.concurrency_timeout_s,
+        )
+
+        every = [r for records in per_thread for r in records]
+        got = backend.get_many([r.task_id for r in every])
+        assert set(got) == {r.task_id for r in every}
+        for record in every:
+            assert got[record.task_id].payload == record.payload
+
+    def test_set_add_counts_a_member_once(self, backend: ResultBackend, names: Names) -> None:
+        key = names.key()
+
+        assert backend.set_add(key, "a", ttl_s=None) == 1
+        assert backend.set_add(key, "a", ttl_s=None) == 1
+        assert backend.set_add(key, "b", ttl_s=None) == 2
+        assert backend.set_add(names.key(), "a", ttl_s=None) == 1
+
+    def test_set_add_is_atomic_under_concurrency(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        key = names.key()
+        threads, per_thread = self.concurrency_threads, self.concurrency_per_thread
+
+        def add_members(worker: int) -> list[int]:
+            return [backend.set_add(key, f"{worker}-{i}", ttl_s=None) for i in range(per_thread)]
+
+        sizes = run_concurrently(
+            [partial(add_members, w) for w in range(threads)],
+            timeout_s=self.concurrency_timeout_s,
+        )
+
+        seen = sorted(size for sizes_of_one in sizes for size in sizes_of_one)
+        total = threads * per_thread
+        assert seen.count(total) == 1, "not exactly one caller saw the set complete"
+        assert seen == list(range(1, total + 1))
+
+    def test_set_add_counts_members_added_concurrently_by_several_callers_once(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        key = names.key()
+        members = [f"member-{i}" for i in range(self.concurrency_per_thread)]
+
+        def add_all(offset: int) -> list[int]:
+            rotated = members[offset:] + members[:offset]
+            return [backend.set_add(key, member, ttl_s=None) for member in rotated]
+
+        sizes = run_concurrently(
+            [partial(add_all, w * 7 % len(members)) for w in range(self.concurrency_threads)],
+            timeout_s=self.concurrency_timeout_s,
+        )
+
+        assert max(size for sizes_of_one in sizes for size in sizes_of_one) == len(members)
+        assert backend.set_add(key, members[0], ttl_s=None) == len(members)
+
+    def test_set_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
+        key = names.key()
+        backend.set_add(key, "a", ttl_s=self.ttl_s)
+        assert backend.set_add(key, "b", ttl_s=self.ttl_s) == 2
+
+        # Every add renews the ttl, so the set cannot be polled: let the time pass.
+        time.sleep(self.ttl_s + self.ttl_precision_s)
+        assert backend.set_add(key, "a", ttl_s=self.ttl_s) == 1, "the set never expired"
+
+    def test_incr_starts_at_zero_and_adds_amount(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        key = names.key()
+
+        assert backend.incr(key, ttl_s=None) == 1
+        assert backend.incr(key, 5, ttl_s=None) == 6
+        assert backend.incr(key, -2, ttl_s=None) == 4
+        assert backend.incr(names.key(), 3, ttl_s=None) == 3
+
+    def test_incr_is_atomic_under_concurrency(self, backend: ResultBackend, names: Names) -> None:
+        key = names.key()
+        threads, per_thread = self.concurrency_threads, self.concurrency_per_thread
+
+        def count() -> list[int]:
+            return [backend.incr(key, ttl_s=None) for _ in range(per_thread)]
+
+        values = run_concurrently([count] * threads, timeout_s=self.concurrency_timeout_s)
+
+        seen = sorted(value for values_of_one in values for value in values_of_one)
+        assert seen == list(range(1, threads * per_thread + 1))
+
+    def test_counter_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
+        key = names.key()
+        backend.incr(key, 10, ttl_s=self.ttl_s)
+
+        # Every incr may renew the ttl, so the counter cannot be polled: let the time pass.
+        time.sleep(self.ttl_s + self.ttl_precision_s)
+        assert backend.incr(key, ttl_s=self.ttl_s) == 1, "the counter never expired"
+
+    def test_delete_keys_removes_sets_and_counters(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        set_key, counter_key = names.key(), names.key()
+        backend.set_add(set_key, "a", ttl_s=None)
+        backend.set_add(set_key, "b", ttl_s=None)
+        backend.incr(counter_key, 5, ttl_s=None)
+
+        backend.delete_keys([set_key, counter_key, names.key()])
+
+        assert backend.set_add(set_key, "a", ttl_s=None) == 1
+        assert backend.incr(counter_key, ttl_s=None) == 1
+
+    def test_close_twice_after_use_is_harmless(self, backend: ResultBackend) -> None:
+        record = self.record(unique_name("petiole-test-task"))
+        backend.store(record, ttl_s=None)
+        self.assert_same_record(backend.get(record.task_id), record)
+        backend.forget([record.task_id])
+
+        backend.close()
+        backend.close()

@@ -1,0 +1,710 @@
+"""The transport conformance suite.
+
+A transport plugin subclasses :class:`TransportSuite` in its own tests and
+provides a ``transport`` fixture that yields a fresh, connected transport
+(and closes it afterwards)::
+
+    class TestRedisTransport(TransportSuite):
+        @pytest.fixture
+        def transport(self) -> Iterator[Transport]:
+            t = create_transport("redis://localhost:6379/15", {})
+            yield t
+            t.close()
+
+Every test works in queues with fresh unique names, so a shared server needs
+no purge between runs; the suite purges what it used afterwards. Tests run for
+everything the contract requires; only those tied to a capability the transport
+declares it lacks (``TransportCapabilities``) are skipped, naming the capability.
+Class attributes below tune timing and load for slow or remote servers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import ClassVar
+
+import pytest
+
+from petiole.errors import MessageTooLarge
+from petiole.testing._helpers import Background, run_concurrently, unique_name
+from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+
+# Every byte value, behind the envelope's magic: transports must not treat
+# payloads as text, strip NULs or normalize line endings.
+_BINARY_PAYLOAD = b"PET1" + bytes(range(256)) + b"\r\n\x00\r" + bytes(range(255, -1, -1))
+_LONG_LEASE_S = 60.0
+# A wait timed by the caller's own clock may end this much early (timer rounding).
+_CLOCK_JITTER_S = 0.05
+
+
+class TransportSuite:
+    """Conformance tests for a :class:`~petiole.transport.Transport`.
+
+    Subclasses provide a ``transport`` fixture and may override these attributes.
+    """
+
+    #: Lease used by tests that wait for a lease to end. Raised to
+    #: ``capabilities.min_lease_s`` when the broker cannot honour it.
+    lease_s: ClassVar[float] = 1.0
+    #: Delay used by tests of delayed publish and delayed nack.
+    delay_s: ClassVar[float] = 1.0
+    #: Slack allowed around every timed event (a delay or lease ending, a wait
+    #: running out). Brokers with whole-second timers set it to about 1.0.
+    delay_precision_s: ClassVar[float] = 0.5
+    #: How long a published message may take to become reservable (eventually
+    #: consistent brokers). Reserve returns as soon as it is there, so a generous
+    #: value costs nothing on a broker that is immediate.
+    reserve_wait_s: ClassVar[float] = 5.0
+    #: Load of the concurrency tests; lower them for slow remote servers.
+    concurrency_threads: ClassVar[int] = 4
+    concurrency_messages: ClassVar[int] = 200
+    #: Upper bound on any one concurrency test, so a deadlock fails instead of hanging.
+    concurrency_timeout_s: ClassVar[float] = 60.0
+
+    # -- fixtures and helpers ------------------------------------------------
+
+    @pytest.fixture
+    def new_queue(self, transport: Transport) -> Iterator[Callable[[], str]]:
+        """Makes unique queue names; purges those queues and their dead letters afterwards."""
+        made: list[str] = []
+
+        def make() -> str:
+            name = unique_name("petiole-test")
+            made.append(name)
+            return name
+
+        yield make
+        for name in made:
+            transport.purge(name)
+            transport.purge_dead_letters(name)
+
+    @pytest.fixture
+    def queue(self, new_queue: Callable[[], str]) -> str:
+        return new_queue()
+
+    @pytest.fixture
+    def peer_transport(self) -> Transport | Iterator[Transport]:
+        """A second, independent connection to the same broker, standing in for
+        another worker process. Override it to run the tests that use it."""
+        pytest.skip(
+            "suite fixture peer_transport is not provided: tests across two connections "
+            "to the same broker do not run"
+        )
+
+    def effective_lease_s(self, transport: Transport) -> float:
+        return max(self.lease_s, transport.capabilities.min_lease_s)
+
+    def require_timed_leases(self, transport: Transport) -> None:
+        if not transport.capabilities.lease_extension:
+            pytest.skip(
+                "capability lease_extension is False: leases are tied to the consumer's "
+                "connection, so they do not end on a timer"
+            )
+
+    def require_delay(self, transport: Transport) -> None:
+        limit = transport.capabilities.max_delay_s
+        if limit is not None and limit < self.delay_s:
+            pytest.skip(
+                f"capability max_delay_s is {limit}: the broker cannot hold a "
+                f"{self.delay_s} s delay natively (the core re-delays)"
+            )
+
+    def require_ordered(self, transport: Transport) -> None:
+        if not transport.capabilities.ordered:
+            pytest.skip("capability ordered is False: the transport does not claim ordering")
+
+    def reserve_one(
+        self, transport: Transport, queue: str, *, lease_s: float = _LONG_LEASE_S
+    ) -> Delivery:
+        """Reserve exactly one message, allowing ``reserve_wait_s`` for it to appear."""
+        got = transport.reserve(
+            [queue], max_messages=1, wait_s=self.reserve_wait_s, lease_s=lease_s
+        )
+        assert len(got) == 1, f"expected one message in {queue!r}, reserve returned {got!r}"
+        return got[0]
+
+    def assert_empty(self, transport: Transport, queue: str) -> None:
+        got = transport.reserve([queue], max_messages=10, wait_s=0, lease_s=_LONG_LEASE_S)
+        assert got == [], f"expected nothing reservable in {queue!r}, got {got!r}"
+
+    def drain(
+        self,
+        transport: Transport,
+        queues: Sequence[str],
+        count: int,
+        *,
+        max_messages: int | None = None,
+    ) -> list[Delivery]:
+        """Reserve and ack until ``count`` messages came back (in reserve order)."""
+        got: list[Delivery] = []
+        deadline = time.monotonic() + self.reserve_wait_s + count * 0.05
+        while len(got) < count and time.monotonic() < deadline:
+            batch = transport.reserve(
+                queues,
+                max_messages=max_messages or count - len(got),
+                wait_s=min(1.0, self.reserve_wait_s),
+                lease_s=_LONG_LEASE_S,
+            )
+            for delivery in batch:
+                transport.ack(delivery)
+            got.extend(batch)
+        assert len(got) == count, f"expected {count} messages, reserved {len(got)}"
+        return got
+
+    def expire_and_redeliver(self, transport: Transport, queue: str) -> tuple[Delivery, Delivery]:
+        """Publish one message, let its first lease end, and take the second lease.
+
+        Returns (stale first delivery, current second delivery); the second lease
+        is long, so it is still held while the test uses the first receipt.
+        """
+        lease_s = self.effective_lease_s(transport)
+        transport.publish(queue, b"leased")
+        first = self.reserve_one(transport, queue, lease_s=lease_s)
+        second = transport.reserve(
+            [queue],
+            max_messages=1,
+            wait_s=lease_s + self.delay_precision_s + self.reserve_wait_s,
+            lease_s=_LONG_LEASE_S,
+        )
+        assert len(second) == 1, "the message was not redelivered after its lease ended"
+        return first, second[0]
+
+    # -- the contract ----------------------------------------------------------
+
+    def test_transport_satisfies_protocol(self, transport: Transport) -> None:
+        assert isinstance(transport, Transport)
+        assert isinstance(transport.capabilities, TransportCapabilities)
+
+    def test_publish_reserve_ack_round_trip_preserves_payload_bytes(
+        self, transport: Transport, queue: str
+    ) -> None:
+        lease_s = self.effective_lease_s(transport)
+        transport.publish(queue, _BINARY_PAYLOAD, message_id="task-1")
+        before = time.time()
+        delivery = self.reserve_one(transport, queue, lease_s=lease_s)
+
+        assert delivery.payload == _BINARY_PAYLOAD
+        assert delivery.queue == queue
+        assert delivery.delivery_count == 1
+        assert delivery.receipt
+        # Both fields default to "not reported"; when reported they must be right.
+        assert delivery.message_id in ("", "task-1")
+        if delivery.lease_expires_at:
+            slack = self.delay_precision_s + 5.0  # clock skew with a remote server
+            assert before + lease_s - slack <= delivery.lease_expires_at
+            assert delivery.lease_expires_at <= time.time() + lease_s + slack
+        transport.ack(delivery)
+        assert transport.size(queue) == 0
+        self.assert_empty(transport, queue)
+
+    def test_acked_message_is_not_redelivered_after_its_lease(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_timed_leases(transport)
+        lease_s = self.effective_lease_s(transport)
+        transport.publish(queue, b"done")
+        transport.ack(self.reserve_one(transport, queue, lease_s=lease_s))
+
+        got = transport.reserve(
+            [queue], max_messages=1, wait_s=lease_s + self.delay_precision_s, lease_s=_LONG_LEASE_S
+        )
+        assert got == []
+
+    def test_reserve_on_empty_queue_returns_empty_list_after_wait(
+        self, transport: Transport, queue: str
+    ) -> None:
+        wait_s = 0.5
+        start = time.monotonic()
+        got = transport.reserve([queue], max_messages=1, wait_s=wait_s, lease_s=_LONG_LEASE_S)
+        elapsed = time.monotonic() - start
+
+        assert got == []
+        assert wait_s - _CLOCK_JITTER_S <= elapsed <= wait_s + self.delay_precision_s
+
+    def test_reserve_with_zero_wait_returns_at_once(self, transport: Transport, queue: str) -> None:
+        start = time.monotonic()
+        got = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=_LONG_LEASE_S)
+
+        assert got == []
+        assert time.monotonic() - start <= self.delay_precision_s
+
+    def test_reserve_returns_promptly_when_message_published_while_waiting(
+        self, transport: Transport, queue: str
+    ) -> None:
+        wait_s = 10.0 + self.reserve_wait_s
+        publisher = Background(lambda: transport.publish(queue, b"late"))
+
+        publisher.release()
+        got = transport.reserve([queue], max_messages=1, wait_s=wait_s, lease_s=_LONG_LEASE_S)
+        returned_at = time.monotonic()
+        publisher.join()
+
+        assert [d.payload for d in got] == [b"late"]
+        assert publisher.done_at is not None
+        assert returned_at - publisher.done_at <= self.delay_precision_s
+
+    def test_leased_message_is_hidden_from_other_reservers(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, b"mine")
+        self.reserve_one(transport, queue)
+
+        self.assert_empty(transport, queue)
+
+    def test_nack_with_requeue_makes_message_available_again(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, b"again")
+        transport.nack(self.reserve_one(transport, queue), requeue=True)
+
+        again = self.reserve_one(transport, queue)
+        assert again.payload == b"again"
+        assert again.delivery_count == 2
+
+    def test_nack_with_delay_keeps_message_invisible_until_due(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_delay(transport)
+        transport.publish(queue, b"later")
+        delivery = self.reserve_one(transport, queue)
+
+        start = time.monotonic()
+        transport.nack(delivery, requeue=True, delay_s=self.delay_s)
+        self.assert_empty(transport, queue)
+        got = transport.reserve(
+            [queue],
+            max_messages=1,
+            wait_s=self.delay_s + self.delay_precision_s + self.reserve_wait_s,
+            lease_s=_LONG_LEASE_S,
+        )
+        elapsed = time.monotonic() - start
+
+        assert [d.payload for d in got] == [b"later"]
+        assert got[0].delivery_count == 2
+        assert self.delay_s - self.delay_precision_s <= elapsed
+        assert elapsed <= self.delay_s + self.delay_precision_s
+
+    def test_nack_without_requeue_drops_message(self, transport: Transport, queue: str) -> None:
+        transport.publish(queue, b"drop me")
+        transport.nack(self.reserve_one(transport, queue), requeue=False)
+
+        assert transport.size(queue) == 0
+        self.assert_empty(transport, queue)
+        assert transport.dead_letters(queue) == []
+
+    def test_lease_expiry_redelivers_with_incremented_count(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_timed_leases(transport)
+        lease_s = self.effective_lease_s(transport)
+        transport.publish(queue, b"crashy")
+        start = time.monotonic()
+        first = self.reserve_one(transport, queue, lease_s=lease_s)
+
+        got = transport.reserve(
+            [queue],
+            max_messages=1,
+            wait_s=lease_s + self.delay_precision_s + self.reserve_wait_s,
+            lease_s=_LONG_LEASE_S,
+        )
+        elapsed = time.monotonic() - start
+
+        assert [d.payload for d in got] == [b"crashy"]
+        assert got[0].delivery_count == first.delivery_count + 1
+        assert lease_s - self.delay_precision_s <= elapsed <= lease_s + self.delay_precision_s
+
+    def test_extend_keeps_message_leased_past_its_original_lease(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_timed_leases(transport)
+        lease_s = self.effective_lease_s(transport)
+        transport.publish(queue, b"long task")
+        delivery = self.reserve_one(transport, queue, lease_s=lease_s)
+
+        assert transport.extend(delivery, lease_s=lease_s * 4 + self.delay_precision_s * 2)
+        got = transport.reserve(
+            [queue], max_messages=1, wait_s=lease_s + self.delay_precision_s, lease_s=_LONG_LEASE_S
+        )
+        assert got == []
+        # The receipt stays valid across an extension.
+        transport.ack(delivery)
+        assert transport.size(queue) == 0
+
+    def test_extend_on_lost_lease_returns_false(self, transport: Transport, queue: str) -> None:
+        self.require_timed_leases(transport)
+        stale, current = self.expire_and_redeliver(transport, queue)
+
+        assert transport.extend(stale, lease_s=_LONG_LEASE_S) is False
+        assert transport.extend(current, lease_s=_LONG_LEASE_S) is True
+
+    def test_extend_after_ack_returns_false(self, transport: Transport, queue: str) -> None:
+        self.require_timed_leases(transport)
+        transport.publish(queue, b"finished")
+        delivery = self.reserve_one(transport, queue)
+        transport.ack(delivery)
+
+        assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is False
+
+    def test_extend_is_a_no_op_returning_true_without_lease_extension(
+        self, transport: Transport, queue: str
+    ) -> None:
+        if transport.capabilities.lease_extension:
+            pytest.skip("capability lease_extension is True: extend renews a real lease")
+        transport.publish(queue, b"held")
+        delivery = self.reserve_one(transport, queue)
+
+        assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is True
+
+    @pytest.mark.parametrize("operation", ["ack", "nack", "dead_letter"])
+    def test_stale_receipt_does_not_affect_newer_lease(
+        self, transport: Transport, queue: str, operation: str
+    ) -> None:
+        self.require_timed_leases(transport)
+        stale, current = self.expire_and_redeliver(transport, queue)
+
+        if operation == "ack":
+            transport.ack(stale)
+        elif operation == "nack":
+            transport.nack(stale, requeue=True)
+        else:
+            transport.dead_letter(stale, reason="stale")
+
+        assert transport.size(queue) == 1
+        assert transport.dead_letters(queue) == []
+        self.assert_empty(transport, queue)  # the newer lease still hides it
+        transport.ack(current)
+        assert transport.size(queue) == 0
+
+    def test_delayed_message_is_invisible_until_due(self, transport: Transport, queue: str) -> None:
+        self.require_delay(transport)
+        start = time.monotonic()
+        transport.publish(queue, b"eta", delay_s=self.delay_s)
+
+        self.assert_empty(transport, queue)
+        got = transport.reserve(
+            [queue],
+            max_messages=1,
+            wait_s=self.delay_s + self.delay_precision_s + self.reserve_wait_s,
+            lease_s=_LONG_LEASE_S,
+        )
+        elapsed = time.monotonic() - start
+
+        assert [d.payload for d in got] == [b"eta"]
+        assert got[0].delivery_count == 1
+        assert self.delay_s - self.delay_precision_s <= elapsed
+        assert elapsed <= self.delay_s + self.delay_precision_s
+
+    def test_due_message_is_reserved_before_later_delayed_ones(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_delay(transport)
+        transport.publish(queue, b"later", delay_s=_LONG_LEASE_S)
+        transport.publish(queue, b"now")
+
+        got = transport.reserve(
+            [queue], max_messages=10, wait_s=self.reserve_wait_s, lease_s=_LONG_LEASE_S
+        )
+        assert [d.payload for d in got] == [b"now"]
+
+    def test_higher_priority_is_reserved_first(self, transport: Transport, queue: str) -> None:
+        if not transport.capabilities.priorities:
+            pytest.skip("capability priorities is False: the transport ignores priority")
+        published = [(0, b"p0-a"), (9, b"p9-a"), (5, b"p5"), (0, b"p0-b"), (9, b"p9-b"), (1, b"p1")]
+        for priority, payload in published:
+            transport.publish(queue, payload, priority=priority)
+
+        got = [d.payload for d in self.drain(transport, [queue], len(published), max_messages=1)]
+        priority_of = {payload: priority for priority, payload in published}
+        assert [priority_of[p] for p in got] == [9, 9, 5, 1, 0, 0]
+        if transport.capabilities.ordered:
+            assert got == [b"p9-a", b"p9-b", b"p5", b"p1", b"p0-a", b"p0-b"]
+
+    def test_equal_priority_messages_are_reserved_oldest_first(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_ordered(transport)
+        payloads = [f"m{i}".encode() for i in range(10)]
+        for payload in payloads:
+            transport.publish(queue, payload)
+
+        assert [d.payload for d in self.drain(transport, [queue], len(payloads))] == payloads
+
+    def test_reserve_returns_at_most_max_messages(self, transport: Transport, queue: str) -> None:
+        for i in range(5):
+            transport.publish(queue, f"m{i}".encode())
+
+        first = transport.reserve(
+            [queue], max_messages=2, wait_s=self.reserve_wait_s, lease_s=_LONG_LEASE_S
+        )
+        assert 1 <= len(first) <= 2
+        rest = self.drain(transport, [queue], 5 - len(first))
+        assert sorted(d.payload for d in first + rest) == [f"m{i}".encode() for i in range(5)]
+
+    def test_reserve_takes_from_several_queues_in_one_call(
+        self, transport: Transport, new_queue: Callable[[], str]
+    ) -> None:
+        q1, q2 = new_queue(), new_queue()
+        transport.publish(q1, b"one")
+        transport.publish(q2, b"two")
+
+        got = self.drain(transport, [q1, q2], 2)
+        assert sorted((d.queue, d.payload) for d in got) == sorted([(q1, b"one"), (q2, b"two")])
+
+    def test_reserve_prefers_queues_in_the_order_given(
+        self, transport: Transport, new_queue: Callable[[], str]
+    ) -> None:
+        self.require_ordered(transport)
+        q1, q2 = new_queue(), new_queue()
+        transport.publish(q1, b"one")
+        transport.publish(q2, b"two")
+        assert transport.size(q1) == transport.size(q2) == 1
+
+        got = self.drain(transport, [q2, q1], 2, max_messages=1)
+        assert [(d.queue, d.payload) for d in got] == [(q2, b"two"), (q1, b"one")]
+
+    def test_dead_letter_moves_message_out_with_its_reason(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, _BINARY_PAYLOAD)
+        delivery = self.reserve_one(transport, queue)
+        before = time.time()
+        transport.dead_letter(delivery, reason="ProtocolError: bad magic")
+
+        assert transport.size(queue) == 0
+        self.assert_empty(transport, queue)
+        [dead] = transport.dead_letters(queue)
+        assert isinstance(dead, DeadLetter)
+        assert dead.dead_letter_id
+        assert dead.queue == queue
+        assert dead.reason == "ProtocolError: bad magic"
+        assert dead.delivery_count == 1
+        assert dead.payload == _BINARY_PAYLOAD
+        assert abs(dead.dead_at - before) < 60.0  # seconds since the epoch, not ms
+
+    def test_dead_letters_lists_oldest_first_up_to_limit(
+        self, transport: Transport, queue: str
+    ) -> None:
+        for i in range(3):
+            transport.publish(queue, f"m{i}".encode())
+            transport.dead_letter(self.reserve_one(transport, queue), reason=f"r{i}")
+
+        listed = transport.dead_letters(queue, limit=2)
+        assert len(listed) == 2
+        if transport.capabilities.ordered:
+            assert [d.reason for d in listed] == ["r0", "r1"]
+        assert len(transport.dead_letters(queue)) == 3
+
+    def test_dead_letters_are_kept_per_queue(
+        self, transport: Transport, new_queue: Callable[[], str]
+    ) -> None:
+        q1, q2 = new_queue(), new_queue()
+        transport.publish(q1, b"poison")
+        transport.dead_letter(self.reserve_one(transport, q1), reason="poison")
+
+        assert transport.dead_letters(q2) == []
+        assert len(transport.dead_letters(q1)) == 1
+
+    def test_requeue_dead_letters_puts_message_back_with_fresh_delivery_count(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, _BINARY_PAYLOAD)
+        transport.nack(self.reserve_one(transport, queue), requeue=True)
+        second = self.reserve_one(transport, queue)
+        assert second.delivery_count == 2
+        transport.dead_letter(second, reason="max deliveries")
+
+        assert transport.requeue_dead_letters(queue) == 1
+        assert transport.dead_letters(queue) == []
+        again = self.reserve_one(transport, queue)
+        assert again.payload == _BINARY_PAYLOAD
+        assert again.delivery_count == 1
+
+    def test_requeue_dead_letters_by_id_moves_only_those(
+        self, transport: Transport, queue: str
+    ) -> None:
+        for payload in (b"keep", b"retry"):
+            transport.publish(queue, payload)
+            transport.dead_letter(self.reserve_one(transport, queue), reason=payload.decode())
+        [retry_id] = [
+            d.dead_letter_id for d in transport.dead_letters(queue) if d.reason == "retry"
+        ]
+
+        assert transport.requeue_dead_letters(queue, ["no-such-dead-letter"]) == 0
+        assert transport.requeue_dead_letters(queue, [retry_id]) == 1
+        assert [d.reason for d in transport.dead_letters(queue)] == ["keep"]
+        assert self.reserve_one(transport, queue).payload == b"retry"
+
+    def test_purge_dead_letters_empties_the_store(self, transport: Transport, queue: str) -> None:
+        for i in range(2):
+            transport.publish(queue, f"m{i}".encode())
+            transport.dead_letter(self.reserve_one(transport, queue), reason="poison")
+
+        assert transport.purge_dead_letters(queue) == 2
+        assert transport.dead_letters(queue) == []
+        assert transport.purge_dead_letters(queue) == 0
+
+    def test_size_counts_ready_delayed_and_leased_messages(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_delay(transport)
+        assert transport.size(queue) == 0
+        transport.publish(queue, b"leased")
+        self.reserve_one(transport, queue)
+        transport.publish(queue, b"delayed", delay_s=_LONG_LEASE_S)
+        transport.publish(queue, b"ready")
+
+        assert transport.size(queue) == 3
+
+    def test_purge_deletes_ready_delayed_and_leased_messages(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_delay(transport)
+        transport.publish(queue, b"leased")
+        leased = self.reserve_one(transport, queue)
+        transport.publish(queue, b"delayed", delay_s=_LONG_LEASE_S)
+        transport.publish(queue, b"ready")
+
+        assert transport.purge(queue) == 3
+        assert transport.size(queue) == 0
+        transport.ack(leased)  # a purged lease's receipt is stale: ignored
+        self.assert_empty(transport, queue)
+        assert transport.purge(queue) == 0
+
+    def test_purge_leaves_other_queues_alone(
+        self, transport: Transport, new_queue: Callable[[], str]
+    ) -> None:
+        q1, q2 = new_queue(), new_queue()
+        transport.publish(q1, b"one")
+        transport.publish(q2, b"two")
+
+        assert transport.purge(q1) == 1
+        assert transport.size(q2) == 1
+
+    def test_concurrent_consumers_never_receive_the_same_message(
+        self, transport: Transport, queue: str
+    ) -> None:
+        payloads = [f"message-{i}".encode() for i in range(self.concurrency_messages)]
+        for i, payload in enumerate(payloads):
+            transport.publish(queue, payload, message_id=f"task-{i}")
+        received: list[Delivery] = []
+        lock = threading.Lock()
+        all_in = threading.Event()
+        deadline = time.monotonic() + self.concurrency_timeout_s
+
+        def consume(batch_size: int) -> None:
+            while not all_in.is_set() and time.monotonic() < deadline:
+                batch = transport.reserve(
+                    [queue], max_messages=batch_size, wait_s=0.2, lease_s=_LONG_LEASE_S
+                )
+                with lock:
+                    received.extend(batch)
+                    if len(received) >= len(payloads):
+                        all_in.set()
+                for delivery in batch:
+                    transport.ack(delivery)
+
+        run_concurrently(
+            [partial(consume, 1 + i % 3 * 2) for i in range(self.concurrency_threads)],
+            timeout_s=self.concurrency_timeout_s + 10,
+        )
+
+        duplicates = [p for p, n in Counter(d.payload for d in received).items() if n > 1]
+        assert duplicates == [], f"{len(duplicates)} messages were delivered twice"
+        assert sorted(d.payload for d in received) == sorted(payloads)
+        assert {d.delivery_count for d in received} == {1}
+        assert transport.size(queue) == 0
+
+    def test_message_published_on_one_connection_is_reserved_on_another(
+        self, transport: Transport, peer_transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, _BINARY_PAYLOAD)
+
+        delivery = self.reserve_one(peer_transport, queue)
+        assert delivery.payload == _BINARY_PAYLOAD
+        peer_transport.ack(delivery)
+        assert transport.size(queue) == 0
+
+    def test_consumers_on_separate_connections_never_receive_the_same_message(
+        self, transport: Transport, peer_transport: Transport, queue: str
+    ) -> None:
+        payloads = [f"message-{i}".encode() for i in range(self.concurrency_messages)]
+        for payload in payloads:
+            transport.publish(queue, payload)
+        received: list[Delivery] = []
+        lock = threading.Lock()
+        all_in = threading.Event()
+        deadline = time.monotonic() + self.concurrency_timeout_s
+
+        def consume(consumer: Transport) -> None:
+            while not all_in.is_set() and time.monotonic() < deadline:
+                batch = consumer.reserve([queue], max_messages=3, wait_s=0.2, lease_s=_LONG_LEASE_S)
+                with lock:
+                    received.extend(batch)
+                    if len(received) >= len(payloads):
+                        all_in.set()
+                for delivery in batch:
+                    consumer.ack(delivery)
+
+        consumers = [transport, peer_transport] * max(1, self.concurrency_threads // 2)
+        run_concurrently(
+            [partial(consume, c) for c in consumers],
+            timeout_s=self.concurrency_timeout_s + 10,
+        )
+
+        assert sorted(d.payload for d in received) == sorted(payloads)
+        assert {d.delivery_count for d in received} == {1}
+
+    def test_concurrent_publishers_lose_nothing(self, transport: Transport, queue: str) -> None:
+        threads = self.concurrency_threads
+        per_thread = max(1, self.concurrency_messages // threads)
+
+        def publish(worker: int) -> None:
+            for i in range(per_thread):
+                transport.publish(queue, f"w{worker}-m{i}".encode())
+
+        run_concurrently(
+            [partial(publish, w) for w in range(threads)],
+            timeout_s=self.concurrency_timeout_s,
+        )
+
+        assert transport.size(queue) == threads * per_thread
+        got = self.drain(transport, [queue], threads * per_thread)
+        expected = {f"w{w}-m{i}".encode() for w in range(threads) for i in range(per_thread)}
+        assert {d.payload for d in got} == expected
+
+    def test_publish_over_max_message_bytes_raises_message_too_large(
+        self, transport: Transport, queue: str
+    ) -> None:
+        limit = transport.capabilities.max_message_bytes
+        if limit is None:
+            pytest.skip("capability max_message_bytes is None: the transport has no size limit")
+
+        with pytest.raises(MessageTooLarge) as info:
+            transport.publish(queue, b"x" * (limit + 1))
+        assert info.value.limit_bytes == limit
+        assert info.value.size_bytes == limit + 1
+        assert transport.size(queue) == 0
+
+    def test_publish_at_max_message_bytes_is_accepted(
+        self, transport: Transport, queue: str
+    ) -> None:
+        limit = transport.capabilities.max_message_bytes
+        if limit is None:
+            pytest.skip("capability max_message_bytes is None: the transport has no size limit")
+        payload = bytes(range(256)) * (limit // 256) + b"x" * (limit % 256)
+
+        transport.publish(queue, payload)
+        assert self.reserve_one(transport, queue).payload == payload
+
+    def test_close_twice_after_use_is_harmless(self, transport: Transport) -> None:
+        queue = unique_name("petiole-test")
+        transport.publish(queue, b"bye")
+        transport.ack(self.reserve_one(transport, queue))
+        assert transport.size(queue) == 0
+
+        transport.close()
+        transport.close()
