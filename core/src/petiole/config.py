@@ -1,0 +1,354 @@
+"""Settings: one typed, frozen object, built once from every source and validated.
+
+Sources, lowest precedence first (each later one overrides the earlier):
+
+1. defaults (the ``Settings`` fields below);
+2. a config file: the path in ``--config`` / ``PETIOLE_CONFIG`` if given, else
+   ``petiole.toml`` in the current directory, else the ``[tool.petiole]`` table
+   of ``pyproject.toml`` in the current directory;
+3. environment variables ``PETIOLE_<KEY>`` (``PETIOLE_BROKER_URL``, ...);
+4. keyword arguments to ``Petiole(...)``.
+
+An unknown key or a wrong type is a :class:`~petiole.errors.ConfigError` that
+names the key, where it came from, and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "PETIOLE_"
+CONFIG_ENV = "PETIOLE_CONFIG"
+# Environment variables under these prefixes belong to tools around Petiole
+# (its own test suite, say), not to the settings.
+ENV_RESERVED_PREFIXES = ("PETIOLE_TEST_", "PETIOLE_CONFIG", "PETIOLE_APP")
+
+
+def _setting(default: Any, doc: str, *, example: str | None = None) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(
+            default_factory=lambda: type(default)(default),
+            metadata={"doc": doc, "example": example},
+        )
+    return field(default=default, metadata={"doc": doc, "example": example})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, its type and default. docs/configuration.md is checked against this."""
+
+    broker_url: str = _setting(
+        "sqlite://",
+        "Where tasks are sent. The URL scheme selects the transport plugin. "
+        "The default is an SQLite file `petiole.db` in the current directory.",
+        example='"redis://localhost:6379/0"',
+    )
+    backend_url: str = _setting(
+        "sqlite://",
+        "Where results are stored. The URL scheme selects the result backend plugin.",
+        example='"sqlite:///var/lib/app/results.db"',
+    )
+    broker_options: dict[str, Any] = _setting(
+        {},
+        "Options passed to the transport (see its plugin's README).",
+        example="{ poll_interval_ms = 50 }",
+    )
+    backend_options: dict[str, Any] = _setting(
+        {}, "Options passed to the result backend (see its plugin's README).", example="{}"
+    )
+    default_queue: str = _setting("default", "Queue of tasks that name none.", example='"default"')
+    task_serializer: str = _setting(
+        "json", "Serializer for task arguments (a name from `petiole plugins`).", example='"json"'
+    )
+    result_serializer: str = _setting("json", "Serializer for results.", example='"json"')
+    accept_content: list[str] = _setting(
+        ["json"],
+        "Serializers (by name) a worker will deserialize. Anything else is dead-lettered "
+        "unread. Add `pickle` only when every producer is trusted.",
+        example='["json", "pickle"]',
+    )
+    result_ttl_s: float = _setting(
+        86400.0, "Seconds results are kept; 0 keeps them forever.", example="3600"
+    )
+    ignore_result: bool = _setting(
+        False,
+        "Do not store results of tasks (per task: `@app.task(ignore_result=True)`).",
+        example="true",
+    )
+    track_started: bool = _setting(
+        False,
+        "Store the STARTED state when a task begins (one more backend write per task).",
+        example="true",
+    )
+    lease_s: float = _setting(
+        30.0,
+        "How long a reserved message stays invisible to other workers. Workers renew "
+        "leases of tasks they hold every third of this, so only a dead worker's tasks "
+        "come back, after at most this long.",
+        example="10",
+    )
+    max_deliveries: int = _setting(
+        10,
+        "A message delivered more times than this (it keeps killing its worker) goes to "
+        "the dead-letter store instead of running again.",
+        example="5",
+    )
+    worker_concurrency: int = _setting(
+        0, "Tasks a worker runs at once; 0 means the number of CPUs.", example="8"
+    )
+    worker_pool: str = _setting(
+        "processes",
+        "Pool that runs tasks: `processes`, `threads`, `solo`, or a plugin's.",
+        example='"threads"',
+    )
+    worker_queues: list[str] = _setting(
+        [], "Queues a worker consumes; empty means `default_queue`.", example='["default", "mail"]'
+    )
+    prefetch_multiplier: int = _setting(
+        4, "A worker holds at most concurrency x this many messages.", example="1"
+    )
+    shutdown_timeout_s: float = _setting(
+        30.0,
+        "On SIGTERM, how long running tasks may take to finish before they are "
+        "returned to the queue and the worker exits.",
+        example="60",
+    )
+    eager: bool = _setting(
+        False, "Run tasks in the caller's process at `delay()` (for unit tests).", example="true"
+    )
+    eager_propagates: bool = _setting(
+        True, "In eager mode, `delay()` re-raises the task's exception.", example="false"
+    )
+    plugins_enabled: list[str] | None = _setting(
+        None,
+        "If set, load only these plugins (by name; `builtins` is always loaded).",
+        example='["redis"]',
+    )
+    plugins_disabled: list[str] = _setting(
+        [], "Plugins never to load, by name.", example='["eventlet"]'
+    )
+    log_level: str = _setting("INFO", "Log level of the worker and CLI.", example='"DEBUG"')
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self.worker_queues) or [self.default_queue]
+
+
+# Names people reach for from other task queues, mapped to ours.
+_RENAMES = {
+    "broker": "broker_url",
+    "backend": "backend_url",
+    "result_backend": "backend_url",
+    "task_always_eager": "eager",
+    "task_eager_propagates": "eager_propagates",
+    "worker_prefetch_multiplier": "prefetch_multiplier",
+    "result_expires": "result_ttl_s",
+    "task_track_started": "track_started",
+    "task_ignore_result": "ignore_result",
+    "visibility_timeout": "lease_s",
+}
+
+_HINTS: dict[str, Any] = get_type_hints(Settings)
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings))
+
+
+def setting_docs() -> dict[str, dict[str, Any]]:
+    """Each setting's type, default, description and example, for docs and ``--help``."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in fields(Settings):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        out[f.name] = {
+            "type": _type_name(_HINTS[f.name]),
+            "default": default,
+            "doc": f.metadata["doc"],
+            "example": f.metadata["example"],
+            "env": ENV_PREFIX + f.name.upper(),
+        }
+    return out
+
+
+def suggest(key: str) -> str | None:
+    if key in _RENAMES:
+        return _RENAMES[key]
+    close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "table"
+    if tp is type(None):
+        return "null"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
+    """Check ``value`` against the annotated type; ints are accepted for floats."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _coerce(key, value, inner[0], source)
+    ok: bool
+    if origin is list:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = list(value) if ok else value
+    elif origin is dict:
+        ok = isinstance(value, Mapping)
+        value = dict(value) if ok else value
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise SettingTypeError(key, source=source, expected=_type_name(tp), got=value)
+    return value
+
+
+def _parse_env_value(key: str, raw: str, tp: Any, source: str) -> Any:
+    """Environment values are strings: parse them by the setting's type."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        if raw.strip().lower() in ("", "none", "null"):
+            return None
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _parse_env_value(key, raw, inner[0], source)
+    try:
+        if origin is list:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        if origin is dict:
+            parsed = json.loads(raw)
+            if not isinstance(parsed, dict):
+                raise ValueError("not a JSON object")
+            return parsed
+        if tp is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("not a boolean")
+        if tp is int:
+            return int(raw)
+        if tp is float:
+            return float(raw)
+    except ValueError as exc:
+        raise SettingTypeError(key, source=source, expected=_type_name(tp), got=raw) from exc
+    return raw
+
+
+def validate(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """Check keys and types of one source's values; return them normalised."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _HINTS:
+            raise UnknownSettingError(key, source=source, suggestion=suggest(key))
+        out[key] = _coerce(key, value, _HINTS[key], source)
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file: the whole file, or its ``[tool.petiole]`` table
+    when the file is a ``pyproject.toml``."""
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
+    if path.name == "pyproject.toml":
+        table = doc.get("tool", {}).get("petiole", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[tool.petiole] in {str(path)!r} must be a table")
+        return dict(table)
+    return dict(doc)
+
+
+def find_config_file(environ: Mapping[str, str], cwd: Path) -> Path | None:
+    explicit = environ.get(CONFIG_ENV)
+    if explicit:
+        return Path(explicit)
+    candidate = cwd / "petiole.toml"
+    if candidate.is_file():
+        return candidate
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        return pyproject
+    return None
+
+
+def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_RESERVED_PREFIXES):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        source = f"environment variable {name}"
+        if key not in _HINTS:
+            hint = suggest(key)
+            raise UnknownSettingError(
+                name,
+                source="the environment",
+                suggestion=ENV_PREFIX + hint.upper() if hint else None,
+            )
+        out[key] = _parse_env_value(key, raw, _HINTS[key], source)
+    return out
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build :class:`Settings` from every source, in precedence order."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    merged: dict[str, Any] = {}
+    path = Path(config_file) if config_file is not None else find_config_file(environ, cwd)
+    if path is not None:
+        merged.update(validate(read_config_file(path), source=f"config file {str(path)!r}"))
+    merged.update(env_values(environ))
+    merged.update(validate(overrides or {}, source="keyword arguments"))
+    return Settings(**merged)
+
+
+def reference_table() -> str:
+    """The settings table of docs/configuration.md (a test keeps the two equal)."""
+    rows = [
+        "| Setting | Environment variable | Type | Default | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for name, doc in setting_docs().items():
+        default = json.dumps(doc["default"])
+        rows.append(
+            f"| `{name}` | `{doc['env']}` | {doc['type']} | `{default}` | {doc['doc']} "
+            f"Example: `{name} = {doc['example']}` |"
+        )
+    return "\n".join(rows) + "\n"
