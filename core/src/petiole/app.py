@@ -1,0 +1,311 @@
+"""The application object: settings, plugins, the task registry, and sending tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, overload
+from urllib.parse import urlsplit
+
+from petiole import config, states
+from petiole import result as results
+from petiole.backend import ResultBackend, ResultRecord
+from petiole.envelope import IDENTITY, PROTOCOL_VERSION, Envelope
+from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
+from petiole.plugins import PluginRegistry, implemented
+from petiole.serializers import Serializer
+from petiole.task import TASK_OPTIONS, Task
+from petiole.transport import Transport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
+_RELATIVE_EXPIRES_LIMIT_S = 365 * 86400.0
+
+
+def scheme_of(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise ConfigError(f"{url!r} is not a URL: it needs a scheme such as sqlite:// or redis://")
+    return scheme.lower()
+
+
+def _epoch(value: dt.datetime | float) -> float:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(
+                f"naive datetime {value.isoformat()} is ambiguous: pass an aware datetime "
+                "(e.g. datetime.now(timezone.utc))"
+            )
+        return value.timestamp()
+    return float(value)
+
+
+class Petiole:
+    """A Petiole application.
+
+    ``Petiole("proj", broker="redis://...", backend="redis://...", **settings)``;
+    any setting of :class:`~petiole.config.Settings` may be given as a keyword.
+    Settings are read lazily (first use), so ``--config`` and environment
+    variables set by the CLI after the app module was imported still apply.
+    """
+
+    def __init__(
+        self,
+        name: str = "petiole",
+        *,
+        broker: str | None = None,
+        backend: str | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.name = name
+        if broker is not None:
+            settings["broker_url"] = broker
+        if backend is not None:
+            settings["backend_url"] = backend
+        self._overrides = config.validate(settings, source="keyword arguments")
+        self._config_file = config_file
+        self.main_path: str | None = None  # "module:attr", set when loaded by path
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._lock = threading.RLock()
+        self._settings: config.Settings | None = None
+        self._plugins: PluginRegistry | None = None
+        self._in_code_plugins: list[tuple[object, str | None]] = []
+        self._transport: Transport | None = None
+        self._backend: ResultBackend | None = None
+        self._serializers: dict[str, Serializer] = {}
+
+    def __repr__(self) -> str:
+        return f"<Petiole {self.name!r}>"
+
+    # -- configuration and plugins --------------------------------------------
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            with self._lock:
+                if self._settings is None:
+                    self._settings = config.load_settings(
+                        self._overrides, config_file=self._config_file
+                    )
+        return self._settings
+
+    def configure(self, **settings: Any) -> None:
+        """Change settings before first use (in tests, say). Too late once the
+        transport or backend is connected."""
+        with self._lock:
+            if self._transport is not None or self._backend is not None:
+                raise ConfigError("configure() must be called before the app is first used")
+            self._overrides.update(config.validate(settings, source="configure()"))
+            self._settings = None
+            self._plugins = None
+
+    @property
+    def plugins(self) -> PluginRegistry:
+        if self._plugins is None:
+            with self._lock:
+                if self._plugins is None:
+                    s = self.settings
+                    registry = PluginRegistry(
+                        enabled=s.plugins_enabled, disabled=s.plugins_disabled
+                    )
+                    registry.load_all()
+                    for plugin, name in self._in_code_plugins:
+                        registry.register(plugin, name)
+                    self._plugins = registry
+                    registry.hook.petiole_app_configured(app=self)
+        return self._plugins
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register hook implementations defined in code (not through an entry point)."""
+        with self._lock:
+            self._in_code_plugins.append((plugin, name))
+            if self._plugins is not None:
+                self._plugins.register(plugin, name)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            with self._lock:
+                if self._transport is None:
+                    url = self.settings.broker_url
+                    factory = self.plugins.get("transport", scheme_of(url)).component
+                    self._transport = factory(url, self.settings.broker_options)
+        return self._transport
+
+    @property
+    def backend(self) -> ResultBackend:
+        if self._backend is None:
+            with self._lock:
+                if self._backend is None:
+                    url = self.settings.backend_url
+                    factory = self.plugins.get("result backend", scheme_of(url)).component
+                    self._backend = factory(url, self.settings.backend_options)
+        return self._backend
+
+    def serializer(self, name: str) -> Serializer:
+        found = self._serializers.get(name)
+        if found is None:
+            found = self.plugins.get("serializer", name).component
+            self._serializers[name] = found
+        return found
+
+    def serializer_for_content_type(self, content_type: str) -> Serializer:
+        provided = self.plugins.serializer_by_content_type(content_type)
+        if provided is None:
+            raise UnknownSerializer(
+                f"no installed serializer handles content type {content_type!r}"
+            )
+        return provided.component  # type: ignore[no-any-return]
+
+    def accepted_content_types(self) -> frozenset[str]:
+        return frozenset(self.serializer(n).content_type for n in self.settings.accept_content)
+
+    def check_accepted(self, content_type: str) -> None:
+        if content_type not in self.accepted_content_types():
+            raise ContentDisallowed(content_type, self.settings.accept_content)
+
+    @property
+    def result_serializer(self) -> Serializer:
+        return self.serializer(self.settings.result_serializer)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+
+    # -- tasks -------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F) -> Task[Any, Any]: ...
+
+    @overload
+    def task(self, fn: None = None, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(self, fn: Any = None, **options: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., queue=...)``."""
+        unknown = set(options) - TASK_OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"unknown task option(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(sorted(TASK_OPTIONS))}"
+            )
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            name = options.get("name") or f"{func.__module__}.{func.__qualname__}"
+            task: Task[Any, Any] = Task(
+                self,
+                func,
+                name=name,
+                queue=options.get("queue"),
+                priority=options.get("priority"),
+                bind=options.get("bind", False),
+                ignore_result=options.get("ignore_result"),
+                serializer=options.get("serializer"),
+            )
+            self.tasks[name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def AsyncResult(self, task_id: str) -> results.AsyncResult:  # noqa: N802 - Celery's spelling
+        return results.AsyncResult(task_id, self)
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: dt.datetime | float | None = None,
+        expires: dt.datetime | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        serializer: str | None = None,
+    ) -> results.AsyncResult:
+        """Send a task by name (it need not be registered here). See ``Task.apply_async``."""
+        settings = self.settings
+        now = time.time()
+        due = now + countdown if countdown else (_epoch(eta) if eta is not None else None)
+        if expires is not None:
+            expires_at = _epoch(expires)
+            if not isinstance(expires, dt.datetime) and expires_at < _RELATIVE_EXPIRES_LIMIT_S:
+                expires_at += now
+        else:
+            expires_at = None
+        if priority is not None and not 0 <= priority <= 9:
+            raise ConfigError(f"priority must be 0-9, got {priority}")
+        task_id = task_id or str(uuid.uuid4())
+        queue = queue or settings.default_queue
+        all_headers: dict[str, Any] = dict(headers or {})
+        all_headers.update(
+            protocol=PROTOCOL_VERSION,
+            id=task_id,
+            task=name,
+            retries=0,
+            eta=due,
+            expires=expires_at,
+            root_id=task_id,
+            parent_id=None,
+            priority=priority,
+            origin=f"{os.getpid()}",
+            sent_at=now,
+        )
+        args = list(args)
+        kwargs = dict(kwargs or {})
+        before = implemented(self.plugins.hook.petiole_before_publish)
+        if before is not None:
+            before(app=self, queue=queue, headers=all_headers, args=tuple(args), kwargs=kwargs)
+        body_serializer = self.serializer(serializer or settings.task_serializer)
+        envelope = Envelope(
+            all_headers,
+            body_serializer.dumps([args, kwargs]),
+            body_serializer.content_type,
+            IDENTITY,
+        )
+        if settings.eager:
+            return self._run_eagerly(envelope, queue)
+        delay_s = max(0.0, due - now) if due else 0.0
+        transport = self.transport
+        max_delay = transport.capabilities.max_delay_s
+        if max_delay is not None:
+            # Longer delays are re-delayed by the worker that receives the message early.
+            delay_s = min(delay_s, max_delay)
+        transport.publish(
+            queue, envelope.to_bytes(), message_id=task_id, delay_s=delay_s, priority=priority or 0
+        )
+        after = implemented(self.plugins.hook.petiole_after_publish)
+        if after is not None:
+            after(app=self, queue=queue, headers=all_headers)
+        return results.AsyncResult(task_id, self)
+
+    def _run_eagerly(self, envelope: Envelope, queue: str) -> results.AsyncResult:
+        from petiole.execution import Rejected, TaskRunner
+
+        runner = TaskRunner(self, hostname="eager")
+        try:
+            state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
+        except Rejected as exc:
+            raise ConfigError(f"eager task {envelope.task_name!r} cannot run: {exc}") from exc
+        if record is None:
+            record = ResultRecord(envelope.task_id, state, date_done=time.time())
+        result = results.EagerResult(envelope.task_id, self, record)
+        if state == states.FAILURE and self.settings.eager_propagates:
+            result.get()
+        return result
+
+    def store_result(self, record: ResultRecord) -> None:
+        ttl = self.settings.result_ttl_s
+        self.backend.store(record, ttl_s=ttl if ttl > 0 else None)

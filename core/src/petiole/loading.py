@@ -1,0 +1,59 @@
+"""Finding the user's app from ``-A module[:attribute]``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from petiole.errors import ConfigError
+
+if TYPE_CHECKING:
+    from petiole.app import Petiole
+
+
+def load_app(spec: str) -> Petiole:
+    """Import ``module`` and return its app: the named attribute, else an
+    attribute called ``app``, else the module's only :class:`Petiole` instance.
+
+    The current directory is put on ``sys.path`` first, as ``python -m`` would,
+    so ``-A proj.tasks`` finds ``./proj/tasks.py``.
+    """
+    from petiole.app import Petiole
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise ConfigError(f"-A {spec!r}: expected module or module:attribute")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigError(
+                f"cannot import the app module {module_name!r} (from -A {spec!r}): {exc}; "
+                f"run from the directory that contains it, or fix the path"
+            ) from exc
+        raise
+    if attr:
+        found = getattr(module, attr, None)
+        if not isinstance(found, Petiole):
+            raise ConfigError(
+                f"{module_name}.{attr} is not a Petiole app (got {type(found).__name__})"
+            )
+        app = found
+    elif isinstance(getattr(module, "app", None), Petiole):
+        app, attr = module.app, "app"
+    else:
+        candidates = [(k, v) for k, v in vars(module).items() if isinstance(v, Petiole)]
+        if len(candidates) != 1:
+            raise ConfigError(
+                f"module {module_name!r} has {len(candidates)} Petiole apps; "
+                "name one with -A module:attribute"
+            )
+        attr, app = candidates[0]
+    if app.main_path is None:
+        app.main_path = f"{module_name}:{attr}"
+    return app

@@ -1,0 +1,233 @@
+"""The processes pool: N child processes, one task at a time each.
+
+Children are started with ``spawn`` (a clean interpreter that imports the app
+by its ``module:attribute`` path), never ``fork``: the worker has threads, and
+forking a threaded process can deadlock the child. Each child has a thread in
+the worker that ships it one job at a time over a pipe and waits for the
+outcome; if the child dies mid-task (segfault, ``os._exit``, OOM kill) the job
+is reported as ``lost`` and a fresh child takes its place.
+
+Children ignore SIGINT and SIGTERM — shutdown is the worker's decision — and
+exit by themselves when the worker process disappears, so a SIGKILLed worker
+leaves no orphans running tasks whose messages will be redelivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from petiole.errors import ConfigError, PetioleError
+from petiole.pools.base import LOST, Job, Outcome, Runner
+
+logger = logging.getLogger("petiole.worker")
+
+_STOP = None
+_CHILD_START_TIMEOUT_S = 60.0
+# How often a waiting slot checks that its child is still alive.
+_LIVENESS_POLL_S = 0.2
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    try:  # Linux: the kernel signals us the moment the parent dies.
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:  # Elsewhere (and as a backstop): notice re-parenting.
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, name="petiole-parent-watch", daemon=True).start()
+
+
+def _child_main(app_path: str, hostname: str, conn: Connection, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
+    try:
+        from petiole.execution import TaskRunner
+        from petiole.loading import load_app
+
+        app = load_app(app_path)
+        runner = TaskRunner(app, hostname=hostname)
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is _STOP:
+            app.close()
+            return
+        conn.send(runner.run(job))
+
+
+class _Slot:
+    """One child process and the worker-side thread that feeds it."""
+
+    def __init__(self, pool: ProcessPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.process: BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.thread = threading.Thread(target=self._loop, name=f"petiole-slot-{index}", daemon=True)
+        self.tasks_run = 0
+
+    def spawn(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe()
+        assert self.pool.app_path is not None
+        process = ctx.Process(
+            target=_child_main,
+            args=(self.pool.app_path, self.pool.hostname, child_conn, os.getpid()),
+            name=f"petiole-child-{self.index}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        self.process, self.conn = process, parent_conn
+
+    def await_ready(self) -> None:
+        assert self.conn is not None
+        assert self.process is not None
+        if not self.conn.poll(_CHILD_START_TIMEOUT_S):
+            raise PetioleError(
+                f"pool child {self.index} did not start in {_CHILD_START_TIMEOUT_S} s"
+            )
+        try:
+            kind, detail = self.conn.recv()
+        except EOFError:
+            raise PetioleError(
+                f"pool child {self.index} died while starting (exit code {self.process.exitcode})"
+            ) from None
+        if kind != "ready":
+            raise PetioleError(
+                f"pool child could not load the app {self.pool.app_path!r}: {detail}"
+            )
+
+    def _loop(self) -> None:
+        jobs = self.pool._jobs
+        while True:
+            item = jobs.get()
+            if item is _STOP:
+                self._stop_child()
+                return
+            job, on_done = item
+            outcome = self._run(job)
+            if outcome is not None and not self.pool._terminated:
+                on_done(job, outcome)
+
+    def _run(self, job: Job) -> Outcome | None:
+        assert self.conn is not None
+        assert self.process is not None
+        try:
+            self.conn.send(job)
+            while not self.conn.poll(_LIVENESS_POLL_S):
+                if not self.process.is_alive() or self.pool._terminated:
+                    break
+            if self.conn.poll(0):
+                result: Outcome = self.conn.recv()
+                return result
+        except (EOFError, OSError, BrokenPipeError):
+            pass
+        if self.pool._terminated:
+            return None
+        self.process.join(timeout=1.0)
+        code = self.process.exitcode
+        reason = f"the pool child running it died (exit code {code})"
+        logger.error("task %s lost: %s; starting a new child", job.envelope.task_id, reason)
+        self._respawn()
+        return Outcome(LOST, reason=reason)
+
+    def _respawn(self) -> None:
+        try:
+            self.spawn()
+            self.await_ready()
+        except PetioleError as exc:
+            logger.critical("could not replace a pool child: %s", exc)
+
+    def _stop_child(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self.conn.send(_STOP)
+        if self.process is not None:
+            self.process.join(timeout=5.0)
+            if self.process.is_alive():
+                self.process.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+
+
+class ProcessPool:
+    name = "processes"
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = max(1, concurrency)
+        self.app_path: str | None = None
+        self.hostname = ""
+        self._jobs: queue.SimpleQueue[tuple[Job, Callable[[Job, Outcome], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._slots: list[_Slot] = []
+        self._terminated = False
+
+    def start(self, runner: Runner) -> None:
+        if runner.app_path is None:
+            raise ConfigError(
+                "the processes pool needs the app importable by path (petiole worker -A "
+                "module:attribute); apps created in __main__ or in a function cannot be "
+                "rebuilt in a child process. Use -P threads or -P solo for those."
+            )
+        self.app_path = runner.app_path
+        self.hostname = runner.hostname
+        self._slots = [_Slot(self, i) for i in range(self.concurrency)]
+        for slot in self._slots:
+            slot.spawn()
+        try:
+            for slot in self._slots:
+                slot.await_ready()
+        except PetioleError:
+            self.terminate()
+            raise
+        for slot in self._slots:
+            slot.thread.start()
+
+    def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
+        self._jobs.put((job, on_done))
+
+    def stop(self, *, timeout_s: float) -> bool:
+        for _ in self._slots:
+            self._jobs.put(_STOP)
+        deadline = time.monotonic() + timeout_s
+        for slot in self._slots:
+            slot.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not any(slot.thread.is_alive() for slot in self._slots)
+
+    def terminate(self) -> None:
+        self._terminated = True
+        for slot in self._slots:
+            slot.kill()
+
+    def child_pids(self) -> list[int]:
+        return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]

@@ -1,0 +1,38 @@
+"""The context of one task execution, as a bound task sees it in ``self.request``."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    delivery_count: int = 1
+    queue: str = ""
+    eta: float | None = None
+    expires: float | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group_id: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    hostname: str = ""
+    eager: bool = False
+
+    @property
+    def redelivered(self) -> bool:
+        """True when this message was delivered before (its earlier run may have
+        done some of the work): make tasks idempotent."""
+        return self.delivery_count > 1
+
+
+current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "petiole_current_request", default=None
+)

@@ -1,0 +1,49 @@
+"""Pytest fixtures for testing code that uses Petiole (registered automatically).
+
+* ``petiole_config`` — settings for ``petiole_app``; override it in your
+  conftest. Defaults to in-memory broker and results.
+* ``petiole_app`` — a fresh app built from ``petiole_config``. Override it to
+  return your own app (``app.configure(**petiole_config)`` before first use).
+* ``petiole_worker`` — a worker for ``petiole_app`` running in threads of the
+  test process for the duration of the test.
+* ``petiole_eager_app`` — an app that runs tasks in the caller at ``delay()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from petiole.app import Petiole
+from petiole.testing.in_thread import start_worker
+from petiole.worker import Worker
+
+
+@pytest.fixture
+def petiole_config() -> dict[str, Any]:
+    # Memory stores are process-wide by name: a fresh name isolates each test.
+    store = f"memory://{uuid.uuid4().hex}"
+    return {"broker_url": store, "backend_url": store}
+
+
+@pytest.fixture
+def petiole_app(petiole_config: dict[str, Any]) -> Iterator[Petiole]:
+    app = Petiole("test", config_file=None, **petiole_config)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def petiole_worker(petiole_app: Petiole) -> Iterator[Worker]:
+    with start_worker(petiole_app) as worker:
+        yield worker
+
+
+@pytest.fixture
+def petiole_eager_app(petiole_config: dict[str, Any]) -> Iterator[Petiole]:
+    app = Petiole("test-eager", eager=True, **petiole_config)
+    yield app
+    app.close()

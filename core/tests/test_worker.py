@@ -1,0 +1,282 @@
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from petiole import Petiole, Request, Task, hookimpl, states
+from petiole.envelope import Envelope
+from petiole.testing.in_thread import start_worker
+from petiole.worker import Worker
+
+
+def _dead_letter_reasons(app: Petiole, queue: str = "default") -> list[str]:
+    return [d.reason for d in app.transport.dead_letters(queue)]
+
+
+def _wait_for(predicate: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_worker_runs_tasks_and_stores_their_results(app: Petiole) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with start_worker(app):
+        results = [add.delay(i, i) for i in range(20)]
+        assert [r.get(timeout=5) for r in results] == [2 * i for i in range(20)]
+    assert app.transport.size("default") == 0
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_each_in_process_pool_runs_tasks(app: Petiole, pool: str) -> None:
+    @app.task
+    def square(x: int) -> int:
+        return x * x
+
+    with start_worker(app, pool=pool):
+        assert square.delay(7).get(timeout=5) == 49
+
+
+def test_failure_is_stored_and_reraised_by_get(app: Petiole) -> None:
+    @app.task
+    def boom() -> None:
+        raise ZeroDivisionError("nope")
+
+    with start_worker(app):
+        result = boom.delay()
+        with pytest.raises(ZeroDivisionError, match="nope"):
+            result.get(timeout=5)
+    assert result.state == states.FAILURE
+    assert "ZeroDivisionError" in (result.traceback or "")
+
+
+def test_message_is_acknowledged_only_after_the_task_finishes(app: Petiole) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def slow() -> str:
+        started.set()
+        release.wait(5)
+        return "done"
+
+    with start_worker(app):
+        result = slow.delay()
+        assert started.wait(5)
+        assert app.transport.size("default") == 1
+        release.set()
+        assert result.get(timeout=5) == "done"
+    assert app.transport.size("default") == 0
+
+
+def test_running_task_keeps_its_lease_past_lease_s(app: Petiole) -> None:
+    app.configure(lease_s=0.6)
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def long() -> None:
+        started.set()
+        release.wait(10)
+
+    with start_worker(app):
+        result = long.delay()
+        assert started.wait(5)
+        # Three lease lengths pass; a rival consumer must still not see the message.
+        stolen = app.transport.reserve(["default"], max_messages=1, wait_s=1.8, lease_s=5)
+        release.set()
+        result.get(timeout=5)
+    assert stolen == []
+
+
+def test_bad_messages_are_dead_lettered_with_reasons_and_the_worker_keeps_going(
+    app: Petiole,
+) -> None:
+    @app.task
+    def ok() -> str:
+        return "ok"
+
+    app.send_task("not.registered")
+    app.transport.publish("default", b"garbage bytes")
+    headers = {"protocol": 1, "id": "x1", "task": ok.name, "sent_at": 0.0, "retries": "many"}
+    app.transport.publish("default", Envelope(headers, b"[[],{}]", "application/json").to_bytes())
+    ok.apply_async(serializer="pickle")
+    undecodable = {"protocol": 1, "id": "x2", "task": ok.name, "sent_at": 0.0}
+    app.transport.publish(
+        "default", Envelope(undecodable, b"{not json", "application/json").to_bytes()
+    )
+
+    with start_worker(app):
+        assert ok.delay().get(timeout=5) == "ok"
+        _wait_for(lambda: len(_dead_letter_reasons(app)) == 5)
+    reasons = " | ".join(_dead_letter_reasons(app))
+    assert "'not.registered' is not registered" in reasons
+    assert "bad magic" in reasons
+    assert "'retries' must be int" in reasons
+    assert "'application/x-python-pickle' is not accepted" in reasons
+    assert "undecodable body" in reasons
+
+
+def test_accepting_pickle_lets_pickled_tasks_run(app: Petiole) -> None:
+    app.configure(accept_content=["json", "pickle"])
+
+    @app.task
+    def echo(x: Any) -> Any:
+        return x
+
+    with start_worker(app):
+        assert echo.apply_async((3,), serializer="pickle").get(timeout=5) == 3
+
+
+def test_expired_task_is_not_run_and_is_revoked_with_the_reason(app: Petiole) -> None:
+    ran = []
+
+    @app.task
+    def never() -> None:
+        ran.append(1)
+
+    result = never.apply_async(expires=time.time() - 1)
+    with start_worker(app), pytest.raises(Exception, match="expired at"):
+        result.get(timeout=5)
+    assert result.state == states.REVOKED
+    assert ran == []
+
+
+def test_message_over_max_deliveries_goes_to_the_dead_letter_store(app: Petiole) -> None:
+    app.configure(max_deliveries=2)
+
+    @app.task
+    def poison() -> None: ...
+
+    poison.delay()
+    for _ in range(2):
+        [d] = app.transport.reserve(["default"], max_messages=1, wait_s=0, lease_s=30)
+        app.transport.nack(d, requeue=True)
+    with start_worker(app):
+        _wait_for(lambda: len(_dead_letter_reasons(app)) == 1)
+    assert "delivered 3 times (max_deliveries=2)" in _dead_letter_reasons(app)[0]
+
+
+def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def block(i: int) -> int:
+        started.set()
+        release.wait(10)
+        return i
+
+    results = [block.delay(i) for i in range(4)]
+    worker = Worker(app, pool="threads", concurrency=1, prefetch_multiplier=4, reserve_wait_s=0.2)
+    worker.start()
+    assert started.wait(5)
+    _wait_for(lambda: worker.held_count() == 4)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    # The three unstarted ones come back while the running one is still running.
+    returned = app.transport.reserve(["default"], max_messages=3, wait_s=2, lease_s=30)
+    assert len(returned) == 3
+    assert not release.is_set()
+    release.set()
+    stopper.join(5)
+    assert not stopper.is_alive()
+    assert [r.state for r in results].count(states.SUCCESS) == 1
+
+
+def test_shutdown_timeout_returns_running_tasks_to_the_queue(app: Petiole) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def stuck() -> None:
+        started.set()
+        release.wait(10)
+
+    stuck.delay()
+    worker = Worker(app, pool="threads", concurrency=1, shutdown_timeout_s=0.2, reserve_wait_s=0.2)
+    worker.start()
+    assert started.wait(5)
+    worker.stop()
+    again = app.transport.reserve(["default"], max_messages=1, wait_s=1, lease_s=30)
+    release.set()
+    assert len(again) == 1
+    assert again[0].delivery_count == 2
+
+
+class _HookRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def petiole_worker_start(self, worker: Worker) -> None:
+        self.calls.append(("worker_start", worker.pool_name))
+
+    @hookimpl
+    def petiole_worker_stop(self, worker: Worker) -> None:
+        self.calls.append(("worker_stop", worker.pool_name))
+
+    @hookimpl
+    def petiole_before_publish(
+        self,
+        app: Petiole,
+        queue: str,
+        headers: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        headers["x_traced"] = "yes"
+        self.calls.append(("before_publish", (queue, args)))
+
+    @hookimpl
+    def petiole_after_publish(self, app: Petiole, queue: str, headers: dict[str, Any]) -> None:
+        self.calls.append(("after_publish", headers["x_traced"]))
+
+    @hookimpl
+    def petiole_task_prerun(self, task: Task[Any, Any], request: Request) -> None:
+        self.calls.append(("prerun", (task.name, request.args, request.headers.get("x_traced"))))
+
+    @hookimpl
+    def petiole_task_postrun(
+        self, task: Task[Any, Any], request: Request, state: str, retval: Any
+    ) -> None:
+        self.calls.append(("postrun", (state, repr(retval))))
+
+    @hookimpl
+    def petiole_task_failure(
+        self, task: Task[Any, Any], request: Request, exc: BaseException, traceback: str
+    ) -> None:
+        self.calls.append(("failure", (type(exc).__name__, "Traceback" in traceback)))
+
+
+def test_lifecycle_hooks_fire_with_their_arguments(app: Petiole) -> None:
+    recorder = _HookRecorder()
+    app.register_plugin(recorder, "recorder")
+
+    @app.task(name="hooked")
+    def hooked(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    with start_worker(app, pool="solo"):
+        hooked.delay(1).get(timeout=5)
+        with pytest.raises(ValueError, match="negative"):
+            hooked.delay(-1).get(timeout=5)
+    assert recorder.calls == [
+        ("worker_start", "solo"),
+        ("before_publish", ("default", (1,))),
+        ("after_publish", "yes"),
+        ("prerun", ("hooked", (1,), "yes")),
+        ("postrun", ("SUCCESS", "1")),
+        ("before_publish", ("default", (-1,))),
+        ("after_publish", "yes"),
+        ("prerun", ("hooked", (-1,), "yes")),
+        ("postrun", ("FAILURE", "ValueError('negative')")),
+        ("failure", ("ValueError", True)),
+        ("worker_stop", "solo"),
+    ]

@@ -1,0 +1,74 @@
+"""The processes pool with a real app module, in this process's worker."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from petiole import Petiole
+from petiole.errors import PetioleError
+from petiole.loading import load_app
+from petiole.pools.processes import ProcessPool
+from petiole.testing.in_thread import start_worker
+
+HERE = Path(__file__).parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    # Pool children load the app afresh and read their settings from the environment.
+    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
+    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
+    monkeypatch.syspath_prepend(str(HERE))
+    sys.modules.pop("e2e_app", None)
+    app = load_app("e2e_app")
+    yield app
+    app.close()
+    sys.modules.pop("e2e_app", None)
+
+
+def test_tasks_run_in_child_processes(app: Petiole) -> None:
+    import os
+
+    with start_worker(app, pool="processes", concurrency=2) as worker:
+        pids = {app.tasks["e2e.pid"].delay().get(timeout=30) for _ in range(6)}
+        children = set(worker.pool.child_pids())
+    assert os.getpid() not in pids
+    assert pids <= children
+
+
+def test_a_child_that_dies_mid_task_is_replaced_and_the_task_runs_again(app: Petiole) -> None:
+    with start_worker(app, pool="processes", concurrency=1) as worker:
+        assert app.tasks["e2e.die_once"].delay().get(timeout=30) == 2
+        assert app.tasks["e2e.square"].delay(9).get(timeout=30) == 81
+    assert worker.counts["lost"] == 1
+
+
+def test_an_app_children_cannot_import_fails_at_start_with_the_reason() -> None:
+    pool = ProcessPool(1)
+
+    class Runner:
+        app_path = "no_such_module_here:app"
+        hostname = "test"
+
+        def run(self, job: object) -> object:
+            raise AssertionError("never called")
+
+    with pytest.raises(PetioleError, match="no_such_module_here"):
+        pool.start(Runner())  # type: ignore[arg-type]
+
+
+def test_an_app_without_an_import_path_is_refused_by_the_processes_pool() -> None:
+    from petiole.errors import ConfigError
+
+    class Runner:
+        app_path = None
+        hostname = "test"
+
+    with pytest.raises(ConfigError, match="-P threads"):
+        ProcessPool(1).start(Runner())  # type: ignore[arg-type]
