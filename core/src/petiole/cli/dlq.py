@@ -1,0 +1,88 @@
+"""``petiole dlq list|requeue|purge``: the dead-letter store of each queue."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from petiole.cli.context import common_options, state
+from petiole.envelope import Envelope
+from petiole.errors import ProtocolError
+
+_QUEUE = click.option(
+    "-Q", "--queue", default=None, help="Queue whose dead letters to use (default: default_queue)."
+)
+
+
+def _queue(name: str | None) -> str:
+    return name or state().app().settings.default_queue
+
+
+@click.group()
+@common_options
+def dlq() -> None:
+    """Inspect, requeue or purge dead letters: messages that could not run, with the reason."""
+
+
+@dlq.command("list")
+@common_options
+@_QUEUE
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_(queue: str | None, limit: int, as_json: bool) -> None:
+    """Show dead letters, oldest first: id, time, deliveries, task, reason."""
+    name = _queue(queue)
+    letters = state().app().transport.dead_letters(name, limit=limit)
+    for letter in letters:
+        try:
+            envelope = Envelope.from_bytes(letter.payload)
+            task, task_id = envelope.task_name, envelope.task_id
+        except ProtocolError:
+            task, task_id = "(unreadable)", ""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.dead_at))
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "dead_letter_id": letter.dead_letter_id,
+                        "queue": letter.queue,
+                        "dead_at": letter.dead_at,
+                        "delivery_count": letter.delivery_count,
+                        "task": task,
+                        "task_id": task_id,
+                        "reason": letter.reason,
+                    }
+                )
+            )
+        else:
+            click.echo(
+                f"{letter.dead_letter_id}  {when}Z  x{letter.delivery_count}  {task} {task_id}"
+            )
+            click.echo(f"    {letter.reason}")
+    if not letters and not as_json:
+        click.echo(f"no dead letters in {name!r}")
+
+
+@dlq.command()
+@common_options
+@_QUEUE
+@click.argument("ids", nargs=-1)
+def requeue(queue: str | None, ids: tuple[str, ...]) -> None:
+    """Put dead letters back in their queue (all of them, or those IDS)."""
+    name = _queue(queue)
+    moved = state().app().transport.requeue_dead_letters(name, list(ids) or None)
+    click.echo(f"{name}: requeued {moved} message(s)")
+
+
+@dlq.command("purge")
+@common_options
+@_QUEUE
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def purge_(queue: str | None, force: bool) -> None:
+    """Delete every dead letter of the queue."""
+    name = _queue(queue)
+    if not force:
+        click.confirm(f"Delete all dead letters of {name!r}?", abort=True)
+    click.echo(f"{name}: deleted {state().app().transport.purge_dead_letters(name)} dead letter(s)")

@@ -1,0 +1,100 @@
+"""``petiole call``, ``petiole result`` and ``petiole purge``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from petiole.cli.context import common_options, state
+from petiole.result import AsyncResult
+
+
+def _json_arg(kind: type, label: str) -> Any:
+    def convert(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return kind()
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{label} must be JSON: {exc}") from exc
+        if not isinstance(parsed, kind):
+            raise click.BadParameter(f"{label} must be a JSON {kind.__name__}, got {value!r}")
+        return parsed
+
+    return convert
+
+
+def _show(result: AsyncResult, timeout: float | None) -> None:
+    value = result.get(timeout=timeout, propagate=False)
+    payload: dict[str, Any] = {"id": result.id, "state": result.state}
+    if isinstance(value, BaseException):
+        payload["error"] = f"{type(value).__name__}: {value}"
+        payload["traceback"] = result.traceback
+    else:
+        payload["result"] = value
+    click.echo(json.dumps(payload, default=repr, indent=2))
+
+
+@click.command()
+@common_options
+@click.argument("name")
+@click.option(
+    "--args", "args", callback=_json_arg(list, "--args"), help="JSON list, e.g. '[2, 3]'."
+)
+@click.option("--kwargs", "kwargs", callback=_json_arg(dict, "--kwargs"), help="JSON object.")
+@click.option("-Q", "--queue", default=None, help="Queue to send to (default: default_queue).")
+@click.option(
+    "--countdown", type=float, default=None, help="Run no earlier than N seconds from now."
+)
+@click.option("--priority", type=click.IntRange(0, 9), default=None, help="0-9, higher first.")
+@click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
+@click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
+def call(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    queue: str | None,
+    countdown: float | None,
+    priority: int | None,
+    wait: bool,
+    timeout: float | None,
+) -> None:
+    """Send task NAME (it need not be importable here) and print its id."""
+    app = state().app()
+    result = app.send_task(name, args, kwargs, queue=queue, countdown=countdown, priority=priority)
+    if wait:
+        _show(result, timeout)
+    else:
+        click.echo(result.id)
+
+
+@click.command()
+@common_options
+@click.argument("task_id")
+@click.option("--wait/--no-wait", default=False, help="Wait until the task is ready.")
+@click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
+def result(task_id: str, wait: bool, timeout: float | None) -> None:
+    """Print the state and result (or error and traceback) of TASK_ID as JSON."""
+    res = state().app().AsyncResult(task_id)
+    if wait or res.ready():
+        _show(res, timeout)
+    else:
+        click.echo(json.dumps({"id": task_id, "state": res.state}, indent=2))
+
+
+@click.command()
+@common_options
+@click.option(
+    "-Q", "--queues", metavar="A,B", default=None, help="Queues to empty (default: default_queue)."
+)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def purge(queues: str | None, force: bool) -> None:
+    """Delete every waiting message in the queues (running tasks are not stopped)."""
+    app = state().app()
+    names = [q.strip() for q in queues.split(",")] if queues else [app.settings.default_queue]
+    if not force:
+        click.confirm(f"Delete all messages in {', '.join(names)}?", abort=True)
+    for name in names:
+        click.echo(f"{name}: purged {app.transport.purge(name)} message(s)")

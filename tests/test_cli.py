@@ -1,0 +1,122 @@
+"""The `petiole` command line, driven through click's runner against a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from petiole import Petiole
+from petiole.cli import cli
+from petiole.testing import wait_until
+from petiole.testing.in_thread import start_worker
+
+E2E = Path(__file__).parent / "e2e"
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    for name in ("PETIOLE_BROKER_URL", "PETIOLE_BACKEND_URL"):
+        monkeypatch.setenv(name, url)
+    monkeypatch.syspath_prepend(str(E2E))
+    monkeypatch.chdir(tmp_path)
+    yield url
+    sys.modules.pop("e2e_app", None)
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def test_help_explains_every_subcommand() -> None:
+    out = run("--help").output
+    for name in ("worker", "call", "result", "purge", "plugins", "dlq"):
+        assert name in out
+    worker_help = run("worker", "--help").output
+    assert "--concurrency" in worker_help
+    assert "SIGTERM" in worker_help
+    assert "-A, --app" in worker_help
+
+
+def test_plugins_lists_the_builtins_with_version_and_components() -> None:
+    out = run("plugins").output
+    assert "builtins  (petiole 0.1.0)  [loaded]" in out
+    assert "transports: memory, sqlite" in out
+    assert "serializers: json, pickle" in out
+    assert "pools: processes, solo, threads" in out
+
+
+def test_app_option_is_accepted_before_and_after_the_subcommand(url: str) -> None:
+    for args in (("-A", "e2e_app", "call", "e2e.square"), ("call", "-A", "e2e_app", "e2e.square")):
+        result = run(*args, "--args", "[3]")
+        assert result.exit_code == 0, result.output
+    app = Petiole("check", broker=url, backend=url)
+    assert app.transport.size("default") == 2
+
+
+def test_call_with_wait_prints_the_result_as_json(url: str) -> None:
+    from e2e_app import app
+
+    with start_worker(app):
+        result = run("call", "e2e.square", "--args", "[7]", "--wait", "--timeout", "10")
+    payload = json.loads(result.output)
+    assert payload["state"] == "SUCCESS"
+    assert payload["result"] == 49
+
+
+def test_call_rejects_arguments_that_are_not_a_json_list(url: str) -> None:
+    result = CliRunner().invoke(cli, ["call", "x", "--args", "{}"])
+    assert result.exit_code == 2
+    assert "--args must be a JSON list" in result.output
+
+
+def test_result_reports_pending_for_an_unknown_id(url: str) -> None:
+    assert json.loads(run("result", "nope").output) == {"id": "nope", "state": "PENDING"}
+
+
+def test_purge_asks_first_then_deletes(url: str) -> None:
+    run("call", "anything")
+    assert run("purge", input="n\n").exit_code == 1
+    out = run("purge", "-f").output
+    assert "default: purged 1 message(s)" in out
+
+
+def test_dlq_list_requeue_and_purge(url: str) -> None:
+    from e2e_app import app
+
+    app.send_task("not.here")
+    with start_worker(app) as worker:
+        app.tasks["e2e.square"].delay(1).get(timeout=10)
+    assert worker.counts["dead_lettered"] == 1
+    listed = run("dlq", "list").output
+    assert "not.here" in listed
+    assert "is not registered" in listed
+    [entry] = [json.loads(line) for line in run("dlq", "list", "--json").output.splitlines()]
+    assert entry["task"] == "not.here"
+    assert "requeued 1" in run("dlq", "requeue", entry["dead_letter_id"]).output
+    assert app.transport.size("default") == 1
+    with start_worker(app) as again:
+        assert wait_until(lambda: again.counts["dead_lettered"] == 1, timeout_s=10)
+    assert "deleted 1" in run("dlq", "purge", "-f").output
+
+
+def test_unknown_broker_scheme_is_a_clear_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PETIOLE_BROKER_URL", "sqs://")
+    result = CliRunner().invoke(cli, ["purge", "-f"])
+    assert result.exit_code == 1
+    assert "no transport named 'sqs'" in result.output
+    assert "pip install petiole-sqs" in result.output
+
+
+def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PETIOLE_LEASE_S", "soon")
+    result = CliRunner().invoke(cli, ["purge", "-f"])
+    assert result.exit_code == 1
+    assert "PETIOLE_LEASE_S" in result.output
