@@ -1,0 +1,85 @@
+"""Every development task, one session each. `nox -l` lists them.
+
+`nox -s ci` is what `scripts/test` (and so `.ci/run`) runs: lint, types and
+every test of the core and of every plugin, in one environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(
+    p.name
+    for p in (ROOT / "plugins").glob("*")
+    if (p / "pyproject.toml").is_file() and not p.name.startswith("_")
+)
+
+nox.options.sessions = ["ci"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+
+def _install(session: nox.Session, *plugins: str) -> None:
+    session.install("-r", "requirements-dev.txt")
+    editable = ["-e", "core"]
+    for plugin in plugins:
+        editable += ["-e", f"plugins/{plugin}"]
+    session.install(*editable)
+
+
+def _lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+def _types(session: nox.Session) -> None:
+    session.run("mypy")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting, core and plugins."""
+    session.install("-r", "requirements-dev.txt")
+    _lint(session)
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict over the core and plugins."""
+    _install(session, *PLUGINS)
+    _types(session)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core's tests, its conformance runs and the end-to-end tests."""
+    _install(session)
+    session.run("pytest", "core/tests", "tests", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("plugin", PLUGINS)
+def plugin(session: nox.Session, plugin: str) -> None:
+    """One plugin's own tests and conformance suite, against its real server."""
+    _install(session, plugin)
+    session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """Everything CI checks: lint, types, all tests of the core and every plugin."""
+    _install(session, *PLUGINS)
+    _lint(session)
+    _types(session)
+    tests = ["core/tests", "tests", *(f"plugins/{p}/tests" for p in PLUGINS)]
+    session.run("pytest", *tests, *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate the settings table of docs/configuration.md from the code."""
+    _install(session)
+    session.run("python", "scripts/gen_docs.py")
