@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).parent
 PLUGINS = sorted(
@@ -22,11 +23,19 @@ nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
 
+def _extras(plugin: str) -> set[str]:
+    with (ROOT / "plugins" / plugin / "pyproject.toml").open("rb") as fh:
+        project = tomllib.load(fh).get("project", {})
+    return set(project.get("optional-dependencies", {}))
+
+
 def _install(session: nox.Session, *plugins: str) -> None:
     session.install("-r", "requirements-dev.txt")
     editable = ["-e", "core"]
     for plugin in plugins:
-        editable += ["-e", f"plugins/{plugin}"]
+        # A plugin's [test] extra holds its test-only needs (an in-process server, say).
+        test_extra = "[test]" if "test" in _extras(plugin) else ""
+        editable += ["-e", f"plugins/{plugin}{test_extra}"]
     session.install(*editable)
 
 
@@ -35,8 +44,13 @@ def _lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-def _types(session: nox.Session) -> None:
-    session.run("mypy")
+def _types(session: nox.Session, plugins: list[str]) -> None:
+    """mypy --strict (settings in pyproject.toml) over the core and each plugin's package."""
+    sources = [ROOT / "plugins" / p / "src" for p in plugins]
+    packages = ["petiole"] + [pkg.name for src in sources for pkg in src.iterdir() if pkg.is_dir()]
+    mypy_path = ":".join(str(path) for path in [ROOT / "core" / "src", *sources])
+    args = [arg for pkg in packages for arg in ("-p", pkg)]
+    session.run("mypy", *args, env={"MYPYPATH": mypy_path})
 
 
 @nox.session
@@ -50,7 +64,7 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy --strict over the core and plugins."""
     _install(session, *PLUGINS)
-    _types(session)
+    _types(session, PLUGINS)
 
 
 @nox.session
@@ -73,7 +87,7 @@ def ci(session: nox.Session) -> None:
     """Everything CI checks: lint, types, all tests of the core and every plugin."""
     _install(session, *PLUGINS)
     _lint(session)
-    _types(session)
+    _types(session, PLUGINS)
     tests = ["core/tests", "tests", *(f"plugins/{p}/tests" for p in PLUGINS)]
     session.run("pytest", *tests, *session.posargs)
 

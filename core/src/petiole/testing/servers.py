@@ -1,0 +1,135 @@
+"""Starting real servers for plugin tests: on 127.0.0.1, a free port, data in a temp dir.
+
+Plugins are tested against the real server they target, never a mock. A test
+session starts the server itself (see :class:`ServerProcess`) and stops it by
+its PID afterwards. When the server is not installed, :func:`require_binary`
+skips the tests with a message that says what to install — except when the
+environment variable ``CI`` is ``true``, where a missing server is a failure,
+so a green CI run always means the tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(name: str, *, install_hint: str) -> str:
+    """The path of executable ``name``; skip (or, under CI, fail) when missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed ({install_hint})"
+        if in_ci():
+            pytest.fail(f"{message}; CI must run these tests", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def require_module(name: str, *, install_hint: str) -> None:
+    """Skip (or, under CI, fail) unless the Python module ``name`` imports."""
+    try:
+        __import__(name)
+    except ImportError:
+        message = f"Python module {name} is not installed ({install_hint})"
+        if in_ci():
+            pytest.fail(f"{message}; CI must run these tests", pytrace=False)
+        pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    """A server run as a child process, in the foreground, with its output in a log file.
+
+    ``ready`` decides when it accepts work (by default: its port accepts
+    connections). :meth:`stop` sends SIGTERM, then SIGKILL after a grace period;
+    :meth:`kill` is SIGKILL at once (for crash tests); :meth:`start` again
+    restarts it on the same port and data.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        port: int,
+        log_path: Path,
+        ready: Callable[[], bool] | None = None,
+        start_timeout_s: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.log_path = log_path
+        self.ready = ready or (lambda: port_open(port))
+        self.start_timeout_s = start_timeout_s
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode} while starting; "
+                    f"log:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"{self.name} not ready after {self.start_timeout_s} s; log:\n{self.log_tail()}"
+                )
+            time.sleep(0.02)
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()
+        self.process.wait()
