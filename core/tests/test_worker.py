@@ -280,3 +280,45 @@ def test_lifecycle_hooks_fire_with_their_arguments(app: Petiole) -> None:
         ("failure", ("ValueError", True)),
         ("worker_stop", "solo"),
     ]
+
+
+class _SpySerializer:
+    """A serializer that records every body it is asked to read."""
+
+    name = "spy"
+    content_type = "application/x-spy"
+
+    def __init__(self) -> None:
+        self.loads_calls = 0
+
+    def dumps(self, value: Any) -> bytes:
+        return repr(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        self.loads_calls += 1
+        return [[], {}]
+
+
+class _SpyPlugin:
+    def __init__(self, spy: _SpySerializer) -> None:
+        self.spy = spy
+
+    @hookimpl
+    def petiole_serializers(self) -> list[Any]:
+        return [self.spy]
+
+
+def test_a_content_type_that_is_not_accepted_is_never_deserialized(app: Petiole) -> None:
+    spy = _SpySerializer()
+    app.register_plugin(_SpyPlugin(spy), "spy")
+
+    @app.task
+    def ok() -> str:
+        return "ok"
+
+    ok.apply_async(serializer="spy")
+    with start_worker(app):
+        assert ok.delay().get(timeout=5) == "ok"
+        _wait_for(lambda: len(_dead_letter_reasons(app)) == 1)
+    assert "'application/x-spy' is not accepted" in _dead_letter_reasons(app)[0]
+    assert spy.loads_calls == 0
