@@ -74,6 +74,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "core/tests", "tests", *session.posargs)
 
 
+@nox.session(python=["3.10", "3.11", "3.12", "3.13"])
+def pythons(session: nox.Session) -> None:
+    """The core's tests on every supported CPython (those installed here)."""
+    _install(session)
+    session.run("pytest", "core/tests", "tests", *session.posargs)
+
+
 @nox.session
 @nox.parametrize("plugin", PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:

@@ -48,7 +48,7 @@ def test_plugins_lists_the_builtins_with_version_and_components() -> None:
     assert "builtins  (petiole 0.1.0)  [loaded]" in out
     assert "transports: memory, sqlite" in out
     assert "serializers: json, pickle" in out
-    assert "pools: processes, solo, threads" in out
+    assert "pools: asyncio, processes, solo, threads" in out
 
 
 def test_app_option_is_accepted_before_and_after_the_subcommand(url: str) -> None:
@@ -108,11 +108,11 @@ def test_dlq_list_requeue_and_purge(url: str) -> None:
 def test_unknown_broker_scheme_is_a_clear_error_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PETIOLE_BROKER_URL", "sqs://")
+    monkeypatch.setenv("PETIOLE_BROKER_URL", "amqp://")
     result = CliRunner().invoke(cli, ["purge", "-f"])
     assert result.exit_code == 1
-    assert "no transport named 'sqs'" in result.output
-    assert "pip install petiole-sqs" in result.output
+    assert "no transport named 'amqp'" in result.output
+    assert "pip install petiole-amqp" in result.output
 
 
 def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from petiole.pools.asyncio_pool import AsyncioPool
 from petiole.pools.base import Pool
 from petiole.pools.processes import ProcessPool
 from petiole.pools.solo import SoloPool
@@ -32,3 +33,9 @@ class TestProcessPool(PoolSuite):
     @pytest.fixture
     def pool(self) -> Pool:
         return ProcessPool(2)
+
+
+class TestAsyncioPool(PoolSuite):
+    @pytest.fixture
+    def pool(self) -> Pool:
+        return AsyncioPool(3)

@@ -17,8 +17,9 @@ from petiole.backend import ResultBackend, ResultRecord
 from petiole.envelope import IDENTITY, PROTOCOL_VERSION, Envelope
 from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
 from petiole.plugins import PluginRegistry, implemented
+from petiole.request import Request, current_request
 from petiole.serializers import Serializer
-from petiole.task import TASK_OPTIONS, Task
+from petiole.task import TASK_OPTIONS, Task, TaskOptions
 from petiole.transport import Transport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -199,19 +200,11 @@ class Petiole:
                 f"unknown task option(s) {', '.join(sorted(unknown))}; "
                 f"valid: {', '.join(sorted(TASK_OPTIONS))}"
             )
+        task_options = TaskOptions(**options)
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            name = options.get("name") or f"{func.__module__}.{func.__qualname__}"
-            task: Task[Any, Any] = Task(
-                self,
-                func,
-                name=name,
-                queue=options.get("queue"),
-                priority=options.get("priority"),
-                bind=options.get("bind", False),
-                ignore_result=options.get("ignore_result"),
-                serializer=options.get("serializer"),
-            )
+            name = task_options.name or f"{func.__module__}.{func.__qualname__}"
+            task: Task[Any, Any] = Task(self, func, task_options, name)
             self.tasks[name] = task
             return task
 
@@ -234,8 +227,15 @@ class Petiole:
         task_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
         serializer: str | None = None,
+        soft_time_limit_s: float | None = None,
+        time_limit_s: float | None = None,
+        _lineage: Mapping[str, Any] | None = None,
     ) -> results.AsyncResult:
-        """Send a task by name (it need not be registered here). See ``Task.apply_async``."""
+        """Send a task by name (it need not be registered here). See ``Task.apply_async``.
+
+        Sent from inside a running task, the new task records it as its parent
+        and shares its root (the workflow it belongs to).
+        """
         settings = self.settings
         now = time.time()
         due = now + countdown if countdown else (_epoch(eta) if eta is not None else None)
@@ -263,6 +263,13 @@ class Petiole:
             origin=f"{os.getpid()}",
             sent_at=now,
         )
+        if soft_time_limit_s is not None or time_limit_s is not None:
+            all_headers["time_limit"] = [soft_time_limit_s, time_limit_s]
+        parent = current_request.get()
+        if parent is not None and parent.id:
+            all_headers.update(parent_id=parent.id, root_id=parent.root_id or parent.id)
+        if _lineage:
+            all_headers.update(_lineage)
         args = list(args)
         kwargs = dict(kwargs or {})
         before = implemented(self.plugins.hook.petiole_before_publish)
@@ -291,12 +298,64 @@ class Petiole:
             after(app=self, queue=queue, headers=all_headers)
         return results.AsyncResult(task_id, self)
 
+    def send_retry(
+        self,
+        task: Task[Any, Any],
+        request: Request,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        eta: float,
+    ) -> None:
+        """Send the next attempt of a running task: same id, lineage and options,
+        one more retry. Called by ``Task.retry()``."""
+        own = {
+            "protocol",
+            "id",
+            "task",
+            "retries",
+            "eta",
+            "expires",
+            "root_id",
+            "parent_id",
+            "group_id",
+            "priority",
+            "origin",
+            "sent_at",
+            "time_limit",
+        }
+        headers = {k: v for k, v in request.headers.items() if k not in own}
+        limits = request.headers.get("time_limit") or [None, None]
+        self.send_task(
+            task.name,
+            args,
+            kwargs,
+            eta=eta,
+            expires=request.expires,
+            priority=request.headers.get("priority"),
+            queue=request.queue or None,
+            task_id=request.id,
+            headers=headers,
+            soft_time_limit_s=limits[0],
+            time_limit_s=limits[1],
+            _lineage={
+                "retries": request.retries + 1,
+                "root_id": request.root_id or request.id,
+                "parent_id": request.parent_id,
+                "group_id": request.group_id,
+            },
+        )
+
     def _run_eagerly(self, envelope: Envelope, queue: str) -> results.AsyncResult:
         from petiole.execution import Rejected, TaskRunner
 
         runner = TaskRunner(self, hostname="eager")
         try:
             state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
+            # Eager retries run at once, one after the other, until done or out of retries.
+            while state == states.RETRY:
+                envelope = envelope.replace_headers(retries=envelope.headers["retries"] + 1)
+                state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
         except Rejected as exc:
             raise ConfigError(f"eager task {envelope.task_name!r} cannot run: {exc}") from exc
         if record is None:
@@ -305,6 +364,21 @@ class Petiole:
         if state == states.FAILURE and self.settings.eager_propagates:
             result.get()
         return result
+
+    def revoke(
+        self, task_ids: str | Sequence[str], *, terminate: bool = False, reason: str = "revoked"
+    ) -> None:
+        """Revoke tasks: one not yet started never runs, on any worker (its state
+        becomes REVOKED); with ``terminate``, a running one is stopped too (the
+        processes pool kills its child; other pools let it finish)."""
+        from petiole.revocation import revoke
+
+        revoke(
+            self,
+            [task_ids] if isinstance(task_ids, str) else task_ids,
+            terminate=terminate,
+            reason=reason,
+        )
 
     def store_result(self, record: ResultRecord) -> None:
         ttl = self.settings.result_ttl_s

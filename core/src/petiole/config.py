@@ -128,6 +128,39 @@ class Settings:
         "returned to the queue and the worker exits.",
         example="60",
     )
+    soft_time_limit_s: float | None = _setting(
+        None,
+        "Seconds after which SoftTimeLimitExceeded is raised inside a task (per task: "
+        "`@app.task(soft_time_limit_s=...)`; per call: `apply_async(soft_time_limit_s=...)`).",
+        example="60",
+    )
+    time_limit_s: float | None = _setting(
+        None,
+        "Seconds after which a task's process is killed and the task fails with "
+        "TimeLimitExceeded (processes pool; per task and per call as above).",
+        example="120",
+    )
+    dead_letter_on_failure: bool = _setting(
+        False,
+        "Also put a task's message in the dead-letter store when it fails for good, so it "
+        "can be requeued once fixed.",
+        example="true",
+    )
+    reject_on_worker_lost: bool = _setting(
+        True,
+        "When the process running a task dies (signal, OOM kill), return the message to "
+        "the queue (true) or mark the task FAILURE with WorkerLostError (false).",
+        example="false",
+    )
+    max_tasks_per_child: int = _setting(
+        0, "Replace a processes-pool child after this many tasks; 0 = never.", example="1000"
+    )
+    max_memory_per_child_mb: float = _setting(
+        0.0,
+        "Replace a processes-pool child after a task leaves it using more than this "
+        "resident memory; 0 = never.",
+        example="512",
+    )
     eager: bool = _setting(
         False, "Run tasks in the caller's process at `delay()` (for unit tests).", example="true"
     )

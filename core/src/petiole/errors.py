@@ -7,6 +7,7 @@ Plugins translate their client library's exceptions into these at their edge
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 
@@ -152,3 +153,35 @@ class RemoteTaskError(PetioleError):
 
 class TaskRevoked(PetioleError):
     """The task was revoked or expired before it ran."""
+
+
+class Retry(PetioleError):
+    """Raised by ``self.retry()`` inside a task: the task will run again at ``eta``.
+
+    Control flow, not a failure: the worker records the RETRY state (with the
+    exception that caused it) and acknowledges the current message, the retry
+    having been sent as a new message already.
+    """
+
+    def __init__(self, exc: BaseException | None, eta: float, retries: int) -> None:
+        self.exc = exc
+        self.eta = eta
+        self.retries = retries
+        cause = f"{type(exc).__name__}: {exc}" if exc is not None else "retry requested"
+        super().__init__(f"retry {retries} in {max(0.0, eta - time.time()):.1f} s ({cause})")
+
+
+class MaxRetriesExceededError(PetioleError):
+    """A task asked to retry with no retries left and no exception to re-raise."""
+
+
+class SoftTimeLimitExceeded(PetioleError):
+    """Raised inside a task that ran past its soft time limit: clean up and return or raise."""
+
+
+class TimeLimitExceeded(PetioleError):
+    """The task ran past its hard time limit and the process running it was killed."""
+
+
+class WorkerLostError(PetioleError):
+    """The process running the task died (signal, ``os._exit``, out of memory)."""

@@ -2,26 +2,32 @@
 
 :class:`TaskRunner` turns a job into an :class:`~petiole.pools.base.Outcome`:
 it deserializes the body (only content types the worker accepts ever reach
-here), calls the task with its request context, stores the result, and fires
-the per-task hooks. It never raises: every failure becomes an outcome the
-consumer knows how to settle (ack, dead-letter, requeue).
+here), calls the task with its request context and soft time limit, handles
+retries, stores the result, and fires the per-task hooks. It never raises:
+every failure becomes an outcome the consumer knows how to settle (ack,
+dead-letter, requeue).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import socket
 import time
 import traceback as tb_module
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
-from petiole.errors import PetioleError, SerializationError
+from petiole.errors import PetioleError, Retry, SerializationError, SoftTimeLimitExceeded
 from petiole.plugins import implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
 from petiole.request import Request, current_request
+from petiole.timelimits import soft_time_limit
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
@@ -38,8 +44,50 @@ def default_hostname() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def resolve_time_limits(
+    app: Petiole, task: Task[Any, Any] | None, headers: Mapping[str, Any]
+) -> tuple[float | None, float | None]:
+    """(soft, hard) seconds for one call: the message's own, else the task's, else the app's."""
+    settings = app.settings
+    soft, hard = settings.soft_time_limit_s, settings.time_limit_s
+    if task is not None:
+        soft = (
+            task.options.soft_time_limit_s if task.options.soft_time_limit_s is not None else soft
+        )
+        hard = task.options.time_limit_s if task.options.time_limit_s is not None else hard
+    per_call = headers.get("time_limit")
+    if isinstance(per_call, list) and len(per_call) == 2:
+        soft = per_call[0] if isinstance(per_call[0], (int, float)) else soft
+        hard = per_call[1] if isinstance(per_call[1], (int, float)) else hard
+    return soft, hard
+
+
 class Rejected(Exception):
     """A message that can never run: it goes to the dead-letter store with this reason."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    task: Task[Any, Any]
+    request: Request
+    args: list[Any]
+    kwargs: dict[str, Any]
+    ignore_result: bool
+
+
+@dataclass(frozen=True)
+class _Called:
+    state: str  # SUCCESS, FAILURE or RETRY
+    value: Any  # return value, exception, or the Retry
+    traceback: str | None = None
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 class TaskRunner:
@@ -52,34 +100,64 @@ class TaskRunner:
         self._prerun = implemented(hook.petiole_task_prerun)
         self._postrun = implemented(hook.petiole_task_postrun)
         self._failure = implemented(hook.petiole_task_failure)
+        self._retry = implemented(hook.petiole_task_retry)
+
+    # -- entry points ---------------------------------------------------------------
 
     def run(self, job: Job) -> Outcome:
+        """Run a job in this thread (solo, threads and processes pools)."""
         started = time.perf_counter()
         try:
-            state, record = self.execute(
+            prepared = self.prepare(
                 job.envelope, queue=job.queue, delivery_count=job.delivery_count
             )
         except Rejected as exc:
             return Outcome(REJECT, reason=str(exc))
-        if record is not None:
-            try:
-                self.app.store_result(record)
-            except PetioleError as exc:
-                logger.error(
-                    "could not store the result of task %s (%s); the message goes back to "
-                    "the queue and the task will run again in %.0f s",
-                    job.envelope.task_id,
-                    exc,
-                    RESULT_STORE_RETRY_S,
-                )
-                return Outcome(REQUEUE, state=state, reason=str(exc), delay_s=RESULT_STORE_RETRY_S)
-        return Outcome(ACK, state=state, runtime_s=time.perf_counter() - started)
+        called = self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
+        return self.finish(prepared, called, started)
+
+    async def run_async(self, job: Job) -> Outcome:
+        """Run a job on the running event loop (the asyncio pool).
+
+        ``async def`` tasks run on the loop, cancelled at their soft (else hard)
+        time limit; plain functions, and the result store's blocking calls, run
+        in the loop's default executor so they never stall other tasks.
+        """
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            prepared = self.prepare(
+                job.envelope, queue=job.queue, delivery_count=job.delivery_count
+            )
+        except Rejected as exc:
+            return Outcome(REJECT, reason=str(exc))
+        if inspect.iscoroutinefunction(prepared.task.fn):
+            limit = job.soft_time_limit_s if job.soft_time_limit_s is not None else job.time_limit_s
+            called = await self._call_async(prepared, limit)
+        else:
+            called = await loop.run_in_executor(
+                None, lambda: self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
+            )
+        return await loop.run_in_executor(None, self.finish, prepared, called, started)
 
     def execute(
         self, envelope: Envelope, *, queue: str, delivery_count: int, eager: bool = False
     ) -> tuple[str, ResultRecord | None]:
-        """Call the task; return its final state and the record to store (None when
-        results are ignored). Raises :class:`Rejected` for a message that cannot run."""
+        """Call the task here and now (eager mode); return its state and the record
+        to store. Raises :class:`Rejected` for a message that cannot run."""
+        prepared = self.prepare(envelope, queue=queue, delivery_count=delivery_count, eager=eager)
+        task = prepared.task
+        soft, _ = resolve_time_limits(self.app, task, envelope.headers)
+        called = self.call(prepared, soft_time_limit_s=soft)
+        if prepared.ignore_result and called.state == states.SUCCESS:
+            return called.state, None
+        return called.state, self._record(prepared, called)
+
+    # -- steps -----------------------------------------------------------------------
+
+    def prepare(
+        self, envelope: Envelope, *, queue: str, delivery_count: int, eager: bool = False
+    ) -> _Prepared:
         app = self.app
         task = app.tasks.get(envelope.task_name)
         if task is None:
@@ -106,17 +184,11 @@ class TaskRunner:
             hostname=self.hostname,
             eager=eager,
         )
-        ignore_result = (
-            app.settings.ignore_result if task.ignore_result is None else task.ignore_result
-        )
+        ignore = task.options.ignore_result
+        ignore_result = app.settings.ignore_result if ignore is None else ignore
         if app.settings.track_started and not ignore_result and not eager:
-            app.store_result(
-                ResultRecord(request.id, states.STARTED, meta=self._meta(task, request))
-            )
-        state, value, traceback = self._call(task, request, args, kwargs)
-        if ignore_result and state == states.SUCCESS:
-            return state, None
-        return state, self._record(task, request, state, value, traceback)
+            app.store_result(ResultRecord(request.id, states.STARTED, meta=self._meta(request)))
+        return _Prepared(task, request, args, kwargs, ignore_result)
 
     def _decode_body(self, envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
         try:
@@ -133,62 +205,137 @@ class TaskRunner:
             raise Rejected("message body must be [args, kwargs] (a list and an object)")
         return body[0], body[1]
 
-    def _call(
-        self, task: Task[Any, Any], request: Request, args: list[Any], kwargs: dict[str, Any]
-    ) -> tuple[str, Any, str | None]:
+    def call(self, prepared: _Prepared, *, soft_time_limit_s: float | None) -> _Called:
+        """Call the task body with its request context, soft time limit and hooks."""
+        task, request = prepared.task, prepared.request
         token = current_request.set(request)
         try:
             if self._prerun is not None:
                 self._prerun(task=task, request=request)
             try:
-                retval = task(*args, **kwargs)
+                with soft_time_limit(soft_time_limit_s):
+                    retval = task(*prepared.args, **prepared.kwargs)
+                    if inspect.isawaitable(retval):  # an async def task on a synchronous pool
+                        retval = asyncio.run(_await(retval))
+                called = _Called(states.SUCCESS, retval)
             except Exception as exc:
-                traceback = "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
-                if self._postrun is not None:
-                    self._postrun(task=task, request=request, state=states.FAILURE, retval=exc)
-                if self._failure is not None:
-                    self._failure(task=task, request=request, exc=exc, traceback=traceback)
-                return states.FAILURE, exc, traceback
-            if self._postrun is not None:
-                self._postrun(task=task, request=request, state=states.SUCCESS, retval=retval)
-            return states.SUCCESS, retval, None
+                called = self._failed(task, exc)
+            self._after_call(task, request, called)
+            return called
         finally:
             current_request.reset(token)
 
-    def _meta(self, task: Task[Any, Any], request: Request) -> dict[str, Any]:
-        meta: dict[str, Any] = {"task": task.name, "worker": self.hostname, "queue": request.queue}
+    async def _call_async(self, prepared: _Prepared, limit_s: float | None) -> _Called:
+        task, request = prepared.task, prepared.request
+        current_request.set(request)  # this coroutine runs in its own context copy
+        if self._prerun is not None:
+            self._prerun(task=task, request=request)
+        try:
+            awaitable = task(*prepared.args, **prepared.kwargs)
+            retval = await asyncio.wait_for(_await(awaitable), timeout=limit_s)
+            called = _Called(states.SUCCESS, retval)
+        except asyncio.TimeoutError:
+            exc = SoftTimeLimitExceeded(f"cancelled after its time limit of {limit_s} s")
+            called = _Called(states.FAILURE, exc, _format(exc))
+        except Exception as exc:
+            called = self._failed(task, exc)
+        self._after_call(task, request, called)
+        return called
+
+    def _failed(self, task: Task[Any, Any], exc: Exception) -> _Called:
+        if isinstance(exc, Retry):
+            return _Called(states.RETRY, exc, _format(exc.exc) if exc.exc else None)
+        if task.options.autoretry_for and isinstance(exc, task.options.autoretry_for):
+            try:
+                task.retry(exc=exc)
+            except Retry as retry:
+                return _Called(states.RETRY, retry, _format(exc))
+            except Exception as final:  # retries exhausted: the task fails with it
+                return _Called(states.FAILURE, final, _format(final))
+        return _Called(states.FAILURE, exc, _format(exc))
+
+    def _after_call(self, task: Task[Any, Any], request: Request, called: _Called) -> None:
+        if self._postrun is not None:
+            self._postrun(task=task, request=request, state=called.state, retval=called.value)
+        if called.state == states.RETRY and self._retry is not None:
+            retry: Retry = called.value
+            self._retry(
+                task=task,
+                request=request,
+                reason=retry.exc or retry,
+                delay_s=max(0.0, retry.eta - time.time()),
+            )
+        elif called.state == states.FAILURE and self._failure is not None:
+            self._failure(task=task, request=request, exc=called.value, traceback=called.traceback)
+
+    def finish(self, prepared: _Prepared, called: _Called, started: float) -> Outcome:
+        """Store the result and say how to settle the message."""
+        runtime_s = time.perf_counter() - started
+        if not (prepared.ignore_result and called.state == states.SUCCESS):
+            try:
+                self.app.store_result(self._record(prepared, called))
+            except PetioleError as exc:
+                logger.error(
+                    "could not store the result of task %s (%s); the message goes back to "
+                    "the queue and the task will run again in %.0f s",
+                    prepared.request.id,
+                    exc,
+                    RESULT_STORE_RETRY_S,
+                )
+                return Outcome(REQUEUE, called.state, str(exc), RESULT_STORE_RETRY_S, runtime_s)
+        if called.state == states.FAILURE:
+            dead_letter = prepared.task.options.dead_letter_on_failure
+            if dead_letter or (dead_letter is None and self.app.settings.dead_letter_on_failure):
+                reason = (
+                    f"task failed: {type(called.value).__name__}: {called.value} "
+                    "(dead_letter_on_failure is set; requeue it once fixed)"
+                )
+                return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
+        return Outcome(ACK, called.state, runtime_s=runtime_s)
+
+    # -- results -----------------------------------------------------------------------
+
+    def _meta(self, request: Request) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "task": request.task,
+            "worker": self.hostname,
+            "queue": request.queue,
+            "retries": request.retries,
+        }
         if request.group_id:
             meta["group_id"] = request.group_id
         if request.parent_id:
             meta["parent_id"] = request.parent_id
         return meta
 
-    def _record(
-        self, task: Task[Any, Any], request: Request, state: str, value: Any, traceback: str | None
-    ) -> ResultRecord:
+    def _record(self, prepared: _Prepared, called: _Called) -> ResultRecord:
         serializer = self.app.result_serializer
-        meta = self._meta(task, request)
+        request = prepared.request
+        meta = self._meta(request)
+        state, traceback = called.state, called.traceback
         if state == states.SUCCESS:
             try:
-                payload = serializer.dumps(value)
+                payload = serializer.dumps(called.value)
             except SerializationError as exc:
                 state, traceback = states.FAILURE, None
-                payload = serializer.dumps(
-                    remote_errors.describe(
-                        SerializationError(
-                            f"task {task.name} returned a value the {serializer.name} "
-                            f"serializer cannot store: {exc}"
-                        )
-                    )
+                error = SerializationError(
+                    f"task {request.task} returned a value the {serializer.name} "
+                    f"serializer cannot store: {exc}"
                 )
+                payload = serializer.dumps(remote_errors.describe(error))
         else:
-            description = remote_errors.describe(value)
+            cause = called.value
+            if isinstance(cause, Retry):
+                meta["retry_eta"] = cause.eta
+                cause = cause.exc or cause
+            description = remote_errors.describe(cause)
             try:
                 payload = serializer.dumps(description)
             except SerializationError:
                 # Arguments that cannot travel are dropped; type and message still do.
                 description["args"] = None
                 payload = serializer.dumps(description)
+        date_done = None if state == states.RETRY else time.time()
         return ResultRecord(
-            request.id, state, payload, serializer.content_type, traceback, time.time(), meta
+            request.id, state, payload, serializer.content_type, traceback, date_done, meta
         )

@@ -84,7 +84,8 @@ def petiole_serializers() -> Sequence[Serializer]:
 
 @hookspec
 def petiole_pools() -> Mapping[str, PoolFactory]:
-    """Worker pool names (``-P name``) mapped to factories; see :mod:`petiole.pools`."""
+    """Worker pool names (``-P name``) mapped to factories ``factory(concurrency, settings)``
+    returning a :class:`petiole.pools.base.Pool`."""
 
 
 @hookspec

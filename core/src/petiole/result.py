@@ -115,6 +115,11 @@ class AsyncResult:
         self._ready_record = None
         self.app.backend.forget([self.id])
 
+    def revoke(self, *, terminate: bool = False, reason: str = "revoked") -> None:
+        """See :meth:`Petiole.revoke`."""
+        self.app.revoke(self.id, terminate=terminate, reason=reason)
+        self._ready_record = None
+
 
 class EagerResult(AsyncResult):
     """The result of a task run in the caller's process (eager mode); needs no backend."""

@@ -30,10 +30,11 @@ def petiole_serializers() -> Sequence[Serializer]:
 
 @hookimpl
 def petiole_pools() -> Mapping[str, Any]:
-    from petiole.pools import processes, solo, threads
+    from petiole.pools import asyncio_pool, processes, solo, threads
 
     return {
         "solo": solo.SoloPool,
         "threads": threads.ThreadPool,
         "processes": processes.ProcessPool,
+        "asyncio": asyncio_pool.AsyncioPool,
     }

@@ -98,3 +98,15 @@ def purge(queues: str | None, force: bool) -> None:
         click.confirm(f"Delete all messages in {', '.join(names)}?", abort=True)
     for name in names:
         click.echo(f"{name}: purged {app.transport.purge(name)} message(s)")
+
+
+@click.command()
+@common_options
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--terminate", is_flag=True, help="Also stop it if running (processes pool).")
+@click.option("--reason", default="revoked from the command line", show_default=True)
+def revoke(task_ids: tuple[str, ...], terminate: bool, reason: str) -> None:
+    """Revoke TASK_IDS: a revoked task that has not started never runs, on any worker."""
+    state().app().revoke(list(task_ids), terminate=terminate, reason=reason)
+    suffix = " (stopping running ones)" if terminate else ""
+    click.echo(f"revoked {len(task_ids)} task(s){suffix}")

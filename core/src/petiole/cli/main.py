@@ -55,6 +55,7 @@ cli.add_command(worker_cmd.worker)
 cli.add_command(inspect_cmds.call)
 cli.add_command(inspect_cmds.result)
 cli.add_command(inspect_cmds.purge)
+cli.add_command(inspect_cmds.revoke)
 cli.add_command(plugins_cmd.plugins)
 cli.add_command(dlq.dlq)
 

@@ -12,23 +12,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from petiole.envelope import Envelope
+
+if TYPE_CHECKING:
+    from petiole.config import Settings
 
 # Outcome kinds, telling the consumer what to do with the message.
 ACK = "ack"  # finished (any final state); remove the message
 REJECT = "reject"  # cannot ever run (undecodable body...); dead-letter with the reason
 REQUEUE = "requeue"  # give it back, after delay_s (retry, result store down)
 LOST = "lost"  # the process running it died; requeue or fail per settings
+TIME_LIMIT = "time_limit"  # killed at its hard time limit; the worker records the failure
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
+    """A message the worker accepted, with the time limits that apply to it."""
+
     envelope: Envelope
     queue: str
     delivery_count: int
     receipt: str
+    soft_time_limit_s: float | None = None
+    time_limit_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,7 @@ class Runner(Protocol):
 @runtime_checkable
 class Pool(Protocol):
     """Created by a factory registered through ``petiole_pools``:
-    ``factory(concurrency) -> Pool``."""
+    ``factory(concurrency, settings) -> Pool``."""
 
     name: str
     concurrency: int
@@ -86,4 +94,5 @@ class Pool(Protocol):
         ...
 
 
-PoolFactory = Callable[[int], Pool]
+PoolFactory = Callable[[int, "Settings"], Pool]
+"""``factory(concurrency, settings)``: the pool reads whatever settings it honours."""

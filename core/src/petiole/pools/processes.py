@@ -26,8 +26,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from petiole.config import Settings
 from petiole.errors import ConfigError, PetioleError
-from petiole.pools.base import LOST, Job, Outcome, Runner
+from petiole.pools.base import ACK, LOST, TIME_LIMIT, Job, Outcome, Runner
 
 logger = logging.getLogger("petiole.worker")
 
@@ -78,7 +79,19 @@ def _child_main(app_path: str, hostname: str, conn: Connection, parent_pid: int)
         if job is _STOP:
             app.close()
             return
-        conn.send(runner.run(job))
+        conn.send((runner.run(job), _resident_mb()))
+
+
+def _resident_mb() -> float:
+    """This process's resident memory now (Linux), else its peak (elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _Slot:
@@ -90,7 +103,9 @@ class _Slot:
         self.process: BaseProcess | None = None
         self.conn: Connection | None = None
         self.thread = threading.Thread(target=self._loop, name=f"petiole-slot-{index}", daemon=True)
-        self.tasks_run = 0
+        self.tasks_run = 0  # by the current child
+        self.current: Job | None = None
+        self.cancelled = False
 
     def spawn(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -105,6 +120,7 @@ class _Slot:
         process.start()
         child_conn.close()
         self.process, self.conn = process, parent_conn
+        self.tasks_run = 0
 
     def await_ready(self) -> None:
         assert self.conn is not None
@@ -132,31 +148,60 @@ class _Slot:
                 self._stop_child()
                 return
             job, on_done = item
+            self.current, self.cancelled = job, False
             outcome = self._run(job)
+            self.current = None
             if outcome is not None and not self.pool._terminated:
                 on_done(job, outcome)
 
     def _run(self, job: Job) -> Outcome | None:
         assert self.conn is not None
         assert self.process is not None
+        deadline = None if job.time_limit_s is None else time.monotonic() + job.time_limit_s
         try:
             self.conn.send(job)
             while not self.conn.poll(_LIVENESS_POLL_S):
-                if not self.process.is_alive() or self.pool._terminated:
+                if not self.process.is_alive() or self.pool._terminated or self.cancelled:
                     break
+                if deadline is not None and time.monotonic() > deadline:
+                    self.kill()
+                    self._respawn()
+                    return Outcome(
+                        TIME_LIMIT,
+                        reason=f"exceeded its time limit of {job.time_limit_s} s; "
+                        "the pool child running it was killed and replaced",
+                    )
             if self.conn.poll(0):
-                result: Outcome = self.conn.recv()
-                return result
+                result, resident_mb = self.conn.recv()
+                self.tasks_run += 1
+                self._recycle_if_due(resident_mb)
+                return result  # type: ignore[no-any-return]
         except (EOFError, OSError, BrokenPipeError):
             pass
         if self.pool._terminated:
             return None
+        self.kill()
         self.process.join(timeout=1.0)
+        if self.cancelled:
+            self._respawn()
+            return Outcome(ACK, "REVOKED", "terminated by revoke")
         code = self.process.exitcode
         reason = f"the pool child running it died (exit code {code})"
         logger.error("task %s lost: %s; starting a new child", job.envelope.task_id, reason)
         self._respawn()
         return Outcome(LOST, reason=reason)
+
+    def _recycle_if_due(self, resident_mb: float) -> None:
+        limits = self.pool
+        why = None
+        if limits.max_tasks_per_child and self.tasks_run >= limits.max_tasks_per_child:
+            why = f"it ran {self.tasks_run} tasks (max_tasks_per_child)"
+        elif limits.max_memory_per_child_mb and resident_mb > limits.max_memory_per_child_mb:
+            why = f"it uses {resident_mb:.0f} MB (max_memory_per_child_mb)"
+        if why is not None:
+            logger.info("replacing pool child %d: %s", self.index, why)
+            self._stop_child()
+            self._respawn()
 
     def _respawn(self) -> None:
         try:
@@ -177,13 +222,16 @@ class _Slot:
     def kill(self) -> None:
         if self.process is not None and self.process.is_alive():
             self.process.kill()
+            self.process.join(timeout=5.0)
 
 
 class ProcessPool:
     name = "processes"
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, settings: Settings | None = None) -> None:
         self.concurrency = max(1, concurrency)
+        self.max_tasks_per_child = settings.max_tasks_per_child if settings else 0
+        self.max_memory_per_child_mb = settings.max_memory_per_child_mb if settings else 0.0
         self.app_path: str | None = None
         self.hostname = ""
         self._jobs: queue.SimpleQueue[tuple[Job, Callable[[Job, Outcome], None]] | None] = (
@@ -228,6 +276,15 @@ class ProcessPool:
         self._terminated = True
         for slot in self._slots:
             slot.kill()
+
+    def cancel(self, receipt: str) -> bool:
+        """Stop the job with this receipt if it is running (revoke with terminate)."""
+        for slot in self._slots:
+            if slot.current is not None and slot.current.receipt == receipt:
+                slot.cancelled = True
+                slot.kill()
+                return True
+        return False
 
     def child_pids(self) -> list[int]:
         return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from petiole.config import Settings
 from petiole.pools.base import Job, Outcome, Runner
 
 
 class SoloPool:
     name = "solo"
 
-    def __init__(self, concurrency: int = 1) -> None:
+    def __init__(self, concurrency: int = 1, settings: Settings | None = None) -> None:
         self.concurrency = 1  # by definition, whatever was asked
         self._runner: Runner | None = None
 

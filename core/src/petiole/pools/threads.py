@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from petiole.config import Settings
 from petiole.pools.base import Job, Outcome, Runner
 
 _STOP = None
@@ -20,7 +21,7 @@ _STOP = None
 class ThreadPool:
     name = "threads"
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, settings: Settings | None = None) -> None:
         self.concurrency = max(1, concurrency)
         self._jobs: queue.SimpleQueue[tuple[Job, Callable[[Job, Outcome], None]] | None] = (
             queue.SimpleQueue()

@@ -1,6 +1,6 @@
 """The worker: reserve messages, check them, run them on a pool, settle each one.
 
-Three threads share the work:
+Four threads share the work:
 
 * the **consumer** reserves up to ``prefetch`` messages, checks each one
   (delivery count, framing, content type, registration, expiry, ETA) without
@@ -8,7 +8,8 @@ Three threads share the work:
 * the **pool** runs jobs, calling back with an outcome that the worker settles
   (ack, dead-letter or requeue) — only after the task finished;
 * the **lease keeper** renews the lease of every message the worker holds, so
-  a long task is never handed to a second worker while this one is alive.
+  a long task is never handed to a second worker while this one is alive;
+* the **control** thread watches for revocations.
 
 Shutdown (SIGTERM, SIGINT, or :meth:`Worker.stop`) stops reserving, returns
 the unstarted prefetched messages at once, and lets running tasks finish for up
@@ -20,6 +21,8 @@ finish, so nothing is lost either way.
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import logging
 import os
 import signal
@@ -28,14 +31,16 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from petiole import remote_errors, states
-from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
-from petiole.errors import PetioleError, ProtocolError, TaskRevoked
-from petiole.execution import TaskRunner, default_hostname
-from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, Job, Outcome
+from petiole.errors import PetioleError, ProtocolError
+from petiole.execution import TaskRunner, default_hostname, resolve_time_limits
+from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome
+from petiole.ratelimit import TokenBucket
+from petiole.task import parse_rate_limit
 from petiole.transport import Delivery
 from petiole.urls import mask_password
+from petiole.worker.revocations import RevocationWatch
+from petiole.worker.settle import Settler
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
@@ -47,6 +52,7 @@ logger = logging.getLogger("petiole.worker")
 _ETA_TOLERANCE_S = 0.05
 # Back-off after a failed reserve (broker down), doubling up to the cap.
 _RESERVE_BACKOFF_S = (0.1, 5.0)
+_CONTROL_INTERVAL_S = 1.0
 
 
 class Worker:
@@ -74,7 +80,7 @@ class Worker:
         self.hostname = hostname or default_hostname()
         wanted = concurrency or settings.worker_concurrency or os.cpu_count() or 1
         self.pool_name = pool or settings.worker_pool
-        self.pool = app.plugins.get("pool", self.pool_name).component(wanted)
+        self.pool = app.plugins.get("pool", self.pool_name).component(wanted, settings)
         self.concurrency: int = self.pool.concurrency
         multiplier = (
             settings.prefetch_multiplier if prefetch_multiplier is None else prefetch_multiplier
@@ -88,29 +94,38 @@ class Worker:
         self.lease_s = max(settings.lease_s, self.transport.capabilities.min_lease_s)
         self.max_deliveries = settings.max_deliveries
         self.runner = TaskRunner(app, hostname=self.hostname)
+        self.settler = Settler(app, self.hostname)
+        self.counts = self.settler.counts
+        self.revocations = RevocationWatch(app)
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._held: dict[str, Delivery] = {}  # receipt -> delivery, every message we hold
         self._pending: collections.deque[Job] = collections.deque()  # prefetched, not started
-        self._running: set[str] = set()
+        self._running: dict[str, Job] = {}
+        # Jobs held back by their task's rate limit: (due, sequence, job).
+        self._deferred: list[tuple[float, int, Job]] = []
+        self._sequence = itertools.count()
+        self._buckets: dict[str, TokenBucket | None] = {}
+        self._wakeup: threading.Timer | None = None
         self._dispatching = threading.local()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._signals_seen = 0
-        self.counts: collections.Counter[str] = collections.Counter()
         self.accepted_content_types = app.accepted_content_types()
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the pool, the consumer and the lease keeper in background threads."""
+        """Start the pool, the consumer, the lease keeper and the control thread."""
         self.pool.start(self.runner)
+        self.revocations.poll()
         self.app.plugins.hook.petiole_worker_start(worker=self)
         self._threads = [
             threading.Thread(target=self._consume, name="petiole-consumer", daemon=True),
             threading.Thread(target=self._keep_leases, name="petiole-leases", daemon=True),
+            threading.Thread(target=self._control, name="petiole-control", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -179,6 +194,8 @@ class Worker:
             self.pool.terminate()
             self._return_all_held()
         self._stopped.set()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
         for thread in self._threads[1:]:
             thread.join()
         self.app.plugins.hook.petiole_worker_stop(worker=self)
@@ -213,7 +230,7 @@ class Worker:
     def _accept(self, delivery: Delivery) -> None:
         """Check a message using only its headers; queue it to run, or settle it now."""
         if delivery.delivery_count > self.max_deliveries:
-            self._dead_letter(
+            self.settler.dead_letter(
                 delivery,
                 f"delivered {delivery.delivery_count} times "
                 f"(max_deliveries={self.max_deliveries}): "
@@ -223,18 +240,19 @@ class Worker:
         try:
             envelope = Envelope.from_bytes(delivery.payload)
         except ProtocolError as exc:
-            self._dead_letter(delivery, f"malformed message: {exc}")
+            self.settler.dead_letter(delivery, f"malformed message: {exc}")
             return
         if envelope.content_type not in self.accepted_content_types:
-            self._dead_letter(
+            self.settler.dead_letter(
                 delivery,
                 f"content type {envelope.content_type!r} is not accepted (accept_content="
                 f"{self.app.settings.accept_content}); add its serializer to accept_content "
                 "if its senders are trusted, then `petiole dlq requeue`",
             )
             return
-        if envelope.task_name not in self.app.tasks:
-            self._dead_letter(
+        task = self.app.tasks.get(envelope.task_name)
+        if task is None:
+            self.settler.dead_letter(
                 delivery,
                 f"task {envelope.task_name!r} is not registered on this worker; start a worker "
                 "whose app defines it, then `petiole dlq requeue`",
@@ -243,18 +261,52 @@ class Worker:
         now = time.time()
         expires = envelope.headers.get("expires")
         if expires is not None and expires < now:
-            self._revoke_expired(delivery, envelope, expires)
+            self.settler.expired(delivery, envelope, expires)
             return
         eta = envelope.headers.get("eta")
         if eta is not None and eta - now > _ETA_TOLERANCE_S:
-            self._redelay(delivery, eta - now)
+            self.settler.redelay(delivery, eta - now)
             return
-        job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt)
+        soft, hard = resolve_time_limits(self.app, task, envelope.headers)
+        job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
         with self._lock:
             self._held[delivery.receipt] = delivery
             self._pending.append(job)
         if self._stopping.is_set():
             self._return_pending()
+
+    # -- dispatching ------------------------------------------------------------------
+
+    def _bucket(self, task_name: str) -> TokenBucket | None:
+        if task_name not in self._buckets:
+            task = self.app.tasks.get(task_name)
+            limit = task.options.rate_limit if task is not None else None
+            self._buckets[task_name] = TokenBucket(parse_rate_limit(limit)) if limit else None
+        return self._buckets[task_name]
+
+    def _next_job(self) -> Job | None:
+        """The next job allowed to start now (call with the lock held)."""
+        now = time.monotonic()
+        while self._deferred and self._deferred[0][0] <= now:
+            self._pending.appendleft(heapq.heappop(self._deferred)[2])
+        while self._pending:
+            job = self._pending.popleft()
+            bucket = self._bucket(job.envelope.task_name)
+            wait_s = bucket.take() if bucket is not None else 0.0
+            if wait_s == 0.0:
+                return job
+            heapq.heappush(self._deferred, (now + wait_s, next(self._sequence), job))
+        if self._deferred:
+            self._wake_at(self._deferred[0][0] - now)
+        return None
+
+    def _wake_at(self, delay_s: float) -> None:
+        """Dispatch again when the earliest rate-limited job may start."""
+        if self._wakeup is not None and self._wakeup.is_alive():
+            return
+        self._wakeup = threading.Timer(max(delay_s, 0.001), self._dispatch)
+        self._wakeup.daemon = True
+        self._wakeup.start()
 
     def _dispatch(self) -> None:
         """Hand pending jobs to free pool slots. Re-entrant calls (a solo pool
@@ -265,114 +317,65 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 with self._lock:
-                    if not self._pending or len(self._running) >= self.concurrency:
+                    if len(self._running) >= self.concurrency:
                         return
-                    job = self._pending.popleft()
-                    self._running.add(job.receipt)
+                    job = self._next_job()
+                    if job is None:
+                        return
+                    self._running[job.receipt] = job
+                if self.revocations.active and self.revocations.is_revoked(job.envelope.task_id):
+                    self._finish(job, Outcome(ACK, "REVOKED", "revoked before it started"))
+                    continue
                 self.pool.submit(job, self._on_done)
         finally:
             self._dispatching.active = False
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
+        self._finish(job, outcome)
+        self._dispatch()
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
         with self._lock:
             delivery = self._held.get(job.receipt)
         if delivery is not None:
             self._settle(delivery, job, outcome)
         with self._changed:
             self._held.pop(job.receipt, None)
-            self._running.discard(job.receipt)
+            self._running.pop(job.receipt, None)
             self._changed.notify_all()
-        self._dispatch()
 
     def _settle(self, delivery: Delivery, job: Job, outcome: Outcome) -> None:
-        try:
-            if outcome.kind == ACK:
-                self.transport.ack(delivery)
-                self.counts[outcome.state.lower() or "done"] += 1
-            elif outcome.kind == REJECT:
-                self._dead_letter(delivery, outcome.reason)
-            elif outcome.kind == REQUEUE:
-                self.transport.nack(delivery, requeue=True, delay_s=outcome.delay_s)
-                self.counts["requeued"] += 1
-            elif outcome.kind == LOST:
-                # Another worker will run it; max_deliveries stops a task that kills every child.
-                self.transport.nack(delivery, requeue=True)
-                self.counts["lost"] += 1
-        except PetioleError as exc:
-            logger.error(
-                "could not settle task %s with the broker (%s); it will be redelivered when "
-                "its lease ends",
-                job.envelope.task_id,
-                exc,
-            )
-
-    def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        logger.error("dead-lettered a message from queue %r: %s", delivery.queue, reason)
-        self.counts["dead_lettered"] += 1
-        try:
-            self.transport.dead_letter(delivery, reason=reason)
-        except PetioleError as exc:
-            logger.error("could not dead-letter it (%s); it will be redelivered", exc)
-
-    def _revoke_expired(self, delivery: Delivery, envelope: Envelope, expires: float) -> None:
-        reason = f"expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(expires))} UTC"
-        logger.info("task %s %s not run: %s", envelope.task_name, envelope.task_id, reason)
-        serializer = self.app.result_serializer
-        description = remote_errors.describe(TaskRevoked(reason))
-        try:
-            self.app.store_result(
-                ResultRecord(
-                    envelope.task_id,
-                    states.REVOKED,
-                    serializer.dumps(description),
-                    serializer.content_type,
-                    None,
-                    time.time(),
-                    {"task": envelope.task_name, "reason": reason},
-                )
-            )
-            self.transport.ack(delivery)
-            self.counts["expired"] += 1
-        except PetioleError as exc:
-            logger.error("could not record expiry of task %s (%s)", envelope.task_id, exc)
-
-    def _redelay(self, delivery: Delivery, remaining_s: float) -> None:
-        max_delay = self.transport.capabilities.max_delay_s
-        delay = remaining_s if max_delay is None else min(remaining_s, max_delay)
-        try:
-            self.transport.nack(delivery, requeue=True, delay_s=delay)
-        except PetioleError as exc:
-            logger.error(
-                "could not re-delay a message (%s); it comes back when its lease ends", exc
-            )
+        settler = self.settler
+        if outcome.kind == ACK:
+            settler.ack(delivery, count_as=outcome.state.lower() or "done")
+        elif outcome.kind == REJECT:
+            settler.dead_letter(delivery, outcome.reason)
+        elif outcome.kind == REQUEUE:
+            settler.requeue(delivery, delay_s=outcome.delay_s)
+        elif outcome.kind == LOST:
+            settler.lost(delivery, job, outcome.reason)
+        elif outcome.kind == TIME_LIMIT:
+            settler.time_limit(delivery, job, outcome.reason)
 
     # -- returning messages -----------------------------------------------------------
 
     def _return_pending(self) -> None:
         with self._lock:
-            jobs = list(self._pending)
+            jobs = [*self._pending, *(job for _, _, job in self._deferred)]
             self._pending.clear()
+            self._deferred.clear()
             deliveries = [self._held.pop(job.receipt) for job in jobs if job.receipt in self._held]
-        self._return(deliveries)
+        self.settler.return_all(deliveries)
 
     def _return_all_held(self) -> None:
         with self._lock:
             deliveries = list(self._held.values())
             self._held.clear()
             self._pending.clear()
-        self._return(deliveries)
+            self._deferred.clear()
+        self.settler.return_all(deliveries)
 
-    def _return(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            try:
-                self.transport.nack(delivery, requeue=True)
-                self.counts["returned"] += 1
-            except PetioleError as exc:
-                logger.error(
-                    "could not return a message (%s); it comes back when its lease ends", exc
-                )
-
-    # -- leases ---------------------------------------------------------------------------
+    # -- leases and control --------------------------------------------------------------
 
     def _keep_leases(self) -> None:
         if not self.transport.capabilities.lease_extension:
@@ -392,6 +395,25 @@ class Worker:
                         )
                 except PetioleError as exc:
                     logger.error("could not renew a lease (%s); retrying in %.0f s", exc, interval)
+
+    def _control(self) -> None:
+        """Follow revocations; terminate running tasks revoked with ``terminate``."""
+        while not self._stopped.wait(_CONTROL_INTERVAL_S):
+            if not self.revocations.poll():
+                continue
+            with self._lock:
+                running = {job.envelope.task_id: receipt for receipt, job in self._running.items()}
+            cancel = getattr(self.pool, "cancel", None)
+            for task_id in self.revocations.to_terminate(running):
+                if cancel is not None and cancel(running[task_id]):
+                    logger.info("terminated revoked task %s", task_id)
+                else:
+                    logger.warning(
+                        "task %s was revoked with terminate, but the %s pool cannot stop a "
+                        "running task; it will finish",
+                        task_id,
+                        self.pool_name,
+                    )
 
     # -- introspection ------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""A worker's view of revocations (see petiole.revocation for the mechanism)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from petiole import revocation, states
+from petiole.errors import PetioleError
+
+if TYPE_CHECKING:
+    from petiole.app import Petiole
+
+logger = logging.getLogger("petiole.worker")
+
+
+class RevocationWatch:
+    """Tracks the revocation marker; answers "is this task revoked?"."""
+
+    def __init__(self, app: Petiole) -> None:
+        self.app = app
+        self.active = False  # revocations exist: check each task before it starts
+        self._last: float | None = None
+
+    def poll(self) -> bool:
+        """Read the marker; True when a revocation happened since the last poll."""
+        try:
+            latest = revocation.marker(self.app)
+        except PetioleError as exc:
+            logger.error("could not read revocations (%s); checking every task meanwhile", exc)
+            self.active = True
+            return False
+        self.active = latest is not None
+        changed = latest is not None and latest != self._last
+        self._last = latest
+        return changed
+
+    def is_revoked(self, task_id: str) -> bool:
+        try:
+            record = self.app.backend.get(task_id)
+        except PetioleError as exc:
+            logger.error(
+                "could not check whether task %s is revoked (%s); running it", task_id, exc
+            )
+            return False
+        return record is not None and record.state == states.REVOKED
+
+    def to_terminate(self, task_ids: Iterable[str]) -> list[str]:
+        """Those of ``task_ids`` revoked with ``terminate=True``."""
+        try:
+            records = self.app.backend.get_many(list(task_ids))
+        except PetioleError as exc:
+            logger.error("could not check running tasks for revocation (%s)", exc)
+            return []
+        return [
+            task_id
+            for task_id, record in records.items()
+            if record.state == states.REVOKED and record.meta.get("terminate")
+        ]

@@ -1,0 +1,120 @@
+"""Settling messages with the broker (and, where needed, the result store).
+
+Every way a message can end — acknowledged, dead-lettered, returned, re-delayed,
+failed by the worker on the task's behalf — is one method here, with the
+logging that tells an operator what happened and what to do. A broker or store
+error while settling is logged, never raised: the message's lease then runs
+out and it is delivered again, so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from petiole import remote_errors, states
+from petiole.backend import ResultRecord
+from petiole.envelope import Envelope
+from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
+from petiole.pools.base import Job
+from petiole.transport import Delivery
+
+if TYPE_CHECKING:
+    from petiole.app import Petiole
+
+logger = logging.getLogger("petiole.worker")
+
+
+class Settler:
+    def __init__(self, app: Petiole, hostname: str) -> None:
+        self.app = app
+        self.transport = app.transport
+        self.hostname = hostname
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def ack(self, delivery: Delivery, count_as: str) -> None:
+        try:
+            self.transport.ack(delivery)
+            self.counts[count_as] += 1
+        except PetioleError as exc:
+            logger.error(
+                "could not acknowledge a message (%s); it will be redelivered when its lease "
+                "ends and may run again",
+                exc,
+            )
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        logger.error("dead-lettered a message from queue %r: %s", delivery.queue, reason)
+        self.counts["dead_lettered"] += 1
+        try:
+            self.transport.dead_letter(delivery, reason=reason)
+        except PetioleError as exc:
+            logger.error("could not dead-letter it (%s); it will be redelivered", exc)
+
+    def requeue(
+        self, delivery: Delivery, *, delay_s: float = 0.0, count_as: str = "requeued"
+    ) -> None:
+        try:
+            self.transport.nack(delivery, requeue=True, delay_s=delay_s)
+            self.counts[count_as] += 1
+        except PetioleError as exc:
+            logger.error("could not return a message (%s); it comes back when its lease ends", exc)
+
+    def return_all(self, deliveries: Iterable[Delivery]) -> None:
+        for delivery in deliveries:
+            self.requeue(delivery, count_as="returned")
+
+    def redelay(self, delivery: Delivery, remaining_s: float) -> None:
+        """A message that arrived before its ETA (the broker caps delays) waits again."""
+        max_delay = self.transport.capabilities.max_delay_s
+        delay = remaining_s if max_delay is None else min(remaining_s, max_delay)
+        self.requeue(delivery, delay_s=delay, count_as="redelayed")
+
+    # -- outcomes the worker records on the task's behalf ----------------------------------
+
+    def _fail(self, delivery: Delivery, envelope: Envelope, state: str, exc: BaseException) -> None:
+        serializer = self.app.result_serializer
+        record = ResultRecord(
+            envelope.task_id,
+            state,
+            serializer.dumps(remote_errors.describe(exc)),
+            serializer.content_type,
+            None,
+            time.time(),
+            {"task": envelope.task_name, "worker": self.hostname, "reason": str(exc)},
+        )
+        try:
+            self.app.store_result(record)
+        except PetioleError as store_error:
+            logger.error(
+                "could not record that task %s ended (%s); its message goes back to the queue",
+                envelope.task_id,
+                store_error,
+            )
+            self.requeue(delivery)
+            return
+        self.ack(delivery, count_as=state.lower())
+
+    def expired(self, delivery: Delivery, envelope: Envelope, expires: float) -> None:
+        reason = f"expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(expires))} UTC"
+        logger.info("task %s %s not run: %s", envelope.task_name, envelope.task_id, reason)
+        self._fail(delivery, envelope, states.REVOKED, TaskRevoked(reason))
+
+    def revoked(self, delivery: Delivery, job: Job) -> None:
+        """The task was revoked (its REVOKED state is already stored): drop the message."""
+        logger.info("task %s %s revoked: not run", job.envelope.task_name, job.envelope.task_id)
+        self.ack(delivery, count_as="revoked")
+
+    def time_limit(self, delivery: Delivery, job: Job, reason: str) -> None:
+        logger.error("task %s %s %s", job.envelope.task_name, job.envelope.task_id, reason)
+        self._fail(delivery, job.envelope, states.FAILURE, TimeLimitExceeded(reason))
+
+    def lost(self, delivery: Delivery, job: Job, reason: str) -> None:
+        if self.app.settings.reject_on_worker_lost:
+            # Another worker runs it again; max_deliveries stops one that kills every child.
+            self.requeue(delivery, count_as="lost")
+        else:
+            self._fail(delivery, job.envelope, states.FAILURE, WorkerLostError(reason))
