@@ -104,3 +104,15 @@ def docs(session: nox.Session) -> None:
     """Regenerate the settings table of docs/configuration.md from the code."""
     _install(session)
     session.run("python", "scripts/gen_docs.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not part of CI): `nox -s bench -- hooks`; with no argument, all of them."""
+    _install(session, *PLUGINS)
+    available = {"hooks": "benchmarks/hook_overhead.py"}
+    chosen = session.posargs or sorted(available)
+    for name in chosen:
+        if name not in available:
+            session.error(f"unknown benchmark {name!r}; choose from {', '.join(sorted(available))}")
+        session.run("python", available[name])
