@@ -37,7 +37,8 @@ class NoopPlugin:
 
 
 def _runner(with_plugin: bool) -> tuple[TaskRunner, Any]:
-    app = Petiole("bench", broker="memory://bench", backend="memory://bench", config_file=os.devnull)
+    store = "memory://bench"
+    app = Petiole("bench", broker=store, backend=store, config_file=os.devnull)
     if with_plugin:
         app.register_plugin(NoopPlugin(), "noop")
 
