@@ -120,3 +120,11 @@ def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli, ["purge", "-f"])
     assert result.exit_code == 1
     assert "PETIOLE_LEASE_S" in result.output
+
+
+def test_revoke_marks_tasks_revoked(url: str) -> None:
+    app = Petiole("check", broker=url, backend=url)
+    first, second = app.send_task("a"), app.send_task("b")
+    out = run("revoke", first.id, second.id, "--reason", "cancelled by ops").output
+    assert "revoked 2 task(s)" in out
+    assert first.state == second.state == "REVOKED"
