@@ -10,9 +10,9 @@ Guarantees every backend gives:
 * :meth:`ResultBackend.store` is idempotent: storing the same record twice
   (a redelivered task) leaves one correct record. The last write wins.
 * Records expire ``ttl_s`` seconds after they are stored (``None`` = keep).
-* :meth:`ResultBackend.set_add` and :meth:`ResultBackend.incr` are atomic
-  across processes and machines, so a chord knows exactly once that its last
-  member finished.
+* :meth:`ResultBackend.set_add`, :meth:`ResultBackend.incr` and
+  :meth:`ResultBackend.claim` are atomic across processes and machines, so a
+  chord knows exactly once that its last member finished.
 
 Every method may be called from several threads at once. Failures of the
 underlying client are raised as :class:`~petiole.errors.ResultBackendError`.
@@ -110,8 +110,19 @@ class ResultBackend(Protocol):
         """
         ...
 
+    def claim(self, key: str, owner: str, *, ttl_s: float | None) -> str:
+        """Atomically make ``owner`` the owner of ``key`` unless someone already is;
+        return the owner after the call.
+
+        The first claimer wins and every later claim, by anyone, returns the
+        winner, so exactly one of several racing callers sees its own name — and
+        a winner that claims again (a redelivered task) still sees its own. The
+        claim expires ``ttl_s`` after it was made (``None`` = never).
+        """
+        ...
+
     def delete_keys(self, keys: Sequence[str]) -> None:
-        """Delete sets and counters by key. Unknown keys are ignored."""
+        """Delete sets, counters and claims by key. Unknown keys are ignored."""
         ...
 
     def close(self) -> None:

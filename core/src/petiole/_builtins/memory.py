@@ -393,6 +393,7 @@ class ResultStore:
         self.records: dict[str, _Expiring] = {}
         self.sets: dict[str, _Expiring] = {}
         self.counters: dict[str, _Expiring] = {}
+        self.claims: dict[str, _Expiring] = {}
         self.next_sweep_at = 0.0  # monotonic
         self.waiting = 0
         """How many ``wait`` calls are blocked right now (for tests that need one waiting)."""
@@ -436,7 +437,7 @@ class MemoryBackend:
             store.records[record.task_id] = _Expiring(copy, _expires_at(now, ttl_s))
             if time.monotonic() >= store.next_sweep_at:
                 store.next_sweep_at = time.monotonic() + self._SWEEP_INTERVAL_S
-                for table in (store.records, store.sets, store.counters):
+                for table in (store.records, store.sets, store.counters, store.claims):
                     for key in [k for k, v in table.items() if not v.alive(now)]:
                         del table[key]
             self.results.condition.notify_all()
@@ -491,11 +492,22 @@ class MemoryBackend:
             store.counters[key] = _Expiring(value, _expires_at(now, ttl_s))
             return value
 
+    def claim(self, key: str, owner: str, *, ttl_s: float | None) -> str:
+        """The current owner of ``key``, made ``owner`` first if there is none."""
+        with self._locked() as store:
+            now = time.time()
+            entry = store.claims.get(key)
+            if entry is not None and entry.alive(now):
+                return str(entry.value)
+            store.claims[key] = _Expiring(owner, _expires_at(now, ttl_s))
+            return owner
+
     def delete_keys(self, keys: Sequence[str]) -> None:
         with self._locked() as store:
             for key in keys:
                 store.sets.pop(key, None)
                 store.counters.pop(key, None)
+                store.claims.pop(key, None)
 
     def close(self) -> None:
         """Stop this handle and wake its waiters; the stored results stay."""

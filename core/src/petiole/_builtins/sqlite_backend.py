@@ -71,6 +71,13 @@ _SCHEMA = (
         expires_at REAL
     )
     """,
+    """
+    CREATE TABLE IF NOT EXISTS petiole_claims (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL
+    )
+    """,
 )
 
 # Params: task_id, state, content_type, traceback, date_done, meta, expires_at, payload.
@@ -107,6 +114,12 @@ _COUNTER_GET = "SELECT value, expires_at FROM petiole_counters WHERE key = ?"
 _COUNTER_PUT = "INSERT OR REPLACE INTO petiole_counters (key, value, expires_at) VALUES (?, ?, ?)"
 # Params: the keys.
 _COUNTER_DELETE = "DELETE FROM petiole_counters WHERE key IN ({marks})"
+# Params: key.
+_CLAIM_GET = "SELECT owner, expires_at FROM petiole_claims WHERE key = ?"
+# Params: key, owner, expires_at.
+_CLAIM_PUT = "INSERT OR REPLACE INTO petiole_claims (key, owner, expires_at) VALUES (?, ?, ?)"
+# Params: the keys.
+_CLAIM_DELETE = "DELETE FROM petiole_claims WHERE key IN ({marks})"
 
 # Params: now, batch size. One bounded batch, so a large backlog of expired
 # results never holds the write lock for long.
@@ -122,6 +135,7 @@ WHERE key IN (SELECT key FROM petiole_sets WHERE expires_at <= ?)
 """
 _SWEEP_SETS = "DELETE FROM petiole_sets WHERE expires_at <= ?"
 _SWEEP_COUNTERS = "DELETE FROM petiole_counters WHERE expires_at <= ?"
+_SWEEP_CLAIMS = "DELETE FROM petiole_claims WHERE expires_at <= ?"
 
 _FIRST_POLL_DELAY_S = 0.005
 _SWEEP_INTERVAL_S = 60.0
@@ -280,11 +294,26 @@ class SqliteBackend:
             conn.execute(_COUNTER_PUT, (key, value, _expires_at(now, ttl_s)))
         return value
 
+    def claim(self, key: str, owner: str, *, ttl_s: float | None) -> str:
+        """The current owner of ``key``, made ``owner`` first if there is none (one transaction)."""
+        with self._db.write(f"claim {key!r}") as conn:
+            now = time.time()
+            rows = conn.execute(_CLAIM_GET, (key,)).fetchall()
+            if rows and not _expired(rows[0][1], now):
+                return str(rows[0][0])
+            conn.execute(_CLAIM_PUT, (key, owner, _expires_at(now, ttl_s)))
+        return owner
+
     def delete_keys(self, keys: Sequence[str]) -> None:
-        with self._db.write("delete sets and counters") as conn:
+        with self._db.write("delete sets, counters and claims") as conn:
             for chunk in _chunks(list(dict.fromkeys(keys))):
                 marks = _marks(chunk)
-                for statement in (_SET_DELETE_MEMBERS, _SET_DELETE, _COUNTER_DELETE):
+                for statement in (
+                    _SET_DELETE_MEMBERS,
+                    _SET_DELETE,
+                    _COUNTER_DELETE,
+                    _CLAIM_DELETE,
+                ):
                     conn.execute(statement.format(marks=marks), chunk)
 
     def close(self) -> None:
@@ -315,7 +344,7 @@ class SqliteBackend:
                 break
         with self._db.write("delete expired sets and counters") as conn:
             now = time.time()
-            for statement in (_SWEEP_SET_MEMBERS, _SWEEP_SETS, _SWEEP_COUNTERS):
+            for statement in (_SWEEP_SET_MEMBERS, _SWEEP_SETS, _SWEEP_COUNTERS, _SWEEP_CLAIMS):
                 conn.execute(statement, (now,))
         return deleted
 

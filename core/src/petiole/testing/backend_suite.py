@@ -433,18 +433,53 @@ class ResultBackendSuite:
         time.sleep(self.ttl_s + self.ttl_precision_s)
         assert backend.incr(key, ttl_s=self.ttl_s) == 1, "the counter never expired"
 
-    def test_delete_keys_removes_sets_and_counters(
+    def test_first_claim_wins_and_later_claims_see_the_winner(
         self, backend: ResultBackend, names: Names
     ) -> None:
-        set_key, counter_key = names.key(), names.key()
+        key = names.key()
+
+        assert backend.claim(key, "first", ttl_s=None) == "first"
+        assert backend.claim(key, "second", ttl_s=None) == "first"
+        assert backend.claim(key, "first", ttl_s=None) == "first"
+        assert backend.claim(names.key(), "second", ttl_s=None) == "second"
+
+    def test_exactly_one_of_racing_claimers_wins(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        key = names.key()
+        contenders = [f"owner-{i}" for i in range(self.concurrency_threads * 4)]
+
+        owners = run_concurrently(
+            [partial(backend.claim, key, who, ttl_s=None) for who in contenders],
+            timeout_s=self.concurrency_timeout_s,
+        )
+
+        assert len(set(owners)) == 1, "claimers disagree on who won"
+        assert owners[0] in contenders
+
+    def test_claim_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
+        key = names.key()
+        backend.claim(key, "old", ttl_s=self.ttl_s)
+
+        assert wait_until(
+            lambda: backend.claim(key, "new", ttl_s=self.ttl_s) == "new",
+            timeout_s=self.ttl_s + self.ttl_precision_s + 1.0,
+        ), "the claim never expired"
+
+    def test_delete_keys_removes_sets_counters_and_claims(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        set_key, counter_key, claim_key = names.key(), names.key(), names.key()
         backend.set_add(set_key, "a", ttl_s=None)
         backend.set_add(set_key, "b", ttl_s=None)
         backend.incr(counter_key, 5, ttl_s=None)
+        backend.claim(claim_key, "old", ttl_s=None)
 
-        backend.delete_keys([set_key, counter_key, names.key()])
+        backend.delete_keys([set_key, counter_key, claim_key, names.key()])
 
         assert backend.set_add(set_key, "a", ttl_s=None) == 1
         assert backend.incr(counter_key, ttl_s=None) == 1
+        assert backend.claim(claim_key, "new", ttl_s=None) == "new"
 
     def test_close_twice_after_use_is_harmless(self, backend: ResultBackend) -> None:
         record = self.record(unique_name("petiole-test-task"))
