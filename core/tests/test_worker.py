@@ -322,3 +322,24 @@ def test_a_content_type_that_is_not_accepted_is_never_deserialized(app: Petiole)
         _wait_for(lambda: len(_dead_letter_reasons(app)) == 1)
     assert "'application/x-spy' is not accepted" in _dead_letter_reasons(app)[0]
     assert spy.loads_calls == 0
+
+
+def test_early_message_is_redelayed_as_a_fresh_copy_not_a_redelivery(app: Petiole) -> None:
+    """A broker that caps delays hands a far-future task back early, again and again:
+    those hops must not count towards max_deliveries."""
+    app.configure(max_deliveries=1)
+
+    @app.task(name="later")
+    def later() -> str:
+        return "ran"
+
+    due = time.time() + 0.5
+    headers = {"protocol": 1, "id": "eta-1", "task": "later", "sent_at": 0.0, "eta": due}
+    body = app.serializer("json").dumps([[], {}])
+    # Published with no delay, as a broker whose maximum delay had run out would deliver it.
+    app.transport.publish("default", Envelope(headers, body, "application/json").to_bytes())
+    with start_worker(app) as worker:
+        assert app.AsyncResult("eta-1").get(timeout=10) == "ran"
+    assert time.time() >= due
+    assert worker.counts["redelayed"] == 1
+    assert app.transport.dead_letters("default") == []

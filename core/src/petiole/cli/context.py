@@ -3,7 +3,6 @@ the config file, and logging."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from petiole.app import Petiole
 from petiole.config import CONFIG_ENV
 from petiole.errors import PetioleError
 from petiole.loading import load_app
+from petiole.logs import setup_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,13 +95,6 @@ def common_options(fn: F) -> F:
 
 def state() -> CliState:
     return click.get_current_context().ensure_object(CliState)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        format="[%(asctime)s %(levelname)s %(processName)s] %(name)s: %(message)s",
-    )
-    logging.getLogger().setLevel(level.upper())
 
 
 def fail(exc: PetioleError) -> None:

@@ -8,8 +8,9 @@ import click
 
 from petiole import __version__
 from petiole.cli import dlq, inspect_cmds, plugins_cmd, worker_cmd
-from petiole.cli.context import common_options, setup_logging, state
+from petiole.cli.context import common_options, state
 from petiole.errors import PetioleError
+from petiole.logs import setup_logging
 
 
 class PetioleGroup(click.Group):

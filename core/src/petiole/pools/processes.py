@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 
 from petiole.config import Settings
 from petiole.errors import ConfigError, PetioleError
+from petiole.logs import setup_logging
 from petiole.pools.base import ACK, LOST, TIME_LIMIT, Job, Outcome, Runner
 
 logger = logging.getLogger("petiole.worker")
@@ -57,10 +58,13 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="petiole-parent-watch", daemon=True).start()
 
 
-def _child_main(app_path: str, hostname: str, conn: Connection, parent_pid: int) -> None:
+def _child_main(
+    app_path: str, hostname: str, conn: Connection, parent_pid: int, log_level: int
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
+    setup_logging(log_level)  # a spawned child starts with no logging configured
     try:
         from petiole.execution import TaskRunner
         from petiole.loading import load_app
@@ -113,7 +117,13 @@ class _Slot:
         assert self.pool.app_path is not None
         process = ctx.Process(
             target=_child_main,
-            args=(self.pool.app_path, self.pool.hostname, child_conn, os.getpid()),
+            args=(
+                self.pool.app_path,
+                self.pool.hostname,
+                child_conn,
+                os.getpid(),
+                logging.getLogger().getEffectiveLevel(),
+            ),
             name=f"petiole-child-{self.index}",
             daemon=True,
         )

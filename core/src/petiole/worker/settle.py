@@ -67,11 +67,31 @@ class Settler:
         for delivery in deliveries:
             self.requeue(delivery, count_as="returned")
 
-    def redelay(self, delivery: Delivery, remaining_s: float) -> None:
-        """A message that arrived before its ETA (the broker caps delays) waits again."""
+    def redelay(self, delivery: Delivery, envelope: Envelope, remaining_s: float) -> None:
+        """A message that arrived before its ETA (the broker caps delays) waits again.
+
+        As a fresh copy, published before the old one is acknowledged: a task
+        due in a week, re-delayed every 15 minutes, must not count those hops as
+        deliveries and end in the dead-letter store.
+        """
         max_delay = self.transport.capabilities.max_delay_s
         delay = remaining_s if max_delay is None else min(remaining_s, max_delay)
-        self.requeue(delivery, delay_s=delay, count_as="redelayed")
+        try:
+            self.transport.publish(
+                delivery.queue,
+                delivery.payload,
+                message_id=envelope.task_id,
+                delay_s=delay,
+                priority=envelope.headers.get("priority") or 0,
+            )
+        except PetioleError as exc:
+            logger.error(
+                "could not re-delay task %s (%s); it comes back when its lease ends",
+                envelope.task_id,
+                exc,
+            )
+            return
+        self.ack(delivery, count_as="redelayed")
 
     # -- outcomes the worker records on the task's behalf ----------------------------------
 

@@ -265,7 +265,7 @@ class Worker:
             return
         eta = envelope.headers.get("eta")
         if eta is not None and eta - now > _ETA_TOLERANCE_S:
-            self.settler.redelay(delivery, eta - now)
+            self.settler.redelay(delivery, envelope, eta - now)
             return
         soft, hard = resolve_time_limits(self.app, task, envelope.headers)
         job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
@@ -335,12 +335,13 @@ class Worker:
         self._dispatch()
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
+        # Released before settling, so the lease keeper stops renewing a message
+        # that is about to be acknowledged (and does not warn when renewal fails).
         with self._lock:
-            delivery = self._held.get(job.receipt)
+            delivery = self._held.pop(job.receipt, None)
         if delivery is not None:
             self._settle(delivery, job, outcome)
         with self._changed:
-            self._held.pop(job.receipt, None)
             self._running.pop(job.receipt, None)
             self._changed.notify_all()
 
@@ -386,7 +387,10 @@ class Worker:
                 held = list(self._held.values())
             for delivery in held:
                 try:
-                    if not self.transport.extend(delivery, lease_s=self.lease_s):
+                    if not self.transport.extend(delivery, lease_s=self.lease_s) and self._holds(
+                        delivery
+                    ):
+                        # (A message settled since the snapshot also fails to extend: not news.)
                         logger.warning(
                             "lost the lease of a message from %r (the worker stalled longer than "
                             "lease_s=%.0f); it may run twice",
@@ -416,6 +420,10 @@ class Worker:
                     )
 
     # -- introspection ------------------------------------------------------------------
+
+    def _holds(self, delivery: Delivery) -> bool:
+        with self._lock:
+            return self._held.get(delivery.receipt) is delivery
 
     def held_count(self) -> int:
         with self._lock:
