@@ -2,6 +2,7 @@
 
 from petiole import states
 from petiole.app import Petiole
+from petiole.canvas import Signature, chain, chord, group, signature
 from petiole.errors import (
     ConfigError,
     ContentDisallowed,
@@ -12,7 +13,7 @@ from petiole.errors import (
 )
 from petiole.hookspecs import hookimpl
 from petiole.request import Request
-from petiole.result import AsyncResult
+from petiole.result import AsyncResult, GroupResult
 from petiole.task import Task
 
 __version__ = "0.1.0"
@@ -21,14 +22,20 @@ __all__ = [
     "AsyncResult",
     "ConfigError",
     "ContentDisallowed",
+    "GroupResult",
     "Petiole",
     "PetioleError",
     "RemoteTaskError",
     "Request",
     "ResultTimeout",
+    "Signature",
     "Task",
     "TaskRevoked",
     "__version__",
+    "chain",
+    "chord",
+    "group",
     "hookimpl",
+    "signature",
     "states",
 ]

@@ -80,6 +80,7 @@ class Petiole:
         self._transport: Transport | None = None
         self._backend: ResultBackend | None = None
         self._serializers: dict[str, Serializer] = {}
+        self._register_builtin_tasks()
 
     def __repr__(self) -> str:
         return f"<Petiole {self.name!r}>"
@@ -186,8 +187,22 @@ class Petiole:
 
     # -- tasks -------------------------------------------------------------------
 
+    def _register_builtin_tasks(self) -> None:
+        """``task.map(...)`` and ``task.starmap(...)`` run as these, on any worker of the app."""
+
+        def run_map(task_name: str, items: list[Any]) -> list[Any]:
+            task = self.tasks[task_name]
+            return [task(item) for item in items]
+
+        def run_starmap(task_name: str, items: list[list[Any]]) -> list[Any]:
+            task = self.tasks[task_name]
+            return [task(*args) for args in items]
+
+        self.task(run_map, name="petiole.map")
+        self.task(run_starmap, name="petiole.starmap")
+
     @overload
-    def task(self, fn: F) -> Task[Any, Any]: ...
+    def task(self, fn: F, **options: Any) -> Task[Any, Any]: ...
 
     @overload
     def task(self, fn: None = None, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
@@ -229,7 +244,7 @@ class Petiole:
         serializer: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
-        _lineage: Mapping[str, Any] | None = None,
+        _protocol_headers: Mapping[str, Any] | None = None,
     ) -> results.AsyncResult:
         """Send a task by name (it need not be registered here). See ``Task.apply_async``.
 
@@ -268,8 +283,10 @@ class Petiole:
         parent = current_request.get()
         if parent is not None and parent.id:
             all_headers.update(parent_id=parent.id, root_id=parent.root_id or parent.id)
-        if _lineage:
-            all_headers.update(_lineage)
+            if task_id != parent.id:  # a retry is the same task, not a child
+                parent.children.append(task_id)
+        if _protocol_headers:
+            all_headers.update(_protocol_headers)
         args = list(args)
         kwargs = dict(kwargs or {})
         before = implemented(self.plugins.hook.petiole_before_publish)
@@ -284,8 +301,9 @@ class Petiole:
         )
         if settings.eager:
             return self._run_eagerly(envelope, queue)
-        delay_s = max(0.0, due - now) if due else 0.0
         transport = self.transport
+        # Measured after connecting: a first send's connect time must not delay the task.
+        delay_s = max(0.0, due - time.time()) if due else 0.0
         max_delay = transport.capabilities.max_delay_s
         if max_delay is not None:
             # Longer delays are re-delayed by the worker that receives the message early.
@@ -338,7 +356,7 @@ class Petiole:
             headers=headers,
             soft_time_limit_s=limits[0],
             time_limit_s=limits[1],
-            _lineage={
+            _protocol_headers={
                 "retries": request.retries + 1,
                 "root_id": request.root_id or request.id,
                 "parent_id": request.parent_id,

@@ -43,6 +43,7 @@ HEADER_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "root_id": (str, type(None)),
         "parent_id": (str, type(None)),
         "group_id": (str, type(None)),
+        "group_index": (int, type(None)),
         "priority": (int, type(None)),
         "callbacks": (list, type(None)),
         "errbacks": (list, type(None)),

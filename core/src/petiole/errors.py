@@ -185,3 +185,16 @@ class TimeLimitExceeded(PetioleError):
 
 class WorkerLostError(PetioleError):
     """The process running the task died (signal, ``os._exit``, out of memory)."""
+
+
+class ChordError(PetioleError):
+    """A chord's callback did not run because a member of its header failed.
+
+    ``failed_task_id`` and ``index`` name the member; its own exception is in
+    the message and in its own result.
+    """
+
+    def __init__(self, message: str, failed_task_id: str = "", index: int | None = None) -> None:
+        self.failed_task_id = failed_task_id
+        self.index = index
+        super().__init__(message)

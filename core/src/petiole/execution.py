@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
+from petiole.canvas.continuation import Continuation, planned_children
 from petiole.errors import PetioleError, Retry, SerializationError, SoftTimeLimitExceeded
 from petiole.plugins import implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
@@ -101,6 +102,7 @@ class TaskRunner:
         self._postrun = implemented(hook.petiole_task_postrun)
         self._failure = implemented(hook.petiole_task_failure)
         self._retry = implemented(hook.petiole_task_retry)
+        self._continuation = Continuation(app)
 
     # -- entry points ---------------------------------------------------------------
 
@@ -149,9 +151,11 @@ class TaskRunner:
         task = prepared.task
         soft, _ = resolve_time_limits(self.app, task, envelope.headers)
         called = self.call(prepared, soft_time_limit_s=soft)
-        if prepared.ignore_result and called.state == states.SUCCESS:
-            return called.state, None
-        return called.state, self._record(prepared, called)
+        record = None
+        if not (prepared.ignore_result and called.state == states.SUCCESS):
+            record = self._record(prepared, called)
+        self._continue(prepared, called)
+        return called.state, record
 
     # -- steps -----------------------------------------------------------------------
 
@@ -283,6 +287,17 @@ class TaskRunner:
                     RESULT_STORE_RETRY_S,
                 )
                 return Outcome(REQUEUE, called.state, str(exc), RESULT_STORE_RETRY_S, runtime_s)
+        try:
+            self._continue(prepared, called)
+        except PetioleError as exc:
+            logger.error(
+                "task %s finished but its workflow could not continue (%s); the message goes "
+                "back to the queue and the task will run again in %.0f s",
+                prepared.request.id,
+                exc,
+                RESULT_STORE_RETRY_S,
+            )
+            return Outcome(REQUEUE, called.state, str(exc), RESULT_STORE_RETRY_S, runtime_s)
         if called.state == states.FAILURE:
             dead_letter = prepared.task.options.dead_letter_on_failure
             if dead_letter or (dead_letter is None and self.app.settings.dead_letter_on_failure):
@@ -292,6 +307,25 @@ class TaskRunner:
                 )
                 return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
         return Outcome(ACK, called.state, runtime_s=runtime_s)
+
+    def _continue(self, prepared: _Prepared, called: _Called) -> None:
+        """Callbacks, the rest of the chain, the chord: sent as children of this task."""
+        headers = prepared.request.headers
+        if not (
+            headers.get("callbacks")
+            or headers.get("errbacks")
+            or headers.get("chain")
+            or headers.get("chord")
+        ):
+            return
+        token = current_request.set(prepared.request)
+        try:
+            if called.state == states.SUCCESS:
+                self._continuation.succeeded(prepared.request, called.value)
+            elif called.state == states.FAILURE:
+                self._continuation.failed(prepared.request, called.value)
+        finally:
+            current_request.reset(token)
 
     # -- results -----------------------------------------------------------------------
 
@@ -304,8 +338,12 @@ class TaskRunner:
         }
         if request.group_id:
             meta["group_id"] = request.group_id
+            meta["group_index"] = request.headers.get("group_index")
         if request.parent_id:
             meta["parent_id"] = request.parent_id
+        children = [*request.children, *planned_children(request.headers)]
+        if children:
+            meta["children"] = children
         return meta
 
     def _record(self, prepared: _Prepared, called: _Called) -> ResultRecord:

@@ -25,6 +25,8 @@ class Request:
     headers: Mapping[str, Any] = field(default_factory=dict)
     hostname: str = ""
     eager: bool = False
+    #: Ids of tasks sent while this one runs (recorded as its children).
+    children: list[str] = field(default_factory=list)
 
     @property
     def redelivered(self) -> bool:

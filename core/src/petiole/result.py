@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from petiole import remote_errors, states
@@ -111,9 +112,38 @@ class AsyncResult:
             raise value
         return value
 
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """Extras the worker stored: task name, worker, queue, parent, children, ..."""
+        record = self._record()
+        return {} if record is None else record.meta
+
+    @property
+    def parent(self) -> AsyncResult | None:
+        """The task that sent this one (or the previous step of its chain)."""
+        parent_id = self.meta.get("parent_id")
+        return AsyncResult(str(parent_id), self.app) if parent_id else None
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        """Tasks this one sent while running, and the next step of its chain."""
+        return [AsyncResult(str(c), self.app) for c in self.meta.get("children") or ()]
+
     def forget(self) -> None:
+        """Delete this result and, recursively, its children's (a whole workflow from its root)."""
+        ids: list[str] = []
+        pending, seen = [self.id], set()
+        while pending:
+            task_id = pending.pop()
+            if task_id in seen:
+                continue
+            seen.add(task_id)
+            ids.append(task_id)
+            record = self.app.backend.get(task_id)
+            if record is not None:
+                pending.extend(str(c) for c in record.meta.get("children") or ())
         self._ready_record = None
-        self.app.backend.forget([self.id])
+        self.app.backend.forget(ids)
 
     def revoke(self, *, terminate: bool = False, reason: str = "revoked") -> None:
         """See :meth:`Petiole.revoke`."""
@@ -130,3 +160,103 @@ class EagerResult(AsyncResult):
 
     def forget(self) -> None:
         pass
+
+
+class GroupResult:
+    """The results of a group's members, in the order the group listed them.
+
+    ``save()`` stores the list of member ids under the group's id, so
+    ``GroupResult.restore(group_id, app)`` rebuilds it anywhere (groups and
+    chords save themselves when sent).
+    """
+
+    def __init__(self, group_id: str, results: Sequence[AsyncResult], app: Petiole) -> None:
+        self.id = group_id
+        self.results = list(results)
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} {self.completed_count()}/{len(self)}>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.results]
+
+    def save(self) -> None:
+        serializer = self.app.result_serializer
+        self.app.store_result(
+            ResultRecord(
+                self.id,
+                states.SUCCESS,
+                serializer.dumps(self.ids),
+                serializer.content_type,
+                None,
+                time.time(),
+                {"kind": "group"},
+            )
+        )
+
+    @classmethod
+    def restore(cls, group_id: str, app: Petiole) -> GroupResult:
+        record = app.backend.get(group_id)
+        if record is None or record.meta.get("kind") != "group":
+            raise ResultTimeout(f"no saved group {group_id} (never saved, or expired)")
+        ids = app.serializer_for_content_type(record.content_type).loads(record.payload)
+        return cls(group_id, [AsyncResult(str(i), app) for i in ids], app)
+
+    def _records(self) -> dict[str, ResultRecord]:
+        return self.app.backend.get_many(self.ids)
+
+    def completed_count(self) -> int:
+        """How many members succeeded."""
+        return sum(1 for r in self._records().values() if r.state == states.SUCCESS)
+
+    def ready(self) -> bool:
+        records = self._records()
+        return all(i in records and records[i].ready for i in self.ids)
+
+    def successful(self) -> bool:
+        records = self._records()
+        return all(i in records and records[i].state == states.SUCCESS for i in self.ids)
+
+    def failed(self) -> bool:
+        return any(r.state == states.FAILURE for r in self._records().values())
+
+    def get(self, timeout: float | None = None, *, propagate: bool = True) -> list[Any]:
+        """Wait for every member; return their values in order. With ``propagate``,
+        the first failed member's exception (in group order) is raised."""
+        started = time.monotonic()
+        # Members already known to be ready (eager results, earlier gets) need no round trip.
+        found = {r.id: r._ready_record for r in self.results if r._ready_record is not None}
+        unknown = [i for i in self.ids if i not in found]
+        if unknown:
+            found.update(self.app.backend.wait(unknown, timeout_s=timeout))
+        missing = [i for i in self.ids if i not in found]
+        if missing:
+            raise ResultTimeout(
+                f"group {self.id}: {len(missing)} of {len(self)} members not ready after "
+                f"{time.monotonic() - started:.1f} s"
+            )
+        values = []
+        for result in self.results:
+            result._ready_record = found[result.id]
+            values.append(result.get(propagate=propagate))
+        return values
+
+    join = get
+
+    def forget(self) -> None:
+        """Delete the members' results (and their children's), the group and its chord state."""
+        for result in self.results:
+            result.forget()
+        self.app.backend.forget([self.id])
+        self.app.backend.delete_keys([f"petiole:chord:{self.id}", f"petiole:chord:{self.id}:fired"])

@@ -8,7 +8,7 @@ import functools
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
@@ -17,6 +17,8 @@ from petiole.request import Request, current_request
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
+    from petiole.canvas.signature import Signature
+    from petiole.canvas.workflows import group
     from petiole.result import AsyncResult
 
 P = ParamSpec("P")
@@ -152,6 +154,46 @@ class Task(Generic[P, R]):
             soft_time_limit_s=soft_time_limit_s,
             time_limit_s=time_limit_s,
         )
+
+    # -- canvas ----------------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this task: ``add.s(2)`` is a partial that takes the result
+        of what comes before it as its first argument."""
+        from petiole.canvas.signature import Signature
+
+        return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: the parent's result is not passed to it."""
+        from petiole.canvas.signature import Signature
+
+        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
+
+    def signature(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Signature:
+        from petiole.canvas.signature import Signature
+
+        return Signature(self.name, args, kwargs, options, app=self.app)
+
+    def map(self, items: Iterable[Any]) -> Signature:
+        """One message that calls this task on each item: ``[task(i) for i in items]``."""
+        from petiole.canvas.workflows import map_signature
+
+        return map_signature(self.name, items, self.app, star=False)
+
+    def starmap(self, items: Iterable[Sequence[Any]]) -> Signature:
+        """One message that calls ``task(*args)`` for each args in ``items``."""
+        from petiole.canvas.workflows import map_signature
+
+        return map_signature(self.name, items, self.app, star=True)
+
+    def chunks(self, items: Iterable[Sequence[Any]], size: int) -> group:
+        """A group of messages, each a starmap over ``size`` of the items."""
+        from petiole.canvas.workflows import chunks_group
+
+        return chunks_group(self.name, items, size, self.app)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's spelling
         result: AsyncResult = self.app.AsyncResult(task_id)

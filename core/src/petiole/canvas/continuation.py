@@ -1,0 +1,130 @@
+"""What happens after a task finished: its callbacks, the rest of its chain, its chord.
+
+Runs in the process that ran the task, after its result is stored and before
+its message is acknowledged, so a crash in between only means the task and its
+continuation run again (at-least-once). Chord accounting is idempotent:
+``set_add`` counts a redelivered member once, and ``claim`` lets exactly one
+member — the one that completed the group, or failed first — decide what
+happens to the callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from petiole import remote_errors, states
+from petiole.backend import ResultRecord
+from petiole.canvas.signature import from_dict
+from petiole.canvas.workflows import chain
+from petiole.errors import ChordError, SerializationError
+
+if TYPE_CHECKING:
+    from petiole.app import Petiole
+    from petiole.request import Request
+
+logger = logging.getLogger("petiole.worker")
+
+
+def chord_keys(group_id: str) -> tuple[str, str]:
+    """The backend keys of a chord: its finished-members set and its callback claim."""
+    return f"petiole:chord:{group_id}", f"petiole:chord:{group_id}:fired"
+
+
+def planned_children(headers: Mapping[str, Any]) -> list[str]:
+    """Ids the continuation will send, known in advance (they were frozen)."""
+    ids = [cb.get("options", {}).get("task_id") for cb in headers.get("callbacks") or ()]
+    rest = headers.get("chain") or []
+    if rest:
+        ids.append(rest[0].get("options", {}).get("task_id"))
+    return [i for i in ids if isinstance(i, str)]
+
+
+class Continuation:
+    def __init__(self, app: Petiole) -> None:
+        self.app = app
+
+    def _ttl(self) -> float | None:
+        ttl = self.app.settings.result_ttl_s
+        return ttl if ttl > 0 else None
+
+    # -- success -------------------------------------------------------------------
+
+    def succeeded(self, request: Request, value: Any) -> None:
+        headers = request.headers
+        for callback in headers.get("callbacks") or ():
+            from_dict(callback, self.app).apply_async((value,))
+        rest = headers.get("chain")
+        if rest:
+            chain(*(from_dict(step, self.app) for step in rest), app=self.app).apply_async((value,))
+        info = headers.get("chord")
+        if info:
+            self._member_done(request.id, info)
+
+    def _member_done(self, task_id: str, info: Mapping[str, Any]) -> None:
+        backend = self.app.backend
+        done_key, fired_key = chord_keys(info["id"])
+        if backend.set_add(done_key, task_id, ttl_s=self._ttl()) < info["size"]:
+            return
+        if backend.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
+            return  # another member (or an earlier delivery of another) fired it
+        from petiole.result import GroupResult
+
+        members = GroupResult.restore(info["id"], self.app)
+        values = members.get(timeout=0, propagate=True)
+        from_dict(info["body"], self.app).apply_async((values,))
+
+    # -- failure -----------------------------------------------------------------------
+
+    def failed(self, request: Request, exc: BaseException) -> None:
+        headers = request.headers
+        for errback in headers.get("errbacks") or ():
+            from_dict(errback, self.app).apply_async((request.id,))
+        chord_info = headers.get("chord")
+        rest = [from_dict(step, self.app) for step in headers.get("chain") or ()]
+        if rest:
+            # The chain stops here; its later steps (and so its result) fail with this error.
+            for step in rest:
+                self._store_failure(step.last_id(), exc, request.id)
+            chord_info = rest[-1]["options"].get("chord") or chord_info
+        if chord_info:
+            index = headers.get("group_index")
+            self._member_failed(request.id, index, chord_info, exc)
+
+    def _member_failed(
+        self, task_id: str, index: int | None, info: Mapping[str, Any], exc: BaseException
+    ) -> None:
+        _, fired_key = chord_keys(info["id"])
+        if self.app.backend.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
+            return
+        body = from_dict(info["body"], self.app)
+        error = ChordError(
+            f"chord member {index} (task {task_id}) failed: {type(exc).__name__}: {exc}",
+            task_id,
+            index,
+        )
+        self._store_failure(body.last_id(), error, task_id)
+        for errback in body["options"].get("link_error") or ():
+            from_dict(errback, self.app).apply_async((body.last_id(),))
+
+    def _store_failure(self, task_id: str, exc: BaseException, failed_task_id: str) -> None:
+        serializer = self.app.result_serializer
+        description = remote_errors.describe(exc)
+        try:
+            payload = serializer.dumps(description)
+        except SerializationError:
+            description["args"] = None
+            payload = serializer.dumps(description)
+        self.app.store_result(
+            ResultRecord(
+                task_id,
+                states.FAILURE,
+                payload,
+                serializer.content_type,
+                None,
+                time.time(),
+                {"failed_task": failed_task_id},
+            )
+        )

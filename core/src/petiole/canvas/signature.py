@@ -1,0 +1,236 @@
+"""Signatures: a task call (name, arguments, options) as a value that can travel.
+
+A :class:`Signature` is a ``dict`` of JSON types — ``task``, ``args``,
+``kwargs``, ``options``, ``immutable``, ``subtask_type`` — so it can be put in
+a message header, stored, and rebuilt on another machine with
+:func:`from_dict`. ``add.s(2)`` is a *partial*: when it runs as a callback or
+the next step of a chain, the parent's result is put in front of its
+arguments, unless it is immutable (``add.si(2, 3)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from petiole.errors import ConfigError
+
+if TYPE_CHECKING:
+    from petiole.app import Petiole
+    from petiole.canvas.workflows import chain
+    from petiole.result import AsyncResult
+
+# Options a signature carries to apply_async; anything else is a typo we report.
+SEND_OPTIONS = frozenset(
+    {
+        "countdown",
+        "eta",
+        "expires",
+        "priority",
+        "queue",
+        "task_id",
+        "headers",
+        "serializer",
+        "soft_time_limit_s",
+        "time_limit_s",
+        "link",
+        "link_error",
+    }
+)
+
+
+class Signature(dict[str, Any]):
+    """One task call, ready to send: ``add.s(2, 3)``, or ``signature("proj.add", (2, 3))``."""
+
+    subtask_type: str | None = None
+
+    def __init__(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        immutable: bool = False,
+        app: Petiole | None = None,
+    ) -> None:
+        super().__init__(
+            task=task,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            options=dict(options or {}),
+            immutable=immutable,
+            subtask_type=self.subtask_type,
+        )
+        unknown = set(self["options"]) - SEND_OPTIONS - {"chord", "group_id", "group_index"}
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(unknown))} for {task!r}; "
+                f"valid: {', '.join(sorted(SEND_OPTIONS))}"
+            )
+        self._app = app
+
+    # -- fields ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self["task"])
+
+    @property
+    def args(self) -> list[Any]:
+        return list(self["args"])
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self["kwargs"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self["options"])
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self["immutable"])
+
+    @property
+    def id(self) -> str | None:
+        """The task id, once :meth:`freeze` (or ``.set(task_id=...)``) assigned one."""
+        task_id = self["options"].get("task_id")
+        return str(task_id) if task_id is not None else None
+
+    @property
+    def app(self) -> Petiole:
+        if self._app is None:
+            raise ConfigError(
+                f"signature {self.name!r} is not bound to an app: make it with task.s(...) "
+                "or pass app= to signature()"
+            )
+        return self._app
+
+    def bind(self, app: Petiole) -> Signature:
+        self._app = app
+        return self
+
+    def __repr__(self) -> str:
+        args = [repr(a) for a in self["args"]] + [f"{k}={v!r}" for k, v in self["kwargs"].items()]
+        return f"{self.name}{'!' if self.immutable else ''}({', '.join(args)})"
+
+    # -- building -------------------------------------------------------------------
+
+    def clone(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Signature:
+        """A copy with ``args`` put in front and ``kwargs``/``options`` merged in
+        (a no-op for the arguments of an immutable signature)."""
+        twin = from_dict(copy.deepcopy(dict(self)), self._app)
+        if not twin.immutable:
+            twin["args"] = list(args) + twin["args"]
+            twin["kwargs"].update(kwargs or {})
+        twin["options"].update(options)
+        return twin
+
+    def set(self, **options: Any) -> Signature:
+        """Set send options (``queue``, ``countdown``, ``priority``, ...) in place; returns self."""
+        unknown = set(options) - SEND_OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(sorted(SEND_OPTIONS))}"
+            )
+        self["options"].update(options)
+        return self
+
+    def link(self, callback: Signature) -> Signature:
+        """Run ``callback`` with this task's result when it succeeds."""
+        callback.freeze()  # its id is known now, so it can be listed among the children
+        self["options"].setdefault("link", []).append(dict(callback))
+        return callback
+
+    def link_error(self, errback: Signature) -> Signature:
+        """Run ``errback`` with this task's id when it fails for good."""
+        errback.freeze()
+        self["options"].setdefault("link_error", []).append(dict(errback))
+        return errback
+
+    def freeze(self) -> AsyncResult:
+        """Give the call its task id now, so its result can be referred to before it runs."""
+        self["options"].setdefault("task_id", str(uuid.uuid4()))
+        return self.app.AsyncResult(str(self["options"]["task_id"]))
+
+    def last_id(self) -> str:
+        """The id whose result is this signature's result (a chain's is its last task's)."""
+        self.freeze()
+        return str(self["options"]["task_id"])
+
+    def __or__(self, other: Signature) -> chain:  # type: ignore[override]
+        from petiole.canvas.workflows import chain
+
+        return chain(self, other)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """Send the call; ``args`` go in front of the signature's own (unless immutable)."""
+        freeze_callbacks(options)
+        call = self.clone(args, kwargs, **options)
+        opts = call.options
+        protocol: dict[str, Any] = {}
+        for option, header in (("link", "callbacks"), ("link_error", "errbacks")):
+            if opts.get(option):
+                protocol[header] = [dict(s) for s in _as_list(opts.pop(option))]
+        for header in ("chord", "group_id", "group_index", "chain"):
+            if header in opts:
+                protocol[header] = opts.pop(header)
+        return call.app.send_task(
+            call.name, call.args, call.kwargs, _protocol_headers=protocol or None, **opts
+        )
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def freeze_callbacks(options: Mapping[str, Any]) -> None:
+    """Give ``link``/``link_error`` signatures passed to apply_async their ids now,
+    so the caller can follow their results."""
+    for option in ("link", "link_error"):
+        for callback in _as_list(options.get(option) or []):
+            if isinstance(callback, Signature):
+                callback.freeze()
+
+
+def signature(
+    task: str | Mapping[str, Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    app: Petiole,
+    **options: Any,
+) -> Signature:
+    """A signature by task name (it need not be importable here), or rebuilt from its dict."""
+    if isinstance(task, Mapping):
+        return from_dict(task, app)
+    return Signature(task, args, kwargs, options, app=app)
+
+
+def from_dict(data: Mapping[str, Any], app: Petiole | None) -> Signature:
+    """Rebuild the right kind of signature from its JSON-safe form."""
+    from petiole.canvas import workflows
+
+    kinds: dict[str, type[Signature]] = {
+        "chain": workflows.chain,
+        "group": workflows.group,
+        "chord": workflows.chord,
+    }
+    cls = kinds.get(str(data.get("subtask_type")), Signature)
+    sig = cls.__new__(cls)
+    dict.__init__(sig, copy.deepcopy(dict(data)))
+    sig._app = app
+    return sig

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from petiole import GroupResult, Petiole, chain, chord, group, signature, states
+from petiole.canvas import Signature, from_dict
+from petiole.errors import ChordError, ConfigError
+from petiole.testing.in_thread import start_worker
+
+
+@pytest.fixture
+def tasks(app: Petiole) -> dict[str, Any]:
+    @app.task(name="add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="mul")
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    @app.task(name="tsum")
+    def tsum(values: list[int]) -> int:
+        return sum(values)
+
+    @app.task(name="fail")
+    def fail(*args: Any) -> None:
+        raise ValueError(f"failed with {args}")
+
+    @app.task(name="record")
+    def record(*args: Any) -> list[Any]:
+        return list(args)
+
+    return {"add": add, "mul": mul, "tsum": tsum, "fail": fail, "record": record}
+
+
+# -- signatures ------------------------------------------------------------------------
+
+
+def test_signature_is_json_safe_and_rebuilds(app: Petiole, tasks: dict[str, Any]) -> None:
+    sig = tasks["add"].s(2).set(queue="fast", countdown=1)
+    again = from_dict(json.loads(json.dumps(sig)), app)
+    assert again == sig
+    assert again.args == [2]
+    assert again.options == {"queue": "fast", "countdown": 1}
+
+
+def test_partial_signature_takes_arguments_in_front(tasks: dict[str, Any]) -> None:
+    sig = tasks["add"].s(10)
+    assert sig.clone((5,)).args == [5, 10]
+    assert tasks["add"].si(1, 2).clone((5,)).args == [1, 2]
+
+
+def test_unknown_option_is_refused(tasks: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="quue"):
+        tasks["add"].s(1, 2).set(quue="x")
+
+
+def test_signature_by_name_needs_no_import(app: Petiole) -> None:
+    sig = signature("elsewhere.task", (1,), app=app)
+    assert isinstance(sig, Signature)
+    assert sig.name == "elsewhere.task"
+
+
+def test_pipe_builds_a_flat_chain(tasks: dict[str, Any]) -> None:
+    add = tasks["add"]
+    workflow = add.s(1, 1) | add.s(2) | add.s(3)
+    assert isinstance(workflow, chain)
+    assert [s.name for s in workflow.tasks] == ["add", "add", "add"]
+
+
+# -- running them ----------------------------------------------------------------------
+
+
+def test_chain_passes_each_result_on(app: Petiole, tasks: dict[str, Any]) -> None:
+    add, mul = tasks["add"], tasks["mul"]
+    with start_worker(app):
+        result = chain(add.s(2, 2), mul.s(10), add.s(1)).apply_async()
+        assert result.get(timeout=10) == 41
+        assert result.parent is not None
+        assert result.parent.get(timeout=10) == 40
+
+
+def test_group_runs_members_and_keeps_their_order(app: Petiole, tasks: dict[str, Any]) -> None:
+    with start_worker(app, concurrency=4):
+        result = group(tasks["add"].s(i, i) for i in range(10)).apply_async()
+        assert isinstance(result, GroupResult)
+        assert result.get(timeout=10) == [2 * i for i in range(10)]
+        assert result.completed_count() == 10
+        assert result.ready()
+        restored = GroupResult.restore(result.id, app)
+        assert restored.ids == result.ids
+
+
+def test_chord_calls_back_once_with_all_results(app: Petiole, tasks: dict[str, Any]) -> None:
+    with start_worker(app, concurrency=4):
+        result = chord((tasks["add"].s(i, i) for i in range(20)), tasks["tsum"].s()).apply_async()
+        assert result.get(timeout=10) == sum(2 * i for i in range(20))
+
+
+def test_chord_with_an_empty_header_calls_back_with_nothing(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    with start_worker(app):
+        assert chord([], tasks["tsum"].s()).apply_async().get(timeout=10) == 0
+
+
+def test_failing_chain_step_stops_the_chain_and_calls_errbacks(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    add, fail, record = tasks["add"], tasks["fail"], tasks["record"]
+    errback = record.s("errback")
+    with start_worker(app):
+        result = chain(add.s(1, 1), fail.s(), add.s(100)).apply_async(link_error=errback)
+        with pytest.raises(ValueError, match=r"failed with \(2,\)"):
+            result.get(timeout=10)
+        called = app.AsyncResult(errback.id or "")
+        assert called.get(timeout=10)[1] == "errback"
+
+
+def test_link_calls_back_with_the_result(app: Petiole, tasks: dict[str, Any]) -> None:
+    add = tasks["add"]
+    sig = add.s(2, 3)
+    callback = sig.link(add.s(100))
+    with start_worker(app):
+        first = sig.apply_async()
+        assert first.get(timeout=10) == 5
+        assert app.AsyncResult(callback.id or "").get(timeout=10) == 105
+        assert [c.id for c in first.children] == [callback.id]
+
+
+def test_link_error_on_apply_async_gets_the_failed_task_id(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    errback = tasks["record"].s()
+    with start_worker(app):
+        failed = tasks["fail"].s().apply_async(link_error=errback)
+        with pytest.raises(ValueError, match="failed with"):
+            failed.get(timeout=10)
+        assert app.AsyncResult(errback.id or "").get(timeout=10) == [failed.id]
+
+
+def test_chord_member_failure_fails_the_chord_naming_the_member(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    add, fail, tsum = tasks["add"], tasks["fail"], tasks["tsum"]
+    header = [add.s(1, 1), fail.si("boom"), add.s(2, 2)]
+    with start_worker(app):
+        result = chord(header, tsum.s()).apply_async()
+        with pytest.raises(ChordError, match="chord member 1") as info:
+            result.get(timeout=10)
+    assert "ValueError" in str(info.value)
+    assert result.state == states.FAILURE
+
+
+def test_chain_containing_a_group_feeds_the_group_results_on(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    add, tsum = tasks["add"], tasks["tsum"]
+    with start_worker(app, concurrency=4):
+        workflow = chain(add.s(1, 1), group(add.s(10), add.s(20)), tsum.s())
+        assert workflow.apply_async().get(timeout=10) == (2 + 10) + (2 + 20)
+
+
+def test_chord_inside_a_chain(app: Petiole, tasks: dict[str, Any]) -> None:
+    add, mul, tsum = tasks["add"], tasks["mul"], tasks["tsum"]
+    with start_worker(app, concurrency=4):
+        workflow = chain(chord([add.s(1, 1), add.s(2, 2)], tsum.s()), mul.s(10))
+        assert workflow.apply_async().get(timeout=10) == 60
+
+
+def test_chain_inside_a_group(app: Petiole, tasks: dict[str, Any]) -> None:
+    add, mul = tasks["add"], tasks["mul"]
+    with start_worker(app, concurrency=4):
+        result = group(chain(add.s(i, i), mul.s(10)) for i in range(5)).apply_async()
+        assert result.get(timeout=10) == [20 * i for i in range(5)]
+
+
+def test_chord_whose_header_holds_chains(app: Petiole, tasks: dict[str, Any]) -> None:
+    add, mul, tsum = tasks["add"], tasks["mul"], tasks["tsum"]
+    with start_worker(app, concurrency=4):
+        header = [chain(add.s(i, 1), mul.s(2)) for i in range(5)]
+        result = chord(header, tsum.s()).apply_async()
+        assert result.get(timeout=10) == sum((i + 1) * 2 for i in range(5))
+
+
+def test_map_starmap_and_chunks(app: Petiole, tasks: dict[str, Any]) -> None:
+    add, tsum = tasks["add"], tasks["tsum"]
+    with start_worker(app, concurrency=4):
+        assert tsum.map([[1, 2], [3]]).apply_async().get(timeout=10) == [3, 3]
+        assert add.starmap([(1, 2), (3, 4)]).apply_async().get(timeout=10) == [3, 7]
+        chunked = add.chunks(((i, i) for i in range(10)), 3).apply_async()
+        assert chunked.get(timeout=10) == [[0, 2, 4], [6, 8, 10], [12, 14, 16], [18]]
+
+
+def test_forget_removes_a_whole_workflow(app: Petiole, tasks: dict[str, Any]) -> None:
+    add = tasks["add"]
+    with start_worker(app):
+        result = chain(add.s(1, 1), add.s(1), add.s(1)).apply_async()
+        result.get(timeout=10)
+    root = result.parent.parent  # type: ignore[union-attr]
+    ids = [root.id, result.parent.id, result.id]  # type: ignore[union-attr]
+    root.forget()
+    assert [app.AsyncResult(i).state for i in ids] == [states.PENDING] * 3
+
+
+def test_group_forget_removes_members_and_the_group(app: Petiole, tasks: dict[str, Any]) -> None:
+    with start_worker(app):
+        result = group(tasks["add"].s(i, i) for i in range(3)).apply_async()
+        result.get(timeout=10)
+    result.forget()
+    assert [r.state for r in result] == [states.PENDING] * 3
+    with pytest.raises(Exception, match="no saved group"):
+        GroupResult.restore(result.id, app)
+
+
+def test_eager_mode_runs_workflows_in_the_caller(app: Petiole, tasks: dict[str, Any]) -> None:
+    app.configure(eager=True)
+    add, tsum = tasks["add"], tasks["tsum"]
+    assert chain(add.s(1, 2), add.s(3)).apply_async().get() == 6
+    assert group(add.s(i, i) for i in range(3)).apply_async().get() == [0, 2, 4]
+    assert chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async().get() == 6
