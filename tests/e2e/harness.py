@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,17 @@ class Workers:
     def log(self, index: int) -> str:
         return (self.log_dir / f"worker{index}.log").read_text(errors="replace")
 
-    def wait_ready(self, timeout_s: float = 60) -> None:
-        """Block until every worker has logged that it is consuming."""
+    def is_ready(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Whether this worker is alive and has logged that it is consuming."""
+        return proc.poll() is None and " ready: " in self.log(self.procs.index(proc))
+
+    def wait_ready(
+        self, timeout_s: float = 60, procs: Sequence[subprocess.Popen[bytes]] | None = None
+    ) -> None:
+        """Block until every worker (or each of ``procs``) has logged that it is consuming."""
         deadline = time.monotonic() + timeout_s
-        for index, proc in enumerate(self.procs):
+        for proc in self.procs if procs is None else procs:
+            index = self.procs.index(proc)
             while " ready: " not in self.log(index):
                 assert proc.poll() is None, self.logs()
                 assert time.monotonic() < deadline, self.logs()
@@ -79,6 +87,13 @@ class Workers:
                 proc.wait()
         return [proc.returncode for proc in self.procs]
 
+    def kill_all(self) -> None:
+        """SIGKILL every worker still running, with its children: the last resort of a
+        test's ``finally``, so no worker outlives its test."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.kill(proc)
+
     def logs(self, tail_chars: int = 4000) -> str:
         text = "\n".join(
             p.read_text(errors="replace") for p in sorted(self.log_dir.glob("worker*.log"))
@@ -87,11 +102,26 @@ class Workers:
 
 
 class Producer:
-    """`producer.py COUNT DELAY_S TIMEOUT_S` in its own process."""
+    """`producer.py COUNT DELAY_S TIMEOUT_S [OPTIONS...]` in its own process
+    (see producer.py for the options)."""
 
-    def __init__(self, env: dict[str, str], count: int, delay_s: float, timeout_s: float) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        count: int,
+        delay_s: float,
+        timeout_s: float,
+        options: Sequence[str] = (),
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "producer.py"), str(count), str(delay_s), str(timeout_s)],
+            [
+                sys.executable,
+                str(HERE / "producer.py"),
+                str(count),
+                str(delay_s),
+                str(timeout_s),
+                *options,
+            ],
             cwd=HERE,
             env=env,
             stdout=subprocess.PIPE,
@@ -107,9 +137,16 @@ class Producer:
     def summary(self, timeout_s: float) -> dict[str, Any]:
         """The producer's final report: sent, correct, wrong, missing, by_worker, seconds."""
         out, _ = self.proc.communicate(timeout=timeout_s)
+        assert self.proc.returncode == 0, out[-4000:]
         lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         result: dict[str, Any] = lines[-1]
         return result
+
+    def kill(self) -> None:
+        """SIGKILL the producer if it is still running (a test's ``finally``)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def run_sigkill_scenario(
