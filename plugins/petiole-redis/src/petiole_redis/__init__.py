@@ -1,0 +1,3 @@
+"""petiole-redis: a Redis transport (broker) and result backend for Petiole."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,242 @@
+"""The connection to Redis shared by the transport and the result backend.
+
+:class:`Connector` owns a redis-py connection pool and is the plugin's edge:
+every call to Redis goes through :meth:`Connector.call`, which
+
+* translates redis-py's exceptions into the component's own error type
+  (:class:`~petiole.errors.TransportError` or
+  :class:`~petiole.errors.ResultBackendError`), with the URL's password masked;
+* rides out an outage (the server restarting, a network blip): connection
+  errors are retried with jittered exponential backoff for up to
+  ``reconnect_timeout_s`` counted from the start of the outage, and the outage
+  is logged as **one** warning line however many threads and calls hit it
+  (the recovery is logged at INFO). Every operation is safe to retry: the
+  scripts check receipts and ids, ``incr`` carries a token (see incr.lua).
+
+A server that cannot be reached when the component is created is most likely
+a configuration problem: :meth:`Connector.connect` tries for
+``startup_timeout_s`` (2 s by default, enough to ride out a restart) and then
+fails with an error naming the URL.
+
+redis-py's own retries are turned off, so that this is the only retry policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, Protocol, TypeVar, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    NoScriptError,
+    RedisError,
+)
+from redis.retry import Retry
+
+from petiole.errors import PetioleError
+from petiole_redis._options import RedisTarget
+
+logger = logging.getLogger("petiole_redis")
+
+T = TypeVar("T")
+
+# Backoff between attempts during an outage: jittered, doubling, capped.
+_BACKOFF_FIRST_S = 0.05
+_BACKOFF_CAP_S = 2.0
+
+
+class RawConnection(Protocol):
+    """The part of redis-py's (untyped) ``Connection`` the pub/sub code uses."""
+
+    def connect(self) -> None: ...
+    def disconnect(self) -> None: ...
+    def send_command(self, *args: Any) -> None: ...
+    def can_read(self, timeout: float | None = 0) -> bool: ...
+    def read_response(self) -> Any: ...
+
+
+def command(client: redis.Redis | redis.client.Pipeline, *args: Any) -> Any:
+    """``client.execute_command`` with a type (redis-py leaves it untyped)."""
+    return cast(Any, client).execute_command(*args)
+
+
+class Closed(Exception):
+    """The component was closed while a call waited (internal; callers return quietly)."""
+
+
+class StillDown(Exception):
+    """An outage outlasted the caller's own deadline (internal; ``reserve`` returns [])."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Errors worth retrying: the server is unreachable, restarting or loading its data.
+
+    A wrong password is a ConnectionError to redis-py but no outage.
+    """
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
+        exc, AuthenticationError
+    )
+
+
+class Script:
+    """A Lua script from the package's ``lua/`` folder, run by its SHA1 (EVALSHA)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = (resources.files("petiole_redis") / "lua" / f"{name}.lua").read_bytes()
+        self.sha = hashlib.sha1(self.source, usedforsecurity=False).hexdigest()
+
+    def args(self, keys: Sequence[str], argv: Sequence[Any]) -> tuple[Any, ...]:
+        return ("EVALSHA", self.sha, len(keys), *keys, *argv)
+
+    def __call__(self, client: redis.Redis, keys: Sequence[str], argv: Sequence[Any]) -> Any:
+        """Run it; after a server restart (empty script cache) load it and run it again."""
+        try:
+            return command(client, *self.args(keys, argv))
+        except NoScriptError:
+            command(client, "SCRIPT", "LOAD", self.source)
+            return command(client, *self.args(keys, argv))
+
+
+class Connector:
+    """A connection pool to one Redis server, and the retry and error policy of one component."""
+
+    def __init__(
+        self, target: RedisTarget, *, component: str, error_type: type[PetioleError]
+    ) -> None:
+        self.target = target
+        self.component = component
+        self.error_type = error_type
+        self.reconnect_timeout_s = target.options.reconnect_timeout_s
+        kwargs = target.connection_kwargs()
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        try:
+            self.pool = redis.ConnectionPool.from_url(target.client_url, **kwargs)
+        except (ValueError, TypeError, RedisError) as exc:
+            raise error_type(f"{component} URL {target.masked_url!r} is invalid: {exc}") from exc
+        self.client = redis.Redis(connection_pool=self.pool)
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._outage_since: float | None = None  # monotonic
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def describe(self) -> str:
+        return f"{self.component} {self.target.masked_url}"
+
+    def connect(self) -> None:
+        """Check that the server answers, trying for up to ``startup_timeout_s``
+        (a process created while the server restarts still starts), then fail
+        with an error naming the URL. A wrong password fails at once."""
+        deadline = time.monotonic() + self.target.options.startup_timeout_s
+        attempt = 0
+        while True:
+            try:
+                command(self.client, "PING")
+                return
+            except RedisError as exc:
+                delay = backoff_s(attempt)
+                attempt += 1
+                if is_outage(exc) and time.monotonic() + delay < deadline:
+                    time.sleep(delay)
+                    continue
+                hint = " (is redis-server running there?)" if is_outage(exc) else ""
+                raise self.error_type(
+                    f"cannot connect to the {self.describe()}: {_reason(exc)}{hint}"
+                ) from exc
+
+    def call(self, what: str, work: Callable[[redis.Redis], T], *, until: float | None = None) -> T:
+        """Run ``work(client)``, retrying through an outage.
+
+        ``what`` names the operation in errors. ``until`` (monotonic) is the
+        caller's own deadline: when the outage lasts past it, :class:`StillDown`
+        is raised instead of sleeping on. Raises the component's error type when
+        the outage has lasted ``reconnect_timeout_s``, or at once for any other
+        Redis error; :class:`Closed` when the component was closed meanwhile.
+        """
+        attempt = 0
+        while True:
+            if self._closed.is_set():
+                raise Closed
+            try:
+                result = work(self.client)
+            except Exception as exc:
+                # close() from another thread makes a blocked read fail in odd
+                # ways (a ValueError from redis-py's buffer, say): not an error.
+                if self._closed.is_set():
+                    raise Closed from exc
+                if not isinstance(exc, RedisError):
+                    raise
+                if not is_outage(exc):
+                    raise self.error_type(f"{self.describe()}: {what}: {_reason(exc)}") from exc
+                down_for = self.note_outage(exc)
+                if down_for >= self.reconnect_timeout_s:
+                    raise self.error_type(
+                        f"{self.describe()}: {what}: unreachable for {down_for:.0f} s "
+                        f"(reconnect_timeout_s={self.reconnect_timeout_s:g}): {_reason(exc)}"
+                    ) from exc
+                delay = backoff_s(attempt)
+                attempt += 1
+                if until is not None and time.monotonic() + delay >= until:
+                    raise StillDown from exc
+                self._closed.wait(delay)
+                continue
+            if self._outage_since is not None:
+                self.note_recovery()
+            return result
+
+    def note_outage(self, exc: BaseException) -> float:
+        """Record a failed attempt; log the outage's one warning line. Returns its length."""
+        now = time.monotonic()
+        with self._lock:
+            if self._outage_since is None:
+                self._outage_since = now
+                logger.warning(
+                    "%s: connection lost (%s); retrying with backoff for up to %g s",
+                    self.describe(),
+                    _reason(exc),
+                    self.reconnect_timeout_s,
+                )
+            return now - self._outage_since
+
+    def note_recovery(self) -> None:
+        with self._lock:
+            if self._outage_since is None:
+                return
+            down_for = time.monotonic() - self._outage_since
+            self._outage_since = None
+        logger.info("%s: reconnected after %.1f s", self.describe(), down_for)
+
+    def wait_closed(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True at once if the component is closed meanwhile."""
+        return self._closed.wait(seconds)
+
+    def close(self) -> None:
+        """Close every connection; calls blocked in Redis return (with :class:`Closed`)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.pool.disconnect()
+
+    def new_connection(self) -> RawConnection:
+        """A connection outside the pool, for a pub/sub subscriber (not yet connected)."""
+        return cast(RawConnection, self.pool.connection_class(**self.pool.connection_kwargs))
+
+
+def backoff_s(attempt: int) -> float:
+    """Jittered exponential backoff: about 50 ms, 100 ms, ... up to 2 s."""
+    return float(min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,182 @@
+"""URL forms and options of the Redis transport and result backend.
+
+URL forms (as redis-py's ``from_url``)::
+
+    redis://[[user]:password@]host[:port][/db]
+    rediss://[[user]:password@]host[:port][/db]          TLS
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]
+
+Options come from the ``broker_options`` / ``backend_options`` config tables;
+query parameters of the URL override them. See the plugin's README for each.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.urls import mask_password
+
+SCHEMES = ("redis", "rediss", "unix")
+CERT_REQS = ("required", "optional", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """The user-settable options of both components (see the README)."""
+
+    key_prefix: str = "petiole"
+    connect_timeout_s: float = 5.0
+    socket_timeout_s: float = 30.0
+    reconnect_timeout_s: float = 60.0
+    startup_timeout_s: float = 2.0
+    max_connections: int = 0  # 0 = no limit
+    ssl_ca_certs: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_cert_reqs: str = "required"
+    ssl_check_hostname: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """A parsed URL: what redis-py needs to connect, and our options."""
+
+    url: str  # as the user wrote it; shown masked in errors and logs
+    client_url: str  # our options removed from the query, for redis-py
+    options: RedisOptions
+
+    @property
+    def masked_url(self) -> str:
+        return mask_password(self.url)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.ConnectionPool.from_url``."""
+        opts = self.options
+        kwargs: dict[str, Any] = {
+            "socket_connect_timeout": opts.connect_timeout_s,
+            "socket_timeout": opts.socket_timeout_s,
+            # RESP2 on every redis-py version (8 defaults to RESP3, whose pub/sub
+            # pushes the listener does not read).
+            "protocol": 2,
+        }
+        scheme = urlsplit(self.client_url).scheme
+        if scheme != "unix":
+            kwargs["socket_keepalive"] = True
+        if opts.max_connections:
+            kwargs["max_connections"] = opts.max_connections
+        if scheme == "rediss":
+            kwargs["ssl_cert_reqs"] = opts.ssl_cert_reqs
+            kwargs["ssl_check_hostname"] = opts.ssl_check_hostname and opts.ssl_cert_reqs != "none"
+            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                if getattr(opts, name):
+                    kwargs[name] = getattr(opts, name)
+        return kwargs
+
+
+def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisTarget:
+    """Split ``url`` into redis-py's part and our options (query parameters win).
+
+    Raises :class:`~petiole.errors.ConfigError` for a URL of another scheme, a
+    malformed query, an unknown option (naming the valid ones) or a bad value.
+    """
+    masked = mask_password(url)
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ConfigError(f"{component} URL {masked!r} is not a redis://, rediss:// or unix:// URL")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(
+            f"{component} URL {masked!r} names no socket path: use unix:///path/to/redis.sock"
+        )
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ConfigError(f"{component} URL {masked!r} has a malformed query string") from exc
+    client_query: list[tuple[str, str]] = []
+    merged = dict(options)
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f"{component} URL {masked!r} sets {key!r} twice")
+        seen.add(key)
+        if key == "db" and parts.scheme == "unix":
+            client_query.append((key, value))
+        else:
+            merged[key] = value
+    # Rebuilt by hand: urlunsplit drops the "//" of unix:///path.
+    client_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if client_query:
+        client_url += f"?{urlencode(client_query)}"
+    source = f"the options of the {component} {masked}"
+    return RedisTarget(url, client_url, _build(merged, source=source))
+
+
+def _build(raw: Mapping[str, Any], *, source: str) -> RedisOptions:
+    valid = {f.name: f.type for f in fields(RedisOptions)}
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=1)
+            raise UnknownSettingError(
+                key,
+                source=f"{source} (valid: {', '.join(valid)})",
+                suggestion=close[0] if close else None,
+            )
+        changes[key] = _convert(key, value, str(valid[key]), source=source)
+    built = replace(RedisOptions(), **changes)
+    if not built.key_prefix or ":" in built.key_prefix or "{" in built.key_prefix:
+        raise SettingTypeError(
+            "key_prefix",
+            source=source,
+            expected="a non-empty name without ':' or '{'",
+            got=built.key_prefix,
+        )
+    if built.ssl_cert_reqs not in CERT_REQS:
+        raise SettingTypeError(
+            "ssl_cert_reqs", source=source, expected=" or ".join(CERT_REQS), got=built.ssl_cert_reqs
+        )
+    return built
+
+
+def _convert(key: str, value: Any, kind: str, *, source: str) -> Any:
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise SettingTypeError(key, source=source, expected="a string", got=value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise SettingTypeError(key, source=source, expected="true or false", got=value)
+    if kind == "int":
+        number: Any = value
+        if isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                number = None
+        if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+            return number
+        raise SettingTypeError(key, source=source, expected="a whole number >= 0", got=value)
+    seconds: Any = value
+    if isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            seconds = None
+    minimum = 1.0 if key == "socket_timeout_s" else 0.0
+    if (
+        isinstance(seconds, (int, float))
+        and not isinstance(seconds, bool)
+        and seconds >= minimum
+        and seconds == seconds  # not NaN
+    ):
+        return float(seconds)
+    raise SettingTypeError(
+        key, source=source, expected=f"a number of seconds >= {minimum}", got=value
+    )

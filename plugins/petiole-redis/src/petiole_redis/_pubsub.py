@@ -1,0 +1,279 @@
+"""Redis pub/sub on raw connections: the result backend's listener and broadcast subscriptions.
+
+Both use a dedicated connection outside the pool (a subscribed connection can
+do nothing else) and survive a restart of the server: they reconnect through
+the component's :class:`~petiole_redis._client.Connector` (same backoff, same
+single outage line) and subscribe again. Pub/sub itself keeps nothing, so
+whoever relies on it must re-read the state after a reconnect; the listener
+tells its watchers when (``resync``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+
+import redis
+from redis.exceptions import RedisError
+
+from petiole_redis._client import Closed, Connector, RawConnection, StillDown, is_outage
+
+# How often the listener thread looks up from an idle connection (to notice close()).
+_IDLE_READ_S = 1.0
+
+
+class Watch:
+    """One waiter's view of the listener: the messages of its channels, and
+    whether it must re-read what it waits for (the connection was replaced)."""
+
+    def __init__(self, channels: Mapping[bytes, str]) -> None:
+        self.channels = channels  # channel -> the waiter's name for it (a task id)
+        self._cond = threading.Condition()
+        self._inbox: list[tuple[str, bytes]] = []
+        self._resync = False
+
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        with self._cond:
+            self._inbox.append((self.channels[channel], data))
+            self._cond.notify()
+
+    def resync(self) -> None:
+        with self._cond:
+            self._resync = True
+            self._cond.notify()
+
+    def next(self, timeout_s: float | None) -> tuple[list[tuple[str, bytes]], bool]:
+        """Messages received so far and the resync flag, waiting up to ``timeout_s`` for either."""
+        with self._cond:
+            if not self._inbox and not self._resync:
+                self._cond.wait(timeout_s)
+            inbox, resync = self._inbox, self._resync
+            self._inbox, self._resync = [], False
+        return inbox, resync
+
+
+class Listener:
+    """One subscribed connection shared by every ``wait`` of a result backend,
+    read by one daemon thread that hands each message to the watches of its channel.
+
+    :meth:`watch` returns once the server has confirmed the subscription (a
+    ``PING`` sent after the ``SUBSCRIBE`` on the same connection has come back),
+    so a record stored after it returns is always pushed to the watch, and one
+    stored before it is found by the caller's own read.
+    """
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self._confirm_timeout_s = connector.target.options.socket_timeout_s
+        self._lock = threading.Lock()
+        self._connection: RawConnection | None = None
+        self._watches: dict[bytes, set[Watch]] = {}
+        self._pongs: dict[bytes, threading.Event] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def watch(self, channels: Mapping[bytes, str]) -> Watch:
+        watch = Watch(channels)
+        token = os.urandom(8).hex().encode()
+        confirmed = threading.Event()
+        with self._lock:
+            if self._closed:
+                raise Closed
+            new = [c for c in channels if c not in self._watches]
+            for channel in channels:
+                self._watches.setdefault(channel, set()).add(watch)
+            self._pongs[token] = confirmed
+            if self._thread is None:
+                self._start_locked()
+            sent = self._send_locked([("SUBSCRIBE", *new)] if new else [], token)
+        if sent:
+            confirmed.wait(self._confirm_timeout_s)
+        with self._lock:
+            self._pongs.pop(token, None)
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        with self._lock:
+            gone = []
+            for channel in watch.channels:
+                watchers = self._watches.get(channel)
+                if watchers is None:
+                    continue
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watches[channel]
+                    gone.append(channel)
+            if gone:
+                self._send_locked([("UNSUBSCRIBE", *gone)], None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+            watches = {w for ws in self._watches.values() for w in ws}
+            for event in self._pongs.values():
+                event.set()
+        if connection is not None:
+            connection.disconnect()
+        for watch in watches:
+            watch.resync()
+
+    # -- the connection ----------------------------------------------------------------
+
+    def _start_locked(self) -> None:
+        """Connect in the caller's thread (so its first watch needs no resync), then read."""
+        # On failure the reader thread reconnects, with backoff and the outage line.
+        with contextlib.suppress(RedisError, OSError):
+            self._connect_locked()
+        self._thread = threading.Thread(
+            target=self._read_forever, name="petiole-redis-results", daemon=True
+        )
+        self._thread.start()
+
+    def _connect_locked(self) -> None:
+        connection = self._connector.new_connection()
+        connection.connect()
+        if self._watches:
+            connection.send_command("SUBSCRIBE", *self._watches)
+        self._connection = connection
+
+    def _send_locked(self, commands: list[tuple[object, ...]], token: bytes | None) -> bool:
+        """Send on the subscribed connection; False if it is down (the reader will
+        reconnect, subscribe to every watched channel and tell the watches)."""
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            for command in commands:
+                connection.send_command(*command)
+            if token is not None:
+                connection.send_command("PING", token)
+        except (RedisError, OSError):
+            return False
+        return True
+
+    def _reconnect(self, _client: redis.Redis) -> None:
+        with self._lock:
+            if self._closed:
+                raise Closed
+            self._connect_locked()
+            watches = {w for ws in self._watches.values() for w in ws}
+            for event in self._pongs.values():
+                event.set()
+        for watch in watches:
+            watch.resync()
+
+    def _read_forever(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                connection = self._connection
+            if connection is None:
+                try:
+                    self._connector.call("subscribe to result notifications", self._reconnect)
+                except Closed:
+                    return
+                except Exception:  # keep listening; waiters see errors on their own reads
+                    self._connector.wait_closed(1.0)
+                continue
+            try:
+                if not connection.can_read(timeout=_IDLE_READ_S):
+                    continue
+                reply = connection.read_response()
+            except (RedisError, OSError, ValueError) as exc:  # ValueError: closed under us
+                with self._lock:
+                    if self._connection is connection:
+                        self._connection = None
+                connection.disconnect()
+                if self._stopped():
+                    return
+                if not isinstance(exc, ValueError):
+                    self._connector.note_outage(exc)
+                continue
+            self._dispatch(reply)
+
+    def _stopped(self) -> bool:
+        with self._lock:
+            return self._closed
+
+    def _dispatch(self, reply: object) -> None:
+        if not isinstance(reply, list) or len(reply) < 2:
+            return
+        kind = reply[0]
+        if kind == b"message" and len(reply) == 3:
+            with self._lock:
+                watchers = list(self._watches.get(reply[1], ()))
+            for watch in watchers:
+                watch.deliver(reply[1], reply[2])
+        elif kind == b"pong":
+            with self._lock:
+                event = self._pongs.get(reply[1])
+            if event is not None:
+                event.set()
+
+
+class Subscription:
+    """Broadcast messages of some channels, read by the caller's own thread.
+
+    Made by :meth:`petiole_redis.transport.RedisTransport.subscribe`. Delivery
+    is at most once: messages sent while the connection is down are missed.
+    """
+
+    def __init__(self, connector: Connector, channels: Mapping[str, str]) -> None:
+        self._connector = connector
+        self._channels = {name.encode(): user for name, user in channels.items()}
+        self._connection: RawConnection | None = None
+        self._connector.call("subscribe", self._open)
+
+    def _open(self, _client: redis.Redis) -> None:
+        connection = self._connector.new_connection()
+        connection.connect()
+        connection.send_command("SUBSCRIBE", *self._channels)
+        for _ in self._channels:  # one confirmation per channel: subscribed from here on
+            connection.read_response()
+        self._connection = connection
+
+    def get(self, timeout_s: float | None = None) -> tuple[str, bytes] | None:
+        """The next ``(channel, payload)``, or None after ``timeout_s`` (None = wait forever)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            connection = self._connection
+            try:
+                if connection is None:
+                    self._connector.call("subscribe", self._open, until=deadline)
+                    continue
+                if not connection.can_read(timeout=remaining):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None
+                    continue
+                reply = connection.read_response()
+            except (Closed, StillDown):
+                return None
+            except (RedisError, OSError) as exc:
+                if connection is not None:
+                    connection.disconnect()
+                self._connection = None
+                if not (is_outage(exc) or isinstance(exc, OSError)):
+                    raise self._connector.error_type(
+                        f"{self._connector.describe()}: broadcast subscription: {exc}"
+                    ) from exc
+                self._connector.note_outage(exc)
+                continue
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                return self._channels[reply[1]], bytes(reply[2])
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,265 @@
+"""The Redis result backend.
+
+A record is one string key, ``<prefix>:result:<task id>``, written with
+``SET ... PX <ttl>`` (or without ``PX`` to keep it, which also clears an
+earlier ttl), so Redis expires it. Its value is::
+
+    b"\\x01" | 4-byte big-endian header length | header JSON | payload bytes
+
+where the header is ``[state, content_type, traceback, date_done, meta]``; the
+payload is stored as is, never base64'd.
+
+**wait is pushed, not polled.** Storing a *ready* record also publishes it on
+the channel ``<prefix>:done:<task id>`` (store_result.lua: one round trip, the
+record crosses the network once). A backend keeps one subscribed connection
+for all its waiters (:class:`~petiole_redis._pubsub.Listener`). ``wait``
+subscribes to its ids' channels, waits for the server to confirm, and only
+then reads the records (``MGET``): a record stored before the subscription is
+found by the read, one stored after it is pushed, so none is missed. After the
+subscribed connection is replaced (the server restarted), waiters read again.
+
+Sets (``SADD`` + ``SCARD`` + ``PEXPIRE`` in one ``MULTI``), counters
+(incr.lua) and claims (``SET NX`` + ``GET`` in one ``MULTI``) are atomic on
+the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from petiole import states
+from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
+from petiole.errors import ResultBackendError
+from petiole_redis._client import Closed, Connector, Script
+from petiole_redis._keys import Keys
+from petiole_redis._options import parse_url
+from petiole_redis._pubsub import Listener
+
+COMPONENT = "redis result backend"
+
+T = TypeVar("T")
+
+_FORMAT = b"\x01"
+_HEADER_LENGTH = struct.Struct(">I")
+# Ids per MGET; several MGETs still go in one pipelined round trip.
+_MGET_CHUNK = 1000
+_STORE = Script("store_result")
+_INCR = Script("incr")
+
+
+class RedisBackend:
+    """A :class:`~petiole.backend.ResultBackend` on Redis (see the module docstring)."""
+
+    capabilities = BackendCapabilities(push_wait=True, max_result_bytes=None)
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        target = parse_url(url, options, component=COMPONENT)
+        self.options = target.options
+        self.keys = Keys(target.options.key_prefix)
+        self._conn = Connector(target, component=COMPONENT, error_type=ResultBackendError)
+        self._conn.connect()
+        self._listener = Listener(self._conn)
+        # An incr token must outlive every retry of its call (see incr.lua).
+        self._incr_token_ms = round((target.options.reconnect_timeout_s + 60) * 1000)
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self._conn.target.masked_url!r})"
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        """Replace the record; publish it to waiters when it is ready.
+
+        Raises :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is
+        not JSON-safe, or if the server refuses the value (larger than its
+        ``proto-max-bulk-len``, 512 MB by default).
+        """
+        value = _encode(record)
+        ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
+        channel = (
+            self.keys.done_channel(record.task_id) if record.state in states.READY_STATES else ""
+        )
+        key = self.keys.result(record.task_id)
+        self._call(
+            f"store the result of task {record.task_id!r}",
+            lambda c: _STORE(c, (key,), (value, ttl_ms, channel)),
+        )
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        return self.get_many([task_id]).get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """Unexpired records of those ids, in one round trip (pipelined ``MGET``s)."""
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return {}
+        keys = [self.keys.result(t) for t in ids]
+
+        def run(client: redis.Redis) -> list[Any]:
+            if len(keys) <= _MGET_CHUNK:
+                return list(client.mget(keys))
+            pipe = client.pipeline(transaction=False)
+            for start in range(0, len(keys), _MGET_CHUNK):
+                pipe.mget(keys[start : start + _MGET_CHUNK])
+            return [value for chunk in pipe.execute() for value in chunk]
+
+        values = self._call("read results", run)
+        return {t: _decode(t, v) for t, v in zip(ids, values, strict=True) if v is not None}
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        """Block until every id has a ready record, or ``timeout_s`` passes (see
+        the module docstring: pushed over pub/sub, no polling). Returns early,
+        with what it found, if the backend is closed meanwhile."""
+        pending = list(dict.fromkeys(task_ids))
+        ready: dict[str, ResultRecord] = {}
+        if not pending:
+            return ready
+        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        channels = {self.keys.done_channel(t).encode(): t for t in pending}
+        try:
+            watch = self._listener.watch(channels)
+        except Closed:
+            return ready
+        try:
+            must_read = True
+            waiting = set(pending)
+            while waiting:
+                if must_read:
+                    for task_id, record in self.get_many(list(waiting)).items():
+                        if record.ready:
+                            ready[task_id] = record
+                            waiting.discard(task_id)
+                    must_read = False
+                    if not waiting:
+                        break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                pushed, must_read = watch.next(remaining)
+                for task_id, value in pushed:
+                    if task_id in waiting:
+                        record = _decode(task_id, value)
+                        if record.ready:
+                            ready[task_id] = record
+                            waiting.discard(task_id)
+                if self._conn.closed:
+                    break
+        except ResultBackendError:
+            if self._conn.closed:
+                return ready
+            raise
+        finally:
+            self._listener.unwatch(watch)
+        return ready
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        keys = [self.keys.result(t) for t in dict.fromkeys(task_ids)]
+        if keys:
+            self._call("forget results", lambda c: c.unlink(*keys))
+
+    def set_add(self, key: str, member: str, *, ttl_s: float | None) -> int:
+        """``SADD``, ``SCARD`` and the ttl in one ``MULTI``: atomic, and safe to retry."""
+        name = self.keys.set(key)
+
+        def run(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.sadd(name, member)
+            pipe.scard(name)
+            if ttl_s is None:
+                pipe.persist(name)
+            else:
+                pipe.pexpire(name, max(1, round(ttl_s * 1000)))
+            return int(pipe.execute()[1])
+
+        return self._call(f"add to the set {key!r}", run)
+
+    def incr(self, key: str, amount: int = 1, *, ttl_s: float | None) -> int:
+        """Atomic and exactly once, even when retried after a lost reply (incr.lua)."""
+        keys = (self.keys.counter(key), self.keys.incr_token(os.urandom(12).hex()))
+        ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
+        argv = (int(amount), ttl_ms, self._incr_token_ms)
+        return int(self._call(f"increment the counter {key!r}", lambda c: _INCR(c, keys, argv)))
+
+    def claim(self, key: str, owner: str, *, ttl_s: float | None) -> str:
+        """``SET NX`` then ``GET`` in one ``MULTI``: the first claimer wins, and
+        everyone (the winner again, too) reads the winner."""
+        name = self.keys.claim(key)
+
+        def run(client: redis.Redis) -> str:
+            pipe = client.pipeline(transaction=True)
+            if ttl_s is None:
+                pipe.set(name, owner, nx=True)
+            else:
+                pipe.set(name, owner, nx=True, px=max(1, round(ttl_s * 1000)))
+            pipe.get(name)
+            return bytes(pipe.execute()[1]).decode()
+
+        return self._call(f"claim {key!r}", run)
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        names = [
+            name
+            for k in dict.fromkeys(keys)
+            for name in (self.keys.set(k), self.keys.counter(k), self.keys.claim(k))
+        ]
+        if names:
+            self._call("delete sets and counters", lambda c: c.unlink(*names))
+
+    def close(self) -> None:
+        """Close every connection and wake waiters (they return what they found). Idempotent."""
+        self._conn.close()
+        self._listener.close()
+
+    def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
+        try:
+            return self._conn.call(what, work)
+        except Closed:
+            raise ResultBackendError(f"{self._conn.describe()} is closed ({what})") from None
+
+
+def _encode(record: ResultRecord) -> bytes:
+    try:
+        header = json.dumps(
+            [record.state, record.content_type, record.traceback, record.date_done, record.meta],
+            separators=(",", ":"),
+            allow_nan=False,
+            ensure_ascii=False,
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise ResultBackendError(
+            f"the meta of task {record.task_id!r} is not JSON-safe ({exc}); "
+            f"meta may hold only JSON types"
+        ) from exc
+    return b"".join((_FORMAT, _HEADER_LENGTH.pack(len(header)), header, bytes(record.payload)))
+
+
+def _decode(task_id: str, value: bytes) -> ResultRecord:
+    try:
+        if value[:1] != _FORMAT:
+            raise ValueError(f"unknown format byte {value[:1]!r}")
+        (length,) = _HEADER_LENGTH.unpack_from(value, 1)
+        start = 1 + _HEADER_LENGTH.size
+        state, content_type, traceback, date_done, meta = json.loads(value[start : start + length])
+    except (ValueError, struct.error) as exc:
+        raise ResultBackendError(
+            f"the stored result of task {task_id!r} is not a petiole-redis record: {exc}"
+        ) from exc
+    return ResultRecord(
+        task_id=task_id,
+        state=state,
+        payload=bytes(value[start + length :]),
+        content_type=content_type,
+        traceback=traceback,
+        date_done=date_done,
+        meta=meta,
+    )
+
+
+def create_backend(url: str, options: Mapping[str, Any]) -> ResultBackend:
+    """Build a :class:`RedisBackend` for a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    return RedisBackend(url, options)

@@ -1,0 +1,418 @@
+"""The Redis transport (broker).
+
+Each queue is a handful of keys (see :mod:`petiole_redis._keys`): a list of
+message ids per priority, a sorted set of delayed ids by due time, a sorted
+set of leased ids by lease end, and two hashes holding each message's payload
+and its metadata (delivery count, priority, message id). Every step that
+touches more than one key is a Lua script in ``lua/`` (publish, reserve, ack,
+nack, extend, dead-letter, requeue), so it is atomic on the server.
+
+``reserve`` is one script: it first moves the queues' expired leases back to
+their lists (so *any* live worker recovers a dead worker's messages, at the
+lease's end) and their due delayed messages in, then pops up to
+``max_messages`` ids, highest priority first, and leases them. Nothing is ever
+held only in a worker's memory: a leased message stays in Redis until it is
+acknowledged.
+
+**Receipts.** A receipt is ``<id>:<delivery count>``. Each reservation
+increments the count, so it names exactly one lease; ``ack``, ``nack``,
+``extend`` and ``dead_letter`` act only if the message is still leased *and*
+its count matches. A stale receipt is harmless.
+
+**Waiting.** When ``reserve`` finds nothing, the script also returns the
+earliest time a delayed message or a lease of those queues comes due. The
+caller then blocks in ``BLPOP`` on the queues' wake lists until that time (or
+the end of its wait): ``publish``, ``nack`` and ``requeue_dead_letters`` push
+a token there, so a waiting worker wakes within a round trip of a publish, with
+no polling, and still wakes for a delay or lease that comes due. A token pushed
+between the script and the ``BLPOP`` stays in the list, so no wake-up is lost;
+the list holds at most one token, so a burst of publishes costs nothing extra.
+
+**Outages.** See :mod:`petiole_redis._client`: calls ride out a restart of the
+server; a waiting ``reserve`` returns ``[]`` at the end of its wait while the
+server is down.
+
+**Broadcast.** :meth:`RedisTransport.broadcast` and
+:meth:`RedisTransport.subscribe` fan messages out over Redis pub/sub (at most
+once: a subscriber that is disconnected misses what is sent meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import NoScriptError
+
+from petiole.errors import MessageTooLarge, TransportError
+from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole_redis._client import Closed, Connector, Script, StillDown, command
+from petiole_redis._keys import PRIORITIES, Keys
+from petiole_redis._options import parse_url
+from petiole_redis._pubsub import Subscription
+
+COMPONENT = "redis broker"
+
+T = TypeVar("T")
+
+# The most expired leases and due delayed messages one reserve moves per queue,
+# so a huge backlog never makes one script call long.
+_SWEEP_LIMIT = 1000
+# Dead letters requeued per script call when requeueing a whole queue.
+_REQUEUE_BATCH = 1000
+_PUBLISH = Script("publish")
+_RESERVE = Script("reserve")
+_ACK = Script("ack")
+_NACK = Script("nack")
+_EXTEND = Script("extend")
+_DEAD_LETTER = Script("dead_letter")
+_DEAD_LIST = Script("dead_list")
+_REQUEUE_DEAD = Script("requeue_dead")
+
+
+class RedisTransport:
+    """A :class:`~petiole.transport.Transport` on Redis (see the module docstring)."""
+
+    capabilities = TransportCapabilities(
+        priorities=True,
+        max_delay_s=None,
+        broadcast=True,
+        max_message_bytes=None,  # the server's proto-max-bulk-len (512 MB by default)
+        lease_extension=True,
+        min_lease_s=0.0,
+        ordered=True,
+    )
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        target = parse_url(url, options, component=COMPONENT)
+        self.options = target.options
+        self.keys = Keys(target.options.key_prefix)
+        self._conn = Connector(target, component=COMPONENT, error_type=TransportError)
+        self._conn.connect()
+        # BLPOP must return before the socket's read timeout would cut it off.
+        self._max_block_s = min(5.0, target.options.socket_timeout_s / 2)
+        self._reserve_keys = lru_cache(maxsize=256)(self._build_reserve_keys)
+
+    def __repr__(self) -> str:
+        return f"RedisTransport({self._conn.target.masked_url!r})"
+
+    # -- publishing ----------------------------------------------------------------
+
+    def publish(
+        self,
+        queue: str,
+        payload: bytes,
+        *,
+        message_id: str = "",
+        delay_s: float = 0.0,
+        priority: int = 0,
+    ) -> None:
+        """Store the message (one script call); durable per the server's AOF
+        settings when this returns. A priority outside 0-9 is clamped into it."""
+        self._check_size(payload)
+        keys, argv = self._publish_args(queue, payload, message_id, delay_s, priority)
+        self._call(f"publish to queue {queue!r}", lambda c: _PUBLISH(c, keys, argv))
+
+    def publish_many(
+        self,
+        queue: str,
+        payloads: Iterable[bytes],
+        *,
+        message_ids: Sequence[str] | None = None,
+        delay_s: float = 0.0,
+        priority: int = 0,
+    ) -> int:
+        """Publish several messages to ``queue`` in one pipelined round trip.
+
+        Each is stored by its own script call (a message is never half stored);
+        all are stored when this returns. Returns how many were published.
+        """
+        batch = list(payloads)
+        ids = list(message_ids) if message_ids is not None else [""] * len(batch)
+        if len(ids) != len(batch):
+            raise ValueError("message_ids must have one id per payload")
+        for payload in batch:
+            self._check_size(payload)
+        calls = [
+            _PUBLISH.args(*self._publish_args(queue, payload, mid, delay_s, priority))
+            for payload, mid in zip(batch, ids, strict=True)
+        ]
+        if not calls:
+            return 0
+
+        def run(client: redis.Redis) -> None:
+            todo = calls
+            for _ in range(2):
+                pipe = client.pipeline(transaction=False)
+                for args in todo:
+                    command(pipe, *args)
+                results = pipe.execute(raise_on_error=False)
+                errors = [r for r in results if isinstance(r, Exception)]
+                if not errors:
+                    return
+                if not all(isinstance(e, NoScriptError) for e in errors):
+                    raise errors[0]
+                # The server restarted with an empty script cache: load, then redo
+                # only the calls that did not run.
+                command(client, "SCRIPT", "LOAD", _PUBLISH.source)
+                todo = [
+                    a for a, r in zip(todo, results, strict=True) if isinstance(r, NoScriptError)
+                ]
+
+        self._call(f"publish {len(calls)} messages to queue {queue!r}", run)
+        return len(calls)
+
+    def _publish_args(
+        self, queue: str, payload: bytes, message_id: str, delay_s: float, priority: int
+    ) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """The keys and arguments of publish.lua for one message."""
+        q = self.keys.queue(queue)
+        prio = min(max(int(priority), 0), PRIORITIES - 1)
+        keys = (q.ready[prio], q.delayed, q.msgs, q.meta, q.wake)
+        argv = (os.urandom(12).hex(), payload, f"0|{prio}|{message_id}", _ms(delay_s))
+        return keys, argv
+
+    def _check_size(self, payload: bytes) -> None:
+        limit = self.capabilities.max_message_bytes
+        if limit is not None and len(payload) > limit:
+            raise MessageTooLarge(len(payload), limit, "redis")
+
+    # -- reserving -------------------------------------------------------------------
+
+    def reserve(
+        self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float
+    ) -> list[Delivery]:
+        """Lease up to ``max_messages`` due messages, earlier queues first, then
+        higher priority, then oldest. Blocks (see "Waiting" in the module
+        docstring) for up to ``wait_s``; returns ``[]`` at once if the transport
+        is closed meanwhile, and ``[]`` after ``wait_s`` while the server is down."""
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
+        names = tuple(dict.fromkeys(queues))
+        if max_messages <= 0 or not names:
+            return []
+        keys, wake_keys = self._reserve_keys(names)
+        argv = (int(max_messages), _ms(lease_s), _SWEEP_LIMIT)
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        try:
+            while True:
+                reply = self._conn.call(
+                    "reserve", lambda c: _RESERVE(c, keys, argv), until=deadline
+                )
+                now_ms, next_due_ms = int(reply[0]), int(reply[1])
+                if len(reply) > 2:
+                    return _deliveries(reply, names, now_ms + argv[1])
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                block_s = min(remaining, self._max_block_s)
+                if next_due_ms >= 0:
+                    block_s = min(block_s, max((next_due_ms - now_ms) / 1000, 0.001))
+                blpop = ("BLPOP", *wake_keys, f"{max(block_s, 0.001):.3f}")
+                self._conn.call("wait for messages", _runner(blpop), until=deadline)
+        except (Closed, StillDown):
+            return []
+
+    def _build_reserve_keys(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+        keys: list[str] = []
+        for name in names:
+            q = self.keys.queue(name)
+            keys += [*q.ready, q.delayed, q.leased, q.msgs, q.meta]
+        return tuple(keys), [self.keys.queue(name).wake for name in names]
+
+    # -- settling ------------------------------------------------------------------------
+
+    def ack(self, delivery: Delivery) -> None:
+        """Delete the message if ``delivery`` still holds its lease; otherwise do nothing."""
+        lease = _lease(delivery)
+        if lease is None:
+            return
+        q = self.keys.queue(delivery.queue)
+        self._call(
+            f"acknowledge a message of queue {delivery.queue!r}",
+            lambda c: _ACK(c, (q.leased, q.msgs, q.meta), lease),
+        )
+
+    def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
+        """Requeue (due after ``delay_s``, at the tail of its priority) or delete;
+        a stale receipt does nothing. The delivery count is unchanged."""
+        lease = _lease(delivery)
+        if lease is None:
+            return
+        q = self.keys.queue(delivery.queue)
+        keys = (*q.ready, q.delayed, q.leased, q.msgs, q.meta, q.wake)
+        argv = (*lease, 1 if requeue else 0, _ms(delay_s))
+        self._call(f"return a message to queue {delivery.queue!r}", lambda c: _NACK(c, keys, argv))
+
+    def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
+        """Move the lease's end to ``lease_s`` from now (server clock).
+
+        True while ``delivery`` still holds the lease, even if it ran out and no
+        reserver has swept it back yet (nothing was lost).
+        """
+        lease = _lease(delivery)
+        if lease is None:
+            return False
+        q = self.keys.queue(delivery.queue)
+        argv = (*lease, _ms(lease_s))
+        changed = self._call(
+            f"extend a lease in queue {delivery.queue!r}",
+            lambda c: _EXTEND(c, (q.leased, q.meta), argv),
+        )
+        return bool(changed)
+
+    def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
+        """Move the message to its queue's dead-letter store in one script.
+        A stale receipt does nothing: the newer lease's holder decides."""
+        lease = _lease(delivery)
+        if lease is None:
+            return
+        q = self.keys.queue(delivery.queue)
+        keys = (q.leased, q.msgs, q.meta, q.dead, q.dead_msgs, q.dead_info, q.dead_seq)
+        self._call(
+            f"dead-letter a message of queue {delivery.queue!r}",
+            lambda c: _DEAD_LETTER(c, keys, (*lease, reason)),
+        )
+
+    # -- queues and dead letters ---------------------------------------------------------
+
+    def purge(self, queue: str) -> int:
+        """Delete every message of ``queue`` (ready, delayed, leased) in one transaction."""
+        q = self.keys.queue(queue)
+
+        def run(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.hlen(q.msgs)
+            pipe.unlink(*q.live)
+            return int(pipe.execute()[0])
+
+        return self._call(f"purge queue {queue!r}", run)
+
+    def size(self, queue: str) -> int:
+        """Every message of ``queue``: ready, delayed and leased (they all have a payload)."""
+        q = self.keys.queue(queue)
+        return int(self._call(f"count queue {queue!r}", lambda c: c.hlen(q.msgs)))
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        if limit <= 0:
+            return []
+        q = self.keys.queue(queue)
+        reply = self._call(
+            f"read the dead letters of queue {queue!r}",
+            lambda c: _DEAD_LIST(c, (q.dead, q.dead_msgs, q.dead_info), (limit,)),
+        )
+        found: list[DeadLetter] = []
+        for i in range(0, len(reply), 3):
+            info = json.loads(reply[i + 1])
+            found.append(
+                DeadLetter(
+                    dead_letter_id=reply[i].decode(),
+                    queue=queue,
+                    reason=info["reason"],
+                    delivery_count=int(info["count"]),
+                    dead_at=info["dead_at_ms"] / 1000,
+                    payload=bytes(reply[i + 2]),
+                )
+            )
+        return found
+
+    def requeue_dead_letters(self, queue: str, dead_letter_ids: Sequence[str] | None = None) -> int:
+        """Republish dead letters (all, or those ids; unknown ids are ignored) with
+        delivery count 0 and their priority and message id, oldest first."""
+        q = self.keys.queue(queue)
+        keys = (*q.ready, q.msgs, q.meta, q.dead, q.dead_msgs, q.dead_info, q.dead_seq, q.wake)
+        what = f"requeue the dead letters of queue {queue!r}"
+        if dead_letter_ids is not None:
+            ids = list(dict.fromkeys(dead_letter_ids))
+            if not ids:
+                return 0
+            argv = (len(ids), *ids)
+            return int(self._call(what, lambda c: _REQUEUE_DEAD(c, keys, argv)))
+        moved = 0
+        while True:
+            batch = int(self._call(what, lambda c: _REQUEUE_DEAD(c, keys, (_REQUEUE_BATCH,))))
+            moved += batch
+            if batch < _REQUEUE_BATCH:
+                return moved
+
+    def purge_dead_letters(self, queue: str) -> int:
+        q = self.keys.queue(queue)
+
+        def run(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.zcard(q.dead)
+            pipe.unlink(*q.dead_letters)
+            return int(pipe.execute()[0])
+
+        return self._call(f"purge the dead letters of queue {queue!r}", run)
+
+    # -- broadcast -----------------------------------------------------------------------------
+
+    def broadcast(self, channel: str, payload: bytes) -> int:
+        """Send ``payload`` to every current subscriber of ``channel``; return how
+        many received it. Fire-and-forget: nothing is stored."""
+        name = self.keys.broadcast_channel(channel)
+        return int(self._call(f"broadcast on {channel!r}", lambda c: c.publish(name, payload)))
+
+    def subscribe(self, channels: Sequence[str]) -> Subscription:
+        """A subscription to ``channels``, active when this returns; read it with
+        :meth:`Subscription.get` and close it when done (it is a context manager)."""
+        names = {self.keys.broadcast_channel(c): c for c in channels}
+        return Subscription(self._conn, names)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection; a waiting ``reserve`` returns ``[]``. Idempotent."""
+        self._conn.close()
+
+    def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
+        try:
+            return self._conn.call(what, work)
+        except Closed:
+            raise TransportError(f"{self._conn.describe()} is closed ({what})") from None
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _runner(args: tuple[Any, ...]) -> Callable[[redis.Redis], Any]:
+    return lambda client: command(client, *args)
+
+
+def _deliveries(reply: list[Any], names: tuple[str, ...], lease_end_ms: int) -> list[Delivery]:
+    expires_at = lease_end_ms / 1000
+    out: list[Delivery] = []
+    for i in range(2, len(reply), 5):
+        ident = reply[i + 1].decode()
+        count = int(reply[i + 2])
+        out.append(
+            Delivery(
+                payload=bytes(reply[i + 4]),
+                queue=names[int(reply[i]) - 1],
+                receipt=f"{ident}:{count}",
+                delivery_count=count,
+                message_id=reply[i + 3].decode(),
+                lease_expires_at=expires_at,
+            )
+        )
+    return out
+
+
+def _lease(delivery: Delivery) -> tuple[str, str] | None:
+    """``(message id, delivery count)`` from a receipt; None for one we never issued."""
+    ident, _, count = delivery.receipt.rpartition(":")
+    if not ident or not count.isascii() or not count.isdigit():
+        return None
+    return ident, count
+
+
+def create_transport(url: str, options: Mapping[str, Any]) -> Transport:
+    """Build a :class:`RedisTransport` for a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    return RedisTransport(url, options)

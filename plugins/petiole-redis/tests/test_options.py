@@ -1,0 +1,116 @@
+"""URL forms, options, and the errors a user can cause at start-up."""
+
+from __future__ import annotations
+
+import pytest
+from petiole_redis.results import create_backend
+from petiole_redis.testing import RedisServer
+from petiole_redis.transport import create_transport
+
+from petiole.errors import (
+    ConfigError,
+    ResultBackendError,
+    SettingTypeError,
+    TransportError,
+    UnknownSettingError,
+)
+from petiole.testing import unique_name
+from petiole.testing.servers import free_port
+
+
+def test_connection_refused_at_startup_names_the_url_with_password_masked() -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+
+    with pytest.raises(TransportError) as info:
+        create_transport(url, {"startup_timeout_s": 0})
+
+    message = str(info.value)
+    assert "hunter2" not in message
+    assert f"redis://:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in message
+    assert "Connection refused" in message
+
+
+def test_result_backend_connection_refused_raises_result_backend_error() -> None:
+    with pytest.raises(ResultBackendError, match="cannot connect to the redis result backend"):
+        create_backend(f"redis://127.0.0.1:{free_port()}/0", {"startup_timeout_s": "0"})
+
+
+def test_unknown_option_is_rejected_naming_the_valid_ones(redis_server: RedisServer) -> None:
+    with pytest.raises(UnknownSettingError) as info:
+        create_transport(redis_server.url, {"key_prefx": "x"})
+
+    assert "key_prefx" in str(info.value)
+    assert "did you mean 'key_prefix'" in str(info.value)
+    assert "reconnect_timeout_s" in str(info.value)
+
+
+def test_unknown_url_query_parameter_is_rejected(redis_server: RedisServer) -> None:
+    with pytest.raises(UnknownSettingError, match="lease"):
+        create_backend(f"{redis_server.url}?lease=3", {})
+
+
+def test_bad_option_value_names_the_expected_type(redis_server: RedisServer) -> None:
+    with pytest.raises(SettingTypeError, match="socket_timeout_s"):
+        create_transport(redis_server.url, {"socket_timeout_s": "soon"})
+
+
+def test_url_of_another_scheme_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not a redis://"):
+        create_transport("amqp://127.0.0.1/", {})
+
+
+def test_url_query_overrides_options_table(redis_server: RedisServer) -> None:
+    transport = create_transport(f"{redis_server.url}?key_prefix=fromurl", {"key_prefix": "table"})
+    queue = unique_name()
+    try:
+        transport.publish(queue, b"x")
+        with redis_server.client() as client:
+            assert client.exists(f"fromurl:msgs:{{{queue}}}") == 1
+    finally:
+        transport.purge(queue)
+        transport.close()
+
+
+def test_key_prefix_keeps_two_apps_on_one_server_apart(redis_server: RedisServer) -> None:
+    first = create_transport(redis_server.url, {"key_prefix": "app1"})
+    second = create_transport(redis_server.url, {"key_prefix": "app2"})
+    try:
+        first.publish("shared-name", b"for app1")
+        assert second.reserve(["shared-name"], max_messages=1, wait_s=0, lease_s=10) == []
+        [delivery] = first.reserve(["shared-name"], max_messages=1, wait_s=0, lease_s=10)
+        assert delivery.payload == b"for app1"
+        first.ack(delivery)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_unix_socket_url_serves_transport_and_backend(redis_server: RedisServer) -> None:
+    transport = create_transport(redis_server.unix_url, {})
+    backend = create_backend(redis_server.unix_url, {})
+    queue = unique_name()
+    try:
+        transport.publish(queue, b"over a unix socket")
+        [delivery] = transport.reserve([queue], max_messages=1, wait_s=1, lease_s=10)
+        assert delivery.payload == b"over a unix socket"
+        transport.ack(delivery)
+        assert backend.incr(unique_name(), 2, ttl_s=5) == 2
+    finally:
+        transport.close()
+        backend.close()
+
+
+def test_wrong_password_fails_at_once_without_retrying(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = RedisServer(tmp_path_factory.mktemp("auth"), password="right").start()
+    try:
+        wrong = server.url.replace(":right@", ":wrong@")
+        with pytest.raises(TransportError) as info:
+            create_transport(wrong, {"startup_timeout_s": 30})
+        assert ":wrong@" not in str(info.value)
+        assert ":***@" in str(info.value)
+        transport = create_transport(server.url, {})
+        transport.close()
+    finally:
+        server.stop()

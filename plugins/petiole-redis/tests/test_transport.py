@@ -1,0 +1,131 @@
+"""Redis-specific transport behaviour beyond the conformance suite."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from petiole_redis.testing import RedisServer
+from petiole_redis.transport import RedisTransport
+
+from petiole.testing import unique_name
+
+
+@pytest.fixture
+def transport(redis_server: RedisServer) -> Iterator[RedisTransport]:
+    transport = RedisTransport(redis_server.url, {})
+    yield transport
+    transport.close()
+
+
+@pytest.fixture
+def queue(transport: RedisTransport) -> Iterator[str]:
+    name = unique_name()
+    yield name
+    transport.purge(name)
+    transport.purge_dead_letters(name)
+
+
+def test_publish_many_stores_every_message_in_order(transport: RedisTransport, queue: str) -> None:
+    payloads = [f"m{i}".encode() for i in range(500)]
+
+    assert transport.publish_many(queue, payloads, message_ids=[f"t{i}" for i in range(500)]) == 500
+
+    got = transport.reserve([queue], max_messages=1000, wait_s=0, lease_s=30)
+    assert [d.payload for d in got] == payloads
+    assert [d.message_id for d in got] == [f"t{i}" for i in range(500)]
+
+
+def test_expired_lease_is_recovered_by_another_connection(
+    redis_server: RedisServer, transport: RedisTransport, queue: str
+) -> None:
+    crashed = RedisTransport(redis_server.url, {})
+    transport.publish(queue, b"orphan")
+    [first] = crashed.reserve([queue], max_messages=1, wait_s=0, lease_s=0.2)
+    crashed.close()  # its worker died: nobody will ack or extend
+
+    [again] = transport.reserve([queue], max_messages=1, wait_s=5, lease_s=30)
+
+    assert again.payload == b"orphan"
+    assert again.delivery_count == first.delivery_count + 1
+    transport.ack(again)
+    assert transport.size(queue) == 0
+
+
+def test_waiting_reserve_wakes_for_a_delayed_message_published_meanwhile(
+    transport: RedisTransport, queue: str
+) -> None:
+    publisher = threading.Timer(0.1, lambda: transport.publish(queue, b"soon", delay_s=0.3))
+    start = time.monotonic()
+    publisher.start()
+
+    got = transport.reserve([queue], max_messages=1, wait_s=10, lease_s=30)
+
+    elapsed = time.monotonic() - start
+    assert [d.payload for d in got] == [b"soon"]
+    assert 0.35 <= elapsed <= 1.0
+
+
+def test_close_wakes_a_waiting_reserve(redis_server: RedisServer, queue: str) -> None:
+    transport = RedisTransport(redis_server.url, {})
+    closer = threading.Timer(0.2, transport.close)
+    start = time.monotonic()
+    closer.start()
+
+    assert transport.reserve([queue], max_messages=1, wait_s=30, lease_s=30) == []
+    assert time.monotonic() - start < 5
+
+
+def test_receipt_of_a_dead_letter_does_not_match_its_requeued_copy(
+    transport: RedisTransport, queue: str
+) -> None:
+    transport.publish(queue, b"poison")
+    [dead] = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
+    transport.dead_letter(dead, reason="bad")
+    transport.requeue_dead_letters(queue)
+    [again] = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
+    assert again.delivery_count == dead.delivery_count == 1
+
+    transport.ack(dead)  # the old lease's receipt
+
+    assert transport.size(queue) == 1
+    assert transport.extend(again, lease_s=30) is True
+
+
+def test_priority_outside_zero_to_nine_is_clamped(transport: RedisTransport, queue: str) -> None:
+    transport.publish(queue, b"low", priority=-5)
+    transport.publish(queue, b"high", priority=42)
+
+    got = transport.reserve([queue], max_messages=2, wait_s=0, lease_s=30)
+    assert [d.payload for d in got] == [b"high", b"low"]
+
+
+def test_broadcast_reaches_every_subscriber(transport: RedisTransport) -> None:
+    channel = unique_name("control")
+    with transport.subscribe([channel]) as first, transport.subscribe([channel]) as second:
+        assert transport.broadcast(channel, b"\x00shutdown") == 2
+
+        assert first.get(timeout_s=5) == (channel, b"\x00shutdown")
+        assert second.get(timeout_s=5) == (channel, b"\x00shutdown")
+
+
+def test_broadcast_subscription_get_returns_none_after_timeout(transport: RedisTransport) -> None:
+    with transport.subscribe([unique_name("events")]) as subscription:
+        start = time.monotonic()
+        assert subscription.get(timeout_s=0.2) is None
+        assert 0.15 <= time.monotonic() - start < 2
+
+
+def test_reserve_moves_a_large_backlog_of_due_messages_in_bounded_steps(
+    transport: RedisTransport, queue: str
+) -> None:
+    transport.publish_many(queue, [b"x"] * 2500, delay_s=0.05)
+
+    got = 0
+    while got < 2500:
+        batch = transport.reserve([queue], max_messages=2000, wait_s=5, lease_s=30)
+        assert batch, f"only {got} of 2500 came back"
+        got += len(batch)
+    assert got == 2500
