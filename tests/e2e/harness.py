@@ -31,15 +31,16 @@ def worker_env(broker_url: str, backend_url: str, **settings: str) -> dict[str, 
 class Workers:
     """Worker processes (`petiole worker -A e2e_app ...`), each in its own process group."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, app_module: str = "e2e_app") -> None:
         self.env = env
         self.log_dir = log_dir
+        self.app_module = app_module
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"worker{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "petiole", "worker", "-A", "e2e_app", *args],
+            [sys.executable, "-m", "petiole", "worker", "-A", self.app_module, *args],
             cwd=HERE,
             env=self.env,
             stdout=log,
