@@ -343,3 +343,44 @@ def test_early_message_is_redelayed_as_a_fresh_copy_not_a_redelivery(app: Petiol
     assert time.time() >= due
     assert worker.counts["redelayed"] == 1
     assert app.transport.dead_letters("default") == []
+
+
+class _TinyBackendPlugin:
+    """A memory result store that refuses results over 300 bytes, as memcached or
+    Cassandra refuse items over their limits."""
+
+    @hookimpl
+    def petiole_result_backends(self) -> dict[str, Any]:
+        from petiole._builtins.memory import MemoryBackend
+        from petiole.backend import ResultRecord
+        from petiole.errors import ResultTooLarge
+
+        class TinyBackend(MemoryBackend):
+            def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+                if len(record.payload) > 300:
+                    raise ResultTooLarge(len(record.payload), 300, "tiny result backend")
+                super().store(record, ttl_s=ttl_s)
+
+        return {"tiny": lambda url, options: TinyBackend()}
+
+
+def test_a_result_too_large_to_store_fails_the_task_saying_so(app: Petiole) -> None:
+    from petiole.errors import ResultTooLarge
+
+    app.register_plugin(_TinyBackendPlugin(), "tiny")
+    app.configure(backend_url="tiny://")
+
+    @app.task
+    def big() -> str:
+        return "x" * 1000
+
+    @app.task
+    def small() -> str:
+        return "ok"
+
+    with start_worker(app) as worker:
+        with pytest.raises(ResultTooLarge, match="1002 bytes exceeds the tiny result backend limit"):
+            big.delay().get(timeout=10)
+        assert small.delay().get(timeout=10) == "ok"
+    assert worker.counts["requeued"] == 0
+    assert app.transport.size("default") == 0

@@ -70,8 +70,9 @@ class ResultBackend(Protocol):
         """Write ``record`` for ``record.task_id``, replacing any earlier record.
 
         It expires ``ttl_s`` seconds from now (``None`` = never). Raises
-        :class:`~petiole.errors.ResultBackendError` if the store refuses it
-        (over ``capabilities.max_result_bytes``, server error).
+        :class:`~petiole.errors.ResultTooLarge` for a record over the store's
+        size limit (``capabilities.max_result_bytes`` or a server setting), and
+        :class:`~petiole.errors.ResultBackendError` for other failures.
         """
         ...
 

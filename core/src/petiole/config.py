@@ -119,6 +119,13 @@ class Settings:
     worker_queues: list[str] = _setting(
         [], "Queues a worker consumes; empty means `default_queue`.", example='["default", "mail"]'
     )
+    reserve_wait_s: float = _setting(
+        1.0,
+        "How long a worker's request for messages may wait on the broker when queues are "
+        "empty. Longer means fewer empty requests (each one costs money on SQS) but a "
+        "slower exit on SIGTERM.",
+        example="20",
+    )
     prefetch_multiplier: int = _setting(
         4, "A worker holds at most concurrency x this many messages.", example="1"
     )

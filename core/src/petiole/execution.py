@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.canvas.continuation import Continuation, planned_children
-from petiole.errors import PetioleError, Retry, SerializationError, SoftTimeLimitExceeded
+from petiole.errors import (
+    PetioleError,
+    ResultTooLarge,
+    Retry,
+    SerializationError,
+    SoftTimeLimitExceeded,
+)
 from petiole.plugins import implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
 from petiole.request import Request, current_request
@@ -277,7 +283,7 @@ class TaskRunner:
         runtime_s = time.perf_counter() - started
         if not (prepared.ignore_result and called.state == states.SUCCESS):
             try:
-                self.app.store_result(self._record(prepared, called))
+                self._store(prepared, called)
             except PetioleError as exc:
                 logger.error(
                     "could not store the result of task %s (%s); the message goes back to "
@@ -307,6 +313,15 @@ class TaskRunner:
                 )
                 return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
         return Outcome(ACK, called.state, runtime_s=runtime_s)
+
+    def _store(self, prepared: _Prepared, called: _Called) -> None:
+        try:
+            self.app.store_result(self._record(prepared, called))
+        except ResultTooLarge as exc:
+            # Storing it again would fail again: the task fails, saying why.
+            logger.error("task %s: %s; recording it as failed", prepared.request.id, exc)
+            failure = _Called(states.FAILURE, exc, _format(exc))
+            self.app.store_result(self._record(prepared, failure))
 
     def _continue(self, prepared: _Prepared, called: _Called) -> None:
         """Callbacks, the rest of the chain, the chord: sent as children of this task."""

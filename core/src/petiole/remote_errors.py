@@ -51,6 +51,17 @@ def _attach_traceback(exc: BaseException, traceback: str | None) -> None:
         exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
+def _without_init(cls: type[BaseException], message: str) -> BaseException | None:
+    """Petiole's own errors whose constructors take more than a message (ResultTooLarge,
+    TimeLimitExceeded, ...) are rebuilt around the message alone: their type is
+    what callers catch."""
+    if not cls.__module__.startswith("petiole."):
+        return None
+    exc = cls.__new__(cls)
+    BaseException.__init__(exc, message)
+    return exc
+
+
 def rebuild(description: Any, traceback: str | None) -> BaseException:
     """The exception a caller should see for a stored failure description."""
     if not isinstance(description, dict):
@@ -66,6 +77,6 @@ def rebuild(description: Any, traceback: str | None) -> BaseException:
         try:
             exc = cls(*args) if isinstance(args, list) else cls(message)
         except Exception:
-            exc = RemoteTaskError(type_name, message, traceback)
+            exc = _without_init(cls, message) or RemoteTaskError(type_name, message, traceback)
     _attach_traceback(exc, traceback)
     return exc

@@ -72,7 +72,7 @@ class Worker:
         prefetch_multiplier: int | None = None,
         shutdown_timeout_s: float | None = None,
         hostname: str | None = None,
-        reserve_wait_s: float = 1.0,
+        reserve_wait_s: float | None = None,
     ) -> None:
         settings = app.settings
         self.app = app
@@ -89,7 +89,7 @@ class Worker:
         self.shutdown_timeout_s = (
             settings.shutdown_timeout_s if shutdown_timeout_s is None else shutdown_timeout_s
         )
-        self.reserve_wait_s = reserve_wait_s
+        self.reserve_wait_s = settings.reserve_wait_s if reserve_wait_s is None else reserve_wait_s
         self.transport = app.transport
         self.lease_s = max(settings.lease_s, self.transport.capabilities.min_lease_s)
         self.max_deliveries = settings.max_deliveries
