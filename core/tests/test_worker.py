@@ -379,7 +379,9 @@ def test_a_result_too_large_to_store_fails_the_task_saying_so(app: Petiole) -> N
         return "ok"
 
     with start_worker(app) as worker:
-        with pytest.raises(ResultTooLarge, match="1002 bytes exceeds the tiny result backend limit"):
+        with pytest.raises(
+            ResultTooLarge, match="1002 bytes exceeds the tiny result backend limit"
+        ):
             big.delay().get(timeout=10)
         assert small.delay().get(timeout=10) == "ok"
     assert worker.counts["requeued"] == 0
