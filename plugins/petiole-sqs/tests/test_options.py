@@ -47,7 +47,7 @@ def test_unknown_option_suggests_the_right_name() -> None:
         ("wait_time_s=21", "0-20"),
         ("max_delay_s=901", "1-900"),
         ("create_queues=maybe", "true or false"),
-        ("visibility_timeout_s=1.5", "integer"),
+        ("visibility_timeout_s=1.5", "whole number"),
         ("message_group=user", "queue, task"),
         ("region=a&region=b", "twice"),
     ],

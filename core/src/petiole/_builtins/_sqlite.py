@@ -35,7 +35,6 @@ Options (from the configuration; URL query parameters override them):
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import random
@@ -45,12 +44,13 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from petiole.errors import ConfigError, PetioleError, SettingTypeError, UnknownSettingError
+from petiole.component_options import build_options, query_options
+from petiole.errors import ConfigError, PetioleError, SettingTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -117,58 +117,25 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> Sqlite
             f"does not exist; create it first (Petiole does not create directories)"
         )
     merged = dict(options)
-    merged.update(_query_options(url, parts.query, component))
+    merged.update(query_options(url, component=component))
     return SqliteTarget(path, _build_options(merged, source=f"the options of {component} {url!r}"))
 
 
-def _query_options(url: str, query: str, component: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise ConfigError(f"{component} URL {url!r} has a malformed query string: {exc}") from exc
-    result: dict[str, str] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ConfigError(f"{component} URL {url!r} sets the option {key!r} twice")
-        result[key] = value
-    return result
-
-
 def _build_options(raw: Mapping[str, Any], *, source: str) -> SqliteOptions:
-    valid = [f.name for f in fields(SqliteOptions)]
-    changes: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            raise UnknownSettingError(
-                key,
-                source=f"{source} (valid: {', '.join(valid)})",
-                suggestion=close[0] if close else None,
-            )
-        if key == "synchronous":
-            mode = value.lower() if isinstance(value, str) else None
-            if mode not in SYNCHRONOUS_MODES:
-                raise SettingTypeError(key, source=source, expected="'full' or 'normal'", got=value)
-            changes[key] = mode
-        else:
-            minimum = 1 if key == "poll_interval_ms" else 0
-            changes[key] = _milliseconds(key, value, minimum=minimum, source=source)
-    return replace(SqliteOptions(), **changes)
-
-
-def _milliseconds(key: str, value: Any, *, minimum: int, source: str) -> int:
-    expected = f"a whole number of milliseconds >= {minimum}"
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
-    if number is None or number < minimum:
-        raise SettingTypeError(key, source=source, expected=expected, got=value)
-    return number
+    built = build_options(SqliteOptions, raw, source=source)
+    mode = built.synchronous.lower()
+    if mode not in SYNCHRONOUS_MODES:
+        raise SettingTypeError(
+            "synchronous", source=source, expected="'full' or 'normal'", got=built.synchronous
+        )
+    if built.poll_interval_ms < 1:
+        raise SettingTypeError(
+            "poll_interval_ms",
+            source=source,
+            expected="a whole number of milliseconds >= 1",
+            got=built.poll_interval_ms,
+        )
+    return replace(built, synchronous=mode)
 
 
 # -- waking waiters in this process -------------------------------------------

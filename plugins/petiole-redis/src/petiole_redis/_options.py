@@ -12,13 +12,13 @@ query parameters of the URL override them. See the plugin's README for each.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.component_options import build_options
+from petiole.errors import ConfigError, SettingTypeError
 from petiole.urls import mask_password
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -116,18 +116,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisT
 
 
 def _build(raw: Mapping[str, Any], *, source: str) -> RedisOptions:
-    valid = {f.name: f.type for f in fields(RedisOptions)}
-    changes: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in valid:
-            close = difflib.get_close_matches(key, list(valid), n=1)
-            raise UnknownSettingError(
-                key,
-                source=f"{source} (valid: {', '.join(valid)})",
-                suggestion=close[0] if close else None,
-            )
-        changes[key] = _convert(key, value, str(valid[key]), source=source)
-    built = replace(RedisOptions(), **changes)
+    built = build_options(RedisOptions, raw, source=source)
     if not built.key_prefix or ":" in built.key_prefix or "{" in built.key_prefix:
         raise SettingTypeError(
             "key_prefix",
@@ -135,48 +124,16 @@ def _build(raw: Mapping[str, Any], *, source: str) -> RedisOptions:
             expected="a non-empty name without ':' or '{'",
             got=built.key_prefix,
         )
+    if built.socket_timeout_s < 1.0:
+        # Blocking reads wait in slices within the socket timeout.
+        raise SettingTypeError(
+            "socket_timeout_s",
+            source=source,
+            expected="a number of seconds >= 1.0",
+            got=built.socket_timeout_s,
+        )
     if built.ssl_cert_reqs not in CERT_REQS:
         raise SettingTypeError(
             "ssl_cert_reqs", source=source, expected=" or ".join(CERT_REQS), got=built.ssl_cert_reqs
         )
     return built
-
-
-def _convert(key: str, value: Any, kind: str, *, source: str) -> Any:
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise SettingTypeError(key, source=source, expected="a string", got=value)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise SettingTypeError(key, source=source, expected="true or false", got=value)
-    if kind == "int":
-        number: Any = value
-        if isinstance(value, str):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                number = None
-        if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
-            return number
-        raise SettingTypeError(key, source=source, expected="a whole number >= 0", got=value)
-    seconds: Any = value
-    if isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            seconds = None
-    minimum = 1.0 if key == "socket_timeout_s" else 0.0
-    if (
-        isinstance(seconds, (int, float))
-        and not isinstance(seconds, bool)
-        and seconds >= minimum
-        and seconds == seconds  # not NaN
-    ):
-        return float(seconds)
-    raise SettingTypeError(
-        key, source=source, expected=f"a number of seconds >= {minimum}", got=value
-    )

@@ -14,13 +14,13 @@ or task role), so they never reach a log line or an error message.
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
+from petiole import component_options
+from petiole.component_options import query_options
 from petiole.errors import ConfigError
 from petiole.urls import mask_password
 
@@ -76,66 +76,15 @@ def parse_url(url: str, options: Mapping[str, Any]) -> SqsOptions:
             f"{COMPONENT} URL {shown!r} has a host or path; SQS is addressed by region "
             "(sqs://?region=eu-west-1) or endpoint (sqs://?endpoint_url=http://host:port)"
         )
-    try:
-        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError as exc:
-        raise ConfigError(f"{COMPONENT} URL {shown!r} has a malformed query: {exc}") from exc
-    merged: dict[str, Any] = dict(options)
-    seen: set[str] = set()
-    for key, value in pairs:
-        if key in seen:
-            raise ConfigError(f"{COMPONENT} URL {shown!r} sets the option {key!r} twice")
-        seen.add(key)
-        merged[key] = value
+    merged: dict[str, Any] = {**options, **query_options(url, component=COMPONENT)}
     return build_options(merged, source=f"the options of {COMPONENT} {shown!r}")
 
 
 def build_options(raw: Mapping[str, Any], *, source: str) -> SqsOptions:
     """Validate ``raw`` (strings from a URL, or typed values from TOML)."""
-    by_name = {f.name: f for f in fields(SqsOptions)}
-    changes: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in by_name:
-            close = difflib.get_close_matches(key, by_name, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            valid = ", ".join(sorted(by_name))
-            raise ConfigError(f"unknown option {key!r} in {source}{hint} (valid: {valid})")
-        changes[key] = _coerce(key, value, str(by_name[key].type), source)
-    result = replace(SqsOptions(), **changes)
+    result = component_options.build_options(SqsOptions, raw, source=source)
     _check_ranges(result, source)
     return result
-
-
-def _coerce(key: str, value: Any, type_name: str, source: str) -> Any:
-    optional = "None" in type_name
-    if value is None or (optional and value == ""):
-        if optional:
-            return None
-        raise ConfigError(f"option {key!r} in {source} cannot be empty")
-    if type_name.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"option {key!r} in {source} must be true or false, got {value!r}")
-    if type_name.startswith("int"):
-        if isinstance(value, bool):
-            raise ConfigError(f"option {key!r} in {source} must be an integer, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"option {key!r} in {source} must be an integer, got {value!r}"
-            ) from None
-        if not math.isfinite(number) or number != int(number):
-            raise ConfigError(f"option {key!r} in {source} must be an integer, got {value!r}")
-        return int(number)
-    if not isinstance(value, str):
-        raise ConfigError(f"option {key!r} in {source} must be a string, got {value!r}")
-    return value
 
 
 def _check_ranges(options: SqsOptions, source: str) -> None:
