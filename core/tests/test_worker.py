@@ -386,3 +386,19 @@ def test_a_result_too_large_to_store_fails_the_task_saying_so(app: Petiole) -> N
         assert small.delay().get(timeout=10) == "ok"
     assert worker.counts["requeued"] == 0
     assert app.transport.size("default") == 0
+
+
+def test_a_failed_task_is_logged_with_its_traceback(
+    app: Petiole, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task(name="logged_failure")
+    def broken() -> None:
+        raise KeyError("missing-key")
+
+    with caplog.at_level("ERROR", logger="petiole.worker"), start_worker(app):
+        with pytest.raises(KeyError):
+            broken.delay().get(timeout=10)
+    [line] = [r.getMessage() for r in caplog.records if "logged_failure" in r.getMessage()]
+    assert "failed in" in line
+    assert "KeyError: 'missing-key'" in line
+    assert 'raise KeyError("missing-key")' in line

@@ -109,6 +109,7 @@ class TaskRunner:
         self._failure = implemented(hook.petiole_task_failure)
         self._retry = implemented(hook.petiole_task_retry)
         self._continuation = Continuation(app)
+        self._debug = logger.isEnabledFor(logging.DEBUG)
 
     # -- entry points ---------------------------------------------------------------
 
@@ -281,6 +282,7 @@ class TaskRunner:
     def finish(self, prepared: _Prepared, called: _Called, started: float) -> Outcome:
         """Store the result and say how to settle the message."""
         runtime_s = time.perf_counter() - started
+        self._log(prepared.request, called, runtime_s)
         if not (prepared.ignore_result and called.state == states.SUCCESS):
             try:
                 self._store(prepared, called)
@@ -313,6 +315,33 @@ class TaskRunner:
                 )
                 return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
         return Outcome(ACK, called.state, runtime_s=runtime_s)
+
+    def _log(self, request: Request, called: _Called, runtime_s: float) -> None:
+        """Failures at ERROR with their traceback, retries at INFO, successes at DEBUG
+        (checked first: formatting a line per task is not free)."""
+        if called.state == states.SUCCESS:
+            if self._debug:
+                logger.debug("task %s[%s] succeeded in %.3f s", request.task, request.id, runtime_s)
+        elif called.state == states.RETRY:
+            retry: Retry = called.value
+            logger.info(
+                "task %s[%s] will retry in %.1f s (retry %d): %s",
+                request.task,
+                request.id,
+                max(0.0, retry.eta - time.time()),
+                retry.retries,
+                retry.exc if retry.exc is not None else "retry requested",
+            )
+        else:
+            logger.error(
+                "task %s[%s] failed in %.3f s: %s: %s\n%s",
+                request.task,
+                request.id,
+                runtime_s,
+                type(called.value).__name__,
+                called.value,
+                (called.traceback or "").rstrip(),
+            )
 
     def _store(self, prepared: _Prepared, called: _Called) -> None:
         try:
