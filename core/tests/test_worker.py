@@ -395,9 +395,12 @@ def test_a_failed_task_is_logged_with_its_traceback(
     def broken() -> None:
         raise KeyError("missing-key")
 
-    with caplog.at_level("ERROR", logger="petiole.worker"), start_worker(app):
-        with pytest.raises(KeyError):
-            broken.delay().get(timeout=10)
+    with (
+        caplog.at_level("ERROR", logger="petiole.worker"),
+        start_worker(app),
+        pytest.raises(KeyError),
+    ):
+        broken.delay().get(timeout=10)
     [line] = [r.getMessage() for r in caplog.records if "logged_failure" in r.getMessage()]
     assert "failed in" in line
     assert "KeyError: 'missing-key'" in line
