@@ -120,3 +120,20 @@ def test_in_code_plugins_receive_app_configured_once() -> None:
     _ = app.plugins
     assert recorder.configured == [app]
     assert app.plugins.infos["recorder"].hooks == ["petiole_app_configured"]
+
+
+class _LazyBroken:
+    @hookimpl
+    def petiole_transports(self) -> Mapping[str, Any]:
+        return {"lazy": "petiole_no_such_client.transport:create_transport"}
+
+
+def test_factories_named_by_path_are_imported_only_when_used() -> None:
+    registry = PluginRegistry(infos=[_builtins()])
+    registry.register(_LazyBroken(), "lazy")
+    assert registry.provided("transport")["lazy"].component == (
+        "petiole_no_such_client.transport:create_transport"
+    )
+    with pytest.raises(PluginError, match=r"plugin 'lazy' .* failed to load: ModuleNotFoundError"):
+        registry.get("transport", "lazy")
+    assert callable(registry.get("transport", "sqlite").component)

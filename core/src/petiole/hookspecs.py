@@ -12,8 +12,8 @@ A plugin is a module (or object) named by an entry point in the group
 
     @hookimpl
     def petiole_transports():
-        from petiole_redis.transport import create_transport
-        return {"redis": create_transport, "rediss": create_transport}
+        # "module:attribute": imported (with the client library) on first use only.
+        return {"redis": "petiole_redis.transport:create_transport"}
 
 Two kinds of hook:
 
@@ -60,14 +60,18 @@ def petiole_transports() -> Mapping[str, TransportFactory]:
 
     A factory is called as ``factory(url, options)`` with the broker URL and the
     ``broker_options`` table of the config, and returns an object satisfying
-    :class:`petiole.transport.Transport`. Import the client library inside the
-    plugin's transport module, not here, so listing plugins stays cheap.
+    :class:`petiole.transport.Transport`. Give it as a ``"module:attribute"``
+    string: the module (and the client library it imports) is then imported
+    only when the component is first used, so ``petiole plugins`` and apps using
+    other components stay cheap; an import failure is reported then, naming the
+    plugin. A callable is accepted too.
     """
 
 
 @hookspec
 def petiole_result_backends() -> Mapping[str, BackendFactory]:
-    """URL schemes this plugin's result backends handle, mapped to factories.
+    """URL schemes this plugin's result backends handle, mapped to factories
+    (``"module:attribute"`` strings, or callables).
 
     Called as ``factory(url, options)`` with the ``backend_options`` table;
     returns a :class:`petiole.backend.ResultBackend`.
@@ -85,7 +89,7 @@ def petiole_serializers() -> Sequence[Serializer]:
 @hookspec
 def petiole_pools() -> Mapping[str, PoolFactory]:
     """Worker pool names (``-P name``) mapped to factories ``factory(concurrency, settings)``
-    returning a :class:`petiole.pools.base.Pool`."""
+    returning a :class:`petiole.pools.base.Pool` (``"module:attribute"`` strings, or callables)."""
 
 
 @hookspec

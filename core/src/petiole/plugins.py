@@ -220,7 +220,11 @@ class PluginRegistry:
         listing what is installed and which distribution would provide it."""
         available = self.provided(kind)
         if name in available:
-            return available[name]
+            found = available[name]
+            if isinstance(found.component, str):
+                found = Provided(name, self._resolve(found), found.plugin)
+                available[name] = found
+            return found
         provider = KNOWN_PROVIDERS.get((kind, name))
         hint = f"install it with: pip install {provider}" if provider else None
         broken = "; ".join(
@@ -232,6 +236,20 @@ class PluginRegistry:
         raise UnknownComponentError(
             kind, name, installed=available, hint=hint, broken=broken or None
         )
+
+    def _resolve(self, provided: Provided[Any]) -> Any:
+        """Import a factory registered as ``"module:attribute"``: the plugin's client
+        library is imported when its component is first used, not when listed."""
+        module_name, _, attr = str(provided.component).partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+        except Exception as exc:
+            info = self.infos.get(provided.plugin)
+            distribution = info.distribution if info is not None else "?"
+            raise PluginLoadError(provided.plugin, distribution, exc) from exc
+        return obj
 
     def serializer_by_content_type(self, content_type: str) -> Provided[Any] | None:
         for provided in self.provided("serializer").values():

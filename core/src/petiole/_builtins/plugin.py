@@ -11,16 +11,18 @@ from petiole.serializers import JsonSerializer, PickleSerializer, Serializer
 
 @hookimpl
 def petiole_transports() -> Mapping[str, Any]:
-    from petiole._builtins import memory, sqlite_transport
-
-    return {"sqlite": sqlite_transport.create_transport, "memory": memory.create_transport}
+    return {
+        "sqlite": "petiole._builtins.sqlite_transport:create_transport",
+        "memory": "petiole._builtins.memory:create_transport",
+    }
 
 
 @hookimpl
 def petiole_result_backends() -> Mapping[str, Any]:
-    from petiole._builtins import memory, sqlite_backend
-
-    return {"sqlite": sqlite_backend.create_backend, "memory": memory.create_backend}
+    return {
+        "sqlite": "petiole._builtins.sqlite_backend:create_backend",
+        "memory": "petiole._builtins.memory:create_backend",
+    }
 
 
 @hookimpl
@@ -30,11 +32,9 @@ def petiole_serializers() -> Sequence[Serializer]:
 
 @hookimpl
 def petiole_pools() -> Mapping[str, Any]:
-    from petiole.pools import asyncio_pool, processes, solo, threads
-
     return {
-        "solo": solo.SoloPool,
-        "threads": threads.ThreadPool,
-        "processes": processes.ProcessPool,
-        "asyncio": asyncio_pool.AsyncioPool,
+        "solo": "petiole.pools.solo:SoloPool",
+        "threads": "petiole.pools.threads:ThreadPool",
+        "processes": "petiole.pools.processes:ProcessPool",
+        "asyncio": "petiole.pools.asyncio_pool:AsyncioPool",
     }

@@ -1,5 +1,6 @@
-"""Hook implementations only: importing this module must stay cheap and safe,
-so the client library is imported by transport.py, when the factory runs."""
+"""Hook implementations only: importing this module must stay cheap and safe.
+The factory is named as "module:attribute", so transport.py (and the client
+library it imports) is imported only when the component is first used."""
 
 from __future__ import annotations
 
@@ -11,6 +12,4 @@ from petiole import hookimpl
 
 @hookimpl
 def petiole_transports() -> Mapping[str, Any]:
-    from petiole_example.transport import create_transport
-
-    return {"example": create_transport}
+    return {"example": "petiole_example.transport:create_transport"}

@@ -1,5 +1,6 @@
-"""Hook implementations only: importing this module stays cheap and safe, so
-redis-py is imported by transport.py / results.py when a factory first runs."""
+"""Hook implementations only: importing this module stays cheap and safe.
+Factories are named as "module:attribute", so redis-py is imported (by
+transport.py / results.py) only when a Redis component is first used."""
 
 from __future__ import annotations
 
@@ -13,13 +14,9 @@ SCHEMES = ("redis", "rediss", "unix")
 
 @hookimpl
 def petiole_transports() -> Mapping[str, Any]:
-    from petiole_redis.transport import create_transport
-
-    return dict.fromkeys(SCHEMES, create_transport)
+    return dict.fromkeys(SCHEMES, "petiole_redis.transport:create_transport")
 
 
 @hookimpl
 def petiole_result_backends() -> Mapping[str, Any]:
-    from petiole_redis.results import create_backend
-
-    return dict.fromkeys(SCHEMES, create_backend)
+    return dict.fromkeys(SCHEMES, "petiole_redis.results:create_backend")

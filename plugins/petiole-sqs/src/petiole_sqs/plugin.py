@@ -1,5 +1,6 @@
-"""Hook implementations only: importing this module must stay cheap and safe,
-so boto3 is imported by transport.py, when the factory first runs."""
+"""Hook implementations only: importing this module must stay cheap and safe.
+The factory is named as "module:attribute", so boto3 is imported (by
+transport.py) only when the SQS transport is first used."""
 
 from __future__ import annotations
 
@@ -11,6 +12,4 @@ from petiole import hookimpl
 
 @hookimpl
 def petiole_transports() -> Mapping[str, Any]:
-    from petiole_sqs.transport import create_transport
-
-    return {"sqs": create_transport}
+    return {"sqs": "petiole_sqs.transport:create_transport"}
