@@ -6,12 +6,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 def mask_password(url: str) -> str:
-    """``redis://:secret@host/0`` → ``redis://:***@host/0``, for logs and errors."""
+    """``redis://:secret@host/0`` → ``redis://:***@host/0``, for logs and errors.
+
+    Works on multi-host URLs too (``mongodb://u:p@h1:1,h2:2/``), which
+    ``urlsplit`` can split but not give a port for.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
