@@ -1,0 +1,49 @@
+"""The conformance suites against a MongoDB-wire server started by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from petiole_mongo.results import create_backend
+from petiole_mongo.testing import MongoServer
+from petiole_mongo.transport import create_transport
+
+from petiole.backend import ResultBackend
+from petiole.testing import ResultBackendSuite, TransportSuite
+from petiole.transport import Transport
+
+
+class TestMongoTransport(TransportSuite):
+    # SecantusDB scans a collection per operation (2-5 ms at 200 documents):
+    # keep the concurrency tests to a hundred messages.
+    concurrency_messages = 100
+    concurrency_threads = 4
+
+    @pytest.fixture
+    def transport(self, mongo_server: MongoServer) -> Iterator[Transport]:
+        transport = create_transport(mongo_server.url, {})
+        yield transport
+        transport.close()
+
+    @pytest.fixture
+    def peer_transport(self, mongo_server: MongoServer) -> Iterator[Transport]:
+        transport = create_transport(mongo_server.url, {})
+        yield transport
+        transport.close()
+
+
+class TestMongoBackend(ResultBackendSuite):
+    # Reads filter on expires_at (milliseconds), so expiry is exact, whatever
+    # the TTL sweeper's pace; waits are woken at once by a change stream or
+    # by a store in this process.
+    ttl_precision_s = 0.5
+    wait_precision_s = 0.5
+    concurrency_threads = 4
+    concurrency_per_thread = 25
+
+    @pytest.fixture
+    def backend(self, mongo_server: MongoServer) -> Iterator[ResultBackend]:
+        backend = create_backend(mongo_server.url, {})
+        yield backend
+        backend.close()
