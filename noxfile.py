@@ -110,7 +110,9 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (not part of CI): `nox -s bench -- hooks`; with no argument, all of them."""
     _install(session, *PLUGINS)
-    available = {"hooks": "benchmarks/hook_overhead.py"}
+    # The peers compared with (celery[redis], dramatiq[redis]): latest from PyPI.
+    session.install("-r", "benchmarks/requirements.txt")
+    available = {"hooks": "benchmarks/hook_overhead.py", "redis": "benchmarks/redis_peers/run.py"}
     chosen = session.posargs or sorted(available)
     for name in chosen:
         if name not in available:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -129,3 +130,16 @@ def test_reserve_moves_a_large_backlog_of_due_messages_in_bounded_steps(
         assert batch, f"only {got} of 2500 came back"
         got += len(batch)
     assert got == 2500
+
+
+def test_ack_many_removes_every_leased_message_and_ignores_stale_receipts(
+    transport: RedisTransport, queue: str
+) -> None:
+    transport.publish_many(queue, [f"m{i}".encode() for i in range(50)])
+    held = transport.reserve([queue], max_messages=50, wait_s=0, lease_s=60)
+    stale = dataclasses.replace(held[0], receipt=held[0].receipt.rsplit(":", 1)[0] + ":99")
+    transport.ack_many([stale, *held[1:]])
+    assert transport.size(queue) == 1
+    transport.ack_many([held[0]])
+    assert transport.size(queue) == 0
+    transport.ack_many([])

@@ -9,14 +9,21 @@ earlier ttl), so Redis expires it. Its value is::
 where the header is ``[state, content_type, traceback, date_done, meta]``; the
 payload is stored as is, never base64'd.
 
-**wait is pushed, not polled.** Storing a *ready* record also publishes it on
-the channel ``<prefix>:done:<task id>`` (store_result.lua: one round trip, the
-record crosses the network once). A backend keeps one subscribed connection
-for all its waiters (:class:`~petiole_redis._pubsub.Listener`). ``wait``
-subscribes to its ids' channels, waits for the server to confirm, and only
-then reads the records (``MGET``): a record stored before the subscription is
-found by the read, one stored after it is pushed, so none is missed. After the
-subscribed connection is replaced (the server restarted), waiters read again.
+**wait is pushed, not polled.** Storing a *ready* record also announces it,
+in the same script (store_result.lua, one round trip): it publishes the record
+on the channel ``<prefix>:done:<task id>`` and leaves a one-element token list
+``<prefix>:finished:<task id>`` with the record's ttl.
+
+* Waiting for **one** id (``AsyncResult.get``) is one blocking round trip:
+  ``BLMOVE`` of the token list onto itself (so the token stays for other
+  waiters) pipelined with a ``GET`` of the record. A record stored before is
+  read at once; one stored later wakes the ``BLMOVE`` directly.
+* Waiting for **several** ids shares one subscribed connection per backend
+  (:class:`~petiole_redis._pubsub.Listener`): ``wait`` subscribes to the ids'
+  channels, waits for the server to confirm, and only then reads the records
+  (``MGET``): a record stored before the subscription is found by the read, one
+  stored after it is pushed, so none is missed. After the subscribed connection
+  is replaced (the server restarted), waiters read again.
 
 Sets (``SADD`` + ``SCARD`` + ``PEXPIRE`` in one ``MULTI``), counters
 (incr.lua) and claims (``SET NX`` + ``GET`` in one ``MULTI``) are atomic on
@@ -25,6 +32,7 @@ the server.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -37,7 +45,7 @@ import redis
 from petiole import states
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError
-from petiole_redis._client import Closed, Connector, Script
+from petiole_redis._client import Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import Keys
 from petiole_redis._options import parse_url
 from petiole_redis._pubsub import Listener
@@ -66,6 +74,8 @@ class RedisBackend:
         self._conn = Connector(target, component=COMPONENT, error_type=ResultBackendError)
         self._conn.connect()
         self._listener = Listener(self._conn)
+        # A single-id wait blocks in slices, returning before the socket's read timeout.
+        self._max_block_s = min(5.0, target.options.socket_timeout_s / 2)
         # An incr token must outlive every retry of its call (see incr.lua).
         self._incr_token_ms = round((target.options.reconnect_timeout_s + 60) * 1000)
 
@@ -84,10 +94,10 @@ class RedisBackend:
         channel = (
             self.keys.done_channel(record.task_id) if record.state in states.READY_STATES else ""
         )
-        key = self.keys.result(record.task_id)
-        self._call(
+        keys = (self.keys.result(record.task_id), self.keys.ready_token(record.task_id))
+        self._call_fast(
             f"store the result of task {record.task_id!r}",
-            lambda c: _STORE(c, (key,), (value, ttl_ms, channel)),
+            lambda c: _STORE(c, keys, (value, ttl_ms, channel)),
         )
 
     def get(self, task_id: str) -> ResultRecord | None:
@@ -100,15 +110,18 @@ class RedisBackend:
             return {}
         keys = [self.keys.result(t) for t in ids]
 
-        def run(client: redis.Redis) -> list[Any]:
+        def run(client: FastClient) -> list[Any]:
             if len(keys) <= _MGET_CHUNK:
-                return list(client.mget(keys))
-            pipe = client.pipeline(transaction=False)
-            for start in range(0, len(keys), _MGET_CHUNK):
-                pipe.mget(keys[start : start + _MGET_CHUNK])
-            return [value for chunk in pipe.execute() for value in chunk]
+                return list(command(client, "MGET", *keys))
+            chunks = client.execute_pipeline(
+                [("MGET", *keys[at : at + _MGET_CHUNK]) for at in range(0, len(keys), _MGET_CHUNK)]
+            )
+            for chunk in chunks:
+                if isinstance(chunk, Exception):
+                    raise chunk
+            return [value for chunk in chunks for value in chunk]
 
-        values = self._call("read results", run)
+        values = self._call_fast("read results", run)
         return {t: _decode(t, v) for t, v in zip(ids, values, strict=True) if v is not None}
 
     def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
@@ -120,6 +133,8 @@ class RedisBackend:
         if not pending:
             return ready
         deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        if len(pending) == 1:
+            return self._wait_one(pending[0], deadline)
         channels = {self.keys.done_channel(t).encode(): t for t in pending}
         try:
             watch = self._listener.watch(channels)
@@ -157,8 +172,43 @@ class RedisBackend:
             self._listener.unwatch(watch)
         return ready
 
+    def _wait_one(self, task_id: str, deadline: float | None) -> dict[str, ResultRecord]:
+        """One id: block on its ready token (``BLMOVE`` from the list to itself, which
+        leaves the token for other waiters) and read the record in the same round
+        trip. A record stored before is found at once; one stored later wakes the
+        ``BLMOVE`` directly, with no subscription and no hand-off between threads."""
+        token, key = self.keys.ready_token(task_id), self.keys.result(task_id)
+
+        def run(client: FastClient, block_s: float) -> Any:
+            moved, value = client.execute_pipeline(
+                [("BLMOVE", token, token, "RIGHT", "LEFT", f"{block_s:.3f}"), ("GET", key)]
+            )
+            for reply in (moved, value):
+                if isinstance(reply, Exception):
+                    raise reply
+            return value
+
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            block_s = self._max_block_s if remaining is None else min(remaining, self._max_block_s)
+            try:
+                value = self._conn.call_fast(
+                    "wait for a result",
+                    functools.partial(run, block_s=max(block_s, 0.001)),
+                    until=deadline,
+                )
+            except (Closed, StillDown):
+                return {}
+            if value is not None:
+                record = _decode(task_id, value)
+                if record.ready:
+                    return {task_id: record}
+            if remaining is not None and remaining <= block_s:
+                return {}
+
     def forget(self, task_ids: Sequence[str]) -> None:
-        keys = [self.keys.result(t) for t in dict.fromkeys(task_ids)]
+        ids = list(dict.fromkeys(task_ids))
+        keys = [self.keys.result(t) for t in ids] + [self.keys.ready_token(t) for t in ids]
         if keys:
             self._call("forget results", lambda c: c.unlink(*keys))
 
@@ -183,7 +233,9 @@ class RedisBackend:
         keys = (self.keys.counter(key), self.keys.incr_token(os.urandom(12).hex()))
         ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
         argv = (int(amount), ttl_ms, self._incr_token_ms)
-        return int(self._call(f"increment the counter {key!r}", lambda c: _INCR(c, keys, argv)))
+        return int(
+            self._call_fast(f"increment the counter {key!r}", lambda c: _INCR(c, keys, argv))
+        )
 
     def claim(self, key: str, owner: str, *, ttl_s: float | None) -> str:
         """``SET NX`` then ``GET`` in one ``MULTI``: the first claimer wins, and
@@ -218,6 +270,12 @@ class RedisBackend:
     def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
         try:
             return self._conn.call(what, work)
+        except Closed:
+            raise ResultBackendError(f"{self._conn.describe()} is closed ({what})") from None
+
+    def _call_fast(self, what: str, work: Callable[[FastClient], T]) -> T:
+        try:
+            return self._conn.call_fast(what, work)
         except Closed:
             raise ResultBackendError(f"{self._conn.describe()} is closed ({what})") from None
 

@@ -1,0 +1,95 @@
+"""Celery (latest from PyPI, ``celery[redis]``): Redis broker and Redis result backend.
+
+Workers: one ``celery worker`` with the prefork pool and two children (see
+``config()``). Celery's defaults are kept where they are its fast path:
+acknowledgement *before* the task runs (``task_acks_late=False``), JSON.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.result import ResultSet
+from common import RESULT_TIMEOUT_S, Producer, produce, redis_url
+
+NAME = "Celery"
+QUEUE = "celery"
+PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_CELERY_PREFETCH", "64"))
+CONCURRENCY = 2
+
+app = Celery("bench", broker=redis_url(), backend=redis_url())
+app.conf.update(
+    worker_prefetch_multiplier=PREFETCH_MULTIPLIER,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    result_expires=86400,
+)
+
+
+@app.task(name="bench.noop", ignore_result=True)
+def noop() -> None:
+    pass
+
+
+@app.task(name="bench.echo")
+def echo(x: int) -> int:
+    return x
+
+
+def config() -> str:
+    return (
+        f"1 x `celery worker -P prefork -c {CONCURRENCY} --prefetch-multiplier "
+        f"{PREFETCH_MULTIPLIER} --without-gossip --without-mingle --without-heartbeat`"
+    )
+
+
+def worker_commands() -> list[list[str]]:
+    return [
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sys_celery",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(CONCURRENCY),
+            "--prefetch-multiplier",
+            str(PREFETCH_MULTIPLIER),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ]
+    ]
+
+
+def remaining(client: redis.Redis) -> int:
+    """Messages not yet acknowledged: queued, plus delivered to the worker and not yet
+    acknowledged (kombu's ``unacked`` hash)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(QUEUE)
+    pipe.hlen("unacked")
+    return int(sum(pipe.execute()))
+
+
+def _send_and_wait(n: int) -> list[Any]:
+    results = ResultSet([echo.delay(i) for i in range(n)])
+    return list(results.get(timeout=RESULT_TIMEOUT_S))
+
+
+PRODUCER = Producer(
+    enqueue_noops=lambda n: [noop.delay() for _ in range(n)] and None,
+    round_trip=lambda i: echo.delay(i).get(timeout=RESULT_TIMEOUT_S),
+    send_and_wait=_send_and_wait,
+)
+
+if __name__ == "__main__":
+    produce(PRODUCER, sys.argv[1:])
