@@ -1,0 +1,3 @@
+"""petiole-memcached: a memcached result backend for Petiole."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,212 @@
+"""The ``memcached://`` URL and the backend's options, validated once.
+
+URL form::
+
+    memcached://host[:port][,host[:port]...][/][?option=value&...]
+
+The port defaults to 11211; an IPv6 address goes in brackets
+(``memcached://[::1]:11211``). Several servers share the keys between them
+(see :mod:`petiole_memcached._servers`). memcached's text protocol has no
+authentication, so a user name or password in the URL is refused rather than
+silently ignored.
+
+Options come from the ``backend_options`` config table; query parameters of
+the URL override them. See the plugin's README for each.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.urls import mask_password
+
+SCHEME = "memcached"
+COMPONENT = "memcached result backend"
+DEFAULT_PORT = 11211
+#: memcached's own default item size limit (its ``-I`` option).
+DEFAULT_MAX_ITEM_BYTES = 1024 * 1024
+#: The smallest ``max_item_bytes`` accepted: room for a key, headers and a small result.
+MIN_MAX_ITEM_BYTES = 4096
+#: memcached refuses ``-I`` above 1 GiB.
+MAX_MAX_ITEM_BYTES = 1024 * 1024 * 1024
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_HOST = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class MemcachedOptions:
+    """The user-settable options (see the README)."""
+
+    key_prefix: str = "petiole"
+    max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES
+    connect_timeout_s: float = 5.0
+    socket_timeout_s: float = 10.0
+    startup_timeout_s: float = 2.0
+    wait_poll_max_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class MemcachedTarget:
+    """A parsed URL: the servers, in the order given, and the options."""
+
+    url: str
+    servers: tuple[tuple[str, int], ...]
+    options: MemcachedOptions
+
+    @property
+    def masked_url(self) -> str:
+        return mask_password(self.url)
+
+    @property
+    def server_names(self) -> tuple[str, ...]:
+        """``host:port`` per server (IPv6 hosts bracketed), as pymemcache names them too."""
+        return tuple(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.servers)
+
+
+def parse_url(url: str, options: Mapping[str, Any]) -> MemcachedTarget:
+    """Split ``url`` into servers and options (query parameters win over ``options``).
+
+    Raises :class:`~petiole.errors.ConfigError` for a URL of another scheme, a
+    user name or password, a path, a malformed server list, an unknown option
+    (naming the valid ones) or a bad value.
+    """
+    try:
+        parts = urlsplit(url)
+        shown = mask_password(url)
+    except ValueError as exc:  # an unbalanced "[" or "]"
+        hidden = re.sub(r"//[^/]*@", "//***@", url)
+        raise ConfigError(f"{COMPONENT} URL {hidden!r}: malformed IPv6 address ({exc})") from exc
+    if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
+        raise ConfigError(f"{COMPONENT} URL {shown!r} is not a {SCHEME}:// URL")
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{COMPONENT} URL {shown!r} carries a user name or password; memcached's text "
+            "protocol has no authentication, so put it on a private network instead"
+        )
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigError(
+            f"{COMPONENT} URL {shown!r} has a path; the form is memcached://host:port[,host:port]"
+        )
+    servers = _servers(parts.netloc, shown)
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ConfigError(f"{COMPONENT} URL {shown!r} has a malformed query string") from exc
+    merged = dict(options)
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f"{COMPONENT} URL {shown!r} sets {key!r} twice")
+        seen.add(key)
+        merged[key] = value
+    built = _build(merged, source=f"the options of the {COMPONENT} {shown}")
+    return MemcachedTarget(url, servers, built)
+
+
+def _servers(netloc: str, shown: str) -> tuple[tuple[str, int], ...]:
+    if not netloc:
+        raise ConfigError(
+            f"{COMPONENT} URL {shown!r} names no server; the form is memcached://host:port"
+        )
+    servers: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        server = _server(item.strip(), shown)
+        if server in servers:
+            raise ConfigError(f"{COMPONENT} URL {shown!r} names {item.strip()!r} twice")
+        servers.append(server)
+    return tuple(servers)
+
+
+def _server(item: str, shown: str) -> tuple[str, int]:
+    host, port_text = item, ""
+    if item.startswith("["):
+        end = item.find("]")
+        if end < 0 or end == 1:
+            raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed IPv6 address in {item!r}")
+        host, rest = item[1:end], item[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed server {item!r}")
+        port_text = rest[1:]
+    elif ":" in item:
+        host, port_text = item.rsplit(":", 1)
+    if not host or not (item.startswith("[") or _HOST.fullmatch(host)):
+        raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed server {item!r}")
+    if port_text == "" and item.endswith(":"):
+        raise ConfigError(f"{COMPONENT} URL {shown!r}: empty port in {item!r}")
+    port = DEFAULT_PORT
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(f"{COMPONENT} URL {shown!r}: bad port in {item!r}")
+        port = int(port_text)
+    return host, port
+
+
+def _build(raw: Mapping[str, Any], *, source: str) -> MemcachedOptions:
+    valid = {f.name: str(f.type) for f in fields(MemcachedOptions)}
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=1)
+            raise UnknownSettingError(
+                key,
+                source=f"{source} (valid: {', '.join(valid)})",
+                suggestion=close[0] if close else None,
+            )
+        changes[key] = _convert(key, value, valid[key], source=source)
+    built = replace(MemcachedOptions(), **changes)
+    if not _PREFIX.fullmatch(built.key_prefix):
+        raise SettingTypeError(
+            "key_prefix",
+            source=source,
+            expected="1-64 characters among letters, digits, '_', '.' and '-'",
+            got=built.key_prefix,
+        )
+    if not MIN_MAX_ITEM_BYTES <= built.max_item_bytes <= MAX_MAX_ITEM_BYTES:
+        raise SettingTypeError(
+            "max_item_bytes",
+            source=source,
+            expected=f"between {MIN_MAX_ITEM_BYTES} and {MAX_MAX_ITEM_BYTES} (memcached's -I)",
+            got=built.max_item_bytes,
+        )
+    return built
+
+
+def _convert(key: str, value: Any, kind: str, *, source: str) -> Any:
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise SettingTypeError(key, source=source, expected="a string", got=value)
+    if kind == "int":
+        number: Any = value
+        if isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                number = None
+        if isinstance(number, int) and not isinstance(number, bool):
+            return number
+        raise SettingTypeError(key, source=source, expected="a whole number", got=value)
+    seconds: Any = value
+    if isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            seconds = None
+    # A timeout of 0 would make every socket call fail at once; startup may be 0 (no retry).
+    positive = key != "startup_timeout_s"
+    if (
+        isinstance(seconds, (int, float))
+        and not isinstance(seconds, bool)
+        and math.isfinite(seconds)
+        and (seconds > 0 if positive else seconds >= 0)
+    ):
+        return float(seconds)
+    expected = "a number of seconds > 0" if positive else "a number of seconds >= 0"
+    raise SettingTypeError(key, source=source, expected=expected, got=value)

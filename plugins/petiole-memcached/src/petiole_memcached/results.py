@@ -1,0 +1,224 @@
+"""The memcached result backend.
+
+A record is one value, ``<prefix>:r:<task id>`` (see _keys.py), encoded by
+_codec.py and stored with ``set`` and memcached's expiry (see
+:func:`~petiole_memcached._servers.expiry`). ``get_many`` is one multi-key
+``get`` per server. memcached cannot notify anyone, so ``wait`` polls, backing
+off from 5 ms to ``wait_poll_max_s``.
+
+Atomic steps use memcached's own atomic commands:
+
+* **claim** — ``add`` (stores only if the key is absent: the first claimer
+  wins), then ``get`` to read the winner.
+* **incr** — ``incr`` (``decr`` for a negative amount); on a missing counter,
+  ``add`` it at 0 and ``incr`` again, so racing creators never reset each
+  other. Counters are kept offset by 2**63 because memcached's counters are
+  unsigned. Then ``touch`` renews the expiry. ``incr`` is never retried after
+  a lost connection: it might have been applied.
+* **set_add** — see _sets.py: ``add`` per member, ``cas`` on the set's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
+from petiole.errors import ResultBackendError
+from petiole_memcached import _codec
+from petiole_memcached._keys import Keys
+from petiole_memcached._options import parse_url
+from petiole_memcached._servers import Closed, Servers, expiry
+from petiole_memcached._sets import Sets
+
+T = TypeVar("T")
+
+#: Room kept out of ``max_item_bytes`` for the key, memcached's item header
+#: (about 60 bytes) and the record's own header (state, meta, traceback).
+HEADROOM_BYTES = 1024
+#: memcached's item header, beyond the key and the value.
+_ITEM_OVERHEAD_BYTES = 64
+_COUNTER_OFFSET = 2**63
+_POLL_FIRST_S = 0.005
+
+
+class MemcachedBackend:
+    """A :class:`~petiole.backend.ResultBackend` on memcached (see the module docstring)."""
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        target = parse_url(url, options)
+        self.options = target.options
+        self.max_item_bytes = target.options.max_item_bytes
+        self.capabilities = BackendCapabilities(
+            push_wait=False, max_result_bytes=self.max_item_bytes - HEADROOM_BYTES
+        )
+        self.keys = Keys(target.options.key_prefix)
+        self._servers = Servers(target)
+        self._sets = Sets(self._servers, self.keys)
+        self._check(target.options.startup_timeout_s)
+
+    def __repr__(self) -> str:
+        return f"MemcachedBackend({self._servers.target.masked_url!r})"
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        """Replace the record with one ``set``.
+
+        Raises :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is
+        not JSON-safe, if the payload is over ``capabilities.max_result_bytes``,
+        or if the whole item (payload, traceback, meta, key) is over memcached's
+        item size (``max_item_bytes``). The error names the size and the limit,
+        and nothing is stored (an earlier record of the task is kept).
+        """
+        limit = self.max_item_bytes - HEADROOM_BYTES
+        if len(record.payload) > limit:
+            raise ResultBackendError(
+                f"the result of task {record.task_id!r} is {len(record.payload)} bytes, over "
+                f"this backend's limit of {limit} bytes (memcached's item size, the "
+                f"max_item_bytes option, {self.max_item_bytes}, less {HEADROOM_BYTES} for "
+                f"the key and headers); return less from the task, or keep large results "
+                f"elsewhere"
+            )
+        value = _codec.encode(record)
+        key = self.keys.result(record.task_id)
+        size = len(value) + len(key) + _ITEM_OVERHEAD_BYTES
+        if size > self.max_item_bytes:
+            raise ResultBackendError(
+                f"the result of task {record.task_id!r} with its traceback and meta is {size} "
+                f"bytes as a memcached item, over the item size limit of {self.max_item_bytes} "
+                f"bytes (the max_item_bytes option; memcached's -I)"
+            )
+        self._call(
+            lambda: self._servers.set(
+                key, value, expiry(ttl_s), f"store the result of task {record.task_id!r}"
+            )
+        )
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        return self.get_many([task_id]).get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """Unexpired records of those ids: one multi-key ``get`` per server."""
+        keys = {self.keys.result(t): t for t in dict.fromkeys(task_ids)}
+        if not keys:
+            return {}
+        values = self._call(lambda: self._servers.get_many(keys, "read results"))
+        return {keys[k]: _codec.decode(keys[k], v) for k, v in values.items()}
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        """Poll until every id has a ready record or ``timeout_s`` passes.
+
+        Polls the ids not yet ready with ``get_many``, sleeping 5 ms after the
+        first poll and twice as long after each next one, up to
+        ``wait_poll_max_s``. Returns early, with what it found, if the backend is
+        closed meanwhile.
+        """
+        waiting = list(dict.fromkeys(task_ids))
+        ready: dict[str, ResultRecord] = {}
+        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        pause_s = _POLL_FIRST_S
+        while waiting:
+            try:
+                found = self.get_many(waiting)
+            except ResultBackendError:
+                if self._servers.closed:
+                    break
+                raise
+            for task_id, record in found.items():
+                if record.ready:
+                    ready[task_id] = record
+            waiting = [t for t in waiting if t not in ready]
+            if not waiting:
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if self._servers.sleep(pause_s if remaining is None else min(pause_s, remaining)):
+                break
+            pause_s = min(pause_s * 2, self.options.wait_poll_max_s)
+        return ready
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        keys = [self.keys.result(t) for t in dict.fromkeys(task_ids)]
+        if keys:
+            self._call(lambda: self._servers.delete_many(keys, "forget results"))
+
+    def set_add(self, key: str, member: str, *, ttl_s: float | None) -> int:
+        """Atomic and counted once, even across crashes (see _sets.py)."""
+        return self._call(lambda: self._sets.add(key, member, ttl_s=ttl_s))
+
+    def incr(self, key: str, amount: int = 1, *, ttl_s: float | None) -> int:
+        """``incr``/``decr``, creating the counter at 0 with ``add``; then ``touch``."""
+        name = self.keys.counter(key)
+        what = f"increment the counter {key!r}"
+        amount = int(amount)
+
+        def run() -> int:
+            servers = self._servers
+            while True:
+                if amount >= 0:
+                    value = servers.incr(name, amount, what)
+                else:
+                    value = servers.decr(name, -amount, what)
+                if value is not None:
+                    break
+                # Missing: create it at 0, unless a racing caller just did; then count.
+                servers.add(name, str(_COUNTER_OFFSET).encode(), expiry(ttl_s), what)
+            servers.touch(name, expiry(ttl_s), what)
+            return value - _COUNTER_OFFSET
+
+        return self._call(run)
+
+    def claim(self, key: str, owner: str, *, ttl_s: float | None) -> str:
+        """``add`` (the first claimer wins), then ``get`` to read the winner."""
+        name = self.keys.claim(key)
+        what = f"claim {key!r}"
+        mine = owner.encode("utf-8", "surrogatepass")
+
+        def run() -> str:
+            while True:
+                if self._servers.add(name, mine, expiry(ttl_s), what):
+                    return owner
+                winner = self._servers.get(name, what)
+                if winner is not None:
+                    return winner.decode("utf-8", "surrogatepass")
+                # The claim expired between our add and get: try again.
+
+        return self._call(run)
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete sets (their state: see _sets.py), counters and claims."""
+        names = [
+            name
+            for k in dict.fromkeys(keys)
+            for name in (self.keys.set(k), self.keys.counter(k), self.keys.claim(k))
+        ]
+        if names:
+            self._call(lambda: self._servers.delete_many(names, "delete sets and counters"))
+
+    def close(self) -> None:
+        """Close every connection; waiters return what they found. Idempotent."""
+        self._servers.close()
+
+    def _call(self, work: Callable[[], T]) -> T:
+        try:
+            return work()
+        except Closed:
+            raise ResultBackendError(f"{self._servers.describe()} is closed") from None
+
+    def _check(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._servers.check()
+                return
+            except ResultBackendError:
+                if time.monotonic() >= deadline:
+                    self._servers.close()
+                    raise
+                time.sleep(0.1)
+
+
+def create_backend(url: str, options: Mapping[str, Any]) -> ResultBackend:
+    """Build a :class:`MemcachedBackend` for a ``memcached://`` URL."""
+    return MemcachedBackend(url, options)

@@ -1,0 +1,34 @@
+"""One real memcached for the whole test session (tests use unique task ids and
+keys, so they share it); tests that kill or restart a server start their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from petiole_memcached.testing import MemcachedServer
+
+
+@pytest.fixture(scope="session")
+def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemcachedServer]:
+    server = MemcachedServer(tmp_path_factory.mktemp("memcached")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_memcached_server(tmp_path: Path) -> Iterator[MemcachedServer]:
+    """A server of this test's own, to kill and restart."""
+    server = MemcachedServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def second_memcached_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MemcachedServer]:
+    server = MemcachedServer(tmp_path_factory.mktemp("memcached2")).start()
+    yield server
+    server.stop()
