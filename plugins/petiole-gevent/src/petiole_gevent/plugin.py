@@ -1,0 +1,28 @@
+"""Hook implementations only: importing this module must stay cheap and must not
+import gevent (Petiole loads every installed plugin; only a gevent worker needs it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from petiole import hookimpl
+from petiole.pools import PoolFactory
+
+if TYPE_CHECKING:
+    from petiole.worker import Worker
+
+
+@hookimpl
+def petiole_pools() -> Mapping[str, PoolFactory]:
+    from petiole_gevent.pool import GeventPool
+
+    return {"gevent": GeventPool}
+
+
+@hookimpl
+def petiole_worker_start(worker: Worker) -> None:
+    if worker.pool.name == "gevent":
+        from petiole_gevent.signals import run_worker_handlers_in_greenlets
+
+        run_worker_handlers_in_greenlets(worker)
