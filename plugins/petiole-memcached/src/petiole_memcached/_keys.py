@@ -11,7 +11,7 @@ work the same; they are only harder to read in ``memcached-tool`` dumps.
 
 Results::
 
-    <p>:r:<task id>               the encoded ResultRecord (see _codec.py)
+    <p>:r:<task id>               the encoded ResultRecord (see petiole.record_codec)
     <p>:set:<key>                 a set's state: generation, size, in-flight members (_sets.py)
     <p>:sm#<sha1>                 one member of one generation of a set (always hashed)
     <p>:n:<key>                   a counter (decimal, offset by 2**63 so it may go negative)

@@ -1,7 +1,7 @@
 """The memcached result backend.
 
 A record is one value, ``<prefix>:r:<task id>`` (see _keys.py), encoded by
-_codec.py and stored with ``set`` and memcached's expiry (see
+petiole.record_codec and stored with ``set`` and memcached's expiry (see
 :func:`~petiole_memcached._servers.expiry`). ``get_many`` is one multi-key
 ``get`` per server. memcached cannot notify anyone, so ``wait`` polls, backing
 off from 5 ms to ``wait_poll_max_s``.
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError
-from petiole_memcached import _codec
+from petiole.record_codec import decode_record, encode_record
 from petiole_memcached._keys import Keys
 from petiole_memcached._options import parse_url
 from petiole_memcached._servers import Closed, Servers, expiry
@@ -79,7 +79,7 @@ class MemcachedBackend:
                 f"the key and headers); return less from the task, or keep large results "
                 f"elsewhere"
             )
-        value = _codec.encode(record)
+        value = encode_record(record)
         key = self.keys.result(record.task_id)
         size = len(value) + len(key) + _ITEM_OVERHEAD_BYTES
         if size > self.max_item_bytes:
@@ -103,7 +103,9 @@ class MemcachedBackend:
         if not keys:
             return {}
         values = self._call(lambda: self._servers.get_many(keys, "read results"))
-        return {keys[k]: _codec.decode(keys[k], v) for k, v in values.items()}
+        return {
+            keys[k]: decode_record(keys[k], v, store="petiole-memcached") for k, v in values.items()
+        }
 
     def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
         """Poll until every id has a ready record or ``timeout_s`` passes.

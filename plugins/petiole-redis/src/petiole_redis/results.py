@@ -33,9 +33,7 @@ the server.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -45,6 +43,7 @@ import redis
 from petiole import states
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError
+from petiole.record_codec import decode_record, encode_record
 from petiole_redis._client import Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import Keys
 from petiole_redis._options import parse_url
@@ -54,8 +53,6 @@ COMPONENT = "redis result backend"
 
 T = TypeVar("T")
 
-_FORMAT = b"\x01"
-_HEADER_LENGTH = struct.Struct(">I")
 # Ids per MGET; several MGETs still go in one pipelined round trip.
 _MGET_CHUNK = 1000
 _STORE = Script("store_result")
@@ -281,41 +278,11 @@ class RedisBackend:
 
 
 def _encode(record: ResultRecord) -> bytes:
-    try:
-        header = json.dumps(
-            [record.state, record.content_type, record.traceback, record.date_done, record.meta],
-            separators=(",", ":"),
-            allow_nan=False,
-            ensure_ascii=False,
-        ).encode()
-    except (TypeError, ValueError) as exc:
-        raise ResultBackendError(
-            f"the meta of task {record.task_id!r} is not JSON-safe ({exc}); "
-            f"meta may hold only JSON types"
-        ) from exc
-    return b"".join((_FORMAT, _HEADER_LENGTH.pack(len(header)), header, bytes(record.payload)))
+    return encode_record(record)
 
 
 def _decode(task_id: str, value: bytes) -> ResultRecord:
-    try:
-        if value[:1] != _FORMAT:
-            raise ValueError(f"unknown format byte {value[:1]!r}")
-        (length,) = _HEADER_LENGTH.unpack_from(value, 1)
-        start = 1 + _HEADER_LENGTH.size
-        state, content_type, traceback, date_done, meta = json.loads(value[start : start + length])
-    except (ValueError, struct.error) as exc:
-        raise ResultBackendError(
-            f"the stored result of task {task_id!r} is not a petiole-redis record: {exc}"
-        ) from exc
-    return ResultRecord(
-        task_id=task_id,
-        state=state,
-        payload=bytes(value[start + length :]),
-        content_type=content_type,
-        traceback=traceback,
-        date_done=date_done,
-        meta=meta,
-    )
+    return decode_record(task_id, value, store="petiole-redis")
 
 
 def create_backend(url: str, options: Mapping[str, Any]) -> ResultBackend:

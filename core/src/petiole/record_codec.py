@@ -1,4 +1,4 @@
-"""A ResultRecord as one memcached value, and back.
+"""A ResultRecord as one byte string, and back, for stores that keep one value per key.
 
 Format version 1::
 
@@ -22,7 +22,7 @@ FORMAT = b"\x01"
 _HEADER_LENGTH = struct.Struct(">I")
 
 
-def encode(record: ResultRecord) -> bytes:
+def encode_record(record: ResultRecord) -> bytes:
     """Raises :class:`~petiole.errors.ResultBackendError` if ``meta`` is not JSON-safe."""
     try:
         header = json.dumps(
@@ -39,8 +39,9 @@ def encode(record: ResultRecord) -> bytes:
     return b"".join((FORMAT, _HEADER_LENGTH.pack(len(header)), header, bytes(record.payload)))
 
 
-def decode(task_id: str, value: bytes) -> ResultRecord:
-    """Raises :class:`~petiole.errors.ResultBackendError` for a value this plugin did not write."""
+def decode_record(task_id: str, value: bytes, *, store: str) -> ResultRecord:
+    """Raises :class:`~petiole.errors.ResultBackendError` (naming ``store``) for a value
+    not written by :func:`encode_record`."""
     try:
         if value[:1] != FORMAT:
             raise ValueError(f"unknown format byte {value[:1]!r}")
@@ -49,7 +50,7 @@ def decode(task_id: str, value: bytes) -> ResultRecord:
         state, content_type, traceback, date_done, meta = json.loads(value[start : start + length])
     except (ValueError, TypeError, struct.error) as exc:
         raise ResultBackendError(
-            f"the stored result of task {task_id!r} is not a petiole-memcached record: {exc}"
+            f"the stored result of task {task_id!r} is not a {store} record: {exc}"
         ) from exc
     return ResultRecord(
         task_id=task_id,
