@@ -179,6 +179,8 @@ class Retry(PetioleError):
         self.exc = exc
         self.eta = eta
         self.retries = retries
+        self.args_for_retry: list[object] | None = None  # the next attempt's arguments
+        self.kwargs_for_retry: dict[str, object] | None = None
         cause = f"{type(exc).__name__}: {exc}" if exc is not None else "retry requested"
         super().__init__(f"retry {retries} in {max(0.0, eta - time.time()):.1f} s ({cause})")
 

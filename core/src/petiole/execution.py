@@ -296,6 +296,7 @@ class TaskRunner:
                 )
                 return Outcome(REQUEUE, called.state, str(exc), RESULT_STORE_RETRY_S, runtime_s)
         try:
+            self._send_retry(prepared, called)
             self._continue(prepared, called)
         except PetioleError as exc:
             logger.error(
@@ -351,6 +352,19 @@ class TaskRunner:
             logger.error("task %s: %s; recording it as failed", prepared.request.id, exc)
             failure = _Called(states.FAILURE, exc, _format(exc))
             self.app.store_result(self._record(prepared, failure))
+
+    def _send_retry(self, prepared: _Prepared, called: _Called) -> None:
+        if called.state != states.RETRY or prepared.request.eager:
+            return
+        retry: Retry = called.value
+        request = prepared.request
+        self.app.send_retry(
+            prepared.task,
+            request,
+            list(request.args if retry.args_for_retry is None else retry.args_for_retry),
+            dict(request.kwargs if retry.kwargs_for_retry is None else retry.kwargs_for_retry),
+            eta=retry.eta,
+        )
 
     def _continue(self, prepared: _Prepared, called: _Called) -> None:
         """Callbacks, the rest of the chain, the chord: sent as children of this task."""

@@ -246,12 +246,9 @@ class Task(Generic[P, R]):
             due = eta
         else:
             due = now + self.retry_delay_s(request.retries)
-        if not request.eager:
-            self.app.send_retry(
-                self,
-                request,
-                list(request.args if args is None else args),
-                dict(request.kwargs if kwargs is None else kwargs),
-                eta=due,
-            )
-        raise Retry(exc, due, request.retries + 1)
+        # The worker sends the retry after storing the RETRY state, so a quick retry
+        # that finishes first is never overwritten by it.
+        retry = Retry(exc, due, request.retries + 1)
+        retry.args_for_retry = list(request.args if args is None else args)
+        retry.kwargs_for_retry = dict(request.kwargs if kwargs is None else kwargs)
+        raise retry

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -58,6 +59,7 @@ DEFAULT_FILENAME = "petiole.db"
 SCHEME = "sqlite"
 SYNCHRONOUS_MODES = ("full", "normal")
 
+_SCHEMA_NAME = re.compile(r"CREATE\s+(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 # SQLite's oldest builds allow 999 bound parameters per statement.
 MAX_PARAMS = 500
 # Retries for the write lock: jittered, from 0.25 ms up to 2 ms apart.
@@ -267,9 +269,15 @@ class Database:
         self._connections_lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
-        with self.write(f"create the {component} tables") as conn:
-            for statement in schema:
-                conn.execute(statement)
+        # Creating the schema needs the write lock; a file that already has it (the
+        # usual case, and the only one when many workers start at once) needs none.
+        wanted = {m.group(1) for m in map(_SCHEMA_NAME.search, schema) if m}
+        with self.read(f"look for the {component} tables") as conn:
+            present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if not wanted <= present:
+            with self.write(f"create the {component} tables") as conn:
+                for statement in schema:
+                    conn.execute(statement)
 
     @property
     def closed(self) -> bool:
