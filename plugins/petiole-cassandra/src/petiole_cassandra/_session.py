@@ -9,7 +9,10 @@ Every request goes through :meth:`Session.call`, which
   the driver reconnects in the background by itself, and the call is retried
   with jittered backoff for up to ``reconnect_timeout_s`` from the start of the
   outage. The outage is logged as **one** warning line however many threads and
-  calls run into it, and the recovery as one INFO line. Every request is safe
+  calls run into it, and the recovery as one INFO line. A node that is shutting
+  down answers some requests and refuses others for a moment; failures within
+  ``FLAP_WINDOW_S`` of a recovery continue the same outage rather than start a
+  new one, so a flapping node is still one line. Every request is safe
   to retry: plain writes are idempotent, and each lightweight transaction's
   caller checks whether an earlier attempt was applied (see results.py).
 
@@ -38,6 +41,7 @@ T = TypeVar("T")
 
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_CAP_S = 2.0
+FLAP_WINDOW_S = 5.0
 
 
 class ResultTooLarge(errors.ResultTooLarge):
@@ -63,6 +67,8 @@ class Session:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._outage_since: float | None = None  # monotonic
+        # The last outage's start and end, so a failure soon after continues it.
+        self._last_outage: tuple[float, float] | None = None
         try:
             self.driver = Driver(target)
         except (ValueError, TypeError, OSError) as exc:
@@ -144,6 +150,11 @@ class Session:
         """Record a failed attempt; log the outage's one warning line. Returns its length."""
         now = time.monotonic()
         with self._lock:
+            if self._outage_since is None and self._last_outage is not None:
+                started, ended = self._last_outage
+                if now - ended < FLAP_WINDOW_S:
+                    self._outage_since = started
+                    logger.debug("%s: the cluster flapped (%s)", self.describe(), reason)
             if self._outage_since is None:
                 self._outage_since = now
                 logger.warning(
@@ -158,7 +169,9 @@ class Session:
         with self._lock:
             if self._outage_since is None:
                 return
-            down_for = time.monotonic() - self._outage_since
+            now = time.monotonic()
+            down_for = now - self._outage_since
+            self._last_outage = (self._outage_since, now)
             self._outage_since = None
         logger.info("%s: reconnected after %.1f s", self.describe(), down_for)
 
