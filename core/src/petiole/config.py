@@ -129,6 +129,19 @@ class Settings:
     prefetch_multiplier: int = _setting(
         4, "A worker holds at most concurrency x this many messages.", example="1"
     )
+    ack_batch_size: int = _setting(
+        64,
+        "A worker acknowledges finished tasks' messages in batches of up to this many, in "
+        "one request on brokers that support it; 1 = each at once, from the task's thread.",
+        example="1",
+    )
+    ack_batch_window_s: float = _setting(
+        0.005,
+        "How long a finished task's acknowledgement may wait for others to share its "
+        "request. Its message stays leased meanwhile: a worker killed in this window has "
+        "those tasks delivered again, as a crash just before a single ack would.",
+        example="0.02",
+    )
     shutdown_timeout_s: float = _setting(
         30.0,
         "On SIGTERM, how long running tasks may take to finish before they are "

@@ -16,6 +16,11 @@ with **at-least-once** delivery:
 * Delays live in the broker: a message published with ``delay_s`` is stored by
   the transport and becomes visible when due, not held in worker memory.
 
+A transport may also offer ``ack_many(deliveries)`` (:class:`AcksInBatches`):
+acknowledging several messages in one request, each checked against its own
+lease. Workers batch the acknowledgements of finished tasks and use it when it
+is there (:func:`ack_many`); without it they acknowledge one by one.
+
 Every method may be called from several threads of one process at once; a
 transport makes itself safe for that (a lock, or a connection per thread).
 Failures of the underlying client are raised as
@@ -182,6 +187,28 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release connections. Calling it twice is harmless."""
         ...
+
+
+@runtime_checkable
+class AcksInBatches(Protocol):
+    """The optional batch acknowledgement a transport may offer."""
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge every delivery as :meth:`Transport.ack` would, in as few
+        requests as the broker allows; stale receipts are ignored one by one."""
+        ...
+
+
+def ack_many(transport: Transport, deliveries: Sequence[Delivery]) -> None:
+    """Acknowledge ``deliveries``: in batches when the transport offers
+    ``ack_many``, otherwise one by one."""
+    if not deliveries:
+        return
+    if isinstance(transport, AcksInBatches):
+        transport.ack_many(deliveries)
+        return
+    for delivery in deliveries:
+        transport.ack(delivery)
 
 
 TransportFactory = Callable[[str, Mapping[str, Any]], Transport]

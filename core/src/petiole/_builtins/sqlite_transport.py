@@ -308,6 +308,15 @@ class SqliteTransport:
         with self._db.write(f"acknowledge a message of queue {delivery.queue!r}") as conn:
             conn.execute(_ACK, lease)
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge several deliveries in one write transaction (one lock, one
+        commit), each checked against its own lease."""
+        leases = [lease for lease in map(_lease, deliveries) if lease is not None]
+        if not leases:
+            return
+        with self._db.write(f"acknowledge {len(leases)} messages") as conn:
+            conn.executemany(_ACK, leases)
+
     def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
         """Requeue (visible after ``delay_s``) or delete; a stale receipt does nothing.
 

@@ -59,7 +59,12 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _child_main(
-    app_path: str, hostname: str, conn: Connection, parent_pid: int, log_level: int
+    app_path: str,
+    hostname: str,
+    conn: Connection,
+    parent_pid: int,
+    log_level: int,
+    measure_memory: bool,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -83,7 +88,8 @@ def _child_main(
         if job is _STOP:
             app.close()
             return
-        conn.send((runner.run(job), _resident_mb()))
+        # Reading /proc after every task costs more than a no-op task: only when asked.
+        conn.send((runner.run(job), _resident_mb() if measure_memory else 0.0))
 
 
 def _resident_mb() -> float:
@@ -123,6 +129,7 @@ class _Slot:
                 child_conn,
                 os.getpid(),
                 logging.getLogger().getEffectiveLevel(),
+                bool(self.pool.max_memory_per_child_mb),
             ),
             name=f"petiole-child-{self.index}",
             daemon=True,

@@ -31,7 +31,13 @@ import pytest
 
 from petiole.errors import MessageTooLarge
 from petiole.testing._helpers import Background, run_concurrently, unique_name
-from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.transport import (
+    DeadLetter,
+    Delivery,
+    Transport,
+    TransportCapabilities,
+    ack_many,
+)
 
 # Every byte value, behind the envelope's magic: transports must not treat
 # payloads as text, strip NULs or normalize line endings.
@@ -201,6 +207,27 @@ class TransportSuite:
         assert transport.size(queue) == 0
         self.assert_empty(transport, queue)
 
+    def test_ack_many_removes_every_message_it_is_given(
+        self, transport: Transport, queue: str
+    ) -> None:
+        """``ack_many`` (the transport's own, or the core's one-by-one fallback)."""
+        for index in range(5):
+            transport.publish(queue, b"batch-%d" % index)
+        held: list[Delivery] = []
+        deadline = time.monotonic() + self.reserve_wait_s
+        while len(held) < 5 and time.monotonic() < deadline:
+            held += transport.reserve(
+                [queue], max_messages=5 - len(held), wait_s=1.0, lease_s=_LONG_LEASE_S
+            )
+        assert len(held) == 5, f"reserved {len(held)} of 5 messages"
+
+        ack_many(transport, [])
+        ack_many(transport, held[:3])
+        assert transport.size(queue) == 2
+        ack_many(transport, held[3:])
+        assert transport.size(queue) == 0
+        self.assert_empty(transport, queue)
+
     def test_acked_message_is_not_redelivered_after_its_lease(
         self, transport: Transport, queue: str
     ) -> None:
@@ -359,7 +386,7 @@ class TransportSuite:
 
         assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is True
 
-    @pytest.mark.parametrize("operation", ["ack", "nack", "dead_letter"])
+    @pytest.mark.parametrize("operation", ["ack", "ack_many", "nack", "dead_letter"])
     def test_stale_receipt_does_not_affect_newer_lease(
         self, transport: Transport, queue: str, operation: str
     ) -> None:
@@ -368,6 +395,8 @@ class TransportSuite:
 
         if operation == "ack":
             transport.ack(stale)
+        elif operation == "ack_many":
+            ack_many(transport, [stale])
         elif operation == "nack":
             transport.nack(stale, requeue=True)
         else:

@@ -21,6 +21,7 @@ from petiole.envelope import Envelope
 from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
 from petiole.pools.base import Job
 from petiole.transport import Delivery
+from petiole.worker.acks import AckBatcher
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
@@ -34,17 +35,17 @@ class Settler:
         self.transport = app.transport
         self.hostname = hostname
         self.counts: collections.Counter[str] = collections.Counter()
+        settings = app.settings
+        self.acks = AckBatcher(
+            self.transport,
+            self.counts,
+            max_batch=settings.ack_batch_size,
+            window_s=settings.ack_batch_window_s,
+        )
 
     def ack(self, delivery: Delivery, count_as: str) -> None:
-        try:
-            self.transport.ack(delivery)
-            self.counts[count_as] += 1
-        except PetioleError as exc:
-            logger.error(
-                "could not acknowledge a message (%s); it will be redelivered when its lease "
-                "ends and may run again",
-                exc,
-            )
+        """Acknowledge (in the next batch); counted under ``count_as`` once sent."""
+        self.acks.add(delivery, count_as)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         logger.error("dead-lettered a message from queue %r: %s", delivery.queue, reason)

@@ -85,7 +85,10 @@ class Worker:
         multiplier = (
             settings.prefetch_multiplier if prefetch_multiplier is None else prefetch_multiplier
         )
-        self.prefetch = max(self.concurrency, self.concurrency * multiplier)
+        self.prefetch: int = max(self.concurrency, self.concurrency * multiplier)
+        # Reserve when half the prefetch is free (or nothing is queued to run next):
+        # one reserve per ~prefetch/2 tasks instead of one per finished task.
+        self._reserve_at = max(1, self.prefetch // 2)
         self.shutdown_timeout_s = (
             settings.shutdown_timeout_s if shutdown_timeout_s is None else shutdown_timeout_s
         )
@@ -120,6 +123,7 @@ class Worker:
     def start(self) -> None:
         """Start the pool, the consumer, the lease keeper and the control thread."""
         self.pool.start(self.runner)
+        self.settler.acks.start()
         self.revocations.poll()
         self.app.plugins.hook.petiole_worker_start(worker=self)
         self._threads = [
@@ -172,6 +176,7 @@ class Worker:
             logger.warning("%s again: stopping now; running tasks go back to the queue", name)
             self.pool.terminate()
             self._return_all_held()
+            self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
             os._exit(0)
 
     def _shutdown(self) -> None:
@@ -193,6 +198,7 @@ class Worker:
             )
             self.pool.terminate()
             self._return_all_held()
+        self.settler.acks.close()
         self._stopped.set()
         if self._wakeup is not None:
             self._wakeup.cancel()
@@ -207,8 +213,8 @@ class Worker:
         backoff = _RESERVE_BACKOFF_S[0]
         while not self._stopping.is_set():
             with self._changed:
-                free = self.prefetch - len(self._held)
-                if free <= 0:
+                free = self._free_to_reserve()
+                if free == 0:
                     self._changed.wait(timeout=0.5)
                     continue
             try:
@@ -226,6 +232,13 @@ class Worker:
             for delivery in deliveries:
                 self._accept(delivery)
             self._dispatch()
+
+    def _free_to_reserve(self) -> int:
+        """How many messages to reserve now; 0 = wait (call with the lock held)."""
+        free = self.prefetch - len(self._held)
+        if free >= self._reserve_at or (free > 0 and not self._pending):
+            return free
+        return 0
 
     def _accept(self, delivery: Delivery) -> None:
         """Check a message using only its headers; queue it to run, or settle it now."""
@@ -343,7 +356,8 @@ class Worker:
             self._settle(delivery, job, outcome)
         with self._changed:
             self._running.pop(job.receipt, None)
-            self._changed.notify_all()
+            if self._free_to_reserve():
+                self._changed.notify_all()
 
     def _settle(self, delivery: Delivery, job: Job, outcome: Outcome) -> None:
         settler = self.settler

@@ -240,9 +240,8 @@ class RedisTransport:
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge several deliveries in one pipelined round trip (each by its
-        own ack script, so each is checked against its own lease). Not yet part
-        of the core's transport contract: offered for a worker that batches the
-        acknowledgements of finished tasks (see benchmarks/README.md)."""
+        own ack script, so each is checked against its own lease). Workers send
+        the acknowledgements of finished tasks this way, in batches."""
         calls = []
         for delivery in deliveries:
             lease = _lease(delivery)

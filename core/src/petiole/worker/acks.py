@@ -1,0 +1,161 @@
+"""Acknowledging finished tasks' messages in batches.
+
+One acknowledgement per task is one broker round trip per task: on a fast
+broker that round trip costs more than running a small task. The worker hands
+acks to an :class:`AckBatcher`, whose thread sends whatever has collected in one
+request (:func:`petiole.transport.ack_many`) once the batch is full or its
+oldest ack has waited ``window_s``. While one batch is in flight the next one
+collects, so under load batches grow by themselves and when idle an ack leaves
+within ``window_s``.
+
+At-least-once is unchanged: a message whose ack has not been sent is still
+leased, so a worker killed before the flush has it delivered again, exactly as
+a crash just before a single ack would. Nothing is acknowledged before its task
+finished.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+from petiole.errors import PetioleError
+from petiole.transport import Delivery, Transport, ack_many
+
+logger = logging.getLogger("petiole.worker")
+
+
+class AckBatcher:
+    """Collects ``(delivery, count_as)`` acks and sends them in batches.
+
+    ``counts`` is incremented under ``count_as`` for each message once its ack
+    was sent. With ``max_batch`` of 1 there is no thread: :meth:`add` sends at once.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        counts: collections.Counter[str],
+        *,
+        max_batch: int,
+        window_s: float,
+    ) -> None:
+        self.transport = transport
+        self.counts = counts
+        self.max_batch = max(1, max_batch)
+        self.window_s = max(0.0, window_s)
+        self._batch: list[tuple[Delivery, str]] = []
+        self._first_at = 0.0  # monotonic time the oldest ack in the batch was added
+        self._in_flight = 0
+        self._flushers = 0  # callers of flush() waiting: send without waiting for the window
+        self._closing = False
+        self._changed = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch > 1
+
+    def start(self) -> None:
+        if self.batching and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="petiole-acks", daemon=True)
+            self._thread.start()
+
+    def add(self, delivery: Delivery, count_as: str) -> None:
+        if self._thread is None:  # not batching, or not started (or already closed)
+            self._send([(delivery, count_as)])
+            return
+        with self._changed:
+            if not self._batch:
+                self._first_at = time.monotonic()
+                self._changed.notify()
+            self._batch.append((delivery, count_as))
+            if len(self._batch) == self.max_batch:
+                self._changed.notify()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Send everything added so far, and wait until it was sent (or failed)."""
+        if self._thread is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            self._flushers += 1
+            self._changed.notify_all()
+            try:
+                while self._batch or self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+            finally:
+                self._flushers -= 1
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush, then stop the thread; later acks are sent one by one."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.flush(timeout_s)
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        thread.join(timeout_s)
+        self._thread = None
+        # Anything added while closing goes out directly.
+        with self._changed:
+            leftover, self._batch = self._batch, []
+        if leftover:
+            self._send(leftover)
+
+    def pending(self) -> int:
+        with self._changed:
+            return len(self._batch) + self._in_flight
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._in_flight = len(batch)
+            try:
+                self._send(batch)
+            finally:
+                with self._changed:
+                    self._in_flight = 0
+                    self._changed.notify_all()
+
+    def _next_batch(self) -> list[tuple[Delivery, str]] | None:
+        """Wait (lock held) until a batch is full or due; None when closing and empty."""
+        while True:
+            if self._closing and not self._batch:
+                return None
+            if self._batch:
+                wait_s = self._first_at + self.window_s - time.monotonic()
+                full = len(self._batch) >= self.max_batch
+                if wait_s <= 0 or full or self._flushers or self._closing:
+                    batch = self._batch[: self.max_batch]
+                    del self._batch[: self.max_batch]
+                    if self._batch:
+                        self._first_at = time.monotonic()
+                    return batch
+                self._changed.wait(wait_s)
+            else:
+                self._changed.wait()
+
+    def _send(self, batch: list[tuple[Delivery, str]]) -> None:
+        try:
+            ack_many(self.transport, [delivery for delivery, _ in batch])
+        except PetioleError as exc:
+            logger.error(
+                "could not acknowledge %d message(s) (%s); they will be redelivered when "
+                "their leases end and may run again",
+                len(batch),
+                exc,
+            )
+            return
+        for _, count_as in batch:
+            self.counts[count_as] += 1

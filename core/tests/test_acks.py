@@ -1,0 +1,190 @@
+"""Batched acknowledgements: what the worker's AckBatcher sends, when, and how often."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from petiole import Petiole
+from petiole._builtins.memory import MemoryTransport
+from petiole.errors import TransportError
+from petiole.testing import wait_until
+from petiole.testing.in_thread import start_worker
+from petiole.transport import Delivery
+from petiole.worker.acks import AckBatcher
+
+
+class BatchingTransport(MemoryTransport):
+    """The memory transport with an ``ack_many`` that records each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.fail_next = False
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        self.gate.wait(10)
+        if self.fail_next:
+            self.fail_next = False
+            raise TransportError("broker went away")
+        self.batches.append(len(deliveries))
+        for delivery in deliveries:
+            self.ack(delivery)
+
+
+def leased(transport: MemoryTransport, count: int, queue: str = "q") -> list[Delivery]:
+    for index in range(count):
+        transport.publish(queue, b"m%d" % index)
+    return transport.reserve([queue], max_messages=count, wait_s=0, lease_s=60)
+
+
+@pytest.fixture
+def transport() -> BatchingTransport:
+    return BatchingTransport()
+
+
+@pytest.fixture
+def counts() -> collections.Counter[str]:
+    return collections.Counter()
+
+
+@pytest.fixture
+def batcher(transport: BatchingTransport, counts: collections.Counter[str]) -> Iterator[AckBatcher]:
+    # A window far longer than any test: batches leave only when full or flushed.
+    acks = AckBatcher(transport, counts, max_batch=10, window_s=60)
+    acks.start()
+    yield acks
+    acks.close()
+
+
+def test_a_full_batch_is_sent_at_once_in_one_request(
+    batcher: AckBatcher, transport: BatchingTransport, counts: collections.Counter[str]
+) -> None:
+    for delivery in leased(transport, 10):
+        batcher.add(delivery, "success")
+
+    assert wait_until(lambda: counts["success"] == 10, timeout_s=5)
+    assert transport.batches == [10]
+    assert transport.size("q") == 0
+
+
+def test_flush_sends_a_partial_batch_and_waits_for_it(
+    batcher: AckBatcher, transport: BatchingTransport, counts: collections.Counter[str]
+) -> None:
+    for delivery in leased(transport, 3):
+        batcher.add(delivery, "success")
+    assert transport.size("q") == 3  # held back: the batch is neither full nor due
+
+    assert batcher.flush(timeout_s=5)
+    assert transport.batches == [3]
+    assert transport.size("q") == 0
+    assert counts["success"] == 3
+    assert batcher.pending() == 0
+
+
+def test_an_ack_leaves_once_its_window_has_passed(
+    transport: BatchingTransport, counts: collections.Counter[str]
+) -> None:
+    acks = AckBatcher(transport, counts, max_batch=64, window_s=0.01)
+    acks.start()
+    try:
+        (delivery,) = leased(transport, 1)
+        acks.add(delivery, "success")
+        assert wait_until(lambda: transport.size("q") == 0, timeout_s=5)
+    finally:
+        acks.close()
+    assert transport.batches == [1]
+
+
+def test_acks_added_while_a_batch_is_in_flight_form_the_next_batch(
+    batcher: AckBatcher, transport: BatchingTransport, counts: collections.Counter[str]
+) -> None:
+    deliveries = leased(transport, 15)
+    transport.gate.clear()  # the first request hangs until released
+    for delivery in deliveries[:10]:
+        batcher.add(delivery, "success")
+    assert wait_until(lambda: batcher.pending() == 10, timeout_s=5)
+    for delivery in deliveries[10:]:
+        batcher.add(delivery, "success")
+    transport.gate.set()
+
+    assert batcher.flush(timeout_s=5)
+    assert transport.batches == [10, 5]
+    assert counts["success"] == 15
+
+
+def test_close_sends_what_is_left_and_later_acks_go_one_by_one(
+    transport: BatchingTransport, counts: collections.Counter[str]
+) -> None:
+    acks = AckBatcher(transport, counts, max_batch=10, window_s=60)
+    acks.start()
+    first, second = leased(transport, 2)
+    acks.add(first, "success")
+    acks.close()
+    assert transport.batches == [1]
+
+    acks.add(second, "failure")  # a task that ended during shutdown
+
+    assert transport.size("q") == 0
+    assert counts == {"success": 1, "failure": 1}
+
+
+def test_a_failed_batch_is_logged_once_and_not_counted(
+    batcher: AckBatcher,
+    transport: BatchingTransport,
+    counts: collections.Counter[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport.fail_next = True
+    for delivery in leased(transport, 4):
+        batcher.add(delivery, "success")
+
+    assert batcher.flush(timeout_s=5)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "could not acknowledge 4 message(s) (broker went away)" in errors[0]
+    assert counts["success"] == 0
+    assert transport.size("q") == 4  # still leased: delivered again when the lease ends
+
+
+def test_without_batching_add_acknowledges_before_returning(
+    counts: collections.Counter[str],
+) -> None:
+    plain = MemoryTransport()  # no ack_many: the core falls back to one ack each
+    acks = AckBatcher(plain, counts, max_batch=1, window_s=1.0)
+    acks.start()
+    (delivery,) = leased(plain, 1)
+
+    acks.add(delivery, "success")
+
+    assert plain.size("q") == 0
+    assert counts["success"] == 1
+
+
+def test_worker_acknowledges_in_batches_and_settles_all_at_stop() -> None:
+    transport = BatchingTransport()
+    app = Petiole("acks", broker="memory://", backend="memory://", ack_batch_window_s=60)
+    app._transport = transport  # the app's broker, replaced by one with ack_many
+    done = threading.Event()
+
+    @app.task
+    def noop(index: int) -> int:
+        if index == 199:
+            done.set()
+        return index
+
+    for index in range(200):
+        noop.delay(index)
+    with start_worker(app, pool="solo", prefetch_multiplier=64) as worker:
+        assert done.wait(10)
+    # 200 tasks, batches of at most 64, the last one flushed by the stop.
+    assert sum(transport.batches) == 200
+    assert len(transport.batches) <= 200 // 64 + 2
+    assert transport.size("default") == 0
+    assert worker.counts["success"] == 200
