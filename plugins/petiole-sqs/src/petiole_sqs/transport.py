@@ -331,6 +331,33 @@ class SqsTransport:
                 raise
         self._forget(delivery)
 
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """``DeleteMessageBatch``: 10 per request, per queue. Stale or refused
+        receipts do nothing, as with :meth:`ack`."""
+        by_queue: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            by_queue.setdefault(delivery.queue, []).append(delivery)
+        for group in by_queue.values():
+            held: list[Delivery] = []
+            url: str | None = None
+            for delivery in group:
+                names, held_url = self._held(delivery)
+                if held_url is not None:
+                    held.append(delivery)
+                    url = held_url
+            if url is None:
+                continue
+            entries = [{"Id": str(i), "ReceiptHandle": d.receipt} for i, d in enumerate(held)]
+            # Refused entries are receipts SQS no longer honours: a stale ack, ignored.
+            self._sqs.batch(
+                f"delete {len(held)} messages from queue {names.live!r}",
+                self._sqs.client.delete_message_batch,
+                url,
+                entries,
+            )
+            for delivery in held:
+                self._forget(delivery)
+
     def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
         """Requeue: ``ChangeMessageVisibility`` to ``delay_s`` (0 = at once; up to 12 h
         counted from the receive). Without requeue: delete. Stale receipts do nothing."""
