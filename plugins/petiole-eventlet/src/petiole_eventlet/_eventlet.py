@@ -47,6 +47,9 @@ class GreenThread(Protocol):
 
 
 class GreenPool(Protocol):
+    #: The green threads it started that have not ended.
+    coroutines_running: set[GreenThread]
+
     def spawn(self, function: Callable[..., None], /, *args: object) -> GreenThread: ...
 
     def waitall(self) -> None: ...

@@ -1,162 +1,78 @@
 """The eventlet pool: up to ``concurrency`` tasks at once, each in its own green thread.
 
-For I/O-bound tasks: while one green thread waits on a socket or sleeps, the
-others run, so one worker process serves hundreds of tasks at once. It needs
-the process monkey-patched before anything was imported (see
-:mod:`petiole_eventlet.patching`); :meth:`EventletPool.start` refuses to run
-otherwise, since unpatched blocking calls would stall every green thread.
-
-Time limits are eventlet timers, not the core's ``SIGALRM`` / async-exception
-mechanism (which targets OS threads; every green thread shares one). Both are
-armed around the task's call only (see :func:`run_with_limits`), never around
-storing its result:
-
-* soft: ``SoftTimeLimitExceeded`` is raised inside the task at the blocking
-  call it is waiting in; the task may catch it to clean up;
-* hard: the green thread is interrupted by an ``eventlet.Timeout`` the task
-  does not see as an ``Exception``, and the worker records ``TimeLimitExceeded``.
-
-A green thread can be interrupted, so ``terminate`` cuts running tasks short
-and ``cancel`` (revoke with ``terminate=True``) stops one. A task that computes
-without ever blocking holds the whole process; no timer fires until it yields.
+The pool itself — time limits as timers around the task's call, revoke with
+``terminate``, graceful and immediate stops — is the core's
+:class:`petiole.pools.green.GreenPool`; this module gives it eventlet's calls
+(through the typed :mod:`petiole_eventlet._eventlet`). The process must be
+monkey-patched before anything was imported (see
+:mod:`petiole_eventlet.patching`); :meth:`EventletPool.start` refuses otherwise.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from typing import Any
 
-from petiole.config import Settings
-from petiole.errors import ConfigError, SoftTimeLimitExceeded
-from petiole.execution import Rejected, TaskRunner
-from petiole.pools.base import ACK, REJECT, TIME_LIMIT, Job, Outcome, Runner
+from petiole.pools.green import GreenPool
 from petiole_eventlet import _eventlet
 from petiole_eventlet.patching import missing_patches
 
-_POLL_S = 0.05
 
+class _GreenThreads:
+    """An eventlet ``GreenPool`` that never makes ``spawn`` wait: the core bounds the work."""
 
-class _Revoked(BaseException):
-    """Raised in a task's green thread by :meth:`EventletPool.cancel`; a BaseException,
-    so the task's ``except Exception`` does not swallow it."""
-
-
-def run_with_limits(runner: TaskRunner, job: Job) -> Outcome:
-    """What ``runner.run(job)`` does, with the job's time limits kept by eventlet timers.
-
-    The runner's own soft limit is turned off (``soft_time_limit_s=None``): it
-    would arm a ``SIGALRM`` or an OS-thread watchdog, neither of which can reach
-    one green thread among many. The timers cover ``runner.call`` only — the
-    task, with its prerun/postrun hooks — so a limit never interrupts the
-    message's decoding or the storing of its result.
-    """
-    started = time.perf_counter()
-    try:
-        prepared = runner.prepare(job.envelope, queue=job.queue, delivery_count=job.delivery_count)
-    except Rejected as exc:
-        return Outcome(REJECT, reason=str(exc))
-    soft_s, hard_s = job.soft_time_limit_s, job.time_limit_s
-    soft = _eventlet.Timeout(
-        soft_s, SoftTimeLimitExceeded(f"soft time limit of {soft_s} s exceeded")
-    )
-    hard = _eventlet.Timeout(hard_s)  # a seconds of None never fires
-    try:
-        called = runner.call(prepared, soft_time_limit_s=None)
-    except _eventlet.Timeout as timeout:
-        if timeout is not hard:
-            raise  # a timeout of the task's own that it let escape
-        return Outcome(
-            TIME_LIMIT,
-            reason=f"exceeded its time limit of {hard_s} s; its green thread was stopped",
-        )
-    except SoftTimeLimitExceeded:
-        # The task body's exceptions are outcomes (runner.call catches them): this one
-        # hit a prerun/postrun hook that was still blocked when the soft limit passed.
-        return Outcome(
-            TIME_LIMIT, reason=f"exceeded its soft time limit of {soft_s} s in a task hook"
-        )
-    finally:
-        soft.cancel()
-        hard.cancel()
-    return runner.finish(prepared, called, started)
-
-
-class EventletPool:
-    name = "eventlet"
-
-    def __init__(self, concurrency: int, settings: Settings | None = None) -> None:
-        self.concurrency = max(1, concurrency)
-        self._runner: TaskRunner | None = None
-        # Unbounded: on_done runs in the finishing green thread and submits the next
-        # job from there, before that green thread has left the pool.
+    def __init__(self) -> None:
         self._pool = _eventlet.green_pool()
-        self._running: dict[str, _eventlet.GreenThread] = {}  # receipt -> green thread
-        # Receipts of jobs whose green thread has begun: only those can be cut short and
-        # still report (one killed before it began would never run, nor report).
-        self._begun: set[str] = set()
-        self._terminated = False
-        self._terminator: _eventlet.Greenlet | None = None
 
-    def start(self, runner: Runner) -> None:
-        missing = missing_patches()
-        if missing:
-            raise ConfigError(
-                "the eventlet pool needs the process monkey-patched before anything else is "
-                f"imported (not patched: {', '.join(missing)}): start the worker with "
-                "`petiole-eventlet worker ...` (or `python -m petiole_eventlet worker ...`), "
-                "or call petiole_eventlet.patch() first thing in your own entry point"
-            )
-        if not isinstance(runner, TaskRunner):
-            raise ConfigError("the eventlet pool runs jobs with petiole's TaskRunner")
-        self._runner = runner
+    def spawn(self, function: Callable[..., None], /, *args: object) -> Any:
+        return self._pool.spawn(function, *args)
 
-    def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
-        assert self._runner is not None, "start() the pool first"
-        # Spawned green threads first run when this one yields: registering after is safe.
-        self._running[job.receipt] = self._pool.spawn(self._run, self._runner, job, on_done)
+    def join(self, timeout_s: float) -> bool:
+        return _eventlet.wait_at_most(timeout_s, self._pool.waitall)
 
-    def _run(self, runner: TaskRunner, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
-        self._begun.add(job.receipt)
-        try:
-            outcome = run_with_limits(runner, job)
-        except _Revoked:
-            outcome = Outcome(ACK, "REVOKED", "terminated by revoke")
-        finally:
-            # Also when terminate() kills it (GreenletExit): then nothing is reported.
-            self._running.pop(job.receipt, None)
-            self._begun.discard(job.receipt)
-        if not self._terminated:
-            on_done(job, outcome)
-
-    def cancel(self, receipt: str) -> bool:
-        """Stop the job with this receipt if it is running (revoke with terminate).
-        It is reported as REVOKED."""
-        thread = self._running.get(receipt)
-        if thread is None or receipt not in self._begun:
-            return False
-        # As an exc_info triple: how eventlet also raises it in one not yet started.
-        thread.kill(_Revoked, _Revoked("terminated by revoke"), None)
-        return True
-
-    def stop(self, *, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        finished = _eventlet.wait_at_most(timeout_s, self._pool.waitall)
-        # terminate() from another green thread that is still at work: the worker's
-        # second-signal handler (a green thread of its own, see signals.py), which
-        # returns the messages and then ends the process. Returning now would let the
-        # worker's own shutdown close the broker under those returns.
-        terminator = self._terminator
-        while (
-            terminator is not None
-            and terminator is not _eventlet.current()
-            and not terminator.dead
-            and time.monotonic() < deadline
-        ):
-            _eventlet.sleep(_POLL_S)
-        return finished and not self._terminated  # jobs cut short did not finish
-
-    def terminate(self) -> None:
-        self._terminated = True
-        self._terminator = _eventlet.current()
-        for thread in list(self._running.values()):
+    def kill_all(self) -> None:
+        for thread in list(self._pool.coroutines_running):
             thread.kill()
+
+
+class Eventlet:
+    """eventlet's side of :class:`petiole.pools.green.GreenLibrary`."""
+
+    name = "eventlet"
+    unit = "green thread"
+    command = "petiole-eventlet"
+    package = "petiole_eventlet"
+    Timeout: type[BaseException] = _eventlet.Timeout
+
+    def missing_patches(self) -> list[str]:
+        return missing_patches()
+
+    def start_timeout(
+        self, seconds: float | None, exception: BaseException | None = None
+    ) -> BaseException:
+        return _eventlet.Timeout(seconds, exception)  # started when made
+
+    def cancel_timeout(self, timeout: BaseException) -> None:
+        assert isinstance(timeout, _eventlet.Timeout)
+        timeout.cancel()
+
+    def group(self) -> _GreenThreads:
+        return _GreenThreads()
+
+    def kill(self, handle: Any, exception: BaseException) -> None:
+        # As an exc_info triple: how eventlet also raises it in one not yet started.
+        handle.kill(type(exception), exception, None)
+
+    def current(self) -> Any:
+        return _eventlet.current()
+
+    def is_dead(self, green_thread: Any) -> bool:
+        return bool(green_thread.dead)
+
+    def sleep(self, seconds: float) -> None:
+        _eventlet.sleep(seconds)
+
+
+class EventletPool(GreenPool):
+    name = "eventlet"
+    library = Eventlet()
