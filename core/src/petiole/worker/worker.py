@@ -147,9 +147,13 @@ class Worker:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (in the main thread) or :meth:`stop`; return an exit code."""
-        if threading.current_thread() is threading.main_thread():
+        # Tried rather than checked: under eventlet the main green thread is not
+        # threading.main_thread(), yet it may install handlers.
+        try:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+        except ValueError:
+            pass  # not the main OS thread: whoever runs us stops us with stop()
         self.start()
         while not self._stopping.wait(0.5):
             pass

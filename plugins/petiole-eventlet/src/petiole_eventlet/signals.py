@@ -1,11 +1,6 @@
-"""The worker's SIGTERM/SIGINT handlers under eventlet: installed, and run in a
-green thread of their own.
-
-``Worker.run()`` installs its handlers only when ``threading.current_thread()
-is threading.main_thread()``. Under eventlet's monkey-patching that is never
-true, not even in the main green thread (eventlet's ``current_thread()``
-answers there from its own copy of the original ``threading`` module), so
-without this a SIGTERM would kill the worker at once instead of draining it.
+"""The worker's SIGTERM/SIGINT handlers under eventlet, run in a green thread of
+their own (and installed, if the worker could not: an embedding that starts it
+from elsewhere than the main green thread).
 
 Python runs a signal handler in the main thread at the next bytecode, which
 under eventlet is usually inside the hub. The worker's handler may block — a
