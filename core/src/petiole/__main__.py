@@ -1,6 +1,6 @@
 """``python -m petiole`` is the ``petiole`` command."""
 
-from petiole.cli import main
+from petiole.cli.early import main
 
 if __name__ == "__main__":
     main()

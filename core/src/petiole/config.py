@@ -35,8 +35,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 ENV_PREFIX = "PETIOLE_"
 CONFIG_ENV = "PETIOLE_CONFIG"
 # Environment variables under these prefixes belong to tools around Petiole
-# (its own test suite, say), not to the settings.
-ENV_RESERVED_PREFIXES = ("PETIOLE_TEST_", "PETIOLE_CONFIG", "PETIOLE_APP")
+# (its own test suite, the command line's patched re-exec), not to the settings.
+ENV_RESERVED_PREFIXES = ("PETIOLE_TEST_", "PETIOLE_CONFIG", "PETIOLE_APP", "PETIOLE_PATCHED_")
 
 
 def _setting(default: Any, doc: str, *, example: str | None = None) -> Any:

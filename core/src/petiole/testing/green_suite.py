@@ -191,10 +191,15 @@ class _Workers:
         self.folder = folder
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self) -> tuple[subprocess.Popen[bytes], Path]:
-        """Start a worker and wait until it is consuming; return it and its log."""
+    def start(self, *, plain_petiole: bool = False) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start a worker and wait until it is consuming; return it and its log.
+
+        With ``plain_petiole``, the core's own command with ``-P``, not the plugin's."""
         log_path = self.folder / f"worker{len(self.procs)}.log"
-        argv = [sys.executable, "-m", self.suite.command_module, "worker"]
+        if plain_petiole:
+            argv = [sys.executable, "-m", "petiole", "worker", "-P", self.suite.pool_name]
+        else:
+            argv = [sys.executable, "-m", self.suite.command_module, "worker"]
         argv += ["-A", "petiole.testing.green_app", "-c", str(self.suite.concurrency)]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
@@ -302,6 +307,18 @@ class GreenWorkerSuite:
         # when the messages were returned, can take some back before it returns them too.)
         deliveries = [r.get(timeout=15) for r in results]
         assert all(count >= 2 for count in deliveries), deliveries
+
+    def test_plain_petiole_worker_with_dash_p_runs_in_a_patched_process(
+        self, workers: _Workers, producer: Petiole
+    ) -> None:
+        proc, log_path = workers.start(plain_petiole=True)
+        where = producer.send_task("green_tests.socket_class").get(timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log_path.read_text(errors="replace")
+        log = log_path.read_text(errors="replace")
+        assert f"pool={self.pool_name}x{self.concurrency}" in log
+        assert "imported before" not in log
+        assert where.startswith(self.patched_socket_module)
 
     def test_the_worker_runs_tasks_on_the_librarys_socket(
         self, worker: Path, producer: Petiole
