@@ -16,15 +16,14 @@ the URL override them. See the plugin's README for each.
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.component_options import build_options, query_options
+from petiole.errors import ConfigError, SettingTypeError
 from petiole.urls import mask_password
 
 SCHEME = "memcached"
@@ -95,18 +94,11 @@ def parse_url(url: str, options: Mapping[str, Any]) -> MemcachedTarget:
             f"{COMPONENT} URL {shown!r} has a path; the form is memcached://host:port[,host:port]"
         )
     servers = _servers(parts.netloc, shown)
-    try:
-        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError as exc:
-        raise ConfigError(f"{COMPONENT} URL {shown!r} has a malformed query string") from exc
-    merged = dict(options)
-    seen: set[str] = set()
-    for key, value in pairs:
-        if key in seen:
-            raise ConfigError(f"{COMPONENT} URL {shown!r} sets {key!r} twice")
-        seen.add(key)
-        merged[key] = value
-    built = _build(merged, source=f"the options of the {COMPONENT} {shown}")
+    raw = {**options, **query_options(url, component=COMPONENT)}
+    built = _checked(
+        build_options(MemcachedOptions, raw, source=f"the options of the {COMPONENT} {shown}"),
+        source=f"the options of the {COMPONENT} {shown}",
+    )
     return MemcachedTarget(url, servers, built)
 
 
@@ -148,19 +140,10 @@ def _server(item: str, shown: str) -> tuple[str, int]:
     return host, port
 
 
-def _build(raw: Mapping[str, Any], *, source: str) -> MemcachedOptions:
-    valid = {f.name: str(f.type) for f in fields(MemcachedOptions)}
-    changes: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in valid:
-            close = difflib.get_close_matches(key, list(valid), n=1)
-            raise UnknownSettingError(
-                key,
-                source=f"{source} (valid: {', '.join(valid)})",
-                suggestion=close[0] if close else None,
-            )
-        changes[key] = _convert(key, value, valid[key], source=source)
-    built = replace(MemcachedOptions(), **changes)
+def _checked(built: MemcachedOptions, *, source: str) -> MemcachedOptions:
+    """The bounds :func:`build_options` does not know: key characters, memcached's
+    ``-I`` range, and timeouts above zero (a 0 s socket timeout fails every call;
+    ``startup_timeout_s`` may be 0: no retry)."""
     if not _PREFIX.fullmatch(built.key_prefix):
         raise SettingTypeError(
             "key_prefix",
@@ -175,38 +158,10 @@ def _build(raw: Mapping[str, Any], *, source: str) -> MemcachedOptions:
             expected=f"between {MIN_MAX_ITEM_BYTES} and {MAX_MAX_ITEM_BYTES} (memcached's -I)",
             got=built.max_item_bytes,
         )
+    for field in fields(built):
+        value = getattr(built, field.name)
+        if field.name.endswith("_s") and field.name != "startup_timeout_s" and value <= 0:
+            raise SettingTypeError(
+                field.name, source=source, expected="a number of seconds > 0", got=value
+            )
     return built
-
-
-def _convert(key: str, value: Any, kind: str, *, source: str) -> Any:
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise SettingTypeError(key, source=source, expected="a string", got=value)
-    if kind == "int":
-        number: Any = value
-        if isinstance(value, str):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                number = None
-        if isinstance(number, int) and not isinstance(number, bool):
-            return number
-        raise SettingTypeError(key, source=source, expected="a whole number", got=value)
-    seconds: Any = value
-    if isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            seconds = None
-    # A timeout of 0 would make every socket call fail at once; startup may be 0 (no retry).
-    positive = key != "startup_timeout_s"
-    if (
-        isinstance(seconds, (int, float))
-        and not isinstance(seconds, bool)
-        and math.isfinite(seconds)
-        and (seconds > 0 if positive else seconds >= 0)
-    ):
-        return float(seconds)
-    expected = "a number of seconds > 0" if positive else "a number of seconds >= 0"
-    raise SettingTypeError(key, source=source, expected=expected, got=value)

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pymongo.common import URI_OPTIONS_ALIAS_MAP, URI_OPTIONS_VALIDATOR_MAP
 
+from petiole.component_options import build_options
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
 from petiole.urls import mask_password
 
@@ -130,9 +131,16 @@ def _closest(key: str, ours: set[str]) -> str | None:
 
 
 def _build(raw: Mapping[str, Any], *, source: str) -> MongoOptions:
-    kinds = {f.name: str(f.type) for f in fields(MongoOptions)}
-    changes = {key: _convert(key, value, kinds[key], source=source) for key, value in raw.items()}
-    built = replace(MongoOptions(), **changes)
+    """Our options, converted by :func:`petiole.component_options.build_options`,
+    with the bounds it does not know."""
+    built = build_options(MongoOptions, raw, source=source)
+    if built.poll_interval_ms < 1:
+        raise SettingTypeError(
+            "poll_interval_ms",
+            source=source,
+            expected="a whole number >= 1",
+            got=raw.get("poll_interval_ms"),
+        )
     prefix = built.collection_prefix
     if not prefix or "$" in prefix or "\x00" in prefix or prefix.startswith("system."):
         raise SettingTypeError(
@@ -142,25 +150,3 @@ def _build(raw: Mapping[str, Any], *, source: str) -> MongoOptions:
             got=prefix,
         )
     return built
-
-
-def _convert(key: str, value: Any, kind: str, *, source: str) -> Any:
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise SettingTypeError(key, source=source, expected="a string", got=value)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise SettingTypeError(key, source=source, expected="true or false", got=value)
-    number: Any = value
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
-    if isinstance(number, int) and not isinstance(number, bool) and number >= 1:
-        return number
-    raise SettingTypeError(key, source=source, expected="a whole number >= 1", got=value)
