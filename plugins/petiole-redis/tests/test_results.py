@@ -5,15 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
+from petiole_redis._pubsub import Watch
 from petiole_redis.results import RedisBackend
 from petiole_redis.testing import RedisServer
 
 from petiole import states
 from petiole.backend import ResultRecord
 from petiole.errors import ResultBackendError
-from petiole.testing import unique_name
+from petiole.testing import unique_name, wait_until
 
 
 @pytest.fixture
@@ -126,3 +129,56 @@ def test_record_is_stored_with_a_millisecond_ttl(
     with redis_server.client() as client:
         assert 99_000 < client.pttl(backend.keys.result(task_id)) <= 100_000
     backend.forget([task_id])
+
+
+def test_after_the_listener_reconnects_waiters_re_read_only_once_subscribed(
+    redis_server: RedisServer, backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter told to re-read before the server has the new subscription could
+    miss a record stored in between: not in its read, and never pushed."""
+    events: list[object] = []
+    connector = backend._listener._connector
+    new_connection = connector.new_connection
+
+    class Recording:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            reply = self.inner.read_response(*args, **kwargs)
+            events.append(reply)
+            return reply
+
+    resync = Watch.resync
+
+    def recording_resync(watch: Watch) -> None:
+        events.append("resync")
+        resync(watch)
+
+    monkeypatch.setattr(connector, "new_connection", lambda: Recording(new_connection()))
+    monkeypatch.setattr(Watch, "resync", recording_resync)
+    ids = [unique_name("task") for _ in range(2)]
+    found: list[dict[str, ResultRecord]] = []
+    waiter = threading.Thread(target=lambda: found.append(backend.wait(ids, timeout_s=30)))
+    waiter.start()
+    admin = redis.Redis.from_url(redis_server.url)
+    channel = backend.keys.done_channel(ids[0])
+    try:
+        assert wait_until(lambda: admin.pubsub_numsub(channel)[0][1] == 1, timeout_s=10)
+        events.clear()
+        admin.client_kill_filter(_type="pubsub")  # the listener's connection drops
+        assert wait_until(lambda: "resync" in events, timeout_s=10)
+        before_resync = events[: events.index("resync")]
+        assert any(isinstance(reply, list) and reply[:1] == [b"pong"] for reply in before_resync), (
+            before_resync
+        )
+        for task_id in ids:
+            backend.store(done(task_id), ttl_s=60)
+        waiter.join(30)
+    finally:
+        admin.close()
+        backend.forget(ids)
+    assert [sorted(f) for f in found] == [sorted(ids)]

@@ -160,11 +160,35 @@ class Listener:
             if self._closed:
                 raise Closed
             self._connect_locked()
+            connection = self._connection
+        assert connection is not None
+        try:
+            self._confirm_subscribed(connection)
+        except BaseException:
+            with self._lock:
+                if self._connection is connection:
+                    self._connection = None
+            connection.disconnect()
+            raise
+        with self._lock:
             watches = {w for ws in self._watches.values() for w in ws}
             for event in self._pongs.values():
                 event.set()
         for watch in watches:
             watch.resync()
+
+    def _confirm_subscribed(self, connection: RawConnection) -> None:
+        """Wait until the server has the new connection's subscriptions (a ``PING``
+        sent after them has come back). Only then may the watches re-read: a
+        record stored between their read and a subscription still in flight
+        would be neither read nor pushed, and its waiter would wait forever."""
+        token = b"resubscribed-" + os.urandom(8).hex().encode()
+        connection.send_command("PING", token)
+        while True:
+            reply = connection.read_response()
+            if isinstance(reply, list) and reply[:2] == [b"pong", token]:
+                return
+            self._dispatch(reply)  # messages of channels already confirmed
 
     def _read_forever(self) -> None:
         while True:
