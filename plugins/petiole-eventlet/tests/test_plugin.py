@@ -27,6 +27,7 @@ def test_loading_the_plugin_registers_the_pool_without_importing_eventlet() -> N
 
         registry = PluginRegistry()
         registry.load_all()
+        registry.get("pool", "processes").component  # a worker on another pool
         loaded_eventlet = "eventlet" in sys.modules
         factory = registry.get("pool", "eventlet").component
         print(json.dumps([loaded_eventlet, factory.__module__, factory.__name__]))

@@ -27,6 +27,7 @@ def test_loading_the_plugin_registers_the_pool_without_importing_gevent() -> Non
 
         registry = PluginRegistry()
         registry.load_all()
+        registry.get("pool", "processes").component  # a worker on another pool
         loaded_gevent = "gevent" in sys.modules
         factory = registry.get("pool", "gevent").component
         print(json.dumps([loaded_gevent, factory.__module__, factory.__name__]))

@@ -4,20 +4,19 @@ import eventlet (Petiole loads every installed plugin; only an eventlet worker n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from petiole import hookimpl
-from petiole.pools import PoolFactory
 
 if TYPE_CHECKING:
     from petiole.worker import Worker
 
 
 @hookimpl
-def petiole_pools() -> Mapping[str, PoolFactory]:
-    from petiole_eventlet.pool import EventletPool
-
-    return {"eventlet": EventletPool}
+def petiole_pools() -> Mapping[str, Any]:
+    # By path: eventlet is imported only when a worker asks for this pool, not by
+    # every worker that merely lists the pools.
+    return {"eventlet": "petiole_eventlet.pool:EventletPool"}
 
 
 @hookimpl

@@ -4,20 +4,19 @@ import gevent (Petiole loads every installed plugin; only a gevent worker needs 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from petiole import hookimpl
-from petiole.pools import PoolFactory
 
 if TYPE_CHECKING:
     from petiole.worker import Worker
 
 
 @hookimpl
-def petiole_pools() -> Mapping[str, PoolFactory]:
-    from petiole_gevent.pool import GeventPool
-
-    return {"gevent": GeventPool}
+def petiole_pools() -> Mapping[str, Any]:
+    # By path: gevent is imported only when a worker asks for this pool, not by
+    # every worker that merely lists the pools.
+    return {"gevent": "petiole_gevent.pool:GeventPool"}
 
 
 @hookimpl
