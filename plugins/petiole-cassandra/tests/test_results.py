@@ -13,7 +13,7 @@ import pytest
 
 # The driver's own classes, imported where the plugin imports them (quietly).
 from petiole_cassandra._driver import Cluster, Driver, WriteTimeout, WriteType
-from petiole_cassandra.results import CassandraBackend, ResultTooLarge
+from petiole_cassandra.results import WAIT_WINDOW, CassandraBackend, ResultTooLarge
 from petiole_cassandra.testing import CassandraNode
 
 from petiole import states
@@ -121,6 +121,51 @@ def test_wait_notices_a_result_within_the_poll_cap(cassandra: CassandraNode) -> 
     assert list(got) == [task_id]
     # The poll interval has grown to its 0.1 s cap by then; one read takes ~1 ms.
     assert returned_at - stored_at[0] < 0.1 + 0.15
+
+
+def _count_reads(backend: CassandraBackend) -> list[int]:
+    """Record how many ids each ``get_many`` call of ``backend`` reads."""
+    sizes: list[int] = []
+    read = backend.get_many
+
+    def counting(task_ids: Any) -> Any:
+        sizes.append(len(task_ids))
+        return read(task_ids)
+
+    backend.get_many = counting  # type: ignore[method-assign]
+    return sizes
+
+
+def test_wait_reads_only_the_oldest_pending_window_then_the_rest_on_timeout(
+    backend: CassandraBackend,
+) -> None:
+    ids = [unique_name("task") for _ in range(WAIT_WINDOW + 300)]
+    for task_id in ids[WAIT_WINDOW:]:  # the oldest window is never stored: it stays pending
+        backend.store(done(task_id), ttl_s=60)
+    sizes = _count_reads(backend)
+
+    got = backend.wait(ids, timeout_s=0.5)
+
+    assert set(got) == set(ids[WAIT_WINDOW:])  # read once, on timeout
+    assert len(sizes) > 2, sizes
+    assert sizes[:-1] == [WAIT_WINDOW] * (len(sizes) - 1)
+    assert sizes[-1] == 300
+
+
+def test_wait_reads_the_next_window_at_once_when_one_is_all_ready(
+    backend: CassandraBackend,
+) -> None:
+    ids = [unique_name("task") for _ in range(2 * WAIT_WINDOW + 200)]
+    for task_id in ids:
+        backend.store(done(task_id), ttl_s=60)
+    sizes = _count_reads(backend)
+
+    started = time.monotonic()
+    got = backend.wait(ids, timeout_s=10)
+
+    assert set(got) == set(ids)
+    assert sizes == [WAIT_WINDOW, WAIT_WINDOW, 200]
+    assert time.monotonic() - started < 2  # no backoff between the windows
 
 
 def test_result_over_max_result_bytes_is_refused_before_it_is_sent(

@@ -14,6 +14,9 @@ No start script ships with Cassandra's jars, so this module is the start script:
    exports it needs on Java 17), the jamm agent and a 256 MB heap. Ready in
    5-14 s; about 0.75 GB of memory. SIGTERM stops it.
 
+:class:`CassandraCluster` runs several such nodes on 127.0.0.1, 127.0.0.2, ...
+(``nox -s cassandra_cluster`` uses three).
+
 Java 17 and Maven must be installed (``apt-get install -y openjdk-17-jre-headless
 maven``); without them the tests skip with that hint, and fail under ``CI=true``.
 Imports pytest: import this module only in tests.
@@ -32,7 +35,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -185,7 +188,8 @@ class CassandraNode:
 
     ``address`` may be any loopback address (127.0.0.2, ...) so several nodes
     form a cluster on one machine: give them the same ``storage_port`` and
-    ``seeds``. ``yaml`` adds or replaces cassandra.yaml settings.
+    ``seeds``. ``yaml`` adds or replaces cassandra.yaml settings, ``jvm_options``
+    the JVM's (``-Dcassandra.ring_delay_ms=...``, say).
     """
 
     def __init__(
@@ -198,6 +202,7 @@ class CassandraNode:
         seeds: str | None = None,
         cluster_name: str = "petiole-test",
         yaml: Mapping[str, str] | None = None,
+        jvm_options: Sequence[str] = (),
         start_timeout_s: float = 90.0,
     ) -> None:
         self.java = require_java17()
@@ -260,6 +265,7 @@ class CassandraNode:
             "-Dcassandra.ring_delay_ms=1000",
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             f"-Dlogback.configurationFile={conf / 'logback.xml'}",
+            *jvm_options,  # after ours: the JVM keeps the last value of a -D property
             "-cp",
             f"{conf}:{self.lib}/*",
             _MAIN_CLASS,
@@ -292,7 +298,7 @@ class CassandraNode:
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"Cassandra {self.host} exited with {self.process.returncode} while "
-                    f"starting; log:\n{self.log_tail()}"
+                    f"starting{self._startup_error()}; log:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
                 self.kill()
@@ -335,6 +341,17 @@ class CassandraNode:
         self.stop()
         self.start()
 
+    def _startup_error(self) -> str:
+        """The reason Cassandra logged for failing to start (the log's tail is mostly
+        the shutdown that follows it), or nothing."""
+        marker = "Exception encountered during startup"
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            for index, line in enumerate(lines[:-1]):
+                if marker in line:
+                    return f" ({lines[index + 1].strip()[:300]})"
+        return ""
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
@@ -342,6 +359,73 @@ class CassandraNode:
             return "(no log)"
         # The node's first line lists its whole configuration: keep lines readable.
         return "\n".join(line if len(line) < 400 else line[:400] + " ..." for line in tail)
+
+
+# -- several nodes on one machine -----------------------------------------------------
+
+
+class CassandraCluster:
+    """``size`` nodes on one machine, as ccm runs them: node *i* listens on 127.0.0.*i*
+    (Linux routes all of 127.0.0.0/8 to the loopback interface), every node on the
+    same native and storage ports, 127.0.0.1 the seed.
+
+    :meth:`start` starts the nodes one after another, each once the previous one
+    answers CQL: Cassandra refuses to bootstrap two joining nodes at once.
+    """
+
+    #: A joining node checks that it has gossiped with a seed one ring delay after
+    #: gossip starts; the single node's 1 s is one gossip round, too short to be sure
+    #: (about one join in three failed with "Unable to contact any seeds").
+    RING_DELAY_MS = 5000
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size: int = 3,
+        cluster_name: str = "petiole-cluster",
+        yaml: Mapping[str, str] | None = None,
+        start_timeout_s: float = 180.0,
+    ) -> None:
+        native_port, storage_port = free_port(), free_port()
+        self.nodes = [
+            CassandraNode(
+                directory / f"node{index}",
+                address=f"127.0.0.{index}",
+                native_port=native_port,
+                storage_port=storage_port,
+                seeds="127.0.0.1",
+                cluster_name=cluster_name,
+                yaml=yaml,
+                jvm_options=[f"-Dcassandra.ring_delay_ms={self.RING_DELAY_MS}"],
+                start_timeout_s=start_timeout_s,
+            )
+            for index in range(1, size + 1)
+        ]
+
+    @property
+    def hosts(self) -> str:
+        """Every node's ``address:port``, comma-separated, as a URL's host part."""
+        return ",".join(node.host for node in self.nodes)
+
+    def url(self, keyspace: str = "petiole_test", **query: object) -> str:
+        """A ``cassandra://`` URL naming every node, with options as query parameters."""
+        return self.nodes[0].url(keyspace, **query).replace(self.nodes[0].host, self.hosts, 1)
+
+    def start(self) -> CassandraCluster:
+        """Start every node, one after another; on a failure, stop those started."""
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM every node still running, the last started first."""
+        for node in reversed(self.nodes):
+            node.stop()
 
 
 # -- one node per test process ------------------------------------------------------
