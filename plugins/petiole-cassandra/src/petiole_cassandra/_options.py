@@ -14,14 +14,14 @@ URL override them. Each is described in the plugin's README.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
-from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.component_options import build_options, query_options
+from petiole.errors import ConfigError, SettingTypeError
 
 SCHEME = "cassandra"
 DEFAULT_PORT = 9042
@@ -36,6 +36,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 _REPLICATION = re.compile(r"\d+|[A-Za-z0-9_.-]+:\d+(,[A-Za-z0-9_.-]+:\d+)*")
 # Cassandra's longest TTL: 20 years.
 MAX_TTL_S = 630_720_000
+_MIN_TIMEOUT_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +139,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> Cassan
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise ConfigError(f"{component} URL {masked!r} has a malformed query string") from exc
-    merged = dict(options)
-    seen: set[str] = set()
-    for key, value in pairs:
-        if key in seen:
-            raise ConfigError(f"{component} URL {masked!r} sets {key!r} twice")
-        seen.add(key)
-        merged[key] = value
+    merged = {**options, **query_options(url, component=component)}
     built = _build(merged, source=f"the options of the {component} {masked}")
     hosts = _parse_hosts(host_list, masked=masked, component=component)
     if not hosts and not built.secure_connect_bundle:
@@ -185,18 +176,16 @@ def _parse_hosts(text: str, *, masked: str, component: str) -> tuple[tuple[str, 
 
 
 def _build(raw: Mapping[str, Any], *, source: str) -> CassandraOptions:
-    valid = {f.name: str(f.type) for f in fields(CassandraOptions)}
-    changes: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in valid:
-            close = difflib.get_close_matches(key, list(valid), n=1)
-            raise UnknownSettingError(
-                key,
-                source=f"{source} (valid: {', '.join(valid)})",
-                suggestion=close[0] if close else None,
-            )
-        changes[key] = _convert(key, value, valid[key], source=source)
-    built = replace(CassandraOptions(), **changes)
+    """Converted by :func:`petiole.component_options.build_options`; consistency
+    levels upper-cased; then the bounds it does not know (:func:`_check`)."""
+    built = build_options(CassandraOptions, raw, source=source)
+    built = replace(
+        built,
+        **{
+            key: getattr(built, key).upper()
+            for key in ("read_consistency", "write_consistency", "serial_consistency")
+        },
+    )
     _check(built, source=source)
     return built
 
@@ -239,44 +228,19 @@ def _check(built: CassandraOptions, *, source: str) -> None:
     if built.read_concurrency < 1 or built.max_result_bytes < 1:
         key = "read_concurrency" if built.read_concurrency < 1 else "max_result_bytes"
         raise SettingTypeError(key, source=source, expected="a whole number >= 1", got=0)
-
-
-def _convert(key: str, value: Any, kind: str, *, source: str) -> Any:
-    if kind == "str":
-        if isinstance(value, str):
-            return value.upper() if key.endswith("_consistency") else value
-        raise SettingTypeError(key, source=source, expected="a string", got=value)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise SettingTypeError(key, source=source, expected="true or false", got=value)
-    if kind == "int":
-        number: Any = value
-        if isinstance(value, str):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                number = None
-        if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
-            return number
-        raise SettingTypeError(key, source=source, expected="a whole number >= 0", got=value)
-    if kind == "float | None" and (value is None or value == ""):
-        return None
-    seconds: Any = value
-    if isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            seconds = None
-    minimum = 0.01 if key in ("wait_poll_max_s", "request_timeout_s", "connect_timeout_s") else 0.0
-    if (
-        isinstance(seconds, (int, float))
-        and not isinstance(seconds, bool)
-        and minimum <= seconds <= (MAX_TTL_S if key == "result_ttl_s" else float("inf"))
-    ):
-        return float(seconds)
-    raise SettingTypeError(
-        key, source=source, expected=f"a number of seconds >= {minimum:g}", got=value
-    )
+    # A zero timeout or poll would fail every request, or spin.
+    for key in ("wait_poll_max_s", "request_timeout_s", "connect_timeout_s"):
+        if getattr(built, key) < _MIN_TIMEOUT_S:
+            raise SettingTypeError(
+                key,
+                source=source,
+                expected=f"a number of seconds >= {_MIN_TIMEOUT_S:g}",
+                got=getattr(built, key),
+            )
+    if built.result_ttl_s is not None and built.result_ttl_s > MAX_TTL_S:
+        raise SettingTypeError(
+            "result_ttl_s",
+            source=source,
+            expected=f"at most {MAX_TTL_S} seconds (Cassandra's longest TTL)",
+            got=built.result_ttl_s,
+        )
