@@ -130,9 +130,8 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> Cassan
     if scheme != SCHEME or not sep:
         raise ConfigError(f"{component} URL {masked!r} is not a cassandra:// URL")
     netloc, _, path_and_query = rest.partition("/")
-    path, _, query = path_and_query.partition("?")
-    if "?" in netloc:  # cassandra://host?x=1, without a keyspace
-        netloc, _, query = netloc.partition("?")
+    path = path_and_query.partition("?")[0]
+    netloc = netloc.partition("?")[0]  # cassandra://host?x=1, without a keyspace
     userinfo, at, host_list = netloc.rpartition("@")
     username = password = None
     if at:
