@@ -28,81 +28,42 @@ system's worker knobs (see sys_petiole.py, sys_celery.py).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.metadata
-import json
 import os
-import platform
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import redis
 from petiole_cassandra.testing import CassandraNode
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# The system modules and ``common`` live here, ``benchkit`` and ``systemkit`` one up.
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from common import CASSANDRA_ENV, REDIS_ENV  # noqa: E402
+import benchkit  # noqa: E402
+from benchkit import Figure, Runs  # noqa: E402
+from common import CASSANDRA_ENV  # noqa: E402
+from systemkit import REDIS_URL_ENV, Figures, env_int  # noqa: E402
 
-W2_TASKS = int(os.environ.get("BENCH_W2_TASKS", "5000"))
-CHORD_SIZE = int(os.environ.get("BENCH_CHORD_SIZE", "1000"))
-REPS = int(os.environ.get("BENCH_REPS", "3"))
-WARMUP_ROUNDS = int(os.environ.get("BENCH_WARMUP_ROUNDS", "1"))
+W2_TASKS = env_int("BENCH_W2_TASKS", 5000)
+CHORD_SIZE = env_int("BENCH_CHORD_SIZE", 1000)
+REPS = env_int("BENCH_REPS", 3)
+WARMUP_ROUNDS = env_int("BENCH_WARMUP_ROUNDS", 1)
 SYSTEMS = os.environ.get("BENCH_SYSTEMS", "petiole,celery").split(",")
+DISTS = (
+    *("petiole", "petiole-redis", "petiole-cassandra", "celery", "kombu"),
+    *("cassandra-driver", "redis"),
+)
 WARMUP = 100
 # Bounds, so a broken system fails the run instead of hanging it.
 PRODUCER_TIMEOUT_S = 300.0
 PREPARE_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 15.0
 
 
 # -- servers ------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[tuple[str, int]]:
-    """A throwaway redis-server without persistence; yields its URL and pid."""
-    with tempfile.TemporaryDirectory(prefix="petiole-bench-") as data:
-        port = _free_port()
-        process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", data),
-                *("--save", "", "--appendonly", "no", "--loglevel", "warning"),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.01)
-            yield url, process.pid
-        finally:
-            client.close()
-            process.terminate()
-            process.wait(10)
 
 
 @contextlib.contextmanager
@@ -120,88 +81,26 @@ def cassandra_node() -> Iterator[CassandraNode]:
 
 
 def _env(servers: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PETIOLE_")}
-    env.update(servers)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    return env
-
-
-def start_workers(
-    system: ModuleType, servers: dict[str, str], log: Path
-) -> list[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        return [
-            subprocess.Popen(
-                command,
-                cwd=HERE,
-                env=_env(servers),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped with its children
-            )
-            for command in system.worker_commands()
-        ]
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for worker in workers:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-
-
-def _python(system: ModuleType, servers: dict[str, str], args: list[str], timeout_s: float) -> str:
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=HERE,
-        env=_env(servers),
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{system.NAME}: {' '.join(args)[:80]} failed ({done.returncode}):\n"
-            f"{done.stderr.decode(errors='replace')[-3000:]}"
-        )
-    return done.stdout.decode()
+    # PETIOLE_* settings of the caller's shell would override the benchmark's app settings.
+    return benchkit.child_env(HERE, servers, drop_prefix="PETIOLE_")
 
 
 def prepare(system: ModuleType, servers: dict[str, str]) -> None:
     """The system's keyspace and table, created once before any of its workers start."""
     code = f"import {system.__name__} as s; s.prepare()"
-    _python(system, servers, ["-c", code], PREPARE_TIMEOUT_S)
+    benchkit.run_python(
+        ["-c", code],
+        what=f"{system.NAME}: prepare()",
+        folder=HERE,
+        env=_env(servers),
+        timeout_s=PREPARE_TIMEOUT_S,
+    )
 
 
-def produce(system: ModuleType, servers: dict[str, str], action: str, n: int) -> dict[str, Any]:
-    out = _python(system, servers, [f"{system.__name__}.py", action, str(n)], PRODUCER_TIMEOUT_S)
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(groups: set[int], pids: set[int]) -> float:
-    """User + system CPU used so far by every live process of these process groups
-    (a worker and its pool children) and these pids (redis-server, Cassandra)."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as fh:
-                fields = fh.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) in groups or int(entry.name) in pids:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / _TICKS_PER_S
+def produce(system: ModuleType, servers: dict[str, str], action: str, n: int) -> Figures:
+    return benchkit.run_producer(
+        system, action, n, folder=HERE, env=_env(servers), timeout_s=PRODUCER_TIMEOUT_S
+    )
 
 
 # -- one repetition of one system ------------------------------------------------------------
@@ -209,128 +108,86 @@ def cpu_seconds(groups: set[int], pids: set[int]) -> float:
 
 def run_system(
     system: ModuleType, servers: dict[str, str], server_pids: dict[str, int], log: Path
-) -> dict[str, Any]:
-    client = redis.Redis.from_url(servers[REDIS_ENV])
+) -> Figures:
+    client = redis.Redis.from_url(servers[REDIS_URL_ENV])
     client.flushall()
     client.close()
-    figures: dict[str, Any] = {}
-    workers = start_workers(system, servers, log)
+    figures: Figures = {}
+    workers = benchkit.start_workers(
+        system.worker_commands(), folder=HERE, env=_env(servers), log=log
+    )
     try:
         # Where W2's CPU goes: the workers (with their pool children), each server.
         parts: dict[str, tuple[set[int], set[int]]] = {"workers": ({w.pid for w in workers}, set())}
         parts.update({name: (set(), {pid}) for name, pid in server_pids.items()})
         produce(system, servers, "warmup", WARMUP)
-        before = {name: cpu_seconds(*part) for name, part in parts.items()}
+        before = {name: benchkit.cpu_seconds(*part) for name, part in parts.items()}
         w2 = produce(system, servers, "w2", W2_TASKS)
         figures["w2_per_s"] = W2_TASKS / w2["seconds"]
-        spent = {name: cpu_seconds(*part) - before[name] for name, part in parts.items()}
+        spent = {name: benchkit.cpu_seconds(*part) - before[name] for name, part in parts.items()}
         spent["producer"] = w2["cpu_s"]
         for name, seconds in spent.items():
             figures[f"w2_cpu_{name}_us"] = seconds / W2_TASKS * 1e6
         figures["w2_cpu_us"] = sum(spent.values()) / W2_TASKS * 1e6
         figures["chord_s"] = produce(system, servers, "chord", CHORD_SIZE)["seconds"]
     finally:
-        stop_workers(workers)
+        benchkit.stop_workers(workers)
     return figures
 
 
 # -- report -------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in (
-        *("petiole", "petiole-redis", "petiole-cassandra", "celery", "kombu"),
-        *("cassandra-driver", "redis"),
-    ):
-        try:
-            found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            found[dist] = "-"
-    server = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
-    found["redis-server"] = (
-        server.stdout.split("v=")[1].split()[0] if "v=" in server.stdout else "?"
-    )
-    return found
-
-
-def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in runs))
-
-
-def report(modules: dict[str, ModuleType], runs: dict[str, list[dict[str, Any]]]) -> str:
-    names = [m.NAME for m in modules.values()]
-    ours = "Petiole" if "Petiole" in runs else names[0]
-    lines: list[str] = []
-
-    def table(title: str, key: str, unit: str, digits: int, higher_better: bool) -> None:
-        verdict = "higher is better" if higher_better else "lower is better"
-        lines.extend(["", f"{title} ({unit}, {verdict})", ""])
-        lines.append("| system | median | runs | Petiole / system |")
-        lines.append("|---|---:|---|---:|")
-        base = _median(runs[ours], key)
-        for name in names:
-            value = _median(runs[name], key)
-            each = ", ".join(f"{r[key]:,.{digits}f}" for r in runs[name])
-            ratio = base / value if higher_better else value / base
-            lines.append(f"| {name} | {value:,.{digits}f} | {each} | {ratio:.2f}x |")
-
-    table(
+FIGURES = (
+    Figure(
         f"W2: {W2_TASKS:,} tasks, producer waits for every result", "w2_per_s", "tasks/s", 0, True
-    )
-    table(f"Chord: {CHORD_SIZE:,} members + callback, send to result", "chord_s", "s", 2, False)
-    table("W2 CPU per task: workers + redis + Cassandra + producer", "w2_cpu_us", "µs", 0, False)
-    lines.extend(["", "W2 CPU per task by process (µs, medians)", ""])
-    parts = ("workers", "cassandra", "redis", "producer")
-    lines.append("| system | " + " | ".join(parts) + " |")
-    lines.append("|---|" + "---:|" * len(parts))
-    for name in names:
-        cells = " | ".join(f"{_median(runs[name], f'w2_cpu_{p}_us'):,.0f}" for p in parts)
-        lines.append(f"| {name} | {cells} |")
+    ),
+    Figure(f"Chord: {CHORD_SIZE:,} members + callback, send to result", "chord_s", "s", 2, False),
+    Figure("W2 CPU per task: workers + redis + Cassandra + producer", "w2_cpu_us", "µs", 0, False),
+)
+CPU_PARTS = ("workers", "cassandra", "redis", "producer")
+
+
+def report(runs: Runs) -> str:
+    lines = benchkit.comparison_tables(runs, FIGURES, ratio=benchkit.times_faster)
+    lines += _cpu_by_process_table(runs)
     lines.append(
         "\n(Petiole / system: how many times faster Petiole is; for times, system / Petiole.)"
     )
     return "\n".join(lines)
 
 
+def _cpu_by_process_table(runs: Runs) -> list[str]:
+    lines = ["", "W2 CPU per task by process (µs, medians)", ""]
+    lines.append("| system | " + " | ".join(CPU_PARTS) + " |")
+    lines.append("|---|" + "---:|" * len(CPU_PARTS))
+    for name, system_runs in runs.items():
+        cells = " | ".join(
+            f"{benchkit.median(system_runs, f'w2_cpu_{p}_us'):,.0f}" for p in CPU_PARTS
+        )
+        lines.append(f"| {name} | {cells} |")
+    return lines
+
+
 def main() -> None:
-    modules = {name: importlib.import_module(f"sys_{name}") for name in SYSTEMS}
-    runs: dict[str, list[dict[str, Any]]] = {m.NAME: [] for m in modules.values()}
+    systems = benchkit.import_systems(SYSTEMS)
     started = time.monotonic()
-    print("versions:", json.dumps(_versions()))
-    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, load {os.getloadavg()}")
-    for module in modules.values():
-        print(f"{module.NAME}: {module.config()}")
-    with (
-        tempfile.TemporaryDirectory(prefix="petiole-bench-logs-") as logs,
-        redis_server() as (url, redis_pid),
-        cassandra_node() as node,
-    ):
+    benchkit.print_setup(benchkit.versions(DISTS), systems)
+    with benchkit.redis_server() as (url, redis_pid), cassandra_node() as node:
         assert node.process is not None
-        servers = {REDIS_ENV: url, CASSANDRA_ENV: node.host}
+        servers = {REDIS_URL_ENV: url, CASSANDRA_ENV: node.host}
         pids = {"redis": redis_pid, "cassandra": node.process.pid}
         print(f"redis-server at {url}; Cassandra {node.host} ready in {node.started_in_s:.1f} s")
-        for module in modules.values():
-            prepare(module, servers)
-        for rep in range(-WARMUP_ROUNDS, REPS):
-            for module in modules.values():
-                log = Path(logs) / f"{module.NAME}.log"
-                try:
-                    figures = run_system(module, servers, pids, log)
-                except Exception:
-                    print(f"--- {module.NAME} worker log (tail) ---")
-                    print(log.read_text(errors="replace")[-4000:] if log.exists() else "(none)")
-                    raise
-                shown = ", ".join(f"{k}={v:,.2f}" for k, v in figures.items())
-                if rep < 0:
-                    print(f"warm-up round {module.NAME} (not counted): {shown}", flush=True)
-                    continue
-                runs[module.NAME].append(figures)
-                print(f"rep {rep + 1}/{REPS} {module.NAME}: {shown}", flush=True)
-    print(report(modules, runs))
-    print(f"\n(total {time.monotonic() - started:.0f} s; load now {os.getloadavg()})")
-    if os.environ.get("BENCH_JSON"):
-        Path(os.environ["BENCH_JSON"]).write_text(json.dumps(runs, indent=2))
+        for system in systems.values():
+            prepare(system, servers)
+        runs = benchkit.run_rounds(
+            systems,
+            lambda system, log: run_system(system, servers, pids, log),
+            reps=REPS,
+            warmup_rounds=WARMUP_ROUNDS,
+        )
+    print(report(runs))
+    benchkit.finish(started, runs)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,18 @@ from common import (
     CELERY_TABLE,
     RESULT_TIMEOUT_S,
     RESULT_TTL_S,
-    Producer,
     cassandra_host_port,
+    define_tasks,
+    delay_producer,
     produce,
-    redis_url,
 )
+from systemkit import celery_options, celery_worker, env_int, redis_url
 
 NAME = "Celery"
-PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_CELERY_PREFETCH", "64"))
+PREFETCH_MULTIPLIER = env_int("BENCH_CELERY_PREFETCH", 64)
 POOL = os.environ.get("BENCH_CELERY_POOL", "threads")
-CONCURRENCY = int(os.environ.get("BENCH_CELERY_CONCURRENCY", "8"))
+CONCURRENCY = env_int("BENCH_CELERY_CONCURRENCY", 8)
+OPTIONS = celery_options(POOL, CONCURRENCY, PREFETCH_MULTIPLIER)
 
 _host, _port = cassandra_host_port()
 app = Celery("bench", broker=redis_url(), backend="cassandra://")
@@ -53,22 +55,12 @@ app.conf.update(
     worker_hijack_root_logger=False,
     result_expires=RESULT_TTL_S,
 )
-
-
-@app.task(name="bench.echo")
-def echo(x: int) -> int:
-    return x
-
-
-@app.task(name="bench.tsum")
-def tsum(values: list[int]) -> int:
-    return sum(values)
+echo, tsum = define_tasks(app)
 
 
 def config() -> str:
     return (
-        f"1 x `celery worker -P {POOL} -c {CONCURRENCY} --prefetch-multiplier "
-        f"{PREFETCH_MULTIPLIER} --without-gossip --without-mingle --without-heartbeat`, "
+        f"1 x `celery worker {' '.join(OPTIONS)}`, "
         f"results cassandra:// ({CELERY_KEYSPACE}.{CELERY_TABLE}, LOCAL_QUORUM)"
     )
 
@@ -94,14 +86,7 @@ def prepare() -> None:
 
 
 def worker_commands() -> list[list[str]]:
-    return [
-        [
-            *(sys.executable, "-m", "celery", "-A", "sys_celery", "worker"),
-            *("-P", POOL, "-c", str(CONCURRENCY)),
-            *("--prefetch-multiplier", str(PREFETCH_MULTIPLIER)),
-            *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"),
-        ]
-    ]
+    return [celery_worker("sys_celery", OPTIONS)]
 
 
 def _send_and_wait(n: int) -> list[Any]:
@@ -109,15 +94,7 @@ def _send_and_wait(n: int) -> list[Any]:
     return list(results.get(timeout=RESULT_TIMEOUT_S))
 
 
-def _chord(n: int) -> Any:
-    return chord(echo.s(i) for i in range(n))(tsum.s()).get(timeout=RESULT_TIMEOUT_S)
-
-
-PRODUCER = Producer(
-    round_trip=lambda i: echo.delay(i).get(timeout=RESULT_TIMEOUT_S),
-    send_and_wait=_send_and_wait,
-    chord=_chord,
-)
+PRODUCER = delay_producer(echo, tsum, chord=chord, send_and_wait=_send_and_wait)
 
 if __name__ == "__main__":
     produce(PRODUCER, sys.argv[1:])

@@ -16,20 +16,22 @@ from typing import Any
 from common import (
     PETIOLE_KEYSPACE,
     RESULT_TIMEOUT_S,
-    Producer,
     cassandra_host_port,
+    define_tasks,
+    delay_producer,
     produce,
-    redis_url,
 )
+from systemkit import env_int, petiole_worker, pool_options, redis_url
 
 from petiole import Petiole, chord
 from petiole.result import GroupResult
 
 NAME = "Petiole"
-PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_PETIOLE_PREFETCH", "64"))
+PREFETCH_MULTIPLIER = env_int("BENCH_PETIOLE_PREFETCH", 64)
 POOL = os.environ.get("BENCH_PETIOLE_POOL", "threads")
-CONCURRENCY = int(os.environ.get("BENCH_PETIOLE_CONCURRENCY", "4"))
-PROCESSES = int(os.environ.get("BENCH_PETIOLE_PROCESSES", "2"))
+CONCURRENCY = env_int("BENCH_PETIOLE_CONCURRENCY", 4)
+PROCESSES = env_int("BENCH_PETIOLE_PROCESSES", 2)
+OPTIONS = pool_options(POOL, CONCURRENCY, PREFETCH_MULTIPLIER)
 
 
 def backend_url() -> str:
@@ -38,22 +40,12 @@ def backend_url() -> str:
 
 
 app = Petiole("bench", broker=redis_url(), backend=backend_url(), config_file=os.devnull)
-
-
-@app.task(name="bench.echo")
-def echo(x: int) -> int:
-    return x
-
-
-@app.task(name="bench.tsum")
-def tsum(values: list[int]) -> int:
-    return sum(values)
+echo, tsum = define_tasks(app)
 
 
 def config() -> str:
     return (
-        f"{PROCESSES} x `petiole worker -P {POOL} -c {CONCURRENCY} "
-        f"--prefetch-multiplier {PREFETCH_MULTIPLIER}`, results "
+        f"{PROCESSES} x `petiole worker {' '.join(OPTIONS)}`, results "
         f"cassandra://<node>/{PETIOLE_KEYSPACE} (defaults: LOCAL_QUORUM)"
     )
 
@@ -65,12 +57,7 @@ def prepare() -> None:
 
 
 def worker_commands() -> list[list[str]]:
-    command = [
-        *(sys.executable, "-m", "petiole", "worker", "-A", "sys_petiole:app"),
-        *("-P", POOL, "-c", str(CONCURRENCY)),
-        *("--prefetch-multiplier", str(PREFETCH_MULTIPLIER), "-l", "WARNING"),
-    ]
-    return [command] * PROCESSES
+    return [petiole_worker("sys_petiole:app", OPTIONS)] * PROCESSES
 
 
 def _send_and_wait(n: int) -> list[Any]:
@@ -78,15 +65,7 @@ def _send_and_wait(n: int) -> list[Any]:
     return GroupResult(str(uuid.uuid4()), results, app).get(timeout=RESULT_TIMEOUT_S)
 
 
-def _chord(n: int) -> Any:
-    return chord(echo.s(i) for i in range(n))(tsum.s()).get(timeout=RESULT_TIMEOUT_S)
-
-
-PRODUCER = Producer(
-    round_trip=lambda i: echo.delay(i).get(timeout=RESULT_TIMEOUT_S),
-    send_and_wait=_send_and_wait,
-    chord=_chord,
-)
+PRODUCER = delay_producer(echo, tsum, chord=chord, send_and_wait=_send_and_wait)
 
 if __name__ == "__main__":
     produce(PRODUCER, sys.argv[1:])

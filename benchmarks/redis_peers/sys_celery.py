@@ -7,19 +7,20 @@ acknowledgement *before* the task runs (``task_acks_late=False``), JSON.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import redis
 from celery import Celery
 from celery.result import ResultSet
-from common import RESULT_TIMEOUT_S, Producer, produce, redis_url
+from common import RESULT_TIMEOUT_S, define_tasks, delay_producer, produce
+from systemkit import celery_options, celery_worker, env_int, redis_url
 
 NAME = "Celery"
 QUEUE = "celery"
-PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_CELERY_PREFETCH", "64"))
+PREFETCH_MULTIPLIER = env_int("BENCH_CELERY_PREFETCH", 64)
 CONCURRENCY = 2
+OPTIONS = celery_options("prefork", CONCURRENCY, PREFETCH_MULTIPLIER)
 
 app = Celery("bench", broker=redis_url(), backend=redis_url())
 app.conf.update(
@@ -28,47 +29,15 @@ app.conf.update(
     worker_hijack_root_logger=False,
     result_expires=86400,
 )
-
-
-@app.task(name="bench.noop", ignore_result=True)
-def noop() -> None:
-    pass
-
-
-@app.task(name="bench.echo")
-def echo(x: int) -> int:
-    return x
+noop, echo = define_tasks(app)
 
 
 def config() -> str:
-    return (
-        f"1 x `celery worker -P prefork -c {CONCURRENCY} --prefetch-multiplier "
-        f"{PREFETCH_MULTIPLIER} --without-gossip --without-mingle --without-heartbeat`"
-    )
+    return f"1 x `celery worker {' '.join(OPTIONS)}`"
 
 
 def worker_commands() -> list[list[str]]:
-    return [
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sys_celery",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(CONCURRENCY),
-            "--prefetch-multiplier",
-            str(PREFETCH_MULTIPLIER),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ]
-    ]
+    return [celery_worker("sys_celery", OPTIONS)]
 
 
 def remaining(client: redis.Redis) -> int:
@@ -85,11 +54,7 @@ def _send_and_wait(n: int) -> list[Any]:
     return list(results.get(timeout=RESULT_TIMEOUT_S))
 
 
-PRODUCER = Producer(
-    enqueue_noops=lambda n: [noop.delay() for _ in range(n)] and None,
-    round_trip=lambda i: echo.delay(i).get(timeout=RESULT_TIMEOUT_S),
-    send_and_wait=_send_and_wait,
-)
+PRODUCER = delay_producer(noop, echo, _send_and_wait)
 
 if __name__ == "__main__":
     produce(PRODUCER, sys.argv[1:])

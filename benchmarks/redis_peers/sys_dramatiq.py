@@ -12,15 +12,16 @@ from typing import Any
 
 import dramatiq
 import redis
-from common import RESULT_TIMEOUT_S, Producer, produce, redis_url
+from common import RESULT_TIMEOUT_S, Producer, produce
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
+from systemkit import env_int, redis_url
 
 NAME = "Dramatiq"
 QUEUE = "default"
 PROCESSES = 2
-THREADS = int(os.environ.get("BENCH_DRAMATIQ_THREADS", "8"))  # Dramatiq's default
+THREADS = env_int("BENCH_DRAMATIQ_THREADS", 8)  # Dramatiq's default
 # Messages each worker process holds (Dramatiq's default is 2 x threads): read by
 # Dramatiq from this environment variable; 64 drained fastest here.
 PREFETCH = os.environ.get("BENCH_DRAMATIQ_PREFETCH", "64")

@@ -7,24 +7,20 @@ import sys
 
 from common import produce
 from sys_petiole import PREFETCH_MULTIPLIER, PRODUCER, app, remaining
+from systemkit import petiole_worker, pool_options
 
 __all__ = ["NAME", "PRODUCER", "app", "config", "remaining", "worker_commands"]
 
 NAME = "Petiole -P processes"
+OPTIONS = pool_options("processes", 2, PREFETCH_MULTIPLIER)
 
 
 def config() -> str:
-    return f"1 x `petiole worker -P processes -c 2 --prefetch-multiplier {PREFETCH_MULTIPLIER}`"
+    return f"1 x `petiole worker {' '.join(OPTIONS)}`"
 
 
 def worker_commands() -> list[list[str]]:
-    return [
-        [
-            *(sys.executable, "-m", "petiole", "worker", "-A", "sys_petiole:app"),
-            *("-P", "processes", "-c", "2", "--prefetch-multiplier", str(PREFETCH_MULTIPLIER)),
-            *("-l", "WARNING"),
-        ]
-    ]
+    return [petiole_worker("sys_petiole:app", OPTIONS)]
 
 
 if __name__ == "__main__":
