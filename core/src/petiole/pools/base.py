@@ -78,9 +78,7 @@ class Pool(Protocol):
     def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
         """Run ``job``; call ``on_done`` exactly once with its outcome, from any thread.
 
-        The worker submits only while fewer than ``capacity`` jobs are running or
-        queued in the pool: an optional attribute, ``concurrency`` when absent; a
-        pool that keeps the next job ready beside each running one sets it higher.
+        The worker submits only while fewer than ``concurrency`` jobs are running.
         A solo pool may run the job in the caller's thread before returning.
         """
         ...

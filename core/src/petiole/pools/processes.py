@@ -3,16 +3,9 @@
 Children are started with ``spawn`` (a clean interpreter that imports the app
 by its ``module:attribute`` path), never ``fork``: the worker has threads, and
 forking a threaded process can deadlock the child. Each child has a thread in
-the worker that ships it jobs over a pipe and waits for their outcomes; if the
-child dies mid-task (segfault, ``os._exit``, OOM kill) the job is reported as
-``lost`` and a fresh child takes its place.
-
-A child holds up to two jobs: the one it runs and the next, so it starts the
-next the moment it reports the last instead of waiting for the worker to
-settle it and hand over another (``capacity`` is twice ``concurrency``). A
-queued job that never started — the worker is stopping, or its child died,
-hit a time limit or was terminated by a revoke — is reported ``requeue`` and
-goes back to the broker at once.
+the worker that ships it one job at a time over a pipe and waits for the
+outcome; if the child dies mid-task (segfault, ``os._exit``, OOM kill) the job
+is reported as ``lost`` and a fresh child takes its place.
 
 Children ignore SIGINT and SIGTERM — shutdown is the worker's decision — and
 exit by themselves when the worker process disappears, so a SIGKILLed worker
@@ -21,7 +14,6 @@ leaves no orphans running tasks whose messages will be redelivered.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import multiprocessing
@@ -33,25 +25,18 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as EventType
 
 from petiole.config import Settings
 from petiole.errors import ConfigError, PetioleError
 from petiole.logs import setup_logging
-from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome, Runner
+from petiole.pools.base import ACK, LOST, TIME_LIMIT, Job, Outcome, Runner
 
 logger = logging.getLogger("petiole.worker")
 
 _STOP = None
-# A child's reply for a queued job it did not start because the worker is stopping.
-_SKIPPED = "skipped"
-# Jobs a child holds at once: the one it runs, and the next.
-_DEPTH = 2
 _CHILD_START_TIMEOUT_S = 60.0
 # How often a waiting slot checks that its child is still alive.
 _LIVENESS_POLL_S = 0.2
-
-OnDone = Callable[[Job, Outcome], None]
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -80,7 +65,6 @@ def _child_main(
     parent_pid: int,
     log_level: int,
     measure_memory: bool,
-    stopping: EventType,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -104,9 +88,6 @@ def _child_main(
         if job is _STOP:
             app.close()
             return
-        if stopping.is_set():  # queued behind the last task: the worker returns it
-            conn.send(_SKIPPED)
-            continue
         # Reading /proc after every task costs more than a no-op task: only when asked.
         conn.send((runner.run(job), _resident_mb() if measure_memory else 0.0))
 
@@ -133,18 +114,8 @@ class _Slot:
         self.conn: Connection | None = None
         self.thread = threading.Thread(target=self._loop, name=f"petiole-slot-{index}", daemon=True)
         self.tasks_run = 0  # by the current child
-        # Jobs sent to the child, oldest (running) first; at most _DEPTH.
-        self.inflight: collections.deque[tuple[Job, OnDone]] = collections.deque()
+        self.current: Job | None = None
         self.cancelled = False
-        self.idle = False  # waiting for a job, holding none
-        self.revoked_queued: set[str] = set()  # receipts of queued jobs to stop when they start
-        self.recycle_why: str | None = None  # replace the child once it is idle
-
-    @property
-    def current(self) -> Job | None:
-        """The job the child is running (or about to)."""
-        inflight = self.inflight
-        return inflight[0][0] if inflight else None
 
     def spawn(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -159,7 +130,6 @@ class _Slot:
                 os.getpid(),
                 logging.getLogger().getEffectiveLevel(),
                 bool(self.pool.max_memory_per_child_mb),
-                self.pool._stopping,
             ),
             name=f"petiole-child-{self.index}",
             daemon=True,
@@ -188,78 +158,25 @@ class _Slot:
             )
 
     def _loop(self) -> None:
-        stopping = False
+        jobs = self.pool._jobs
         while True:
-            stopping = self._fill(stopping)
-            if self.inflight:
-                self._settle_head()
-            elif stopping:
+            item = jobs.get()
+            if item is _STOP:
                 self._stop_child()
                 return
+            job, on_done = item
+            self.current, self.cancelled = job, False
+            outcome = self._run(job)
+            self.current = None
+            if outcome is not None and not self.pool._terminated:
+                on_done(job, outcome)
 
-    def _fill(self, stopping: bool) -> bool:
-        """Send jobs until the child holds _DEPTH, waiting only when it holds none.
-        Returns whether the stop sentinel was taken."""
-        jobs = self.pool._jobs
-        while not stopping and len(self.inflight) < _DEPTH and self._may_take():
-            if not self.inflight:
-                self.idle = True
-                item = jobs.get()
-                self.idle = False
-            elif any(slot.idle for slot in self.pool._slots):
-                break  # a queued job waits; an idle child should run it now
-            else:
-                try:
-                    item = jobs.get_nowait()
-                except queue.Empty:
-                    break
-            if item is _STOP:
-                return True
-            assert self.conn is not None
-            # A child that died while idle fails here or in the wait that follows:
-            # either way the job is reported lost, as one sent a moment earlier would be.
-            with contextlib.suppress(OSError, BrokenPipeError):
-                self.conn.send(item[0])
-            self.inflight.append(item)
-        return stopping
-
-    def _may_take(self) -> bool:
-        """False once the child is due to be replaced, or would be by one more job."""
-        limit = self.pool.max_tasks_per_child
-        if limit and self.tasks_run + len(self.inflight) >= limit:
-            return False
-        return self.recycle_why is None
-
-    def _settle_head(self) -> None:
-        """Wait for the oldest job's outcome and report it; after a child was
-        replaced, report the jobs queued behind it as never started."""
-        job, on_done = self.inflight[0]
-        self.cancelled = job.receipt in self.revoked_queued
-        if self.cancelled:
-            self.revoked_queued.discard(job.receipt)
-            self.kill()
-        outcome, replaced = self._await(job)
-        self.inflight.popleft()
-        if self.pool._terminated:
-            self.inflight.clear()  # nothing is reported: the worker returns them
-            return
-        if outcome is not None:
-            on_done(job, outcome)
-        if replaced:
-            queued, self.inflight = self.inflight, collections.deque()
-            for waiting, done in queued:
-                done(waiting, Outcome(REQUEUE, reason="not started: its pool child was replaced"))
-        elif not self.inflight:
-            self._recycle_if_due()
-
-    def _await(self, job: Job) -> tuple[Outcome | None, bool]:
-        """The outcome of ``job``, the child's oldest, and whether the child was
-        replaced meanwhile (it died, was killed at the time limit or by a revoke)."""
+    def _run(self, job: Job) -> Outcome | None:
         assert self.conn is not None
         assert self.process is not None
-        # It starts when the job before it is reported: its time limit counts from now.
         deadline = None if job.time_limit_s is None else time.monotonic() + job.time_limit_s
         try:
+            self.conn.send(job)
             while not self.conn.poll(_LIVENESS_POLL_S):
                 if not self.process.is_alive() or self.pool._terminated or self.cancelled:
                     break
@@ -270,49 +187,40 @@ class _Slot:
                         TIME_LIMIT,
                         reason=f"exceeded its time limit of {job.time_limit_s} s; "
                         "the pool child running it was killed and replaced",
-                    ), True
+                    )
             if self.conn.poll(0):
-                reply = self.conn.recv()
-                if reply == _SKIPPED:
-                    return Outcome(REQUEUE, reason="not started: the worker is stopping"), False
-                result, resident_mb = reply
+                result, resident_mb = self.conn.recv()
                 self.tasks_run += 1
-                self._note_memory(resident_mb)
-                return result, False
+                self._recycle_if_due(resident_mb)
+                return result  # type: ignore[no-any-return]
         except (EOFError, OSError, BrokenPipeError):
             pass
         if self.pool._terminated:
-            return None, False
+            return None
         self.kill()
         self.process.join(timeout=1.0)
         if self.cancelled:
             self._respawn()
-            return Outcome(ACK, "REVOKED", "terminated by revoke"), True
+            return Outcome(ACK, "REVOKED", "terminated by revoke")
         code = self.process.exitcode
         reason = f"the pool child running it died (exit code {code})"
         logger.error("task %s lost: %s; starting a new child", job.envelope.task_id, reason)
         self._respawn()
-        return Outcome(LOST, reason=reason), True
+        return Outcome(LOST, reason=reason)
 
-    def _note_memory(self, resident_mb: float) -> None:
-        limit = self.pool.max_memory_per_child_mb
-        if limit and resident_mb > limit and self.recycle_why is None:
-            self.recycle_why = f"it uses {resident_mb:.0f} MB (max_memory_per_child_mb)"
-
-    def _recycle_if_due(self) -> None:
-        """Replace an idle child that ran its share of tasks or grew too large."""
+    def _recycle_if_due(self, resident_mb: float) -> None:
         limits = self.pool
-        why = self.recycle_why
-        limit = limits.max_tasks_per_child
-        if why is None and limit and self.tasks_run >= limit:
+        why = None
+        if limits.max_tasks_per_child and self.tasks_run >= limits.max_tasks_per_child:
             why = f"it ran {self.tasks_run} tasks (max_tasks_per_child)"
+        elif limits.max_memory_per_child_mb and resident_mb > limits.max_memory_per_child_mb:
+            why = f"it uses {resident_mb:.0f} MB (max_memory_per_child_mb)"
         if why is not None:
             logger.info("replacing pool child %d: %s", self.index, why)
             self._stop_child()
             self._respawn()
 
     def _respawn(self) -> None:
-        self.recycle_why = None
         try:
             self.spawn()
             self.await_ready()
@@ -339,8 +247,6 @@ class ProcessPool:
 
     def __init__(self, concurrency: int, settings: Settings | None = None) -> None:
         self.concurrency = max(1, concurrency)
-        #: Jobs the worker may hand over at once: each child runs one and holds the next.
-        self.capacity = _DEPTH * self.concurrency
         self.max_tasks_per_child = settings.max_tasks_per_child if settings else 0
         self.max_memory_per_child_mb = settings.max_memory_per_child_mb if settings else 0.0
         self.app_path: str | None = None
@@ -350,8 +256,6 @@ class ProcessPool:
         )
         self._slots: list[_Slot] = []
         self._terminated = False
-        # Set by stop(): children then return queued jobs instead of starting them.
-        self._stopping: EventType = multiprocessing.get_context("spawn").Event()
 
     def start(self, runner: Runner) -> None:
         if runner.app_path is None:
@@ -378,7 +282,6 @@ class ProcessPool:
         self._jobs.put((job, on_done))
 
     def stop(self, *, timeout_s: float) -> bool:
-        self._stopping.set()
         for _ in self._slots:
             self._jobs.put(_STOP)
         deadline = time.monotonic() + timeout_s
@@ -392,15 +295,11 @@ class ProcessPool:
             slot.kill()
 
     def cancel(self, receipt: str) -> bool:
-        """Stop the job with this receipt if it is running (revoke with terminate);
-        one queued in a child is stopped as soon as it starts."""
+        """Stop the job with this receipt if it is running (revoke with terminate)."""
         for slot in self._slots:
             if slot.current is not None and slot.current.receipt == receipt:
                 slot.cancelled = True
                 slot.kill()
-                return True
-            if any(job.receipt == receipt for job, _ in list(slot.inflight)[1:]):
-                slot.revoked_queued.add(receipt)
                 return True
         return False
 

@@ -82,9 +82,6 @@ class Worker:
         self.pool_name = pool or settings.worker_pool
         self.pool = app.plugins.get("pool", self.pool_name).component(wanted, settings)
         self.concurrency: int = self.pool.concurrency
-        # Jobs handed to the pool at once: more than concurrency when the pool queues
-        # the next job beside each running one (the processes pool does).
-        self.capacity: int = getattr(self.pool, "capacity", self.concurrency)
         multiplier = (
             settings.prefetch_multiplier if prefetch_multiplier is None else prefetch_multiplier
         )
@@ -337,7 +334,7 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 with self._lock:
-                    if len(self._running) >= self.capacity:
+                    if len(self._running) >= self.concurrency:
                         return
                     job = self._next_job()
                     if job is None:
