@@ -14,7 +14,7 @@ from petiole._builtins.memory import MemoryTransport
 from petiole.errors import TransportError
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
-from petiole.transport import Delivery
+from petiole.transport import Delivery, ack_many
 from petiole.worker.acks import AckBatcher
 
 
@@ -188,3 +188,61 @@ def test_worker_acknowledges_in_batches_and_settles_all_at_stop() -> None:
     assert len(transport.batches) <= 200 // 64 + 2
     assert transport.size("default") == 0
     assert worker.counts["success"] == 200
+
+
+def test_a_transport_without_ack_many_is_never_batched(
+    counts: collections.Counter[str],
+) -> None:
+    plain = MemoryTransport()  # one request per ack anyway: a thread would only add a backlog
+    acks = AckBatcher(plain, counts, max_batch=64, window_s=60)
+    acks.start()
+    (delivery,) = leased(plain, 1)
+
+    acks.add(delivery, "success")
+
+    assert acks.batching is False
+    assert plain.size("q") == 0
+    acks.close()
+
+
+def test_an_unexpected_error_is_logged_and_later_batches_still_go_out(
+    batcher: AckBatcher,
+    transport: BatchingTransport,
+    counts: collections.Counter[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = leased(transport, 2)
+    original = transport.ack_many
+    calls: list[int] = []
+
+    def broken_once(deliveries: Sequence[Delivery]) -> None:
+        calls.append(len(deliveries))
+        if len(calls) == 1:
+            raise ValueError("a plugin bug")
+        original(deliveries)
+
+    transport.ack_many = broken_once  # type: ignore[method-assign]
+    batcher.add(first, "success")
+    assert batcher.flush(timeout_s=5)
+    batcher.add(second, "success")
+    assert batcher.flush(timeout_s=5)
+
+    assert "unexpected error in the transport" in caplog.text
+    assert counts["success"] == 1
+    assert transport.size("q") == 1  # the first is still leased: delivered again later
+
+
+def test_the_one_by_one_fallback_acks_the_rest_when_one_fails() -> None:
+    class Flaky(MemoryTransport):
+        def ack(self, delivery: Delivery) -> None:
+            if delivery.payload == b"m1":
+                raise TransportError("refused")
+            super().ack(delivery)
+
+    flaky = Flaky()
+    deliveries = leased(flaky, 3)
+
+    with pytest.raises(TransportError, match="refused"):
+        ack_many(flaky, deliveries)
+
+    assert flaky.size("q") == 1  # only the refused one is left

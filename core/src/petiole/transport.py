@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from petiole.errors import PetioleError
+
 
 @dataclass(frozen=True, slots=True)
 class TransportCapabilities:
@@ -207,8 +209,14 @@ def ack_many(transport: Transport, deliveries: Sequence[Delivery]) -> None:
     if isinstance(transport, AcksInBatches):
         transport.ack_many(deliveries)
         return
-    for delivery in deliveries:
-        transport.ack(delivery)
+    failed: PetioleError | None = None
+    for delivery in deliveries:  # each on its own: one failure must not skip the rest
+        try:
+            transport.ack(delivery)
+        except PetioleError as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
 
 
 TransportFactory = Callable[[str, Mapping[str, Any]], Transport]

@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 
 PATCH_GROUP = "petiole.monkey_patch"
-#: Set in the re-executed process (to the pool's name): it is patched, do not exec again.
+#: Set for the re-executed process (to the pool's name) and removed by it once
+#: patched, so a worker it starts in turn (a subprocess) is patched afresh.
 PATCHED_ENV = "PETIOLE_PATCHED_FOR"
 POOL_ENV = "PETIOLE_WORKER_POOL"
 
@@ -54,9 +55,10 @@ def patch_for(pool: str) -> EntryPoint | None:
 
 def patched_argv(entry_point: EntryPoint, argv: Sequence[str]) -> list[str]:
     """An interpreter command line that patches first, then runs ``petiole argv``."""
-    module, _, attribute = entry_point.value.partition(":")
+    module, attribute = entry_point.module, entry_point.attr
     bootstrap = (
-        f"import {module}; {module}.{attribute.strip()}(); "
+        f"import {module}; {module}.{attribute}(); "
+        f"import os; os.environ.pop({PATCHED_ENV!r}, None); "
         "from petiole.cli.main import main; main()"
     )
     return [sys.executable, "-c", bootstrap, *argv]

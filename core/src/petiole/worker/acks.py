@@ -12,6 +12,12 @@ At-least-once is unchanged: a message whose ack has not been sent is still
 leased, so a worker killed before the flush has it delivered again, exactly as
 a crash just before a single ack would. Nothing is acknowledged before its task
 finished.
+
+Batching is used only with a transport that acknowledges a batch in one
+request (``ack_many``): sending acks one by one from a single thread would be
+slower than from the tasks' own threads, and the backlog would outlast leases.
+The worker counts pending acks against its prefetch (:meth:`AckBatcher.pending`),
+so a slow broker holds back reserving rather than letting acks pile up.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from petiole.errors import PetioleError
-from petiole.transport import Delivery, Transport, ack_many
+from petiole.transport import AcksInBatches, Delivery, Transport, ack_many
 
 logger = logging.getLogger("petiole.worker")
 
@@ -31,7 +38,8 @@ class AckBatcher:
     """Collects ``(delivery, count_as)`` acks and sends them in batches.
 
     ``counts`` is incremented under ``count_as`` for each message once its ack
-    was sent. With ``max_batch`` of 1 there is no thread: :meth:`add` sends at once.
+    was sent. With ``max_batch`` of 1, or a transport without ``ack_many``, there
+    is no thread: :meth:`add` sends at once.
     """
 
     def __init__(
@@ -44,7 +52,7 @@ class AckBatcher:
     ) -> None:
         self.transport = transport
         self.counts = counts
-        self.max_batch = max(1, max_batch)
+        self.max_batch = max(1, max_batch) if isinstance(transport, AcksInBatches) else 1
         self.window_s = max(0.0, window_s)
         self._batch: list[tuple[Delivery, str]] = []
         self._first_at = 0.0  # monotonic time the oldest ack in the batch was added
@@ -53,6 +61,8 @@ class AckBatcher:
         self._closing = False
         self._changed = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        #: Called after each batch went out (or failed): the worker may reserve again.
+        self.on_sent: Callable[[], None] | None = None
 
     @property
     def batching(self) -> bool:
@@ -64,7 +74,8 @@ class AckBatcher:
             self._thread.start()
 
     def add(self, delivery: Delivery, count_as: str) -> None:
-        if self._thread is None:  # not batching, or not started (or already closed)
+        thread = self._thread
+        if thread is None or not thread.is_alive():  # not batching, not started, or closed
             self._send([(delivery, count_as)])
             return
         with self._changed:
@@ -127,6 +138,8 @@ class AckBatcher:
                 with self._changed:
                     self._in_flight = 0
                     self._changed.notify_all()
+                if self.on_sent is not None:
+                    self.on_sent()
 
     def _next_batch(self) -> list[tuple[Delivery, str]] | None:
         """Wait (lock held) until a batch is full or due; None when closing and empty."""
@@ -155,6 +168,13 @@ class AckBatcher:
                 "their leases end and may run again",
                 len(batch),
                 exc,
+            )
+            return
+        except Exception:  # a plugin's bug must not stop every later acknowledgement
+            logger.exception(
+                "could not acknowledge %d message(s) (unexpected error in the transport); "
+                "they will be redelivered when their leases end and may run again",
+                len(batch),
             )
             return
         for _, count_as in batch:

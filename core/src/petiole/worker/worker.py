@@ -100,6 +100,7 @@ class Worker:
         self.settler = Settler(app, self.hostname)
         self.counts = self.settler.counts
         self.revocations = RevocationWatch(app)
+        self.settler.acks.on_sent = self._acks_sent
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -239,10 +240,17 @@ class Worker:
 
     def _free_to_reserve(self) -> int:
         """How many messages to reserve now; 0 = wait (call with the lock held)."""
-        free = self.prefetch - len(self._held)
+        # Finished tasks whose acks are not sent yet still hold their messages.
+        free = self.prefetch - len(self._held) - self.settler.acks.pending()
         if free >= self._reserve_at or (free > 0 and not self._pending):
             return free
         return 0
+
+    def _acks_sent(self) -> None:
+        """Acknowledged messages no longer count against the prefetch: wake the consumer."""
+        with self._changed:
+            if self._free_to_reserve():
+                self._changed.notify_all()
 
     def _accept(self, delivery: Delivery) -> None:
         """Check a message using only its headers; queue it to run, or settle it now."""

@@ -161,9 +161,12 @@ class Listener:
                 raise Closed
             self._connect_locked()
             connection = self._connection
-        assert connection is not None
+            # Sent under the lock, like every write on this connection (watch, unwatch).
+            token = b"resubscribed-" + os.urandom(8).hex().encode()
+            assert connection is not None
+            connection.send_command("PING", token)
         try:
-            self._confirm_subscribed(connection)
+            self._confirm_subscribed(connection, token)
         except BaseException:
             with self._lock:
                 if self._connection is connection:
@@ -177,13 +180,11 @@ class Listener:
         for watch in watches:
             watch.resync()
 
-    def _confirm_subscribed(self, connection: RawConnection) -> None:
-        """Wait until the server has the new connection's subscriptions (a ``PING``
-        sent after them has come back). Only then may the watches re-read: a
-        record stored between their read and a subscription still in flight
+    def _confirm_subscribed(self, connection: RawConnection, token: bytes) -> None:
+        """Wait until the server has the new connection's subscriptions (the
+        ``PING`` sent after them has come back). Only then may the watches re-read:
+        a record stored between their read and a subscription still in flight
         would be neither read nor pushed, and its waiter would wait forever."""
-        token = b"resubscribed-" + os.urandom(8).hex().encode()
-        connection.send_command("PING", token)
         while True:
             reply = connection.read_response()
             if isinstance(reply, list) and reply[:2] == [b"pong", token]:
