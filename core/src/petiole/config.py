@@ -132,7 +132,8 @@ class Settings:
     ack_batch_size: int = _setting(
         64,
         "A worker acknowledges finished tasks' messages in batches of up to this many, in "
-        "one request on brokers that support it; 1 = each at once, from the task's thread.",
+        "one request, on brokers that can (ack_many: Redis, SQLite, SQS); other brokers, "
+        "or 1, acknowledge each at once from the task's thread.",
         example="1",
     )
     ack_batch_window_s: float = _setting(
