@@ -500,3 +500,24 @@ def test_processes_reserving_from_one_file_get_every_message_exactly_once(
     assert all(per_child), "one process got no messages: the test did not exercise contention"
     assert producer.size("jobs") == 0
     producer.close()
+
+
+def test_a_file_locked_at_start_up_is_waited_for_beyond_busy_timeout(db_path: Path) -> None:
+    # A file still in rollback-journal mode, held exclusively by another connection
+    # (as while another process switches it to WAL and creates its tables).
+    holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.5, holder.execute, args=("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    try:
+        transport = create_transport(f"sqlite:///{db_path}?busy_timeout_ms=100", {})
+    finally:
+        release.join()
+        holder.close()
+    try:
+        assert time.monotonic() - started >= 0.4  # it waited for the holder
+        transport.publish("q", b"after the lock")
+        assert transport.size("q") == 1
+    finally:
+        transport.close()

@@ -59,6 +59,8 @@ DEFAULT_FILENAME = "petiole.db"
 SCHEME = "sqlite"
 SYNCHRONOUS_MODES = ("full", "normal")
 
+# How long opening a component waits out a locked file, beyond busy_timeout_ms.
+_STARTUP_LOCK_WAIT_S = 60.0
 _SCHEMA_NAME = re.compile(r"CREATE\s+(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 # SQLite's oldest builds allow 999 bound parameters per statement.
 MAX_PARAMS = 500
@@ -269,15 +271,34 @@ class Database:
         self._connections_lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
-        # Creating the schema needs the write lock; a file that already has it (the
-        # usual case, and the only one when many workers start at once) needs none.
+        self._ensure_schema(component, schema)
+
+    def _ensure_schema(self, component: str, schema: Sequence[str]) -> None:
+        """Create the tables unless present. Creating them needs the write lock; a
+        file that already has them (the usual case, and the only one when many
+        workers start at once) needs none. A file locked at start-up (several
+        processes opening it and switching it to WAL together on a busy machine)
+        is waited for up to ``_STARTUP_LOCK_WAIT_S``, not only ``busy_timeout_ms``."""
         wanted = {m.group(1) for m in map(_SCHEMA_NAME.search, schema) if m}
-        with self.read(f"look for the {component} tables") as conn:
-            present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        if not wanted <= present:
-            with self.write(f"create the {component} tables") as conn:
-                for statement in schema:
-                    conn.execute(statement)
+        deadline = time.monotonic() + _STARTUP_LOCK_WAIT_S
+        while True:
+            try:
+                with self.read(f"look for the {component} tables") as conn:
+                    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+                if not wanted <= present:
+                    with self.write(f"create the {component} tables") as conn:
+                        for statement in schema:
+                            conn.execute(statement)
+                return
+            except PetioleError as exc:
+                cause = exc.__cause__
+                locked = isinstance(cause, sqlite3.OperationalError) and (
+                    "locked" in str(cause) or "busy" in str(cause)
+                )
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                logger.warning("%s; still trying at start-up", exc)
+                time.sleep(0.1)
 
     @property
     def closed(self) -> bool:
