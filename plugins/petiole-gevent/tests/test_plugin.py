@@ -1,72 +1,13 @@
-"""The plugin as Petiole sees it, checked in child processes so that this one (shared
-with every other test) never imports gevent."""
+"""The plugin as Petiole sees it: the core's green-plugin suite, in child processes so
+that this one (shared with every other test) never imports gevent."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-from typing import Any
+from petiole.testing.green_suite import GreenPluginSuite
 
 
-def run_python(code: str) -> Any:
-    """Run ``code`` in a fresh interpreter; return the JSON it prints last."""
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    return json.loads(run.stdout.splitlines()[-1])
-
-
-def test_loading_the_plugin_registers_the_pool_without_importing_gevent() -> None:
-    found = run_python(
-        """
-        import json, os, sys
-        from petiole.plugins import PluginRegistry
-
-        registry = PluginRegistry()
-        registry.load_all()
-        registry.get("pool", "processes").component  # a worker on another pool
-        loaded_gevent = "gevent" in sys.modules
-        factory = registry.get("pool", "gevent").component
-        print(json.dumps([loaded_gevent, factory.__module__, factory.__name__]))
-        """
-    )
-    assert found == [False, "petiole_gevent.pool", "GeventPool"]
-
-
-def test_the_pool_refuses_to_start_in_a_process_that_is_not_patched() -> None:
-    message = run_python(
-        """
-        import json
-        from petiole.errors import ConfigError
-        from petiole.execution import TaskRunner
-        from petiole.testing.pool_app import app
-        from petiole_gevent.pool import GeventPool
-
-        try:
-            GeventPool(10).start(TaskRunner(app))
-        except ConfigError as exc:
-            print(json.dumps(str(exc)))
-        """
-    )
-    assert "monkey-patched" in message
-    assert "petiole-gevent worker" in message
-
-
-def test_patch_warns_when_petiole_was_imported_first() -> None:
-    warned = run_python(
-        """
-        import json, warnings
-        import petiole
-        from petiole_gevent import patch
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            patch()
-        print(json.dumps([str(w.message) for w in caught if w.category is RuntimeWarning]))
-        """
-    )
-    assert len(warned) == 1
-    assert "imported before gevent" in warned[0]
+class TestGeventPlugin(GreenPluginSuite):
+    library = "gevent"
+    package = "petiole_gevent"
+    pool_class = "GeventPool"
+    command = "petiole-gevent"

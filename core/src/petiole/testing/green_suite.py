@@ -16,15 +16,21 @@ must never patch its own (every other test shares it):
     worker process against a real broker, from this process: throughput of
     I/O-bound tasks, SIGTERM, a second SIGTERM. The subclass gives a
     ``broker_url`` fixture (results go to the same URL).
+
+:class:`GreenPluginSuite`
+    The plugin as Petiole loads it, in fresh interpreters: registered without
+    importing the library, refusing an unpatched process, warning when patched late.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,3 +331,76 @@ class GreenWorkerSuite:
     ) -> None:
         where = producer.send_task("green_tests.socket_class").get(timeout=30)
         assert where.startswith(self.patched_socket_module)
+
+
+def _run_python(code: str) -> Any:
+    """Run ``code`` in a fresh interpreter; return the JSON it prints last."""
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+class GreenPluginSuite:
+    """The plugin as Petiole sees it, checked in child processes so that the test
+    process (shared with every other test) never imports the library.
+
+    Subclass with ``library`` (``"gevent"``), ``package`` (``"petiole_gevent"``),
+    ``pool_class`` (``"GeventPool"``) and ``command`` (``"petiole-gevent"``).
+    """
+
+    library: ClassVar[str]
+    package: ClassVar[str]
+    pool_class: ClassVar[str]
+    command: ClassVar[str]
+
+    def test_loading_the_plugin_registers_the_pool_without_importing_the_library(self) -> None:
+        found = _run_python(
+            f"""
+            import json, sys
+            from petiole.plugins import PluginRegistry
+
+            registry = PluginRegistry()
+            registry.load_all()
+            registry.get("pool", "processes").component  # a worker on another pool
+            loaded = {self.library!r} in sys.modules
+            factory = registry.get("pool", {self.library!r}).component
+            print(json.dumps([loaded, factory.__module__, factory.__name__]))
+            """
+        )
+        assert found == [False, f"{self.package}.pool", self.pool_class]
+
+    def test_the_pool_refuses_to_start_in_a_process_that_is_not_patched(self) -> None:
+        message = _run_python(
+            f"""
+            import json
+            from petiole.errors import ConfigError
+            from petiole.execution import TaskRunner
+            from petiole.testing.pool_app import app
+            from {self.package}.pool import {self.pool_class}
+
+            try:
+                {self.pool_class}(10).start(TaskRunner(app))
+            except ConfigError as exc:
+                print(json.dumps(str(exc)))
+            """
+        )
+        assert "monkey-patched" in message
+        assert f"{self.command} worker" in message
+
+    def test_patch_warns_when_petiole_was_imported_first(self) -> None:
+        warned = _run_python(
+            f"""
+            import json, warnings
+            import petiole
+            from {self.package} import patch
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                patch()
+            print(json.dumps([str(w.message) for w in caught if w.category is RuntimeWarning]))
+            """
+        )
+        assert len(warned) == 1
+        assert f"imported before {self.library}" in warned[0]
