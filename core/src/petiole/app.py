@@ -80,6 +80,7 @@ class Petiole:
         self._transport: Transport | None = None
         self._backend: ResultBackend | None = None
         self._serializers: dict[str, Serializer] = {}
+        self._result_accept: dict[str, Serializer] = {}  # content type -> accepted serializer
         self._register_builtin_tasks()
 
     def __repr__(self) -> str:
@@ -106,6 +107,7 @@ class Petiole:
             self._overrides.update(config.validate(settings, source="configure()"))
             self._settings = None
             self._plugins = None
+            self._result_accept.clear()
 
     @property
     def plugins(self) -> PluginRegistry:
@@ -171,6 +173,26 @@ class Petiole:
     def check_accepted(self, content_type: str) -> None:
         if content_type not in self.accepted_content_types():
             raise ContentDisallowed(content_type, self.settings.accept_content)
+
+    def result_serializer_for(self, content_type: str) -> Serializer:
+        """The serializer that may decode a stored result of ``content_type``.
+
+        Results are decoded under an accept list as task bodies are: whoever can
+        write to the result store must not get a client to unpickle their payload.
+        Raises :class:`~petiole.errors.ContentDisallowed` naming the setting.
+        """
+        accepted = self._result_accept.get(content_type)
+        if accepted is None:
+            names = self.settings.result_accept_content
+            setting = "result_accept_content"
+            if names is None:
+                names, setting = self.settings.accept_content, "accept_content"
+            if content_type not in {self.serializer(n).content_type for n in names}:
+                raise ContentDisallowed(content_type, names, setting=setting)
+            accepted = self._result_accept[content_type] = self.serializer_for_content_type(
+                content_type
+            )
+        return accepted
 
     @property
     def result_serializer(self) -> Serializer:

@@ -10,7 +10,9 @@ Sources, lowest precedence first (each later one overrides the earlier):
 4. keyword arguments to ``Petiole(...)``.
 
 An unknown key or a wrong type is a :class:`~petiole.errors.ConfigError` that
-names the key, where it came from, and the closest valid key.
+names the key, where it came from, and the closest valid key. A refused value
+is shown masked by :func:`petiole.urls.mask_value` (credentials in URLs, tables
+and free text become ``***``), whichever source it came from.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.urls import mask_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,6 +84,13 @@ class Settings:
         "Serializers (by name) a worker will deserialize. Anything else is dead-lettered "
         "unread. Add `pickle` only when every producer is trusted.",
         example='["json", "pickle"]',
+    )
+    result_accept_content: list[str] | None = _setting(
+        None,
+        "Serializers (by name) a client will deserialize results with (`.get()`, `.result`, "
+        "`petiole result`). Unset, it is `accept_content`: a result store anyone else can "
+        "write to is as untrusted as a broker.",
+        example='["json"]',
     )
     result_ttl_s: float = _setting(
         86400.0, "Seconds results are kept; 0 keeps them forever.", example="3600"
@@ -279,7 +289,9 @@ def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
     else:
         ok = isinstance(value, tp)
     if not ok:
-        raise SettingTypeError(key, source=source, expected=_type_name(tp), got=value)
+        raise SettingTypeError(
+            key, source=source, expected=_type_name(tp), got=mask_value(key, value)
+        )
     return value
 
 
@@ -311,7 +323,9 @@ def _parse_env_value(key: str, raw: str, tp: Any, source: str) -> Any:
         if tp is float:
             return float(raw)
     except ValueError as exc:
-        raise SettingTypeError(key, source=source, expected=_type_name(tp), got=raw) from exc
+        raise SettingTypeError(
+            key, source=source, expected=_type_name(tp), got=mask_value(key, raw)
+        ) from exc
     return raw
 
 

@@ -93,12 +93,16 @@ class ProtocolError(PetioleError):
 class ContentDisallowed(ProtocolError):
     """A message's content type is not in the worker's accepted content types."""
 
-    def __init__(self, content_type: str, accepted: Iterable[str]) -> None:
+    def __init__(
+        self, content_type: str, accepted: Iterable[str], *, setting: str = "accept_content"
+    ) -> None:
         self.content_type = content_type
         self.accepted = sorted(accepted)
+        self.setting = setting
         super().__init__(
             f"refusing to deserialize content type {content_type!r}; accepted: "
-            f"{', '.join(self.accepted)} (add it to the accept_content setting to trust it)"
+            f"{', '.join(self.accepted)} (add its serializer to the {setting} setting "
+            "to trust it)"
         )
 
 
