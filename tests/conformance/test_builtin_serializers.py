@@ -25,6 +25,19 @@ class _Point:
 
 class TestJsonSerializer(SerializerSuite):
     extra_roundtrip_values = JSON_TAGGED_ROUNDTRIPS
+    malformed_inputs = (
+        *SerializerSuite.malformed_inputs,
+        # Valid JSON whose tagged values do not decode: each raised its own
+        # exception type (and killed a pool thread) before.
+        b'{"__petiole__": "decimal", "v": "abc"}',
+        b'{"__petiole__": "bytes", "v": 5}',
+        b'{"__petiole__": "bytes", "v": "not base64!"}',
+        b'{"__petiole__": "timedelta", "v": 1e400}',
+        b'{"__petiole__": "datetime", "v": null}',
+        b'{"__petiole__": "uuid", "v": "nope"}',
+        b'{"__petiole__": "set", "v": [[1]]}',
+        b"[" * 100_000 + b"]" * 100_000,
+    )
 
     @pytest.fixture
     def serializer(self) -> Serializer:

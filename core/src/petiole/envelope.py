@@ -58,6 +58,12 @@ HEADER_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
 )
 REQUIRED_HEADERS = ("protocol", "id", "task")
 
+# Bounds on the header block, checked by producers and workers alike: a hostile
+# message must cost a worker one bounded parse, never a RecursionError or a huge
+# allocation. Headers carry metadata (and workflow steps); data goes in the body.
+MAX_HEADER_BYTES = 1 << 20
+MAX_HEADER_DEPTH = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
@@ -81,10 +87,19 @@ class Envelope:
         )
 
     def header_bytes(self) -> bytes:
+        """The header block; raises :class:`ProtocolError` if it is over the bounds
+        a worker accepts (so the producer learns it, not the dead-letter store)."""
         doc = dict(self.headers)
         doc["content_type"] = self.content_type
         doc["content_encoding"] = self.content_encoding
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        except RecursionError:
+            raise ProtocolError(_too_deep()) from None
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"message headers must be plain JSON values: {exc}") from exc
+        _check_bounds(head)
+        return head
 
     def to_bytes(self) -> bytes:
         head = self.header_bytes()
@@ -93,10 +108,14 @@ class Envelope:
     @classmethod
     def from_parts(cls, header_json: bytes | str, body: bytes) -> Envelope:
         """Rebuild from a stored header block and body; validates the headers."""
+        head = header_json.encode() if isinstance(header_json, str) else bytes(header_json)
+        _check_bounds(head)
         try:
-            doc = json.loads(header_json)
+            doc = json.loads(head)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"message headers are not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise ProtocolError(_too_deep()) from None
         if not isinstance(doc, dict):
             raise ProtocolError("message headers must be a JSON object")
         content_type = doc.pop("content_type", None)
@@ -117,6 +136,49 @@ class Envelope:
         if 8 + length > len(data):
             raise ProtocolError("truncated message: header block runs past the end")
         return cls.from_parts(data[8 : 8 + length], data[8 + length :])
+
+
+def _too_deep() -> str:
+    return f"message headers are nested more than {MAX_HEADER_DEPTH} levels deep"
+
+
+def _check_bounds(head: bytes) -> None:
+    """Refuse a header block over :data:`MAX_HEADER_BYTES` or nested deeper than
+    :data:`MAX_HEADER_DEPTH`, before parsing it."""
+    if len(head) > MAX_HEADER_BYTES:
+        raise ProtocolError(
+            f"message header block is {len(head)} bytes, over the limit of {MAX_HEADER_BYTES}; "
+            "pass large values as task arguments (the body), not headers"
+        )
+    # The count of opening brackets bounds the depth: counted in C, it clears
+    # nearly every message without a scan (brackets inside strings only over-count).
+    if head.count(b"[") + head.count(b"{") > MAX_HEADER_DEPTH and _depth(head) > MAX_HEADER_DEPTH:
+        raise ProtocolError(_too_deep())
+
+
+def _depth(head: bytes) -> int:
+    """The deepest nesting of JSON arrays and objects in ``head`` (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in head:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_HEADER_DEPTH:
+                    return deepest
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def validate_headers(headers: Mapping[str, Any]) -> None:

@@ -73,6 +73,23 @@ class Rejected(Exception):
     """A message that can never run: it goes to the dead-letter store with this reason."""
 
 
+def internal_error(job: Job, exc: BaseException) -> Outcome:
+    """The outcome of a job the worker itself failed on (a bug, or a plugin breaking
+    its contract): dead-lettered with the error, so it is neither lost nor retried
+    forever, and the pool thread that ran it lives on."""
+    logger.exception(
+        "internal error running task %s[%s]; dead-lettering its message",
+        job.envelope.headers.get("task"),
+        job.envelope.headers.get("id"),
+        exc_info=exc,
+    )
+    return Outcome(
+        REJECT,
+        reason=f"the worker failed on it: {type(exc).__name__}: {exc} "
+        "(a bug in petiole or a plugin; `petiole dlq requeue` once fixed)",
+    )
+
+
 @dataclass(frozen=True)
 class _Prepared:
     task: Task[Any, Any]
@@ -114,16 +131,16 @@ class TaskRunner:
     # -- entry points ---------------------------------------------------------------
 
     def run(self, job: Job) -> Outcome:
-        """Run a job in this thread (solo, threads and processes pools)."""
-        started = time.perf_counter()
+        """Run a job in this thread (solo, threads and processes pools). Never raises."""
         try:
-            prepared = self.prepare(
-                job.envelope, queue=job.queue, delivery_count=job.delivery_count
-            )
-        except Rejected as exc:
-            return Outcome(REJECT, reason=str(exc))
-        called = self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
-        return self.finish(prepared, called, started)
+            started = time.perf_counter()
+            prepared = self.begin(job)
+            if isinstance(prepared, Outcome):
+                return prepared
+            called = self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
+            return self.finish(prepared, called, started)
+        except Exception as exc:
+            return internal_error(job, exc)
 
     async def run_async(self, job: Job) -> Outcome:
         """Run a job on the running event loop (the asyncio pool).
@@ -132,22 +149,24 @@ class TaskRunner:
         time limit; plain functions, and the result store's blocking calls, run
         in the loop's default executor so they never stall other tasks.
         """
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
         try:
-            prepared = self.prepare(
-                job.envelope, queue=job.queue, delivery_count=job.delivery_count
-            )
-        except Rejected as exc:
-            return Outcome(REJECT, reason=str(exc))
-        if inspect.iscoroutinefunction(prepared.task.fn):
-            limit = job.soft_time_limit_s if job.soft_time_limit_s is not None else job.time_limit_s
-            called = await self._call_async(prepared, limit)
-        else:
-            called = await loop.run_in_executor(
-                None, lambda: self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
-            )
-        return await loop.run_in_executor(None, self.finish, prepared, called, started)
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            prepared = self.begin(job)
+            if isinstance(prepared, Outcome):
+                return prepared
+            if inspect.iscoroutinefunction(prepared.task.fn):
+                limit = (
+                    job.soft_time_limit_s if job.soft_time_limit_s is not None else job.time_limit_s
+                )
+                called = await self._call_async(prepared, limit)
+            else:
+                called = await loop.run_in_executor(
+                    None, lambda: self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
+                )
+            return await loop.run_in_executor(None, self.finish, prepared, called, started)
+        except Exception as exc:
+            return internal_error(job, exc)
 
     def execute(
         self, envelope: Envelope, *, queue: str, delivery_count: int, eager: bool = False
@@ -165,6 +184,24 @@ class TaskRunner:
         return called.state, record
 
     # -- steps -----------------------------------------------------------------------
+
+    def begin(self, job: Job) -> _Prepared | Outcome:
+        """:meth:`prepare` a job, or the outcome that settles a job that cannot start:
+        a message that can never run is dead-lettered, one whose STARTED state could
+        not be stored goes back to the queue."""
+        try:
+            return self.prepare(job.envelope, queue=job.queue, delivery_count=job.delivery_count)
+        except Rejected as exc:
+            return Outcome(REJECT, reason=str(exc))
+        except PetioleError as exc:
+            logger.error(
+                "could not record that task %s started (%s); the message goes back to the "
+                "queue and the task will run in %.0f s",
+                job.envelope.task_id,
+                exc,
+                RESULT_STORE_RETRY_S,
+            )
+            return Outcome(REQUEUE, reason=str(exc), delay_s=RESULT_STORE_RETRY_S)
 
     def prepare(
         self, envelope: Envelope, *, queue: str, delivery_count: int, eager: bool = False
@@ -207,6 +244,13 @@ class TaskRunner:
             body = serializer.loads(envelope.body)
         except PetioleError as exc:
             raise Rejected(f"undecodable body ({envelope.content_type}): {exc}") from exc
+        except (Exception, RecursionError) as exc:
+            # A serializer's contract is SerializationError; a plugin that lets anything
+            # else escape must still not take the pool thread with it.
+            raise Rejected(
+                f"undecodable body ({envelope.content_type}): the serializer raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if (
             not isinstance(body, list)
             or len(body) != 2
@@ -229,7 +273,9 @@ class TaskRunner:
                     if inspect.isawaitable(retval):  # an async def task on a synchronous pool
                         retval = asyncio.run(_await(retval))
                 called = _Called(states.SUCCESS, retval)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
+                # sys.exit() in a task fails the task; it must not end the pool thread
+                # (where threading would swallow it silently) or the worker.
                 called = self._failed(task, exc)
             self._after_call(task, request, called)
             return called
@@ -253,7 +299,7 @@ class TaskRunner:
         self._after_call(task, request, called)
         return called
 
-    def _failed(self, task: Task[Any, Any], exc: Exception) -> _Called:
+    def _failed(self, task: Task[Any, Any], exc: BaseException) -> _Called:
         if isinstance(exc, Retry):
             return _Called(states.RETRY, exc, _format(exc.exc) if exc.exc else None)
         if task.options.autoretry_for and isinstance(exc, task.options.autoretry_for):

@@ -80,7 +80,7 @@ class AsyncResult:
     def _value(self, record: ResultRecord) -> Any:
         if not record.payload:
             return None
-        value = self.app.serializer_for_content_type(record.content_type).loads(record.payload)
+        value = self.app.result_serializer_for(record.content_type).loads(record.payload)
         if record.state in states.EXCEPTION_STATES:
             if record.state == states.REVOKED:
                 reason = value.get("message", "revoked") if isinstance(value, dict) else value
@@ -210,7 +210,7 @@ class GroupResult:
         record = app.backend.get(group_id)
         if record is None or record.meta.get("kind") != "group":
             raise ResultTimeout(f"no saved group {group_id} (never saved, or expired)")
-        ids = app.serializer_for_content_type(record.content_type).loads(record.payload)
+        ids = app.result_serializer_for(record.content_type).loads(record.payload)
         return cls(group_id, [AsyncResult(str(i), app) for i in ids], app)
 
     def _records(self) -> dict[str, ResultRecord]:

@@ -48,5 +48,5 @@ def marker(app: Petiole) -> float | None:
     record = app.backend.get(MARKER_ID)
     if record is None:
         return None
-    value = app.serializer_for_content_type(record.content_type).loads(record.payload)
+    value = app.result_serializer_for(record.content_type).loads(record.payload)
     return float(value) if isinstance(value, (int, float)) else None

@@ -102,10 +102,21 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 def _decode_hook(obj: dict[str, Any]) -> Any:
     if len(obj) == 2 and TAG in obj and "v" in obj:
-        decoder = _DECODERS.get(obj[TAG])
+        kind = obj[TAG]
+        decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
         if decoder is not None:
-            return decoder(obj["v"])
+            try:
+                return decoder(obj["v"])
+            except Exception as exc:  # each decoder fails its own way (ValueError, ...)
+                raise SerializationError(
+                    f"bad {kind!r} value {_preview(obj['v'])}: {type(exc).__name__}: {exc}"
+                ) from exc
     return obj
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 class JsonSerializer:
@@ -125,12 +136,16 @@ class JsonSerializer:
             raise
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"cannot encode as JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise SerializationError("cannot encode as JSON: nested too deeply") from exc
 
     def loads(self, data: bytes) -> Any:
         try:
             return json.loads(data, object_hook=_decode_hook)
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             raise SerializationError(f"malformed JSON body: {exc}") from exc
+        except RecursionError as exc:
+            raise SerializationError("malformed JSON body: nested too deeply") from exc
 
 
 class PickleSerializer:
@@ -146,6 +161,8 @@ class PickleSerializer:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise SerializationError(f"cannot pickle: {exc}") from exc
+        except RecursionError as exc:
+            raise SerializationError("cannot pickle: nested too deeply") from exc
 
     def loads(self, data: bytes) -> Any:
         try:

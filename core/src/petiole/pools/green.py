@@ -34,8 +34,8 @@ from typing import Any, ClassVar, Protocol
 
 from petiole.config import Settings
 from petiole.errors import ConfigError, SoftTimeLimitExceeded
-from petiole.execution import Rejected, TaskRunner
-from petiole.pools.base import ACK, REJECT, TIME_LIMIT, Job, Outcome, Runner
+from petiole.execution import TaskRunner, internal_error
+from petiole.pools.base import ACK, TIME_LIMIT, Job, Outcome, Runner
 
 _POLL_S = 0.05
 
@@ -115,10 +115,9 @@ def run_with_limits(library: GreenLibrary, runner: TaskRunner, job: Job) -> Outc
     message's decoding or the storing of its result.
     """
     started = time.perf_counter()
-    try:
-        prepared = runner.prepare(job.envelope, queue=job.queue, delivery_count=job.delivery_count)
-    except Rejected as exc:
-        return Outcome(REJECT, reason=str(exc))
+    prepared = runner.begin(job)
+    if isinstance(prepared, Outcome):
+        return prepared
     soft_s, hard_s = job.soft_time_limit_s, job.time_limit_s
     soft = library.start_timeout(
         soft_s, SoftTimeLimitExceeded(f"soft time limit of {soft_s} s exceeded")
@@ -189,6 +188,8 @@ class GreenPool:
             outcome = run_with_limits(self.library, runner, job)
         except _Revoked:
             outcome = Outcome(ACK, "REVOKED", "terminated by revoke")
+        except Exception as exc:
+            outcome = internal_error(job, exc)
         finally:
             # Also when terminate() kills it (GreenletExit): then nothing is reported.
             self._running.pop(job.receipt, None)

@@ -207,6 +207,16 @@ class SerializerSuite:
         with pytest.raises(SerializationError, match="_Opaque"):
             serializer.dumps(value)
 
+    def test_value_nested_too_deeply_raises_serialization_error(
+        self, serializer: Serializer
+    ) -> None:
+        value: list[Any] = []
+        for _ in range(100_000):
+            value = [value]
+
+        with pytest.raises(SerializationError):
+            serializer.dumps(value)
+
     def test_unencodable_value_raises_serialization_error(self, serializer: Serializer) -> None:
         with pytest.raises(SerializationError):
             serializer.dumps({"lock": threading.Lock()})

@@ -28,6 +28,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,9 @@ _ETA_TOLERANCE_S = 0.05
 # Back-off after a failed reserve (broker down), doubling up to the cap.
 _RESERVE_BACKOFF_S = (0.1, 5.0)
 _CONTROL_INTERVAL_S = 1.0
+# Exit code of a worker one of whose threads died: a supervisor should restart it
+# (EX_SOFTWARE, "internal software error").
+EXIT_THREAD_DIED = 70
 
 
 class Worker:
@@ -105,6 +109,8 @@ class Worker:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._held: dict[str, Delivery] = {}  # receipt -> delivery, every message we hold
+        # receipt -> when (monotonic) its lease ends, as last reserved or renewed.
+        self._lease_ends: dict[str, float] = {}
         self._pending: collections.deque[Job] = collections.deque()  # prefetched, not started
         self._running: dict[str, Job] = {}
         # Jobs held back by their task's rate limit: (due, sequence, job).
@@ -118,6 +124,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._signals_seen = 0
         self.accepted_content_types = app.accepted_content_types()
+        # Set when a worker thread died: the worker stops and ``run`` exits non-zero.
+        self.fatal_error: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -128,9 +136,9 @@ class Worker:
         self.revocations.poll()
         self.app.plugins.hook.petiole_worker_start(worker=self)
         self._threads = [
-            threading.Thread(target=self._consume, name="petiole-consumer", daemon=True),
-            threading.Thread(target=self._keep_leases, name="petiole-leases", daemon=True),
-            threading.Thread(target=self._control, name="petiole-control", daemon=True),
+            self._thread(self._consume, "petiole-consumer"),
+            self._thread(self._keep_leases, "petiole-leases"),
+            self._thread(self._control, "petiole-control"),
         ]
         for thread in self._threads:
             thread.start()
@@ -159,7 +167,35 @@ class Worker:
         while not self._stopping.wait(0.5):
             pass
         self._shutdown()
-        return 0
+        return 0 if self.fatal_error is None else EXIT_THREAD_DIED
+
+    def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """A worker thread that, should it ever die, stops the worker instead of
+        leaving a process that renews leases and runs nothing."""
+
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                self._thread_died(name, exc)
+
+        return threading.Thread(target=guarded, name=name, daemon=True)
+
+    def _thread_died(self, name: str, exc: BaseException) -> None:
+        logger.critical(
+            "worker thread %s died (%s: %s); stopping the worker so its supervisor restarts "
+            "it (exit code %d); its messages return to the queue",
+            name,
+            type(exc).__name__,
+            exc,
+            EXIT_THREAD_DIED,
+            exc_info=exc,
+        )
+        if self.fatal_error is None:
+            self.fatal_error = exc
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
 
     def stop(self) -> None:
         """Graceful stop (as SIGTERM): return unstarted messages, let running tasks finish."""
@@ -192,7 +228,7 @@ class Worker:
             self._changed.notify_all()
         # Unstarted messages go back at once, not after the consumer's current reserve.
         self._return_pending()
-        if self._threads:
+        if self._threads and self._threads[0] is not threading.current_thread():
             self._threads[0].join()
         self._return_pending()
         finished = self.pool.stop(timeout_s=self.shutdown_timeout_s)
@@ -208,7 +244,8 @@ class Worker:
         if self._wakeup is not None:
             self._wakeup.cancel()
         for thread in self._threads[1:]:
-            thread.join()
+            if thread is not threading.current_thread():
+                thread.join()
         self.app.plugins.hook.petiole_worker_stop(worker=self)
         logger.info("worker %s stopped: %s", self.hostname, dict(self.counts))
 
@@ -222,6 +259,7 @@ class Worker:
                 if free == 0:
                     self._changed.wait(timeout=0.5)
                     continue
+            reserved_at = time.monotonic()
             try:
                 deliveries = self.transport.reserve(
                     self.queues, max_messages=free, wait_s=self.reserve_wait_s, lease_s=self.lease_s
@@ -235,7 +273,16 @@ class Worker:
                 continue
             backoff = _RESERVE_BACKOFF_S[0]
             for delivery in deliveries:
-                self._accept(delivery)
+                try:
+                    self._accept(delivery, reserved_at + self.lease_s)
+                except Exception as exc:
+                    # A check that fails on a message must not take the consumer with it.
+                    logger.exception("internal error checking a message from %r", delivery.queue)
+                    self.settler.dead_letter(
+                        delivery,
+                        f"the worker failed to check it: {type(exc).__name__}: {exc} "
+                        "(a bug in petiole; `petiole dlq requeue` once fixed)",
+                    )
             self._dispatch()
 
     def _free_to_reserve(self) -> int:
@@ -252,8 +299,9 @@ class Worker:
             if self._free_to_reserve():
                 self._changed.notify_all()
 
-    def _accept(self, delivery: Delivery) -> None:
-        """Check a message using only its headers; queue it to run, or settle it now."""
+    def _accept(self, delivery: Delivery, lease_ends: float) -> None:
+        """Check a message using only its headers; queue it to run, or settle it now.
+        ``lease_ends`` is when (monotonic) its lease runs out unless renewed."""
         if delivery.delivery_count > self.max_deliveries:
             self.settler.dead_letter(
                 delivery,
@@ -296,6 +344,7 @@ class Worker:
         job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
         with self._lock:
             self._held[delivery.receipt] = delivery
+            self._lease_ends[delivery.receipt] = lease_ends
             self._pending.append(job)
         if self._stopping.is_set():
             self._return_pending()
@@ -348,6 +397,8 @@ class Worker:
                     if job is None:
                         return
                     self._running[job.receipt] = job
+                if not self._lease_still_held(job):
+                    continue
                 if self.revocations.active and self.revocations.is_revoked(job.envelope.task_id):
                     self._finish(job, Outcome(ACK, "REVOKED", "revoked before it started"))
                     continue
@@ -356,14 +407,19 @@ class Worker:
             self._dispatching.active = False
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
-        self._finish(job, outcome)
-        self._dispatch()
+        try:
+            self._finish(job, outcome)
+            self._dispatch()
+        except Exception as exc:
+            # Settling runs in a pool thread; that thread must not die with the error.
+            self._thread_died(threading.current_thread().name, exc)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         # Released before settling, so the lease keeper stops renewing a message
         # that is about to be acknowledged (and does not warn when renewal fails).
         with self._lock:
             delivery = self._held.pop(job.receipt, None)
+            self._lease_ends.pop(job.receipt, None)
         if delivery is not None:
             self._settle(delivery, job, outcome)
         with self._changed:
@@ -392,12 +448,15 @@ class Worker:
             self._pending.clear()
             self._deferred.clear()
             deliveries = [self._held.pop(job.receipt) for job in jobs if job.receipt in self._held]
+            for job in jobs:
+                self._lease_ends.pop(job.receipt, None)
         self.settler.return_all(deliveries)
 
     def _return_all_held(self) -> None:
         with self._lock:
             deliveries = list(self._held.values())
             self._held.clear()
+            self._lease_ends.clear()
             self._pending.clear()
             self._deferred.clear()
         self.settler.return_all(deliveries)
@@ -411,20 +470,95 @@ class Worker:
         while not self._stopped.wait(interval):
             with self._lock:
                 held = list(self._held.values())
+            lost: list[Delivery] = []
             for delivery in held:
                 try:
-                    if not self.transport.extend(delivery, lease_s=self.lease_s) and self._holds(
-                        delivery
-                    ):
+                    renewed_at = time.monotonic()
+                    if self.transport.extend(delivery, lease_s=self.lease_s):
+                        self._renewed(delivery, renewed_at + self.lease_s)
+                    elif self._holds(delivery):
                         # (A message settled since the snapshot also fails to extend: not news.)
-                        logger.warning(
-                            "lost the lease of a message from %r (the worker stalled longer than "
-                            "lease_s=%.0f); it may run twice",
-                            delivery.queue,
-                            self.lease_s,
-                        )
+                        lost.append(delivery)
                 except PetioleError as exc:
                     logger.error("could not renew a lease (%s); retrying in %.0f s", exc, interval)
+            if lost:
+                self._leases_lost(lost)
+
+    def _renewed(self, delivery: Delivery, lease_ends: float) -> None:
+        with self._lock:
+            if delivery.receipt in self._lease_ends:
+                self._lease_ends[delivery.receipt] = lease_ends
+
+    def _lease_still_held(self, job: Job) -> bool:
+        """Before a job starts: if its lease may have run out (the worker was stalled:
+        SIGSTOP, swapping, a long GC), renew it first; a lease another worker took
+        means that worker owns the message now, and this one drops it unrun."""
+        if not self.transport.capabilities.lease_extension:
+            return True
+        with self._lock:
+            lease_ends = self._lease_ends.get(job.receipt)
+            delivery = self._held.get(job.receipt)
+        # Renewals run every lease_s/3; a lease with less than that left missed one.
+        if delivery is None or lease_ends is None:
+            return True
+        if lease_ends - time.monotonic() > self.lease_s / 3:
+            return True
+        try:
+            renewed_at = time.monotonic()
+            if self.transport.extend(delivery, lease_s=self.lease_s):
+                self._renewed(delivery, renewed_at + self.lease_s)
+                return True
+        except PetioleError as exc:
+            logger.error(
+                "could not renew the lease of task %s before starting it (%s); starting it",
+                job.envelope.task_id,
+                exc,
+            )
+            return True
+        self._leases_lost([delivery], starting=job)
+        return False
+
+    def _leases_lost(self, deliveries: list[Delivery], *, starting: Job | None = None) -> None:
+        """These messages' leases ran out and may belong to another worker now.
+        Those not started (``starting`` is one the dispatcher was about to start) are
+        dropped unrun — the new owner runs them; those running finish, but may run
+        twice. Both are logged with their task ids."""
+        receipts = {d.receipt for d in deliveries}
+        with self._changed:
+            unstarted = [job for job in self._pending if job.receipt in receipts]
+            unstarted += [job for _, _, job in self._deferred if job.receipt in receipts]
+            if unstarted:
+                dropped = {job.receipt for job in unstarted}
+                self._pending = collections.deque(
+                    job for job in self._pending if job.receipt not in dropped
+                )
+                self._deferred = [item for item in self._deferred if item[2].receipt not in dropped]
+                heapq.heapify(self._deferred)
+            if starting is not None:
+                self._running.pop(starting.receipt, None)
+                unstarted.append(starting)
+            for job in unstarted:
+                self._held.pop(job.receipt, None)
+                self._lease_ends.pop(job.receipt, None)
+            running = [self._running[r].envelope.task_id for r in receipts if r in self._running]
+            self._changed.notify_all()
+        stalled = f"the worker stalled longer than lease_s={self.lease_s:g} s"
+        if unstarted:
+            self.counts["lease_lost"] += len(unstarted)
+            logger.warning(
+                "lost the leases of %d prefetched task(s) (%s); not running them, another "
+                "worker has them now: %s",
+                len(unstarted),
+                stalled,
+                ", ".join(job.envelope.task_id for job in unstarted),
+            )
+        if running:
+            logger.warning(
+                "lost the leases of %d running task(s) (%s); they may run twice: %s",
+                len(running),
+                stalled,
+                ", ".join(running),
+            )
 
     def _control(self) -> None:
         """Follow revocations; terminate running tasks revoked with ``terminate``."""

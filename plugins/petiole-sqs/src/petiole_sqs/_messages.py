@@ -149,6 +149,6 @@ def group_header(payload: bytes) -> Any:
     length = int.from_bytes(payload[4:8], "big")
     try:
         headers = json.loads(payload[8 : 8 + length])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return headers.get(GROUP_HEADER) if isinstance(headers, dict) else None

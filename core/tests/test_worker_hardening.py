@@ -1,0 +1,159 @@
+"""Hostile or broken input never silences a worker: every bad message is a dead
+letter with its reason, on its first delivery, and a worker thread that dies
+anyway stops the worker instead of leaving a zombie that renews leases."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from petiole import Petiole
+from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope
+from petiole.testing.in_thread import start_worker
+from petiole.worker import Worker
+from petiole.worker.worker import EXIT_THREAD_DIED
+
+BAD_BODIES = [
+    b'[[{"__petiole__": "decimal", "v": "abc"}], {}]',
+    b'[[{"__petiole__": "bytes", "v": 5}], {}]',
+    b'[[{"__petiole__": "timedelta", "v": 1e400}], {}]',
+    b'[[{"__petiole__": "set", "v": [[1]]}], {}]',
+    b"[" * 50_000 + b"]" * 50_000,
+]
+
+
+def _wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def _publish_raw(app: Petiole, body: bytes, *, task: str, **headers: Any) -> str:
+    task_id = str(uuid.uuid4())
+    envelope = Envelope(
+        {
+            "protocol": PROTOCOL_VERSION,
+            "id": task_id,
+            "task": task,
+            "sent_at": time.time(),
+            **headers,
+        },
+        body,
+        "application/json",
+    )
+    app.transport.publish("default", envelope.to_bytes(), message_id=task_id)
+    return task_id
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "asyncio"])
+def test_undecodable_bodies_are_dead_lettered_on_first_delivery_and_the_worker_goes_on(
+    app: Petiole, pool: str
+) -> None:
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    for body in BAD_BODIES:
+        _publish_raw(app, body, task=echo.name)
+    with start_worker(app, pool=pool, concurrency=2) as worker:
+        _wait_for(lambda: len(app.transport.dead_letters("default")) == len(BAD_BODIES))
+        # More bad messages than pool threads, and still every thread runs tasks.
+        assert [echo.delay(i).get(timeout=10) for i in range(4)] == [0, 1, 2, 3]
+        assert all(t.is_alive() for t in worker._threads)
+    letters = app.transport.dead_letters("default")
+    assert all("undecodable body" in d.reason for d in letters), [d.reason for d in letters]
+    assert {d.delivery_count for d in letters} == {1}
+
+
+def test_header_nested_too_deeply_is_dead_lettered_and_its_batchmates_run(app: Petiole) -> None:
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    good = [echo.delay(i) for i in range(5)]
+    head = (
+        b'{"protocol":1,"id":"deep","task":"x","content_type":"application/json","n":'
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}"
+    )
+    app.transport.publish("default", MAGIC + struct.pack(">I", len(head)) + head + b"[[],{}]")
+    good += [echo.delay(i) for i in range(5, 10)]
+    with start_worker(app, prefetch_multiplier=16):
+        assert [r.get(timeout=10) for r in good] == list(range(10))
+        _wait_for(lambda: len(app.transport.dead_letters("default")) == 1)
+    (letter,) = app.transport.dead_letters("default")
+    assert "nested more than" in letter.reason
+
+
+def test_a_worker_thread_that_dies_stops_the_worker_with_a_nonzero_exit_code(
+    app: Petiole, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(app, pool="threads", concurrency=1, reserve_wait_s=0.1)
+
+    def broken_reserve(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a transport plugin bug")  # not a PetioleError: nothing expects it
+
+    # A fault no real transport here produces on demand: a plugin breaking its contract.
+    worker.transport.reserve = broken_reserve  # type: ignore[method-assign]
+    exit_codes: list[int] = []
+    runner = threading.Thread(target=lambda: exit_codes.append(worker.run()))
+    with caplog.at_level(logging.CRITICAL, logger="petiole.worker"):
+        runner.start()
+        runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert exit_codes == [EXIT_THREAD_DIED]
+    assert isinstance(worker.fatal_error, RuntimeError)
+    assert "worker thread petiole-consumer died" in caplog.text
+
+
+def test_prefetched_tasks_whose_lease_was_lost_are_dropped_unrun(
+    app: Petiole, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[str] = []
+    release = threading.Event()
+
+    @app.task
+    def block() -> None:
+        release.wait(10)
+
+    @app.task
+    def record(tag: str) -> str:
+        runs.append(tag)
+        return tag
+
+    app.configure(lease_s=0.5)
+    # The stall: this worker's lease keeper stops renewing, as in a SIGSTOP.
+    monkeypatch.setattr(Worker, "_keep_leases", lambda self: None)
+    blocker = block.delay()
+    queued = [record.delay(f"t{i}") for i in range(3)]
+    with (
+        caplog.at_level(logging.WARNING, logger="petiole.worker"),
+        start_worker(app, pool="threads", concurrency=1, prefetch_multiplier=8) as first,
+    ):
+        _wait_for(lambda: first.held_count() == 4)
+        # The leases run out; another consumer takes the prefetched messages.
+        taken: list[Any] = []
+        _wait_for(
+            lambda: (
+                taken.extend(
+                    app.transport.reserve(["default"], max_messages=10, wait_s=0.05, lease_s=30)
+                )
+                or len(taken) >= 3
+            )
+        )
+        release.set()
+        _wait_for(lambda: first.held_count() == 0)
+    assert runs == []  # the first worker ran none of the others' messages
+    dropped = [r.id for r in queued]
+    assert all(task_id in caplog.text for task_id in dropped)
+    assert "not running them, another worker has them now" in caplog.text
+    assert blocker.state == "SUCCESS"  # the one already running finished
