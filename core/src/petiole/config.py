@@ -55,6 +55,12 @@ def _setting(default: Any, doc: str, *, example: str | None = None) -> Any:
 class Settings:
     """Every setting, its type and default. docs/configuration.md is checked against this."""
 
+    app: str | None = _setting(
+        None,
+        "The app the command line uses when `-A` is not given (`module` or "
+        "`module:attribute`); only read from a config file or `PETIOLE_APP`.",
+        example='"proj.tasks:app"',
+    )
     broker_url: str = _setting(
         "sqlite://",
         "Where tasks are sent. The URL scheme selects the transport plugin. "

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import os
+import reprlib
 import socket
 import time
 import traceback as tb_module
@@ -106,6 +107,19 @@ class _Called:
     traceback: str | None = None
 
 
+_RESULT_REPR = reprlib.Repr()
+_RESULT_REPR.maxstring = _RESULT_REPR.maxother = 120
+
+
+def _short_repr(value: Any) -> str:
+    """A result as a log line shows it: a repr bounded in size and cost (results can
+    be huge; reprlib shows the first items of a container, not all of them)."""
+    try:
+        return _RESULT_REPR.repr(value)
+    except Exception as exc:  # a user __repr__ that fails must not fail the task
+        return f"<unrepresentable {type(value).__name__}: {exc}>"
+
+
 def _format(exc: BaseException) -> str:
     return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
 
@@ -126,7 +140,7 @@ class TaskRunner:
         self._failure = implemented(hook.petiole_task_failure)
         self._retry = implemented(hook.petiole_task_retry)
         self._continuation = Continuation(app)
-        self._debug = logger.isEnabledFor(logging.DEBUG)
+        self._info = logger.isEnabledFor(logging.INFO)
 
     # -- entry points ---------------------------------------------------------------
 
@@ -364,11 +378,17 @@ class TaskRunner:
         return Outcome(ACK, called.state, runtime_s=runtime_s)
 
     def _log(self, request: Request, called: _Called, runtime_s: float) -> None:
-        """Failures at ERROR with their traceback, retries at INFO, successes at DEBUG
+        """Failures at ERROR with their traceback, retries and successes at INFO
         (checked first: formatting a line per task is not free)."""
         if called.state == states.SUCCESS:
-            if self._debug:
-                logger.debug("task %s[%s] succeeded in %.3f s", request.task, request.id, runtime_s)
+            if self._info:
+                logger.info(
+                    "task %s[%s] succeeded in %.3f s: %s",
+                    request.task,
+                    request.id,
+                    runtime_s,
+                    _short_repr(called.value),
+                )
         elif called.state == states.RETRY:
             retry: Retry = called.value
             logger.info(

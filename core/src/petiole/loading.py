@@ -7,10 +7,27 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from petiole.errors import ConfigError
+from petiole.errors import ConfigError, ResultTimeout
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
+
+
+class AppImportError(ConfigError):
+    """Importing the app module raised: says so, since the error itself (a timeout,
+    a connection refused) often reads as if the worker had failed at its own work."""
+
+    def __init__(self, spec: str, exc: BaseException) -> None:
+        module = spec.partition(":")[0]
+        message = (
+            f"importing the app module {module!r} (-A {spec}) failed: {type(exc).__name__}: {exc}"
+        )
+        if isinstance(exc, ResultTimeout):
+            message += (
+                f"; {module} waits for a task result at import time, before any worker runs: "
+                'move calling code out of the tasks module, or under `if __name__ == "__main__":`'
+            )
+        super().__init__(message)
 
 
 def load_app(spec: str) -> Petiole:
@@ -36,7 +53,9 @@ def load_app(spec: str) -> Petiole:
                 f"cannot import the app module {module_name!r} (from -A {spec!r}): {exc}; "
                 f"run from the directory that contains it, or fix the path"
             ) from exc
-        raise
+        raise AppImportError(spec, exc) from exc
+    except Exception as exc:
+        raise AppImportError(spec, exc) from exc
     if attr:
         found = getattr(module, attr, None)
         if not isinstance(found, Petiole):

@@ -184,6 +184,11 @@ class SqliteBackend:
     def __repr__(self) -> str:
         return f"SqliteBackend({str(self._db.path)!r})"
 
+    @property
+    def location(self) -> str:
+        """Where the data lives, for logs: the file's absolute URL."""
+        return f"sqlite:///{self._db.path}"
+
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         """Replace the record of ``record.task_id``; wakes this process's waiters.
 

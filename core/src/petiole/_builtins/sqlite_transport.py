@@ -206,6 +206,11 @@ class SqliteTransport:
     def __repr__(self) -> str:
         return f"SqliteTransport({str(self._db.path)!r})"
 
+    @property
+    def location(self) -> str:
+        """Where the data lives, for logs: the file's absolute URL."""
+        return f"sqlite:///{self._db.path}"
+
     def publish(
         self,
         queue: str,

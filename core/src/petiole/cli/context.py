@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from petiole.app import Petiole
-from petiole.config import CONFIG_ENV
+from petiole.config import CONFIG_ENV, load_settings
 from petiole.errors import PetioleError
 from petiole.loading import load_app
 from petiole.logs import setup_logging
@@ -28,10 +28,11 @@ class CliState:
     _app: Petiole | None = None
 
     def app(self) -> Petiole:
-        """The -A app, or with none given, a plain app configured from the config
-        file and environment (enough to talk to the broker and results)."""
+        """The -A app (else ``$PETIOLE_APP``, else the config file's ``app``), or with
+        none named, a plain app configured from the config file and environment
+        (enough to talk to the broker and results)."""
         if self._app is None:
-            spec = self.app_spec or os.environ.get(APP_ENV)
+            spec = self.app_spec or os.environ.get(APP_ENV) or load_settings().app
             self._app = load_app(spec) if spec else Petiole()
         return self._app
 
@@ -76,8 +77,9 @@ def common_options(fn: F) -> F:
         expose_value=False,
         is_eager=True,
         callback=_remember_app,
-        help=f"The app to use, e.g. proj.tasks:app (default: ${APP_ENV}, else a plain app "
-        "configured from the config file and environment).",
+        help=f"The app to use, e.g. proj.tasks:app (default: ${APP_ENV}, else the config "
+        "file's `app` setting, else a plain app configured from the config file and "
+        "environment).",
     )(fn)
     fn = click.option(
         "--config",

@@ -59,6 +59,13 @@ _CONTROL_INTERVAL_S = 1.0
 EXIT_THREAD_DIED = 70
 
 
+def _location(component: object, url: str) -> str:
+    """Where a broker or store keeps its data, for the ready line: the component's
+    own ``location`` (an SQLite file's absolute path), else its URL, masked."""
+    location = getattr(component, "location", None)
+    return location if isinstance(location, str) else mask_password(url)
+
+
 class Worker:
     """Consumes ``queues`` of ``app`` until stopped.
 
@@ -124,6 +131,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._signals_seen = 0
         self.accepted_content_types = app.accepted_content_types()
+        # Checked once: formatting a line per task is skipped unless INFO is on.
+        self._info = logger.isEnabledFor(logging.INFO)
         # Set when a worker thread died: the worker stops and ``run`` exits non-zero.
         self.fatal_error: BaseException | None = None
 
@@ -143,16 +152,26 @@ class Worker:
         for thread in self._threads:
             thread.start()
         logger.info(
-            "worker %s ready: queues=%s pool=%sx%d prefetch=%d lease=%.0fs broker=%s backend=%s",
+            "worker %s ready: queues=%s pool=%sx%d prefetch=%d lease=%gs broker=%s backend=%s",
             self.hostname,
             ",".join(self.queues),
             self.pool_name,
             self.concurrency,
             self.prefetch,
             self.lease_s,
-            mask_password(self.app.settings.broker_url),
-            mask_password(self.app.settings.backend_url),
+            _location(self.transport, self.app.settings.broker_url),
+            _location(self.app.backend, self.app.settings.backend_url),
         )
+        user_tasks = [name for name in self.app.tasks if not name.startswith("petiole.")]
+        if not user_tasks:
+            logger.warning(
+                "the app %r registers no tasks: every message received will be dead-lettered "
+                "as unregistered; start the worker with -A naming the module that defines "
+                "your tasks (or set `app` in petiole.toml)",
+                self.app.main_path or self.app.name,
+            )
+        else:
+            logger.info("tasks: %s", ", ".join(sorted(user_tasks)))
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (in the main thread) or :meth:`stop`; return an exit code."""
@@ -340,6 +359,8 @@ class Worker:
         if eta is not None and eta - now > _ETA_TOLERANCE_S:
             self.settler.redelay(delivery, envelope, eta - now)
             return
+        if self._info:
+            logger.info("task %s[%s] received", envelope.task_name, envelope.task_id)
         soft, hard = resolve_time_limits(self.app, task, envelope.headers)
         job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
         with self._lock:
