@@ -32,6 +32,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from petiole.diagnosis import location
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, ProtocolError
 from petiole.execution import TaskRunner, default_hostname, resolve_time_limits
@@ -39,7 +40,6 @@ from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outc
 from petiole.ratelimit import TokenBucket
 from petiole.task import parse_rate_limit
 from petiole.transport import Delivery
-from petiole.urls import mask_password
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
 
@@ -57,13 +57,6 @@ _CONTROL_INTERVAL_S = 1.0
 # Exit code of a worker one of whose threads died: a supervisor should restart it
 # (EX_SOFTWARE, "internal software error").
 EXIT_THREAD_DIED = 70
-
-
-def _location(component: object, url: str) -> str:
-    """Where a broker or store keeps its data, for the ready line: the component's
-    own ``location`` (an SQLite file's absolute path), else its URL, masked."""
-    location = getattr(component, "location", None)
-    return location if isinstance(location, str) else mask_password(url)
 
 
 class Worker:
@@ -159,8 +152,8 @@ class Worker:
             self.concurrency,
             self.prefetch,
             self.lease_s,
-            _location(self.transport, self.app.settings.broker_url),
-            _location(self.app.backend, self.app.settings.backend_url),
+            location(self.transport, self.app.settings.broker_url),
+            location(self.app.backend, self.app.settings.backend_url),
         )
         user_tasks = [name for name in self.app.tasks if not name.startswith("petiole.")]
         if not user_tasks:
