@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from petiole import Petiole, states
@@ -36,3 +39,47 @@ class TestOverriddenConfig:
 
     def test_config_fixture_can_be_overridden(self, petiole_app: Petiole) -> None:
         assert petiole_app.settings.broker_url == "memory://overridden"
+
+
+# A user's app, defined once at module level as in their proj/tasks.py.
+users_app = Petiole("proj", broker="sqlite:///never-used-in-tests.db")
+
+
+@users_app.task(name="proj.add")
+def users_add(x: int, y: int) -> int:
+    return x + y
+
+
+class TestTheUsersOwnApp:
+    """The pattern docs/getting-started.md shows: many tests in a row on one
+    module-level app, with a project petiole.toml that must not leak in."""
+
+    @pytest.fixture(autouse=True)
+    def _project_config(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # What a project's own config would say: a real broker, a pool, plugin options.
+        (tmp_path / "petiole.toml").write_text(
+            'broker_url = "redis://127.0.0.1:1/0"\nworker_pool = "processes"\n'
+            "broker_options = { key_prefix = 'proj' }\n"
+        )
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("PETIOLE_DEFAULT_QUEUE", "from-the-environment")
+
+    @pytest.fixture
+    def petiole_app(self, petiole_config: dict[str, object]) -> Iterator[Petiole]:
+        with users_app.override(**petiole_config):
+            yield users_app
+
+    @pytest.mark.parametrize("n", range(3))
+    def test_many_tests_in_a_row_run_the_users_tasks(
+        self, petiole_app: Petiole, petiole_worker: Worker, n: int
+    ) -> None:
+        assert petiole_app.settings.broker_url.startswith("memory://")
+        assert petiole_app.settings.default_queue == "default"
+        assert users_add.delay(n, 1).get(timeout=5) == n + 1
+
+    def test_the_app_has_its_own_settings_again_after_the_block(self) -> None:
+        with users_app.override(broker_url="memory://for-a-while"):
+            assert users_app.settings.broker_url == "memory://for-a-while"
+        assert users_app.settings.broker_url == "sqlite:///never-used-in-tests.db"
+        # Outside the block the config file and environment apply again.
+        assert users_app.settings.default_queue == "from-the-environment"

@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE))
 from tasks import add, app, digest, divide  # noqa: E402
 
 from petiole import AsyncResult, ResultTimeout  # noqa: E402
+from petiole.diagnosis import location  # noqa: E402
 
 
 def wait(result: AsyncResult, worker: subprocess.Popen[bytes]) -> object:
@@ -28,15 +29,24 @@ def wait(result: AsyncResult, worker: subprocess.Popen[bytes]) -> object:
             return result.get(timeout=1, propagate=False)
         except ResultTimeout:
             if worker.poll() is not None:
-                raise SystemExit(f"the worker exited with code {worker.returncode}") from None
+                tail = (HERE / "worker.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(
+                    f"the worker exited with code {worker.returncode}; its log ends:\n{tail}"
+                ) from None
 
 
 def main() -> int:
     os.chdir(HERE)
-    print(f"broker and results: {app.settings.broker_url} (./petiole.db in {HERE})")
+    print(f"broker and results: {location(app.transport, app.settings.broker_url)}")
+    # The worker logs each task (and the intended failure's traceback) to a file, so
+    # this terminal shows the results; the log is there to read afterwards.
+    log = HERE / "worker.log"
+    print(f"worker log: {log}")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "petiole", "worker", "-A", "tasks", "-c", "2", "-l", "warning"],
+        [sys.executable, "-m", "petiole", "worker", "-A", "tasks", "-c", "2", "-l", "info"],
         cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
     )
     try:
         started = time.monotonic()

@@ -7,7 +7,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -71,6 +72,7 @@ class Petiole:
             settings["backend_url"] = backend
         self._overrides = config.validate(settings, source="keyword arguments")
         self._config_file = config_file
+        self._environ: Mapping[str, str] | None = None  # None: os.environ
         self.main_path: str | None = None  # "module:attr", set when loaded by path
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._lock = threading.RLock()
@@ -94,7 +96,7 @@ class Petiole:
             with self._lock:
                 if self._settings is None:
                     self._settings = config.load_settings(
-                        self._overrides, config_file=self._config_file
+                        self._overrides, config_file=self._config_file, environ=self._environ
                     )
         return self._settings
 
@@ -105,9 +107,41 @@ class Petiole:
             if self._transport is not None or self._backend is not None:
                 raise ConfigError("configure() must be called before the app is first used")
             self._overrides.update(config.validate(settings, source="configure()"))
-            self._settings = None
-            self._plugins = None
-            self._result_accept.clear()
+            self._forget_settings()
+
+    def _forget_settings(self) -> None:
+        """Settings and everything derived from them are rebuilt on next use."""
+        self._settings = None
+        self._plugins = None
+        self._serializers.clear()
+        self._result_accept.clear()
+
+    @contextmanager
+    def override(self, *, isolated: bool = True, **settings: Any) -> Iterator[Petiole]:
+        """Run the app with other settings for the duration of the block (tests).
+
+        ``settings`` are layered over the app's own keyword arguments; the app's
+        connections are closed on entry and on exit, so it may have been used
+        before and is used as configured afterwards. With ``isolated`` (the
+        default) the config file and ``PETIOLE_*`` variables are ignored: a
+        project's ``petiole.toml`` (a Redis URL, a pool, plugin options) must not
+        leak into its tests. Not for use while a worker of this app is running.
+        """
+        validated = config.validate(settings, source="override()")
+        with self._lock:
+            saved = (self._overrides, self._config_file, self._environ)
+            self.close()
+            self._overrides = {**self._overrides, **validated}
+            if isolated:
+                self._config_file, self._environ = os.devnull, {}
+            self._forget_settings()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self.close()
+                self._overrides, self._config_file, self._environ = saved
+                self._forget_settings()
 
     @property
     def plugins(self) -> PluginRegistry:
@@ -336,7 +370,7 @@ class Petiole:
         after = implemented(self.plugins.hook.petiole_after_publish)
         if after is not None:
             after(app=self, queue=queue, headers=all_headers)
-        return results.AsyncResult(task_id, self)
+        return results.AsyncResult(task_id, self, task_name=name, queue=queue)
 
     def send_retry(
         self,

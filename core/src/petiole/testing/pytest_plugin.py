@@ -1,9 +1,16 @@
 """Pytest fixtures for testing code that uses Petiole (registered automatically).
 
 * ``petiole_config`` — settings for ``petiole_app``; override it in your
-  conftest. Defaults to in-memory broker and results.
-* ``petiole_app`` — a fresh app built from ``petiole_config``. Override it to
-  return your own app (``app.configure(**petiole_config)`` before first use).
+  conftest. Defaults to in-memory broker and results, fresh for each test.
+* ``petiole_app`` — an app with ``petiole_config`` applied, ignoring the config
+  file and ``PETIOLE_*`` variables. Override it to use your own app, test after
+  test::
+
+      @pytest.fixture
+      def petiole_app(petiole_config):
+          with app.override(**petiole_config):
+              yield app
+
 * ``petiole_worker`` — a worker for ``petiole_app`` running in threads of the
   test process for the duration of the test.
 * ``petiole_eager_app`` — an app that runs tasks in the caller at ``delay()``.
@@ -31,9 +38,8 @@ def petiole_config() -> dict[str, Any]:
 
 @pytest.fixture
 def petiole_app(petiole_config: dict[str, Any]) -> Iterator[Petiole]:
-    app = Petiole("test", config_file=None, **petiole_config)
-    yield app
-    app.close()
+    with Petiole("test").override(**petiole_config) as app:
+        yield app
 
 
 @pytest.fixture
@@ -44,6 +50,5 @@ def petiole_worker(petiole_app: Petiole) -> Iterator[Worker]:
 
 @pytest.fixture
 def petiole_eager_app(petiole_config: dict[str, Any]) -> Iterator[Petiole]:
-    app = Petiole("test-eager", eager=True, **petiole_config)
-    yield app
-    app.close()
+    with Petiole("test-eager").override(eager=True, **petiole_config) as app:
+        yield app
