@@ -3,6 +3,7 @@ task did, and what went wrong while importing the app."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from petiole import Petiole
 from petiole.cli import cli
 from petiole.errors import ConfigError
 from petiole.loading import load_app
+from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 
 
@@ -117,3 +119,60 @@ def test_the_app_can_be_named_in_the_config_file(project: Path) -> None:
     with start_worker(app):
         assert app.AsyncResult(result.output.strip()).get(timeout=10) == 5
     app.close()
+
+
+def test_why_says_a_pending_tasks_message_waits_in_its_queue_on_which_broker(
+    project: Path,
+) -> None:
+    app = Petiole("proj", config_file="/dev/null")
+
+    @app.task(queue="mail")
+    def send_welcome(user_id: int) -> None: ...
+
+    result = send_welcome.delay(7)
+    why = result.why()
+    app.close()
+    assert f"task {send_welcome.name}[{result.id}] is PENDING" in why
+    assert f"sqlite:///{project / 'petiole.db'}" in why
+    assert "'mail' holds 1 message" in why
+    assert "-Q mail" in why
+
+
+def test_why_gives_the_dead_letter_reason_of_a_task_no_worker_knows(project: Path) -> None:
+    app = Petiole("proj", broker="memory://why-dead", backend="memory://why-dead")
+    result = app.send_task("proj.not_defined_anywhere", [1])
+    with start_worker(app):
+        wait_until(lambda: app.transport.dead_letters("default"), timeout_s=10)
+    why = app.AsyncResult(result.id).why()  # a handle built from the id alone
+    app.close()
+    assert "dead-lettered from queue 'default'" in why
+    assert "is not registered on this worker" in why
+    assert "petiole dlq list -Q default" in why
+
+
+def test_why_says_when_the_message_is_not_on_this_broker(project: Path) -> None:
+    app = Petiole("proj", broker="memory://why-gone", backend="memory://why-gone")
+    why = app.AsyncResult("no-such-task").why()
+    app.close()
+    assert "is PENDING and its message is not on broker memory://why-gone" in why
+    assert "another broker" in why
+
+
+def test_petiole_result_prints_why_for_a_task_not_done(project: Path) -> None:
+    db = project / "p.db"
+    app = Petiole("proj", broker=f"sqlite:///{db}", backend=f"sqlite:///{db}")
+    sent = app.send_task("proj.add", [1, 2], queue="slow")
+    app.close()
+    out = CliRunner().invoke(
+        cli,
+        ["result", sent.id],
+        env={
+            "PETIOLE_BROKER_URL": f"sqlite:///{db}",
+            "PETIOLE_BACKEND_URL": f"sqlite:///{db}",
+            "PETIOLE_DEFAULT_QUEUE": "slow",
+        },
+    )
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.output)
+    assert shown["state"] == "PENDING"
+    assert "'slow' holds 1 message" in shown["why"]

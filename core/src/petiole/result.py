@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from petiole import remote_errors, states
+from petiole import diagnosis, remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.errors import ResultTimeout, TaskRevoked
 
@@ -18,9 +18,19 @@ class AsyncResult:
     """The state and outcome of one task. Reading an attribute asks the backend
     each time (until the task is ready: a ready record is cached)."""
 
-    def __init__(self, task_id: str, app: Petiole) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        app: Petiole,
+        *,
+        task_name: str | None = None,
+        queue: str | None = None,
+    ) -> None:
         self.id = task_id
         self.app = app
+        # Known when this handle came from sending the task: they make why() precise.
+        self.task_name = task_name
+        self.queue = queue
         self._ready_record: ResultRecord | None = None
 
     def __repr__(self) -> str:
@@ -60,6 +70,12 @@ class AsyncResult:
     def failed(self) -> bool:
         return self.state == states.FAILURE
 
+    def why(self) -> str:
+        """Where the task stands and what to check next, in one sentence: its state,
+        and for a PENDING task whether its message waits in a queue (which, on which
+        broker) or was dead-lettered (with the reason). Best-effort; never raises."""
+        return diagnosis.explain(self.app, self.id, task_name=self.task_name, queue=self.queue)
+
     @property
     def result(self) -> Any:
         """The return value once SUCCESS; the exception for FAILURE, RETRY and
@@ -92,9 +108,12 @@ class AsyncResult:
         """Wait for the task to finish and return its value.
 
         Raises :class:`~petiole.errors.ResultTimeout` (a ``TimeoutError``) after
-        ``timeout`` seconds. A failed task's exception is re-raised, with the
-        remote traceback attached as a note, unless ``propagate`` is False (then
-        it is returned).
+        ``timeout`` seconds, which bound the whole call: also when the result
+        store was unreachable all along (the backend's message then says so).
+        A backend may raise :class:`~petiole.errors.ResultsLost` when the store
+        lost its data while this waited. A failed task's exception is re-raised,
+        with the remote traceback attached as a note, unless ``propagate`` is
+        False (then it is returned).
         """
         record = self._ready_record
         if record is None:
@@ -102,10 +121,10 @@ class AsyncResult:
             found = self.app.backend.wait([self.id], timeout_s=timeout)
             record = found.get(self.id)
             if record is None or not record.ready:
+                # No second call to the store (to name the state, say): during an
+                # outage it would retry for reconnect_timeout_s, past the timeout.
                 waited = time.monotonic() - started
-                raise ResultTimeout(
-                    f"task {self.id} not ready after {waited:.1f} s (state {self.state})"
-                )
+                raise ResultTimeout(f"task {self.id} not ready after {waited:.1f} s")
             self._ready_record = record
         value = self._value(record)
         if record.state != states.SUCCESS and propagate and isinstance(value, BaseException):

@@ -76,12 +76,14 @@ def call(
 @click.option("--wait/--no-wait", default=False, help="Wait until the task is ready.")
 @click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
 def result(task_id: str, wait: bool, timeout: float | None) -> None:
-    """Print the state and result (or error and traceback) of TASK_ID as JSON."""
+    """Print the state and result (or error and traceback) of TASK_ID as JSON; for a
+    task not done yet, why: where its message is (waiting, on which queue and broker,
+    or dead-lettered with the reason)."""
     res = state().app().AsyncResult(task_id)
     if wait or res.ready():
         _show(res, timeout)
     else:
-        click.echo(json.dumps({"id": task_id, "state": res.state}, indent=2))
+        click.echo(json.dumps({"id": task_id, "state": res.state, "why": res.why()}, indent=2))
 
 
 @click.command()
