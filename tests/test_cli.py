@@ -76,7 +76,10 @@ def test_call_rejects_arguments_that_are_not_a_json_list(url: str) -> None:
 
 
 def test_result_reports_pending_for_an_unknown_id(url: str) -> None:
-    assert json.loads(run("result", "nope").output) == {"id": "nope", "state": "PENDING"}
+    shown = json.loads(run("result", "nope").output)
+    assert shown["id"] == "nope"
+    assert shown["state"] == "PENDING"
+    assert "its message is not on broker" in shown["why"]
 
 
 def test_purge_asks_first_then_deletes(url: str) -> None:
