@@ -157,3 +157,48 @@ def test_prefetched_tasks_whose_lease_was_lost_are_dropped_unrun(
     assert all(task_id in caplog.text for task_id in dropped)
     assert "not running them, another worker has them now" in caplog.text
     assert blocker.state == "SUCCESS"  # the one already running finished
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"callbacks": [{"task": "x"}]},
+        {"chain": [5]},
+        {"errbacks": [[1]]},
+        {"chord": {"id": "g", "size": {}, "body": {}}},
+        {
+            "callbacks": [
+                {
+                    "task": "x",
+                    "args": [],
+                    "kwargs": {},
+                    "immutable": False,
+                    "subtask_type": None,
+                    "options": {"link": [7]},
+                }
+            ]
+        },
+    ],
+    ids=[
+        "callback-missing-fields",
+        "chain-step-not-object",
+        "errback-list",
+        "chord-size-not-int",
+        "nested-link-not-object",
+    ],
+)
+def test_malformed_workflow_headers_are_dead_lettered_before_the_task_runs(
+    app: Petiole, headers: dict[str, Any]
+) -> None:
+    runs: list[int] = []
+
+    @app.task
+    def record(value: int) -> None:
+        runs.append(value)
+
+    _publish_raw(app, b"[[1], {}]", task=record.name, **headers)
+    with start_worker(app):
+        _wait_for(lambda: len(app.transport.dead_letters("default")) == 1)
+    (letter,) = app.transport.dead_letters("default")
+    assert letter.reason.startswith("malformed message: header ")
+    assert runs == []

@@ -218,11 +218,11 @@ class Petiole:
         accepted = self._result_accept.get(content_type)
         if accepted is None:
             names = self.settings.result_accept_content
-            setting = "result_accept_content"
             if names is None:
-                names, setting = self.settings.accept_content, "accept_content"
+                names = self.settings.accept_content
             if content_type not in {self.serializer(n).content_type for n in names}:
-                raise ContentDisallowed(content_type, names, setting=setting)
+                # Named even when unset: it is the setting that governs results.
+                raise ContentDisallowed(content_type, names, setting="result_accept_content")
             accepted = self._result_accept[content_type] = self.serializer_for_content_type(
                 content_type
             )

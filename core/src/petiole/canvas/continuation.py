@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
-from petiole.canvas.signature import from_dict
+from petiole.canvas.signature import check_signature, from_dict
 from petiole.canvas.workflows import chain
 from petiole.errors import ChordError, SerializationError
 
@@ -31,6 +31,20 @@ logger = logging.getLogger("petiole.worker")
 def chord_keys(group_id: str) -> tuple[str, str]:
     """The backend keys of a chord: its finished-members set and its callback claim."""
     return f"petiole:chord:{group_id}", f"petiole:chord:{group_id}:fired"
+
+
+def check_workflow_headers(headers: Mapping[str, Any]) -> None:
+    """Raise :class:`ValueError` naming the header unless ``callbacks``, ``errbacks``,
+    ``chain`` and ``chord`` have the shapes the continuation relies on. Costs
+    nothing for a message without them."""
+    for name in ("callbacks", "errbacks", "chain"):
+        for i, step in enumerate(headers.get(name) or ()):
+            check_signature(step, f"header {name}[{i}]")
+    info = headers.get("chord")
+    if info:
+        if not isinstance(info.get("id"), str) or type(info.get("size")) is not int:
+            raise ValueError("header chord needs a string 'id' and an integer 'size'")
+        check_signature(info.get("body"), "header chord.body")
 
 
 def planned_children(headers: Mapping[str, Any]) -> list[str]:

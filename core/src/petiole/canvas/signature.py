@@ -220,6 +220,44 @@ def signature(
     return Signature(task, args, kwargs, options, app=app)
 
 
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "task": str,
+    "args": list,
+    "kwargs": dict,
+    "options": dict,
+    "immutable": bool,
+    "subtask_type": (str, type(None)),
+}
+
+
+def check_signature(data: Any, where: str) -> None:
+    """Raise :class:`ValueError` naming ``where`` unless ``data`` has the JSON shape
+    of a signature (and so do the signatures nested in it: links, and the members
+    of a chain, group or chord). A worker checks a message's workflow headers with
+    this before the task runs, so a malformed one is a dead letter, not a crash
+    after the task's side effects."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a signature object, got {type(data).__name__}")
+    for field, kind in _FIELD_TYPES.items():
+        if not isinstance(data.get(field), kind):
+            raise ValueError(f"{where}: field {field!r} is missing or of the wrong type")
+    options = data["options"]
+    for link in ("link", "link_error"):
+        for i, linked in enumerate(options.get(link) or ()):
+            check_signature(linked, f"{where}.options.{link}[{i}]")
+    kwargs, kind = data["kwargs"], data["subtask_type"]
+    if kind in ("chain", "group"):
+        tasks = kwargs.get("tasks")
+        if not isinstance(tasks, list):
+            raise ValueError(f"{where}: a {kind} needs a list of tasks")
+        for i, member in enumerate(tasks):
+            check_signature(member, f"{where}.tasks[{i}]")
+    elif kind == "chord":
+        check_signature(kwargs.get("header"), f"{where}.header")
+        if kwargs.get("body") is not None:
+            check_signature(kwargs["body"], f"{where}.body")
+
+
 def from_dict(data: Mapping[str, Any], app: Petiole | None) -> Signature:
     """Rebuild the right kind of signature from its JSON-safe form."""
     from petiole.canvas import workflows

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from petiole.canvas.continuation import check_workflow_headers
 from petiole.diagnosis import location
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, ProtocolError
@@ -324,7 +325,8 @@ class Worker:
             return
         try:
             envelope = Envelope.from_bytes(delivery.payload)
-        except ProtocolError as exc:
+            check_workflow_headers(envelope.headers)
+        except (ProtocolError, ValueError) as exc:
             self.settler.dead_letter(delivery, f"malformed message: {exc}")
             return
         if envelope.content_type not in self.accepted_content_types:
