@@ -106,6 +106,14 @@ def docs(session: nox.Session) -> None:
     session.run("python", "scripts/gen_docs.py")
 
 
+@nox.session(venv_backend="none")
+def dist(session: nox.Session) -> None:
+    """Every distribution's sdist and wheel into dist/, twine-checked: scripts/build-dist.
+    It keeps build and twine in .nox-tools/, so this session needs no environment of its
+    own. `nox -s dist -- DIR` builds into DIR instead."""
+    session.run("scripts/build-dist", *session.posargs, external=True)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (not part of CI): `nox -s bench -- hooks`; with no argument, all of them."""

@@ -64,7 +64,8 @@ def test_unknown_scheme_lists_installed_ones_and_the_package_to_install() -> Non
     with pytest.raises(UnknownComponentError) as info:
         registry.get("transport", "sqs")
     assert "installed: memory, sqlite" in str(info.value)
-    assert "pip install petiole-sqs" in str(info.value)
+    assert "install it with: pip install" in str(info.value)
+    assert "petiole-sqs" in str(info.value)
 
 
 def test_disabled_plugins_are_not_imported_and_are_reported() -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pluggy
@@ -52,6 +55,36 @@ KNOWN_PROVIDERS: Mapping[tuple[str, str], str] = {
     ("pool", "gevent"): "petiole-gevent",
     ("pool", "eventlet"): "petiole-eventlet",
 }
+
+
+def install_command(
+    distribution: str, *, package_dir: Path | None = None, cwd: Path | None = None
+) -> str:
+    """The pip command that installs ``distribution`` beside the running petiole.
+
+    This petiole running from a clone (this package at ``<clone>/core/src/petiole``,
+    as an editable install puts it) that has ``plugins/<distribution>/``: install that
+    folder the same way. Otherwise, a wheel of it in ``dist/`` (``scripts/build-dist``
+    makes them) of that clone or of the current directory: install from there.
+    Otherwise, from the package index. It looks at the file system, so it is called
+    only when a component is missing; ``package_dir`` and ``cwd`` are for tests.
+    """
+    package_dir = package_dir or Path(__file__).resolve().parent
+    clone = package_dir.parents[2] if package_dir.parts[-3:] == ("core", "src", "petiole") else None
+    try:
+        if clone is not None and (clone / "plugins" / distribution / "pyproject.toml").is_file():
+            return f"pip install -e {shlex.quote(str(clone / 'plugins' / distribution))}"
+        # A wheel's file name starts with the normalized name: petiole_redis-0.1.0-....whl
+        wheel = re.sub(r"[-_.]+", "_", distribution).lower()
+        folders = [clone / "dist"] if clone is not None else []
+        folders.append((cwd or Path.cwd()) / "dist")
+        for folder in folders:
+            if any(folder.glob(f"{wheel}-*.whl")):
+                return f"pip install --find-links {shlex.quote(str(folder))} {distribution}"
+    except OSError:  # an unreadable folder or a deleted working directory: no local copy
+        pass
+    return f"pip install {distribution}"
+
 
 T = TypeVar("T")
 
@@ -226,7 +259,7 @@ class PluginRegistry:
                 available[name] = found
             return found
         provider = KNOWN_PROVIDERS.get((kind, name))
-        hint = f"install it with: pip install {provider}" if provider else None
+        hint = f"install it with: {install_command(provider)}" if provider else None
         broken = "; ".join(
             str(i.error) for i in self.infos.values() if i.status == "failed" and i.error
         )
