@@ -22,6 +22,7 @@ from petiole.request import Request, current_request
 from petiole.serializers import Serializer
 from petiole.task import TASK_OPTIONS, Task, TaskOptions
 from petiole.transport import Transport
+from petiole.urls import mask_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +33,9 @@ _RELATIVE_EXPIRES_LIMIT_S = 365 * 86400.0
 def scheme_of(url: str) -> str:
     scheme = urlsplit(url).scheme
     if not scheme:
-        raise ConfigError(f"{url!r} is not a URL: it needs a scheme such as sqlite:// or redis://")
+        raise ConfigError(
+            f"{mask_url(url)!r} is not a URL: it needs a scheme such as sqlite:// or redis://"
+        )
     return scheme.lower()
 
 

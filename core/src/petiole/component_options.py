@@ -18,6 +18,11 @@ dataclass with plain defaults (``str``, ``int``, ``float``, ``bool``) and lets
 Values from URLs are strings and are converted by the field's type. Numbers
 must be non-negative (options are durations, sizes and counts); a component
 checks tighter bounds itself, after building.
+
+Errors never show a secret: the URL is masked by :func:`petiole.urls.mask_url`,
+and a bad value of an option whose name holds a secret
+(:func:`petiole.urls.is_secret_name`), or of a field declared with
+``field(default="", metadata={"secret": True})``, is shown as ``***``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import parse_qsl, urlsplit
 
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
-from petiole.urls import mask_password
+from petiole.urls import MASK, mask_url, mask_value
 
 T = TypeVar("T")
 
@@ -43,7 +48,7 @@ def query_options(url: str, *, component: str) -> dict[str, str]:
     query = urlsplit(url).query
     if not query:
         return {}
-    masked = mask_password(url)
+    masked = mask_url(url)
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError as exc:
@@ -59,7 +64,9 @@ def query_options(url: str, *, component: str) -> dict[str, str]:
 def build_options(cls: type[T], raw: Mapping[str, Any], *, source: str) -> T:
     """An instance of the dataclass ``cls`` from ``raw``, converted and checked."""
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields]
+    declared_secret = {f.name for f in fields if f.metadata.get("secret")}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in hints or key not in names:
@@ -69,13 +76,21 @@ def build_options(cls: type[T], raw: Mapping[str, Any], *, source: str) -> T:
                 source=f"{source} (valid: {', '.join(names)})",
                 suggestion=close[0] if close else None,
             )
-        values[key] = convert(key, value, hints[key], source=source)
+        values[key] = convert(key, value, hints[key], source=source, secret=key in declared_secret)
     return cls(**values)
 
 
-def convert(key: str, value: Any, kind: Any, *, source: str) -> Any:
+def convert(key: str, value: Any, kind: Any, *, source: str, secret: bool = False) -> Any:
     """``value`` as ``kind`` (str, bool, int or float, or one of them ``| None``),
-    accepting strings from URLs; for an optional field, ``None`` or ``""`` is None."""
+    accepting strings from URLs; for an optional field, ``None`` or ``""`` is None.
+
+    A refused value is shown masked (:func:`petiole.urls.mask_value`), as ``***``
+    when ``secret`` or when the name holds a secret."""
+
+    def refused(expected: str) -> SettingTypeError:
+        shown = MASK if secret else mask_value(key, value)
+        return SettingTypeError(key, source=source, expected=expected, got=shown)
+
     if get_origin(kind) in (Union, types.UnionType) and type(None) in get_args(kind):
         if value is None or value == "":
             return None
@@ -83,13 +98,13 @@ def convert(key: str, value: Any, kind: Any, *, source: str) -> Any:
     if kind is str:
         if isinstance(value, str):
             return value
-        raise SettingTypeError(key, source=source, expected="a string", got=value)
+        raise refused("a string")
     if kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
-        raise SettingTypeError(key, source=source, expected="true or false", got=value)
+        raise refused("true or false")
     if kind in (int, float):
         number: Any = value
         if isinstance(value, str):
@@ -106,5 +121,5 @@ def convert(key: str, value: Any, kind: Any, *, source: str) -> Any:
         ):
             return kind(number)
         expected = "a whole number >= 0" if kind is int else "a number >= 0"
-        raise SettingTypeError(key, source=source, expected=expected, got=value)
+        raise refused(expected)
     raise TypeError(f"option {key!r} has a type options cannot have: {kind!r}")

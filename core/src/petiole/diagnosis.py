@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from petiole import states
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, ProtocolError
-from petiole.urls import mask_password
+from petiole.urls import mask_url
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
@@ -35,7 +35,7 @@ def location(component: object, url: str) -> str:
     """Where a broker or store keeps its data, for people: the component's own
     ``location`` (an SQLite file's absolute URL), else its URL with the password masked."""
     found = getattr(component, "location", None)
-    return found if isinstance(found, str) else mask_password(url)
+    return found if isinstance(found, str) else mask_url(url)
 
 
 def explain(

@@ -32,6 +32,7 @@ from petiole.errors import (
     SerializationError,
     SoftTimeLimitExceeded,
 )
+from petiole.logs import Verbatim
 from petiole.plugins import implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
 from petiole.request import Request, current_request
@@ -407,7 +408,7 @@ class TaskRunner:
                 runtime_s,
                 type(called.value).__name__,
                 called.value,
-                (called.traceback or "").rstrip(),
+                Verbatim((called.traceback or "").rstrip()),
             )
 
     def _store(self, prepared: _Prepared, called: _Called) -> None:

@@ -52,6 +52,7 @@ from urllib.parse import unquote, urlsplit
 
 from petiole.component_options import build_options, query_options
 from petiole.errors import ConfigError, PetioleError, SettingTypeError
+from petiole.urls import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -92,37 +93,82 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> Sqlite
     The returned path is absolute (a relative one is taken from the current
     working directory now, so a later ``chdir`` does not move the database).
     Raises :class:`~petiole.errors.ConfigError` for a malformed URL, an unknown
-    option, a bad option value, or a directory that does not exist.
+    option, a bad option value, a directory that does not exist, or a file or
+    directory this process cannot write (:func:`not_writable`).
     """
-    parts = urlsplit(url)
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced "[" or "]"
+        raise ConfigError(f"{component} URL {shown!r} is malformed ({exc})") from exc
     if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
-        raise ConfigError(f"{component} URL {url!r} is not a {SCHEME}:// URL")
+        raise ConfigError(f"{component} URL {shown!r} is not a {SCHEME}:// URL")
     if parts.netloc:
+        host = urlsplit(shown).netloc.rpartition("@")[2]
         raise ConfigError(
-            f"{component} URL {url!r} names a host ({parts.netloc!r}), but a SQLite database is "
+            f"{component} URL {shown!r} names a host ({host!r}), but a SQLite database is "
             f"a local file: use {SCHEME}:///relative/path.db or {SCHEME}:////absolute/path.db"
         )
     if parts.fragment:
         raise ConfigError(
-            f"{component} URL {url!r} has a '#' fragment; percent-encode '#' in file names as %23"
+            f"{component} URL {shown!r} has a '#' fragment; percent-encode '#' in file names as %23"
         )
     raw_path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
     if raw_path == ":memory:" or raw_path.startswith("file:"):
         raise ConfigError(
-            f"{component} URL {url!r}: an in-memory SQLite database cannot be shared by "
+            f"{component} URL {shown!r}: an in-memory SQLite database cannot be shared by "
             f"threads and processes; use memory:// for an in-process broker in tests, or a file"
         )
     path = Path.cwd() / (raw_path or DEFAULT_FILENAME)
     if path.is_dir():
-        raise ConfigError(f"{component} URL {url!r} names the directory {path}, not a file")
+        raise ConfigError(f"{component} URL {shown!r} names the directory {path}, not a file")
     if not path.parent.is_dir():
         raise ConfigError(
-            f"the directory {path.parent} for the SQLite database of {component} URL {url!r} "
+            f"the directory {path.parent} for the SQLite database of {component} URL {shown!r} "
             f"does not exist; create it first (Petiole does not create directories)"
         )
     merged = dict(options)
     merged.update(query_options(url, component=component))
-    return SqliteTarget(path, _build_options(merged, source=f"the options of {component} {url!r}"))
+    built = _build_options(merged, source=f"the options of {component} {shown!r}")
+    problem = not_writable(path)
+    if problem:
+        raise ConfigError(f"{problem}; {_remedy(component)}")
+    return SqliteTarget(path, built)
+
+
+def not_writable(path: Path) -> str | None:
+    """Why this process cannot use the SQLite file ``path`` for writing, or None.
+
+    SQLite writes the file and creates ``-wal`` and ``-shm`` files beside it, so
+    the directory must be writable too. Judged by this process's effective
+    user: root may write a file whose mode says read-only, but not one on a
+    read-only file system, and neither may anyone else.
+    """
+    if not path.parent.is_dir():
+        return f"the directory {path.parent} of the SQLite file {path} does not exist"
+    if path.exists() and not _may_write(path):
+        return f"the SQLite file {path} is read-only"
+    if not _may_write(path.parent):
+        if path.exists():
+            return (
+                f"the directory {path.parent} of the SQLite file {path} is read-only "
+                f"(SQLite creates {path.name}-wal and {path.name}-shm beside the file)"
+            )
+        return f"the SQLite file {path} cannot be created: its directory {path.parent} is read-only"
+    return None
+
+
+def _may_write(path: Path) -> bool:
+    # faccessat(AT_EACCESS) where it exists, so a process that changed its
+    # effective user (a service started as root) is judged as that user.
+    effective = os.access in os.supports_effective_ids
+    mode = os.W_OK | (os.X_OK if path.is_dir() else 0)
+    return os.access(path, mode, effective_ids=effective)
+
+
+def _remedy(component: str) -> str:
+    setting = "backend_url" if "backend" in component else "broker_url"
+    return f"make it writable or point {setting} at a writable path"
 
 
 def _build_options(raw: Mapping[str, Any], *, source: str) -> SqliteOptions:
@@ -372,6 +418,14 @@ class Database:
             raise self._error_type(self._describe(action, exc)) from exc
 
     def _describe(self, action: str, exc: sqlite3.Error) -> str:
+        problem = not_writable(self.path) if _refused_write(exc) else None
+        if problem is None and "readonly database" in str(exc):
+            problem = f"the SQLite file {self.path} is read-only"
+        if problem is not None:
+            return (
+                f"{self._component} could not {action}: {problem} ({exc}); "
+                f"{_remedy(self._component)}"
+            )
         message = f"{self._component} could not {action} in {self.path}: {exc}"
         if "locked" in str(exc) or "busy" in str(exc):
             message += (
@@ -435,6 +489,16 @@ class Database:
             self._shared = _shared_file_unlocked(self.path)
             self.notifier = self._shared.notifier(self._channel)
             self._pid = os.getpid()
+
+
+def _refused_write(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because it may not write the file or its directory
+    (SQLITE_READONLY and its variants, or SQLITE_CANTOPEN)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        return True
+    text = str(exc)
+    return "readonly database" in text or "unable to open database file" in text
 
 
 def poll_delays(first_s: float, cap_s: float) -> Iterator[float]:

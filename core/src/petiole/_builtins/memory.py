@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ConfigError, ResultBackendError, TransportError
 from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.urls import mask_url
 
 SCHEME = "memory"
 DEFAULT_NAME = "default"
@@ -45,10 +46,10 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> str:
     """
     parts = urlsplit(url)
     if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
-        raise ConfigError(f"{component} URL {url!r} is not a {SCHEME}:// URL")
+        raise ConfigError(f"{component} URL {mask_url(url)!r} is not a {SCHEME}:// URL")
     if parts.path or parts.query or parts.fragment:
         raise ConfigError(
-            f"{component} URL {url!r} may only name a store: use {SCHEME}:// or {SCHEME}://name"
+            f"{component} URL {mask_url(url)!r} may only name a store: use {SCHEME}:// or {SCHEME}://name"
         )
     if options:
         raise ConfigError(

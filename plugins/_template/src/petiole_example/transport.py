@@ -24,7 +24,7 @@ class ExampleTransport:
 
     # Translate the client library's exceptions at this edge:
     #     except example_client.Error as exc:
-    #         raise TransportError(f"example broker {mask_password(self.url)}: {exc}") from exc
+    #         raise TransportError(f"example broker {mask_url(self.url)}: {exc}") from exc
 
     def publish(
         self,

@@ -9,7 +9,8 @@ The keyspace defaults to ``petiole``; the port to 9042. With a
 ``cassandra://client_id:client_secret@/keyspace?secure_connect_bundle=/path/bundle.zip``.
 
 Options come from the ``backend_options`` config table; query parameters of the
-URL override them. Each is described in the plugin's README.
+URL override them. Each is described in the plugin's README. Errors and logs
+show the URL through :func:`petiole.urls.mask_url`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import unquote
 
 from petiole.component_options import build_options, query_options
 from petiole.errors import ConfigError, SettingTypeError
+from petiole.urls import mask_url, quote_part
 
 SCHEME = "cassandra"
 DEFAULT_PORT = 9042
@@ -102,22 +104,6 @@ def _host_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs and errors).
-
-    Done by hand: ``urllib`` cannot parse a port out of a multi-host netloc.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hosts}{slash}{tail}"
-
-
 def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> CassandraTarget:
     """Split ``url`` into hosts, credentials, keyspace and options (query parameters win).
 
@@ -166,10 +152,10 @@ def _parse_hosts(text: str, *, masked: str, component: str) -> tuple[tuple[str, 
         else:
             host, port_text = item, ""
         if not host or (port_text and not port_text.isdigit()):
-            raise ConfigError(f"{component} URL {masked!r}: bad host {item!r}")
+            raise ConfigError(f"{component} URL {masked!r}: bad host {quote_part(item, masked)}")
         port = int(port_text) if port_text else DEFAULT_PORT
         if not 0 < port < 65536:
-            raise ConfigError(f"{component} URL {masked!r}: bad port in {item!r}")
+            raise ConfigError(f"{component} URL {masked!r}: bad port in {quote_part(item, masked)}")
         hosts.append((host, port))
     return tuple(hosts)
 

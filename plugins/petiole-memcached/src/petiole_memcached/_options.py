@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from petiole.component_options import build_options, query_options
 from petiole.errors import ConfigError, SettingTypeError
-from petiole.urls import mask_password
+from petiole.urls import mask_url, quote_part
 
 SCHEME = "memcached"
 COMPONENT = "memcached result backend"
@@ -61,7 +61,7 @@ class MemcachedTarget:
 
     @property
     def masked_url(self) -> str:
-        return mask_password(self.url)
+        return mask_url(self.url)
 
     @property
     def server_names(self) -> tuple[str, ...]:
@@ -76,12 +76,11 @@ def parse_url(url: str, options: Mapping[str, Any]) -> MemcachedTarget:
     user name or password, a path, a malformed server list, an unknown option
     (naming the valid ones) or a bad value.
     """
+    shown = mask_url(url)
     try:
         parts = urlsplit(url)
-        shown = mask_password(url)
     except ValueError as exc:  # an unbalanced "[" or "]"
-        hidden = re.sub(r"//[^/]*@", "//***@", url)
-        raise ConfigError(f"{COMPONENT} URL {hidden!r}: malformed IPv6 address ({exc})") from exc
+        raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed IPv6 address ({exc})") from exc
     if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
         raise ConfigError(f"{COMPONENT} URL {shown!r} is not a {SCHEME}:// URL")
     if "@" in parts.netloc:
@@ -111,31 +110,34 @@ def _servers(netloc: str, shown: str) -> tuple[tuple[str, int], ...]:
     for item in netloc.split(","):
         server = _server(item.strip(), shown)
         if server in servers:
-            raise ConfigError(f"{COMPONENT} URL {shown!r} names {item.strip()!r} twice")
+            raise ConfigError(
+                f"{COMPONENT} URL {shown!r} names {quote_part(item.strip(), shown)} twice"
+            )
         servers.append(server)
     return tuple(servers)
 
 
 def _server(item: str, shown: str) -> tuple[str, int]:
+    quoted = quote_part(item, shown)
     host, port_text = item, ""
     if item.startswith("["):
         end = item.find("]")
         if end < 0 or end == 1:
-            raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed IPv6 address in {item!r}")
+            raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed IPv6 address in {quoted}")
         host, rest = item[1:end], item[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed server {item!r}")
+            raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed server {quoted}")
         port_text = rest[1:]
     elif ":" in item:
         host, port_text = item.rsplit(":", 1)
     if not host or not (item.startswith("[") or _HOST.fullmatch(host)):
-        raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed server {item!r}")
+        raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed server {quoted}")
     if port_text == "" and item.endswith(":"):
-        raise ConfigError(f"{COMPONENT} URL {shown!r}: empty port in {item!r}")
+        raise ConfigError(f"{COMPONENT} URL {shown!r}: empty port in {quoted}")
     port = DEFAULT_PORT
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ConfigError(f"{COMPONENT} URL {shown!r}: bad port in {item!r}")
+            raise ConfigError(f"{COMPONENT} URL {shown!r}: bad port in {quoted}")
         port = int(port_text)
     return host, port
 

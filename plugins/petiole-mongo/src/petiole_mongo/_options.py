@@ -26,7 +26,7 @@ from pymongo.common import URI_OPTIONS_ALIAS_MAP, URI_OPTIONS_VALIDATOR_MAP
 
 from petiole.component_options import build_options
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
-from petiole.urls import mask_password
+from petiole.urls import mask_url, quote_part
 
 SCHEMES = ("mongodb", "mongodb+srv")
 DEFAULT_DATABASE = "petiole"
@@ -63,16 +63,9 @@ class MongoTarget:
 
 
 def masked(url: str) -> str:
-    """``url`` with its password masked, also for multi-host URLs (``a:1,b:2``),
-    on which :func:`petiole.urls.mask_password` cannot read the port."""
-    try:
-        return mask_password(url)
-    except ValueError:
-        scheme, _, rest = url.partition("://")
-        userinfo, at, hosts = rest.rpartition("@")
-        if not at or ":" not in userinfo:
-            return url
-        return f"{scheme}://{userinfo.partition(':')[0]}:***@{hosts}"
+    """``url`` with its password and secret query values (``authMechanismProperties``,
+    ``tlsCertificateKeyFilePassword``) masked, for errors and logs."""
+    return mask_url(url)
 
 
 def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> MongoTarget:
@@ -121,7 +114,9 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> MongoT
     client_url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     database = parts.path.lstrip("/") or DEFAULT_DATABASE
     if any(ch in database for ch in '/\\. "$') or len(database) > 63:
-        raise ConfigError(f"{component} URL {shown!r} names an invalid database {database!r}")
+        raise ConfigError(
+            f"{component} URL {shown!r} names an invalid database {quote_part(database, shown)}"
+        )
     return MongoTarget(url, client_url, client_options, database, _build(merged, source=source))
 
 

@@ -8,21 +8,25 @@ URL forms (as redis-py's ``from_url``)::
 
 Options come from the ``broker_options`` / ``backend_options`` config tables;
 query parameters of the URL override them. See the plugin's README for each.
+Errors and logs show the URL through :func:`petiole.urls.mask_url`: the password
+and secret-named query values (``?password=...``) are masked.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from petiole.component_options import build_options
 from petiole.errors import ConfigError, SettingTypeError
-from petiole.urls import mask_password
+from petiole.urls import ENCODE_HINT, mask_url
 
 SCHEMES = ("redis", "rediss", "unix")
 CERT_REQS = ("required", "optional", "none")
+_DB_PATH = re.compile(r"/?\d*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class RedisOptions:
     socket_timeout_s: float = 30.0
     reconnect_timeout_s: float = 60.0
     startup_timeout_s: float = 2.0
+    orphan_check_interval_s: float = 60.0  # 0 = never
     max_connections: int = 0  # 0 = no limit
     ssl_ca_certs: str = ""
     ssl_certfile: str = ""
@@ -52,7 +57,7 @@ class RedisTarget:
 
     @property
     def masked_url(self) -> str:
-        return mask_password(self.url)
+        return mask_url(self.url)
 
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.ConnectionPool.from_url``."""
@@ -84,7 +89,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisT
     Raises :class:`~petiole.errors.ConfigError` for a URL of another scheme, a
     malformed query, an unknown option (naming the valid ones) or a bad value.
     """
-    masked = mask_password(url)
+    masked = mask_url(url)
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ConfigError(f"{component} URL {masked!r} is not a redis://, rediss:// or unix:// URL")
@@ -92,6 +97,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisT
         raise ConfigError(
             f"{component} URL {masked!r} names no socket path: use unix:///path/to/redis.sock"
         )
+    _check_host_and_db(parts, masked=masked, component=component)
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
@@ -113,6 +119,23 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisT
         client_url += f"?{urlencode(client_query)}"
     source = f"the options of the {component} {masked}"
     return RedisTarget(url, client_url, _build(merged, source=source))
+
+
+def _check_host_and_db(parts: SplitResult, *, masked: str, component: str) -> None:
+    """Refuse what redis-py would misread, without quoting it: a ``/``, ``?`` or
+    ``#`` left in a password ends the host there, and the rest of the password
+    would become a port, a database number or a fragment in its errors."""
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ConfigError(
+            f"{component} URL {masked!r} has a malformed host or port; {ENCODE_HINT}"
+        ) from None
+    if parts.fragment or (parts.scheme != "unix" and not _DB_PATH.fullmatch(parts.path)):
+        raise ConfigError(
+            f"{component} URL {masked!r}: the path must be a database number "
+            f"(redis://host:6379/0) and there is no '#' part; {ENCODE_HINT}"
+        )
 
 
 def _build(raw: Mapping[str, Any], *, source: str) -> RedisOptions:

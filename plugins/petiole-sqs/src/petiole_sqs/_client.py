@@ -25,7 +25,7 @@ import botocore.config
 import botocore.exceptions
 
 from petiole.errors import ConfigError, TransportError
-from petiole.urls import mask_password
+from petiole.urls import mask_text, mask_url
 from petiole_sqs.options import SqsOptions
 
 if TYPE_CHECKING:
@@ -94,10 +94,11 @@ class SqsClient:
 
     def describe(self) -> str:
         where = self.options.endpoint_url or f"region {self.region}"
-        return f"SQS ({mask_password(where)})"
+        return f"SQS ({mask_url(where)})"
 
     def scrub(self, text: str) -> str:
         """``text`` with the secret key and session token (if botocore echoed them) masked."""
+        text = mask_text(text)  # botocore repeats an endpoint_url's password in its errors
         try:
             credentials = self._session.get_credentials()
         except Exception:  # scrubbing must never replace the error it reports

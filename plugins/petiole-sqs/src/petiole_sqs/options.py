@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from petiole import component_options
 from petiole.component_options import query_options
 from petiole.errors import ConfigError
-from petiole.urls import mask_password
+from petiole.urls import mask_url
 
 SCHEME = "sqs"
 COMPONENT = "sqs transport"
@@ -61,7 +61,7 @@ def parse_url(url: str, options: Mapping[str, Any]) -> SqsOptions:
     Raises :class:`~petiole.errors.ConfigError` for a malformed URL, credentials
     in the URL, an unknown option or a value out of range.
     """
-    shown = mask_password(url)
+    shown = mask_url(url)
     parts = urlsplit(url)
     if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
         raise ConfigError(f"{COMPONENT} URL {shown!r} is not an {SCHEME}:// URL")
