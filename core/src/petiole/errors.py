@@ -216,3 +216,11 @@ class ChordError(PetioleError):
         self.failed_task_id = failed_task_id
         self.index = index
         super().__init__(message)
+
+
+class ResultsLost(ResultBackendError):
+    """The result store lost its data while a caller waited for results (a Redis
+    restarted without persistence, say): results stored before are gone, and so
+    is a task that was still queued on the same server, so the wait would never
+    end. Raised by ``AsyncResult.get()`` and ``GroupResult.get()`` instead of
+    waiting forever."""

@@ -18,11 +18,28 @@ a configuration problem: :meth:`Connector.connect` tries for
 ``startup_timeout_s`` (2 s by default, enough to ride out a restart) and then
 fails with an error naming the URL.
 
+**Lost data.** A server restarted without persistence (or with its files
+lost) comes back empty: queued messages, leases and results are gone, and
+retrying cannot bring them back. Every new connection (redis-py calls
+:meth:`Connector.on_connect` for each, pooled, per-thread or pub/sub) asks the
+server for its ``run_id`` (``INFO server``). The first one also makes sure the
+key ``<prefix>:epoch`` holds a random token (``SET NX``) and remembers it.
+When a later connection finds a different ``run_id`` (the server restarted,
+or another one took over), it reads the token again: the same token means the
+data survived (AOF or RDB reload, a replica promoted); a missing or different
+one means it did not (whoever first finds it missing writes a new one, so
+every client notices, whenever it reconnects). Then :attr:`Connector.data_generation`
+grows by one, :attr:`Connector.data_lost_at` is set, and one ERROR line per
+process and restart says so. The result backend fails the waits that were
+running (:class:`~petiole.errors.ResultsLost`); the transport exposes both
+attributes for the worker. A server that refuses ``INFO`` turns the check off.
+
 redis-py's own retries are turned off, so that this is the only retry policy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -45,6 +62,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from petiole.errors import PetioleError
+from petiole_redis._keys import Keys
 from petiole_redis._options import RedisTarget
 
 logger = logging.getLogger("petiole_redis")
@@ -57,9 +75,10 @@ _BACKOFF_CAP_S = 2.0
 
 
 class RawConnection(Protocol):
-    """The part of redis-py's (untyped) ``Connection`` the pub/sub code uses."""
+    """The part of redis-py's (untyped) ``Connection`` this plugin uses directly."""
 
     def connect(self) -> None: ...
+    def on_connect(self) -> None: ...
     def disconnect(self) -> None: ...
     def send_command(self, *args: Any) -> None: ...
     def can_read(self, timeout: float | None = 0) -> bool: ...
@@ -124,6 +143,11 @@ class FastClient:
             connection.disconnect()
             raise
 
+    def connect(self) -> None:
+        """Connect the thread's connection now unless it is connected (a new
+        connection checks the server for lost data first: see the module docstring)."""
+        self._connection().connect()
+
     def execute_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send every command, then read every reply (one round trip). A reply
         error is returned in its place, not raised."""
@@ -161,11 +185,17 @@ def is_outage(exc: BaseException) -> bool:
 
 
 class Script:
-    """A Lua script from the package's ``lua/`` folder, run by its SHA1 (EVALSHA)."""
+    """A Lua script from the package's ``lua/`` folder, run by its SHA1 (EVALSHA).
 
-    def __init__(self, name: str) -> None:
+    With ``library``, ``lua/lib.lua`` (helpers shared by several scripts) is
+    prepended to it, so it still runs as one script."""
+
+    def __init__(self, name: str, *, library: bool = False) -> None:
         self.name = name
-        self.source = (resources.files("petiole_redis") / "lua" / f"{name}.lua").read_bytes()
+        folder = resources.files("petiole_redis") / "lua"
+        self.source = (folder / f"{name}.lua").read_bytes()
+        if library:
+            self.source = (folder / "lib.lua").read_bytes() + b"\n" + self.source
         self.sha = hashlib.sha1(self.source, usedforsecurity=False).hexdigest()
 
     def args(self, keys: Sequence[str], argv: Sequence[Any]) -> tuple[Any, ...]:
@@ -194,6 +224,7 @@ class Connector:
         self.reconnect_timeout_s = target.options.reconnect_timeout_s
         kwargs = target.connection_kwargs()
         kwargs["retry"] = Retry(NoBackoff(), 0)
+        kwargs["redis_connect_func"] = self.on_connect
         try:
             self.pool = redis.ConnectionPool.from_url(target.client_url, **kwargs)
         except (ValueError, TypeError, RedisError) as exc:
@@ -204,6 +235,14 @@ class Connector:
         self._outage_since: float | None = None  # monotonic
         self._own_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.fast = FastClient(self)
+        # Lost-data detection (see the module docstring).
+        self._epoch_key = Keys(target.options.key_prefix).epoch
+        self._server_lock = threading.Lock()
+        self._check_data = True
+        self._run_id: str | None = None
+        self._epoch: bytes | None = None
+        self.data_generation = 0  # grows by one each time the server is found to have lost its data
+        self.data_lost_at: float | None = None  # time.time() when it was last found so
 
     @property
     def closed(self) -> bool:
@@ -237,10 +276,11 @@ class Connector:
         """Run ``work(client)``, retrying through an outage.
 
         ``what`` names the operation in errors. ``until`` (monotonic) is the
-        caller's own deadline: when the outage lasts past it, :class:`StillDown`
-        is raised instead of sleeping on. Raises the component's error type when
-        the outage has lasted ``reconnect_timeout_s``, or at once for any other
-        Redis error; :class:`Closed` when the component was closed meanwhile.
+        caller's own deadline: when the outage lasts until then (the last attempt
+        is made at it), :class:`StillDown` is raised instead of sleeping on.
+        Raises the component's error type when the outage has lasted
+        ``reconnect_timeout_s``, or at once for any other Redis error;
+        :class:`Closed` when the component was closed meanwhile.
         """
         client = self.client
         return self._retrying(what, lambda: work(client), until)
@@ -276,13 +316,67 @@ class Connector:
                     ) from exc
                 delay = backoff_s(attempt)
                 attempt += 1
-                if until is not None and time.monotonic() + delay >= until:
-                    raise StillDown from exc
+                if until is not None:
+                    # The last attempt is made at the caller's deadline, not before.
+                    delay = min(delay, until - time.monotonic())
+                    if delay <= 0:
+                        raise StillDown from exc
                 self._closed.wait(delay)
                 continue
             if self._outage_since is not None:
                 self.note_recovery()
             return result
+
+    def outage_s(self) -> float | None:
+        """How long the current outage has lasted; None while the server answers."""
+        with self._lock:
+            since = self._outage_since
+        return None if since is None else time.monotonic() - since
+
+    def on_connect(self, connection: RawConnection) -> None:
+        """redis-py's hook for every new connection: set it up as usual
+        (authenticate, select the database), then check the server's data."""
+        connection.on_connect()
+        if self._check_data:
+            self._check_server(connection)
+
+    def _check_server(self, connection: RawConnection) -> None:
+        """Note a server that lost its data (see the module docstring). Runs
+        inside redis-py's connect: a Redis error fails the connect, which the
+        caller's retry policy handles like any other."""
+        connection.send_command("INFO", "server")
+        try:
+            run_id = _run_id(connection.read_response())
+        except ResponseError as exc:
+            self._check_data = False
+            logger.info(
+                "%s: the server refuses INFO (%s); a restart that loses its data "
+                "will not be noticed",
+                self.describe(),
+                exc,
+            )
+            return
+        if run_id is None or run_id == self._run_id:
+            return
+        with self._server_lock:
+            if run_id == self._run_id:
+                return
+            token = os.urandom(12).hex()
+            connection.send_packed_command(
+                connection.pack_commands(
+                    [("SET", self._epoch_key, token, "NX"), ("GET", self._epoch_key)]
+                )
+            )
+            with contextlib.suppress(ResponseError):  # a read-only replica refuses SET
+                connection.read_response()
+            epoch = connection.read_response()
+            run_before, epoch_before = self._run_id, self._epoch
+            self._run_id, self._epoch = run_id, epoch
+            if run_before is None or epoch == epoch_before:
+                return
+            self.data_generation += 1
+            self.data_lost_at = time.time()
+        _report_data_loss(self.target.masked_url, run_before, run_id)
 
     def note_outage(self, exc: BaseException) -> float:
         """Record a failed attempt; log the outage's one warning line. Returns its length."""
@@ -331,6 +425,35 @@ class Connector:
     def new_connection(self) -> RawConnection:
         """A connection outside the pool, for a pub/sub subscriber (not yet connected)."""
         return cast(RawConnection, self.pool.connection_class(**self.pool.connection_kwargs))
+
+
+def _run_id(info: bytes) -> str | None:
+    """The ``run_id`` line of an ``INFO server`` reply."""
+    for line in bytes(info).decode(errors="replace").splitlines():
+        if line.startswith("run_id:"):
+            return line[len("run_id:") :].strip()
+    return None
+
+
+# Servers already reported as having lost their data: (masked URL, new run_id).
+# Process-wide because a transport and a result backend on the same server each
+# notice the loss, and one line per restart is what an operator needs.
+_reported_losses: set[tuple[str, str]] = set()
+_reported_lock = threading.Lock()
+
+
+def _report_data_loss(masked_url: str, run_before: str, run_after: str) -> None:
+    with _reported_lock:
+        if (masked_url, run_after) in _reported_losses:
+            return
+        _reported_losses.add((masked_url, run_after))
+    logger.error(
+        "redis at %s restarted without its data (run_id %s -> %s): messages and results "
+        "stored before are gone",
+        masked_url,
+        run_before,
+        run_after,
+    )
 
 
 def backoff_s(attempt: int) -> float:

@@ -18,6 +18,8 @@ Per queue (see the headers of the Lua scripts for how each is used)::
     <p>:deadmsgs:{q}                   hash   dead letter id -> payload
     <p>:deadinfo:{q}                   hash   dead letter id -> JSON (reason, count, time, ...)
     <p>:deadseq:{q}                    string the dead-letter sequence counter
+    <p>:orphanscan:{q}                 hash   the orphan check's progress: HSCAN cursor and
+                                              when its next step is due (requeue_orphans.lua)
 
 Results::
 
@@ -29,6 +31,11 @@ Results::
     <p>:claim:<key>         string  the owner of a claim
     <p>:incr:<token>        string  the answer of one incr call, kept briefly so a retry
                                     after a lost reply returns it instead of adding twice
+
+Per key prefix (and database)::
+
+    <p>:epoch               string  a random token written by the first client to find
+                                    none; a new token means the data was lost (_client.py)
 
 Broadcast::
 
@@ -58,6 +65,7 @@ class QueueKeys:
     dead_msgs: str
     dead_info: str
     dead_seq: str
+    orphan_scan: str
 
     @property
     def live(self) -> tuple[str, ...]:
@@ -94,7 +102,12 @@ class Keys:
             dead_msgs=key("deadmsgs"),
             dead_info=key("deadinfo"),
             dead_seq=key("deadseq"),
+            orphan_scan=key("orphanscan"),
         )
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
 
     def result(self, task_id: str) -> str:
         return f"{self.prefix}:result:{task_id}"

@@ -75,7 +75,9 @@ class Listener:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def watch(self, channels: Mapping[bytes, str]) -> Watch:
+    def watch(self, channels: Mapping[bytes, str], *, timeout_s: float | None = None) -> Watch:
+        """Watch ``channels``; returns once subscribed, or after ``timeout_s``
+        (the caller's deadline) or the socket timeout, whichever is first."""
         watch = Watch(channels)
         token = os.urandom(8).hex().encode()
         confirmed = threading.Event()
@@ -90,7 +92,8 @@ class Listener:
                 self._start_locked()
             sent = self._send_locked([("SUBSCRIBE", *new)] if new else [], token)
         if sent:
-            confirmed.wait(self._confirm_timeout_s)
+            wait_s = self._confirm_timeout_s
+            confirmed.wait(wait_s if timeout_s is None else max(0.0, min(wait_s, timeout_s)))
         with self._lock:
             self._pongs.pop(token, None)
         return watch
@@ -152,6 +155,10 @@ class Listener:
             if token is not None:
                 connection.send_command("PING", token)
         except (RedisError, OSError):
+            # redis-py disconnected it; left in place, the reader's next read would
+            # quietly connect it again, unsubscribed, and wait on it for good.
+            self._connection = None
+            connection.disconnect()
             return False
         return True
 
@@ -206,9 +213,8 @@ class Listener:
                     self._connector.wait_closed(1.0)
                 continue
             try:
-                if not connection.can_read(timeout=_IDLE_READ_S):
-                    continue
-                reply = connection.read_response()
+                readable = connection.can_read(timeout=_IDLE_READ_S)
+                reply = connection.read_response() if readable else None
             except (RedisError, OSError, ValueError) as exc:  # ValueError: closed under us
                 with self._lock:
                     if self._connection is connection:
@@ -219,7 +225,15 @@ class Listener:
                 if not isinstance(exc, ValueError):
                     self._connector.note_outage(exc)
                 continue
-            self._dispatch(reply)
+            with self._lock:
+                replaced = self._connection is not connection
+            if replaced:
+                # Dropped by a failed send while this read: can_read may have connected
+                # it again (redis-py does that), with no subscription.
+                connection.disconnect()
+                continue
+            if readable:
+                self._dispatch(reply)
 
     def _stopped(self) -> bool:
         with self._lock:

@@ -25,6 +25,15 @@ on the channel ``<prefix>:done:<task id>`` and leaves a one-element token list
   stored after it is pushed, so none is missed. After the subscribed connection
   is replaced (the server restarted), waiters read again.
 
+**A wait ends.** ``timeout_s`` bounds the whole wait, outages included: when
+the server is unreachable until the deadline, ``wait`` raises
+:class:`~petiole.errors.ResultTimeout` saying so (rather than returning as if
+the task were merely slow); with no timeout, an outage longer than
+``reconnect_timeout_s`` raises :class:`~petiole.errors.ResultBackendError`.
+When the server comes back without its data (see :mod:`petiole_redis._client`),
+the waits that were running raise :class:`~petiole.errors.ResultsLost`: the
+results they wait for, or the tasks that would store them, are gone.
+
 Sets (``SADD`` + ``SCARD`` + ``PEXPIRE`` in one ``MULTI``), counters
 (incr.lua) and claims (``SET NX`` + ``GET`` in one ``MULTI``) are atomic on
 the server.
@@ -42,7 +51,7 @@ import redis
 
 from petiole import states
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
-from petiole.errors import ResultBackendError
+from petiole.errors import ResultBackendError, ResultsLost, ResultTimeout
 from petiole.record_codec import decode_record, encode_record
 from petiole_redis._client import Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import Keys
@@ -79,6 +88,17 @@ class RedisBackend:
     def __repr__(self) -> str:
         return f"RedisBackend({self._conn.target.masked_url!r})"
 
+    @property
+    def data_generation(self) -> int:
+        """0, plus one each time the server was found to have lost its data
+        (see :mod:`petiole_redis._client`)."""
+        return self._conn.data_generation
+
+    @property
+    def data_lost_at(self) -> float | None:
+        """When (``time.time()``) the server was last found to have lost its data; None if never."""
+        return self._conn.data_lost_at
+
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         """Replace the record; publish it to waiters when it is ready.
 
@@ -102,7 +122,14 @@ class RedisBackend:
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
         """Unexpired records of those ids, in one round trip (pipelined ``MGET``s)."""
-        ids = list(dict.fromkeys(task_ids))
+        try:
+            return self._read(list(dict.fromkeys(task_ids)), until=None)
+        except Closed:
+            raise ResultBackendError(f"{self._conn.describe()} is closed (read results)") from None
+
+    def _read(self, ids: list[str], *, until: float | None) -> dict[str, ResultRecord]:
+        """:meth:`get_many` of distinct ids; raises :class:`StillDown` when an outage
+        lasts past ``until`` and :class:`Closed` when the backend is closed."""
         if not ids:
             return {}
         keys = [self.keys.result(t) for t in ids]
@@ -118,31 +145,44 @@ class RedisBackend:
                     raise chunk
             return [value for chunk in chunks for value in chunk]
 
-        values = self._call_fast("read results", run)
+        values = self._conn.call_fast("read results", run, until=until)
         return {t: _decode(t, v) for t, v in zip(ids, values, strict=True) if v is not None}
 
     def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
         """Block until every id has a ready record, or ``timeout_s`` passes (see
         the module docstring: pushed over pub/sub, no polling). Returns early,
-        with what it found, if the backend is closed meanwhile."""
+        with what it found, if the backend is closed meanwhile.
+
+        Raises :class:`~petiole.errors.ResultTimeout` when the server was
+        unreachable until the deadline, and :class:`~petiole.errors.ResultsLost`
+        when it came back without its data meanwhile (see "A wait ends")."""
         pending = list(dict.fromkeys(task_ids))
         ready: dict[str, ResultRecord] = {}
         if not pending:
             return ready
-        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        started = time.monotonic()
+        deadline = None if timeout_s is None else started + max(timeout_s, 0.0)
+        generation = self._conn.data_generation
         if len(pending) == 1:
-            return self._wait_one(pending[0], deadline)
+            return self._wait_one(pending[0], deadline, started, generation)
         channels = {self.keys.done_channel(t).encode(): t for t in pending}
         try:
-            watch = self._listener.watch(channels)
+            watch = self._listener.watch(
+                channels, timeout_s=None if deadline is None else deadline - started
+            )
         except Closed:
             return ready
         try:
             must_read = True
             waiting = set(pending)
             while waiting:
+                self._check_data(generation, pending)
                 if must_read:
-                    for task_id, record in self.get_many(list(waiting)).items():
+                    try:
+                        found = self._read(list(waiting), until=deadline)
+                    except StillDown as exc:
+                        raise self._unreachable(pending, started, exc) from exc.__cause__
+                    for task_id, record in found.items():
                         if record.ready:
                             ready[task_id] = record
                             waiting.discard(task_id)
@@ -151,8 +191,13 @@ class RedisBackend:
                         break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if self._conn.outage_s() is not None:
+                        raise self._unreachable(pending, started, None)
                     break
-                pushed, must_read = watch.next(remaining)
+                self._check_outage(pending)
+                # Wakes at least every _max_block_s, to notice a long outage or lost data.
+                slice_s = self._max_block_s if remaining is None else remaining
+                pushed, must_read = watch.next(min(slice_s, self._max_block_s))
                 for task_id, value in pushed:
                     if task_id in waiting:
                         record = _decode(task_id, value)
@@ -161,6 +206,8 @@ class RedisBackend:
                             waiting.discard(task_id)
                 if self._conn.closed:
                     break
+        except Closed:
+            return ready
         except ResultBackendError:
             if self._conn.closed:
                 return ready
@@ -169,7 +216,9 @@ class RedisBackend:
             self._listener.unwatch(watch)
         return ready
 
-    def _wait_one(self, task_id: str, deadline: float | None) -> dict[str, ResultRecord]:
+    def _wait_one(
+        self, task_id: str, deadline: float | None, started: float, generation: int
+    ) -> dict[str, ResultRecord]:
         """One id: block on its ready token (``BLMOVE`` from the list to itself, which
         leaves the token for other waiters) and read the record in the same round
         trip. A record stored before is found at once; one stored later wakes the
@@ -177,6 +226,8 @@ class RedisBackend:
         token, key = self.keys.ready_token(task_id), self.keys.result(task_id)
 
         def run(client: FastClient, block_s: float) -> Any:
+            client.connect()  # a new connection first checks the server's data
+            self._check_data(generation, [task_id])
             moved, value = client.execute_pipeline(
                 [("BLMOVE", token, token, "RIGHT", "LEFT", f"{block_s:.3f}"), ("GET", key)]
             )
@@ -194,14 +245,45 @@ class RedisBackend:
                     functools.partial(run, block_s=max(block_s, 0.001)),
                     until=deadline,
                 )
-            except (Closed, StillDown):
+            except Closed:
                 return {}
+            except StillDown as exc:
+                raise self._unreachable([task_id], started, exc) from exc.__cause__
             if value is not None:
                 record = _decode(task_id, value)
                 if record.ready:
                     return {task_id: record}
             if remaining is not None and remaining <= block_s:
                 return {}
+
+    def _check_data(self, generation: int, task_ids: Sequence[str]) -> None:
+        """Raise :class:`ResultsLost` if the server lost its data since ``generation``."""
+        if self._conn.data_generation != generation:
+            raise ResultsLost(
+                f"{self._conn.describe()}: the server restarted without its data while "
+                f"waiting for {_tasks(task_ids)}: results stored before are gone, and so is "
+                "a task still queued on it then; the wait would never end"
+            )
+
+    def _check_outage(self, task_ids: Sequence[str]) -> None:
+        """Raise :class:`ResultBackendError` once an outage has lasted ``reconnect_timeout_s``
+        (a wait with no deadline does not read while it waits for pushed records)."""
+        down_s = self._conn.outage_s()
+        if down_s is not None and down_s >= self._conn.reconnect_timeout_s:
+            raise ResultBackendError(
+                f"{self._conn.describe()}: wait for {_tasks(task_ids)}: unreachable for "
+                f"{down_s:.0f} s (reconnect_timeout_s={self._conn.reconnect_timeout_s:g})"
+            )
+
+    def _unreachable(
+        self, task_ids: Sequence[str], started: float, exc: StillDown | None
+    ) -> ResultTimeout:
+        cause = None if exc is None else exc.__cause__
+        why = "" if cause is None else f" ({type(cause).__name__}: {cause})"
+        return ResultTimeout(
+            f"no result for {_tasks(task_ids)} after {time.monotonic() - started:.1f} s: "
+            f"the result store ({self._conn.describe()}) was unreachable{why}"
+        )
 
     def forget(self, task_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(task_ids))
@@ -275,6 +357,10 @@ class RedisBackend:
             return self._conn.call_fast(what, work)
         except Closed:
             raise ResultBackendError(f"{self._conn.describe()} is closed ({what})") from None
+
+
+def _tasks(task_ids: Sequence[str]) -> str:
+    return f"task {task_ids[0]!r}" if len(task_ids) == 1 else f"{len(task_ids)} tasks"
 
 
 def _encode(record: ResultRecord) -> bytes:

@@ -10,6 +10,7 @@ under ``CI=true``, see :mod:`petiole.testing.servers`).
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import redis
@@ -70,8 +71,18 @@ class RedisServer:
         """SIGKILL: with ``appendfsync always`` every acknowledged write survives."""
         self.process.kill()
 
-    def restart(self) -> None:
+    def restart(self, *, keep_data: bool = True) -> None:
+        """SIGKILL, then start again on the same port. Without ``keep_data`` its
+        files are deleted in between: it comes back empty, with a new ``run_id``,
+        as a server without persistence does."""
         self.kill()
+        if not keep_data:
+            for name in ("appendonlydir", "appendonly.aof", "dump.rdb"):
+                path = self.directory / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
         self.start()
 
     def client(self) -> redis.Redis:

@@ -28,9 +28,25 @@ no polling, and still wakes for a delay or lease that comes due. A token pushed
 between the script and the ``BLPOP`` stays in the list, so no wake-up is lost;
 the list holds at most one token, so a burst of publishes costs nothing extra.
 
+**Corrupt entries.** Redis keeps the writes a script made before an error, so
+every script reads and checks what it needs before its first write (see
+``lua/lib.lua``). An entry ``reserve`` cannot deliver (a meta that is not
+``<count>|<priority>|<message_id>``, a meta or payload missing) is moved to the
+queue's dead-letter store with a reason naming what was corrupt, and the
+reserve goes on with the good messages; each such move is logged at ERROR with
+the ids.
+
+**Orphans.** A message stored in the msgs hash whose id is in no ready list,
+delayed set or leased set would never be delivered. ``reserve`` runs a
+periodic, bounded check that puts such messages back (see
+:mod:`petiole_redis._repair`); :meth:`RedisTransport.requeue_orphans` checks a
+whole queue at once.
+
 **Outages.** See :mod:`petiole_redis._client`: calls ride out a restart of the
 server; a waiting ``reserve`` returns ``[]`` at the end of its wait while the
-server is down.
+server is down. A server that came back without its data is noticed and
+logged there; :attr:`RedisTransport.data_generation` grows by one each time,
+so a failed lease extension after it can be told from a stalled worker.
 
 **Broadcast.** :meth:`RedisTransport.broadcast` and
 :meth:`RedisTransport.subscribe` fan messages out over Redis pub/sub (at most
@@ -40,10 +56,12 @@ once: a subscriber that is disconnected misses what is sent meanwhile).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import redis
@@ -55,8 +73,11 @@ from petiole_redis._client import Closed, Connector, FastClient, Script, StillDo
 from petiole_redis._keys import PRIORITIES, Keys
 from petiole_redis._options import parse_url
 from petiole_redis._pubsub import Subscription
+from petiole_redis._repair import OrphanCheck, log_buried, text
 
 COMPONENT = "redis broker"
+
+logger = logging.getLogger("petiole_redis")
 
 T = TypeVar("T")
 
@@ -66,11 +87,11 @@ _SWEEP_LIMIT = 1000
 # Dead letters requeued per script call when requeueing a whole queue.
 _REQUEUE_BATCH = 1000
 _PUBLISH = Script("publish")
-_RESERVE = Script("reserve")
+_RESERVE = Script("reserve", library=True)
 _ACK = Script("ack")
-_NACK = Script("nack")
+_NACK = Script("nack", library=True)
 _EXTEND = Script("extend")
-_DEAD_LETTER = Script("dead_letter")
+_DEAD_LETTER = Script("dead_letter", library=True)
 _DEAD_LIST = Script("dead_list")
 _REQUEUE_DEAD = Script("requeue_dead")
 
@@ -97,6 +118,21 @@ class RedisTransport:
         # BLPOP must return before the socket's read timeout would cut it off.
         self._max_block_s = min(5.0, target.options.socket_timeout_s / 2)
         self._reserve_keys = lru_cache(maxsize=256)(self._build_reserve_keys)
+        self._orphans = OrphanCheck(
+            self._conn, self.keys, interval_s=target.options.orphan_check_interval_s
+        )
+
+    @property
+    def data_generation(self) -> int:
+        """0, plus one each time the server was found to have lost its data (see
+        :mod:`petiole_redis._client`). A lease taken in an earlier generation
+        is gone with the data: its extension fails, and the worker did not stall."""
+        return self._conn.data_generation
+
+    @property
+    def data_lost_at(self) -> float | None:
+        """When (``time.time()``) the server was last found to have lost its data; None if never."""
+        return self._conn.data_lost_at
 
     def __repr__(self) -> str:
         return f"RedisTransport({self._conn.target.masked_url!r})"
@@ -199,13 +235,16 @@ class RedisTransport:
         keys, wake_keys = self._reserve_keys(names)
         argv = (int(max_messages), _ms(lease_s), _SWEEP_LIMIT)
         deadline = time.monotonic() + max(wait_s, 0.0)
+        self._orphans.run_due_step(names, until=deadline)
         try:
             while True:
                 reply = self._conn.call_fast(
                     "reserve", lambda c: _RESERVE(c, keys, argv), until=deadline
                 )
                 now_ms, next_due_ms = int(reply[0]), int(reply[1])
-                if len(reply) > 2:
+                if reply[2]:
+                    self._report_buried(names, reply[2])
+                if len(reply) > 3:
                     return _deliveries(reply, names, now_ms + argv[1])
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -222,8 +261,23 @@ class RedisTransport:
         keys: list[str] = []
         for name in names:
             q = self.keys.queue(name)
-            keys += [*q.ready, q.delayed, q.leased, q.msgs, q.meta]
+            keys += [*q.ready, q.delayed, q.leased, q.msgs, q.meta, *q.dead_letters]
         return tuple(keys), [self.keys.queue(name).wake for name in names]
+
+    def _report_buried(self, names: tuple[str, ...], buried: list[Any]) -> None:
+        """Log the corrupt entries a reserve moved to dead-letter stores."""
+        by_queue: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        for i in range(0, len(buried), 3):
+            name = names[int(buried[i]) - 1]
+            by_queue[name].append((text(buried[i + 1]), text(buried[i + 2])))
+        for name, entries in by_queue.items():
+            log_buried(name, entries)
+
+    def requeue_orphans(self, queue: str) -> int:
+        """Check all of ``queue`` for orphans now (see :mod:`petiole_redis._repair`)
+        and return how many were put back in their lists. Orphans with a corrupt
+        entry go to the dead-letter store; both are logged with their ids."""
+        return self._orphans.run_pass(queue)
 
     # -- settling ------------------------------------------------------------------------
 
@@ -336,20 +390,10 @@ class RedisTransport:
             f"read the dead letters of queue {queue!r}",
             lambda c: _DEAD_LIST(c, (q.dead, q.dead_msgs, q.dead_info), (limit,)),
         )
-        found: list[DeadLetter] = []
-        for i in range(0, len(reply), 3):
-            info = json.loads(reply[i + 1])
-            found.append(
-                DeadLetter(
-                    dead_letter_id=reply[i].decode(),
-                    queue=queue,
-                    reason=info["reason"],
-                    delivery_count=int(info["count"]),
-                    dead_at=info["dead_at_ms"] / 1000,
-                    payload=bytes(reply[i + 2]),
-                )
-            )
-        return found
+        return [
+            _dead_letter(queue, reply[i], reply[i + 1], reply[i + 2])
+            for i in range(0, len(reply), 3)
+        ]
 
     def requeue_dead_letters(self, queue: str, dead_letter_ids: Sequence[str] | None = None) -> int:
         """Republish dead letters (all, or those ids; unknown ids are ignored) with
@@ -361,14 +405,25 @@ class RedisTransport:
             ids = list(dict.fromkeys(dead_letter_ids))
             if not ids:
                 return 0
-            argv = (len(ids), *ids)
-            return int(self._call(what, lambda c: _REQUEUE_DEAD(c, keys, argv)))
-        moved = 0
-        while True:
-            batch = int(self._call(what, lambda c: _REQUEUE_DEAD(c, keys, (_REQUEUE_BATCH,))))
-            moved += batch
-            if batch < _REQUEUE_BATCH:
-                return moved
+            moved, kept = self._call(
+                what, partial(_REQUEUE_DEAD, keys=keys, argv=(len(ids), 0, *ids))
+            )
+        else:
+            moved = kept = 0
+            while True:
+                argv = (_REQUEUE_BATCH, kept)  # those kept stay first: pass over them
+                batch = self._call(what, partial(_REQUEUE_DEAD, keys=keys, argv=argv))
+                moved, kept = moved + batch[0], kept + batch[1]
+                if batch[0] + batch[1] < _REQUEUE_BATCH:
+                    break
+        if kept:
+            logger.warning(
+                "queue %r: %d dead letter%s could not be requeued: no payload is stored",
+                queue,
+                kept,
+                "" if kept == 1 else "s",
+            )
+        return int(moved)
 
     def purge_dead_letters(self, queue: str) -> int:
         q = self.keys.queue(queue)
@@ -425,7 +480,7 @@ def _runner(args: tuple[Any, ...]) -> Callable[[FastClient], Any]:
 def _deliveries(reply: list[Any], names: tuple[str, ...], lease_end_ms: int) -> list[Delivery]:
     expires_at = lease_end_ms / 1000
     out: list[Delivery] = []
-    for i in range(2, len(reply), 5):
+    for i in range(3, len(reply), 5):
         ident = reply[i + 1].decode()
         count = int(reply[i + 2])
         out.append(
@@ -439,6 +494,27 @@ def _deliveries(reply: list[Any], names: tuple[str, ...], lease_end_ms: int) -> 
             )
         )
     return out
+
+
+def _dead_letter(queue: str, ident: bytes, raw_info: bytes, payload: bytes) -> DeadLetter:
+    """A dead letter from dead_list.lua's reply; an info that is missing or
+    unreadable (edited by hand) still lists the dead letter, with defaults."""
+    try:
+        info = json.loads(bytes(raw_info).decode(errors="replace")) if raw_info else {}
+    except ValueError:
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    reason = info.get("reason")
+    count, dead_at_ms = info.get("count"), info.get("dead_at_ms")
+    return DeadLetter(
+        dead_letter_id=text(ident),
+        queue=queue,
+        reason=reason if isinstance(reason, str) else "(its dead-letter info is unreadable)",
+        delivery_count=count if isinstance(count, int) else 0,
+        dead_at=dead_at_ms / 1000 if isinstance(dead_at_ms, (int, float)) else 0.0,
+        payload=bytes(payload),
+    )
 
 
 def _no_script(reply: object) -> bool:

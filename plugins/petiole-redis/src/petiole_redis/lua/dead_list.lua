@@ -5,15 +5,12 @@
 -- KEYS[3]  dead info hash       (<p>:deadinfo:{q})
 -- ARGV[1]  limit (> 0)
 --
--- Returns { id, info JSON, payload, ... } oldest first.
+-- Returns { id, info JSON, payload, ... } oldest first; a missing info or
+-- payload is returned as "" (the client shows such a dead letter anyway).
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
-  local info = redis.call('HGET', KEYS[3], id)
-  local payload = redis.call('HGET', KEYS[2], id)
-  if info and payload then
-    out[#out + 1] = id
-    out[#out + 1] = info
-    out[#out + 1] = payload
-  end
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
 end
 return out
