@@ -110,8 +110,9 @@ class Worker:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._held: dict[str, Delivery] = {}  # receipt -> delivery, every message we hold
-        # receipt -> when (monotonic) its lease ends, as last reserved or renewed.
-        self._lease_ends: dict[str, float] = {}
+        # receipt -> (when (monotonic) its lease ends, as last reserved or renewed; the
+        # broker's data generation when it was reserved). Untracked: not to be renewed.
+        self._lease_ends: dict[str, tuple[float, int | None]] = {}
         self._pending: collections.deque[Job] = collections.deque()  # prefetched, not started
         self._running: dict[str, Job] = {}
         # Jobs held back by their task's rate limit: (due, sequence, job).
@@ -273,6 +274,7 @@ class Worker:
                     self._changed.wait(timeout=0.5)
                     continue
             reserved_at = time.monotonic()
+            generation = self._data_generation()
             try:
                 deliveries = self.transport.reserve(
                     self.queues, max_messages=free, wait_s=self.reserve_wait_s, lease_s=self.lease_s
@@ -287,7 +289,7 @@ class Worker:
             backoff = _RESERVE_BACKOFF_S[0]
             for delivery in deliveries:
                 try:
-                    self._accept(delivery, reserved_at + self.lease_s)
+                    self._accept(delivery, (reserved_at + self.lease_s, generation))
                 except Exception as exc:
                     # A check that fails on a message must not take the consumer with it.
                     logger.exception("internal error checking a message from %r", delivery.queue)
@@ -312,9 +314,10 @@ class Worker:
             if self._free_to_reserve():
                 self._changed.notify_all()
 
-    def _accept(self, delivery: Delivery, lease_ends: float) -> None:
+    def _accept(self, delivery: Delivery, lease: tuple[float, int | None]) -> None:
         """Check a message using only its headers; queue it to run, or settle it now.
-        ``lease_ends`` is when (monotonic) its lease runs out unless renewed."""
+        ``lease`` is when (monotonic) its lease runs out unless renewed, and the
+        broker's data generation when it was reserved."""
         if delivery.delivery_count > self.max_deliveries:
             self.settler.dead_letter(
                 delivery,
@@ -360,7 +363,7 @@ class Worker:
         job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
         with self._lock:
             self._held[delivery.receipt] = delivery
-            self._lease_ends[delivery.receipt] = lease_ends
+            self._lease_ends[delivery.receipt] = lease
             self._pending.append(job)
         if self._stopping.is_set():
             self._return_pending()
@@ -485,7 +488,7 @@ class Worker:
         interval = self.lease_s / 3
         while not self._stopped.wait(interval):
             with self._lock:
-                held = list(self._held.values())
+                held = [d for r, d in self._held.items() if r in self._lease_ends]
             lost: list[Delivery] = []
             for delivery in held:
                 try:
@@ -502,8 +505,15 @@ class Worker:
 
     def _renewed(self, delivery: Delivery, lease_ends: float) -> None:
         with self._lock:
-            if delivery.receipt in self._lease_ends:
-                self._lease_ends[delivery.receipt] = lease_ends
+            lease = self._lease_ends.get(delivery.receipt)
+            if lease is not None:
+                self._lease_ends[delivery.receipt] = (lease_ends, lease[1])
+
+    def _data_generation(self) -> int | None:
+        """The broker's count of times it was found to have lost its data (a Redis
+        restarted without persistence), for transports that detect it."""
+        generation = getattr(self.transport, "data_generation", None)
+        return generation if isinstance(generation, int) else None
 
     def _lease_still_held(self, job: Job) -> bool:
         """Before a job starts: if its lease may have run out (the worker was stalled:
@@ -512,12 +522,12 @@ class Worker:
         if not self.transport.capabilities.lease_extension:
             return True
         with self._lock:
-            lease_ends = self._lease_ends.get(job.receipt)
+            lease = self._lease_ends.get(job.receipt)
             delivery = self._held.get(job.receipt)
         # Renewals run every lease_s/3; a lease with less than that left missed one.
-        if delivery is None or lease_ends is None:
+        if delivery is None or lease is None:
             return True
-        if lease_ends - time.monotonic() > self.lease_s / 3:
+        if lease[0] - time.monotonic() > self.lease_s / 3:
             return True
         try:
             renewed_at = time.monotonic()
@@ -539,7 +549,13 @@ class Worker:
         Those not started (``starting`` is one the dispatcher was about to start) are
         dropped unrun — the new owner runs them; those running finish, but may run
         twice. Both are logged with their task ids."""
-        receipts = {d.receipt for d in deliveries}
+        receipts = self._vanished_with_the_data({d.receipt for d in deliveries})
+        if not receipts:
+            if starting is not None:  # it stays this worker's to run
+                with self._lock:
+                    self._running.pop(starting.receipt, None)
+                    self._pending.appendleft(starting)
+            return
         with self._changed:
             unstarted = [job for job in self._pending if job.receipt in receipts]
             unstarted += [job for _, _, job in self._deferred if job.receipt in receipts]
@@ -575,6 +591,39 @@ class Worker:
                 stalled,
                 ", ".join(running),
             )
+
+    def _vanished_with_the_data(self, receipts: set[str]) -> set[str]:
+        """Of these lost leases, those of messages the broker lost with its data are
+        no longer anywhere but here: no other worker can run them, so this one does
+        (their leases are no longer renewed). Returns the others: taken by another
+        worker."""
+        now = self._data_generation()
+        if now is None:
+            return receipts
+        with self._lock:
+            vanished = [
+                r for r in receipts if r in self._lease_ends and self._lease_ends[r][1] != now
+            ]
+            ids = [self._task_id_held(r) for r in vanished]
+            for receipt in vanished:
+                del self._lease_ends[receipt]
+        if vanished:
+            self.counts["lost_with_broker_data"] += len(vanished)
+            logger.error(
+                "the broker lost its data (it restarted without persistence): %d task(s) this "
+                "worker holds are gone from it; running them here, since no other worker has "
+                "them: %s",
+                len(vanished),
+                ", ".join(ids),
+            )
+        return receipts - set(vanished)
+
+    def _task_id_held(self, receipt: str) -> str:
+        """The task id of a held message (call with the lock held)."""
+        for job in (*self._pending, *self._running.values(), *(j for _, _, j in self._deferred)):
+            if job.receipt == receipt:
+                return job.envelope.task_id
+        return f"(receipt {receipt})"
 
     def _control(self) -> None:
         """Follow revocations; terminate running tasks revoked with ``terminate``."""
