@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from petiole import Petiole
+from petiole import Petiole, ResultTimeout, diagnosis
 from petiole.cli import cli
 from petiole.errors import ConfigError
 from petiole.loading import load_app
@@ -176,3 +178,35 @@ def test_petiole_result_prints_why_for_a_task_not_done(project: Path) -> None:
     shown = json.loads(out.output)
     assert shown["state"] == "PENDING"
     assert "'slow' holds 1 message" in shown["why"]
+
+
+def test_a_get_that_times_out_says_where_the_task_stands(project: Path) -> None:
+    app = Petiole("proj", config_file="/dev/null")
+
+    @app.task(queue="mail")
+    def send_welcome(user_id: int) -> None: ...
+
+    result = send_welcome.delay(7)
+    with pytest.raises(ResultTimeout) as caught:
+        result.get(timeout=0.2)
+    app.close()
+    message = str(caught.value)
+    assert message.startswith("not ready after 0.")
+    assert f"task {send_welcome.name}[{result.id}] is PENDING" in message
+    assert f"broker sqlite:///{project / 'petiole.db'}" in message
+    assert "'mail' holds 1 message" in message
+
+
+def test_saying_why_a_get_timed_out_takes_at_most_its_budget() -> None:
+    app = Petiole("slow", broker="memory://why-slow", backend="memory://why-slow")
+    proceed = threading.Event()
+    # A broker that hangs: the fault is the point, and no real one hangs on demand.
+    app.transport.size = lambda queue: proceed.wait(30)  # type: ignore[method-assign,assignment,return-value]
+    started = time.monotonic()
+    why = diagnosis.explain_within(0.3, app, "t-1", queue="default")
+    elapsed = time.monotonic() - started
+    proceed.set()
+    app.close()
+    assert elapsed < 2.0
+    assert "could not be told within 0.3 s" in why
+    assert "t-1" in why

@@ -14,6 +14,7 @@ is known so far rather than raising.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -45,11 +46,13 @@ def explain(
     task_name: str | None = None,
     queue: str | None = None,
     record: ResultRecord | None = None,
+    record_read: bool = False,
 ) -> str:
-    """A sentence on where task ``task_id`` stands and what to check next."""
+    """A sentence on where task ``task_id`` stands and what to check next.
+    ``record_read``: the caller already read the result store (``record``, maybe None)."""
     name = f"{task_name}[{task_id}]" if task_name else task_id
     try:
-        if record is None:
+        if record is None and not record_read:
             record = app.backend.get(task_id)
     except PetioleError as exc:
         return f"task {name}: the result store cannot be read ({exc})"
@@ -81,6 +84,37 @@ def explain(
         f"task {name} is PENDING and its message is not on broker {broker} ({where}): "
         "it was sent to another broker (a producer in another directory uses another "
         "petiole.db), its result expired or was forgotten, or the id is wrong"
+    )
+
+
+def explain_within(
+    budget_s: float,
+    app: Petiole,
+    task_id: str,
+    *,
+    task_name: str | None = None,
+    queue: str | None = None,
+    record: ResultRecord | None = None,
+) -> str:
+    """:func:`explain`, given at most ``budget_s`` seconds: a broker that is slow or
+    down must not stretch a timed-out ``get()`` by its reconnect timeout. The
+    explanation is worked out in a daemon thread, abandoned when out of time."""
+    answer: list[str] = []
+
+    def work() -> None:
+        answer.append(
+            explain(app, task_id, task_name=task_name, queue=queue, record=record, record_read=True)
+        )
+
+    thread = threading.Thread(target=work, name="petiole-diagnosis", daemon=True)
+    thread.start()
+    thread.join(budget_s)
+    if answer:
+        return answer[0]
+    name = f"{task_name}[{task_id}]" if task_name else task_id
+    return (
+        f"task {name}: where it stands could not be told within {budget_s:g} s "
+        "(the broker is slow or down)"
     )
 
 

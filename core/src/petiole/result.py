@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from petiole.app import Petiole
 
 
+# How long a timed-out get() may spend saying why, beyond its timeout.
+_WHY_BUDGET_S = 1.0
+
+
 class AsyncResult:
     """The state and outcome of one task. Reading an attribute asks the backend
     each time (until the task is ready: a ready record is cached)."""
@@ -110,6 +114,8 @@ class AsyncResult:
         Raises :class:`~petiole.errors.ResultTimeout` (a ``TimeoutError``) after
         ``timeout`` seconds, which bound the whole call: also when the result
         store was unreachable all along (the backend's message then says so).
+        Its message says where the task stands (:meth:`why`), worked out in at
+        most a second more.
         A backend may raise :class:`~petiole.errors.ResultsLost` when the store
         lost its data while this waited. A failed task's exception is re-raised,
         with the remote traceback attached as a note, unless ``propagate`` is
@@ -121,10 +127,18 @@ class AsyncResult:
             found = self.app.backend.wait([self.id], timeout_s=timeout)
             record = found.get(self.id)
             if record is None or not record.ready:
-                # No second call to the store (to name the state, say): during an
-                # outage it would retry for reconnect_timeout_s, past the timeout.
                 waited = time.monotonic() - started
-                raise ResultTimeout(f"task {self.id} not ready after {waited:.1f} s")
+                # Where it stands, from what the wait saw and the broker, in bounded
+                # time: re-reading an unreachable store would retry past the timeout.
+                why = diagnosis.explain_within(
+                    _WHY_BUDGET_S,
+                    self.app,
+                    self.id,
+                    task_name=self.task_name,
+                    queue=self.queue,
+                    record=record,
+                )
+                raise ResultTimeout(f"not ready after {waited:.1f} s: {why}")
             self._ready_record = record
         value = self._value(record)
         if record.state != states.SUCCESS and propagate and isinstance(value, BaseException):
