@@ -70,7 +70,7 @@ class Settings:
     backend_url: str = _setting(
         "sqlite://",
         "Where results are stored. The URL scheme selects the result backend plugin.",
-        example='"sqlite:///var/lib/app/results.db"',
+        example='"sqlite:////var/lib/app/results.db"',
     )
     broker_options: dict[str, Any] = _setting(
         {},
