@@ -21,6 +21,14 @@ acknowledging several messages in one request, each checked against its own
 lease. Workers batch the acknowledgements of finished tasks and use it when it
 is there (:func:`ack_many`); without it they acknowledge one by one.
 
+A transport may also fan messages out to subscribers (:class:`Broadcast`), at
+most once: control commands, events and revocations ride on it. It is a
+protocol with its own conformance suite, not a flag: ``capabilities.broadcast``
+is True exactly when the transport implements it, and callers test
+``isinstance(transport, Broadcast)``. Without it, a per-worker control queue
+stands in (docs/conformance.md, "Broadcast"). :class:`ThreadedSubscription` is
+the plumbing every implementation needs around its subscriber's thread.
+
 Every method may be called from several threads of one process at once; a
 transport makes itself safe for that (a lock, or a connection per thread).
 Failures of the underlying client are raised as
@@ -29,11 +37,16 @@ Failures of the underlying client are raised as
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from petiole.errors import PetioleError
+from petiole.urls import mask_text
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +56,9 @@ class TransportCapabilities:
     ``priorities``: higher ``priority`` values (0-9) are reserved first among
     messages that are due. ``max_delay_s``: the longest delay the broker holds
     natively (``None`` = unbounded); the core re-delays longer ones transparently.
-    ``broadcast``: pub/sub fan-out for control messages and events.
+    ``broadcast``: True exactly when the transport implements :class:`Broadcast`
+    (the conformance kit checks that they agree); code that broadcasts tests
+    ``isinstance(transport, Broadcast)``, the flag is for listings and the kit.
     ``max_message_bytes``: the largest envelope the broker accepts (``None`` =
     no fixed limit). ``lease_extension``: ``False`` when the broker ties leases to
     the consumer's connection (AMQP) and :meth:`Transport.extend` is a no-op.
@@ -217,6 +232,211 @@ def ack_many(transport: Transport, deliveries: Sequence[Delivery]) -> None:
             failed = failed or exc
     if failed is not None:
         raise failed
+
+
+# -- broadcast ------------------------------------------------------------------------
+
+
+class Subscription(Protocol):
+    """A live subscription, made by :meth:`Broadcast.subscribe`."""
+
+    def close(self) -> None:
+        """Stop delivering, and let the broker forget this subscriber.
+
+        Safe from any thread, more than once, and from inside this
+        subscription's own callback. Called from any other thread, it returns
+        once a callback that is running has returned; no callback of this
+        subscription starts after that. Called from the callback, it returns at
+        once, and that callback is the last.
+        """
+        ...
+
+
+@runtime_checkable
+class Broadcast(Protocol):
+    """Fan-out of small messages to every current subscriber of a channel.
+
+    The optional part of a transport that control commands, events and
+    revocations ride on. A transport implements it exactly when
+    ``capabilities.broadcast`` is True; callers test
+    ``isinstance(transport, Broadcast)``.
+
+    Delivery is **at most once**, unlike the queues':
+
+    * A subscription receives every message broadcast on its channels (by any
+      connection, in any process) after :meth:`subscribe` returned, for as long
+      as it stays connected: ``subscribe`` returns only once the broker has the
+      subscription. A message broadcast before ``subscribe`` was called is never
+      delivered; one broadcast while it runs may or may not be.
+    * A subscription receives a message at most once: nothing is stored for
+      later subscribers and nothing is replayed. A subscriber that is cut off
+      (its connection lost, or too far behind) misses what was broadcast
+      meanwhile, and is not told what. Whoever needs certainty confirms by
+      other means (a reply, a read of the state).
+    * The messages of one channel reach each subscription in the order the
+      broker received them (for one caller: the order of its ``broadcast``
+      calls). Nothing is promised about order across channels.
+
+    Payloads are opaque bytes, delivered byte for byte. Broadcast is meant for
+    control messages and events: every implementation carries at least 64 KiB,
+    and one over ``capabilities.max_message_bytes`` raises
+    :class:`~petiole.errors.MessageTooLarge`. Channel names made of letters,
+    digits, ``.``, ``-`` and ``_`` work on every transport (``petiole.control``).
+    """
+
+    def broadcast(self, channel: str, payload: bytes) -> int:
+        """Send ``payload`` to every current subscription of ``channel``.
+
+        Returns how many subscriptions the broker handed it to (0: nobody was
+        subscribed, and the message is gone), or -1 when the broker cannot tell
+        (subscribers that poll read it later). A count is no acknowledgement:
+        a subscriber may still miss the message. Never waits for a subscriber's
+        callback, and never runs one in the caller's thread. Raises
+        :class:`~petiole.errors.TransportError` when the broker cannot take it.
+        """
+        ...
+
+    def subscribe(
+        self, channels: Sequence[str], on_message: Callable[[str, bytes], None]
+    ) -> Subscription:
+        """Call ``on_message(channel, payload)`` for each message broadcast on
+        ``channels`` from now on, until the subscription is closed.
+
+        Returns once the broker has the subscription (see the class docstring).
+        ``on_message`` runs on a thread of the transport's, never in a caller
+        of ``broadcast``; one message at a time per subscription, so it needs no
+        lock against itself. It may call the transport (broadcast a reply,
+        publish a task). What it raises is logged with its traceback, and the
+        subscription goes on with the next message. It should return quickly:
+        a slow callback holds up this subscription's later messages, and one
+        that falls too far behind may miss some (at most once).
+
+        A subscription outlives outages: it reconnects and subscribes again,
+        missing what was broadcast meanwhile. Closing the transport closes its
+        subscriptions. Raises ``TypeError`` for a string instead of a sequence
+        of channels, ``ValueError`` for no channel, and
+        :class:`~petiole.errors.TransportError` when the broker cannot be reached.
+        """
+        ...
+
+
+class ThreadedSubscription:
+    """A :class:`Subscription` whose callbacks run on a daemon thread of its own.
+
+    The plumbing of a :class:`Broadcast` implementation (the built-in ones and
+    petiole-redis use it). The implementation subscribes at the broker before
+    ``subscribe`` returns, then calls :meth:`start`. The thread calls
+    :meth:`fetch` in a loop and ``on_message`` for each message it returns,
+    logging what either raises; :meth:`close` works from any thread. A subclass
+    implements:
+
+    * :meth:`fetch`: the next messages, in order, as ``(channel, payload)``;
+      ``[]`` when a wait ends with none (it may wait as long as it likes, but
+      returns soon after :meth:`wake`); ``None`` once the subscription can
+      never receive again. When it raises, the error is logged (once for a run
+      of failures) and it is called again after ``retry_s``.
+    * :meth:`wake`: make a :meth:`fetch` that is waiting return soon. Called by
+      :meth:`close` from any thread.
+    * :meth:`release`: let the broker forget the subscription. Runs once, on
+      the subscription's thread, as it ends.
+    """
+
+    #: Pause before :meth:`fetch` is tried again after it raised.
+    retry_s: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        channels: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        *,
+        thread_name: str,
+    ) -> None:
+        """Raises ``TypeError`` for a string instead of a sequence of channels
+        and ``ValueError`` for no channel; repeated channels count once."""
+        if isinstance(channels, (str, bytes)):
+            raise TypeError(f"channels must be a sequence of names, not the string {channels!r}")
+        self.channels: tuple[str, ...] = tuple(dict.fromkeys(channels))
+        if not self.channels:
+            raise ValueError("subscribe needs at least one channel")
+        self._on_message = on_message
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} {list(self.channels)!r} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (a backoff inside :meth:`fetch`); True at once when closed."""
+        return self._closed.wait(seconds)
+
+    def close(self) -> None:
+        """See :meth:`Subscription.close`."""
+        self._closed.set()
+        self.wake()
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def fetch(self) -> list[tuple[str, bytes]] | None:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        failing = False
+        try:
+            while not self._closed.is_set():
+                try:
+                    batch = self.fetch()
+                except Exception as exc:
+                    if not failing:
+                        logger.warning(
+                            "broadcast subscription to %s cannot receive (%s: %s); "
+                            "trying again every %g s",
+                            list(self.channels),
+                            type(exc).__name__,
+                            mask_text(str(exc)),
+                            self.retry_s,
+                        )
+                    failing = True
+                    self._closed.wait(self.retry_s)
+                    continue
+                if failing:
+                    logger.info("broadcast subscription to %s receives again", list(self.channels))
+                    failing = False
+                if batch is None:
+                    return
+                for channel, payload in batch:
+                    if self._closed.is_set():
+                        return
+                    try:
+                        self._on_message(channel, payload)
+                    except Exception:
+                        logger.exception(
+                            "broadcast callback %r failed on a message of channel %r; "
+                            "the subscription goes on",
+                            self._on_message,
+                            channel,
+                        )
+        finally:
+            self._closed.set()
+            try:
+                self.release()
+            except Exception:
+                logger.exception(
+                    "broadcast subscription to %s: release failed", list(self.channels)
+                )
 
 
 TransportFactory = Callable[[str, Mapping[str, Any]], Transport]

@@ -1,4 +1,5 @@
-"""The conformance suites against a real redis-server started by the tests."""
+"""The conformance suites against a real redis-server started by the tests, and
+what the broadcast does beyond its suite (pub/sub on the server, outages)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ from collections.abc import Iterator
 import pytest
 from petiole_redis.results import create_backend
 from petiole_redis.testing import RedisServer
-from petiole_redis.transport import create_transport
+from petiole_redis.transport import RedisTransport, create_transport
 
 from petiole.backend import ResultBackend
-from petiole.testing import ResultBackendSuite, TransportSuite
+from petiole.testing import (
+    BroadcastSuite,
+    ResultBackendSuite,
+    TransportSuite,
+    unique_name,
+    wait_until,
+)
+from petiole.testing.broadcast_suite import Inbox
 from petiole.transport import Transport
 
 
@@ -29,6 +37,58 @@ class TestRedisTransport(TransportSuite):
         transport = create_transport(redis_server.url, {})
         yield transport
         transport.close()
+
+
+class TestRedisBroadcast(BroadcastSuite):
+    @pytest.fixture
+    def transport(self, redis_server: RedisServer) -> Iterator[Transport]:
+        transport = create_transport(redis_server.url, {})
+        yield transport
+        transport.close()
+
+    @pytest.fixture
+    def peer_transport(self, redis_server: RedisServer) -> Iterator[Transport]:
+        transport = create_transport(redis_server.url, {})
+        yield transport
+        transport.close()
+
+    def test_broadcast_returns_the_servers_count_of_subscribers_until_closed(
+        self, redis_server: RedisServer, transport: RedisTransport
+    ) -> None:
+        name = unique_name("petiole-test")
+        subscription = transport.subscribe([name], Inbox())
+        channel = transport.keys.broadcast_channel(name)
+
+        def subscribers() -> int:
+            return int(admin.pubsub_numsub(channel)[0][1])
+
+        with redis_server.client() as admin:
+            assert subscribers() == 1  # on the server when subscribe returned
+            assert transport.broadcast(name, b"counted") == 1
+            subscription.close()
+            # The server notices the closed connection on its own time.
+            assert wait_until(lambda: subscribers() == 0, timeout_s=10)
+            assert transport.broadcast(name, b"nobody") == 0
+
+    def test_subscription_subscribes_again_after_the_server_restarts(
+        self, own_redis_server: RedisServer
+    ) -> None:
+        transport = RedisTransport(own_redis_server.url, {})
+        inbox = Inbox()
+        transport.subscribe(["control"], inbox)
+        try:
+            transport.broadcast("control", b"before")
+            assert inbox.wait_for(1, timeout_s=10) == [("control", b"before")]
+
+            own_redis_server.restart()
+            # At most once: what is sent before it is back is lost, so probe until it is.
+            assert wait_until(lambda: transport.broadcast("control", b"probe") == 1, timeout_s=20)
+            transport.broadcast("control", b"after")
+
+            assert wait_until(lambda: ("control", b"after") in inbox.received, timeout_s=10)
+            assert inbox.received.count(("control", b"before")) == 1
+        finally:
+            transport.close()
 
 
 class TestRedisBackend(ResultBackendSuite):

@@ -103,22 +103,6 @@ def test_priority_outside_zero_to_nine_is_clamped(transport: RedisTransport, que
     assert [d.payload for d in got] == [b"high", b"low"]
 
 
-def test_broadcast_reaches_every_subscriber(transport: RedisTransport) -> None:
-    channel = unique_name("control")
-    with transport.subscribe([channel]) as first, transport.subscribe([channel]) as second:
-        assert transport.broadcast(channel, b"\x00shutdown") == 2
-
-        assert first.get(timeout_s=5) == (channel, b"\x00shutdown")
-        assert second.get(timeout_s=5) == (channel, b"\x00shutdown")
-
-
-def test_broadcast_subscription_get_returns_none_after_timeout(transport: RedisTransport) -> None:
-    with transport.subscribe([unique_name("events")]) as subscription:
-        start = time.monotonic()
-        assert subscription.get(timeout_s=0.2) is None
-        assert 0.15 <= time.monotonic() - start < 2
-
-
 def test_reserve_moves_a_large_backlog_of_due_messages_in_bounded_steps(
     transport: RedisTransport, queue: str
 ) -> None:

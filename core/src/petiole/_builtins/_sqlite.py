@@ -350,6 +350,13 @@ class Database:
     def closed(self) -> bool:
         return self._closed
 
+    def notifier_for(self, channel: str) -> Notifier:
+        """The notifier of another ``channel`` of this file (the transport's
+        broadcasts beside its messages). Ask each time: a fork renews it."""
+        if self._pid != os.getpid():
+            self._forget_inherited_connections()
+        return self._shared.notifier(channel)
+
     @contextmanager
     def read(self, action: str) -> Iterator[sqlite3.Connection]:
         """This thread's connection, for autocommit reads; errors name ``action``.

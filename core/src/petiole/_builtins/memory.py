@@ -14,6 +14,15 @@ does not empty the queues. Build :class:`MemoryTransport` or
 
 Each broker (and each result store) guards all its state with one
 ``threading.Condition``; a publish or store wakes every waiter at once.
+
+**Broadcast** (:class:`~petiole.transport.Broadcast`) fans out to the
+subscriptions of every transport on the same broker. ``broadcast`` only appends
+the message to each subscription's inbox; a thread per subscription empties it
+and calls the callback, so a slow subscriber never holds up a publisher. An
+inbox holds at most ``broadcast_inbox_limit`` messages (10,000 by default):
+when a subscriber is that far behind, further messages for it are dropped (at
+most once, as a Redis subscriber over its output buffer loses them) and a
+warning says how many.
 """
 
 from __future__ import annotations
@@ -21,21 +30,33 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ConfigError, ResultBackendError, TransportError
-from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.transport import (
+    DeadLetter,
+    Delivery,
+    ThreadedSubscription,
+    Transport,
+    TransportCapabilities,
+)
 from petiole.urls import mask_url
 
 SCHEME = "memory"
 DEFAULT_NAME = "default"
+BROADCAST_INBOX_LIMIT = 10_000
+
+logger = logging.getLogger(__name__)
 
 
 def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> str:
@@ -123,7 +144,8 @@ class _Queue:
 
 
 class MemoryBroker:
-    """The shared state behind :class:`MemoryTransport` handles: queues and dead letters."""
+    """The shared state behind :class:`MemoryTransport` handles: queues, dead
+    letters and broadcast subscriptions."""
 
     def __init__(self) -> None:
         self.condition = threading.Condition()
@@ -131,6 +153,9 @@ class MemoryBroker:
         self.ids = itertools.count(1)
         self.waiting = 0
         """How many reservers are blocked right now (for tests that need one waiting)."""
+        # Its own lock: fan-out never waits for a reserve, nor a reserve for fan-out.
+        self.broadcast_lock = threading.Lock()
+        self.subscribers: dict[str, set[_MemorySubscription]] = {}
 
     def queue(self, name: str) -> _Queue:
         queue = self.queues.get(name)
@@ -140,19 +165,27 @@ class MemoryBroker:
 
 
 class MemoryTransport:
-    """A :class:`~petiole.transport.Transport` held in this process's memory."""
+    """A :class:`~petiole.transport.Transport` and :class:`~petiole.transport.Broadcast`
+    held in this process's memory."""
 
     capabilities = TransportCapabilities(
         priorities=True,
         max_delay_s=None,
-        broadcast=False,
+        broadcast=True,
         max_message_bytes=None,
         lease_extension=True,
     )
 
-    def __init__(self, broker: MemoryBroker | None = None) -> None:
+    def __init__(
+        self,
+        broker: MemoryBroker | None = None,
+        *,
+        broadcast_inbox_limit: int = BROADCAST_INBOX_LIMIT,
+    ) -> None:
         self.broker = broker or MemoryBroker()
+        self.broadcast_inbox_limit = broadcast_inbox_limit
         self._closed = False
+        self._subscriptions: weakref.WeakSet[_MemorySubscription] = weakref.WeakSet()
 
     def publish(
         self,
@@ -346,15 +379,48 @@ class MemoryTransport:
             target.dead.clear()
             return count
 
+    def broadcast(self, channel: str, payload: bytes) -> int:
+        """Put ``payload`` in the inbox of every subscription of ``channel`` on
+        this broker; return how many took it (a full inbox drops it)."""
+        self._check_open()
+        data = bytes(payload)
+        with self.broker.broadcast_lock:
+            subscriptions = self.broker.subscribers.get(channel, ())
+            return sum(subscription.offer(channel, data) for subscription in subscriptions)
+
+    def subscribe(
+        self, channels: Sequence[str], on_message: Callable[[str, bytes], None]
+    ) -> _MemorySubscription:
+        """Subscribe ``on_message`` to ``channels`` of this broker, from every
+        transport on it (see :meth:`petiole.transport.Broadcast.subscribe`)."""
+        subscription = _MemorySubscription(
+            self.broker, channels, on_message, inbox_limit=self.broadcast_inbox_limit
+        )
+        with self.broker.broadcast_lock:
+            self._check_open()
+            for channel in subscription.channels:
+                self.broker.subscribers.setdefault(channel, set()).add(subscription)
+            self._subscriptions.add(subscription)
+        subscription.start()
+        return subscription
+
     def close(self) -> None:
-        """Stop this handle and wake its waiters; the broker's messages stay."""
+        """Stop this handle and its subscriptions and wake its waiters; the
+        broker's messages stay."""
         with self.broker.condition:
             self._closed = True
             self.broker.condition.notify_all()
+        with self.broker.broadcast_lock:
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:  # outside the lock: close waits for a callback
+            subscription.close()
 
-    def _locked(self) -> threading.Condition:
+    def _check_open(self) -> None:
         if self._closed:
             raise TransportError("this memory transport is closed")
+
+    def _locked(self) -> threading.Condition:
+        self._check_open()
         return self.broker.condition
 
     def _leased(self, delivery: Delivery) -> _Message | None:
@@ -372,6 +438,73 @@ class MemoryTransport:
         message = self._leased(delivery)
         if message is not None:
             del self.broker.queues[delivery.queue].messages[message.id]
+
+
+class _MemorySubscription(ThreadedSubscription):
+    """One subscriber's inbox, emptied by its own thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        channels: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        *,
+        inbox_limit: int,
+    ) -> None:
+        super().__init__(channels, on_message, thread_name="petiole-memory-broadcast")
+        self._broker = broker
+        self._inbox_limit = max(inbox_limit, 1)
+        self._condition = threading.Condition()
+        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._dropping = 0  # messages dropped since the inbox was last full
+        self.dropped = 0
+        """Messages dropped because the inbox was full, in all."""
+
+    def offer(self, channel: str, payload: bytes) -> bool:
+        """Queue a message for the callback; False when the inbox is full (dropped)."""
+        with self._condition:
+            if len(self._inbox) < self._inbox_limit:
+                self._inbox.append((channel, payload))
+                self._condition.notify()
+                return True
+            self._dropping += 1
+            self.dropped += 1
+            first = self._dropping == 1
+        if first:
+            logger.warning(
+                "memory broadcast subscription to %s is %d messages behind: dropping "
+                "new messages for it until it catches up",
+                list(self.channels),
+                self._inbox_limit,
+            )
+        return False
+
+    def fetch(self) -> list[tuple[str, bytes]]:
+        with self._condition:
+            self._condition.wait_for(lambda: self._inbox or self.closed)
+            batch = list(self._inbox)
+            self._inbox.clear()
+            dropped, self._dropping = self._dropping, 0
+        if dropped:
+            logger.warning(
+                "memory broadcast subscription to %s caught up; it missed %d messages",
+                list(self.channels),
+                dropped,
+            )
+        return batch
+
+    def wake(self) -> None:
+        with self._condition:
+            self._condition.notify_all()
+
+    def release(self) -> None:
+        with self._broker.broadcast_lock:
+            for channel in self.channels:
+                subscribers = self._broker.subscribers.get(channel)
+                if subscribers is not None:
+                    subscribers.discard(self)
+                    if not subscribers:
+                        del self._broker.subscribers[channel]
 
 
 # -- result backend --------------------------------------------------------------

@@ -14,6 +14,17 @@ lock only to claim, so an idle worker never blocks a producer. Waiting reservers
 poll with backoff for messages published by other processes, and wake at once
 for messages published by this one.
 
+**Broadcast** (:class:`~petiole.transport.Broadcast`) works across every
+process sharing the file. ``broadcast`` appends a row to ``petiole_broadcasts``
+(its ``seq`` grows with every row and is never reused) and deletes the rows
+older than ``broadcast_retention_s`` (60 s). A subscription starts from the
+highest ``seq`` present when ``subscribe`` returns and reads the rows of its
+channels after it, in ``seq`` order, on a thread of its own that polls like a
+waiting ``reserve`` (backing off to ``poll_interval_ms``, woken at once by a
+broadcast from this process). So it receives each message once and in order,
+and misses only what it fell more than ``broadcast_retention_s`` behind on.
+``broadcast`` returns -1: subscribers in other processes are not known.
+
 URL and options: see :mod:`petiole._builtins._sqlite`.
 """
 
@@ -21,13 +32,20 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from petiole._builtins._sqlite import Database, SqliteOptions, parse_url, poll_delays
+from petiole._builtins._sqlite import MAX_PARAMS, Database, SqliteOptions, parse_url, poll_delays
 from petiole.errors import TransportError
-from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.transport import (
+    DeadLetter,
+    Delivery,
+    ThreadedSubscription,
+    Transport,
+    TransportCapabilities,
+)
 
 COMPONENT = "sqlite transport"
 
@@ -75,6 +93,16 @@ _SCHEMA = (
     """
     CREATE INDEX IF NOT EXISTS petiole_dead_letters_by_queue
     ON petiole_dead_letters (queue, id)
+    """,
+    # AUTOINCREMENT: subscribers read by seq, so a seq is never handed out
+    # again, even after every row was pruned.
+    """
+    CREATE TABLE IF NOT EXISTS petiole_broadcasts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        payload BLOB NOT NULL
+    )
     """,
 )
 
@@ -156,23 +184,51 @@ ORDER BY id
 # Params: queue, then the optional id filter.
 _DELETE_DEAD = "DELETE FROM petiole_dead_letters WHERE queue = ? {id_filter}"
 
+# Params: channel, sent_at, payload.
+_BROADCAST = "INSERT INTO petiole_broadcasts (channel, sent_at, payload) VALUES (?, ?, ?)"
+
+# Params: the oldest sent_at kept. Walks from the oldest row to the first one
+# kept, so it costs what it deletes; run after an insert, which is always kept.
+_PRUNE_BROADCASTS = """
+DELETE FROM petiole_broadcasts
+WHERE seq < (SELECT seq FROM petiole_broadcasts WHERE sent_at >= ? ORDER BY seq LIMIT 1)
+"""
+
+_LAST_BROADCAST = "SELECT COALESCE(MAX(seq), 0) FROM petiole_broadcasts"
+
+# Params: after seq, up to seq, the channels, limit.
+_READ_BROADCASTS = """
+SELECT seq, channel, payload FROM petiole_broadcasts
+WHERE seq > ? AND seq <= ? {channel_filter}
+ORDER BY seq
+LIMIT ?
+"""
+
+# The Notifier channel of broadcasts, beside "messages".
+_BROADCASTS = "broadcasts"
+BROADCAST_RETENTION_S = 60.0
+# Rows one poll of a subscription reads at most.
+_BROADCAST_BATCH = 500
+
 _FIRST_POLL_DELAY_S = 0.005
 # Never busy-loop when the clock says a message is due but another process took it.
 _MIN_SLEEP_S = 0.001
 
 
 class SqliteTransport:
-    """A :class:`~petiole.transport.Transport` on a SQLite file (see the module docstring).
+    """A :class:`~petiole.transport.Transport` and :class:`~petiole.transport.Broadcast`
+    on a SQLite file (see the module docstring).
 
-    ``first_poll_delay_s`` is the first sleep of a waiting ``reserve`` before it
-    looks again for messages from other processes; later sleeps double up to
-    ``poll_interval_ms``.
+    ``first_poll_delay_s`` is the first sleep of a waiting ``reserve`` (or a
+    subscription) before it looks again for rows from other processes; later
+    sleeps double up to ``poll_interval_ms``. ``broadcast_retention_s`` is how
+    long a broadcast stays in the file for subscribers that are behind.
     """
 
     capabilities = TransportCapabilities(
         priorities=True,
         max_delay_s=None,
-        broadcast=False,
+        broadcast=True,
         max_message_bytes=None,
         lease_extension=True,
     )
@@ -183,9 +239,12 @@ class SqliteTransport:
         options: SqliteOptions | None = None,
         *,
         first_poll_delay_s: float = _FIRST_POLL_DELAY_S,
+        broadcast_retention_s: float = BROADCAST_RETENTION_S,
     ) -> None:
         self._options = options or SqliteOptions()
         self._first_poll_delay_s = first_poll_delay_s
+        self._broadcast_retention_s = broadcast_retention_s
+        self._subscriptions: weakref.WeakSet[_SqliteSubscription] = weakref.WeakSet()
         self._db = Database(
             path,
             self._options,
@@ -411,12 +470,102 @@ class SqliteTransport:
         with self._db.write(f"purge the dead letters of queue {queue!r}") as conn:
             return int(conn.execute(_DELETE_DEAD.format(id_filter=""), (queue,)).rowcount)
 
+    def broadcast(self, channel: str, payload: bytes) -> int:
+        """Append the message for subscribers in every process to read, and prune
+        what is older than ``broadcast_retention_s``. Returns -1: subscribers in
+        other processes are not known."""
+        with self._db.write(f"broadcast on channel {channel!r}") as conn:
+            now = time.time()
+            conn.execute(_BROADCAST, (channel, now, bytes(payload)))
+            conn.execute(_PRUNE_BROADCASTS, (now - self._broadcast_retention_s,))
+        self._db.notifier_for(_BROADCASTS).notify()
+        return -1
+
+    def subscribe(
+        self, channels: Sequence[str], on_message: Callable[[str, bytes], None]
+    ) -> _SqliteSubscription:
+        """Deliver the broadcasts on ``channels`` that come after this call (see
+        :meth:`petiole.transport.Broadcast.subscribe` and the module docstring)."""
+        subscription = _SqliteSubscription(
+            self._db,
+            channels,
+            on_message,
+            first_poll_delay_s=self._first_poll_delay_s,
+            poll_interval_s=self._options.poll_interval_ms / 1000,
+        )
+        self._subscriptions.add(subscription)
+        subscription.start()
+        return subscription
+
     def close(self) -> None:
-        """Close the connections and wake waiting reservers (they return ``[]``)."""
+        """Close the subscriptions and connections, and wake waiting reservers
+        (they return ``[]``)."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
         if self._db.closed:
             return
         self._db.close()
         self._db.notifier.notify()
+
+
+class _SqliteSubscription(ThreadedSubscription):
+    """Reads the broadcasts of its channels by ``seq`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        channels: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        *,
+        first_poll_delay_s: float,
+        poll_interval_s: float,
+    ) -> None:
+        super().__init__(channels, on_message, thread_name="petiole-sqlite-broadcast")
+        self._db = db
+        self._first_poll_delay_s = first_poll_delay_s
+        self._poll_interval_s = poll_interval_s
+        self._delays = poll_delays(first_poll_delay_s, poll_interval_s)
+        # Too many channels for one statement: read them all and filter here.
+        self._filtered = len(self.channels) <= MAX_PARAMS
+        marks = ", ".join("?" * len(self.channels)) if self._filtered else ""
+        self._read = _READ_BROADCASTS.format(
+            channel_filter=f"AND channel IN ({marks})" if self._filtered else ""
+        )
+        with db.read("subscribe to broadcasts") as conn:
+            self._after: int = conn.execute(_LAST_BROADCAST).fetchall()[0][0]
+
+    def fetch(self) -> list[tuple[str, bytes]] | None:
+        if self._db.closed:
+            return None
+        notifier = self._db.notifier_for(_BROADCASTS)
+        seen = notifier.generation
+        if self.closed:  # close() set it before its wake-up moved the generation on
+            return []
+        batch = self._read_batch()
+        if batch:
+            self._delays = poll_delays(self._first_poll_delay_s, self._poll_interval_s)
+            return batch
+        notifier.wait(seen, next(self._delays))
+        return []
+
+    def _read_batch(self) -> list[tuple[str, bytes]]:
+        with self._db.read("read broadcasts") as conn:
+            last = conn.execute(_LAST_BROADCAST).fetchall()[0][0]
+            if last <= self._after:
+                return []
+            params = (self._after, last, *(self.channels if self._filtered else ()))
+            rows = conn.execute(self._read, (*params, _BROADCAST_BATCH)).fetchall()
+        # Every row up to `last` was committed when it was read (writers take
+        # turns, so seq order is commit order): past them all unless cut short.
+        self._after = rows[-1][0] if len(rows) == _BROADCAST_BATCH else last
+        wanted = set(self.channels)
+        return [(channel, payload) for _, channel, payload in rows if channel in wanted]
+
+    def wake(self) -> None:
+        self._db.notifier_for(_BROADCASTS).notify()
+
+    def release(self) -> None:
+        """Nothing to undo: the broker never knew this subscriber."""
 
 
 def _lease(delivery: Delivery) -> tuple[int, str] | None:

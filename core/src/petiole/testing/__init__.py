@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from petiole.testing._helpers import unique_name, wait_until
 from petiole.testing.backend_suite import ResultBackendSuite
+from petiole.testing.broadcast_suite import BroadcastSuite
 from petiole.testing.serializer_suite import (
     JSON_TAGGED_ROUNDTRIPS,
     PLAIN_ROUNDTRIPS,
@@ -21,6 +22,7 @@ from petiole.testing.transport_suite import TransportSuite
 __all__ = [
     "JSON_TAGGED_ROUNDTRIPS",
     "PLAIN_ROUNDTRIPS",
+    "BroadcastSuite",
     "ResultBackendSuite",
     "RoundTrip",
     "SerializerSuite",

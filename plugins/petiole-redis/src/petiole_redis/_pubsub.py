@@ -1,11 +1,13 @@
 """Redis pub/sub on raw connections: the result backend's listener and broadcast subscriptions.
 
 Both use a dedicated connection outside the pool (a subscribed connection can
-do nothing else) and survive a restart of the server: they reconnect through
-the component's :class:`~petiole_redis._client.Connector` (same backoff, same
+do nothing else) and survive a restart of the server: they reconnect with the
+component's :class:`~petiole_redis._client.Connector` (same backoff, same
 single outage line) and subscribe again. Pub/sub itself keeps nothing, so
 whoever relies on it must re-read the state after a reconnect; the listener
-tells its watchers when (``resync``).
+tells its watchers when (``resync``). A broadcast subscription is at most once
+by contract (:class:`petiole.transport.Broadcast`): it just misses what was
+sent while it was away.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import redis
 from redis.exceptions import RedisError
 
-from petiole_redis._client import Closed, Connector, RawConnection, StillDown, is_outage
+from petiole.transport import ThreadedSubscription
+from petiole_redis._client import Closed, Connector, RawConnection, backoff_s, is_outage
 
 # How often the listener thread looks up from an idle connection (to notice close()).
 _IDLE_READ_S = 1.0
@@ -255,64 +257,114 @@ class Listener:
                 event.set()
 
 
-class Subscription:
-    """Broadcast messages of some channels, read by the caller's own thread.
+class Subscription(ThreadedSubscription):
+    """Broadcast messages of some channels, handed to a callback on a thread of its own.
 
-    Made by :meth:`petiole_redis.transport.RedisTransport.subscribe`. Delivery
-    is at most once: messages sent while the connection is down are missed.
+    Made by :meth:`petiole_redis.transport.RedisTransport.subscribe`, on a
+    connection of its own. It subscribes in the caller's thread (so it is live
+    when made) and reads on its thread. Delivery is at most once: when the
+    connection drops, the thread reconnects with backoff (one outage line, as
+    every call) and subscribes again; what was broadcast meanwhile is missed.
     """
 
-    def __init__(self, connector: Connector, channels: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        connector: Connector,
+        channels: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        *,
+        channel_key: Callable[[str], str],
+    ) -> None:
+        super().__init__(channels, on_message, thread_name="petiole-redis-broadcast")
         self._connector = connector
-        self._channels = {name.encode(): user for name, user in channels.items()}
+        self._names = {channel_key(c).encode(): c for c in self.channels}
+        self._lock = threading.Lock()
         self._connection: RawConnection | None = None
-        self._connector.call("subscribe", self._open)
+        self._attempt = 0
+        try:
+            connector.call("subscribe to broadcasts", self._open)
+        except Closed:
+            raise connector.error_type(f"{connector.describe()} is closed (subscribe)") from None
+        self.start()
 
-    def _open(self, _client: redis.Redis) -> None:
+    def _open(self, _client: redis.Redis | None = None) -> None:
+        """Connect and subscribe; returns once the server confirmed every channel."""
         connection = self._connector.new_connection()
-        connection.connect()
-        connection.send_command("SUBSCRIBE", *self._channels)
-        for _ in self._channels:  # one confirmation per channel: subscribed from here on
-            connection.read_response()
-        self._connection = connection
+        try:
+            connection.connect()
+            connection.send_command("SUBSCRIBE", *self._names)
+            for _ in self._names:  # one confirmation per channel, before any message
+                connection.read_response()
+        except BaseException:
+            connection.disconnect()
+            raise
+        with self._lock:
+            closed = self.closed
+            if not closed:
+                self._connection = connection
+        if closed:  # meanwhile
+            connection.disconnect()
 
-    def get(self, timeout_s: float | None = None) -> tuple[str, bytes] | None:
-        """The next ``(channel, payload)``, or None after ``timeout_s`` (None = wait forever)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    def fetch(self) -> list[tuple[str, bytes]] | None:
+        if self._connector.closed:
+            return None
+        with self._lock:
             connection = self._connection
-            try:
-                if connection is None:
-                    self._connector.call("subscribe", self._open, until=deadline)
-                    continue
-                if not connection.can_read(timeout=remaining):
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return None
-                    continue
-                reply = connection.read_response()
-            except (Closed, StillDown):
-                return None
-            except (RedisError, OSError) as exc:
-                if connection is not None:
-                    connection.disconnect()
-                self._connection = None
-                if not (is_outage(exc) or isinstance(exc, OSError)):
-                    raise self._connector.error_type(
-                        f"{self._connector.describe()}: broadcast subscription: {exc}"
-                    ) from exc
+        if connection is None:
+            self._reconnect()
+            return []
+        try:
+            if not connection.can_read(timeout=_IDLE_READ_S):
+                return []
+            reply = connection.read_response()
+        except Exception as exc:
+            self._drop(connection)
+            if self.closed or self._connector.closed:
+                return []
+            if not isinstance(exc, (RedisError, OSError, ValueError)):
+                raise
+            if not isinstance(exc, ValueError):  # ValueError: closed under us
                 self._connector.note_outage(exc)
-                continue
-            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                return self._channels[reply[1]], bytes(reply[2])
+            return []
+        with self._lock:
+            replaced = self._connection is not connection
+        if replaced:
+            # Closed while this read: can_read may have connected it again
+            # (redis-py does that), with no subscription.
+            connection.disconnect()
+            return []
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+            channel = self._names.get(bytes(reply[1]))
+            if channel is not None:
+                return [(channel, bytes(reply[2]))]
+        return []
 
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
+    def _reconnect(self) -> None:
+        try:
+            self._open()
+        except (RedisError, OSError) as exc:
+            if not (is_outage(exc) or isinstance(exc, OSError)):
+                raise self._connector.error_type(
+                    f"{self._connector.describe()}: broadcast subscription: {exc}"
+                ) from exc
+            self._connector.note_outage(exc)
+            self.wait(backoff_s(self._attempt))
+            self._attempt += 1
+            return
+        self._attempt = 0
+        self._connector.note_recovery()
+
+    def _drop(self, connection: RawConnection) -> None:
+        with self._lock:
+            if self._connection is connection:
+                self._connection = None
+        connection.disconnect()
+
+    def wake(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
         if connection is not None:
             connection.disconnect()
 
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def release(self) -> None:
+        self.wake()

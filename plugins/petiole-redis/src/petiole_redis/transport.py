@@ -48,9 +48,14 @@ server is down. A server that came back without its data is noticed and
 logged there; :attr:`RedisTransport.data_generation` grows by one each time,
 so a failed lease extension after it can be told from a stalled worker.
 
-**Broadcast.** :meth:`RedisTransport.broadcast` and
-:meth:`RedisTransport.subscribe` fan messages out over Redis pub/sub (at most
-once: a subscriber that is disconnected misses what is sent meanwhile).
+**Broadcast.** :class:`RedisTransport` implements
+:class:`petiole.transport.Broadcast` over Redis pub/sub (channel
+``<prefix>:broadcast:<channel>``): ``broadcast`` is one ``PUBLISH`` and returns
+the server's count of subscribers reached; each subscription has a connection
+and a thread of its own (:class:`petiole_redis._pubsub.Subscription`). At most
+once: a subscriber that is disconnected (an outage, or the server cutting off
+one past its ``client-output-buffer-limit pubsub``) misses what is sent
+meanwhile, then reconnects and subscribes again.
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache, partial
@@ -121,6 +128,8 @@ class RedisTransport:
         self._orphans = OrphanCheck(
             self._conn, self.keys, interval_s=target.options.orphan_check_interval_s
         )
+        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._subscriptions_lock = threading.Lock()
 
     @property
     def data_generation(self) -> int:
@@ -439,21 +448,34 @@ class RedisTransport:
     # -- broadcast -----------------------------------------------------------------------------
 
     def broadcast(self, channel: str, payload: bytes) -> int:
-        """Send ``payload`` to every current subscriber of ``channel``; return how
-        many received it. Fire-and-forget: nothing is stored."""
+        """Send ``payload`` to every current subscriber of ``channel`` (one
+        ``PUBLISH``); return how many the server handed it to. Nothing is stored."""
+        self._check_size(payload)
         name = self.keys.broadcast_channel(channel)
         return int(self._call(f"broadcast on {channel!r}", lambda c: c.publish(name, payload)))
 
-    def subscribe(self, channels: Sequence[str]) -> Subscription:
-        """A subscription to ``channels``, active when this returns; read it with
-        :meth:`Subscription.get` and close it when done (it is a context manager)."""
-        names = {self.keys.broadcast_channel(c): c for c in channels}
-        return Subscription(self._conn, names)
+    def subscribe(
+        self, channels: Sequence[str], on_message: Callable[[str, bytes], None]
+    ) -> Subscription:
+        """Call ``on_message(channel, payload)`` for each message broadcast on
+        ``channels`` from now on (see :class:`petiole.transport.Broadcast`); the
+        server has the subscription when this returns. Close it when done."""
+        subscription = Subscription(
+            self._conn, channels, on_message, channel_key=self.keys.broadcast_channel
+        )
+        with self._subscriptions_lock:
+            self._subscriptions.add(subscription)
+        return subscription
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every connection; a waiting ``reserve`` returns ``[]``. Idempotent."""
+        """Close the subscriptions and every connection; a waiting ``reserve``
+        returns ``[]``. Idempotent."""
+        with self._subscriptions_lock:
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            subscription.close()
         self._conn.close()
 
     def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
