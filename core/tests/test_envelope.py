@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from petiole.envelope import PROTOCOL_VERSION, Envelope
+from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope, peek_header
 from petiole.errors import ProtocolError
 
 
@@ -81,3 +81,49 @@ def test_missing_content_type_is_refused() -> None:
     head = json.dumps({"protocol": 1, "id": "a", "task": "x"}).encode()
     with pytest.raises(ProtocolError, match="content_type"):
         Envelope.from_parts(head, b"")
+
+
+def test_typed_header_views_read_what_the_producer_set() -> None:
+    envelope = Envelope(
+        {
+            "protocol": 1,
+            "id": "t1",
+            "task": "proj.add",
+            "retries": 2,
+            "eta": 10,
+            "expires": 20.5,
+            "priority": 7,
+            "root_id": "r",
+            "parent_id": "p",
+            "group_id": "g",
+            "time_limit": [None, 30],
+        },
+        b"[[],{}]",
+        "application/json",
+    )
+    assert (envelope.retries, envelope.eta, envelope.expires) == (2, 10.0, 20.5)
+    assert (envelope.priority, envelope.root_id, envelope.parent_id) == (7, "r", "p")
+    assert envelope.group_id == "g"
+    assert envelope.time_limits == (None, 30.0)
+
+
+def test_typed_header_views_default_when_headers_are_absent() -> None:
+    envelope = Envelope({"protocol": 1, "id": "t1", "task": "x"}, b"", "application/json")
+    assert (envelope.retries, envelope.eta, envelope.expires, envelope.priority) == (
+        0,
+        None,
+        None,
+        None,
+    )
+    assert envelope.time_limits == (None, None)
+
+
+def test_peek_header_reads_one_header_and_treats_anything_malformed_as_absent() -> None:
+    framed = Envelope(
+        {"protocol": 1, "id": "t1", "task": "x", "x_group": "customer-42"}, b"[]", "a/b"
+    ).to_bytes()
+    assert peek_header(framed, "x_group") == "customer-42"
+    assert peek_header(framed, "missing") is None
+    assert peek_header(b"not framed at all", "x_group") is None
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert peek_header(MAGIC + len(deep).to_bytes(4, "big") + deep, "x_group") is None

@@ -80,6 +80,54 @@ class Envelope:
     def task_name(self) -> str:
         return str(self.headers["task"])
 
+    # Typed views of the headers (validated on parse): callers ask these rather
+    # than naming header keys, so the protocol has one owner.
+
+    @property
+    def retries(self) -> int:
+        return int(self.headers.get("retries") or 0)
+
+    @property
+    def eta(self) -> float | None:
+        """Not before this time (epoch seconds), or None."""
+        value = self.headers.get("eta")
+        return None if value is None else float(value)
+
+    @property
+    def expires(self) -> float | None:
+        """Not after this time (epoch seconds), or None."""
+        value = self.headers.get("expires")
+        return None if value is None else float(value)
+
+    @property
+    def priority(self) -> int | None:
+        value = self.headers.get("priority")
+        return None if value is None else int(value)
+
+    @property
+    def root_id(self) -> str | None:
+        return self.headers.get("root_id")
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.headers.get("parent_id")
+
+    @property
+    def group_id(self) -> str | None:
+        return self.headers.get("group_id")
+
+    @property
+    def time_limits(self) -> tuple[float | None, float | None]:
+        """This call's own ``(soft_s, hard_s)``; either is None when not set."""
+        limits = self.headers.get("time_limit")
+        if not isinstance(limits, list) or len(limits) != 2:
+            return None, None
+        soft, hard = limits
+        return (
+            float(soft) if isinstance(soft, (int, float)) else None,
+            float(hard) if isinstance(hard, (int, float)) else None,
+        )
+
     def replace_headers(self, **changes: Any) -> Envelope:
         """A copy with some headers changed (envelopes themselves never change)."""
         return Envelope(
@@ -136,6 +184,23 @@ class Envelope:
         if 8 + length > len(data):
             raise ProtocolError("truncated message: header block runs past the end")
         return cls.from_parts(data[8 : 8 + length], data[8 + length :])
+
+
+def peek_header(payload: bytes, name: str) -> Any:
+    """The value of header ``name`` in a framed message, or None — for transports
+    that route on a header (a FIFO message group, say) without parsing the message
+    as a worker does. Anything malformed reads as "no header": the worker, not the
+    transport, dead-letters malformed messages with a reason."""
+    if len(payload) < 8 or payload[:4] != MAGIC:
+        return None
+    (length,) = _LENGTH.unpack_from(payload, 4)
+    head = payload[8 : 8 + length]
+    try:
+        _check_bounds(head)
+        headers = json.loads(head)
+    except (ProtocolError, ValueError, RecursionError):
+        return None
+    return headers.get(name) if isinstance(headers, dict) else None
 
 
 def _too_deep() -> str:

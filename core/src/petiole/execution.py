@@ -18,7 +18,7 @@ import reprlib
 import socket
 import time
 import traceback as tb_module
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ def default_hostname() -> str:
 
 
 def resolve_time_limits(
-    app: Petiole, task: Task[Any, Any] | None, headers: Mapping[str, Any]
+    app: Petiole, task: Task[Any, Any] | None, envelope: Envelope
 ) -> tuple[float | None, float | None]:
     """(soft, hard) seconds for one call: the message's own, else the task's, else the app's."""
     settings = app.settings
@@ -64,11 +64,8 @@ def resolve_time_limits(
             task.options.soft_time_limit_s if task.options.soft_time_limit_s is not None else soft
         )
         hard = task.options.time_limit_s if task.options.time_limit_s is not None else hard
-    per_call = headers.get("time_limit")
-    if isinstance(per_call, list) and len(per_call) == 2:
-        soft = per_call[0] if isinstance(per_call[0], (int, float)) else soft
-        hard = per_call[1] if isinstance(per_call[1], (int, float)) else hard
-    return soft, hard
+    call_soft, call_hard = envelope.time_limits
+    return (soft if call_soft is None else call_soft), (hard if call_hard is None else call_hard)
 
 
 class Rejected(Exception):
@@ -81,8 +78,8 @@ def internal_error(job: Job, exc: BaseException) -> Outcome:
     forever, and the pool thread that ran it lives on."""
     logger.exception(
         "internal error running task %s[%s]; dead-lettering its message",
-        job.envelope.headers.get("task"),
-        job.envelope.headers.get("id"),
+        job.envelope.task_name,
+        job.envelope.task_id,
         exc_info=exc,
     )
     return Outcome(
@@ -190,7 +187,7 @@ class TaskRunner:
         to store. Raises :class:`Rejected` for a message that cannot run."""
         prepared = self.prepare(envelope, queue=queue, delivery_count=delivery_count, eager=eager)
         task = prepared.task
-        soft, _ = resolve_time_limits(self.app, task, envelope.headers)
+        soft, _ = resolve_time_limits(self.app, task, envelope)
         called = self.call(prepared, soft_time_limit_s=soft)
         record = None
         if not (prepared.ignore_result and called.state == states.SUCCESS):
@@ -229,21 +226,20 @@ class TaskRunner:
                 "whose app defines it, then run `petiole dlq requeue`"
             )
         args, kwargs = self._decode_body(envelope)
-        headers = envelope.headers
         request = Request(
             id=envelope.task_id,
             task=task.name,
             args=tuple(args),
             kwargs=kwargs,
-            retries=headers.get("retries", 0),
+            retries=envelope.retries,
             delivery_count=delivery_count,
             queue=queue,
-            eta=headers.get("eta"),
-            expires=headers.get("expires"),
-            root_id=headers.get("root_id"),
-            parent_id=headers.get("parent_id"),
-            group_id=headers.get("group_id"),
-            headers=headers,
+            eta=envelope.eta,
+            expires=envelope.expires,
+            root_id=envelope.root_id,
+            parent_id=envelope.parent_id,
+            group_id=envelope.group_id,
+            headers=envelope.headers,
             hostname=self.hostname,
             eager=eager,
         )

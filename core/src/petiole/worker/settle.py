@@ -83,7 +83,7 @@ class Settler:
                 delivery.payload,
                 message_id=envelope.task_id,
                 delay_s=delay,
-                priority=envelope.headers.get("priority") or 0,
+                priority=envelope.priority or 0,
             )
         except PetioleError as exc:
             logger.error(

@@ -349,17 +349,17 @@ class Worker:
             )
             return
         now = time.time()
-        expires = envelope.headers.get("expires")
+        expires = envelope.expires
         if expires is not None and expires < now:
             self.settler.expired(delivery, envelope, expires)
             return
-        eta = envelope.headers.get("eta")
+        eta = envelope.eta
         if eta is not None and eta - now > _ETA_TOLERANCE_S:
             self.settler.redelay(delivery, envelope, eta - now)
             return
         if self._info:
             logger.info("task %s[%s] received", envelope.task_name, envelope.task_id)
-        soft, hard = resolve_time_limits(self.app, task, envelope.headers)
+        soft, hard = resolve_time_limits(self.app, task, envelope)
         job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
         with self._lock:
             self._held[delivery.receipt] = delivery

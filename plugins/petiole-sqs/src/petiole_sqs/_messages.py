@@ -17,11 +17,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from petiole.envelope import MAGIC
+from petiole.envelope import peek_header
 from petiole.errors import TransportError
 
 if TYPE_CHECKING:
@@ -138,17 +137,6 @@ def group_id(queue: str, payload: bytes, message_id: str, message_group: str) ->
 
 
 def group_header(payload: bytes) -> Any:
-    """The value of :data:`GROUP_HEADER` in a Petiole envelope, or None.
-
-    Reads only the header block of the framing (never the body), and treats
-    anything malformed as "no header": the worker dead-letters malformed
-    messages with a reason, the transport does not reject them.
-    """
-    if payload[:4] != MAGIC or len(payload) < 8:
-        return None
-    length = int.from_bytes(payload[4:8], "big")
-    try:
-        headers = json.loads(payload[8 : 8 + length])
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return headers.get(GROUP_HEADER) if isinstance(headers, dict) else None
+    """The value of :data:`GROUP_HEADER` in a Petiole envelope, or None (anything
+    malformed reads as no header: the worker dead-letters it with a reason)."""
+    return peek_header(payload, GROUP_HEADER)
