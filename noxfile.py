@@ -17,6 +17,11 @@ PLUGINS = sorted(
     for p in (ROOT / "plugins").glob("*")
     if (p / "pyproject.toml").is_file() and not p.name.startswith("_")
 )
+# The template new plugins are copied from: not released, but linted, typed and tested
+# like every plugin. Installed, it registers example:// and the "example" serializer,
+# names no other plugin uses, so every app in the test run may load it harmlessly.
+TEMPLATE = "_template"
+CHECKED = [*PLUGINS, TEMPLATE]
 
 nox.options.sessions = ["ci"]
 nox.options.reuse_venv = "yes"
@@ -62,9 +67,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over the core and plugins."""
-    _install(session, *PLUGINS)
-    _types(session, PLUGINS)
+    """mypy --strict over the core, the plugins and the template."""
+    _install(session, *CHECKED)
+    _types(session, CHECKED)
 
 
 @nox.session
@@ -82,20 +87,22 @@ def pythons(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("plugin", PLUGINS)
+@nox.parametrize("plugin", CHECKED)
 def plugin(session: nox.Session, plugin: str) -> None:
-    """One plugin's own tests and conformance suite, against its real server."""
+    """One plugin's own tests and conformance suite, against its real server.
+
+    `plugin(plugin='_template')` runs the template's."""
     _install(session, plugin)
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
 
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI checks: lint, types, all tests of the core and every plugin."""
-    _install(session, *PLUGINS)
+    """Everything CI checks: lint, types, all tests of the core, every plugin, the template."""
+    _install(session, *CHECKED)
     _lint(session)
-    _types(session, PLUGINS)
-    tests = ["core/tests", "tests", *(f"plugins/{p}/tests" for p in PLUGINS)]
+    _types(session, CHECKED)
+    tests = ["core/tests", "tests", *(f"plugins/{p}/tests" for p in CHECKED)]
     session.run("pytest", *tests, *session.posargs)
 
 

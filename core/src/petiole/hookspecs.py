@@ -15,13 +15,22 @@ A plugin is a module (or object) named by an entry point in the group
         # "module:attribute": imported (with the client library) on first use only.
         return {"redis": "petiole_redis.transport:create_transport"}
 
+Everything a plugin implements or uses is importable from one module,
+:mod:`petiole.plugin_api` (``hookimpl`` too).
+
 Two kinds of hook:
 
 * **Registration hooks** (``petiole_transports`` ... ``petiole_cli_commands``)
   are called once per app when the component is first needed. Each returns what
   the plugin provides; every plugin's answer is collected (none is
-  ``firstresult``). Two plugins registering the same name is an error naming
-  both, unless one of them is disabled in config.
+  ``firstresult``). Components are named by a ``"module:attribute"`` string
+  (loaded on first use) or given directly. Two plugins registering the same
+  name is an error naming both, raised when that name is asked for, unless one
+  of them is disabled in config.
+* **Isolation**: a registration hook that raises costs its plugin that kind of
+  component only, and a component that fails to load fails only its own name;
+  each error names the plugin and its distribution when the component is asked
+  for (see :mod:`petiole.plugins`).
 * **Event hooks** (``petiole_app_configured`` ... ``petiole_task_failure``) let
   plugins observe and shape work. Their return values are ignored. The per-task
   ones are skipped entirely, at no cost, when no plugin implements them.
@@ -29,10 +38,12 @@ Two kinds of hook:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+from petiole.serializers import Serializer
 
 if TYPE_CHECKING:
     import click
@@ -41,7 +52,6 @@ if TYPE_CHECKING:
     from petiole.backend import BackendFactory
     from petiole.pools import PoolFactory
     from petiole.request import Request
-    from petiole.serializers import Serializer
     from petiole.task import Task
     from petiole.transport import TransportFactory
     from petiole.worker.worker import Worker
@@ -50,12 +60,16 @@ PROJECT = "petiole"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+SerializerFactory = Callable[[], Serializer]
+"""``factory() -> Serializer``: a serializer's class, or any callable taking no
+arguments, registered through ``petiole_serializers`` and called on first use."""
+
 
 # -- registration -----------------------------------------------------------
 
 
 @hookspec
-def petiole_transports() -> Mapping[str, TransportFactory]:
+def petiole_transports() -> Mapping[str, str | TransportFactory]:
     """URL schemes this plugin's transports handle, mapped to factories.
 
     A factory is called as ``factory(url, options)`` with the broker URL and the
@@ -64,14 +78,15 @@ def petiole_transports() -> Mapping[str, TransportFactory]:
     string: the module (and the client library it imports) is then imported
     only when the component is first used, so ``petiole plugins`` and apps using
     other components stay cheap; an import failure is reported then, naming the
-    plugin. A callable is accepted too.
+    plugin and its distribution, and fails only that scheme. A callable is
+    accepted too.
     """
 
 
 @hookspec
-def petiole_result_backends() -> Mapping[str, BackendFactory]:
+def petiole_result_backends() -> Mapping[str, str | BackendFactory]:
     """URL schemes this plugin's result backends handle, mapped to factories
-    (``"module:attribute"`` strings, or callables).
+    (``"module:attribute"`` strings, or callables), loaded as transports are.
 
     Called as ``factory(url, options)`` with the ``backend_options`` table;
     returns a :class:`petiole.backend.ResultBackend`.
@@ -79,17 +94,27 @@ def petiole_result_backends() -> Mapping[str, BackendFactory]:
 
 
 @hookspec
-def petiole_serializers() -> Sequence[Serializer]:
-    """Serializer instances this plugin provides (see :class:`petiole.serializers.Serializer`).
+def petiole_serializers() -> (
+    Mapping[str, str | SerializerFactory | Serializer] | Sequence[Serializer]
+):
+    """Serializer names mapped to the serializers this plugin provides
+    (see :class:`petiole.serializers.Serializer`).
 
-    Each is known by its ``name`` in config and by its ``content_type`` on the wire.
+    Each value is a ``"module:attribute"`` string naming the serializer or its
+    factory (its class, or any callable taking no arguments), imported and built
+    when a serializer of that name or of its content type is first needed; or
+    the factory or serializer itself. The built serializer's ``name`` must be
+    the key. A sequence of serializer instances is accepted too (loaded at
+    once). Each is known by its ``name`` in config and by its ``content_type``
+    on the wire.
     """
 
 
 @hookspec
-def petiole_pools() -> Mapping[str, PoolFactory]:
+def petiole_pools() -> Mapping[str, str | PoolFactory]:
     """Worker pool names (``-P name``) mapped to factories ``factory(concurrency, settings)``
-    returning a :class:`petiole.pools.base.Pool` (``"module:attribute"`` strings, or callables)."""
+    returning a :class:`petiole.pools.base.Pool` (``"module:attribute"`` strings, or
+    callables), loaded as transports are."""
 
 
 @hookspec

@@ -8,6 +8,14 @@ error) and skipped, and asking for a component it would have provided raises an
 error that repeats why. Plugin modules are kept thin (hook implementations only),
 so loading them is cheap; each component's client library is imported when its
 factory is first called.
+
+Isolation goes down to the component. A registration hook that raises (or
+answers something that is not a registration) costs that plugin that kind of
+component, and nothing else: every other plugin's components of that kind, and
+that plugin's other kinds, still load; asking for a missing name of that kind
+names the plugin, its distribution and the error. A component named as
+``"module:attribute"`` whose import fails, or a name two plugins claim, fails
+only the lookups of that one name.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import importlib
 import logging
 import re
 import shlex
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -26,6 +35,7 @@ import pluggy
 
 from petiole import hookspecs
 from petiole.errors import PluginError, PluginLoadError, UnknownComponentError
+from petiole.serializers import Serializer
 
 logger = logging.getLogger("petiole.plugins")
 
@@ -101,6 +111,8 @@ class PluginInfo:
     error: PluginLoadError | None = None
     components: dict[str, list[str]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
+    # Kinds of component whose registration hook failed: that kind only is lost.
+    component_errors: dict[str, PluginError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,12 +140,24 @@ def discover() -> list[PluginInfo]:
     return sorted(found.values(), key=lambda i: (i.name != BUILTINS, i.name))
 
 
+@dataclass
+class _Registered:
+    """What the loaded plugins register for one kind of component."""
+
+    entries: dict[str, Provided[Any]] = field(default_factory=dict)
+    resolved: set[str] = field(default_factory=set)  # names whose component is ready to use
+    conflicts: dict[str, list[str]] = field(default_factory=dict)  # name -> plugins claiming it
+    failures: list[PluginError] = field(default_factory=list)  # hooks that gave nothing
+    by_content_type: dict[str, Provided[Any]] = field(default_factory=dict)  # serializers
+
+
 class PluginRegistry:
     """One app's plugins: which are allowed, which loaded, and what they provide."""
 
     _REGISTRATION_HOOKS = {
         "transport": "petiole_transports",
         "result backend": "petiole_result_backends",
+        "serializer": "petiole_serializers",
         "pool": "petiole_pools",
     }
 
@@ -154,7 +178,9 @@ class PluginRegistry:
         for info in self.infos.values():
             if not self.allowed(info.name):
                 info.status = "disabled"
-        self._cache: dict[str, dict[str, Provided[Any]]] = {}
+        self._lock = threading.RLock()
+        self._cache: dict[str, _Registered] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     @property
     def hook(self) -> Any:
@@ -166,16 +192,14 @@ class PluginRegistry:
         return self._enabled is None or name in self._enabled
 
     def load_all(self) -> None:
-        for info in self.infos.values():
-            if info.status == "not loaded":
-                self._load(info)
+        with self._lock:
+            for info in self.infos.values():
+                if info.status == "not loaded":
+                    self._load(info)
 
     def _load(self, info: PluginInfo) -> None:
-        module_name, _, attr = info.value.partition(":")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in filter(None, attr.split(".")):
-                obj = getattr(obj, part)
+            obj = _import_attribute(info.value)
             self.manager.register(obj, name=info.name)
         except Exception as exc:  # a plugin may fail in any way; isolate it
             info.status = "failed"
@@ -192,110 +216,254 @@ class PluginRegistry:
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register an in-process plugin object (tests, or an app's own hooks)."""
-        registered = self.manager.register(plugin, name=name)
-        label = registered or name or repr(plugin)
-        self.infos[label] = PluginInfo(
-            name=label,
-            value=repr(plugin),
-            distribution="(registered in code)",
-            version="",
-            status="loaded",
-            hooks=sorted(hc.name for hc in self.manager.get_hookcallers(plugin) or ()),
-        )
-        self._cache.clear()
+        with self._lock:
+            registered = self.manager.register(plugin, name=name)
+            label = registered or name or repr(plugin)
+            self.infos[label] = PluginInfo(
+                name=label,
+                value=repr(plugin),
+                distribution="(registered in code)",
+                version="",
+                status="loaded",
+                hooks=sorted(hc.name for hc in self.manager.get_hookcallers(plugin) or ()),
+            )
+            self._cache.clear()
 
     # -- components --------------------------------------------------------
 
     def provided(self, kind: str) -> dict[str, Provided[Any]]:
-        """Every component of ``kind`` the loaded plugins register, by name."""
-        if kind in self._cache:
-            return self._cache[kind]
-        self.load_all()
-        out: dict[str, Provided[Any]] = {}
-        for plugin_name, items in self._call_registration(kind):
-            for name, component in items:
-                if name in out and out[name].plugin != plugin_name:
-                    raise PluginError(
-                        f"{kind} {name!r} is registered by two plugins, {out[name].plugin!r} and "
-                        f"{plugin_name!r}; disable one with the plugins_disabled setting"
-                    )
-                out[name] = Provided(name, component, plugin_name)
-        self._cache[kind] = out
-        return out
+        """Every component of ``kind`` the loaded plugins register, by name.
 
-    def _call_registration(self, kind: str) -> list[tuple[str, list[tuple[str, Any]]]]:
-        hook_name = self._REGISTRATION_HOOKS.get(kind, "petiole_serializers")
-        caller = getattr(self.manager.hook, hook_name)
-        results: list[tuple[str, list[tuple[str, Any]]]] = []
-        for impl in caller.get_hookimpls():
-            try:
-                answer = impl.function()
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            if answer is None:
-                continue
-            if kind == "serializer":
-                items = [(s.name, s) for s in answer]
-            else:
-                items = list(dict(answer).items())
-            results.append((impl.plugin_name, items))
-        for plugin_name, items in results:
-            info = self.infos.get(plugin_name)
-            if info is not None:
-                info.components.setdefault(kind, sorted(n for n, _ in items))
-        return results
+        A component registered as ``"module:attribute"`` is shown as that string
+        until :meth:`get` first loads it. Raises :class:`PluginError` when two
+        plugins register the same name (the listing could not say whose it is);
+        :meth:`get` fails only for that name.
+        """
+        registered = self._registered(kind)
+        if registered.conflicts:
+            name, plugins = next(iter(registered.conflicts.items()))
+            raise PluginError(_conflict(kind, name, plugins))
+        return dict(registered.entries)
 
     def get(self, kind: str, name: str) -> Provided[Any]:
-        """The component ``name`` of ``kind``, or :class:`UnknownComponentError`
-        listing what is installed and which distribution would provide it."""
-        available = self.provided(kind)
-        if name in available:
-            found = available[name]
-            if isinstance(found.component, str):
-                found = Provided(name, self._resolve(found), found.plugin)
-                available[name] = found
+        """The component ``name`` of ``kind``, ready to use.
+
+        Raises :class:`PluginLoadError` (naming the plugin and its distribution)
+        when the component was named as ``"module:attribute"`` and does not load,
+        :class:`PluginError` when two plugins register ``name``, and
+        :class:`UnknownComponentError` when no plugin provides it — listing what
+        is installed, which plugins failed (to import, or in this kind's hook),
+        which are disabled, and which distribution would provide it.
+        """
+        registered = self._registered(kind)
+        if name in registered.conflicts:
+            raise PluginError(_conflict(kind, name, registered.conflicts[name]))
+        found = registered.entries.get(name)
+        if found is not None:
+            if name not in registered.resolved:
+                loaded = self._resolve(kind, found)
+                with self._lock:  # another thread may have loaded it meanwhile: keep one
+                    if name not in registered.resolved:
+                        registered.entries[name] = loaded
+                        registered.resolved.add(name)
+                    found = registered.entries[name]
             return found
         provider = KNOWN_PROVIDERS.get((kind, name))
         hint = f"install it with: {install_command(provider)}" if provider else None
-        broken = "; ".join(
-            str(i.error) for i in self.infos.values() if i.status == "failed" and i.error
-        )
+        reasons = [str(i.error) for i in self.infos.values() if i.status == "failed" and i.error]
+        reasons += [str(failure) for failure in registered.failures]
         disabled = [i.name for i in self.infos.values() if i.status == "disabled"]
         if disabled:
-            broken = "; ".join(filter(None, [broken, f"disabled plugins: {', '.join(disabled)}"]))
+            reasons.append(f"disabled plugins: {', '.join(disabled)}")
         raise UnknownComponentError(
-            kind, name, installed=available, hint=hint, broken=broken or None
+            kind, name, installed=registered.entries, hint=hint, broken="; ".join(reasons) or None
         )
 
-    def _resolve(self, provided: Provided[Any]) -> Any:
-        """Import a factory registered as ``"module:attribute"``: the plugin's client
-        library is imported when its component is first used, not when listed."""
-        module_name, _, attr = str(provided.component).partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in filter(None, attr.split(".")):
-                obj = getattr(obj, part)
-        except Exception as exc:
-            info = self.infos.get(provided.plugin)
-            distribution = info.distribution if info is not None else "?"
-            raise PluginLoadError(provided.plugin, distribution, exc) from exc
-        return obj
-
     def serializer_by_content_type(self, content_type: str) -> Provided[Any] | None:
-        for provided in self.provided("serializer").values():
+        """The serializer for ``content_type`` (the first registered, in plugin order),
+        or None. Serializers registered by name are loaded as needed to learn their
+        content types; one that does not load is skipped (with a warning, once), so
+        it costs only messages of its own content type."""
+        registered = self._registered("serializer")
+        found = registered.by_content_type.get(content_type)
+        if found is not None:
+            return found
+        for name in list(registered.entries):
+            if name in registered.conflicts:
+                continue
+            try:
+                provided = self.get("serializer", name)
+            except PluginError as exc:
+                self._warn_once(("serializer", name), "serializer %r is skipped: %s", name, exc)
+                continue
             if provided.component.content_type == content_type:
+                registered.by_content_type[content_type] = provided
                 return provided
         return None
 
     def cli_commands(self) -> list[Any]:
+        """Every plugin's extra subcommands; a plugin whose hook fails is skipped
+        (with a warning naming it) rather than taking the command line down."""
         self.load_all()
         commands: list[Any] = []
-        for answer in self.manager.hook.petiole_cli_commands():
-            commands.extend(answer or ())
+        # In pluggy's calling order (last registered first), as a hook call would give.
+        for impl in reversed(self.manager.hook.petiole_cli_commands.get_hookimpls()):
+            try:
+                answer: Any = impl.function()
+                commands.extend(answer or ())
+            except Exception as exc:  # a plugin may fail in any way; isolate it
+                error = self._hook_error(impl.plugin_name, "petiole_cli_commands", exc)
+                self._warn_once((impl.plugin_name, "cli"), "%s; its commands are skipped", error)
         return commands
+
+    def _registered(self, kind: str) -> _Registered:
+        found = self._cache.get(kind)
+        if found is None:
+            with self._lock:
+                self.load_all()
+                found = self._cache.get(kind)
+                if found is None:
+                    found = self._cache[kind] = self._call_registration(kind)
+        return found
+
+    def _call_registration(self, kind: str) -> _Registered:
+        hook_name = self._REGISTRATION_HOOKS[kind]
+        registered = _Registered()
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+            plugin = impl.plugin_name
+            info = self.infos.get(plugin)
+            try:
+                items = _registrations(kind, hook_name, impl.function())
+            except Exception as exc:  # a plugin may fail in any way; it loses this kind only
+                error = self._hook_error(plugin, hook_name, exc)
+                registered.failures.append(error)
+                if info is not None:
+                    info.component_errors[kind] = error
+                self._warn_once((plugin, hook_name), "%s; its %ss are skipped", error, kind)
+                continue
+            for name, component in items:
+                earlier = registered.entries.get(name)
+                if earlier is not None and earlier.plugin != plugin:
+                    registered.conflicts.setdefault(name, [earlier.plugin]).append(plugin)
+                    continue
+                registered.entries[name] = Provided(name, component, plugin)
+                if not _is_lazy(kind, component):
+                    registered.resolved.add(name)
+            if info is not None:
+                info.components.setdefault(kind, sorted(n for n, _ in items))
+        return registered
+
+    def _resolve(self, kind: str, provided: Provided[Any]) -> Provided[Any]:
+        """Load a component registered by name: the plugin's client library is
+        imported when its component is first used, not when listed."""
+        component = provided.component
+        try:
+            if isinstance(component, str):
+                component = _import_attribute(component)
+            if kind == "serializer":
+                component = _serializer(provided.name, component)
+            elif not callable(component):
+                raise TypeError(f"the {kind} factory {provided.component!r} is not callable")
+        except Exception as exc:  # a plugin may fail in any way; only this name fails
+            distribution = self._distribution(provided.plugin)
+            raise PluginLoadError(provided.plugin, distribution, exc) from exc
+        return Provided(provided.name, component, provided.plugin)
+
+    def _distribution(self, plugin: str) -> str:
+        info = self.infos.get(plugin)
+        return info.distribution if info is not None else "?"
+
+    def _hook_error(self, plugin: str, hook_name: str, exc: BaseException) -> PluginError:
+        error = PluginError(
+            f"plugin {plugin!r} from distribution {self._distribution(plugin)!r} failed in "
+            f"{hook_name}: {type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = exc
+        return error
+
+    def _warn_once(self, key: tuple[str, str], message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+
+def _import_attribute(path: str) -> Any:
+    """The object ``"module:attribute.sub"`` names (``"module"`` alone: the module)."""
+    module_name, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _registrations(kind: str, hook_name: str, answer: Any) -> list[tuple[str, Any]]:
+    """``(name, component)`` pairs from a registration hook's answer, checked.
+
+    Every hook answers a mapping of names to components or ``"module:attribute"``
+    strings; ``petiole_serializers`` may also answer a sequence of serializers.
+    """
+    if answer is None:
+        return []
+    if kind == "serializer" and isinstance(answer, Sequence) and not isinstance(answer, str):
+        items = []
+        for serializer in answer:
+            if not _is_built_serializer(serializer):
+                raise TypeError(f"{hook_name} answered {serializer!r}, which is not a serializer")
+            items.append((serializer.name, serializer))
+        return items
+    if not isinstance(answer, Mapping):
+        raise TypeError(
+            f"{hook_name} must answer a mapping of names to components or "
+            f"'module:attribute' strings, not {type(answer).__name__}"
+        )
+    for name, component in answer.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{hook_name} answered the name {name!r}; names are non-empty strings")
+        if kind == "serializer" and _is_built_serializer(component) and component.name != name:
+            raise TypeError(f"{hook_name} answered serializer {component.name!r} as {name!r}")
+        if not (isinstance(component, str) or callable(component) or kind == "serializer"):
+            raise TypeError(f"{hook_name} answered {component!r} for {name!r}: not callable")
+    return list(answer.items())
+
+
+def _is_built_serializer(component: Any) -> bool:
+    """A serializer instance, as opposed to its class (which passes ``isinstance`` too)."""
+    return isinstance(component, Serializer) and not isinstance(component, type)
+
+
+def _is_lazy(kind: str, component: Any) -> bool:
+    """Whether ``component`` must be loaded (imported, or built) before use."""
+    if isinstance(component, str):
+        return True
+    # A serializer may be registered as its class or another factory, built on first use.
+    return kind == "serializer" and not _is_built_serializer(component)
+
+
+def _serializer(name: str, found: Any) -> Serializer:
+    """The serializer ``found`` is, or builds (a class, or a callable taking no arguments)."""
+    if not _is_built_serializer(found):
+        if not callable(found):
+            raise TypeError(f"{found!r} is neither a serializer nor a factory of one")
+        found = found()
+    if not _is_built_serializer(found):
+        raise TypeError(
+            f"serializer {name!r} was built as {found!r}, which lacks what a serializer has "
+            "(name, content_type, dumps, loads)"
+        )
+    serializer: Serializer = found
+    if serializer.name != name:
+        raise TypeError(f"serializer {name!r} calls itself {serializer.name!r}; names must match")
+    return serializer
+
+
+def _conflict(kind: str, name: str, plugins: Sequence[str]) -> str:
+    *others, last = [repr(p) for p in plugins]
+    claimants = f"{', '.join(others)} and {last}"
+    count = "two plugins" if len(plugins) == 2 else f"{len(plugins)} plugins"
+    return (
+        f"{kind} {name!r} is registered by {count}, {claimants}; disable all but one "
+        "with the plugins_disabled setting"
+    )
 
 
 def implemented(caller: Any) -> Callable[..., Any] | None:

@@ -1,24 +1,56 @@
-"""The transport conformance suite against a real example broker.
-
-Real servers only: start one in a fixture (a subprocess on 127.0.0.1, a free
-port, data in tmp_path) and stop it after. With CI=true a missing server is a
-failure, elsewhere a skip that says what to install.
-"""
+"""The transport, result backend and serializer conformance suites, against the
+example server the tests start (see conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from petiole_example.transport import ExampleTransport
+from petiole_example.results import create_backend
+from petiole_example.serializer import ExampleSerializer
+from petiole_example.testing import ExampleServer
+from petiole_example.transport import create_transport
 
-from petiole.testing import TransportSuite
-from petiole.transport import Transport
+from petiole.plugin_api import (
+    ResultBackend,
+    ResultBackendSuite,
+    RoundTrip,
+    Serializer,
+    SerializerSuite,
+    Transport,
+    TransportSuite,
+)
 
 
 class TestExampleTransport(TransportSuite):
+    # The suite's timing defaults suit a broker with precise timers; tune them for
+    # yours (delay_precision_s, reserve_wait_s, ...: docs/conformance.md).
+
     @pytest.fixture
-    def transport(self) -> Iterator[Transport]:
-        transport = ExampleTransport("example://127.0.0.1:1234", {})
+    def transport(self, example_server: ExampleServer) -> Iterator[Transport]:
+        transport = create_transport(example_server.url, {})
         yield transport
         transport.close()
+
+    @pytest.fixture
+    def peer_transport(self, example_server: ExampleServer) -> Iterator[Transport]:
+        """A second connection to the same server, standing in for another worker."""
+        transport = create_transport(example_server.url, {})
+        yield transport
+        transport.close()
+
+
+class TestExampleBackend(ResultBackendSuite):
+    @pytest.fixture
+    def backend(self, example_server: ExampleServer) -> Iterator[ResultBackend]:
+        backend = create_backend(example_server.url, {})
+        yield backend
+        backend.close()
+
+
+class TestExampleSerializer(SerializerSuite):
+    extra_roundtrip_values = (RoundTrip("tuple-as-list", (1, "a", None), expected=[1, "a", None]),)
+
+    @pytest.fixture
+    def serializer(self) -> Serializer:
+        return ExampleSerializer()

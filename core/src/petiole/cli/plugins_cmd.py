@@ -18,18 +18,20 @@ def plugins() -> None:
     registry = state().app().plugins
     for kind in ("transport", "result backend", "serializer", "pool"):
         registry.provided(kind)  # fills in each plugin's components
+    labels = {
+        "transport": "transports",
+        "result backend": "result backends",
+        "serializer": "serializers",
+        "pool": "pools",
+    }
     for info in registry.infos.values():
         version = f" {info.version}" if info.version else ""
         click.echo(f"{info.name}  ({info.distribution}{version})  [{info.status}]")
         if info.error is not None:
             click.echo(f"    error: {info.error.error.__class__.__name__}: {info.error.error}")
         for kind, names in sorted(info.components.items()):
-            label = {
-                "transport": "transports",
-                "result backend": "result backends",
-                "serializer": "serializers",
-                "pool": "pools",
-            }[kind]
-            click.echo(f"    {label}: {', '.join(names)}")
+            click.echo(f"    {labels[kind]}: {', '.join(names)}")
+        for kind, failure in sorted(info.component_errors.items()):
+            click.echo(f"    {labels.get(kind, kind)} failed: {failure}")
         if info.hooks:
             click.echo(f"    hooks: {', '.join(info.hooks)}")

@@ -1,0 +1,271 @@
+"""Everything a plugin author implements or uses, importable from one module.
+
+A plugin (docs/plugin-guide.md; ``plugins/_template/`` is a working one) imports
+from here only::
+
+    from petiole.plugin_api import (
+        ResultTooLarge, ResultBackend, BackendCapabilities, ResultRecord,
+        build_options, query_options, mask_url, encode_record, decode_record, hookimpl,
+    )
+
+What it holds, by the job it does:
+
+* **Registering**: :data:`hookimpl`; every hook is documented in
+  :mod:`petiole.hookspecs`.
+* **Contracts** (``typing.Protocol`` classes a component satisfies, the factory
+  each registration maps a name to, and the values they exchange):
+  :class:`Transport`, :class:`TransportFactory`, :class:`TransportCapabilities`,
+  :class:`Delivery`, :class:`DeadLetter`, :class:`AcksInBatches`;
+  :class:`ResultBackend`, :class:`BackendFactory`, :class:`BackendCapabilities`,
+  :class:`ResultRecord`; :class:`Serializer`, :class:`SerializerFactory`;
+  :class:`Pool`, :class:`PoolFactory`, :class:`Job`, :class:`Outcome`,
+  :class:`Runner`, and :class:`GreenPool` / :class:`GreenLibrary` for a
+  green-thread library's pool.
+* **States** of a task (``SUCCESS``, ``READY_STATES``, ...; the module is
+  :mod:`states`).
+* **Errors**: every class of :mod:`petiole.errors`, under :class:`PetioleError`.
+  A component raises its layer's branch (``TransportError``, ``ResultBackendError``,
+  ``SerializationError``, ``ConfigError``) ``from`` its client library's error,
+  and ``MessageTooLarge`` / ``ResultTooLarge`` for what its store refuses for size.
+* **Options**: :func:`query_options` and :func:`build_options` read a
+  component's options from its URL and config table into a frozen dataclass.
+* **Secrets in messages**: :func:`mask_url`, :func:`mask_value`, :func:`mask_text`
+  (and :func:`is_secret_name`, :func:`quote_part`, :data:`ENCODE_HINT`).
+* **Record codec**: :func:`encode_record` / :func:`decode_record`, a
+  :class:`ResultRecord` as one byte string, for stores that keep one value per key.
+* **Testing** (needs ``petiole[testing]``, that is pytest): the conformance
+  suites (:class:`TransportSuite`, :class:`ResultBackendSuite`,
+  :class:`SerializerSuite`, :class:`PoolSuite`, :class:`RoundTrip`, ...), the
+  test-server helpers (:class:`ServerProcess`, :func:`free_port`,
+  :func:`require_binary`, :func:`require_module`, :func:`port_open`,
+  :func:`in_ci`) and :func:`unique_name`, :func:`wait_until`.
+
+The testing names, and the green pool, are loaded on first access (a module
+``__getattr__``): importing this module never imports pytest, and costs a
+plugin's hook module (which every app imports) next to nothing. So a plugin's
+runtime code and its tests share one import surface, and only its tests pay
+for pytest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from petiole import states
+from petiole.backend import BackendCapabilities, BackendFactory, ResultBackend, ResultRecord
+from petiole.component_options import build_options, query_options
+from petiole.errors import (
+    ChordError,
+    ConfigError,
+    ContentDisallowed,
+    MaxRetriesExceededError,
+    MessageTooLarge,
+    PetioleError,
+    PluginError,
+    PluginLoadError,
+    ProtocolError,
+    RemoteTaskError,
+    ResultBackendError,
+    ResultsLost,
+    ResultTimeout,
+    ResultTooLarge,
+    Retry,
+    SerializationError,
+    SettingTypeError,
+    SoftTimeLimitExceeded,
+    TaskRevoked,
+    TimeLimitExceeded,
+    TransportError,
+    UnknownComponentError,
+    UnknownSerializer,
+    UnknownSettingError,
+    WorkerLostError,
+)
+from petiole.hookspecs import SerializerFactory, hookimpl
+from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Runner
+from petiole.record_codec import decode_record, encode_record
+from petiole.serializers import Serializer
+from petiole.states import (
+    ALL_STATES,
+    EXCEPTION_STATES,
+    FAILURE,
+    PENDING,
+    READY_STATES,
+    RECEIVED,
+    RETRY,
+    REVOKED,
+    STARTED,
+    SUCCESS,
+    UNREADY_STATES,
+)
+from petiole.transport import (
+    AcksInBatches,
+    Broadcast,
+    DeadLetter,
+    Delivery,
+    Subscription,
+    ThreadedSubscription,
+    Transport,
+    TransportCapabilities,
+    TransportFactory,
+)
+from petiole.urls import ENCODE_HINT, is_secret_name, mask_text, mask_url, mask_value, quote_part
+
+if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
+    from petiole.pools.green import GreenLibrary, GreenPool
+    from petiole.testing import (
+        JSON_TAGGED_ROUNDTRIPS,
+        PLAIN_ROUNDTRIPS,
+        BroadcastSuite,
+        ResultBackendSuite,
+        RoundTrip,
+        SerializerSuite,
+        TransportSuite,
+        unique_name,
+        wait_until,
+    )
+    from petiole.testing.pool_suite import PoolSuite
+    from petiole.testing.servers import (
+        ServerProcess,
+        free_port,
+        in_ci,
+        port_open,
+        require_binary,
+        require_module,
+    )
+
+# Name -> the module that defines it, imported when the name is first used: the
+# testing helpers need pytest, and the green pool pulls in the task runner, which
+# a plugin's hook module (imported by every app) must not pay for.
+_LAZY = {
+    "BroadcastSuite": "petiole.testing",
+    "GreenLibrary": "petiole.pools.green",
+    "GreenPool": "petiole.pools.green",
+    "JSON_TAGGED_ROUNDTRIPS": "petiole.testing",
+    "PLAIN_ROUNDTRIPS": "petiole.testing",
+    "PoolSuite": "petiole.testing.pool_suite",
+    "ResultBackendSuite": "petiole.testing",
+    "RoundTrip": "petiole.testing",
+    "SerializerSuite": "petiole.testing",
+    "ServerProcess": "petiole.testing.servers",
+    "TransportSuite": "petiole.testing",
+    "free_port": "petiole.testing.servers",
+    "in_ci": "petiole.testing.servers",
+    "port_open": "petiole.testing.servers",
+    "require_binary": "petiole.testing.servers",
+    "require_module": "petiole.testing.servers",
+    "unique_name": "petiole.testing",
+    "wait_until": "petiole.testing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        if not module.startswith("petiole.testing"):
+            raise
+        raise ImportError(
+            f"petiole.plugin_api.{name} is a testing helper and needs pytest: "
+            f"install petiole[testing] ({exc})"
+        ) from exc
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "ALL_STATES",
+    "ENCODE_HINT",
+    "EXCEPTION_STATES",
+    "FAILURE",
+    "JSON_TAGGED_ROUNDTRIPS",
+    "PENDING",
+    "PLAIN_ROUNDTRIPS",
+    "READY_STATES",
+    "RECEIVED",
+    "RETRY",
+    "REVOKED",
+    "STARTED",
+    "SUCCESS",
+    "UNREADY_STATES",
+    "AcksInBatches",
+    "BackendCapabilities",
+    "BackendFactory",
+    "Broadcast",
+    "BroadcastSuite",
+    "ChordError",
+    "ConfigError",
+    "ContentDisallowed",
+    "DeadLetter",
+    "Delivery",
+    "GreenLibrary",
+    "GreenPool",
+    "Job",
+    "MaxRetriesExceededError",
+    "MessageTooLarge",
+    "Outcome",
+    "PetioleError",
+    "PluginError",
+    "PluginLoadError",
+    "Pool",
+    "PoolFactory",
+    "PoolSuite",
+    "ProtocolError",
+    "RemoteTaskError",
+    "ResultBackend",
+    "ResultBackendError",
+    "ResultBackendSuite",
+    "ResultRecord",
+    "ResultTimeout",
+    "ResultTooLarge",
+    "ResultsLost",
+    "Retry",
+    "RoundTrip",
+    "Runner",
+    "SerializationError",
+    "Serializer",
+    "SerializerFactory",
+    "SerializerSuite",
+    "ServerProcess",
+    "SettingTypeError",
+    "SoftTimeLimitExceeded",
+    "Subscription",
+    "TaskRevoked",
+    "ThreadedSubscription",
+    "TimeLimitExceeded",
+    "Transport",
+    "TransportCapabilities",
+    "TransportError",
+    "TransportFactory",
+    "TransportSuite",
+    "UnknownComponentError",
+    "UnknownSerializer",
+    "UnknownSettingError",
+    "WorkerLostError",
+    "build_options",
+    "decode_record",
+    "encode_record",
+    "free_port",
+    "hookimpl",
+    "in_ci",
+    "is_secret_name",
+    "mask_text",
+    "mask_url",
+    "mask_value",
+    "port_open",
+    "query_options",
+    "quote_part",
+    "require_binary",
+    "require_module",
+    "states",
+    "unique_name",
+    "wait_until",
+]
