@@ -138,11 +138,12 @@ class ResultTooLarge(ResultBackendError):
     """The store refuses this result for good (over its size limit). The worker
     records the task as failed with this error instead of retrying the store."""
 
-    def __init__(self, size_bytes: int, limit_bytes: int, backend: str) -> None:
+    def __init__(self, size_bytes: int, limit_bytes: int, backend: str, detail: str = "") -> None:
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
         super().__init__(
             f"a result of {size_bytes} bytes exceeds the {backend} limit of {limit_bytes} bytes"
+            + (f" ({detail})" if detail else "")
         )
 
 

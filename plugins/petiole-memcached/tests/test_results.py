@@ -16,7 +16,7 @@ from pymemcache.client.base import Client
 
 from petiole import Petiole, states
 from petiole.backend import ResultRecord
-from petiole.errors import ResultBackendError
+from petiole.errors import ResultBackendError, ResultTooLarge
 from petiole.testing import unique_name
 from petiole.testing.servers import free_port
 
@@ -86,7 +86,7 @@ def test_result_over_the_item_size_names_its_size_and_the_limit(
     limit = 1024 * 1024 - HEADROOM_BYTES
     assert backend.capabilities.max_result_bytes == limit
 
-    with pytest.raises(ResultBackendError) as info:
+    with pytest.raises(ResultTooLarge) as info:
         backend.store(done(task_id, b"x" * (limit + 1)), ttl_s=60)
 
     assert f"{limit + 1} bytes" in str(info.value)
@@ -100,7 +100,9 @@ def test_result_at_the_limit_with_a_huge_traceback_fails_naming_the_item_size(
     task_id = unique_name("task")
     record = done(task_id, b"x" * 1000, traceback="t" * (1024 * 1024))
 
-    with pytest.raises(ResultBackendError, match=r"with its traceback and meta is .* over"):
+    with pytest.raises(
+        ResultTooLarge, match=r"exceeds the memcached item limit .*traceback and meta"
+    ):
         backend.store(record, ttl_s=60)
 
 

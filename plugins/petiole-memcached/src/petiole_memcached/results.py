@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
-from petiole.errors import ResultBackendError
+from petiole.errors import ResultBackendError, ResultTooLarge
 from petiole.record_codec import decode_record, encode_record
 from petiole_memcached._keys import Keys
 from petiole_memcached._options import parse_url
@@ -64,29 +64,33 @@ class MemcachedBackend:
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         """Replace the record with one ``set``.
 
-        Raises :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is
-        not JSON-safe, if the payload is over ``capabilities.max_result_bytes``,
-        or if the whole item (payload, traceback, meta, key) is over memcached's
-        item size (``max_item_bytes``). The error names the size and the limit,
-        and nothing is stored (an earlier record of the task is kept).
+        Raises :class:`~petiole.errors.ResultTooLarge` if the payload is over
+        ``capabilities.max_result_bytes`` or the whole item (payload, traceback,
+        meta, key) is over memcached's item size (``max_item_bytes``): storing it
+        again could never succeed, so the worker records the task as failed. Raises
+        :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is not
+        JSON-safe. Nothing is stored then (an earlier record of the task is kept).
         """
         limit = self.max_item_bytes - HEADROOM_BYTES
         if len(record.payload) > limit:
-            raise ResultBackendError(
-                f"the result of task {record.task_id!r} is {len(record.payload)} bytes, over "
-                f"this backend's limit of {limit} bytes (memcached's item size, the "
-                f"max_item_bytes option, {self.max_item_bytes}, less {HEADROOM_BYTES} for "
-                f"the key and headers); return less from the task, or keep large results "
-                f"elsewhere"
+            raise ResultTooLarge(
+                len(record.payload),
+                limit,
+                "memcached result backend",
+                f"memcached's item size, the max_item_bytes option, {self.max_item_bytes}, "
+                f"less {HEADROOM_BYTES} for the key and headers; return less from task "
+                f"{record.task_id!r}, or keep large results elsewhere",
             )
         value = encode_record(record)
         key = self.keys.result(record.task_id)
         size = len(value) + len(key) + _ITEM_OVERHEAD_BYTES
         if size > self.max_item_bytes:
-            raise ResultBackendError(
-                f"the result of task {record.task_id!r} with its traceback and meta is {size} "
-                f"bytes as a memcached item, over the item size limit of {self.max_item_bytes} "
-                f"bytes (the max_item_bytes option; memcached's -I)"
+            raise ResultTooLarge(
+                size,
+                self.max_item_bytes,
+                "memcached item",
+                f"task {record.task_id!r}'s result with its traceback and meta; the "
+                "max_item_bytes option, memcached's -I",
             )
         self._call(
             lambda: self._servers.set(

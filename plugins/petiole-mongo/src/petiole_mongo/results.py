@@ -49,7 +49,7 @@ from pymongo.errors import DuplicateKeyError
 
 from petiole import states
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
-from petiole.errors import ResultBackendError
+from petiole.errors import ResultBackendError, ResultTooLarge
 from petiole_mongo._client import Closed, Connector, Document
 from petiole_mongo._options import parse_url
 from petiole_mongo._watch import ChangeFeed
@@ -147,14 +147,18 @@ class MongoBackend:
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         """Replace the record (an upsert); it expires ``ttl_s`` from now.
 
-        Raises :class:`~petiole.errors.ResultBackendError` if the payload is
-        over ``max_result_bytes``, ``record.meta`` is not JSON-safe, or the
-        server refuses the document (over 16 MiB with its traceback and meta).
+        Raises :class:`~petiole.errors.ResultTooLarge` if the payload is over
+        ``max_result_bytes`` (the worker then records the task as failed), and
+        :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is not
+        JSON-safe or the server refuses the document (over 16 MiB with its
+        traceback and meta).
         """
         if len(record.payload) > MAX_RESULT_BYTES:
-            raise ResultBackendError(
-                f"the result of task {record.task_id!r} is {len(record.payload)} bytes, over "
-                f"the {COMPONENT}'s limit of {MAX_RESULT_BYTES} bytes (MongoDB's 16 MiB document)"
+            raise ResultTooLarge(
+                len(record.payload),
+                MAX_RESULT_BYTES,
+                COMPONENT,
+                f"MongoDB's 16 MiB document; task {record.task_id!r}",
             )
         ready = record.state in states.READY_STATES
         document = {
