@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,43 +20,12 @@ from petiole._builtins import memory
 from petiole._builtins.memory import MemoryBackend, MemoryTransport
 from petiole.backend import ResultRecord
 from petiole.errors import ConfigError, ResultBackendError, TransportError
+from petiole.testing import wait_until
+from petiole.testing.in_thread import InThread
 
 
 def unique_url() -> str:
     return f"memory://{uuid.uuid4().hex}"
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.001)
-
-
-class InThread:
-    """Run ``work`` on a thread; :meth:`result` joins it and returns or re-raises."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        self._work = work
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.finished_at = 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._work()
-        except BaseException as exc:
-            self._error = exc
-        self.finished_at = time.monotonic()
-
-    def result(self, timeout_s: float = 10.0) -> Any:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), f"still running after {timeout_s} s"
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 # -- URLs --------------------------------------------------------------------------------
@@ -126,7 +94,7 @@ def test_closing_a_handle_keeps_the_brokers_messages() -> None:
 def test_publish_wakes_a_waiting_reserver_at_once() -> None:
     transport = MemoryTransport()
     waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=60, lease_s=60))
-    wait_until(lambda: transport.broker.waiting == 1)
+    assert wait_until(lambda: transport.broker.waiting == 1, timeout_s=10)
     published_at = time.monotonic()
     transport.publish("q", b"wake up")
     assert [d.payload for d in waiting.result()] == [b"wake up"]
@@ -145,7 +113,7 @@ def test_waiting_reserver_wakes_when_a_delayed_message_falls_due() -> None:
 def test_close_wakes_waiting_reservers_with_no_messages() -> None:
     transport = MemoryTransport()
     waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=60, lease_s=60))
-    wait_until(lambda: transport.broker.waiting == 1)
+    assert wait_until(lambda: transport.broker.waiting == 1, timeout_s=10)
     transport.close()
     assert waiting.result() == []
 
@@ -203,7 +171,7 @@ def test_many_delayed_messages_do_not_block_a_due_one() -> None:
 def test_store_wakes_a_waiting_wait_at_once() -> None:
     backend = MemoryBackend()
     waiting = InThread(lambda: backend.wait(["t-1"], timeout_s=60))
-    wait_until(lambda: backend.results.waiting == 1)
+    assert wait_until(lambda: backend.results.waiting == 1, timeout_s=10)
     stored_at = time.monotonic()
     backend.store(ResultRecord("t-1", states.SUCCESS, b"1"), ttl_s=None)
     assert waiting.result().keys() == {"t-1"}
@@ -213,7 +181,7 @@ def test_store_wakes_a_waiting_wait_at_once() -> None:
 def test_expired_result_reads_as_absent() -> None:
     backend = MemoryBackend()
     backend.store(ResultRecord("t-1", states.SUCCESS), ttl_s=0.05)
-    wait_until(lambda: backend.get("t-1") is None)
+    assert wait_until(lambda: backend.get("t-1") is None, timeout_s=10)
     assert backend.get_many(["t-1"]) == {}
 
 
@@ -243,6 +211,6 @@ def test_close_wakes_a_waiting_wait_with_what_it_found() -> None:
     backend = MemoryBackend()
     backend.store(ResultRecord("done", states.SUCCESS), ttl_s=None)
     waiting = InThread(lambda: backend.wait(["done", "never"], timeout_s=60))
-    wait_until(lambda: backend.results.waiting == 1)
+    assert wait_until(lambda: backend.results.waiting == 1, timeout_s=10)
     backend.close()
     assert waiting.result().keys() == {"done"}

@@ -13,11 +13,9 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,6 +23,8 @@ from petiole import states
 from petiole._builtins.sqlite_backend import SqliteBackend, create_backend
 from petiole.backend import ResultRecord
 from petiole.errors import ConfigError, ResultBackendError
+from petiole.testing import wait_until
+from petiole.testing.in_thread import InThread
 
 # A first poll delay no test waits for: only a notification can wake the waiter.
 _NEVER_S = 600.0
@@ -46,45 +46,12 @@ def success(task_id: str, payload: bytes = b"42") -> ResultRecord:
     return ResultRecord(task_id, states.SUCCESS, payload, date_done=time.time())
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.001)
-
-
 def count_rows(db_path: Path, table: str) -> int:
     conn = sqlite3.connect(db_path)
     try:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     finally:
         conn.close()
-
-
-class InThread:
-    """Run ``work`` on a thread; :meth:`result` joins it and returns or re-raises."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        self._work = work
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.finished_at = 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._work()
-        except BaseException as exc:
-            self._error = exc
-        self.finished_at = time.monotonic()
-
-    def result(self, timeout_s: float = 10.0) -> Any:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), f"still running after {timeout_s} s"
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def run_python(code: str, *args: str) -> subprocess.Popen[str]:
@@ -132,7 +99,7 @@ def test_expired_result_reads_as_absent_before_it_is_deleted(
     try:
         backend.store(success("early"), ttl_s=None)  # runs the first sweep
         backend.store(success("short-lived"), ttl_s=0.05)
-        wait_until(lambda: backend.get("short-lived") is None)
+        assert wait_until(lambda: backend.get("short-lived") is None, timeout_s=10)
         assert backend.get_many(["short-lived", "early"]).keys() == {"early"}
         assert backend.wait(["short-lived"], timeout_s=0) == {}
         assert count_rows(db_path, "petiole_results") == 2  # not swept yet
@@ -225,7 +192,7 @@ def test_store_in_this_process_wakes_a_waiting_wait_at_once(db_path: Path) -> No
     writer = SqliteBackend(db_path)
     try:
         waiting = InThread(lambda: waiter.wait(["t-1"], timeout_s=60))
-        wait_until(lambda: waiter._db.notifier.waiting == 1)
+        assert wait_until(lambda: waiter._db.notifier.waiting == 1, timeout_s=10)
         stored_at = time.monotonic()
         writer.store(success("t-1"), ttl_s=None)
         found = waiting.result()
@@ -240,7 +207,7 @@ def test_store_from_another_process_is_found_by_polling(db_path: Path) -> None:
     backend = SqliteBackend(db_path)
     try:
         waiting = InThread(lambda: backend.wait(["t-1"], timeout_s=30))
-        wait_until(lambda: backend._db.notifier.waiting == 1)
+        assert wait_until(lambda: backend._db.notifier.waiting == 1, timeout_s=10)
         writer = run_python(
             """
             import sys, time
@@ -264,7 +231,7 @@ def test_store_from_another_process_is_found_by_polling(db_path: Path) -> None:
 def test_close_wakes_a_waiting_wait_with_what_it_found(backend: SqliteBackend) -> None:
     backend.store(success("done"), ttl_s=None)
     waiting = InThread(lambda: backend.wait(["done", "never"], timeout_s=60))
-    wait_until(lambda: backend._db.notifier.waiting == 1)
+    assert wait_until(lambda: backend._db.notifier.waiting == 1, timeout_s=10)
     backend.close()
     assert waiting.result().keys() == {"done"}
 

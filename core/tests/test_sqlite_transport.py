@@ -16,15 +16,16 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from petiole._builtins import sqlite_transport
 from petiole._builtins.sqlite_transport import SqliteTransport, create_transport
 from petiole.errors import ConfigError, TransportError
+from petiole.testing import wait_until
+from petiole.testing.in_thread import InThread
 from petiole.transport import Delivery
 
 # A first poll delay no test waits for: only a notification can wake the reserver.
@@ -41,39 +42,6 @@ def transport(db_path: Path) -> Iterator[SqliteTransport]:
     t = SqliteTransport(db_path)
     yield t
     t.close()
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.001)
-
-
-class InThread:
-    """Run ``work`` on a thread; :meth:`result` joins it and returns or re-raises."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        self._work = work
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.finished_at = 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._work()
-        except BaseException as exc:
-            self._error = exc
-        self.finished_at = time.monotonic()
-
-    def result(self, timeout_s: float = 10.0) -> Any:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), f"still running after {timeout_s} s"
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def run_python(code: str, *args: str) -> subprocess.Popen[str]:
@@ -337,7 +305,7 @@ def test_publish_in_this_process_wakes_a_waiting_reserver_at_once(db_path: Path)
     producer = SqliteTransport(db_path)
     try:
         waiting = InThread(lambda: consumer.reserve(["q"], max_messages=1, wait_s=60, lease_s=60))
-        wait_until(lambda: consumer._db.notifier.waiting == 1)
+        assert wait_until(lambda: consumer._db.notifier.waiting == 1, timeout_s=10)
         published_at = time.monotonic()
         producer.publish("q", b"wake up")
         [delivery] = waiting.result()
@@ -376,7 +344,7 @@ def test_waiting_reserver_does_not_hold_the_write_lock(
     transport: SqliteTransport, db_path: Path
 ) -> None:
     waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60))
-    wait_until(lambda: transport._db.notifier.waiting == 1)
+    assert wait_until(lambda: transport._db.notifier.waiting == 1, timeout_s=10)
     other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # would raise "database is locked" if held
@@ -391,7 +359,7 @@ def test_publish_from_another_process_is_found_by_polling(db_path: Path) -> None
     transport = SqliteTransport(db_path)
     try:
         waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60))
-        wait_until(lambda: transport._db.notifier.waiting == 1)
+        assert wait_until(lambda: transport._db.notifier.waiting == 1, timeout_s=10)
         producer = run_python(
             """
             import sys
@@ -414,7 +382,7 @@ def test_publish_from_another_process_is_found_by_polling(db_path: Path) -> None
 
 def test_close_wakes_waiting_reservers_with_no_messages(transport: SqliteTransport) -> None:
     waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=60, lease_s=60))
-    wait_until(lambda: transport._db.notifier.waiting == 1)
+    assert wait_until(lambda: transport._db.notifier.waiting == 1, timeout_s=10)
     transport.close()
     assert waiting.result() == []
 

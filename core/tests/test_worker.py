@@ -8,20 +8,13 @@ import pytest
 
 from petiole import Petiole, Request, Task, hookimpl, states
 from petiole.envelope import Envelope
+from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 from petiole.worker import Worker
 
 
 def _dead_letter_reasons(app: Petiole, queue: str = "default") -> list[str]:
     return [d.reason for d in app.transport.dead_letters(queue)]
-
-
-def _wait_for(predicate: Any, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_worker_runs_tasks_and_stores_their_results(app: Petiole) -> None:
@@ -114,7 +107,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_the_worker_keeps_going(
 
     with start_worker(app):
         assert ok.delay().get(timeout=5) == "ok"
-        _wait_for(lambda: len(_dead_letter_reasons(app)) == 5)
+        assert wait_until(lambda: len(_dead_letter_reasons(app)) == 5, timeout_s=5)
     reasons = " | ".join(_dead_letter_reasons(app))
     assert "'not.registered' is not registered" in reasons
     assert "bad magic" in reasons
@@ -159,7 +152,7 @@ def test_message_over_max_deliveries_goes_to_the_dead_letter_store(app: Petiole)
         [d] = app.transport.reserve(["default"], max_messages=1, wait_s=0, lease_s=30)
         app.transport.nack(d, requeue=True)
     with start_worker(app):
-        _wait_for(lambda: len(_dead_letter_reasons(app)) == 1)
+        assert wait_until(lambda: len(_dead_letter_reasons(app)) == 1, timeout_s=5)
     assert "delivered 3 times (max_deliveries=2)" in _dead_letter_reasons(app)[0]
 
 
@@ -176,7 +169,7 @@ def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
     worker = Worker(app, pool="threads", concurrency=1, prefetch_multiplier=4, reserve_wait_s=0.2)
     worker.start()
     assert started.wait(5)
-    _wait_for(lambda: worker.held_count() == 4)
+    assert wait_until(lambda: worker.held_count() == 4, timeout_s=5)
     stopper = threading.Thread(target=worker.stop)
     stopper.start()
     # The three unstarted ones come back while the running one is still running.
@@ -198,10 +191,8 @@ def test_shutdown_timeout_returns_running_tasks_to_the_queue(app: Petiole) -> No
         release.wait(10)
 
     stuck.delay()
-    worker = Worker(app, pool="threads", concurrency=1, shutdown_timeout_s=0.2, reserve_wait_s=0.2)
-    worker.start()
-    assert started.wait(5)
-    worker.stop()
+    with start_worker(app, concurrency=1, shutdown_timeout_s=0.2):
+        assert started.wait(5)
     again = app.transport.reserve(["default"], max_messages=1, wait_s=1, lease_s=30)
     release.set()
     assert len(again) == 1
@@ -319,7 +310,7 @@ def test_a_content_type_that_is_not_accepted_is_never_deserialized(app: Petiole)
     ok.apply_async(serializer="spy")
     with start_worker(app):
         assert ok.delay().get(timeout=5) == "ok"
-        _wait_for(lambda: len(_dead_letter_reasons(app)) == 1)
+        assert wait_until(lambda: len(_dead_letter_reasons(app)) == 1, timeout_s=5)
     assert "'application/x-spy' is not accepted" in _dead_letter_reasons(app)[0]
     assert spy.loads_calls == 0
 

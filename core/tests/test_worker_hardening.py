@@ -15,6 +15,7 @@ import pytest
 
 from petiole import Petiole
 from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope
+from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 from petiole.worker import Worker
 from petiole.worker.worker import EXIT_THREAD_DIED
@@ -26,14 +27,6 @@ BAD_BODIES = [
     b'[[{"__petiole__": "set", "v": [[1]]}], {}]',
     b"[" * 50_000 + b"]" * 50_000,
 ]
-
-
-def _wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def _publish_raw(app: Petiole, body: bytes, *, task: str, **headers: Any) -> str:
@@ -64,7 +57,9 @@ def test_undecodable_bodies_are_dead_lettered_on_first_delivery_and_the_worker_g
     for body in BAD_BODIES:
         _publish_raw(app, body, task=echo.name)
     with start_worker(app, pool=pool, concurrency=2) as worker:
-        _wait_for(lambda: len(app.transport.dead_letters("default")) == len(BAD_BODIES))
+        assert wait_until(
+            lambda: len(app.transport.dead_letters("default")) == len(BAD_BODIES), timeout_s=10
+        )
         # More bad messages than pool threads, and still every thread runs tasks.
         assert [echo.delay(i).get(timeout=10) for i in range(4)] == [0, 1, 2, 3]
         assert all(t.is_alive() for t in worker._threads)
@@ -89,7 +84,7 @@ def test_header_nested_too_deeply_is_dead_lettered_and_its_batchmates_run(app: P
     good += [echo.delay(i) for i in range(5, 10)]
     with start_worker(app, prefetch_multiplier=16):
         assert [r.get(timeout=10) for r in good] == list(range(10))
-        _wait_for(lambda: len(app.transport.dead_letters("default")) == 1)
+        assert wait_until(lambda: len(app.transport.dead_letters("default")) == 1, timeout_s=10)
     (letter,) = app.transport.dead_letters("default")
     assert "nested more than" in letter.reason
 
@@ -139,19 +134,20 @@ def test_prefetched_tasks_whose_lease_was_lost_are_dropped_unrun(
         caplog.at_level(logging.WARNING, logger="petiole.worker"),
         start_worker(app, pool="threads", concurrency=1, prefetch_multiplier=8) as first,
     ):
-        _wait_for(lambda: first.held_count() == 4)
+        assert wait_until(lambda: first.held_count() == 4, timeout_s=10)
         # The leases run out; another consumer takes the prefetched messages.
         taken: list[Any] = []
-        _wait_for(
+        assert wait_until(
             lambda: (
                 taken.extend(
                     app.transport.reserve(["default"], max_messages=10, wait_s=0.05, lease_s=30)
                 )
                 or len(taken) >= 3
-            )
+            ),
+            timeout_s=10,
         )
         release.set()
-        _wait_for(lambda: first.held_count() == 0)
+        assert wait_until(lambda: first.held_count() == 0, timeout_s=10)
     assert runs == []  # the first worker ran none of the others' messages
     dropped = [r.id for r in queued]
     assert all(task_id in caplog.text for task_id in dropped)
@@ -198,7 +194,7 @@ def test_malformed_workflow_headers_are_dead_lettered_before_the_task_runs(
 
     _publish_raw(app, b"[[1], {}]", task=record.name, **headers)
     with start_worker(app):
-        _wait_for(lambda: len(app.transport.dead_letters("default")) == 1)
+        assert wait_until(lambda: len(app.transport.dead_letters("default")) == 1, timeout_s=10)
     (letter,) = app.transport.dead_letters("default")
     assert letter.reason.startswith("malformed message: header ")
     assert runs == []

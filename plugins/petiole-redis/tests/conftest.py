@@ -1,5 +1,6 @@
 """One real redis-server for the whole test session (tests use unique queue and
-key names, so they share it); tests that restart a server start their own."""
+key names, so they share it); tests that restart a server start their own. A
+transport, a plain client and a fresh queue on it for the tests that need them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from petiole_redis.testing import RedisServer
+from petiole_redis.transport import RedisTransport
+
+from petiole.testing import unique_name
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +28,27 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def transport(redis_server: RedisServer) -> Iterator[RedisTransport]:
+    transport = RedisTransport(redis_server.url, {})
+    yield transport
+    transport.close()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain redis-py client, to look at (or break) what the plugin stored."""
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def queue(transport: RedisTransport) -> Iterator[str]:
+    """A queue name no other test uses; purged, dead letters too, afterwards."""
+    name = unique_name()
+    yield name
+    transport.purge(name)
+    transport.purge_dead_letters(name)

@@ -7,39 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import redis
 from petiole_redis._keys import Keys, QueueKeys
-from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport
 
-from petiole.testing import unique_name
-
 META_FORMAT = '"<count>|<priority>|<message_id>"'
-
-
-@pytest.fixture
-def transport(redis_server: RedisServer) -> Iterator[RedisTransport]:
-    transport = RedisTransport(redis_server.url, {})
-    yield transport
-    transport.close()
-
-
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def queue(transport: RedisTransport) -> Iterator[str]:
-    name = unique_name()
-    yield name
-    transport.purge(name)
-    transport.purge_dead_letters(name)
 
 
 def keys_of(queue: str) -> QueueKeys:

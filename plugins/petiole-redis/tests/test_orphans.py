@@ -12,8 +12,6 @@ from petiole_redis._keys import Keys, QueueKeys
 from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport
 
-from petiole.testing import unique_name
-
 
 @pytest.fixture
 def transport(redis_server: RedisServer) -> Iterator[RedisTransport]:
@@ -23,19 +21,10 @@ def transport(redis_server: RedisServer) -> Iterator[RedisTransport]:
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def queue(transport: RedisTransport, client: redis.Redis) -> Iterator[str]:
-    name = unique_name()
-    yield name
-    transport.purge(name)
-    transport.purge_dead_letters(name)
-    client.delete(keys_of(name).orphan_scan)
+def queue(queue: str, client: redis.Redis) -> Iterator[str]:
+    """The conftest's queue, with the orphan check's cursor removed afterwards too."""
+    yield queue
+    client.delete(keys_of(queue).orphan_scan)
 
 
 def keys_of(queue: str) -> QueueKeys:

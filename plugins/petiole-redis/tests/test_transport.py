@@ -5,28 +5,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport
-
-from petiole.testing import unique_name
-
-
-@pytest.fixture
-def transport(redis_server: RedisServer) -> Iterator[RedisTransport]:
-    transport = RedisTransport(redis_server.url, {})
-    yield transport
-    transport.close()
-
-
-@pytest.fixture
-def queue(transport: RedisTransport) -> Iterator[str]:
-    name = unique_name()
-    yield name
-    transport.purge(name)
-    transport.purge_dead_letters(name)
 
 
 def test_publish_many_stores_every_message_in_order(transport: RedisTransport, queue: str) -> None:

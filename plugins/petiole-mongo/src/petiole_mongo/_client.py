@@ -33,6 +33,7 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from petiole.errors import ConfigError, PetioleError
+from petiole.outages import Closable
 from petiole_mongo._options import MongoTarget
 
 logger = logging.getLogger("petiole_mongo")
@@ -67,7 +68,7 @@ class Notifier:
             self._cond.wait_for(lambda: self.generation != seen, max(timeout_s, 0.0))
 
 
-class Connector:
+class Connector(Closable):
     """One ``MongoClient`` and the error policy of one component."""
 
     def __init__(
@@ -78,13 +79,13 @@ class Connector:
         error_type: type[PetioleError],
         prepare: Callable[[Database[Document]], None],
     ) -> None:
+        Closable.__init__(self)
         self.target = target
         self.component = component
         self.error_type = error_type
         self._prepare = prepare
         self._prepared = False
         self._lock = threading.Lock()
-        self._closed = threading.Event()
         self._features: tuple[bool, bool] | None = None
         try:
             # pymongo only warns about a bad option value, and then ignores it.
@@ -108,10 +109,6 @@ class Connector:
                 f"cannot use the {component} {target.masked_url}: {reason(exc)}"
             ) from exc
         self.db: Database[Document] = self.client[target.database]
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
 
     def describe(self) -> str:
         return f"{self.component} {self.target.masked_url}"
@@ -171,16 +168,10 @@ class Connector:
             self._prepare(self.db)
             self._prepared = True
 
-    def wait_closed(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True at once if the component is closed meanwhile."""
-        return self._closed.wait(seconds)
-
     def close(self) -> None:
         """Close the client's connections. Idempotent."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self.client.close()
+        if self._mark_closed():
+            self.client.close()
 
 
 def reason(exc: BaseException) -> str:

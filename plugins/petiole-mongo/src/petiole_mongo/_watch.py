@@ -9,20 +9,20 @@ Change streams need a replica set or a sharded cluster. On a standalone
 server, or with ``change_streams=false``, the feed never starts and waiters
 poll every ``poll_interval_ms``; the same happens, logged once, if the server
 refuses to open the stream. A stream that breaks after it worked (the server
-restarting) is reopened with backoff; meanwhile waiters poll. Each time the
-stream (re)opens, ``on_live`` runs, so waiters look again for anything that
-changed while no stream was open.
+restarting) is reopened with backoff; meanwhile waiters poll. The break is
+logged as one warning and the reopening as one INFO line with how long it took
+(:mod:`petiole.outages`). Each time the stream (re)opens, ``on_live`` runs, so
+waiters look again for anything that changed while no stream was open.
 """
 
 from __future__ import annotations
 
-import logging
-import random
 import threading
 from collections.abc import Callable, Sequence
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from petiole.outages import OutageTracker, backoff_s
 from petiole_mongo._client import Connector, Document, logger, reason
 
 # A getMore on the stream waits at most this long, so close() is noticed soon.
@@ -52,6 +52,13 @@ class ChangeFeed:
         self._thread: threading.Thread | None = None
         self._given_up = not conn.target.options.change_streams
         self._live = False
+        self._outages = OutageTracker(
+            logger,
+            conn.describe(),
+            lost="change stream lost",
+            meanwhile="polling until it reopens",
+            back="change stream reopened",
+        )
 
     @property
     def live(self) -> bool:
@@ -91,7 +98,6 @@ class ChangeFeed:
 
     def _run(self) -> None:
         attempt = 0
-        outage = False
         collection = self._conn.db[self._collection]
         while not self._closed():
             opened = False
@@ -100,9 +106,7 @@ class ChangeFeed:
                     opened = True
                     self._live = True
                     attempt = 0
-                    if outage:
-                        outage = False
-                        logger.info("%s: change stream reopened", self._conn.describe())
+                    self._outages.succeeded()
                     self._on_live()
                     while not self._closed():
                         change = stream.try_next()
@@ -121,26 +125,16 @@ class ChangeFeed:
                         self._conn.target.options.poll_interval_ms,
                     )
                     return
-                outage = self._note_outage(exc, outage)
+                self._outages.failed(reason(exc))
             except PyMongoError as exc:
                 self._live = False
                 if self._closed():
                     return
-                outage = self._note_outage(exc, outage)
+                self._outages.failed(reason(exc))
             self._live = False
-            delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0)
+            delay_s = backoff_s(attempt, first_s=_BACKOFF_FIRST_S, cap_s=_BACKOFF_CAP_S)
             attempt += 1
-            self._conn.wait_closed(delay)
-
-    def _note_outage(self, exc: BaseException, outage: bool) -> bool:
-        if not outage:
-            logger.log(
-                logging.WARNING,
-                "%s: change stream lost (%s); polling until it reopens",
-                self._conn.describe(),
-                reason(exc),
-            )
-        return True
+            self._conn.wait_closed(delay_s)
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Wait for the reading thread to end (call after the connector is closed)."""

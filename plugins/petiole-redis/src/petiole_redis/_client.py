@@ -10,8 +10,10 @@ every call to Redis goes through :meth:`Connector.call`, which
   errors are retried with jittered exponential backoff for up to
   ``reconnect_timeout_s`` counted from the start of the outage, and the outage
   is logged as **one** warning line however many threads and calls hit it
-  (the recovery is logged at INFO). Every operation is safe to retry: the
-  scripts check receipts and ids, ``incr`` carries a token (see incr.lua).
+  (the recovery is logged at INFO). A failure within five seconds of a
+  recovery continues the same outage, so a flapping server is one line too
+  (see :mod:`petiole.outages`). Every operation is safe to retry: the scripts
+  check receipts and ids, ``incr`` carries a token (see incr.lua).
 
 A server that cannot be reached when the component is created is most likely
 a configuration problem: :meth:`Connector.connect` tries for
@@ -43,7 +45,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
 import threading
 import time
 import weakref
@@ -62,16 +63,16 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from petiole.errors import PetioleError
+from petiole.outages import Closable, DownTooLong, OutageTracker, call_through_outage
+from petiole.outages import Closed as Closed  # re-exported for the transport and backend
+from petiole.outages import StillDown as StillDown  # re-exported likewise
+from petiole.outages import backoff_s as backoff_s  # re-exported for _pubsub
 from petiole_redis._keys import Keys
 from petiole_redis._options import RedisTarget
 
 logger = logging.getLogger("petiole_redis")
 
 T = TypeVar("T")
-
-# Backoff between attempts during an outage: jittered, doubling, capped.
-_BACKOFF_FIRST_S = 0.05
-_BACKOFF_CAP_S = 2.0
 
 
 class RawConnection(Protocol):
@@ -166,14 +167,6 @@ class FastClient:
         return replies
 
 
-class Closed(Exception):
-    """The component was closed while a call waited (internal; callers return quietly)."""
-
-
-class StillDown(Exception):
-    """An outage outlasted the caller's own deadline (internal; ``reserve`` returns [])."""
-
-
 def is_outage(exc: BaseException) -> bool:
     """Errors worth retrying: the server is unreachable, restarting or loading its data.
 
@@ -212,12 +205,13 @@ class Script:
             return command(client, *self.args(keys, argv))
 
 
-class Connector:
+class Connector(Closable):
     """A connection pool to one Redis server, and the retry and error policy of one component."""
 
     def __init__(
         self, target: RedisTarget, *, component: str, error_type: type[PetioleError]
     ) -> None:
+        Closable.__init__(self)
         self.target = target
         self.component = component
         self.error_type = error_type
@@ -230,9 +224,13 @@ class Connector:
         except (ValueError, TypeError, RedisError) as exc:
             raise error_type(f"{component} URL {target.masked_url!r} is invalid: {exc}") from exc
         self.client = redis.Redis(connection_pool=self.pool)
-        self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._outage_since: float | None = None  # monotonic
+        self.outages = OutageTracker(
+            logger,
+            self.describe(),
+            lost="connection lost",
+            meanwhile=f"retrying with backoff for up to {self.reconnect_timeout_s:g} s",
+        )
         self._own_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.fast = FastClient(self)
         # Lost-data detection (see the module docstring).
@@ -243,10 +241,6 @@ class Connector:
         self._epoch: bytes | None = None
         self.data_generation = 0  # grows by one each time the server is found to have lost its data
         self.data_lost_at: float | None = None  # time.time() when it was last found so
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
 
     def describe(self) -> str:
         return f"{self.component} {self.target.masked_url}"
@@ -293,45 +287,27 @@ class Connector:
         return self._retrying(what, lambda: work(fast), until)
 
     def _retrying(self, what: str, attempt_once: Callable[[], T], until: float | None) -> T:
-        attempt = 0
-        while True:
-            if self._closed.is_set():
-                raise Closed
-            try:
-                result = attempt_once()
-            except Exception as exc:
-                # close() from another thread makes a blocked read fail in odd
-                # ways (a ValueError from redis-py's buffer, say): not an error.
-                if self._closed.is_set():
-                    raise Closed from exc
-                if not isinstance(exc, RedisError):
-                    raise
-                if not is_outage(exc):
-                    raise self.error_type(f"{self.describe()}: {what}: {_reason(exc)}") from exc
-                down_for = self.note_outage(exc)
-                if down_for >= self.reconnect_timeout_s:
-                    raise self.error_type(
-                        f"{self.describe()}: {what}: unreachable for {down_for:.0f} s "
-                        f"(reconnect_timeout_s={self.reconnect_timeout_s:g}): {_reason(exc)}"
-                    ) from exc
-                delay = backoff_s(attempt)
-                attempt += 1
-                if until is not None:
-                    # The last attempt is made at the caller's deadline, not before.
-                    delay = min(delay, until - time.monotonic())
-                    if delay <= 0:
-                        raise StillDown from exc
-                self._closed.wait(delay)
-                continue
-            if self._outage_since is not None:
-                self.note_recovery()
-            return result
+        try:
+            return call_through_outage(
+                attempt_once,
+                outages=self.outages,
+                is_outage=is_outage,
+                reason=_reason,
+                closed=self._closed,
+                limit_s=self.reconnect_timeout_s,
+                until=until,
+            )
+        except DownTooLong as gave_up:
+            raise self.error_type(
+                f"{self.describe()}: {what}: unreachable for {gave_up.down_for_s:.0f} s "
+                f"(reconnect_timeout_s={self.reconnect_timeout_s:g}): {gave_up.reason}"
+            ) from gave_up.__cause__
+        except RedisError as exc:  # no outage: the server refused the call
+            raise self.error_type(f"{self.describe()}: {what}: {_reason(exc)}") from exc
 
     def outage_s(self) -> float | None:
         """How long the current outage has lasted; None while the server answers."""
-        with self._lock:
-            since = self._outage_since
-        return None if since is None else time.monotonic() - since
+        return self.outages.down_for_s()
 
     def on_connect(self, connection: RawConnection) -> None:
         """redis-py's hook for every new connection: set it up as usual
@@ -379,36 +355,18 @@ class Connector:
         _report_data_loss(self.target.masked_url, run_before, run_id)
 
     def note_outage(self, exc: BaseException) -> float:
-        """Record a failed attempt; log the outage's one warning line. Returns its length."""
-        now = time.monotonic()
-        with self._lock:
-            if self._outage_since is None:
-                self._outage_since = now
-                logger.warning(
-                    "%s: connection lost (%s); retrying with backoff for up to %g s",
-                    self.describe(),
-                    _reason(exc),
-                    self.reconnect_timeout_s,
-                )
-            return now - self._outage_since
+        """Record a failed attempt made outside :meth:`call` (a pub/sub reader's);
+        returns how long the outage has lasted."""
+        return self.outages.failed(_reason(exc))
 
     def note_recovery(self) -> None:
-        with self._lock:
-            if self._outage_since is None:
-                return
-            down_for = time.monotonic() - self._outage_since
-            self._outage_since = None
-        logger.info("%s: reconnected after %.1f s", self.describe(), down_for)
-
-    def wait_closed(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True at once if the component is closed meanwhile."""
-        return self._closed.wait(seconds)
+        """Record a successful attempt made outside :meth:`call` (a pub/sub reader's)."""
+        self.outages.succeeded()
 
     def close(self) -> None:
         """Close every connection; calls blocked in Redis return (with :class:`Closed`)."""
-        if self._closed.is_set():
+        if not self._mark_closed():
             return
-        self._closed.set()
         self.pool.disconnect()
         with self._lock:
             own = list(self._own_connections)
@@ -454,11 +412,6 @@ def _report_data_loss(masked_url: str, run_before: str, run_after: str) -> None:
         run_before,
         run_after,
     )
-
-
-def backoff_s(attempt: int) -> float:
-    """Jittered exponential backoff: about 50 ms, 100 ms, ... up to 2 s."""
-    return float(min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0))
 
 
 def _reason(exc: BaseException) -> str:
