@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from petiole import states
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, ProtocolError
+from petiole.transport import DeadLetterAdmin
 from petiole.urls import mask_url
 
 if TYPE_CHECKING:
@@ -141,9 +142,12 @@ def _likely_queues(app: Petiole) -> list[str]:
 
 
 def _find_dead_letter(app: Petiole, task_id: str, queues: Sequence[str]) -> tuple[str, str] | None:
+    transport = app.transport
+    if not isinstance(transport, DeadLetterAdmin):
+        return None  # the broker keeps them where only its own tools can read them
     needle = task_id.encode()
     for queue in queues:
-        for letter in app.transport.dead_letters(queue, limit=_DEAD_LETTER_SCAN):
+        for letter in transport.dead_letters(queue, limit=_DEAD_LETTER_SCAN):
             if needle not in letter.payload:
                 continue
             try:

@@ -63,9 +63,11 @@ class TransportCapabilities:
     no fixed limit). ``lease_extension``: ``False`` when the broker ties leases to
     the consumer's connection (AMQP) and :meth:`Transport.extend` is a no-op.
     ``min_lease_s``: the shortest lease the broker honours (SQS: 1 second).
-    ``ordered``: equal-priority messages are reserved oldest first, and queues
-    in the order given to :meth:`Transport.reserve` (``False`` for brokers that
-    only approximate order, such as SQS standard queues).
+    ``fifo``: within one queue, equal-priority messages are reserved oldest first
+    (``False`` for brokers that only approximate order, such as SQS standard
+    queues). ``queue_preference``: :meth:`Transport.reserve` takes from the queues
+    in the order given — a message of an earlier queue before any of a later one
+    (``False`` when it samples queues, or serves them by its own rule).
     """
 
     priorities: bool = False
@@ -74,7 +76,8 @@ class TransportCapabilities:
     max_message_bytes: int | None = None
     lease_extension: bool = True
     min_lease_s: float = 0.0
-    ordered: bool = True
+    fifo: bool = True
+    queue_preference: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,22 @@ class Transport(Protocol):
         """How many messages ``queue`` holds, counting delayed and leased ones."""
         ...
 
+    def close(self) -> None:
+        """Release connections. Calling it twice is harmless."""
+        ...
+
+
+@runtime_checkable
+class DeadLetterAdmin(Protocol):
+    """Optional: listing, requeueing and purging a queue's dead letters.
+
+    Every transport *keeps* dead letters (:meth:`Transport.dead_letter`); one whose
+    broker administers them with its own tools (a RabbitMQ dead-letter queue, an
+    SQS redrive queue) need not offer this. Without it, ``petiole dlq`` says so and
+    names the broker's way, and ``AsyncResult.why()`` cannot name a dead letter's
+    reason; nothing else in the core depends on it.
+    """
+
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters of ``queue``."""
         ...
@@ -199,10 +218,6 @@ class Transport(Protocol):
 
     def purge_dead_letters(self, queue: str) -> int:
         """Delete the dead letters of ``queue``; return how many."""
-        ...
-
-    def close(self) -> None:
-        """Release connections. Calling it twice is harmless."""
         ...
 
 

@@ -213,12 +213,8 @@ def test_message_size_limit_option_sets_the_capability(
 
 def test_capabilities_declare_what_sqs_cannot_do(transport: SqsTransport) -> None:
     caps = transport.capabilities
-    assert (caps.priorities, caps.ordered, caps.max_delay_s, caps.min_lease_s) == (
-        False,
-        False,
-        900.0,
-        1.0,
-    )
+    assert (caps.priorities, caps.fifo, caps.queue_preference) == (False, False, False)
+    assert (caps.max_delay_s, caps.min_lease_s) == (900.0, 1.0)
 
 
 def test_delay_beyond_max_delay_is_clamped_to_it(

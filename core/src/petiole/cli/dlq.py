@@ -10,6 +10,7 @@ import click
 from petiole.cli.context import common_options, state
 from petiole.envelope import Envelope
 from petiole.errors import ProtocolError
+from petiole.transport import DeadLetterAdmin
 
 _QUEUE = click.option(
     "-Q", "--queue", default=None, help="Queue whose dead letters to use (default: default_queue)."
@@ -18,6 +19,17 @@ _QUEUE = click.option(
 
 def _queue(name: str | None) -> str:
     return name or state().app().settings.default_queue
+
+
+def _admin() -> DeadLetterAdmin:
+    """The transport, if it administers its dead letters itself."""
+    transport = state().app().transport
+    if not isinstance(transport, DeadLetterAdmin):
+        raise click.ClickException(
+            f"{type(transport).__name__} keeps dead letters in the broker without offering "
+            "to list or requeue them here; use the broker's own tools (its dead-letter queue)"
+        )
+    return transport
 
 
 @click.group()
@@ -34,7 +46,7 @@ def dlq() -> None:
 def list_(queue: str | None, limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first: id, time, deliveries, task, reason."""
     name = _queue(queue)
-    letters = state().app().transport.dead_letters(name, limit=limit)
+    letters = _admin().dead_letters(name, limit=limit)
     for letter in letters:
         try:
             envelope = Envelope.from_bytes(letter.payload)
@@ -72,7 +84,7 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
 def requeue(queue: str | None, ids: tuple[str, ...]) -> None:
     """Put dead letters back in their queue (all of them, or those IDS)."""
     name = _queue(queue)
-    moved = state().app().transport.requeue_dead_letters(name, list(ids) or None)
+    moved = _admin().requeue_dead_letters(name, list(ids) or None)
     click.echo(f"{name}: requeued {moved} message(s)")
 
 
@@ -85,4 +97,4 @@ def purge_(queue: str | None, force: bool) -> None:
     name = _queue(queue)
     if not force:
         click.confirm(f"Delete all dead letters of {name!r}?", abort=True)
-    click.echo(f"{name}: deleted {state().app().transport.purge_dead_letters(name)} dead letter(s)")
+    click.echo(f"{name}: deleted {_admin().purge_dead_letters(name)} dead letter(s)")

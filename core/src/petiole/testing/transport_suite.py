@@ -33,6 +33,7 @@ from petiole.errors import MessageTooLarge
 from petiole.testing._helpers import Background, run_concurrently, unique_name
 from petiole.transport import (
     DeadLetter,
+    DeadLetterAdmin,
     Delivery,
     Transport,
     TransportCapabilities,
@@ -86,7 +87,8 @@ class TransportSuite:
         yield make
         for name in made:
             transport.purge(name)
-            transport.purge_dead_letters(name)
+            if isinstance(transport, DeadLetterAdmin):
+                transport.purge_dead_letters(name)
 
     @pytest.fixture
     def queue(self, new_queue: Callable[[], str]) -> str:
@@ -119,9 +121,29 @@ class TransportSuite:
                 f"{self.delay_s} s delay natively (the core re-delays)"
             )
 
-    def require_ordered(self, transport: Transport) -> None:
-        if not transport.capabilities.ordered:
-            pytest.skip("capability ordered is False: the transport does not claim ordering")
+    def admin(self, transport: Transport) -> DeadLetterAdmin:
+        """The transport as a dead-letter administrator, or skip: it is optional."""
+        if not isinstance(transport, DeadLetterAdmin):
+            pytest.skip(
+                "the transport does not implement petiole.transport.DeadLetterAdmin: its "
+                "broker administers dead letters with its own tools"
+            )
+        return transport
+
+    def assert_no_dead_letters(self, transport: Transport, queue: str) -> None:
+        """No dead letter in ``queue``, where the transport can tell."""
+        if isinstance(transport, DeadLetterAdmin):
+            assert transport.dead_letters(queue) == []
+
+    def require_fifo(self, transport: Transport) -> None:
+        if not transport.capabilities.fifo:
+            pytest.skip("capability fifo is False: the transport does not claim FIFO order")
+
+    def require_queue_preference(self, transport: Transport) -> None:
+        if not transport.capabilities.queue_preference:
+            pytest.skip(
+                "capability queue_preference is False: reserve does not prefer queues in order"
+            )
 
     def reserve_one(
         self, transport: Transport, queue: str, *, lease_s: float = _LONG_LEASE_S
@@ -321,7 +343,7 @@ class TransportSuite:
 
         assert transport.size(queue) == 0
         self.assert_empty(transport, queue)
-        assert transport.dead_letters(queue) == []
+        self.assert_no_dead_letters(transport, queue)
 
     def test_lease_expiry_redelivers_with_incremented_count(
         self, transport: Transport, queue: str
@@ -403,7 +425,7 @@ class TransportSuite:
             transport.dead_letter(stale, reason="stale")
 
         assert transport.size(queue) == 1
-        assert transport.dead_letters(queue) == []
+        self.assert_no_dead_letters(transport, queue)
         self.assert_empty(transport, queue)  # the newer lease still hides it
         transport.ack(current)
         assert transport.size(queue) == 0
@@ -449,13 +471,13 @@ class TransportSuite:
         got = [d.payload for d in self.drain(transport, [queue], len(published), max_messages=1)]
         priority_of = {payload: priority for priority, payload in published}
         assert [priority_of[p] for p in got] == [9, 9, 5, 1, 0, 0]
-        if transport.capabilities.ordered:
+        if transport.capabilities.fifo:
             assert got == [b"p9-a", b"p9-b", b"p5", b"p1", b"p0-a", b"p0-b"]
 
     def test_equal_priority_messages_are_reserved_oldest_first(
         self, transport: Transport, queue: str
     ) -> None:
-        self.require_ordered(transport)
+        self.require_fifo(transport)
         payloads = [f"m{i}".encode() for i in range(10)]
         for payload in payloads:
             transport.publish(queue, payload)
@@ -486,7 +508,7 @@ class TransportSuite:
     def test_reserve_prefers_queues_in_the_order_given(
         self, transport: Transport, new_queue: Callable[[], str]
     ) -> None:
-        self.require_ordered(transport)
+        self.require_queue_preference(transport)
         q1, q2 = new_queue(), new_queue()
         transport.publish(q1, b"one")
         transport.publish(q2, b"two")
@@ -505,7 +527,7 @@ class TransportSuite:
 
         assert transport.size(queue) == 0
         self.assert_empty(transport, queue)
-        [dead] = transport.dead_letters(queue)
+        [dead] = self.admin(transport).dead_letters(queue)
         assert isinstance(dead, DeadLetter)
         assert dead.dead_letter_id
         assert dead.queue == queue
@@ -521,11 +543,11 @@ class TransportSuite:
             transport.publish(queue, f"m{i}".encode())
             transport.dead_letter(self.reserve_one(transport, queue), reason=f"r{i}")
 
-        listed = transport.dead_letters(queue, limit=2)
+        listed = self.admin(transport).dead_letters(queue, limit=2)
         assert len(listed) == 2
-        if transport.capabilities.ordered:
+        if transport.capabilities.fifo:
             assert [d.reason for d in listed] == ["r0", "r1"]
-        assert len(transport.dead_letters(queue)) == 3
+        assert len(self.admin(transport).dead_letters(queue)) == 3
 
     def test_dead_letters_are_kept_per_queue(
         self, transport: Transport, new_queue: Callable[[], str]
@@ -534,8 +556,8 @@ class TransportSuite:
         transport.publish(q1, b"poison")
         transport.dead_letter(self.reserve_one(transport, q1), reason="poison")
 
-        assert transport.dead_letters(q2) == []
-        assert len(transport.dead_letters(q1)) == 1
+        assert self.admin(transport).dead_letters(q2) == []
+        assert len(self.admin(transport).dead_letters(q1)) == 1
 
     def test_requeue_dead_letters_puts_message_back_with_fresh_delivery_count(
         self, transport: Transport, queue: str
@@ -546,8 +568,8 @@ class TransportSuite:
         assert second.delivery_count == 2
         transport.dead_letter(second, reason="max deliveries")
 
-        assert transport.requeue_dead_letters(queue) == 1
-        assert transport.dead_letters(queue) == []
+        assert self.admin(transport).requeue_dead_letters(queue) == 1
+        assert self.admin(transport).dead_letters(queue) == []
         again = self.reserve_one(transport, queue)
         assert again.payload == _BINARY_PAYLOAD
         assert again.delivery_count == 1
@@ -559,12 +581,14 @@ class TransportSuite:
             transport.publish(queue, payload)
             transport.dead_letter(self.reserve_one(transport, queue), reason=payload.decode())
         [retry_id] = [
-            d.dead_letter_id for d in transport.dead_letters(queue) if d.reason == "retry"
+            d.dead_letter_id
+            for d in self.admin(transport).dead_letters(queue)
+            if d.reason == "retry"
         ]
 
-        assert transport.requeue_dead_letters(queue, ["no-such-dead-letter"]) == 0
-        assert transport.requeue_dead_letters(queue, [retry_id]) == 1
-        assert [d.reason for d in transport.dead_letters(queue)] == ["keep"]
+        assert self.admin(transport).requeue_dead_letters(queue, ["no-such-dead-letter"]) == 0
+        assert self.admin(transport).requeue_dead_letters(queue, [retry_id]) == 1
+        assert [d.reason for d in self.admin(transport).dead_letters(queue)] == ["keep"]
         assert self.reserve_one(transport, queue).payload == b"retry"
 
     def test_purge_dead_letters_empties_the_store(self, transport: Transport, queue: str) -> None:
@@ -572,9 +596,9 @@ class TransportSuite:
             transport.publish(queue, f"m{i}".encode())
             transport.dead_letter(self.reserve_one(transport, queue), reason="poison")
 
-        assert transport.purge_dead_letters(queue) == 2
-        assert transport.dead_letters(queue) == []
-        assert transport.purge_dead_letters(queue) == 0
+        assert self.admin(transport).purge_dead_letters(queue) == 2
+        assert self.admin(transport).dead_letters(queue) == []
+        assert self.admin(transport).purge_dead_letters(queue) == 0
 
     def test_size_counts_ready_delayed_and_leased_messages(
         self, transport: Transport, queue: str

@@ -61,7 +61,8 @@ class ExampleTransport:
             broadcast=False,
             max_message_bytes=target.options.max_message_bytes,
             lease_extension=True,
-            ordered=True,
+            fifo=True,
+            queue_preference=True,
         )
         self._conn = connect(target.name)
 

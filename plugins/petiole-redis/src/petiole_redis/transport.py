@@ -113,7 +113,8 @@ class RedisTransport:
         max_message_bytes=None,  # the server's proto-max-bulk-len (512 MB by default)
         lease_extension=True,
         min_lease_s=0.0,
-        ordered=True,
+        fifo=True,
+        queue_preference=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:

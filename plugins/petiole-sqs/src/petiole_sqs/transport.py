@@ -19,7 +19,7 @@ How the contract maps onto SQS:
   core re-delays longer ones). FIFO queues have no per-message delay, so there a
   delayed message carries a ``petiole.not_before`` attribute, and ``reserve``
   hides a message that arrives early with ``ChangeMessageVisibility`` until due.
-* **No priorities, no order** on standard queues (``ordered=False``).
+* **No priorities, no order** on standard queues (``fifo=False``, ``queue_preference=False``).
 * **Payloads** are base64 in the body; ``max_message_bytes`` is what fits in
   SQS's limit after base64 and room for attributes (see :mod:`._messages`).
 * **Dead letters** live in a second queue per queue (see :mod:`.dead_letters`).
@@ -114,7 +114,8 @@ class SqsTransport:
             max_message_bytes=msg.max_payload_bytes(self.options.message_size_limit_bytes),
             lease_extension=True,
             min_lease_s=1.0,
-            ordered=False,
+            fifo=False,
+            queue_preference=False,
         )
         self._dead = DeadLetterStore(self._sqs, self.options)
         self._names: dict[str, QueueNames] = {}
