@@ -138,7 +138,8 @@ class Transport(Protocol):
 
         ``delay_s`` > 0 keeps the message invisible for that long (never more than
         ``capabilities.max_delay_s``; the core clamps and re-delays). ``priority``
-        is 0-9, higher first, honoured when ``capabilities.priorities`` is set.
+        is 0-9, higher first, honoured when ``capabilities.priorities`` is set; a
+        value outside 0-9 is clamped into it, never an error.
         Raises :class:`~petiole.errors.MessageTooLarge` when the payload is over
         ``capabilities.max_message_bytes``.
         """
@@ -192,7 +193,10 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections. Calling it twice is harmless."""
+        """Release connections. Calling it twice is harmless. A :meth:`reserve`
+        waiting in another thread returns promptly (``[]``) — or, where the client
+        cannot interrupt a long poll in flight (SQS), at that poll's end, starting
+        no other; the transport's README says so."""
         ...
 
 

@@ -52,38 +52,6 @@ def test_indexes_are_created_on_first_use(mongo_server: MongoServer, queue: str)
     assert dead["by_queue"]["key"] == [("queue", 1), ("dead_at", 1), ("_id", 1)]
 
 
-def test_priority_outside_zero_to_nine_is_clamped(transport: MongoTransport, queue: str) -> None:
-    transport.publish(queue, b"low", priority=-5)
-    transport.publish(queue, b"high", priority=42)
-
-    got = transport.reserve([queue], max_messages=2, wait_s=0, lease_s=30)
-    assert [d.payload for d in got] == [b"high", b"low"]
-
-
-def test_close_wakes_a_waiting_reserve(mongo_server: MongoServer, queue: str) -> None:
-    transport = MongoTransport(mongo_server.url, {})
-    threading.Timer(0.2, transport.close).start()
-    start = time.monotonic()
-
-    assert transport.reserve([queue], max_messages=1, wait_s=30, lease_s=30) == []
-    assert time.monotonic() - start < 5
-
-
-def test_receipt_of_a_dead_letter_does_not_match_its_requeued_copy(
-    transport: MongoTransport, queue: str
-) -> None:
-    transport.publish(queue, b"poison")
-    [dead] = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
-    transport.dead_letter(dead, reason="bad")
-    transport.requeue_dead_letters(queue)
-    [again] = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
-
-    transport.ack(dead)  # the old lease's receipt
-
-    assert transport.size(queue) == 1
-    assert transport.extend(again, lease_s=30) is True
-
-
 def test_requeue_interrupted_between_its_writes_republishes_nothing_twice(
     mongo_server: MongoServer, transport: MongoTransport, queue: str
 ) -> None:

@@ -50,40 +50,6 @@ def test_waiting_reserve_wakes_for_a_delayed_message_published_meanwhile(
     assert 0.35 <= elapsed <= 1.0
 
 
-def test_close_wakes_a_waiting_reserve(redis_server: RedisServer, queue: str) -> None:
-    transport = RedisTransport(redis_server.url, {})
-    closer = threading.Timer(0.2, transport.close)
-    start = time.monotonic()
-    closer.start()
-
-    assert transport.reserve([queue], max_messages=1, wait_s=30, lease_s=30) == []
-    assert time.monotonic() - start < 5
-
-
-def test_receipt_of_a_dead_letter_does_not_match_its_requeued_copy(
-    transport: RedisTransport, queue: str
-) -> None:
-    transport.publish(queue, b"poison")
-    [dead] = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
-    transport.dead_letter(dead, reason="bad")
-    transport.requeue_dead_letters(queue)
-    [again] = transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
-    assert again.delivery_count == dead.delivery_count == 1
-
-    transport.ack(dead)  # the old lease's receipt
-
-    assert transport.size(queue) == 1
-    assert transport.extend(again, lease_s=30) is True
-
-
-def test_priority_outside_zero_to_nine_is_clamped(transport: RedisTransport, queue: str) -> None:
-    transport.publish(queue, b"low", priority=-5)
-    transport.publish(queue, b"high", priority=42)
-
-    got = transport.reserve([queue], max_messages=2, wait_s=0, lease_s=30)
-    assert [d.payload for d in got] == [b"high", b"low"]
-
-
 def test_reserve_moves_a_large_backlog_of_due_messages_in_bounded_steps(
     transport: RedisTransport, queue: str
 ) -> None:

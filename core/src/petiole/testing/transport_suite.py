@@ -29,7 +29,7 @@ from typing import ClassVar
 
 import pytest
 
-from petiole.errors import MessageTooLarge
+from petiole.errors import MessageTooLarge, TransportError
 from petiole.testing._helpers import Background, run_concurrently, unique_name
 from petiole.transport import (
     DeadLetter,
@@ -71,6 +71,10 @@ class TransportSuite:
     concurrency_messages: ClassVar[int] = 200
     #: Upper bound on any one concurrency test, so a deadlock fails instead of hanging.
     concurrency_timeout_s: ClassVar[float] = 60.0
+    #: Why :meth:`Transport.close` cannot cut short a reserve waiting in another
+    #: thread (a client whose long poll in flight cannot be interrupted), or None.
+    #: A reason skips that test by name; the transport's README must say so too.
+    close_cannot_interrupt_reserve: ClassVar[str | None] = None
 
     # -- fixtures and helpers ------------------------------------------------
 
@@ -461,6 +465,36 @@ class TransportSuite:
         )
         assert [d.payload for d in got] == [b"now"]
 
+    def test_priority_outside_zero_to_nine_is_clamped(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, b"low", priority=-5)
+        transport.publish(queue, b"high", priority=42)
+
+        got = [d.payload for d in self.drain(transport, [queue], 2, max_messages=1)]
+        if transport.capabilities.priorities:
+            assert got == [b"high", b"low"]
+        else:
+            assert sorted(got) == [b"high", b"low"]
+
+    def test_close_wakes_a_reserve_waiting_in_another_thread(
+        self, peer_transport: Transport, queue: str
+    ) -> None:
+        reason = self.close_cannot_interrupt_reserve
+        if reason:
+            pytest.skip(f"suite attribute close_cannot_interrupt_reserve: {reason}")
+        closer = threading.Timer(0.2, peer_transport.close)
+        started = time.monotonic()
+        closer.start()
+        try:
+            got = peer_transport.reserve([queue], max_messages=1, wait_s=30, lease_s=_LONG_LEASE_S)
+        except TransportError:
+            got = []  # "closed" is an answer too; waiting out the 30 s is not
+        finally:
+            closer.join()
+        assert got == []
+        assert time.monotonic() - started < 5
+
     def test_higher_priority_is_reserved_first(self, transport: Transport, queue: str) -> None:
         if not transport.capabilities.priorities:
             pytest.skip("capability priorities is False: the transport ignores priority")
@@ -558,6 +592,21 @@ class TransportSuite:
 
         assert self.admin(transport).dead_letters(q2) == []
         assert len(self.admin(transport).dead_letters(q1)) == 1
+
+    def test_receipt_of_a_dead_letter_does_not_match_its_requeued_copy(
+        self, transport: Transport, queue: str
+    ) -> None:
+        admin = self.admin(transport)
+        transport.publish(queue, b"poison")
+        dead = self.reserve_one(transport, queue)
+        transport.dead_letter(dead, reason="bad")
+        admin.requeue_dead_letters(queue)
+        again = self.reserve_one(transport, queue)
+
+        transport.ack(dead)  # the old lease's receipt
+
+        assert transport.size(queue) == 1
+        assert transport.extend(again, lease_s=_LONG_LEASE_S) is True
 
     def test_requeue_dead_letters_puts_message_back_with_fresh_delivery_count(
         self, transport: Transport, queue: str
