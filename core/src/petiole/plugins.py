@@ -36,6 +36,7 @@ import pluggy
 from petiole import hookspecs
 from petiole.errors import PluginError, PluginLoadError, UnknownComponentError
 from petiole.serializers import Serializer
+from petiole.stages import Codec
 
 logger = logging.getLogger("petiole.plugins")
 
@@ -158,6 +159,8 @@ class PluginRegistry:
         "transport": "petiole_transports",
         "result backend": "petiole_result_backends",
         "serializer": "petiole_serializers",
+        "codec": "petiole_codecs",
+        "signer": "petiole_signers",
         "pool": "petiole_pools",
     }
 
@@ -362,6 +365,8 @@ class PluginRegistry:
                 component = _import_attribute(component)
             if kind == "serializer":
                 component = _serializer(provided.name, component)
+            elif kind == "codec":
+                component = _codec(provided.name, component)
             elif not callable(component):
                 raise TypeError(f"the {kind} factory {provided.component!r} is not callable")
         except Exception as exc:  # a plugin may fail in any way; only this name fails
@@ -421,7 +426,11 @@ def _registrations(kind: str, hook_name: str, answer: Any) -> list[tuple[str, An
             raise TypeError(f"{hook_name} answered the name {name!r}; names are non-empty strings")
         if kind == "serializer" and _is_built_serializer(component) and component.name != name:
             raise TypeError(f"{hook_name} answered serializer {component.name!r} as {name!r}")
-        if not (isinstance(component, str) or callable(component) or kind == "serializer"):
+        if kind == "codec" and _is_built_codec(component) and component.name != name:
+            raise TypeError(f"{hook_name} answered codec {component.name!r} as {name!r}")
+        if not (
+            isinstance(component, str) or callable(component) or kind in ("serializer", "codec")
+        ):
             raise TypeError(f"{hook_name} answered {component!r} for {name!r}: not callable")
     return list(answer.items())
 
@@ -431,12 +440,22 @@ def _is_built_serializer(component: Any) -> bool:
     return isinstance(component, Serializer) and not isinstance(component, type)
 
 
+def _is_built_codec(component: Any) -> bool:
+    """A codec instance, as opposed to its class."""
+    return isinstance(component, Codec) and not isinstance(component, type)
+
+
 def _is_lazy(kind: str, component: Any) -> bool:
     """Whether ``component`` must be loaded (imported, or built) before use."""
     if isinstance(component, str):
         return True
-    # A serializer may be registered as its class or another factory, built on first use.
-    return kind == "serializer" and not _is_built_serializer(component)
+    # A serializer or codec may be registered as its class or another factory,
+    # built on first use.
+    if kind == "serializer":
+        return not _is_built_serializer(component)
+    if kind == "codec":
+        return not _is_built_codec(component)
+    return False
 
 
 def _serializer(name: str, found: Any) -> Serializer:
@@ -454,6 +473,23 @@ def _serializer(name: str, found: Any) -> Serializer:
     if serializer.name != name:
         raise TypeError(f"serializer {name!r} calls itself {serializer.name!r}; names must match")
     return serializer
+
+
+def _codec(name: str, found: Any) -> Codec:
+    """The codec ``found`` is, or builds (a class, or a callable taking no arguments)."""
+    if not _is_built_codec(found):
+        if not callable(found):
+            raise TypeError(f"{found!r} is neither a codec nor a factory of one")
+        found = found()
+    if not _is_built_codec(found):
+        raise TypeError(
+            f"codec {name!r} was built as {found!r}, which lacks what a codec has "
+            "(name, encode, decode)"
+        )
+    codec: Codec = found
+    if codec.name != name:
+        raise TypeError(f"codec {name!r} calls itself {codec.name!r}; names must match")
+    return codec
 
 
 def _conflict(kind: str, name: str, plugins: Sequence[str]) -> str:
