@@ -22,7 +22,9 @@ from petiole.testing.broadcast_suite import Inbox
 from petiole.transport import Transport
 
 
-class TestMemoryTransport(TransportSuite):
+class MemoryConnections:
+    """Two transports on one in-process broker: the suite's own and a peer."""
+
     @pytest.fixture
     def transport(self) -> Iterator[Transport]:
         transport = memory.create_transport("memory://", {})
@@ -36,37 +38,10 @@ class TestMemoryTransport(TransportSuite):
         transport.close()
 
 
-class TestSqliteTransport(TransportSuite):
-    @pytest.fixture
-    def transport(self, tmp_path: Path) -> Iterator[Transport]:
-        transport = sqlite_transport.create_transport(f"sqlite:///{tmp_path / 'broker.db'}", {})
-        yield transport
-        transport.close()
+class SqliteConnections:
+    """Two transports on one SQLite file: each has its own connections, as another
+    worker process would (only the in-process wake-up is shared)."""
 
-    @pytest.fixture
-    def peer_transport(self, tmp_path: Path) -> Iterator[Transport]:
-        # A second transport on the same file: its own connections, as another
-        # worker process would have (only the in-process wake-up is shared).
-        transport = sqlite_transport.create_transport(f"sqlite:///{tmp_path / 'broker.db'}", {})
-        yield transport
-        transport.close()
-
-
-class TestMemoryBroadcast(BroadcastSuite):
-    @pytest.fixture
-    def transport(self) -> Iterator[Transport]:
-        transport = memory.create_transport("memory://", {})
-        yield transport
-        transport.close()
-
-    @pytest.fixture
-    def peer_transport(self) -> Iterator[Transport]:
-        transport = memory.create_transport("memory://", {})
-        yield transport
-        transport.close()
-
-
-class TestSqliteBroadcast(BroadcastSuite):
     @pytest.fixture
     def transport(self, tmp_path: Path) -> Iterator[Transport]:
         transport = sqlite_transport.create_transport(f"sqlite:///{tmp_path / 'broker.db'}", {})
@@ -78,6 +53,22 @@ class TestSqliteBroadcast(BroadcastSuite):
         transport = sqlite_transport.create_transport(f"sqlite:///{tmp_path / 'broker.db'}", {})
         yield transport
         transport.close()
+
+
+class TestMemoryTransport(MemoryConnections, TransportSuite):
+    pass
+
+
+class TestSqliteTransport(SqliteConnections, TransportSuite):
+    pass
+
+
+class TestMemoryBroadcast(MemoryConnections, BroadcastSuite):
+    pass
+
+
+class TestSqliteBroadcast(SqliteConnections, BroadcastSuite):
+    pass
 
 
 # -- beyond the suite ---------------------------------------------------------------

@@ -363,10 +363,8 @@ class PluginRegistry:
         try:
             if isinstance(component, str):
                 component = _import_attribute(component)
-            if kind == "serializer":
-                component = _serializer(provided.name, component)
-            elif kind == "codec":
-                component = _codec(provided.name, component)
+            if kind in _INSTANCE_KINDS:
+                component = _instance(kind, provided.name, component)
             elif not callable(component):
                 raise TypeError(f"the {kind} factory {provided.component!r} is not callable")
         except Exception as exc:  # a plugin may fail in any way; only this name fails
@@ -458,38 +456,33 @@ def _is_lazy(kind: str, component: Any) -> bool:
     return False
 
 
-def _serializer(name: str, found: Any) -> Serializer:
-    """The serializer ``found`` is, or builds (a class, or a callable taking no arguments)."""
-    if not _is_built_serializer(found):
-        if not callable(found):
-            raise TypeError(f"{found!r} is neither a serializer nor a factory of one")
-        found = found()
-    if not _is_built_serializer(found):
-        raise TypeError(
-            f"serializer {name!r} was built as {found!r}, which lacks what a serializer has "
-            "(name, content_type, dumps, loads)"
-        )
-    serializer: Serializer = found
-    if serializer.name != name:
-        raise TypeError(f"serializer {name!r} calls itself {serializer.name!r}; names must match")
-    return serializer
+# Kinds registered as built instances (or their factories), not as factories the
+# core calls with a URL: what an instance of each has, for the error that says so.
+_INSTANCE_KINDS: dict[str, tuple[type, str]] = {
+    "serializer": (Serializer, "name, content_type, dumps, loads"),
+    "codec": (Codec, "name, encode, decode"),
+}
 
 
-def _codec(name: str, found: Any) -> Codec:
-    """The codec ``found`` is, or builds (a class, or a callable taking no arguments)."""
-    if not _is_built_codec(found):
+def _instance(kind: str, name: str, found: Any) -> Any:
+    """The serializer or codec ``found`` is, or builds (a class, or a callable taking
+    no arguments); its ``name`` must be the one it is registered under."""
+    protocol, has = _INSTANCE_KINDS[kind]
+
+    def built(value: Any) -> bool:
+        return isinstance(value, protocol) and not isinstance(value, type)
+
+    if not built(found):
         if not callable(found):
-            raise TypeError(f"{found!r} is neither a codec nor a factory of one")
+            raise TypeError(f"{found!r} is neither a {kind} nor a factory of one")
         found = found()
-    if not _is_built_codec(found):
+    if not built(found):
         raise TypeError(
-            f"codec {name!r} was built as {found!r}, which lacks what a codec has "
-            "(name, encode, decode)"
+            f"{kind} {name!r} was built as {found!r}, which lacks what a {kind} has ({has})"
         )
-    codec: Codec = found
-    if codec.name != name:
-        raise TypeError(f"codec {name!r} calls itself {codec.name!r}; names must match")
-    return codec
+    if found.name != name:
+        raise TypeError(f"{kind} {name!r} calls itself {found.name!r}; names must match")
+    return found
 
 
 def _conflict(kind: str, name: str, plugins: Sequence[str]) -> str:
