@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from petiole import diagnosis, remote_errors, states
 from petiole.backend import ResultRecord
-from petiole.coordination import CoordinationUnavailable
 from petiole.errors import ResultTimeout, TaskRevoked
 
 if TYPE_CHECKING:
@@ -293,8 +292,4 @@ class GroupResult:
         for result in self.results:
             result.forget()
         self.app.backend.forget([self.id])
-        try:
-            store = self.app.coordination
-        except CoordinationUnavailable:
-            return  # no store, so no chord could have kept state
-        store.delete_keys([f"petiole:chord:{self.id}", f"petiole:chord:{self.id}:fired"])
+        self.app.backend.delete_keys([f"petiole:chord:{self.id}", f"petiole:chord:{self.id}:fired"])
