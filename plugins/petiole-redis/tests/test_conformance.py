@@ -22,36 +22,28 @@ from petiole.testing.broadcast_suite import Inbox
 from petiole.transport import Transport
 
 
-class TestRedisTransport(TransportSuite):
+class RedisConnections:
+    """Two transports on the session's server: the suite's own and a peer."""
+
+    @pytest.fixture
+    def transport(self, redis_server: RedisServer) -> Iterator[Transport]:
+        transport = create_transport(redis_server.url, {})
+        yield transport
+        transport.close()
+
+    @pytest.fixture
+    def peer_transport(self, redis_server: RedisServer) -> Iterator[Transport]:
+        transport = create_transport(redis_server.url, {})
+        yield transport
+        transport.close()
+
+
+class TestRedisTransport(RedisConnections, TransportSuite):
     # Redis's timers are milliseconds: tight slack.
     delay_precision_s = 0.25
 
-    @pytest.fixture
-    def transport(self, redis_server: RedisServer) -> Iterator[Transport]:
-        transport = create_transport(redis_server.url, {})
-        yield transport
-        transport.close()
 
-    @pytest.fixture
-    def peer_transport(self, redis_server: RedisServer) -> Iterator[Transport]:
-        transport = create_transport(redis_server.url, {})
-        yield transport
-        transport.close()
-
-
-class TestRedisBroadcast(BroadcastSuite):
-    @pytest.fixture
-    def transport(self, redis_server: RedisServer) -> Iterator[Transport]:
-        transport = create_transport(redis_server.url, {})
-        yield transport
-        transport.close()
-
-    @pytest.fixture
-    def peer_transport(self, redis_server: RedisServer) -> Iterator[Transport]:
-        transport = create_transport(redis_server.url, {})
-        yield transport
-        transport.close()
-
+class TestRedisBroadcast(RedisConnections, BroadcastSuite):
     def test_broadcast_returns_the_servers_count_of_subscribers_until_closed(
         self, redis_server: RedisServer, transport: RedisTransport
     ) -> None:
