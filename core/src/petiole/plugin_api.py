@@ -17,7 +17,8 @@ What it holds, by the job it does:
   :class:`Transport`, :class:`TransportFactory`, :class:`TransportCapabilities`,
   :class:`Delivery`, :class:`DeadLetter`, :class:`DeadLetterAdmin`, :class:`AcksInBatches`;
   :class:`ResultBackend`, :class:`BackendFactory`, :class:`BackendCapabilities`,
-  :class:`ResultRecord`; :class:`Serializer`, :class:`SerializerFactory`;
+  :class:`ResultRecord`, and :class:`Coordination` for a backend that can also
+  coordinate (chords, revocation marks, leases); :class:`Serializer`, :class:`SerializerFactory`;
   :class:`Pool`, :class:`PoolFactory`, :class:`Job`, :class:`Outcome`,
   :class:`Runner`, and :class:`GreenPool` / :class:`GreenLibrary` for a
   green-thread library's pool.
@@ -34,7 +35,7 @@ What it holds, by the job it does:
 * **Record codec**: :func:`encode_record` / :func:`decode_record`, a
   :class:`ResultRecord` as one byte string, for stores that keep one value per key.
 * **Testing** (needs ``petiole[testing]``, that is pytest): the conformance
-  suites (:class:`TransportSuite`, :class:`ResultBackendSuite`, :class:`BroadcastSuite`,
+  suites (:class:`TransportSuite`, :class:`ResultBackendSuite`, :class:`CoordinationSuite`,
   :class:`SerializerSuite`, :class:`PoolSuite`, :class:`RoundTrip`, ...), the
   test-server helpers (:class:`ServerProcess`, :func:`free_port`,
   :func:`require_binary`, :func:`require_module`, :func:`port_open`,
@@ -56,6 +57,7 @@ from petiole import states
 from petiole.backend import (
     BackendCapabilities,
     BackendFactory,
+    Coordination,
     ResultBackend,
     ResultRecord,
 )
@@ -124,6 +126,7 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
         JSON_TAGGED_ROUNDTRIPS,
         PLAIN_ROUNDTRIPS,
         BroadcastSuite,
+        CoordinationSuite,
         ResultBackendSuite,
         RoundTrip,
         SerializerSuite,
@@ -146,6 +149,7 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
 # a plugin's hook module (imported by every app) must not pay for.
 _LAZY = {
     "BroadcastSuite": "petiole.testing",
+    "CoordinationSuite": "petiole.testing",
     "GreenLibrary": "petiole.pools.green",
     "GreenPool": "petiole.pools.green",
     "JSON_TAGGED_ROUNDTRIPS": "petiole.testing",
@@ -208,6 +212,8 @@ __all__ = [
     "Broadcast",
     "BroadcastSuite",
     "ChordError",
+    "Coordination",
+    "CoordinationSuite",
     "ConfigError",
     "ContentDisallowed",
     "DeadLetter",
