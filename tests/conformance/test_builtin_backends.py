@@ -1,4 +1,5 @@
-"""The core's built-in result backends (memory, sqlite) against the backend conformance suite."""
+"""The core's built-in result backends (memory, sqlite) against the backend and
+coordination conformance suites."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from pathlib import Path
 import pytest
 
 from petiole._builtins import memory, sqlite_backend
-from petiole.backend import ResultBackend
-from petiole.testing import ResultBackendSuite
+from petiole.backend import Coordination, ResultBackend
+from petiole.testing import CoordinationSuite, ResultBackendSuite
+
+
+def _coordination(backend: ResultBackend) -> Coordination:
+    assert isinstance(backend, Coordination)
+    return backend
 
 
 class TestMemoryBackend(ResultBackendSuite):
@@ -20,9 +26,37 @@ class TestMemoryBackend(ResultBackendSuite):
         backend.close()
 
 
+class TestMemoryCoordination(CoordinationSuite):
+    @pytest.fixture
+    def coordination(self) -> Iterator[Coordination]:
+        store = _coordination(memory.create_backend("memory://", {}))
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def peer_coordination(self) -> Iterator[Coordination]:
+        store = _coordination(memory.create_backend("memory://", {}))
+        yield store
+        store.close()
+
+
 class TestSqliteBackend(ResultBackendSuite):
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Iterator[ResultBackend]:
         backend = sqlite_backend.create_backend(f"sqlite:///{tmp_path / 'results.db'}", {})
         yield backend
         backend.close()
+
+
+class TestSqliteCoordination(CoordinationSuite):
+    @pytest.fixture
+    def coordination(self, tmp_path: Path) -> Iterator[Coordination]:
+        store = _coordination(sqlite_backend.create_backend(f"sqlite:///{tmp_path / 'c.db'}", {}))
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def peer_coordination(self, tmp_path: Path) -> Iterator[Coordination]:
+        store = _coordination(sqlite_backend.create_backend(f"sqlite:///{tmp_path / 'c.db'}", {}))
+        yield store
+        store.close()

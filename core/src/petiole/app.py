@@ -14,12 +14,14 @@ from urllib.parse import urlsplit
 
 from petiole import config, states
 from petiole import result as results
-from petiole.backend import ResultBackend, ResultRecord
+from petiole.backend import Coordination, ResultBackend, ResultRecord
+from petiole.coordination import open_coordination
 from petiole.envelope import IDENTITY, PROTOCOL_VERSION, Envelope
 from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
 from petiole.plugins import PluginRegistry, implemented
 from petiole.request import Request, current_request
 from petiole.serializers import Serializer
+from petiole.stages import Codec, Signer
 from petiole.task import TASK_OPTIONS, Task, TaskOptions
 from petiole.transport import Transport
 from petiole.urls import mask_url
@@ -84,6 +86,7 @@ class Petiole:
         self._in_code_plugins: list[tuple[object, str | None]] = []
         self._transport: Transport | None = None
         self._backend: ResultBackend | None = None
+        self._coordination: Coordination | None = None
         self._serializers: dict[str, Serializer] = {}
         self._result_accept: dict[str, Serializer] = {}  # content type -> accepted serializer
         self._register_builtin_tasks()
@@ -189,6 +192,27 @@ class Petiole:
                     self._backend = factory(url, self.settings.backend_options)
         return self._backend
 
+    @property
+    def coordination(self) -> Coordination:
+        """The store chords, revoke and leader election coordinate through:
+        ``coordination_url``'s, else the result backend when it can.
+
+        Raises :class:`~petiole.coordination.CoordinationUnavailable` when neither.
+        """
+        if self._coordination is None:
+            with self._lock:
+                if self._coordination is None:
+                    self._coordination = open_coordination(
+                        self.settings.coordination_url,
+                        self.settings.coordination_options,
+                        backend_url=self.settings.backend_url,
+                        backend=lambda: self.backend,
+                        factory_for=lambda url: (
+                            self.plugins.get("result backend", scheme_of(url)).component
+                        ),
+                    )
+        return self._coordination
+
     def serializer(self, name: str) -> Serializer:
         found = self._serializers.get(name)
         if found is None:
@@ -231,6 +255,33 @@ class Petiole:
             )
         return accepted
 
+    def codec(self, name: str) -> Codec:
+        """The codec of ``content_encoding`` ``name``; raises
+        :class:`~petiole.errors.UnknownComponentError` (what is installed, what to
+        install) when no plugin provides it."""
+        return self.plugins.get("codec", name).component  # type: ignore[no-any-return]
+
+    def decode_body(self, envelope: Envelope) -> bytes:
+        """The serialized body of ``envelope``: decoded by its ``content_encoding``'s
+        codec, refused past ``max_body_bytes`` (a decompression bomb)."""
+        limit = self.settings.max_body_bytes
+        return self.codec(envelope.content_encoding).decode(envelope.body, max_output_bytes=limit)
+
+    # The signer built for one Settings object: rebuilt when the settings are.
+    _signer_built: tuple[config.Settings, Signer | None] | None = None
+
+    def signer(self) -> Signer | None:
+        """The signer named by the ``signer`` setting, built once per settings; None
+        when unset. Raises :class:`~petiole.errors.ConfigError` when it cannot be
+        built (a missing key) and ``UnknownComponentError`` when not installed."""
+        settings = self.settings
+        built = self._signer_built
+        if built is None or built[0] is not settings:
+            name = settings.signer
+            signer = self.plugins.get("signer", name).component(settings) if name else None
+            built = self._signer_built = (settings, signer)
+        return built[1]
+
     @property
     def result_serializer(self) -> Serializer:
         return self.serializer(self.settings.result_serializer)
@@ -240,6 +291,11 @@ class Petiole:
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
+            if self._coordination is not None:
+                shared: object = self._coordination  # often the result backend itself
+                if shared is not self._backend:
+                    self._coordination.close()
+                self._coordination = None
             if self._backend is not None:
                 self._backend.close()
                 self._backend = None
@@ -352,12 +408,12 @@ class Petiole:
         if before is not None:
             before(app=self, queue=queue, headers=all_headers, args=tuple(args), kwargs=kwargs)
         body_serializer = self.serializer(serializer or settings.task_serializer)
-        envelope = Envelope(
-            all_headers,
-            body_serializer.dumps([args, kwargs]),
-            body_serializer.content_type,
-            IDENTITY,
-        )
+        body = body_serializer.dumps([args, kwargs])
+        encoding = IDENTITY
+        if settings.compression and len(body) >= settings.compression_min_bytes:
+            codec = self.codec(settings.compression)
+            body, encoding = codec.encode(body), codec.name
+        envelope = Envelope(all_headers, body, body_serializer.content_type, encoding)
         if settings.eager:
             return self._run_eagerly(envelope, queue)
         transport = self.transport
@@ -368,7 +424,11 @@ class Petiole:
             # Longer delays are re-delayed by the worker that receives the message early.
             delay_s = min(delay_s, max_delay)
         transport.publish(
-            queue, envelope.to_bytes(), message_id=task_id, delay_s=delay_s, priority=priority or 0
+            queue,
+            envelope.to_bytes(self.signer()),
+            message_id=task_id,
+            delay_s=delay_s,
+            priority=priority or 0,
         )
         after = implemented(self.plugins.hook.petiole_after_publish)
         if after is not None:

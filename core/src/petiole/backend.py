@@ -1,18 +1,29 @@
-"""The result backend contract: where task states and results are kept.
+"""The result backend contracts: storing results, and coordinating workers.
 
-A backend stores one :class:`ResultRecord` per task id. The record's
-``payload`` is already serialized by the core (the result value, or the
-exception description of a failure), so a backend stores bytes and plain
-metadata and never needs a serializer of its own.
+Two protocols, because not every store can do both:
 
-Guarantees every backend gives:
+* :class:`ResultBackend` stores and reads one :class:`ResultRecord` per task
+  id. The record's ``payload`` is already serialized by the core (the result
+  value, or the exception description of a failure), so a backend stores bytes
+  and plain metadata and never needs a serializer of its own. Every result
+  backend implements it.
+* :class:`Coordination` is the shared state workers agree through: chord joins
+  (:meth:`~Coordination.set_add`, :meth:`~Coordination.claim`), counters,
+  revocation marks (:meth:`~Coordination.put_mark`) and a renewable leader
+  lease (:meth:`~Coordination.acquire_lease`). A result backend that can keep
+  such state implements it too (every store-backed backend does); one that only
+  delivers results (``rpc://``) does not, and an app then names a separate
+  coordination store in ``coordination_url`` (see :mod:`petiole.coordination`).
+
+Guarantees every result backend gives:
 
 * :meth:`ResultBackend.store` is idempotent: storing the same record twice
   (a redelivered task) leaves one correct record. The last write wins.
 * Records expire ``ttl_s`` seconds after they are stored (``None`` = keep).
-* :meth:`ResultBackend.set_add`, :meth:`ResultBackend.incr` and
-  :meth:`ResultBackend.claim` are atomic across processes and machines, so a
-  chord knows exactly once that its last member finished.
+
+Every coordination operation is atomic across processes and machines, so a
+chord knows exactly once that its last member finished, and a lease has at most
+one holder at a time by the store's clock.
 
 Every method may be called from several threads at once. Failures of the
 underlying client are raised as :class:`~petiole.errors.ResultBackendError`.
@@ -62,7 +73,11 @@ class ResultRecord:
 
 @runtime_checkable
 class ResultBackend(Protocol):
-    """A result store. Created by a factory registered through ``petiole_result_backends``."""
+    """A result store. Created by a factory registered through ``petiole_result_backends``.
+
+    It may implement :class:`Coordination` too; the core asks with
+    ``isinstance(backend, Coordination)`` and never assumes it.
+    """
 
     capabilities: BackendCapabilities
 
@@ -96,6 +111,21 @@ class ResultBackend(Protocol):
         """Delete the records of those ids. Unknown ids are ignored."""
         ...
 
+    def close(self) -> None:
+        """Release connections. Calling it twice is harmless."""
+        ...
+
+
+@runtime_checkable
+class Coordination(Protocol):
+    """Shared state for coordinating workers (see the module docstring).
+
+    Keys of sets, counters, claims and marks are strings chosen by the core
+    (``petiole:chord:<group id>``, ...); one key names one kind of thing, and a
+    backend may keep claims and marks in one table. Lease names are a
+    namespace of their own.
+    """
+
     def set_add(self, key: str, member: str, *, ttl_s: float | None) -> int:
         """Atomically add ``member`` to the set ``key``; return the set's size after.
 
@@ -122,8 +152,59 @@ class ResultBackend(Protocol):
         """
         ...
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        """Set the mark ``key`` to ``value``, replacing any earlier value (last write wins).
+
+        The mark expires ``ttl_s`` after this call (``None`` = never). Revocation
+        keeps its marks this way.
+        """
+        ...
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        """The values of those of ``keys`` that are marks and have not expired."""
+        ...
+
     def delete_keys(self, keys: Sequence[str]) -> None:
-        """Delete sets, counters and claims by key. Unknown keys are ignored."""
+        """Delete sets, counters, claims and marks by key. Unknown keys are ignored.
+
+        Leases are not deleted: only their holder releases them.
+        """
+        ...
+
+    # -- the leader lease ---------------------------------------------------------
+    #
+    # A lease has at most one holder at a time: the owner that acquired it last,
+    # until ``ttl_s`` passes without a renewal. Expiry is by the store's clock
+    # where the store keeps time (Redis and Cassandra TTLs, memcached item
+    # expiry), by the caller's wall clock otherwise (memory, sqlite, Mongo), so
+    # holders on machines whose clocks disagree keep ``ttl_s`` well above the
+    # skew and renew well before it ends. No fencing token is provided: a holder
+    # that stalls past its ttl may still be acting when the next one starts, so
+    # work guarded by a lease must tolerate an overlap or fence itself.
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Make ``owner`` the holder of lease ``name`` for ``ttl_s`` seconds, if it can.
+
+        True when ``owner`` holds it after the call: the lease was free, had
+        expired, or was already ``owner``'s (then this renews it, like
+        :meth:`renew_lease`). False when another owner holds it, which is left
+        unchanged. Of several callers racing for a free lease, exactly one wins.
+        """
+        ...
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Extend ``owner``'s hold on lease ``name`` to ``ttl_s`` seconds from now.
+
+        False, changing nothing, when ``owner`` is not the holder (never was,
+        released it, or let it expire).
+        """
+        ...
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        """Free lease ``name`` if ``owner`` holds it; True if it did.
+
+        False, changing nothing, when another owner holds it or nobody does.
+        """
         ...
 
     def close(self) -> None:

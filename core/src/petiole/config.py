@@ -42,13 +42,12 @@ CONFIG_ENV = "PETIOLE_CONFIG"
 ENV_RESERVED_PREFIXES = ("PETIOLE_TEST_", "PETIOLE_CONFIG", "PETIOLE_APP", "PETIOLE_PATCHED_")
 
 
-def _setting(default: Any, doc: str, *, example: str | None = None) -> Any:
+def _setting(default: Any, doc: str, *, example: str | None = None, secret: bool = False) -> Any:
+    metadata = {"doc": doc, "example": example}
     if isinstance(default, (dict, list)):
-        return field(
-            default_factory=lambda: type(default)(default),
-            metadata={"doc": doc, "example": example},
-        )
-    return field(default=default, metadata={"doc": doc, "example": example})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    # A secret stays out of the settings' repr (logs, tracebacks, debuggers).
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,19 @@ class Settings:
         "sqlite://",
         "Where results are stored. The URL scheme selects the result backend plugin.",
         example='"sqlite:////var/lib/app/results.db"',
+    )
+    coordination_url: str | None = _setting(
+        None,
+        "The store chords, `revoke` and leader election coordinate through. "
+        "Unset, the result backend is used, if it can coordinate; a backend that "
+        "only delivers results (`rpc://`) needs this. The URL scheme selects a "
+        "result backend plugin.",
+        example='"redis://localhost:6379/1"',
+    )
+    coordination_options: dict[str, Any] = _setting(
+        {},
+        "Options passed to the coordination store named by `coordination_url`.",
+        example="{}",
     )
     broker_options: dict[str, Any] = _setting(
         {},
@@ -97,6 +109,43 @@ class Settings:
         "`petiole result`). Unset, it is `accept_content`: a result store anyone else can "
         "write to is as untrusted as a broker.",
         example='["json"]',
+    )
+    compression: str | None = _setting(
+        None,
+        "Codec that compresses task bodies (a name from `petiole plugins`: `zlib`, or a "
+        "plugin's); recorded as the message's `content_encoding`. Unset, bodies are sent "
+        "as serialized.",
+        example='"zlib"',
+    )
+    compression_min_bytes: int = _setting(
+        1024,
+        "Bodies shorter than this are sent uncompressed even when `compression` is set.",
+        example="4096",
+    )
+    max_body_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "Largest body a worker decodes: a compressed body that would inflate past it "
+        "(a decompression bomb) is dead-lettered, refused while inflating.",
+        example="16777216",
+    )
+    signer: str | None = _setting(
+        None,
+        "Signer that signs every message sent (framing v2) and verifies every signed "
+        "message received: `hmac-sha256` (with `signing_key`), or a plugin's.",
+        example='"hmac-sha256"',
+    )
+    signing_key: str | None = _setting(
+        None,
+        "Secret key of the `hmac-sha256` signer, the same on every producer and worker "
+        "(at least 32 bytes). Shown masked.",
+        example='"<32 or more random characters>"',
+        secret=True,
+    )
+    require_signature: bool = _setting(
+        False,
+        "A worker dead-letters, unread, every message that is unsigned or whose signature "
+        "it cannot verify. Set it once every producer signs.",
+        example="true",
     )
     result_ttl_s: float = _setting(
         86400.0, "Seconds results are kept; 0 keeps them forever.", example="3600"

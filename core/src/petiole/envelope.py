@@ -1,17 +1,25 @@
-"""The message envelope, protocol version 1 (documented in docs/protocol.md).
+"""The message envelope and its framing (documented in docs/protocol.md).
 
 An :class:`Envelope` is an immutable value: task metadata in ``headers`` (plain
 JSON types only, readable without touching the body), the serialized ``body``,
 and the explicit ``content_type`` and ``content_encoding`` of that body.
 
 Transports store envelopes either field by field (a table row, message
-attributes) or as one byte string in the canonical framing of :meth:`to_bytes`::
+attributes) or as one byte string in the canonical framing of :meth:`Envelope.to_bytes`.
+Unsigned messages use framing v1; signed ones framing v2, whose signature slot
+sits between the header block and the body::
 
-    b"PET1" | header length (4 bytes, big-endian) | header JSON (UTF-8) | body
+    v1: b"PET1" | header length (4) | header JSON | body
+    v2: b"PET2" | header length (4) | header JSON | signature length (4) | signature | body
+
+Lengths are unsigned big-endian. The signature covers the v2 message without
+its signature slot (magic, header length, header block, body:
+:attr:`Frame.signed_data`); the header block names the signer under ``signer``.
+Workers read both framings, so v1 messages already in a queue still run.
 
 The header JSON holds ``headers`` plus ``content_type`` and ``content_encoding``
-under reserved keys, so a worker can route, expire or reject a message it does
-not trust by parsing only the header block.
+(and ``signer``) under reserved keys, so a worker can route, expire or reject a
+message it does not trust by parsing only the header block.
 """
 
 from __future__ import annotations
@@ -21,14 +29,25 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petiole.errors import ProtocolError
 
+if TYPE_CHECKING:
+    from petiole.stages import Signer
+
+# The version of the header block's meaning (the ``protocol`` header). The
+# framing has its own version, in the magic bytes: v2 added a signature slot
+# and changed no header, so signed and unsigned messages both say protocol 1.
 PROTOCOL_VERSION = 1
-MAGIC = b"PET1"
+MAGIC = b"PET1"  # framing v1: unsigned
+MAGIC_V2 = b"PET2"  # framing v2: with a signature slot
 _LENGTH = struct.Struct(">I")
 IDENTITY = "identity"
+# Keys of the header block that are not headers: the framing owns them.
+_RESERVED = ("content_type", "content_encoding", "signer")
+# A signature is a MAC or a public-key signature (certificates travel elsewhere).
+MAX_SIGNATURE_BYTES = 1 << 16
 
 # Header names and the types they must have; anything else a worker sees is a
 # ProtocolError and the message goes to the dead-letter store.
@@ -134,12 +153,15 @@ class Envelope:
             {**self.headers, **changes}, self.body, self.content_type, self.content_encoding
         )
 
-    def header_bytes(self) -> bytes:
-        """The header block; raises :class:`ProtocolError` if it is over the bounds
-        a worker accepts (so the producer learns it, not the dead-letter store)."""
-        doc = dict(self.headers)
+    def header_bytes(self, *, signer: str | None = None) -> bytes:
+        """The header block (naming ``signer`` when given); raises :class:`ProtocolError`
+        if it is over the bounds a worker accepts (so the producer learns it, not
+        the dead-letter store)."""
+        doc = {k: v for k, v in self.headers.items() if k not in _RESERVED}
         doc["content_type"] = self.content_type
         doc["content_encoding"] = self.content_encoding
+        if signer is not None:
+            doc["signer"] = signer
         try:
             head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
         except RecursionError:
@@ -149,9 +171,20 @@ class Envelope:
         _check_bounds(head)
         return head
 
-    def to_bytes(self) -> bytes:
-        head = self.header_bytes()
-        return b"".join((MAGIC, _LENGTH.pack(len(head)), head, self.body))
+    def to_bytes(self, signer: Signer | None = None) -> bytes:
+        """The canonical framing: v1 when unsigned, v2 signed by ``signer``."""
+        if signer is None:
+            head = self.header_bytes()
+            return b"".join((MAGIC, _LENGTH.pack(len(head)), head, self.body))
+        head = self.header_bytes(signer=signer.name)
+        prefix = b"".join((MAGIC_V2, _LENGTH.pack(len(head)), head))
+        signature = bytes(signer.sign(prefix + self.body))
+        if not signature or len(signature) > MAX_SIGNATURE_BYTES:
+            raise ProtocolError(
+                f"signer {signer.name!r} made a signature of {len(signature)} bytes; "
+                f"a signature is 1 to {MAX_SIGNATURE_BYTES} bytes"
+            )
+        return b"".join((prefix, _LENGTH.pack(len(signature)), signature, self.body))
 
     @classmethod
     def from_parts(cls, header_json: bytes | str, body: bytes) -> Envelope:
@@ -168,6 +201,9 @@ class Envelope:
             raise ProtocolError("message headers must be a JSON object")
         content_type = doc.pop("content_type", None)
         content_encoding = doc.pop("content_encoding", IDENTITY)
+        signer = doc.pop("signer", None)
+        if signer is not None and not isinstance(signer, str):
+            raise ProtocolError("message header 'signer' must be a string")
         if not isinstance(content_type, str) or not content_type:
             raise ProtocolError("message has no content_type header")
         if not isinstance(content_encoding, str):
@@ -177,13 +213,57 @@ class Envelope:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
-        """Parse the canonical framing. Raises :class:`ProtocolError` on anything malformed."""
-        if len(data) < 8 or data[:4] != MAGIC:
-            raise ProtocolError("not a Petiole v1 message (bad magic bytes)")
+        """Parse the canonical framing, v1 or v2, without checking a signature (a
+        worker checks it with :func:`petiole.stages.verify_frame` first). Raises
+        :class:`ProtocolError` on anything malformed."""
+        return Frame.parse(data).envelope()
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A framed message cut into its parts, none of them parsed: what a signature
+    is checked on before anything is trusted. ``signature`` is empty when unsigned."""
+
+    version: int
+    header: bytes
+    body: bytes
+    signature: bytes = b""
+
+    @classmethod
+    def parse(cls, data: bytes) -> Frame:
+        """Cut ``data`` (framing v1 or v2) into its parts; raises :class:`ProtocolError`
+        when it is neither, or a length runs past the end."""
+        data = bytes(data)
+        magic = data[:4]
+        if len(data) < 8 or magic not in (MAGIC, MAGIC_V2):
+            raise ProtocolError("not a Petiole message (bad magic bytes; PET1 or PET2 expected)")
         (length,) = _LENGTH.unpack_from(data, 4)
-        if 8 + length > len(data):
+        end = 8 + length
+        if end > len(data):
             raise ProtocolError("truncated message: header block runs past the end")
-        return cls.from_parts(data[8 : 8 + length], data[8 + length :])
+        if magic == MAGIC:
+            return cls(1, data[8:end], data[end:])
+        if end + 4 > len(data):
+            raise ProtocolError("truncated message: no signature length after the header block")
+        (signature_length,) = _LENGTH.unpack_from(data, end)
+        if signature_length > MAX_SIGNATURE_BYTES:
+            raise ProtocolError(
+                f"message signature is {signature_length} bytes, over the limit of "
+                f"{MAX_SIGNATURE_BYTES}"
+            )
+        body_start = end + 4 + signature_length
+        if body_start > len(data):
+            raise ProtocolError("truncated message: signature runs past the end")
+        return cls(2, data[8:end], data[body_start:], data[end + 4 : body_start])
+
+    @property
+    def signed_data(self) -> bytes:
+        """What a v2 signature covers: the message without its signature slot."""
+        return b"".join((MAGIC_V2, _LENGTH.pack(len(self.header)), self.header, self.body))
+
+    def envelope(self) -> Envelope:
+        """Parse and validate the header block (the body stays as it is)."""
+        return Envelope.from_parts(self.header, self.body)
 
 
 def peek_header(payload: bytes, name: str) -> Any:
@@ -191,11 +271,8 @@ def peek_header(payload: bytes, name: str) -> Any:
     that route on a header (a FIFO message group, say) without parsing the message
     as a worker does. Anything malformed reads as "no header": the worker, not the
     transport, dead-letters malformed messages with a reason."""
-    if len(payload) < 8 or payload[:4] != MAGIC:
-        return None
-    (length,) = _LENGTH.unpack_from(payload, 4)
-    head = payload[8 : 8 + length]
     try:
+        head = Frame.parse(payload).header
         _check_bounds(head)
         headers = json.loads(head)
     except (ProtocolError, ValueError, RecursionError):

@@ -110,6 +110,29 @@ class SerializationError(PetioleError):
     """A value could not be serialized or deserialized."""
 
 
+class CodecError(SerializationError):
+    """A body could not be decoded by the codec its ``content_encoding`` names
+    (corrupt, truncated, or not in that encoding at all)."""
+
+
+class DecodeLimitExceeded(CodecError):
+    """A body would decode to more than the allowed size (a decompression bomb,
+    or just too large): refused before the output grew past the limit."""
+
+    def __init__(self, codec: str, limit_bytes: int) -> None:
+        self.codec = codec
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"the {codec} body decodes to more than {limit_bytes} bytes (max_body_bytes); "
+            "refused without decoding the rest"
+        )
+
+
+class SignatureError(ProtocolError):
+    """A message is unsigned where a signature is required, or its signature does
+    not verify: it was tampered with, or signed with another key or signer."""
+
+
 class UnknownSerializer(SerializationError):
     pass
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.canvas.continuation import Continuation, planned_children
+from petiole.envelope import IDENTITY
 from petiole.errors import (
     PetioleError,
     ResultTooLarge,
@@ -250,17 +251,21 @@ class TaskRunner:
         return _Prepared(task, request, args, kwargs, ignore_result)
 
     def _decode_body(self, envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
+        what = envelope.content_type
+        if envelope.content_encoding != IDENTITY:
+            what = f"{what}, {envelope.content_encoding}"
         try:
+            # Decoded (bounded by max_body_bytes) before the serializer sees a byte.
+            data = self.app.decode_body(envelope)
             serializer = self.app.serializer_for_content_type(envelope.content_type)
-            body = serializer.loads(envelope.body)
+            body = serializer.loads(data)
         except PetioleError as exc:
-            raise Rejected(f"undecodable body ({envelope.content_type}): {exc}") from exc
+            raise Rejected(f"undecodable body ({what}): {exc}") from exc
         except (Exception, RecursionError) as exc:
-            # A serializer's contract is SerializationError; a plugin that lets anything
-            # else escape must still not take the pool thread with it.
+            # A codec's or serializer's contract is SerializationError; a plugin that
+            # lets anything else escape must still not take the pool thread with it.
             raise Rejected(
-                f"undecodable body ({envelope.content_type}): the serializer raised "
-                f"{type(exc).__name__}: {exc}"
+                f"undecodable body ({what}): the decoder raised {type(exc).__name__}: {exc}"
             ) from exc
         if (
             not isinstance(body, list)

@@ -44,12 +44,14 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from petiole.serializers import Serializer
+from petiole.stages import Codec, Signer
 
 if TYPE_CHECKING:
     import click
 
     from petiole.app import Petiole
     from petiole.backend import BackendFactory
+    from petiole.config import Settings
     from petiole.pools import PoolFactory
     from petiole.request import Request
     from petiole.task import Task
@@ -63,6 +65,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 SerializerFactory = Callable[[], Serializer]
 """``factory() -> Serializer``: a serializer's class, or any callable taking no
 arguments, registered through ``petiole_serializers`` and called on first use."""
+
+CodecFactory = Callable[[], Codec]
+"""``factory() -> Codec``: a codec's class, or any callable taking no arguments,
+registered through ``petiole_codecs`` and called on first use."""
+
+SignerFactory = Callable[["Settings"], Signer]
+"""``factory(settings) -> Signer``: builds the app's signer from its settings
+(the ``signing_key``, say); registered through ``petiole_signers``."""
 
 
 # -- registration -----------------------------------------------------------
@@ -107,6 +117,28 @@ def petiole_serializers() -> (
     the key. A sequence of serializer instances is accepted too (loaded at
     once). Each is known by its ``name`` in config and by its ``content_type``
     on the wire.
+    """
+
+
+@hookspec
+def petiole_codecs() -> Mapping[str, str | CodecFactory | Codec]:
+    """Codec names mapped to the codecs this plugin provides (see
+    :class:`petiole.stages.Codec`), loaded as serializers are: a
+    ``"module:attribute"`` string naming the codec or its factory (its class, or
+    a callable taking no arguments), or the factory or codec itself. The built
+    codec's ``name`` must be the key; it is the ``content_encoding`` of the
+    bodies it encodes, and the value of the ``compression`` setting that selects
+    it. A worker refuses a message whose encoding no installed codec has.
+    """
+
+
+@hookspec
+def petiole_signers() -> Mapping[str, str | SignerFactory]:
+    """Signer names (the ``signer`` setting) mapped to factories
+    ``factory(settings) -> Signer`` (see :class:`petiole.stages.Signer`),
+    ``"module:attribute"`` strings or callables, loaded as transports are. The
+    factory raises :class:`~petiole.errors.ConfigError` when a setting it needs
+    (a key) is missing or unusable.
     """
 
 

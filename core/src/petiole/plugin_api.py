@@ -19,6 +19,8 @@ What it holds, by the job it does:
   :class:`ResultBackend`, :class:`BackendFactory`, :class:`BackendCapabilities`,
   :class:`ResultRecord`, and :class:`Coordination` for a backend that can also
   coordinate (chords, revocation marks, leases); :class:`Serializer`, :class:`SerializerFactory`;
+  :class:`Codec`, :class:`CodecFactory`, :class:`Signer`, :class:`SignerFactory`
+  (the message stages of :mod:`petiole.stages`);
   :class:`Pool`, :class:`PoolFactory`, :class:`Job`, :class:`Outcome`,
   :class:`Runner`, and :class:`GreenPool` / :class:`GreenLibrary` for a
   green-thread library's pool.
@@ -28,6 +30,7 @@ What it holds, by the job it does:
   A component raises its layer's branch (``TransportError``, ``ResultBackendError``,
   ``SerializationError``, ``ConfigError``) ``from`` its client library's error,
   and ``MessageTooLarge`` / ``ResultTooLarge`` for what its store refuses for size.
+  A codec raises ``CodecError`` / ``DecodeLimitExceeded``, a signer ``SignatureError``.
 * **Options**: :func:`query_options` and :func:`build_options` read a
   component's options from its URL and config table into a frozen dataclass.
 * **Secrets in messages**: :func:`mask_url`, :func:`mask_value`, :func:`mask_text`
@@ -36,7 +39,8 @@ What it holds, by the job it does:
   :class:`ResultRecord` as one byte string, for stores that keep one value per key.
 * **Testing** (needs ``petiole[testing]``, that is pytest): the conformance
   suites (:class:`TransportSuite`, :class:`ResultBackendSuite`, :class:`CoordinationSuite`,
-  :class:`SerializerSuite`, :class:`PoolSuite`, :class:`RoundTrip`, ...), the
+  :class:`SerializerSuite`, :class:`CodecSuite`, :class:`SignerSuite`,
+  :class:`PoolSuite`, :class:`RoundTrip`, ...), the
   test-server helpers (:class:`ServerProcess`, :func:`free_port`,
   :func:`require_binary`, :func:`require_module`, :func:`port_open`,
   :func:`in_ci`) and :func:`unique_name`, :func:`wait_until`.
@@ -64,8 +68,10 @@ from petiole.backend import (
 from petiole.component_options import build_options, query_options
 from petiole.errors import (
     ChordError,
+    CodecError,
     ConfigError,
     ContentDisallowed,
+    DecodeLimitExceeded,
     MaxRetriesExceededError,
     MessageTooLarge,
     PetioleError,
@@ -80,6 +86,7 @@ from petiole.errors import (
     Retry,
     SerializationError,
     SettingTypeError,
+    SignatureError,
     SoftTimeLimitExceeded,
     TaskRevoked,
     TimeLimitExceeded,
@@ -89,10 +96,11 @@ from petiole.errors import (
     UnknownSettingError,
     WorkerLostError,
 )
-from petiole.hookspecs import SerializerFactory, hookimpl
+from petiole.hookspecs import CodecFactory, SerializerFactory, SignerFactory, hookimpl
 from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Runner
 from petiole.record_codec import decode_record, encode_record
 from petiole.serializers import Serializer
+from petiole.stages import Codec, Signer
 from petiole.states import (
     ALL_STATES,
     EXCEPTION_STATES,
@@ -126,10 +134,12 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
         JSON_TAGGED_ROUNDTRIPS,
         PLAIN_ROUNDTRIPS,
         BroadcastSuite,
+        CodecSuite,
         CoordinationSuite,
         ResultBackendSuite,
         RoundTrip,
         SerializerSuite,
+        SignerSuite,
         TransportSuite,
         unique_name,
         wait_until,
@@ -149,6 +159,7 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
 # a plugin's hook module (imported by every app) must not pay for.
 _LAZY = {
     "BroadcastSuite": "petiole.testing",
+    "CodecSuite": "petiole.testing",
     "CoordinationSuite": "petiole.testing",
     "GreenLibrary": "petiole.pools.green",
     "GreenPool": "petiole.pools.green",
@@ -158,6 +169,7 @@ _LAZY = {
     "ResultBackendSuite": "petiole.testing",
     "RoundTrip": "petiole.testing",
     "SerializerSuite": "petiole.testing",
+    "SignerSuite": "petiole.testing",
     "ServerProcess": "petiole.testing.servers",
     "TransportSuite": "petiole.testing",
     "free_port": "petiole.testing.servers",
@@ -212,12 +224,17 @@ __all__ = [
     "Broadcast",
     "BroadcastSuite",
     "ChordError",
-    "Coordination",
-    "CoordinationSuite",
+    "Codec",
+    "CodecError",
+    "CodecFactory",
+    "CodecSuite",
     "ConfigError",
     "ContentDisallowed",
+    "Coordination",
+    "CoordinationSuite",
     "DeadLetter",
     "DeadLetterAdmin",
+    "DecodeLimitExceeded",
     "Delivery",
     "GreenLibrary",
     "GreenPool",
@@ -249,6 +266,10 @@ __all__ = [
     "SerializerSuite",
     "ServerProcess",
     "SettingTypeError",
+    "SignatureError",
+    "Signer",
+    "SignerFactory",
+    "SignerSuite",
     "SoftTimeLimitExceeded",
     "Subscription",
     "TaskRevoked",

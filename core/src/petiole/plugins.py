@@ -36,6 +36,7 @@ import pluggy
 from petiole import hookspecs
 from petiole.errors import PluginError, PluginLoadError, UnknownComponentError
 from petiole.serializers import Serializer
+from petiole.stages import Codec
 
 logger = logging.getLogger("petiole.plugins")
 
@@ -158,6 +159,8 @@ class PluginRegistry:
         "transport": "petiole_transports",
         "result backend": "petiole_result_backends",
         "serializer": "petiole_serializers",
+        "codec": "petiole_codecs",
+        "signer": "petiole_signers",
         "pool": "petiole_pools",
     }
 
@@ -360,8 +363,8 @@ class PluginRegistry:
         try:
             if isinstance(component, str):
                 component = _import_attribute(component)
-            if kind == "serializer":
-                component = _serializer(provided.name, component)
+            if kind in _INSTANCE_KINDS:
+                component = _instance(kind, provided.name, component)
             elif not callable(component):
                 raise TypeError(f"the {kind} factory {provided.component!r} is not callable")
         except Exception as exc:  # a plugin may fail in any way; only this name fails
@@ -421,7 +424,11 @@ def _registrations(kind: str, hook_name: str, answer: Any) -> list[tuple[str, An
             raise TypeError(f"{hook_name} answered the name {name!r}; names are non-empty strings")
         if kind == "serializer" and _is_built_serializer(component) and component.name != name:
             raise TypeError(f"{hook_name} answered serializer {component.name!r} as {name!r}")
-        if not (isinstance(component, str) or callable(component) or kind == "serializer"):
+        if kind == "codec" and _is_built_codec(component) and component.name != name:
+            raise TypeError(f"{hook_name} answered codec {component.name!r} as {name!r}")
+        if not (
+            isinstance(component, str) or callable(component) or kind in ("serializer", "codec")
+        ):
             raise TypeError(f"{hook_name} answered {component!r} for {name!r}: not callable")
     return list(answer.items())
 
@@ -431,29 +438,51 @@ def _is_built_serializer(component: Any) -> bool:
     return isinstance(component, Serializer) and not isinstance(component, type)
 
 
+def _is_built_codec(component: Any) -> bool:
+    """A codec instance, as opposed to its class."""
+    return isinstance(component, Codec) and not isinstance(component, type)
+
+
 def _is_lazy(kind: str, component: Any) -> bool:
     """Whether ``component`` must be loaded (imported, or built) before use."""
     if isinstance(component, str):
         return True
-    # A serializer may be registered as its class or another factory, built on first use.
-    return kind == "serializer" and not _is_built_serializer(component)
+    # A serializer or codec may be registered as its class or another factory,
+    # built on first use.
+    if kind == "serializer":
+        return not _is_built_serializer(component)
+    if kind == "codec":
+        return not _is_built_codec(component)
+    return False
 
 
-def _serializer(name: str, found: Any) -> Serializer:
-    """The serializer ``found`` is, or builds (a class, or a callable taking no arguments)."""
-    if not _is_built_serializer(found):
+# Kinds registered as built instances (or their factories), not as factories the
+# core calls with a URL: what an instance of each has, for the error that says so.
+_INSTANCE_KINDS: dict[str, tuple[type, str]] = {
+    "serializer": (Serializer, "name, content_type, dumps, loads"),
+    "codec": (Codec, "name, encode, decode"),
+}
+
+
+def _instance(kind: str, name: str, found: Any) -> Any:
+    """The serializer or codec ``found`` is, or builds (a class, or a callable taking
+    no arguments); its ``name`` must be the one it is registered under."""
+    protocol, has = _INSTANCE_KINDS[kind]
+
+    def built(value: Any) -> bool:
+        return isinstance(value, protocol) and not isinstance(value, type)
+
+    if not built(found):
         if not callable(found):
-            raise TypeError(f"{found!r} is neither a serializer nor a factory of one")
+            raise TypeError(f"{found!r} is neither a {kind} nor a factory of one")
         found = found()
-    if not _is_built_serializer(found):
+    if not built(found):
         raise TypeError(
-            f"serializer {name!r} was built as {found!r}, which lacks what a serializer has "
-            "(name, content_type, dumps, loads)"
+            f"{kind} {name!r} was built as {found!r}, which lacks what a {kind} has ({has})"
         )
-    serializer: Serializer = found
-    if serializer.name != name:
-        raise TypeError(f"serializer {name!r} calls itself {serializer.name!r}; names must match")
-    return serializer
+    if found.name != name:
+        raise TypeError(f"{kind} {name!r} calls itself {found.name!r}; names must match")
+    return found
 
 
 def _conflict(kind: str, name: str, plugins: Sequence[str]) -> str:

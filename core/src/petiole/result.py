@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from petiole import diagnosis, remote_errors, states
 from petiole.backend import ResultRecord
+from petiole.coordination import CoordinationUnavailable
 from petiole.errors import ResultTimeout, TaskRevoked
 
 if TYPE_CHECKING:
@@ -292,4 +293,8 @@ class GroupResult:
         for result in self.results:
             result.forget()
         self.app.backend.forget([self.id])
-        self.app.backend.delete_keys([f"petiole:chord:{self.id}", f"petiole:chord:{self.id}:fired"])
+        try:
+            store = self.app.coordination
+        except CoordinationUnavailable:
+            return  # no store, so no chord could have kept state
+        store.delete_keys([f"petiole:chord:{self.id}", f"petiole:chord:{self.id}:fired"])

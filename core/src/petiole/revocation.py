@@ -1,28 +1,42 @@
-"""Revoking tasks, across every worker, through the result backend.
+"""Revoking tasks, across every worker, through the coordination store.
 
-``revoke(id)`` stores the task's REVOKED state (with the reason, and whether a
-running instance should be terminated) and refreshes a marker record. Every
-worker reads the marker about once a second: while it exists (it expires with
-results, ``result_ttl_s`` after the last revocation), workers check each task
-against the backend just before starting it, and when it changes they look for
-revoked tasks among those they are running. When nothing was revoked for a
-day, the per-task check costs nothing.
+``revoke(id)`` stores the task's REVOKED state as its result (with the reason,
+and whether a running instance should be terminated), leaves a revocation mark
+for it in the app's coordination store (:mod:`petiole.coordination`), and
+refreshes a marker there. Every worker reads the marker about once a second:
+while it exists (it expires with results, ``result_ttl_s`` after the last
+revocation), workers check each task's mark just before starting it, and when
+it changes they look for marks among the tasks they are running. When nothing
+was revoked for a day, the per-task check costs nothing.
+
+The marks, not the stored states, are what workers obey: a result backend that
+only delivers results (``rpc://``) cannot be read back, and an app without a
+coordination store gets :class:`~petiole.coordination.CoordinationUnavailable`
+from ``revoke`` before anything is stored.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from petiole import remote_errors, states
+from petiole import coordination, remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.errors import TaskRevoked
 
 if TYPE_CHECKING:
     from petiole.app import Petiole
 
-MARKER_ID = "petiole.revocations"
+MARKER_KEY = "petiole:revocations"
+# A task's mark says whether a running instance should be terminated.
+TERMINATE = "terminate"
+DO_NOT_START = "revoked"
+
+
+def mark_key(task_id: str) -> str:
+    """The coordination key of a task's revocation mark."""
+    return f"petiole:revoked:{task_id}"
 
 
 def revoke(
@@ -30,23 +44,36 @@ def revoke(
 ) -> None:
     """Mark tasks REVOKED: one that has not started never runs, on any worker;
     with ``terminate``, a running one is stopped (processes pool)."""
+    store = coordination.required(lambda: app.coordination, coordination.REVOKE)
+    ids = list(task_ids)
     serializer = app.result_serializer
     payload = serializer.dumps(remote_errors.describe(TaskRevoked(reason)))
     now = time.time()
-    for task_id in task_ids:
+    for task_id in ids:
         meta = {"reason": reason, "terminate": terminate}
         app.store_result(
             ResultRecord(task_id, states.REVOKED, payload, serializer.content_type, None, now, meta)
         )
-    app.store_result(
-        ResultRecord(MARKER_ID, states.SUCCESS, serializer.dumps(now), serializer.content_type)
-    )
+    ttl = app.settings.result_ttl_s
+    ttl_s = ttl if ttl > 0 else None
+    for task_id in ids:
+        store.put_mark(mark_key(task_id), TERMINATE if terminate else DO_NOT_START, ttl_s=ttl_s)
+    store.put_mark(MARKER_KEY, repr(now), ttl_s=ttl_s)
 
 
 def marker(app: Petiole) -> float | None:
     """When the latest revocation happened, or None when none is remembered."""
-    record = app.backend.get(MARKER_ID)
-    if record is None:
+    value = app.coordination.get_marks([MARKER_KEY]).get(MARKER_KEY)
+    if value is None:
         return None
-    value = app.result_serializer_for(record.content_type).loads(record.payload)
-    return float(value) if isinstance(value, (int, float)) else None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def revoked(app: Petiole, task_ids: Sequence[str]) -> dict[str, bool]:
+    """Those of ``task_ids`` that are revoked, each with whether to terminate it."""
+    keys = {mark_key(task_id): task_id for task_id in task_ids}
+    marks = app.coordination.get_marks(list(keys))
+    return {keys[key]: value == TERMINATE for key, value in marks.items()}

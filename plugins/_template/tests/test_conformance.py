@@ -12,6 +12,8 @@ from petiole_example.testing import ExampleServer
 from petiole_example.transport import create_transport
 
 from petiole.plugin_api import (
+    Coordination,
+    CoordinationSuite,
     ResultBackend,
     ResultBackendSuite,
     RoundTrip,
@@ -44,6 +46,24 @@ class TestExampleBackend(ResultBackendSuite):
     @pytest.fixture
     def backend(self, example_server: ExampleServer) -> Iterator[ResultBackend]:
         backend = create_backend(example_server.url, {})
+        yield backend
+        backend.close()
+
+
+class TestExampleCoordination(CoordinationSuite):
+    ttl_precision_s = 0.25
+
+    @pytest.fixture
+    def coordination(self, example_server: ExampleServer) -> Iterator[Coordination]:
+        backend = create_backend(example_server.url, {})
+        assert isinstance(backend, Coordination)
+        yield backend
+        backend.close()
+
+    @pytest.fixture
+    def peer_coordination(self, example_server: ExampleServer) -> Iterator[Coordination]:
+        backend = create_backend(example_server.url, {})
+        assert isinstance(backend, Coordination)
         yield backend
         backend.close()
 

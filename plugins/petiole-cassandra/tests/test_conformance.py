@@ -1,14 +1,15 @@
-"""The result backend conformance suite against a real Cassandra node started by the tests."""
+"""The result backend and coordination conformance suites against a real Cassandra
+node started by the tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from petiole_cassandra.results import create_backend
+from petiole_cassandra.results import CassandraBackend, create_backend
 
-from petiole.backend import ResultBackend
-from petiole.testing import ResultBackendSuite
+from petiole.backend import Coordination, ResultBackend
+from petiole.testing import CoordinationSuite, ResultBackendSuite
 
 
 class TestCassandraBackend(ResultBackendSuite):
@@ -33,3 +34,22 @@ class TestCassandraBackend(ResultBackendSuite):
         backend = create_backend(cassandra_url, {})
         yield backend
         backend.close()
+
+
+class TestCassandraCoordination(CoordinationSuite):
+    # Whole-second TTLs on the server's second boundary, and lightweight
+    # transactions contending on one partition: see TestCassandraBackend.
+    ttl_precision_s = 2.0
+    concurrency_timeout_s = 120.0
+
+    @pytest.fixture
+    def coordination(self, cassandra_url: str) -> Iterator[Coordination]:
+        store = CassandraBackend(cassandra_url, {})
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def peer_coordination(self, cassandra_url: str) -> Iterator[Coordination]:
+        store = CassandraBackend(cassandra_url, {})
+        yield store
+        store.close()

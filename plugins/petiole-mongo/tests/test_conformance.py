@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from petiole_mongo.results import create_backend
+from petiole_mongo.results import MongoBackend, create_backend
 from petiole_mongo.testing import MongoServer
 from petiole_mongo.transport import create_transport
 
-from petiole.backend import ResultBackend
-from petiole.testing import ResultBackendSuite, TransportSuite
+from petiole.backend import Coordination, ResultBackend
+from petiole.testing import CoordinationSuite, ResultBackendSuite, TransportSuite
 from petiole.transport import Transport
 
 
@@ -47,3 +47,22 @@ class TestMongoBackend(ResultBackendSuite):
         backend = create_backend(mongo_server.url, {})
         yield backend
         backend.close()
+
+
+class TestMongoCoordination(CoordinationSuite):
+    # Reads filter on expires_at: expiry is exact (see TestMongoBackend).
+    ttl_precision_s = 0.5
+    concurrency_threads = 4
+    concurrency_per_thread = 25
+
+    @pytest.fixture
+    def coordination(self, mongo_server: MongoServer) -> Iterator[Coordination]:
+        store = MongoBackend(mongo_server.url, {})
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def peer_coordination(self, mongo_server: MongoServer) -> Iterator[Coordination]:
+        store = MongoBackend(mongo_server.url, {})
+        yield store
+        store.close()

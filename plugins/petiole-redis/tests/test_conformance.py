@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from petiole_redis.results import create_backend
+from petiole_redis.results import RedisBackend, create_backend
 from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport, create_transport
 
-from petiole.backend import ResultBackend
+from petiole.backend import Coordination, ResultBackend
 from petiole.testing import (
     BroadcastSuite,
+    CoordinationSuite,
     ResultBackendSuite,
     TransportSuite,
     unique_name,
@@ -93,3 +94,19 @@ class TestRedisBackend(ResultBackendSuite):
         backend = create_backend(redis_server.url, {})
         yield backend
         backend.close()
+
+
+class TestRedisCoordination(CoordinationSuite):
+    ttl_precision_s = 0.25
+
+    @pytest.fixture
+    def coordination(self, redis_server: RedisServer) -> Iterator[Coordination]:
+        store = RedisBackend(redis_server.url, {})
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def peer_coordination(self, redis_server: RedisServer) -> Iterator[Coordination]:
+        store = RedisBackend(redis_server.url, {})
+        yield store
+        store.close()

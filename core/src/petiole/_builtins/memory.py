@@ -527,14 +527,16 @@ class ResultStore:
         self.records: dict[str, _Expiring] = {}
         self.sets: dict[str, _Expiring] = {}
         self.counters: dict[str, _Expiring] = {}
-        self.claims: dict[str, _Expiring] = {}
+        self.claims: dict[str, _Expiring] = {}  # claims and marks
+        self.leases: dict[str, _Expiring] = {}  # expires_at by time.monotonic()
         self.next_sweep_at = 0.0  # monotonic
         self.waiting = 0
         """How many ``wait`` calls are blocked right now (for tests that need one waiting)."""
 
 
 class MemoryBackend:
-    """A :class:`~petiole.backend.ResultBackend` held in this process's memory.
+    """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
+    held in this process's memory.
 
     ``wait`` is woken by ``store`` itself (``push_wait``). Expired entries read
     as absent and are dropped when touched, and all of them by a sweep that a
@@ -636,12 +638,49 @@ class MemoryBackend:
             store.claims[key] = _Expiring(owner, _expires_at(now, ttl_s))
             return owner
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        with self._locked() as store:
+            store.claims[key] = _Expiring(value, _expires_at(time.time(), ttl_s))
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        with self._locked() as store:
+            now = time.time()
+            found = {key: store.claims.get(key) for key in keys}
+            return {k: str(e.value) for k, e in found.items() if e is not None and e.alive(now)}
+
     def delete_keys(self, keys: Sequence[str]) -> None:
         with self._locked() as store:
             for key in keys:
                 store.sets.pop(key, None)
                 store.counters.pop(key, None)
                 store.claims.pop(key, None)
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """``owner``'s for ``ttl_s`` (by this process's monotonic clock) unless another's."""
+        with self._locked() as store:
+            now = time.monotonic()
+            entry = store.leases.get(name)
+            if entry is not None and entry.alive(now) and entry.value != owner:
+                return False
+            store.leases[name] = _Expiring(owner, now + ttl_s)
+            return True
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        with self._locked() as store:
+            now = time.monotonic()
+            entry = store.leases.get(name)
+            if entry is None or not entry.alive(now) or entry.value != owner:
+                return False
+            entry.expires_at = now + ttl_s
+            return True
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        with self._locked() as store:
+            entry = store.leases.get(name)
+            if entry is None or not entry.alive(time.monotonic()) or entry.value != owner:
+                return False
+            del store.leases[name]
+            return True
 
     def close(self) -> None:
         """Stop this handle and wake its waiters; the stored results stay."""

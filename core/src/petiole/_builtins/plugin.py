@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petiole.hookspecs import hookimpl
 from petiole.serializers import JsonSerializer, PickleSerializer, Serializer
+from petiole.stages import IdentityCodec, ZlibCodec
+
+if TYPE_CHECKING:
+    from petiole.app import Petiole
 
 
 @hookimpl
@@ -31,6 +35,16 @@ def petiole_serializers() -> Sequence[Serializer]:
 
 
 @hookimpl
+def petiole_codecs() -> Mapping[str, Any]:
+    return {"identity": IdentityCodec(), "zlib": ZlibCodec}
+
+
+@hookimpl
+def petiole_signers() -> Mapping[str, Any]:
+    return {"hmac-sha256": "petiole.stages:create_hmac_signer"}
+
+
+@hookimpl
 def petiole_pools() -> Mapping[str, Any]:
     return {
         "solo": "petiole.pools.solo:SoloPool",
@@ -38,3 +52,13 @@ def petiole_pools() -> Mapping[str, Any]:
         "processes": "petiole.pools.processes:ProcessPool",
         "asyncio": "petiole.pools.asyncio_pool:AsyncioPool",
     }
+
+
+@hookimpl
+def petiole_app_configured(app: Petiole) -> None:
+    """The message stages the settings name must exist: a signer without its key,
+    or a compression codec not installed, fails the app's first use (a worker's
+    start), not each message."""
+    app.signer()
+    if app.settings.compression:
+        app.codec(app.settings.compression)

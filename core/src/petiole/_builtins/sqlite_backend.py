@@ -78,6 +78,14 @@ _SCHEMA = (
         expires_at REAL
     )
     """,
+    # Leases always expire; a released or expired one is deleted or overwritten.
+    """
+    CREATE TABLE IF NOT EXISTS petiole_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
 )
 
 # Params: task_id, state, content_type, traceback, date_done, meta, expires_at, payload.
@@ -120,6 +128,17 @@ _CLAIM_GET = "SELECT owner, expires_at FROM petiole_claims WHERE key = ?"
 _CLAIM_PUT = "INSERT OR REPLACE INTO petiole_claims (key, owner, expires_at) VALUES (?, ?, ?)"
 # Params: the keys.
 _CLAIM_DELETE = "DELETE FROM petiole_claims WHERE key IN ({marks})"
+# Params: now, then the keys. Marks live beside claims (a key is one or the other).
+_MARKS_GET = """
+SELECT key, owner FROM petiole_claims
+WHERE (expires_at IS NULL OR expires_at > ?) AND key IN ({marks})
+"""
+# Params: name.
+_LEASE_GET = "SELECT owner, expires_at FROM petiole_leases WHERE name = ?"
+# Params: name, owner, expires_at.
+_LEASE_PUT = "INSERT OR REPLACE INTO petiole_leases (name, owner, expires_at) VALUES (?, ?, ?)"
+# Params: name.
+_LEASE_DELETE = "DELETE FROM petiole_leases WHERE name = ?"
 
 # Params: now, batch size. One bounded batch, so a large backlog of expired
 # results never holds the write lock for long.
@@ -143,7 +162,8 @@ _SWEEP_BATCH = 1000
 
 
 class SqliteBackend:
-    """A :class:`~petiole.backend.ResultBackend` on a SQLite file (see the module docstring).
+    """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
+    on a SQLite file (see the module docstring).
 
     ``first_poll_delay_s``: the first sleep of a polling ``wait`` (later ones
     double up to ``poll_interval_ms``). ``sweep_interval_s``: the least time
@@ -309,8 +329,49 @@ class SqliteBackend:
             conn.execute(_CLAIM_PUT, (key, owner, _expires_at(now, ttl_s)))
         return owner
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        with self._db.write(f"set the mark {key!r}") as conn:
+            conn.execute(_CLAIM_PUT, (key, value, _expires_at(time.time(), ttl_s)))
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._db.read("read marks") as conn:
+            now = time.time()
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                rows = conn.execute(_MARKS_GET.format(marks=_marks(chunk)), (now, *chunk))
+                found.update((str(key), str(value)) for key, value in rows.fetchall())
+        return found
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """One write transaction: free, expired (by this machine's wall clock) or
+        ``owner``'s lease becomes ``owner``'s for ``ttl_s``."""
+        with self._db.write(f"acquire the lease {name!r}") as conn:
+            now = time.time()
+            rows = conn.execute(_LEASE_GET, (name,)).fetchall()
+            if rows and rows[0][0] != owner and not _expired(rows[0][1], now):
+                return False
+            conn.execute(_LEASE_PUT, (name, owner, now + ttl_s))
+        return True
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        with self._db.write(f"renew the lease {name!r}") as conn:
+            now = time.time()
+            rows = conn.execute(_LEASE_GET, (name,)).fetchall()
+            if not rows or rows[0][0] != owner or _expired(rows[0][1], now):
+                return False
+            conn.execute(_LEASE_PUT, (name, owner, now + ttl_s))
+        return True
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        with self._db.write(f"release the lease {name!r}") as conn:
+            rows = conn.execute(_LEASE_GET, (name,)).fetchall()
+            if not rows or rows[0][0] != owner or _expired(rows[0][1], time.time()):
+                return False
+            conn.execute(_LEASE_DELETE, (name,))
+        return True
+
     def delete_keys(self, keys: Sequence[str]) -> None:
-        with self._db.write("delete sets, counters and claims") as conn:
+        with self._db.write("delete sets, counters, claims and marks") as conn:
             for chunk in _chunks(list(dict.fromkeys(keys))):
                 marks = _marks(chunk)
                 for statement in (

@@ -5,7 +5,11 @@ its message is acknowledged, so a crash in between only means the task and its
 continuation run again (at-least-once). Chord accounting is idempotent:
 ``set_add`` counts a redelivered member once, and ``claim`` lets exactly one
 member — the one that completed the group, or failed first — decide what
-happens to the callback.
+happens to the callback. Both live in the app's coordination store
+(:mod:`petiole.coordination`). Without one, the chord cannot be joined: its
+result fails with :class:`~petiole.coordination.CoordinationUnavailable`
+(stored by every member that finishes), so the caller sees why rather than
+waiting for a callback that never fires.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from petiole import remote_errors, states
-from petiole.backend import ResultRecord
+from petiole import coordination, remote_errors, states
+from petiole.backend import Coordination, ResultRecord
 from petiole.canvas.signature import check_signature, from_dict
 from petiole.canvas.workflows import chain
 from petiole.errors import ChordError, SerializationError
@@ -29,7 +33,7 @@ logger = logging.getLogger("petiole.worker")
 
 
 def chord_keys(group_id: str) -> tuple[str, str]:
-    """The backend keys of a chord: its finished-members set and its callback claim."""
+    """The coordination keys of a chord: its finished-members set and its callback claim."""
     return f"petiole:chord:{group_id}", f"petiole:chord:{group_id}:fired"
 
 
@@ -60,6 +64,15 @@ class Continuation:
     def __init__(self, app: Petiole) -> None:
         self.app = app
 
+    def _coordination(self, task_id: str, info: Mapping[str, Any]) -> Coordination | None:
+        """The coordination store; None, with the chord failed saying why, when there is none."""
+        try:
+            return coordination.required(lambda: self.app.coordination, coordination.CHORD)
+        except coordination.CoordinationUnavailable as exc:
+            logger.error("chord %s cannot be joined: %s", info["id"], exc)
+            self._store_failure(from_dict(info["body"], self.app).last_id(), exc, task_id)
+            return None
+
     def _ttl(self) -> float | None:
         ttl = self.app.settings.result_ttl_s
         return ttl if ttl > 0 else None
@@ -78,11 +91,13 @@ class Continuation:
             self._member_done(request.id, info)
 
     def _member_done(self, task_id: str, info: Mapping[str, Any]) -> None:
-        backend = self.app.backend
-        done_key, fired_key = chord_keys(info["id"])
-        if backend.set_add(done_key, task_id, ttl_s=self._ttl()) < info["size"]:
+        store = self._coordination(task_id, info)
+        if store is None:
             return
-        if backend.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
+        done_key, fired_key = chord_keys(info["id"])
+        if store.set_add(done_key, task_id, ttl_s=self._ttl()) < info["size"]:
+            return
+        if store.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
             return  # another member (or an earlier delivery of another) fired it
         from petiole.result import GroupResult
 
@@ -110,8 +125,11 @@ class Continuation:
     def _member_failed(
         self, task_id: str, index: int | None, info: Mapping[str, Any], exc: BaseException
     ) -> None:
+        store = self._coordination(task_id, info)
+        if store is None:
+            return
         _, fired_key = chord_keys(info["id"])
-        if self.app.backend.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
+        if store.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
             return
         body = from_dict(info["body"], self.app)
         error = ChordError(

@@ -1,9 +1,10 @@
-"""The conformance kit: reusable pytest suites for transports, result backends
-and serializers.
+"""The conformance kit: reusable pytest suites for transports, result backends,
+coordination stores, serializers, codecs and signers.
 
-A plugin's tests subclass a suite and provide one fixture (``transport``,
-``backend`` or ``serializer``); see docs/conformance.md. The suite classes are
-not collected on their own (their names do not start with ``Test``).
+A plugin's tests subclass a suite and provide its fixture (``transport``,
+``backend``, ``coordination``, ``serializer``, ``codec`` or ``signer``); see
+docs/conformance.md. The suite classes are not collected on their own (their
+names do not start with ``Test``).
 """
 
 from __future__ import annotations
@@ -11,21 +12,27 @@ from __future__ import annotations
 from petiole.testing._helpers import unique_name, wait_until
 from petiole.testing.backend_suite import ResultBackendSuite
 from petiole.testing.broadcast_suite import BroadcastSuite
+from petiole.testing.codec_suite import CodecSuite
+from petiole.testing.coordination_suite import CoordinationSuite
 from petiole.testing.serializer_suite import (
     JSON_TAGGED_ROUNDTRIPS,
     PLAIN_ROUNDTRIPS,
     RoundTrip,
     SerializerSuite,
 )
+from petiole.testing.signer_suite import SignerSuite
 from petiole.testing.transport_suite import TransportSuite
 
 __all__ = [
     "JSON_TAGGED_ROUNDTRIPS",
     "PLAIN_ROUNDTRIPS",
     "BroadcastSuite",
+    "CodecSuite",
+    "CoordinationSuite",
     "ResultBackendSuite",
     "RoundTrip",
     "SerializerSuite",
+    "SignerSuite",
     "TransportSuite",
     "unique_name",
     "wait_until",

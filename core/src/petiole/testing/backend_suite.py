@@ -1,4 +1,8 @@
-"""The result backend conformance suite.
+"""The result backend conformance suite: storing and reading results.
+
+Coordination (sets, counters, claims, marks, leases) has its own suite,
+:class:`~petiole.testing.coordination_suite.CoordinationSuite`, which a backend
+that implements :class:`~petiole.backend.Coordination` runs as well.
 
 A result backend plugin subclasses :class:`ResultBackendSuite` in its own tests
 and provides a ``backend`` fixture that yields a fresh, connected backend (and
@@ -44,20 +48,14 @@ _UNREADY_STORED_STATES = sorted(states.UNREADY_STATES - {states.PENDING})
 
 
 class Names:
-    """Unique task ids and keys for one test; the suite deletes them afterwards."""
+    """Unique task ids for one test; the suite forgets them afterwards."""
 
     def __init__(self) -> None:
         self.task_ids: list[str] = []
-        self.keys: list[str] = []
 
     def task_id(self) -> str:
         name = unique_name("petiole-test-task")
         self.task_ids.append(name)
-        return name
-
-    def key(self) -> str:
-        name = unique_name("petiole-test-key")
-        self.keys.append(name)
         return name
 
 
@@ -90,8 +88,6 @@ class ResultBackendSuite:
         yield made
         if made.task_ids:
             backend.forget(made.task_ids)
-        if made.keys:
-            backend.delete_keys(made.keys)
 
     def record(self, task_id: str, state: str = states.SUCCESS, **fields: Any) -> ResultRecord:
         if state in states.READY_STATES:
@@ -348,138 +344,6 @@ class ResultBackendSuite:
         assert set(got) == {r.task_id for r in every}
         for record in every:
             assert got[record.task_id].payload == record.payload
-
-    def test_set_add_counts_a_member_once(self, backend: ResultBackend, names: Names) -> None:
-        key = names.key()
-
-        assert backend.set_add(key, "a", ttl_s=None) == 1
-        assert backend.set_add(key, "a", ttl_s=None) == 1
-        assert backend.set_add(key, "b", ttl_s=None) == 2
-        assert backend.set_add(names.key(), "a", ttl_s=None) == 1
-
-    def test_set_add_is_atomic_under_concurrency(
-        self, backend: ResultBackend, names: Names
-    ) -> None:
-        key = names.key()
-        threads, per_thread = self.concurrency_threads, self.concurrency_per_thread
-
-        def add_members(worker: int) -> list[int]:
-            return [backend.set_add(key, f"{worker}-{i}", ttl_s=None) for i in range(per_thread)]
-
-        sizes = run_concurrently(
-            [partial(add_members, w) for w in range(threads)],
-            timeout_s=self.concurrency_timeout_s,
-        )
-
-        seen = sorted(size for sizes_of_one in sizes for size in sizes_of_one)
-        total = threads * per_thread
-        assert seen.count(total) == 1, "not exactly one caller saw the set complete"
-        assert seen == list(range(1, total + 1))
-
-    def test_set_add_counts_members_added_concurrently_by_several_callers_once(
-        self, backend: ResultBackend, names: Names
-    ) -> None:
-        key = names.key()
-        members = [f"member-{i}" for i in range(self.concurrency_per_thread)]
-
-        def add_all(offset: int) -> list[int]:
-            rotated = members[offset:] + members[:offset]
-            return [backend.set_add(key, member, ttl_s=None) for member in rotated]
-
-        sizes = run_concurrently(
-            [partial(add_all, w * 7 % len(members)) for w in range(self.concurrency_threads)],
-            timeout_s=self.concurrency_timeout_s,
-        )
-
-        assert max(size for sizes_of_one in sizes for size in sizes_of_one) == len(members)
-        assert backend.set_add(key, members[0], ttl_s=None) == len(members)
-
-    def test_set_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
-        key = names.key()
-        backend.set_add(key, "a", ttl_s=self.ttl_s)
-        assert backend.set_add(key, "b", ttl_s=self.ttl_s) == 2
-
-        # Every add renews the ttl, so the set cannot be polled: let the time pass.
-        time.sleep(self.ttl_s + self.ttl_precision_s)
-        assert backend.set_add(key, "a", ttl_s=self.ttl_s) == 1, "the set never expired"
-
-    def test_incr_starts_at_zero_and_adds_amount(
-        self, backend: ResultBackend, names: Names
-    ) -> None:
-        key = names.key()
-
-        assert backend.incr(key, ttl_s=None) == 1
-        assert backend.incr(key, 5, ttl_s=None) == 6
-        assert backend.incr(key, -2, ttl_s=None) == 4
-        assert backend.incr(names.key(), 3, ttl_s=None) == 3
-
-    def test_incr_is_atomic_under_concurrency(self, backend: ResultBackend, names: Names) -> None:
-        key = names.key()
-        threads, per_thread = self.concurrency_threads, self.concurrency_per_thread
-
-        def count() -> list[int]:
-            return [backend.incr(key, ttl_s=None) for _ in range(per_thread)]
-
-        values = run_concurrently([count] * threads, timeout_s=self.concurrency_timeout_s)
-
-        seen = sorted(value for values_of_one in values for value in values_of_one)
-        assert seen == list(range(1, threads * per_thread + 1))
-
-    def test_counter_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
-        key = names.key()
-        backend.incr(key, 10, ttl_s=self.ttl_s)
-
-        # Every incr may renew the ttl, so the counter cannot be polled: let the time pass.
-        time.sleep(self.ttl_s + self.ttl_precision_s)
-        assert backend.incr(key, ttl_s=self.ttl_s) == 1, "the counter never expired"
-
-    def test_first_claim_wins_and_later_claims_see_the_winner(
-        self, backend: ResultBackend, names: Names
-    ) -> None:
-        key = names.key()
-
-        assert backend.claim(key, "first", ttl_s=None) == "first"
-        assert backend.claim(key, "second", ttl_s=None) == "first"
-        assert backend.claim(key, "first", ttl_s=None) == "first"
-        assert backend.claim(names.key(), "second", ttl_s=None) == "second"
-
-    def test_exactly_one_of_racing_claimers_wins(
-        self, backend: ResultBackend, names: Names
-    ) -> None:
-        key = names.key()
-        contenders = [f"owner-{i}" for i in range(self.concurrency_threads * 4)]
-
-        owners = run_concurrently(
-            [partial(backend.claim, key, who, ttl_s=None) for who in contenders],
-            timeout_s=self.concurrency_timeout_s,
-        )
-
-        assert len(set(owners)) == 1, "claimers disagree on who won"
-        assert owners[0] in contenders
-
-    def test_claim_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
-        key = names.key()
-        backend.claim(key, "old", ttl_s=self.ttl_s)
-
-        assert wait_until(
-            lambda: backend.claim(key, "new", ttl_s=self.ttl_s) == "new",
-            timeout_s=self.ttl_s + self.ttl_precision_s + 1.0,
-        ), "the claim never expired"
-
-    def test_delete_keys_removes_sets_counters_and_claims(
-        self, backend: ResultBackend, names: Names
-    ) -> None:
-        set_key, counter_key, claim_key = names.key(), names.key(), names.key()
-        backend.set_add(set_key, "a", ttl_s=None)
-        backend.set_add(set_key, "b", ttl_s=None)
-        backend.incr(counter_key, 5, ttl_s=None)
-        backend.claim(claim_key, "old", ttl_s=None)
-
-        backend.delete_keys([set_key, counter_key, claim_key, names.key()])
-
-        assert backend.set_add(set_key, "a", ttl_s=None) == 1
-        assert backend.incr(counter_key, ttl_s=None) == 1
-        assert backend.claim(claim_key, "new", ttl_s=None) == "new"
 
     def test_close_twice_after_use_is_harmless(self, backend: ResultBackend) -> None:
         record = self.record(unique_name("petiole-test-task"))

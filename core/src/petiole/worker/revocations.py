@@ -6,7 +6,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from petiole import revocation, states
+from petiole import revocation
+from petiole.coordination import CoordinationUnavailable
 from petiole.errors import PetioleError
 
 if TYPE_CHECKING:
@@ -22,11 +23,20 @@ class RevocationWatch:
         self.app = app
         self.active = False  # revocations exist: check each task before it starts
         self._last: float | None = None
+        self._unavailable_logged = False
 
     def poll(self) -> bool:
         """Read the marker; True when a revocation happened since the last poll."""
         try:
             latest = revocation.marker(self.app)
+        except CoordinationUnavailable as exc:
+            # Nobody can revoke through this app either (revoke raises the same
+            # error), so there is nothing to obey; say so once.
+            if not self._unavailable_logged:
+                logger.warning("revocations are not watched: %s", exc)
+                self._unavailable_logged = True
+            self.active = False
+            return False
         except PetioleError as exc:
             logger.error("could not read revocations (%s); checking every task meanwhile", exc)
             self.active = True
@@ -38,23 +48,18 @@ class RevocationWatch:
 
     def is_revoked(self, task_id: str) -> bool:
         try:
-            record = self.app.backend.get(task_id)
+            return task_id in revocation.revoked(self.app, [task_id])
         except PetioleError as exc:
             logger.error(
                 "could not check whether task %s is revoked (%s); running it", task_id, exc
             )
             return False
-        return record is not None and record.state == states.REVOKED
 
     def to_terminate(self, task_ids: Iterable[str]) -> list[str]:
         """Those of ``task_ids`` revoked with ``terminate=True``."""
         try:
-            records = self.app.backend.get_many(list(task_ids))
+            found = revocation.revoked(self.app, list(task_ids))
         except PetioleError as exc:
             logger.error("could not check running tasks for revocation (%s)", exc)
             return []
-        return [
-            task_id
-            for task_id, record in records.items()
-            if record.state == states.REVOKED and record.meta.get("terminate")
-        ]
+        return [task_id for task_id, terminate in found.items() if terminate]

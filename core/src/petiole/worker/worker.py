@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from petiole.canvas.continuation import check_workflow_headers
 from petiole.diagnosis import location
-from petiole.envelope import Envelope
-from petiole.errors import PetioleError, ProtocolError
+from petiole.envelope import IDENTITY, Frame, peek_header
+from petiole.errors import PetioleError, PluginError, ProtocolError, SignatureError
 from petiole.execution import TaskRunner, default_hostname, resolve_time_limits
 from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome
 from petiole.ratelimit import TokenBucket
+from petiole.stages import verify_frame
 from petiole.task import parse_rate_limit
 from petiole.transport import Delivery
 from petiole.worker.revocations import RevocationWatch
@@ -327,7 +328,22 @@ class Worker:
             )
             return
         try:
-            envelope = Envelope.from_bytes(delivery.payload)
+            frame = Frame.parse(delivery.payload)
+        except ProtocolError as exc:
+            self.settler.dead_letter(delivery, f"malformed message: {exc}")
+            return
+        try:
+            # The raw bytes, before the header block is parsed or the body decoded.
+            verify_frame(
+                frame, self.app.signer(), require_signature=self.app.settings.require_signature
+            )
+        except SignatureError as exc:
+            named = peek_header(delivery.payload, "signer")
+            signed_by = f" (signed by {named!r})" if isinstance(named, str) else ""
+            self.settler.dead_letter(delivery, f"refused, not verified{signed_by}: {exc}")
+            return
+        try:
+            envelope = frame.envelope()
             check_workflow_headers(envelope.headers)
         except (ProtocolError, ValueError) as exc:
             self.settler.dead_letter(delivery, f"malformed message: {exc}")
@@ -340,6 +356,16 @@ class Worker:
                 "if its senders are trusted, then `petiole dlq requeue`",
             )
             return
+        if envelope.content_encoding != IDENTITY:
+            try:
+                self.app.codec(envelope.content_encoding)
+            except PluginError as exc:
+                self.settler.dead_letter(
+                    delivery,
+                    f"content encoding {envelope.content_encoding!r} cannot be decoded here: "
+                    f"{exc}; then `petiole dlq requeue`",
+                )
+                return
         task = self.app.tasks.get(envelope.task_name)
         if task is None:
             self.settler.dead_letter(

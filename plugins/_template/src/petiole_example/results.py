@@ -123,10 +123,47 @@ class ExampleBackend:
                 entry = store.values[f"claim:{key}"] = Expiring(owner, expires_at(ttl_s))
             return str(entry.value)
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        with self._store() as store:
+            store.values[f"mark:{key}"] = Expiring(value, expires_at(ttl_s))
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        with self._store() as store:
+            found = {key: store.live(f"mark:{key}") for key in keys}
+            return {key: str(entry.value) for key, entry in found.items() if entry is not None}
+
+    # Leases: one holder at a time, until ttl_s passes without a renewal. A real
+    # server does each of these in one atomic step (a script, a conditional write).
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        with self._store() as store:
+            entry = store.live(f"lease:{name}")
+            if entry is not None and entry.value != owner:
+                return False
+            store.values[f"lease:{name}"] = Expiring(owner, expires_at(ttl_s))
+            return True
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        with self._store() as store:
+            entry = store.live(f"lease:{name}")
+            if entry is None or entry.value != owner:
+                return False
+            entry.expires_at = expires_at(ttl_s)
+            return True
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        with self._store() as store:
+            entry = store.live(f"lease:{name}")
+            if entry is None or entry.value != owner:
+                return False
+            del store.values[f"lease:{name}"]
+            return True
+
     def delete_keys(self, keys: Sequence[str]) -> None:
+        """Sets, counters, claims and marks; never leases (only their holder releases)."""
         with self._store() as store:
             for key in keys:
-                for kind in ("set", "counter", "claim"):
+                for kind in ("set", "counter", "claim", "mark"):
                     store.values.pop(f"{kind}:{key}", None)
 
     def close(self) -> None:

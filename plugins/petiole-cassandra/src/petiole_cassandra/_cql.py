@@ -37,7 +37,14 @@ class Statements:
         self.sets = f"{keyspace}.{table}_sets"
         self.counters = f"{keyspace}.{table}_counters"
         self.claims = f"{keyspace}.{table}_claims"
-        self.table_names = (table, f"{table}_sets", f"{table}_counters", f"{table}_claims")
+        self.leases = f"{keyspace}.{table}_leases"
+        self.table_names = (
+            table,
+            f"{table}_sets",
+            f"{table}_counters",
+            f"{table}_claims",
+            f"{table}_leases",
+        )
 
     # -- results ---------------------------------------------------------------
 
@@ -119,3 +126,31 @@ class Statements:
     @property
     def delete_claim(self) -> str:
         return f"DELETE FROM {self.claims} WHERE key = ?"
+
+    # -- marks (rows of the claims table, written without a condition) ---------
+
+    @property
+    def put_mark(self) -> str:
+        return f"INSERT INTO {self.claims} (key, owner) VALUES (?, ?) USING TTL ?"
+
+    @property
+    def get_marks(self) -> str:
+        # Bound to a list of up to IDS_PER_READ keys.
+        return f"SELECT key, owner FROM {self.claims} WHERE key IN ?"
+
+    # -- leases --------------------------------------------------------------------
+
+    @property
+    def lease_take(self) -> str:
+        # Parameters: name, owner, ttl.
+        return f"INSERT INTO {self.leases} (name, owner) VALUES (?, ?) IF NOT EXISTS USING TTL ?"
+
+    @property
+    def lease_renew(self) -> str:
+        # Parameters: ttl, owner, name, owner.
+        return f"UPDATE {self.leases} USING TTL ? SET owner = ? WHERE name = ? IF owner = ?"
+
+    @property
+    def lease_release(self) -> str:
+        # Parameters: name, owner.
+        return f"DELETE FROM {self.leases} WHERE name = ? IF owner = ?"

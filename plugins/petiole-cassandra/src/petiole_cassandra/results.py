@@ -26,6 +26,14 @@ even when a call is retried after an unknown outcome:
   the increment's token; after an unknown outcome a serial read of the token says
   whether it was applied.
 * ``claim``: ``INSERT ... IF NOT EXISTS``; the reply of a failed insert names the owner.
+
+Marks are plain ``INSERT ... USING TTL`` rows of the claims table, read with
+``IN`` lists. **Leases** (the ``_leases`` table) are lightweight transactions
+too, expired by the row's TTL on Cassandra's clock (whole seconds, rounded up):
+acquire is ``INSERT ... IF NOT EXISTS`` and, when the reply names the caller as
+the holder, ``UPDATE ... USING TTL ? ... IF owner = ?``; renew is that update;
+release is ``DELETE ... IF owner = ?``. A release retried after an unknown
+outcome may answer False although it released.
 """
 
 from __future__ import annotations
@@ -65,7 +73,8 @@ class SchemaMissing(ResultBackendError):
 
 
 class CassandraBackend:
-    """A :class:`~petiole.backend.ResultBackend` on Apache Cassandra (see the module docstring)."""
+    """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
+    on Apache Cassandra (see the module docstring)."""
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         target = parse_url(url, options, component=COMPONENT)
@@ -124,6 +133,11 @@ class CassandraBackend:
         self._counter_token = driver.prepare(cql.counter_token, consistency=serial)
         self._incr = driver.prepare(cql.incr, consistency=write)
         self._claim = driver.prepare(cql.claim, consistency=write)
+        self._put_mark = driver.prepare(cql.put_mark, consistency=write)
+        self._get_marks = driver.prepare(cql.get_marks, consistency=read)
+        self._lease_take = driver.prepare(cql.lease_take, consistency=write)
+        self._lease_renew = driver.prepare(cql.lease_renew, consistency=write)
+        self._lease_release = driver.prepare(cql.lease_release, consistency=write)
         self._deletes = [
             driver.prepare(statement, consistency=write)
             for statement in (cql.delete_set, cql.delete_counter, cql.delete_claim)
@@ -352,6 +366,80 @@ class CassandraBackend:
 
         return self._call(f"claim {key!r}", run)
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        params = (key, value, _ttl(ttl_s))
+        self._call(f"set the mark {key!r}", lambda d: d.execute(self._put_mark, params))
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        pages = self._call("read marks", lambda d: self._in_chunks(d, self._get_marks, wanted))
+        # Rows of (key, owner), the statement's columns.
+        return {
+            str(key): str(owner) for page in pages for key, owner in page.rows if owner is not None
+        }
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """``INSERT ... IF NOT EXISTS``; when the reply names ``owner`` the holder, renew."""
+        ttl = _ttl(ttl_s)
+
+        def run(driver: Driver) -> bool:
+            for _ in range(_CAS_TIMEOUT_RETRIES):
+                result = self._lwt(driver, self._lease_take, (name, owner, ttl))
+                if result is None:
+                    continue
+                if _applied(result):
+                    return True
+                holder = (result.first() or {}).get("owner")
+                if holder is None:
+                    continue  # expired or released meanwhile: take it again
+                if holder != owner:
+                    return False
+                renewed = self._lwt(driver, self._lease_renew, (ttl, owner, name, owner))
+                if renewed is not None and _applied(renewed):
+                    return True
+            raise self._stuck(f"acquire the lease {name!r}")
+
+        return self._call(f"acquire the lease {name!r}", run)
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        params = (_ttl(ttl_s), owner, name, owner)
+
+        def run(driver: Driver) -> bool:
+            for _ in range(_CAS_TIMEOUT_RETRIES):
+                result = self._lwt(driver, self._lease_renew, params)
+                if result is not None:
+                    return _applied(result)
+            raise self._stuck(f"renew the lease {name!r}")
+
+        return self._call(f"renew the lease {name!r}", run)
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        def run(driver: Driver) -> bool:
+            for _ in range(_CAS_TIMEOUT_RETRIES):
+                result = self._lwt(driver, self._lease_release, (name, owner))
+                if result is not None:
+                    return _applied(result)
+            raise self._stuck(f"release the lease {name!r}")
+
+        return self._call(f"release the lease {name!r}", run)
+
+    def _lwt(self, driver: Driver, statement: Prepared, params: Sequence[Any]) -> Rows | None:
+        """Run a lightweight transaction; None when its outcome is unknown (a Paxos timeout)."""
+        try:
+            return driver.execute(statement, params)
+        except Exception as exc:
+            if is_cas_timeout(exc):
+                return None
+            raise
+
+    def _stuck(self, what: str) -> ResultBackendError:
+        return ResultBackendError(
+            f"{self._session.describe()}: {what}: lightweight transactions kept "
+            f"timing out ({_CAS_TIMEOUT_RETRIES} tries)"
+        )
+
     def delete_keys(self, keys: Sequence[str]) -> None:
         params = [(k,) for k in dict.fromkeys(keys)]
         if not params:
@@ -361,7 +449,7 @@ class CassandraBackend:
             for statement in self._deletes:
                 driver.execute_many(statement, params, concurrency=self.options.read_concurrency)
 
-        self._call("delete sets, counters and claims", run)
+        self._call("delete sets, counters, claims and marks", run)
 
     def close(self) -> None:
         """Close the cluster connection and wake waiters (they return what they found).

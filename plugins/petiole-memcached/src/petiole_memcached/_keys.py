@@ -15,7 +15,8 @@ Results::
     <p>:set:<key>                 a set's state: generation, size, in-flight members (_sets.py)
     <p>:sm#<sha1>                 one member of one generation of a set (always hashed)
     <p>:n:<key>                   a counter (decimal, offset by 2**63 so it may go negative)
-    <p>:claim:<key>               the owner of a claim
+    <p>:claim:<key>               the owner of a claim, or the value of a mark
+    <p>:lease:<name>              the holder of a lease (empty = released; results.py)
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Keys:
 
     def claim(self, key: str) -> str:
         return self._key("claim", key)
+
+    def lease(self, name: str) -> str:
+        return self._key("lease", name)
 
     def _key(self, kind: str, name: str) -> str:
         key = f"{self.prefix}:{kind}:{name}"

@@ -16,6 +16,14 @@ Atomic steps use memcached's own atomic commands:
   unsigned. Then ``touch`` renews the expiry. ``incr`` is never retried after
   a lost connection: it might have been applied.
 * **set_add** — see _sets.py: ``add`` per member, ``cas`` on the set's state.
+* **marks** — ``set`` on the claim keys, read with a multi-key ``get``.
+* **leases** — one item holding the holder, expired by memcached's clock
+  (whole seconds, never early, up to two seconds late: see
+  :func:`~petiole_memcached._servers.expiry`). Acquire is ``add``; when the
+  item exists, ``gets`` and, if it is free (empty: released) or the caller's
+  own, ``cas`` it. Renew is ``gets`` + ``cas`` by the holder; release is
+  ``gets`` + ``cas`` to empty (memcached has no compare-and-delete). A ``cas``
+  that loses to a concurrent change reads again.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ _POLL_FIRST_S = 0.005
 
 
 class MemcachedBackend:
-    """A :class:`~petiole.backend.ResultBackend` on memcached (see the module docstring)."""
+    """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
+    on memcached (see the module docstring)."""
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         target = parse_url(url, options)
@@ -192,8 +201,61 @@ class MemcachedBackend:
 
         return self._call(run)
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        name = self.keys.claim(key)
+        data = value.encode("utf-8", "surrogatepass")
+        self._call(lambda: self._servers.set(name, data, expiry(ttl_s), f"set the mark {key!r}"))
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        by_name = {self.keys.claim(k): k for k in dict.fromkeys(keys)}
+        if not by_name:
+            return {}
+        found = self._call(lambda: self._servers.get_many(list(by_name), "read marks"))
+        return {by_name[n]: v.decode("utf-8", "surrogatepass") for n, v in found.items()}
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """``add``; else, when free or already ``owner``'s, ``cas`` (see the module docstring)."""
+        key = self.keys.lease(name)
+        what = f"acquire the lease {name!r}"
+        mine = _lease_owner(owner)
+
+        def run() -> bool:
+            servers = self._servers
+            while True:
+                if servers.add(key, mine, expiry(ttl_s), what):
+                    return True
+                holder, token = servers.gets(key, what)
+                if holder is None or token is None:
+                    continue  # expired between our add and gets
+                if holder not in (mine, b""):
+                    return False
+                if servers.cas(key, mine, token, expiry(ttl_s), what):
+                    return True
+
+        return self._call(run)
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        key = self.keys.lease(name)
+        return self._call(
+            lambda: self._swap_lease(key, _lease_owner(owner), _lease_owner(owner), ttl_s)
+        )
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        key = self.keys.lease(name)
+        return self._call(lambda: self._swap_lease(key, _lease_owner(owner), b"", 1.0))
+
+    def _swap_lease(self, key: str, holder: bytes, value: bytes, ttl_s: float) -> bool:
+        """Replace the lease's value by ``value`` if ``holder`` holds it (``gets`` + ``cas``)."""
+        what = "renew or release a lease"
+        while True:
+            found, token = self._servers.gets(key, what)
+            if found != holder or token is None:
+                return False
+            if self._servers.cas(key, value, token, expiry(ttl_s), what):
+                return True
+
     def delete_keys(self, keys: Sequence[str]) -> None:
-        """Delete sets (their state: see _sets.py), counters and claims."""
+        """Delete sets (their state: see _sets.py), counters, claims and marks."""
         names = [
             name
             for k in dict.fromkeys(keys)
@@ -223,6 +285,12 @@ class MemcachedBackend:
                     self._servers.close()
                     raise
                 time.sleep(0.1)
+
+
+def _lease_owner(owner: str) -> bytes:
+    if not owner:
+        raise ValueError("a lease owner must not be empty")
+    return owner.encode("utf-8", "surrogatepass")
 
 
 def create_backend(url: str, options: Mapping[str, Any]) -> ResultBackend:

@@ -10,8 +10,9 @@ Collections (``<prefix>`` is the ``collection_prefix`` option, ``petiole``):
 
 ``<prefix>_keys``
     Chord sets ``{_id: "set:<key>", members, expires_at}``, counters
-    ``{_id: "counter:<key>", value, expires_at}`` and claims
-    ``{_id: "claim:<key>", owner, expires_at}``.
+    ``{_id: "counter:<key>", value, expires_at}``, claims and marks
+    ``{_id: "claim:<key>", owner, expires_at}`` (a mark's value in ``owner``),
+    and leases ``{_id: "lease:<name>", owner, expires_at}``.
 
 Both have a TTL index on ``expires_at``, created on first use, so the server
 deletes what expired. Its sweeper runs once a minute, so every read also
@@ -24,6 +25,13 @@ the size or value after; when it matches nothing, an expired document is
 deleted, an empty one inserted, and the change applied again. Claims insert
 on the unique ``_id``; a duplicate key means someone holds it, and the holder
 is read back (or, if expired, deleted and the insert retried).
+
+A lease is acquired by one atomic ``findAndModify`` whose filter matches only
+the caller's own or an expired lease, or, when nothing matched, by inserting
+it on the unique ``_id`` (a duplicate key means another owner holds it).
+Renew is a ``findAndModify`` and release a ``delete`` whose filters name the
+owner and an unexpired ``expires_at``. Times are this client's clock (the
+server's ``$$NOW`` is not available on every MongoDB-wire server).
 
 ``wait`` polls with capped backoff; where the deployment has change streams, a
 stream on the results collection wakes waiters as soon as a ready record is
@@ -114,7 +122,8 @@ class ReadyLog:
 
 
 class MongoBackend:
-    """A :class:`~petiole.backend.ResultBackend` on MongoDB (see the module docstring)."""
+    """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
+    on MongoDB (see the module docstring)."""
 
     capabilities = BackendCapabilities(push_wait=False, max_result_bytes=MAX_RESULT_BYTES)
 
@@ -303,13 +312,89 @@ class MongoBackend:
 
         return self._call(f"claim {key!r}", run)
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        doc_id = f"claim:{key}"
+
+        def run(db: Database[Document]) -> None:
+            doc = {"owner": value, "expires_at": _expires_at(_now(), ttl_s)}
+            try:
+                self._keys.replace_one({"_id": doc_id}, doc, upsert=True)
+            except DuplicateKeyError:
+                # A racing upsert inserted it first: now it exists, so replace it.
+                self._keys.replace_one({"_id": doc_id}, doc, upsert=True)
+
+        self._call(f"set the mark {key!r}", run)
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        ids = [f"claim:{key}" for key in dict.fromkeys(keys)]
+        if not ids:
+            return {}
+
+        def run(db: Database[Document]) -> list[Document]:
+            return list(self._keys.find({"_id": {"$in": ids}, **_unexpired(_now())}))
+
+        docs = self._call("read marks", run)
+        return {str(doc["_id"]).removeprefix("claim:"): str(doc["owner"]) for doc in docs}
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take the caller's own or an expired lease in one ``findAndModify``,
+        else insert it; a duplicate key means another owner holds it."""
+        doc_id = f"lease:{name}"
+
+        def run(db: Database[Document]) -> bool:
+            for _ in range(_EXPIRED_RETRIES):
+                now = _now()
+                expires_at = _expires_at(now, ttl_s)
+                taken = self._keys.find_one_and_update(
+                    {"_id": doc_id, "$or": [{"owner": owner}, {"expires_at": {"$lte": now}}]},
+                    {"$set": {"owner": owner, "expires_at": expires_at}},
+                    projection={"_id": 1},
+                )
+                if taken is not None:
+                    return True
+                try:
+                    self._keys.insert_one({"_id": doc_id, "owner": owner, "expires_at": expires_at})
+                    return True
+                except DuplicateKeyError:
+                    held = self._keys.find_one({"_id": doc_id})
+                    if (
+                        held is not None
+                        and held["owner"] != owner
+                        and _as_utc(held["expires_at"]) > now
+                    ):
+                        return False
+            raise ResultBackendError(f"{self._conn.describe()}: acquire {name!r}: no progress")
+
+        return self._call(f"acquire the lease {name!r}", run)
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        def run(db: Database[Document]) -> bool:
+            now = _now()
+            renewed = self._keys.find_one_and_update(
+                {"_id": f"lease:{name}", "owner": owner, "expires_at": {"$gt": now}},
+                {"$set": {"expires_at": _expires_at(now, ttl_s)}},
+                projection={"_id": 1},
+            )
+            return renewed is not None
+
+        return self._call(f"renew the lease {name!r}", run)
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        def run(db: Database[Document]) -> bool:
+            deleted = self._keys.delete_one(
+                {"_id": f"lease:{name}", "owner": owner, "expires_at": {"$gt": _now()}}
+            )
+            return deleted.deleted_count == 1
+
+        return self._call(f"release the lease {name!r}", run)
+
     def delete_keys(self, keys: Sequence[str]) -> None:
         ids = [
             f"{kind}:{key}" for key in dict.fromkeys(keys) for kind in ("set", "counter", "claim")
         ]
         if ids:
             self._call(
-                "delete sets, counters and claims",
+                "delete sets, counters, claims and marks",
                 lambda db: self._keys.delete_many({"_id": {"$in": ids}}),
             )
 

@@ -28,7 +28,8 @@ Results::
     <p>:done:<task id>      channel the encoded record, published when it is ready
     <p>:set:<key>           set     chord members
     <p>:counter:<key>       string  counters
-    <p>:claim:<key>         string  the owner of a claim
+    <p>:claim:<key>         string  the owner of a claim, or the value of a mark
+    <p>:lease:<name>        string  the holder of a lease, expiring with it (lease_*.lua)
     <p>:incr:<token>        string  the answer of one incr call, kept briefly so a retry
                                     after a lost reply returns it instead of adding twice
 
@@ -126,6 +127,9 @@ class Keys:
 
     def claim(self, key: str) -> str:
         return f"{self.prefix}:claim:{key}"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
 
     def incr_token(self, token: str) -> str:
         return f"{self.prefix}:incr:{token}"

@@ -34,9 +34,14 @@ When the server comes back without its data (see :mod:`petiole_redis._client`),
 the waits that were running raise :class:`~petiole.errors.ResultsLost`: the
 results they wait for, or the tasks that would store them, are gone.
 
-Sets (``SADD`` + ``SCARD`` + ``PEXPIRE`` in one ``MULTI``), counters
-(incr.lua) and claims (``SET NX`` + ``GET`` in one ``MULTI``) are atomic on
-the server.
+**It coordinates too** (:class:`~petiole.backend.Coordination`). Sets
+(``SADD`` + ``SCARD`` + ``PEXPIRE`` in one ``MULTI``), counters (incr.lua) and
+claims (``SET NX`` + ``GET`` in one ``MULTI``) are atomic on the server; marks
+are plain ``SET ... PX`` on the claim keys, read with ``MGET``. A lease is one
+key holding its owner, expired by Redis's clock: lease_acquire.lua (``SET PX``
+unless another owner holds it), lease_renew.lua (compare, then ``PEXPIRE``) and
+lease_release.lua (compare, then ``DEL``). A release retried after its reply
+was lost answers False although it released.
 """
 
 from __future__ import annotations
@@ -66,10 +71,14 @@ T = TypeVar("T")
 _MGET_CHUNK = 1000
 _STORE = Script("store_result")
 _INCR = Script("incr")
+_LEASE_ACQUIRE = Script("lease_acquire")
+_LEASE_RENEW = Script("lease_renew")
+_LEASE_RELEASE = Script("lease_release")
 
 
 class RedisBackend:
-    """A :class:`~petiole.backend.ResultBackend` on Redis (see the module docstring)."""
+    """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
+    on Redis (see the module docstring)."""
 
     capabilities = BackendCapabilities(push_wait=True, max_result_bytes=None)
 
@@ -332,6 +341,45 @@ class RedisBackend:
 
         return self._call(f"claim {key!r}", run)
 
+    def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
+        name = self.keys.claim(key)
+        px = None if ttl_s is None else max(1, round(ttl_s * 1000))
+        self._call(f"set the mark {key!r}", lambda c: c.set(name, value, px=px))
+
+    def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        names = [self.keys.claim(k) for k in wanted]
+        values = self._call("read marks", lambda c: c.mget(names))
+        return {
+            k: v.decode() if isinstance(v, bytes) else str(v)
+            for k, v in zip(wanted, values, strict=True)
+            if v is not None
+        }
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        argv = (owner, _lease_ms(ttl_s))
+        keys = (self.keys.lease(name),)
+        return bool(
+            self._call_fast(f"acquire the lease {name!r}", lambda c: _LEASE_ACQUIRE(c, keys, argv))
+        )
+
+    def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        argv = (owner, _lease_ms(ttl_s))
+        keys = (self.keys.lease(name),)
+        return bool(
+            self._call_fast(f"renew the lease {name!r}", lambda c: _LEASE_RENEW(c, keys, argv))
+        )
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        keys = (self.keys.lease(name),)
+        return bool(
+            self._call_fast(
+                f"release the lease {name!r}", lambda c: _LEASE_RELEASE(c, keys, (owner,))
+            )
+        )
+
     def delete_keys(self, keys: Sequence[str]) -> None:
         names = [
             name
@@ -357,6 +405,10 @@ class RedisBackend:
             return self._conn.call_fast(what, work)
         except Closed:
             raise ResultBackendError(f"{self._conn.describe()} is closed ({what})") from None
+
+
+def _lease_ms(ttl_s: float) -> int:
+    return max(1, round(ttl_s * 1000))
 
 
 def _tasks(task_ids: Sequence[str]) -> str:
