@@ -385,3 +385,19 @@ def run_in_threads(count: int, work: Callable[[], object]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def test_counter_survives_memcached_scanning_past_its_value(
+    own_memcached_server: MemcachedServer,
+) -> None:
+    """memcached before 1.6.22 checks a value of 2**63 or more for a minus sign with
+    ``strchr``, which reads past the value into whatever the item's memory held
+    before; a freed item with a ``-`` in its key there made a fresh counter
+    "non-numeric". A failed ``cas`` frees such an item; counters stay below 2**63."""
+    backend = MemcachedBackend(own_memcached_server.url, {})
+    try:
+        dashed = "petiole:lease:petiole-test-shared-" + "0" * 16
+        assert not backend._servers.cas(dashed, b"owner-a", b"9", 60, "fail a cas")
+        assert backend.incr("key-" + "0" * 16, -5, ttl_s=60) == -5
+    finally:
+        backend.close()

@@ -14,7 +14,7 @@ Results::
     <p>:r:<task id>               the encoded ResultRecord (see petiole.record_codec)
     <p>:set:<key>                 a set's state: generation, size, in-flight members (_sets.py)
     <p>:sm#<sha1>                 one member of one generation of a set (always hashed)
-    <p>:n:<key>                   a counter (decimal, offset by 2**63 so it may go negative)
+    <p>:n:<key>                   a counter (decimal, offset by 2**62 so it may go negative)
     <p>:claim:<key>               the owner of a claim, or the value of a mark
     <p>:lease:<name>              the holder of a lease (empty = released; results.py)
 """

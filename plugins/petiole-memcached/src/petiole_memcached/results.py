@@ -12,9 +12,12 @@ Atomic steps use memcached's own atomic commands:
   wins), then ``get`` to read the winner.
 * **incr** — ``incr`` (``decr`` for a negative amount); on a missing counter,
   ``add`` it at 0 and ``incr`` again, so racing creators never reset each
-  other. Counters are kept offset by 2**63 because memcached's counters are
-  unsigned. Then ``touch`` renews the expiry. ``incr`` is never retried after
-  a lost connection: it might have been applied.
+  other. Counters are kept offset by 2**62 because memcached's counters are
+  unsigned; not by 2**63, because memcached before 1.6.22 (Debian's is 1.6.18)
+  calls a value of 2**63 or more non-numeric when the memory after it holds a
+  ``-`` (it looks for a minus sign with ``strchr``, past the value's end). A
+  count therefore stays within +/-2**62. Then ``touch`` renews the expiry.
+  ``incr`` is never retried after a lost connection: it might have been applied.
 * **set_add** — see _sets.py: ``add`` per member, ``cas`` on the set's state.
 * **marks** — ``set`` on the claim keys, read with a multi-key ``get``.
 * **leases** — one item holding the holder, expired by memcached's clock
@@ -47,7 +50,7 @@ T = TypeVar("T")
 HEADROOM_BYTES = 1024
 #: memcached's item header, beyond the key and the value.
 _ITEM_OVERHEAD_BYTES = 64
-_COUNTER_OFFSET = 2**63
+_COUNTER_OFFSET = 2**62  # see the module docstring: never 2**63
 _POLL_FIRST_S = 0.005
 
 
