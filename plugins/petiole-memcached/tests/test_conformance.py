@@ -1,5 +1,5 @@
 """The result backend and coordination conformance suites against a real memcached
-started by the tests."""
+started by the tests, on one server and with keys spread over two."""
 
 from __future__ import annotations
 
@@ -13,7 +13,23 @@ from petiole.backend import Coordination, ResultBackend
 from petiole.testing import CoordinationSuite, ResultBackendSuite
 
 
-class TestMemcachedBackend(ResultBackendSuite):
+class OneServer:
+    @pytest.fixture
+    def url(self, memcached_server: MemcachedServer) -> str:
+        return memcached_server.url
+
+
+class TwoServers:
+    """The same contract with keys spread over two servers."""
+
+    @pytest.fixture
+    def url(
+        self, memcached_server: MemcachedServer, second_memcached_server: MemcachedServer
+    ) -> str:
+        return f"memcached://{memcached_server.address},{second_memcached_server.address}"
+
+
+class MemcachedBackendSuite(ResultBackendSuite):
     # memcached's clock ticks in whole seconds and the plugin adds one so nothing
     # expires early: a 1 s ttl ends between 1 and 2 s after the store.
     ttl_precision_s = 2.0
@@ -22,65 +38,40 @@ class TestMemcachedBackend(ResultBackendSuite):
     timestamp_precision_s = 0.0
 
     @pytest.fixture
-    def backend(self, memcached_server: MemcachedServer) -> Iterator[ResultBackend]:
-        backend = create_backend(memcached_server.url, {"wait_poll_max_s": 0.1})
-        yield backend
-        backend.close()
-
-
-class TestMemcachedBackendOnTwoServers(ResultBackendSuite):
-    """The same contract with keys spread over two servers."""
-
-    ttl_precision_s = 2.0
-    wait_precision_s = 0.5
-    timestamp_precision_s = 0.0
-
-    @pytest.fixture
-    def backend(
-        self, memcached_server: MemcachedServer, second_memcached_server: MemcachedServer
-    ) -> Iterator[ResultBackend]:
-        url = f"memcached://{memcached_server.address},{second_memcached_server.address}"
+    def backend(self, url: str) -> Iterator[ResultBackend]:
         backend = create_backend(url, {"wait_poll_max_s": 0.1})
         yield backend
         backend.close()
 
 
-class TestMemcachedCoordination(CoordinationSuite):
-    # Whole-second expiry, never early: see TestMemcachedBackend.
+class MemcachedCoordinationSuite(CoordinationSuite):
+    # Whole-second expiry, never early: see MemcachedBackendSuite.
     ttl_precision_s = 2.0
 
     @pytest.fixture
-    def coordination(self, memcached_server: MemcachedServer) -> Iterator[Coordination]:
-        store = MemcachedBackend(memcached_server.url, {})
-        yield store
-        store.close()
-
-    @pytest.fixture
-    def peer_coordination(self, memcached_server: MemcachedServer) -> Iterator[Coordination]:
-        store = MemcachedBackend(memcached_server.url, {})
-        yield store
-        store.close()
-
-
-class TestMemcachedCoordinationOnTwoServers(CoordinationSuite):
-    """The same contract with keys spread over two servers."""
-
-    ttl_precision_s = 2.0
-
-    @pytest.fixture
-    def coordination(
-        self, memcached_server: MemcachedServer, second_memcached_server: MemcachedServer
-    ) -> Iterator[Coordination]:
-        url = f"memcached://{memcached_server.address},{second_memcached_server.address}"
+    def coordination(self, url: str) -> Iterator[Coordination]:
         store = MemcachedBackend(url, {})
         yield store
         store.close()
 
     @pytest.fixture
-    def peer_coordination(
-        self, memcached_server: MemcachedServer, second_memcached_server: MemcachedServer
-    ) -> Iterator[Coordination]:
-        url = f"memcached://{memcached_server.address},{second_memcached_server.address}"
+    def peer_coordination(self, url: str) -> Iterator[Coordination]:
         store = MemcachedBackend(url, {})
         yield store
         store.close()
+
+
+class TestMemcachedBackend(OneServer, MemcachedBackendSuite):
+    pass
+
+
+class TestMemcachedBackendOnTwoServers(TwoServers, MemcachedBackendSuite):
+    pass
+
+
+class TestMemcachedCoordination(OneServer, MemcachedCoordinationSuite):
+    pass
+
+
+class TestMemcachedCoordinationOnTwoServers(TwoServers, MemcachedCoordinationSuite):
+    pass

@@ -185,26 +185,6 @@ def test_wait_polls_with_a_capped_backoff(tmp_path: Path) -> None:
     assert 8 <= polls <= 16, polls
 
 
-def test_wait_for_a_thousand_ids_collects_every_result(backend: MemcachedBackend) -> None:
-    ids = [unique_name("task") for _ in range(1000)]
-    for task_id in ids[:500]:
-        backend.store(done(task_id), ttl_s=60)
-
-    def store_rest() -> None:
-        for task_id in ids[500:]:
-            backend.store(done(task_id), ttl_s=60)
-
-    storer = threading.Timer(0.1, store_rest)
-    storer.start()
-    try:
-        got = backend.wait(ids, timeout_s=30)
-    finally:
-        storer.join()
-        backend.forget(ids)
-
-    assert set(got) == set(ids)
-
-
 def test_close_wakes_a_waiter_with_what_it_found(memcached_server: MemcachedServer) -> None:
     backend = MemcachedBackend(memcached_server.url, {"wait_poll_max_s": 5})
     threading.Timer(0.3, backend.close).start()

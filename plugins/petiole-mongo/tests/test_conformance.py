@@ -39,8 +39,11 @@ class TestMongoBackend(ResultBackendSuite):
     # by a store in this process.
     ttl_precision_s = 0.5
     wait_precision_s = 0.5
+    # SecantusDB scans a collection per operation (see TestMongoTransport):
+    # lighter concurrency tests, and a wait for 250 ids rather than 1,000.
     concurrency_threads = 4
     concurrency_per_thread = 25
+    many_ids = 250
 
     @pytest.fixture
     def backend(self, mongo_server: MongoServer) -> Iterator[ResultBackend]:

@@ -4,7 +4,6 @@ same port and data, with the append-only file and ``appendfsync always``."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from petiole import states
 from petiole.backend import ResultRecord
 from petiole.errors import TransportError
 from petiole.testing import wait_until
+from petiole.testing.in_thread import InThread
 
 
 def outage_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -39,16 +39,13 @@ def test_publishes_wait_through_a_restart_and_log_one_line(
         for i in range(20):
             transport.publish("q", f"during-{i}".encode())
 
-    publishers = [threading.Thread(target=publish_during_outage) for _ in range(3)]
-    for publisher in publishers:
-        publisher.start()
+    publishers = [InThread(publish_during_outage) for _ in range(3)]
     assert wait_until(lambda: outage_lines(caplog) != [], timeout_s=10)
     own_redis_server.start()
-    for publisher in publishers:
-        publisher.join(30)
 
     try:
-        assert not any(p.is_alive() for p in publishers)
+        for publisher in publishers:
+            publisher.result(timeout_s=30)
         assert transport.size("q") == 61  # nothing acknowledged was lost
         transport.ack(held[0])  # the lease survived the restart
         assert transport.size("q") == 60
@@ -59,20 +56,18 @@ def test_publishes_wait_through_a_restart_and_log_one_line(
 
 
 def test_wait_returns_a_result_stored_after_a_restart(own_redis_server: RedisServer) -> None:
-    waiter = RedisBackend(own_redis_server.url, {})
-    found: list[dict[str, ResultRecord]] = []
-    thread = threading.Thread(target=lambda: found.append(waiter.wait(["t"], timeout_s=30)))
-    thread.start()
+    backend = RedisBackend(own_redis_server.url, {})
+    waiter = InThread(lambda: backend.wait(["t"], timeout_s=30))
     try:
         own_redis_server.restart()
         writer = RedisBackend(own_redis_server.url, {})
         writer.store(ResultRecord("t", states.SUCCESS, b"42", date_done=time.time()), ttl_s=60)
         writer.close()
-        thread.join(30)
-        assert [list(f) for f in found] == [["t"]]
-        assert found[0]["t"].payload == b"42"
+        found = waiter.result(timeout_s=30)
+        assert list(found) == ["t"]
+        assert found["t"].payload == b"42"
     finally:
-        waiter.close()
+        backend.close()
 
 
 def test_outage_longer_than_reconnect_timeout_raises_with_the_password_masked(

@@ -6,10 +6,8 @@ could otherwise never end. The server is killed and started again for real;
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from petiole_redis.results import RedisBackend
@@ -19,6 +17,7 @@ from petiole_redis.transport import RedisTransport
 from petiole import Petiole
 from petiole.errors import ResultBackendError, ResultsLost, ResultTimeout
 from petiole.testing import wait_until
+from petiole.testing.in_thread import InThread
 
 TIMEOUT_S = 1.0
 MARGIN_S = 1.0
@@ -47,21 +46,6 @@ def lost_data_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def run_id_of(server: RedisServer) -> str:
     with server.client() as client:
         return str(client.info("server")["run_id"])
-
-
-def in_thread(work: Any) -> tuple[threading.Thread, list[BaseException | object]]:
-    """Run ``work`` on a thread; the list gets its result or its exception."""
-    outcome: list[BaseException | object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(work())
-        except BaseException as exc:  # handed to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def test_get_with_a_timeout_returns_in_time_while_the_server_is_down_and_says_so(
@@ -103,7 +87,7 @@ def test_wait_for_several_without_a_timeout_fails_once_the_outage_outlasts_recon
         own_redis_server.url, {"reconnect_timeout_s": 0.5, "socket_timeout_s": 2}
     )
     try:
-        thread, outcome = in_thread(lambda: backend.wait(["a", "b"], timeout_s=None))
+        waiter = InThread(lambda: backend.wait(["a", "b"], timeout_s=None))
         with own_redis_server.client() as client:
             # Subscribed, then read (MGET): from here on the wait waits for pushed records.
             assert wait_until(
@@ -111,12 +95,8 @@ def test_wait_for_several_without_a_timeout_fails_once_the_outage_outlasts_recon
             )
         own_redis_server.kill()
 
-        thread.join(5)
-
-        assert not thread.is_alive()
-        [error] = outcome
-        assert isinstance(error, ResultBackendError)
-        assert "wait for 2 tasks: unreachable for" in str(error)
+        with pytest.raises(ResultBackendError, match="wait for 2 tasks: unreachable for"):
+            waiter.result(timeout_s=5)
     finally:
         backend.close()
 
@@ -190,15 +170,13 @@ def test_waiting_get_without_a_timeout_raises_results_lost_when_the_server_comes
 ) -> None:
     result = app.AsyncResult("stored-never")
     app.backend.get_many(["warm-up"])
-    thread, outcome = in_thread(result.get)
+    waiter = InThread(result.get)
     own_redis_server.restart(keep_data=False)
 
-    thread.join(10)
-
-    assert not thread.is_alive()
-    [error] = outcome
-    assert isinstance(error, ResultsLost)
-    assert "restarted without its data while waiting for task 'stored-never'" in str(error)
+    with pytest.raises(
+        ResultsLost, match="restarted without its data while waiting for task 'stored-never'"
+    ):
+        waiter.result(timeout_s=10)
 
 
 def test_waiting_for_several_raises_results_lost_when_the_server_comes_back_empty(
@@ -206,15 +184,11 @@ def test_waiting_for_several_raises_results_lost_when_the_server_comes_back_empt
 ) -> None:
     backend = RedisBackend(own_redis_server.url, {})
     try:
-        thread, outcome = in_thread(lambda: backend.wait(["a", "b"], timeout_s=None))
+        waiter = InThread(lambda: backend.wait(["a", "b"], timeout_s=None))
         own_redis_server.restart(keep_data=False)
 
-        thread.join(10)
-
-        assert not thread.is_alive()
-        [error] = outcome
-        assert isinstance(error, ResultsLost)
-        assert "while waiting for 2 tasks" in str(error)
+        with pytest.raises(ResultsLost, match="while waiting for 2 tasks"):
+            waiter.result(timeout_s=10)
     finally:
         backend.close()
 

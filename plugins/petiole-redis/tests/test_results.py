@@ -17,6 +17,7 @@ from petiole import states
 from petiole.backend import ResultRecord
 from petiole.errors import ResultBackendError
 from petiole.testing import unique_name, wait_until
+from petiole.testing.in_thread import InThread
 
 
 @pytest.fixture
@@ -55,41 +56,14 @@ def test_wait_is_woken_by_the_store_within_milliseconds(
     assert woke_at - stored_at[0] < 0.1
 
 
-def test_wait_for_a_thousand_ids_collects_every_result(backend: RedisBackend) -> None:
-    ids = [unique_name("task") for _ in range(1000)]
-    for task_id in ids[:500]:
-        backend.store(done(task_id), ttl_s=60)
-
-    def store_rest() -> None:
-        for task_id in ids[500:]:
-            backend.store(done(task_id), ttl_s=60)
-
-    storer = threading.Timer(0.1, store_rest)
-    storer.start()
-    try:
-        got = backend.wait(ids, timeout_s=30)
-    finally:
-        storer.join()
-        backend.forget(ids)
-
-    assert set(got) == set(ids)
-
-
 def test_two_waiters_on_one_id_both_wake(backend: RedisBackend) -> None:
     task_id = unique_name("task")
-    results: list[dict[str, ResultRecord]] = []
-    waiters = [
-        threading.Thread(target=lambda: results.append(backend.wait([task_id], timeout_s=10)))
-        for _ in range(2)
-    ]
-    for waiter in waiters:
-        waiter.start()
+    waiters = [InThread(lambda: backend.wait([task_id], timeout_s=10)) for _ in range(2)]
     threading.Timer(0.2, lambda: backend.store(done(task_id), ttl_s=60)).start()
-    for waiter in waiters:
-        waiter.join(15)
-
-    assert [list(r) for r in results] == [[task_id], [task_id]]
-    backend.forget([task_id])
+    try:
+        assert [list(w.result(timeout_s=15)) for w in waiters] == [[task_id], [task_id]]
+    finally:
+        backend.forget([task_id])
 
 
 def test_close_wakes_a_waiter_with_what_it_found(redis_server: RedisServer) -> None:
@@ -161,9 +135,7 @@ def test_after_the_listener_reconnects_waiters_re_read_only_once_subscribed(
     monkeypatch.setattr(connector, "new_connection", lambda: Recording(new_connection()))
     monkeypatch.setattr(Watch, "resync", recording_resync)
     ids = [unique_name("task") for _ in range(2)]
-    found: list[dict[str, ResultRecord]] = []
-    waiter = threading.Thread(target=lambda: found.append(backend.wait(ids, timeout_s=30)))
-    waiter.start()
+    waiter = InThread(lambda: backend.wait(ids, timeout_s=30))
     admin = redis.Redis.from_url(redis_server.url)
     channel = backend.keys.done_channel(ids[0])
     try:
@@ -177,8 +149,8 @@ def test_after_the_listener_reconnects_waiters_re_read_only_once_subscribed(
         )
         for task_id in ids:
             backend.store(done(task_id), ttl_s=60)
-        waiter.join(30)
+        found = waiter.result(timeout_s=30)
     finally:
         admin.close()
         backend.forget(ids)
-    assert [sorted(f) for f in found] == [sorted(ids)]
+    assert sorted(found) == sorted(ids)

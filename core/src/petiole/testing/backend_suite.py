@@ -77,8 +77,12 @@ class ResultBackendSuite:
     #: Load of the concurrency tests: threads, and operations per thread.
     concurrency_threads: ClassVar[int] = 8
     concurrency_per_thread: ClassVar[int] = 50
-    #: Upper bound on any one concurrency test, so a deadlock fails instead of hanging.
+    #: Upper bound on any one concurrency test, so a deadlock fails instead of hanging;
+    #: also how long the test of ``many_ids`` gives ``wait``.
     concurrency_timeout_s: ClassVar[float] = 60.0
+    #: Ids of the test that waits for many at once: half stored before the wait,
+    #: half while it waits.
+    many_ids: ClassVar[int] = 1000
 
     # -- fixtures and helpers ------------------------------------------------
 
@@ -109,6 +113,27 @@ class ResultBackendSuite:
                 expected.date_done, abs=self.timestamp_precision_s
             )
         assert dict(got.meta) == dict(expected.meta)
+
+    def wait_while_storing(
+        self,
+        backend: ResultBackend,
+        task_ids: list[str],
+        records: list[ResultRecord],
+        *,
+        timeout_s: float,
+    ) -> dict[str, ResultRecord]:
+        """``backend.wait(task_ids)`` while another thread stores ``records``
+        (released as the wait starts: see :class:`Background`)."""
+
+        def store_all() -> None:
+            for record in records:
+                backend.store(record, ttl_s=None)
+
+        storer = Background(store_all)
+        storer.release()
+        got = backend.wait(task_ids, timeout_s=timeout_s)
+        storer.join()
+        return got
 
     # -- the contract ----------------------------------------------------------
 
@@ -246,18 +271,38 @@ class ResultBackendSuite:
 
         done = [self.record(task_id, states.SUCCESS, payload=b"ok") for task_id in ids]
 
-        def finish() -> None:
-            for record in done:
-                backend.store(record, ttl_s=None)
-
-        storer = Background(finish)
-        storer.release()
-        got = backend.wait(ids, timeout_s=10.0 + self.wait_precision_s)
-        storer.join()
+        got = self.wait_while_storing(backend, ids, done, timeout_s=10.0 + self.wait_precision_s)
 
         assert set(got) == set(ids)
         for record in done:
             self.assert_same_record(got[record.task_id], record)
+
+    def test_wait_for_many_ids_returns_every_record_including_those_stored_meanwhile(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        records = [
+            self.record(names.task_id(), payload=f"{i}".encode()) for i in range(self.many_ids)
+        ]
+        half = len(records) // 2
+        for record in records[:half]:
+            backend.store(record, ttl_s=None)
+
+        got = self.wait_while_storing(
+            backend,
+            [r.task_id for r in records],
+            records[half:],
+            timeout_s=self.concurrency_timeout_s,
+        )
+
+        missing = {r.task_id for r in records} - set(got)
+        stored_meanwhile = {r.task_id for r in records[half:]}
+        assert not missing, (
+            f"wait returned without {len(missing)} of {len(records)} records "
+            f"({len(missing & stored_meanwhile)} of them stored while it waited)"
+        )
+        assert len(got) == len(records)
+        for record in records:
+            assert got[record.task_id].payload == record.payload
 
     def test_forget_deletes_records_and_ignores_unknown_ids(
         self, backend: ResultBackend, names: Names

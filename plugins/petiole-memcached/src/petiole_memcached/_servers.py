@@ -48,6 +48,7 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 )
 
 from petiole.errors import ResultBackendError
+from petiole.outages import Closable, Closed
 from petiole_memcached._options import COMPONENT, MemcachedTarget
 
 T = TypeVar("T")
@@ -57,10 +58,6 @@ _MAX_ATTEMPTS = 64
 #: memcached reads an expiry above 30 days as a unix timestamp, not a duration.
 MAX_RELATIVE_EXPIRY_S = 30 * 24 * 3600
 _CLIENT_ERRORS = (MemcacheError, OSError, ValueError)
-
-
-class Closed(Exception):
-    """The backend was closed (internal: callers turn it into their own answer)."""
 
 
 def expiry(ttl_s: float | None, *, now: float | None = None) -> int:
@@ -81,10 +78,15 @@ def expiry(ttl_s: float | None, *, now: float | None = None) -> int:
     return int(time.time() if now is None else now) + seconds
 
 
-class Servers:
-    """One connection pool per server, keys routed by rendezvous hashing."""
+class Servers(Closable):
+    """One connection pool per server, keys routed by rendezvous hashing.
+
+    A command after :meth:`close` raises :class:`~petiole.outages.Closed`, as
+    does one whose connection fails while it closes.
+    """
 
     def __init__(self, target: MemcachedTarget) -> None:
+        Closable.__init__(self)
         self.target = target
         self._names = dict(zip(_node_names(target), target.server_names, strict=True))
         self._clients = self._connect()
@@ -95,7 +97,6 @@ class Servers:
             RendezvousHash(nodes=list(self._clients)) if len(self._clients) > 1 else None
         )
         self._only = next(iter(self._clients))
-        self._closed = threading.Event()
 
     def _connect(self) -> dict[str, Any]:
         opts = self.target.options
@@ -122,16 +123,10 @@ class Servers:
     def describe(self) -> str:
         return f"{COMPONENT} {self.target.masked_url}"
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    def sleep(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; ``True`` if the backend was closed meanwhile."""
-        return self._closed.wait(seconds)
-
     def close(self) -> None:
-        self._closed.set()
+        """Close every pooled connection; a later command raises ``Closed``. Idempotent."""
+        if not self._mark_closed():
+            return
         for client in self._clients.values():
             # Closing: a socket that fails to close is gone anyway.
             with contextlib.suppress(*_CLIENT_ERRORS):

@@ -37,10 +37,11 @@ from typing import Any, TypeVar
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError, ResultTooLarge
+from petiole.outages import Closed
 from petiole.record_codec import decode_record, encode_record
 from petiole_memcached._keys import Keys
 from petiole_memcached._options import parse_url
-from petiole_memcached._servers import Closed, Servers, expiry
+from petiole_memcached._servers import Servers, expiry
 from petiole_memcached._sets import Sets
 
 T = TypeVar("T")
@@ -151,7 +152,7 @@ class MemcachedBackend:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            if self._servers.sleep(pause_s if remaining is None else min(pause_s, remaining)):
+            if self._servers.wait_closed(pause_s if remaining is None else min(pause_s, remaining)):
                 break
             pause_s = min(pause_s * 2, self.options.wait_poll_max_s)
         return ready

@@ -63,10 +63,9 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from petiole.errors import PetioleError
-from petiole.outages import Closable, DownTooLong, OutageTracker, call_through_outage
+from petiole.outages import Closable, DownTooLong, OutageTracker, backoff_s, call_through_outage
 from petiole.outages import Closed as Closed  # re-exported for the transport and backend
 from petiole.outages import StillDown as StillDown  # re-exported likewise
-from petiole.outages import backoff_s as backoff_s  # re-exported for _pubsub
 from petiole_redis._keys import Keys
 from petiole_redis._options import RedisTarget
 
@@ -263,7 +262,7 @@ class Connector(Closable):
                     continue
                 hint = " (is redis-server running there?)" if is_outage(exc) else ""
                 raise self.error_type(
-                    f"cannot connect to the {self.describe()}: {_reason(exc)}{hint}"
+                    f"cannot connect to the {self.describe()}: {error_line(exc)}{hint}"
                 ) from exc
 
     def call(self, what: str, work: Callable[[redis.Redis], T], *, until: float | None = None) -> T:
@@ -292,7 +291,7 @@ class Connector(Closable):
                 attempt_once,
                 outages=self.outages,
                 is_outage=is_outage,
-                reason=_reason,
+                reason=error_line,
                 closed=self._closed,
                 limit_s=self.reconnect_timeout_s,
                 until=until,
@@ -303,7 +302,7 @@ class Connector(Closable):
                 f"(reconnect_timeout_s={self.reconnect_timeout_s:g}): {gave_up.reason}"
             ) from gave_up.__cause__
         except RedisError as exc:  # no outage: the server refused the call
-            raise self.error_type(f"{self.describe()}: {what}: {_reason(exc)}") from exc
+            raise self.error_type(f"{self.describe()}: {what}: {error_line(exc)}") from exc
 
     def outage_s(self) -> float | None:
         """How long the current outage has lasted; None while the server answers."""
@@ -357,11 +356,7 @@ class Connector(Closable):
     def note_outage(self, exc: BaseException) -> float:
         """Record a failed attempt made outside :meth:`call` (a pub/sub reader's);
         returns how long the outage has lasted."""
-        return self.outages.failed(_reason(exc))
-
-    def note_recovery(self) -> None:
-        """Record a successful attempt made outside :meth:`call` (a pub/sub reader's)."""
-        self.outages.succeeded()
+        return self.outages.failed(error_line(exc))
 
     def close(self) -> None:
         """Close every connection; calls blocked in Redis return (with :class:`Closed`)."""
@@ -414,5 +409,6 @@ def _report_data_loss(masked_url: str, run_before: str, run_after: str) -> None:
     )
 
 
-def _reason(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The error in one line, as outage lines and error messages show it."""
     return f"{type(exc).__name__}: {exc}"

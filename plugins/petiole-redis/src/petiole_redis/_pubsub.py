@@ -1,18 +1,20 @@
 """Redis pub/sub on raw connections: the result backend's listener and broadcast subscriptions.
 
 Both use a dedicated connection outside the pool (a subscribed connection can
-do nothing else) and survive a restart of the server: they reconnect with the
-component's :class:`~petiole_redis._client.Connector` (same backoff, same
-single outage line) and subscribe again. Pub/sub itself keeps nothing, so
-whoever relies on it must re-read the state after a reconnect; the listener
-tells its watchers when (``resync``). A broadcast subscription is at most once
-by contract (:class:`petiole.transport.Broadcast`): it just misses what was
-sent while it was away.
+do nothing else) and survive a restart of the server: they reconnect with
+:func:`petiole.outages.call_through_outage` and subscribe again, reporting to
+the outage tracker of the component's :class:`~petiole_redis._client.Connector`,
+so an outage is one warning line however many connections run into it. Pub/sub
+itself keeps nothing, so whoever relies on it must re-read the state after a
+reconnect; the listener tells its watchers when (``resync``). A broadcast
+subscription is at most once by contract (:class:`petiole.transport.Broadcast`):
+it just misses what was sent while it was away.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 import redis
 from redis.exceptions import RedisError
 
+from petiole.outages import Closed, call_through_outage
 from petiole.transport import ThreadedSubscription
-from petiole_redis._client import Closed, Connector, RawConnection, backoff_s, is_outage
+from petiole_redis._client import Connector, RawConnection, error_line, is_outage
 
 # How often the listener thread looks up from an idle connection (to notice close()).
 _IDLE_READ_S = 1.0
@@ -263,8 +266,9 @@ class Subscription(ThreadedSubscription):
     Made by :meth:`petiole_redis.transport.RedisTransport.subscribe`, on a
     connection of its own. It subscribes in the caller's thread (so it is live
     when made) and reads on its thread. Delivery is at most once: when the
-    connection drops, the thread reconnects with backoff (one outage line, as
-    every call) and subscribes again; what was broadcast meanwhile is missed.
+    connection drops, the thread reconnects with backoff for as long as the
+    outage lasts (one outage line, as every call) and subscribes again; what
+    was broadcast meanwhile is missed.
     """
 
     def __init__(
@@ -280,7 +284,6 @@ class Subscription(ThreadedSubscription):
         self._names = {channel_key(c).encode(): c for c in self.channels}
         self._lock = threading.Lock()
         self._connection: RawConnection | None = None
-        self._attempt = 0
         try:
             connector.call("subscribe to broadcasts", self._open)
         except Closed:
@@ -340,19 +343,22 @@ class Subscription(ThreadedSubscription):
         return []
 
     def _reconnect(self) -> None:
+        """Subscribe on a new connection, retrying until it works or this subscription closes."""
         try:
-            self._open()
-        except (RedisError, OSError) as exc:
-            if not (is_outage(exc) or isinstance(exc, OSError)):
-                raise self._connector.error_type(
-                    f"{self._connector.describe()}: broadcast subscription: {exc}"
-                ) from exc
-            self._connector.note_outage(exc)
-            self.wait(backoff_s(self._attempt))
-            self._attempt += 1
+            call_through_outage(
+                self._open,
+                outages=self._connector.outages,
+                is_outage=_lost_connection,
+                reason=error_line,
+                closed=self._closed,  # ThreadedSubscription's: close() ends the backoff
+                limit_s=math.inf,  # a subscriber outlives any outage
+            )
+        except Closed:
             return
-        self._attempt = 0
-        self._connector.note_recovery()
+        except RedisError as exc:  # the server refused: no outage
+            raise self._connector.error_type(
+                f"{self._connector.describe()}: broadcast subscription: {exc}"
+            ) from exc
 
     def _drop(self, connection: RawConnection) -> None:
         with self._lock:
@@ -368,3 +374,8 @@ class Subscription(ThreadedSubscription):
 
     def release(self) -> None:
         self.wake()
+
+
+def _lost_connection(exc: Exception) -> bool:
+    # A raw socket error while subscribing is a lost connection too.
+    return is_outage(exc) or isinstance(exc, OSError)
