@@ -1,7 +1,13 @@
+"""The worker's duties, on both ways of consuming: pushed by the transport
+(memory implements ``Consuming``) and reserved from it (SQLite does not)."""
+
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +16,31 @@ from petiole import Petiole, Request, Task, hookimpl, states
 from petiole.envelope import Envelope
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
+from petiole.transport import Consuming
 from petiole.worker import Worker
+
+
+@pytest.fixture(params=["pushed", "reserved"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Petiole]:
+    store = f"memory://{uuid.uuid4().hex}"
+    broker = store if request.param == "pushed" else f"sqlite:///{tmp_path / 'broker.db'}"
+    app = Petiole("test", broker=broker, backend=store, config_file="/dev/null")
+    yield app
+    app.close()
+
+
+def test_the_worker_consumes_the_way_its_transport_offers(
+    app: Petiole, request: pytest.FixtureRequest
+) -> None:
+    pushed = "[pushed]" in request.node.name
+    assert isinstance(app.transport, Consuming) == pushed
+
+    @app.task
+    def echo(x: int) -> int:
+        return x
+
+    with start_worker(app):
+        assert echo.delay(3).get(timeout=5) == 3
 
 
 def _dead_letter_reasons(app: Petiole, queue: str = "default") -> list[str]:
@@ -172,14 +202,49 @@ def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
     assert wait_until(lambda: worker.held_count() == 4, timeout_s=5)
     stopper = threading.Thread(target=worker.stop)
     stopper.start()
-    # The three unstarted ones come back while the running one is still running.
-    returned = app.transport.reserve(["default"], max_messages=3, wait_s=2, lease_s=30)
+    # The three unstarted ones come back while the running one is still running
+    # (reserve returns what is there: they may come back one by one).
+    returned: list[Any] = []
+    deadline = time.monotonic() + 5
+    while len(returned) < 3 and time.monotonic() < deadline:
+        returned += app.transport.reserve(
+            ["default"], max_messages=3 - len(returned), wait_s=1, lease_s=30
+        )
     assert len(returned) == 3
     assert not release.is_set()
     release.set()
     stopper.join(5)
     assert not stopper.is_alive()
     assert [r.state for r in results].count(states.SUCCESS) == 1
+
+
+def test_the_prefetch_window_leaves_the_rest_in_the_broker_for_other_workers(
+    app: Petiole,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @app.task
+    def block(i: int) -> int:
+        started.set()
+        release.wait(10)
+        return i
+
+    for i in range(20):
+        block.delay(i)
+    worker = Worker(app, pool="threads", concurrency=1, prefetch_multiplier=4, reserve_wait_s=0.2)
+    worker.start()
+    try:
+        assert started.wait(5)
+        assert wait_until(lambda: worker.held_count() == 4, timeout_s=5)
+        # Another worker finds the other sixteen: none is buffered in this one.
+        others = app.transport.reserve(["default"], max_messages=20, wait_s=1, lease_s=30)
+        assert len(others) == 16
+        assert worker.held_count() == 4
+        for delivery in others:
+            app.transport.nack(delivery, requeue=True)
+    finally:
+        release.set()
+        worker.stop()
 
 
 def test_shutdown_timeout_returns_running_tasks_to_the_queue(app: Petiole) -> None:

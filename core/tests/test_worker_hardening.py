@@ -94,11 +94,13 @@ def test_a_worker_thread_that_dies_stops_the_worker_with_a_nonzero_exit_code(
 ) -> None:
     worker = Worker(app, pool="threads", concurrency=1, reserve_wait_s=0.1)
 
-    def broken_reserve(*args: Any, **kwargs: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a transport plugin bug")  # not a PetioleError: nothing expects it
 
-    # A fault no real transport here produces on demand: a plugin breaking its contract.
-    worker.transport.reserve = broken_reserve  # type: ignore[method-assign]
+    # A fault no real transport here produces on demand: a plugin breaking its contract,
+    # whichever way the worker consumes (memory pushes; reserve would be used otherwise).
+    worker.transport.reserve = broken  # type: ignore[method-assign]
+    worker.transport.consume = broken  # type: ignore[attr-defined]
     exit_codes: list[int] = []
     runner = threading.Thread(target=lambda: exit_codes.append(worker.run()))
     with caplog.at_level(logging.CRITICAL, logger="petiole.worker"):

@@ -1,5 +1,5 @@
-"""The core's built-in transports (memory, sqlite) against the transport and
-broadcast conformance suites, and what their broadcast does beyond the suite."""
+"""The core's built-in transports (memory, sqlite) against the transport,
+broadcast and consume conformance suites, and what their broadcast does beyond the suite."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from petiole._builtins import memory, sqlite_transport
 from petiole.errors import TransportError
-from petiole.testing import BroadcastSuite, TransportSuite
+from petiole.testing import BroadcastSuite, ConsumeSuite, TransportSuite
 from petiole.testing._helpers import call_with_timeout
 from petiole.testing.broadcast_suite import Inbox
 from petiole.transport import Transport
@@ -65,6 +65,14 @@ class TestSqliteTransport(SqliteConnections, TransportSuite):
 
 class TestMemoryBroadcast(MemoryConnections, BroadcastSuite):
     pass
+
+
+class TestMemoryConsume(MemoryConnections, ConsumeSuite):
+    pass
+
+
+class TestSqliteConsume(SqliteConnections, ConsumeSuite):
+    """SQLite does not push: every test skips, naming the protocol."""
 
 
 class TestSqliteBroadcast(SqliteConnections, BroadcastSuite):

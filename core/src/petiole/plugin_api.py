@@ -97,6 +97,15 @@ from petiole.errors import (
     WorkerLostError,
 )
 from petiole.hookspecs import CodecFactory, SerializerFactory, SignerFactory, hookimpl
+from petiole.outages import (
+    Closable,
+    Closed,
+    DownTooLong,
+    OutageTracker,
+    StillDown,
+    backoff_s,
+    call_through_outage,
+)
 from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Runner
 from petiole.record_codec import decode_record, encode_record
 from petiole.serializers import Serializer
@@ -117,6 +126,8 @@ from petiole.states import (
 from petiole.transport import (
     AcksInBatches,
     Broadcast,
+    Consumer,
+    Consuming,
     DeadLetter,
     DeadLetterAdmin,
     Delivery,
@@ -125,6 +136,8 @@ from petiole.transport import (
     Transport,
     TransportCapabilities,
     TransportFactory,
+    check_queue_names,
+    unsettled_return,
 )
 from petiole.urls import ENCODE_HINT, is_secret_name, mask_text, mask_url, mask_value, quote_part
 
@@ -135,6 +148,7 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
         PLAIN_ROUNDTRIPS,
         BroadcastSuite,
         CodecSuite,
+        ConsumeSuite,
         CoordinationSuite,
         ResultBackendSuite,
         RoundTrip,
@@ -144,6 +158,7 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
         unique_name,
         wait_until,
     )
+    from petiole.testing.in_thread import InThread
     from petiole.testing.pool_suite import PoolSuite
     from petiole.testing.servers import (
         ServerProcess,
@@ -160,9 +175,11 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
 _LAZY = {
     "BroadcastSuite": "petiole.testing",
     "CodecSuite": "petiole.testing",
+    "ConsumeSuite": "petiole.testing",
     "CoordinationSuite": "petiole.testing",
     "GreenLibrary": "petiole.pools.green",
     "GreenPool": "petiole.pools.green",
+    "InThread": "petiole.testing.in_thread",
     "JSON_TAGGED_ROUNDTRIPS": "petiole.testing",
     "PLAIN_ROUNDTRIPS": "petiole.testing",
     "PoolSuite": "petiole.testing.pool_suite",
@@ -224,11 +241,16 @@ __all__ = [
     "Broadcast",
     "BroadcastSuite",
     "ChordError",
+    "Closable",
+    "Closed",
     "Codec",
     "CodecError",
     "CodecFactory",
     "CodecSuite",
     "ConfigError",
+    "ConsumeSuite",
+    "Consumer",
+    "Consuming",
     "ContentDisallowed",
     "Coordination",
     "CoordinationSuite",
@@ -236,11 +258,14 @@ __all__ = [
     "DeadLetterAdmin",
     "DecodeLimitExceeded",
     "Delivery",
+    "DownTooLong",
     "GreenLibrary",
     "GreenPool",
+    "InThread",
     "Job",
     "MaxRetriesExceededError",
     "MessageTooLarge",
+    "OutageTracker",
     "Outcome",
     "PetioleError",
     "PluginError",
@@ -271,6 +296,7 @@ __all__ = [
     "SignerFactory",
     "SignerSuite",
     "SoftTimeLimitExceeded",
+    "StillDown",
     "Subscription",
     "TaskRevoked",
     "ThreadedSubscription",
@@ -284,7 +310,10 @@ __all__ = [
     "UnknownSerializer",
     "UnknownSettingError",
     "WorkerLostError",
+    "backoff_s",
     "build_options",
+    "call_through_outage",
+    "check_queue_names",
     "decode_record",
     "encode_record",
     "free_port",
@@ -301,5 +330,6 @@ __all__ = [
     "require_module",
     "states",
     "unique_name",
+    "unsettled_return",
     "wait_until",
 ]

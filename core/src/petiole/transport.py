@@ -12,7 +12,10 @@ with **at-least-once** delivery:
   its connection) it becomes available again with ``delivery_count`` one higher.
 * Workers call :meth:`Transport.extend` for messages they still hold, so a long
   task is never redelivered while it is alive. Recovery therefore follows the
-  liveness of workers, never a fixed idle timeout.
+  liveness of workers, never a fixed idle timeout. Where the broker ties a
+  lease to the connection that delivered the message instead of a clock (AMQP:
+  ``capabilities.leases_expire`` is False), the message comes back when that
+  connection closes, and ``extend`` only tells whether it is still open.
 * Delays live in the broker: a message published with ``delay_s`` is stored by
   the transport and becomes visible when due, not held in worker memory.
 
@@ -20,6 +23,11 @@ A transport may also offer ``ack_many(deliveries)`` (:class:`AcksInBatches`):
 acknowledging several messages in one request, each checked against its own
 lease. Workers batch the acknowledgements of finished tasks and use it when it
 is there (:func:`ack_many`); without it they acknowledge one by one.
+
+A transport whose broker pushes messages (a consumer with a prefetch window)
+offers :class:`Consuming`: the worker calls ``consume(queues, prefetch=...,
+on_delivery=...)`` instead of polling :meth:`Transport.reserve`, and the broker,
+not a buffer in the transport, bounds how many messages the worker holds.
 
 A transport may also fan messages out to subscribers (:class:`Broadcast`), at
 most once: control commands, events and revocations ride on it. It is a
@@ -60,9 +68,18 @@ class TransportCapabilities:
     (the conformance kit checks that they agree); code that broadcasts tests
     ``isinstance(transport, Broadcast)``, the flag is for listings and the kit.
     ``max_message_bytes``: the largest envelope the broker accepts (``None`` =
-    no fixed limit). ``lease_extension``: ``False`` when the broker ties leases to
-    the consumer's connection (AMQP) and :meth:`Transport.extend` is a no-op.
-    ``min_lease_s``: the shortest lease the broker honours (SQS: 1 second).
+    no fixed limit). ``leases_expire``: True when a lease ends ``lease_s`` after
+    it was taken or last extended, and an unsettled message then comes back by
+    itself; False when the broker ties the lease to the connection (channel)
+    that delivered the message (AMQP): it lasts as long as that connection, a
+    message comes back when the connection closes, :meth:`Transport.extend`
+    only reports whether the connection still holds it, and a transport whose
+    ack, nack or dead-letter failed closes that connection so the broker
+    returns the message (otherwise nothing would). ``counts_leased``: :meth:`Transport.size`
+    and :meth:`Transport.purge` include leased (delivered, unsettled) messages
+    (False where the broker only counts and purges messages waiting in the
+    queue, as AMQP does). ``min_lease_s``: the shortest lease the broker honours
+    (SQS: 1 second).
     ``fifo``: within one queue, equal-priority messages are reserved oldest first
     (``False`` for brokers that only approximate order, such as SQS standard
     queues). ``queue_preference``: :meth:`Transport.reserve` takes from the queues
@@ -74,7 +91,8 @@ class TransportCapabilities:
     max_delay_s: float | None = None
     broadcast: bool = False
     max_message_bytes: int | None = None
-    lease_extension: bool = True
+    leases_expire: bool = True
+    counts_leased: bool = True
     min_lease_s: float = 0.0
     fifo: bool = True
     queue_preference: bool = True
@@ -92,7 +110,14 @@ class Delivery:
     ``receipt`` is an opaque token the transport needs to ack, nack, extend or
     dead-letter exactly this lease; a receipt from an expired lease must not
     affect a newer lease of the same message. ``delivery_count`` is 1 on the
-    first delivery and grows by one each time the message is reserved again.
+    first delivery and grows by one each time the message is delivered again —
+    after a lease ran out, a connection closed, or a :meth:`Transport.nack` with
+    ``requeue``, however the transport implements them: a transport that
+    returns a message by publishing a copy (a delay queue, a visibility change
+    it cannot make in place) carries the count with the copy (in a header of
+    its own, a counter, or the broker's own count), so the worker's
+    ``max_deliveries`` cap holds on every transport. Only
+    :meth:`DeadLetterAdmin.requeue_dead_letters` starts it again at 1.
     """
 
     payload: bytes
@@ -173,8 +198,10 @@ class Transport(Protocol):
 
         Returns False when the lease was already lost (expired and taken by
         another consumer, or acknowledged); the caller then knows the message may
-        run twice. A no-op returning True when ``capabilities.lease_extension`` is
-        False.
+        run twice. When ``capabilities.leases_expire`` is False there is nothing
+        to renew: it returns whether the connection that delivered the message
+        still holds it (True until it is settled or that connection closed),
+        without a round trip to the broker.
         """
         ...
 
@@ -185,11 +212,14 @@ class Transport(Protocol):
         ...
 
     def purge(self, queue: str) -> int:
-        """Delete every message in ``queue`` (leased or not); return how many."""
+        """Delete every message in ``queue``, delayed ones included, and leased ones
+        when ``capabilities.counts_leased`` (otherwise those come back if not
+        acknowledged); return how many."""
         ...
 
     def size(self, queue: str) -> int:
-        """How many messages ``queue`` holds, counting delayed and leased ones."""
+        """How many messages ``queue`` holds, counting delayed ones, and leased ones
+        when ``capabilities.counts_leased``."""
         ...
 
     def close(self) -> None:
@@ -251,6 +281,94 @@ def ack_many(transport: Transport, deliveries: Sequence[Delivery]) -> None:
             failed = failed or exc
     if failed is not None:
         raise failed
+
+
+def check_queue_names(queues: Sequence[str], *, allow_none: bool = False) -> list[str]:
+    """``queues`` without repeats, in order; ``TypeError`` for a bare string (a
+    common slip: it would be read as one queue per character), ``ValueError`` for
+    none unless ``allow_none``."""
+    if isinstance(queues, str):
+        raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
+    names = list(dict.fromkeys(queues))
+    if not names and not allow_none:
+        raise ValueError("no queue given")
+    return names
+
+
+def unsettled_return(transport: Transport) -> str:
+    """When a message this transport delivered, and that was not settled, comes
+    back: the end of a log line such as "it comes back ...". Derived from
+    ``capabilities.leases_expire``, never assumed."""
+    if transport.capabilities.leases_expire:
+        return "when the lease runs out"
+    return "when the connection that delivered it closes"
+
+
+# -- push consumption -----------------------------------------------------------------
+
+
+class Consumer(Protocol):
+    """A running push consumer, made by :meth:`Consuming.consume`."""
+
+    def close(self) -> None:
+        """Stop deliveries: once it returns, ``on_delivery`` is not called again.
+
+        Deliveries already handed out are not returned by it: they stay the
+        caller's to settle, and come back as any unsettled delivery does. Safe
+        from any thread except inside ``on_delivery``, and more than once.
+        """
+        ...
+
+
+@runtime_checkable
+class Consuming(Protocol):
+    """Push consumption: the broker sends deliveries, bounded by a prefetch window.
+
+    Optional; a worker uses it instead of :meth:`Transport.reserve` when the
+    transport offers it (``isinstance(transport, Consuming)``). The contract:
+
+    * **Who calls what.** ``on_delivery(delivery)`` runs on a thread the
+      transport owns (its I/O thread), one delivery at a time per consumer, in
+      the order the broker sent them. It must return quickly: the worker only
+      checks the headers and files the message. What it raises is logged and
+      the delivery is returned to the queue (``nack``), never lost.
+      :meth:`Transport.ack`, ``nack``, ``extend`` and ``dead_letter`` of a
+      pushed delivery may be called from any thread (the pool's, the ack
+      batcher's): the transport carries them to the connection or channel that
+      delivered it, as the broker requires.
+    * **Prefetch.** At most ``prefetch`` deliveries of a consumer are
+      unsettled at any time (not acknowledged, returned or dead-lettered, and
+      not lost with their lease or connection); settling one lets the next
+      come. The broker enforces the window where it can (AMQP's ``basic.qos``),
+      so messages a worker cannot start yet wait in the queue, visible to other
+      workers, instead of in a buffer of this process.
+    * **Leases.** A delivery is leased exactly as one from ``reserve`` with
+      ``lease_s`` (or, when ``capabilities.leases_expire`` is False, for as
+      long as its connection lives). Acknowledged, returned and lost messages
+      follow :class:`Transport`'s rules, ``delivery_count`` included.
+    * **Outages.** When the connection drops, the transport reconnects and
+      resumes consuming, logging the outage once; deliveries of the lost
+      connection are stale from then on (``extend`` returns False, settling
+      them is ignored) and the broker delivers those messages again.
+    * :meth:`Transport.close` stops every consumer of the transport.
+    """
+
+    def consume(
+        self,
+        queues: Sequence[str],
+        *,
+        prefetch: int,
+        lease_s: float,
+        on_delivery: Callable[[Delivery], None],
+    ) -> Consumer:
+        """Start delivering messages of ``queues`` to ``on_delivery``.
+
+        Returns once the broker has the consumer. Raises ``TypeError`` for a
+        string instead of a sequence of queues, ``ValueError`` for no queue or a
+        ``prefetch`` below 1, and :class:`~petiole.errors.TransportError` when
+        the broker cannot be reached.
+        """
+        ...
 
 
 # -- broadcast ------------------------------------------------------------------------

@@ -15,6 +15,13 @@ does not empty the queues. Build :class:`MemoryTransport` or
 Each broker (and each result store) guards all its state with one
 ``threading.Condition``; a publish or store wakes every waiter at once.
 
+**Push consumption** (:class:`~petiole.transport.Consuming`): a consumer is a
+thread that leases due messages as ``reserve`` does and hands each to the
+callback, never holding more than ``prefetch`` unsettled ones; the broker's
+condition wakes it when one is settled or a message arrives. It is the
+in-process model of a push broker, so the core's tests run the worker's push
+path; SQLite's tests run its reserve path.
+
 **Broadcast** (:class:`~petiole.transport.Broadcast`) fans out to the
 subscriptions of every transport on the same broker. ``broadcast`` only appends
 the message to each subscription's inbox; a thread per subscription empties it
@@ -27,6 +34,7 @@ warning says how many.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -49,6 +57,7 @@ from petiole.transport import (
     ThreadedSubscription,
     Transport,
     TransportCapabilities,
+    check_queue_names,
 )
 from petiole.urls import mask_url
 
@@ -165,15 +174,15 @@ class MemoryBroker:
 
 
 class MemoryTransport:
-    """A :class:`~petiole.transport.Transport` and :class:`~petiole.transport.Broadcast`
-    held in this process's memory."""
+    """A :class:`~petiole.transport.Transport`, :class:`~petiole.transport.Consuming`
+    and :class:`~petiole.transport.Broadcast` held in this process's memory."""
 
     capabilities = TransportCapabilities(
         priorities=True,
         max_delay_s=None,
         broadcast=True,
         max_message_bytes=None,
-        lease_extension=True,
+        leases_expire=True,
     )
 
     def __init__(
@@ -186,6 +195,7 @@ class MemoryTransport:
         self.broadcast_inbox_limit = broadcast_inbox_limit
         self._closed = False
         self._subscriptions: weakref.WeakSet[_MemorySubscription] = weakref.WeakSet()
+        self._consumers: weakref.WeakSet[_MemoryConsumer] = weakref.WeakSet()
 
     def publish(
         self,
@@ -219,9 +229,7 @@ class MemoryTransport:
 
         Returns ``[]`` early if this transport is closed while waiting.
         """
-        if isinstance(queues, str):
-            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
-        names = list(dict.fromkeys(queues))
+        names = check_queue_names(queues, allow_none=True)
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)
@@ -319,6 +327,7 @@ class MemoryTransport:
                 payload=message.payload,
             )
             queue.dead[letter_id] = (letter, message)
+            self.broker.condition.notify_all()  # a push consumer may take another
 
     def purge(self, queue: str) -> int:
         with self._locked():
@@ -379,6 +388,24 @@ class MemoryTransport:
             target.dead.clear()
             return count
 
+    def consume(
+        self,
+        queues: Sequence[str],
+        *,
+        prefetch: int,
+        lease_s: float,
+        on_delivery: Callable[[Delivery], None],
+    ) -> _MemoryConsumer:
+        """Push messages of ``queues`` to ``on_delivery`` (see the module docstring)."""
+        names = check_queue_names(queues)
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, not {prefetch!r}")
+        with self._locked():
+            consumer = _MemoryConsumer(self, names, prefetch, max(lease_s, 0.0), on_delivery)
+            self._consumers.add(consumer)
+        consumer.start()
+        return consumer
+
     def broadcast(self, channel: str, payload: bytes) -> int:
         """Put ``payload`` in the inbox of every subscription of ``channel`` on
         this broker; return how many took it (a full inbox drops it)."""
@@ -410,6 +437,9 @@ class MemoryTransport:
         with self.broker.condition:
             self._closed = True
             self.broker.condition.notify_all()
+            consumers = list(self._consumers)
+        for consumer in consumers:
+            consumer.close()
         with self.broker.broadcast_lock:
             subscriptions = list(self._subscriptions)
         for subscription in subscriptions:  # outside the lock: close waits for a callback
@@ -438,6 +468,98 @@ class MemoryTransport:
         message = self._leased(delivery)
         if message is not None:
             del self.broker.queues[delivery.queue].messages[message.id]
+            self.broker.condition.notify_all()  # a push consumer may take another
+
+
+class _MemoryConsumer:
+    """One push consumer: a thread leasing due messages while fewer than
+    ``prefetch`` of its deliveries are unsettled (see the module docstring)."""
+
+    def __init__(
+        self,
+        transport: MemoryTransport,
+        queues: list[str],
+        prefetch: int,
+        lease_s: float,
+        on_delivery: Callable[[Delivery], None],
+    ) -> None:
+        self.transport = transport
+        self.queues = queues
+        self.prefetch = prefetch
+        self.lease_s = lease_s
+        self.on_delivery = on_delivery
+        self._out: dict[str, Delivery] = {}  # receipt -> delivery handed out, maybe unsettled
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"petiole-memory-consumer-{','.join(queues)}", daemon=True
+        )
+
+    def __repr__(self) -> str:
+        return f"<memory consumer of {self.queues} prefetch={self.prefetch}>"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self.transport.broker.condition:
+            self._closed = True
+            self.transport.broker.condition.notify_all()
+        if self._thread is not threading.current_thread() and self._thread.is_alive():
+            self._thread.join()
+
+    def _unsettled(self) -> int:
+        """Deliveries still holding their lease (lock held); settled ones and those whose
+        lease ran out drop out."""
+        now = time.time()
+        for receipt, delivery in list(self._out.items()):
+            message = self.transport._leased(delivery)
+            if message is None or message.visible_at <= now:
+                del self._out[receipt]
+        return len(self._out)
+
+    def _run(self) -> None:
+        transport = self.transport
+        condition = transport.broker.condition
+        while True:
+            with condition:
+                while True:
+                    if self._closed or transport._closed:
+                        return
+                    free = self.prefetch - self._unsettled()
+                    deliveries = transport._take(self.queues, free, self.lease_s) if free else []
+                    if deliveries:
+                        break
+                    # Woken by a publish, a settle or close; a message or lease coming
+                    # due wakes nobody, so wait no longer than the next one.
+                    next_due = transport._next_visible_at(self.queues)
+                    timeout = 1.0 if next_due is None else max(next_due - time.time(), 0.0)
+                    transport.broker.waiting += 1
+                    try:
+                        condition.wait(min(timeout, 1.0))
+                    finally:
+                        transport.broker.waiting -= 1
+                for delivery in deliveries:
+                    self._out[delivery.receipt] = delivery
+            for delivery in deliveries:
+                self._deliver(delivery)
+
+    def _deliver(self, delivery: Delivery) -> None:
+        if self._closed:  # close() promises no callback after it returned
+            self._return(delivery)
+            return
+        try:
+            self.on_delivery(delivery)
+        except Exception:
+            logger.exception(
+                "the delivery callback %r failed on a message of queue %r; returning it",
+                self.on_delivery,
+                delivery.queue,
+            )
+            self._return(delivery)
+
+    def _return(self, delivery: Delivery) -> None:
+        with contextlib.suppress(TransportError):  # closed: it comes back when its lease ends
+            self.transport.nack(delivery, requeue=True)
 
 
 class _MemorySubscription(ThreadedSubscription):

@@ -45,6 +45,7 @@ from petiole.transport import (
     ThreadedSubscription,
     Transport,
     TransportCapabilities,
+    check_queue_names,
 )
 
 COMPONENT = "sqlite transport"
@@ -230,7 +231,7 @@ class SqliteTransport:
         max_delay_s=None,
         broadcast=True,
         max_message_bytes=None,
-        lease_extension=True,
+        leases_expire=True,
     )
 
     def __init__(
@@ -305,9 +306,7 @@ class SqliteTransport:
         reservers in any process never share a lease. Returns ``[]`` early if the
         transport is closed while waiting.
         """
-        if isinstance(queues, str):
-            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
-        names = list(dict.fromkeys(queues))
+        names = check_queue_names(queues, allow_none=True)
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)

@@ -1,7 +1,8 @@
 """The conformance kit: reusable pytest suites for transports, result backends,
 coordination stores, serializers, codecs and signers.
 
-A plugin's tests subclass a suite and provide its fixture (``transport``,
+A plugin's tests subclass a suite and provide its fixture (``transport`` — for
+the transport, broadcast and consume suites —
 ``backend``, ``coordination``, ``serializer``, ``codec`` or ``signer``); see
 docs/conformance.md. The suite classes are not collected on their own (their
 names do not start with ``Test``).
@@ -13,6 +14,7 @@ from petiole.testing._helpers import unique_name, wait_until
 from petiole.testing.backend_suite import ResultBackendSuite
 from petiole.testing.broadcast_suite import BroadcastSuite
 from petiole.testing.codec_suite import CodecSuite
+from petiole.testing.consume_suite import ConsumeSuite
 from petiole.testing.coordination_suite import CoordinationSuite
 from petiole.testing.serializer_suite import (
     JSON_TAGGED_ROUNDTRIPS,
@@ -28,6 +30,7 @@ __all__ = [
     "PLAIN_ROUNDTRIPS",
     "BroadcastSuite",
     "CodecSuite",
+    "ConsumeSuite",
     "CoordinationSuite",
     "ResultBackendSuite",
     "RoundTrip",

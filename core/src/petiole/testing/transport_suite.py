@@ -111,9 +111,9 @@ class TransportSuite:
         return max(self.lease_s, transport.capabilities.min_lease_s)
 
     def require_timed_leases(self, transport: Transport) -> None:
-        if not transport.capabilities.lease_extension:
+        if not transport.capabilities.leases_expire:
             pytest.skip(
-                "capability lease_extension is False: leases are tied to the consumer's "
+                "capability leases_expire is False: leases are tied to the consumer's "
                 "connection, so they do not end on a timer"
             )
 
@@ -341,6 +341,22 @@ class TransportSuite:
         assert self.delay_s - self.delay_precision_s <= elapsed
         assert elapsed <= self.delay_s + self.delay_precision_s
 
+    def test_delivery_count_survives_every_nack_with_delay(
+        self, transport: Transport, queue: str
+    ) -> None:
+        """However a transport delays a returned message (in place, or as a copy in a
+        delay queue), the count goes with it: the poison-message cap depends on it."""
+        self.require_delay(transport)
+        transport.publish(queue, b"returned twice")
+        transport.nack(self.reserve_one(transport, queue), requeue=True, delay_s=self.delay_s)
+        wait_s = self.delay_s + self.delay_precision_s + self.reserve_wait_s
+        second = transport.reserve([queue], max_messages=1, wait_s=wait_s, lease_s=_LONG_LEASE_S)
+        assert [d.delivery_count for d in second] == [2]
+        transport.nack(second[0], requeue=True, delay_s=self.delay_s)
+        third = transport.reserve([queue], max_messages=1, wait_s=wait_s, lease_s=_LONG_LEASE_S)
+
+        assert [(d.payload, d.delivery_count) for d in third] == [(b"returned twice", 3)]
+
     def test_nack_without_requeue_drops_message(self, transport: Transport, queue: str) -> None:
         transport.publish(queue, b"drop me")
         transport.nack(self.reserve_one(transport, queue), requeue=False)
@@ -402,15 +418,17 @@ class TransportSuite:
 
         assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is False
 
-    def test_extend_is_a_no_op_returning_true_without_lease_extension(
+    def test_extend_tells_whether_a_connection_bound_lease_is_still_held(
         self, transport: Transport, queue: str
     ) -> None:
-        if transport.capabilities.lease_extension:
-            pytest.skip("capability lease_extension is True: extend renews a real lease")
+        if transport.capabilities.leases_expire:
+            pytest.skip("capability leases_expire is True: extend renews a timed lease")
         transport.publish(queue, b"held")
         delivery = self.reserve_one(transport, queue)
 
         assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is True
+        transport.ack(delivery)
+        assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is False
 
     @pytest.mark.parametrize("operation", ["ack", "ack_many", "nack", "dead_letter"])
     def test_stale_receipt_does_not_affect_newer_lease(
@@ -649,32 +667,53 @@ class TransportSuite:
         assert self.admin(transport).dead_letters(queue) == []
         assert self.admin(transport).purge_dead_letters(queue) == 0
 
-    def test_size_counts_ready_delayed_and_leased_messages(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_size_counts_ready_and_delayed_messages(self, transport: Transport, queue: str) -> None:
         self.require_delay(transport)
         assert transport.size(queue) == 0
-        transport.publish(queue, b"leased")
-        self.reserve_one(transport, queue)
         transport.publish(queue, b"delayed", delay_s=_LONG_LEASE_S)
         transport.publish(queue, b"ready")
 
-        assert transport.size(queue) == 3
+        assert transport.size(queue) == 2
 
-    def test_purge_deletes_ready_delayed_and_leased_messages(
+    def test_size_counts_leased_messages_where_the_broker_does(
         self, transport: Transport, queue: str
     ) -> None:
-        self.require_delay(transport)
         transport.publish(queue, b"leased")
+        transport.publish(queue, b"ready")
         leased = self.reserve_one(transport, queue)
+
+        expected = 2 if transport.capabilities.counts_leased else 1
+        assert transport.size(queue) == expected
+        transport.ack(leased)
+        assert transport.size(queue) == 1
+
+    def test_purge_deletes_ready_and_delayed_messages(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require_delay(transport)
         transport.publish(queue, b"delayed", delay_s=_LONG_LEASE_S)
         transport.publish(queue, b"ready")
 
-        assert transport.purge(queue) == 3
+        assert transport.purge(queue) == 2
         assert transport.size(queue) == 0
-        transport.ack(leased)  # a purged lease's receipt is stale: ignored
         self.assert_empty(transport, queue)
         assert transport.purge(queue) == 0
+
+    def test_purge_of_a_leased_message_follows_counts_leased(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, b"leased")
+        leased = self.reserve_one(transport, queue)
+
+        if transport.capabilities.counts_leased:
+            assert transport.purge(queue) == 1
+            transport.ack(leased)  # a purged lease's receipt is stale: ignored
+            assert transport.size(queue) == 0
+        else:
+            assert transport.purge(queue) == 0  # the broker purges only waiting messages
+            transport.nack(leased, requeue=True)  # not acknowledged: it comes back
+            assert self.reserve_one(transport, queue).payload == b"leased"
+        self.assert_empty(transport, queue)
 
     def test_purge_leaves_other_queues_alone(
         self, transport: Transport, new_queue: Callable[[], str]

@@ -10,8 +10,11 @@ within ``window_s``.
 
 At-least-once is unchanged: a message whose ack has not been sent is still
 leased, so a worker killed before the flush has it delivered again, exactly as
-a crash just before a single ack would. Nothing is acknowledged before its task
-finished.
+a crash just before a single ack would. An ack that fails leaves the message to
+come back as the transport declares (``capabilities.leases_expire``: when its
+lease ends, or when the connection that delivered it closes — a transport whose
+leases do not expire closes that connection itself when an ack fails). Nothing
+is acknowledged before its task finished.
 
 Batching is used only with a transport that acknowledges a batch in one
 request (``ack_many``): sending acks one by one from a single thread would be
@@ -29,7 +32,7 @@ import time
 from collections.abc import Callable
 
 from petiole.errors import PetioleError
-from petiole.transport import AcksInBatches, Delivery, Transport, ack_many
+from petiole.transport import AcksInBatches, Delivery, Transport, ack_many, unsettled_return
 
 logger = logging.getLogger("petiole.worker")
 
@@ -164,17 +167,18 @@ class AckBatcher:
             ack_many(self.transport, [delivery for delivery, _ in batch])
         except PetioleError as exc:
             logger.error(
-                "could not acknowledge %d message(s) (%s); they will be redelivered when "
-                "their leases end and may run again",
+                "could not acknowledge %d message(s) (%s); each comes back %s and may run again",
                 len(batch),
                 exc,
+                unsettled_return(self.transport),
             )
             return
         except Exception:  # a plugin's bug must not stop every later acknowledgement
             logger.exception(
                 "could not acknowledge %d message(s) (unexpected error in the transport); "
-                "they will be redelivered when their leases end and may run again",
+                "each comes back %s and may run again",
                 len(batch),
+                unsettled_return(self.transport),
             )
             return
         for _, count_as in batch:

@@ -3,8 +3,10 @@
 Every way a message can end — acknowledged, dead-lettered, returned, re-delayed,
 failed by the worker on the task's behalf — is one method here, with the
 logging that tells an operator what happened and what to do. A broker or store
-error while settling is logged, never raised: the message's lease then runs
-out and it is delivered again, so nothing is lost either way.
+error while settling is logged, never raised: the message is still unsettled,
+and comes back as the transport declares (when its lease ends, or when the
+connection that delivered it closes: :func:`petiole.transport.unsettled_return`),
+so nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
 from petiole.pools.base import Job
-from petiole.transport import Delivery
+from petiole.transport import Delivery, unsettled_return
 from petiole.worker.acks import AckBatcher
 
 if TYPE_CHECKING:
@@ -53,7 +55,11 @@ class Settler:
         try:
             self.transport.dead_letter(delivery, reason=reason)
         except PetioleError as exc:
-            logger.error("could not dead-letter it (%s); it will be redelivered", exc)
+            logger.error(
+                "could not dead-letter it (%s); it comes back %s",
+                exc,
+                unsettled_return(self.transport),
+            )
 
     def requeue(
         self, delivery: Delivery, *, delay_s: float = 0.0, count_as: str = "requeued"
@@ -62,7 +68,11 @@ class Settler:
             self.transport.nack(delivery, requeue=True, delay_s=delay_s)
             self.counts[count_as] += 1
         except PetioleError as exc:
-            logger.error("could not return a message (%s); it comes back when its lease ends", exc)
+            logger.error(
+                "could not return a message (%s); it comes back %s",
+                exc,
+                unsettled_return(self.transport),
+            )
 
     def return_all(self, deliveries: Iterable[Delivery]) -> None:
         for delivery in deliveries:
@@ -87,9 +97,10 @@ class Settler:
             )
         except PetioleError as exc:
             logger.error(
-                "could not re-delay task %s (%s); it comes back when its lease ends",
+                "could not re-delay task %s (%s); it comes back %s",
                 envelope.task_id,
                 exc,
+                unsettled_return(self.transport),
             )
             return
         self.ack(delivery, count_as="redelayed")

@@ -2,9 +2,11 @@
 
 Four threads share the work:
 
-* the **consumer** reserves up to ``prefetch`` messages, checks each one
-  (delivery count, framing, content type, registration, expiry, ETA) without
-  deserializing its body, and queues the runnable ones;
+* the **consumer** reserves up to ``prefetch`` messages — or, from a transport
+  that pushes (:class:`~petiole.transport.Consuming`), opens a consumer with a
+  ``prefetch`` window and lets the transport's thread hand messages in — checks
+  each one (delivery count, framing, content type, registration, expiry, ETA)
+  without deserializing its body, and queues the runnable ones;
 * the **pool** runs jobs, calling back with an outcome that the worker settles
   (ack, dead-letter or requeue) — only after the task finished;
 * the **lease keeper** renews the lease of every message the worker holds, so
@@ -41,7 +43,7 @@ from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outc
 from petiole.ratelimit import TokenBucket
 from petiole.stages import verify_frame
 from petiole.task import parse_rate_limit
-from petiole.transport import Delivery
+from petiole.transport import Consumer, Consuming, Delivery
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
 
@@ -241,8 +243,10 @@ class Worker:
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        # Unstarted messages go back at once, not after the consumer's current reserve.
-        self._return_pending()
+        if not isinstance(self.transport, Consuming):
+            # Unstarted messages go back at once, not after the consumer's current reserve.
+            self._return_pending()
+        # A push consumer is closed first: it would hand returned messages straight back.
         if self._threads and self._threads[0] is not threading.current_thread():
             self._threads[0].join()
         self._return_pending()
@@ -267,6 +271,13 @@ class Worker:
     # -- consuming ---------------------------------------------------------------
 
     def _consume(self) -> None:
+        if isinstance(self.transport, Consuming):
+            self._consume_pushed(self.transport)
+        else:
+            self._consume_reserved()
+
+    def _consume_reserved(self) -> None:
+        """Reserve whenever enough of the prefetch is free (see :meth:`_free_to_reserve`)."""
         backoff = _RESERVE_BACKOFF_S[0]
         while not self._stopping.is_set():
             with self._changed:
@@ -289,17 +300,56 @@ class Worker:
                 continue
             backoff = _RESERVE_BACKOFF_S[0]
             for delivery in deliveries:
-                try:
-                    self._accept(delivery, (reserved_at + self.lease_s, generation))
-                except Exception as exc:
-                    # A check that fails on a message must not take the consumer with it.
-                    logger.exception("internal error checking a message from %r", delivery.queue)
-                    self.settler.dead_letter(
-                        delivery,
-                        f"the worker failed to check it: {type(exc).__name__}: {exc} "
-                        "(a bug in petiole; `petiole dlq requeue` once fixed)",
-                    )
+                self._accept_guarded(delivery, (reserved_at + self.lease_s, generation))
             self._dispatch()
+
+    def _consume_pushed(self, transport: Consuming) -> None:
+        """Let the broker push, ``prefetch`` unsettled messages at most (the broker
+        keeps count, acks still in the batcher included); close the consumer on stop."""
+        backoff = _RESERVE_BACKOFF_S[0]
+        consumer: Consumer | None = None
+        while consumer is None and not self._stopping.is_set():
+            try:
+                consumer = transport.consume(
+                    self.queues,
+                    prefetch=self.prefetch,
+                    lease_s=self.lease_s,
+                    on_delivery=self._pushed,
+                )
+            except PetioleError as exc:
+                logger.error(
+                    "cannot start consuming from the broker (%s); retrying in %.1f s", exc, backoff
+                )
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, _RESERVE_BACKOFF_S[1])
+        if consumer is None:
+            return
+        try:
+            self._stopping.wait()
+        finally:
+            consumer.close()  # no delivery after this: shutdown then returns what is pending
+
+    def _pushed(self, delivery: Delivery) -> None:
+        """``on_delivery``, on the transport's thread: file the message, start what can."""
+        now = time.monotonic()
+        if delivery.lease_expires_at:
+            lease_ends = now + max(delivery.lease_expires_at - time.time(), 0.0)
+        else:
+            lease_ends = now + self.lease_s
+        self._accept_guarded(delivery, (lease_ends, self._data_generation()))
+        self._dispatch()
+
+    def _accept_guarded(self, delivery: Delivery, lease: tuple[float, int | None]) -> None:
+        try:
+            self._accept(delivery, lease)
+        except Exception as exc:
+            # A check that fails on a message must not take the consumer with it.
+            logger.exception("internal error checking a message from %r", delivery.queue)
+            self.settler.dead_letter(
+                delivery,
+                f"the worker failed to check it: {type(exc).__name__}: {exc} "
+                "(a bug in petiole; `petiole dlq requeue` once fixed)",
+            )
 
     def _free_to_reserve(self) -> int:
         """How many messages to reserve now; 0 = wait (call with the lock held)."""
@@ -509,8 +559,8 @@ class Worker:
     # -- leases and control --------------------------------------------------------------
 
     def _keep_leases(self) -> None:
-        if not self.transport.capabilities.lease_extension:
-            return
+        # Also where leases do not expire: there extend only asks whether the connection
+        # that delivered a message still holds it, and a lost one is handled the same way.
         interval = self.lease_s / 3
         while not self._stopped.wait(interval):
             with self._lock:
@@ -545,8 +595,6 @@ class Worker:
         """Before a job starts: if its lease may have run out (the worker was stalled:
         SIGSTOP, swapping, a long GC), renew it first; a lease another worker took
         means that worker owns the message now, and this one drops it unrun."""
-        if not self.transport.capabilities.lease_extension:
-            return True
         with self._lock:
             lease = self._lease_ends.get(job.receipt)
             delivery = self._held.get(job.receipt)

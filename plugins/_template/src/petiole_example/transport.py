@@ -36,6 +36,7 @@ from petiole.plugin_api import (
     Transport,
     TransportCapabilities,
     TransportError,
+    check_queue_names,
 )
 from petiole_example._options import TransportOptions, parse_url
 from petiole_example._store import Buried, Message, Store, StoreError, connect
@@ -60,7 +61,7 @@ class ExampleTransport:
             max_delay_s=None,
             broadcast=False,
             max_message_bytes=target.options.max_message_bytes,
-            lease_extension=True,
+            leases_expire=True,
             fifo=True,
             queue_preference=True,
         )
@@ -96,9 +97,7 @@ class ExampleTransport:
         self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float
     ) -> list[Delivery]:
         """Lease up to ``max_messages`` due messages; returns ``[]`` early when closed."""
-        if isinstance(queues, str):
-            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
-        names = list(dict.fromkeys(queues))
+        names = check_queue_names(queues, allow_none=True)
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)

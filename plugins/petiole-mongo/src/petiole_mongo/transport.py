@@ -43,7 +43,13 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from petiole.errors import MessageTooLarge, TransportError
-from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.transport import (
+    DeadLetter,
+    Delivery,
+    Transport,
+    TransportCapabilities,
+    check_queue_names,
+)
 from petiole_mongo._client import Closed, Connector, Document, Notifier
 from petiole_mongo._options import parse_url
 from petiole_mongo._watch import ChangeFeed
@@ -95,7 +101,7 @@ class MongoTransport:
         max_delay_s=None,
         broadcast=False,
         max_message_bytes=MAX_MESSAGE_BYTES,
-        lease_extension=True,
+        leases_expire=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
@@ -174,9 +180,7 @@ class MongoTransport:
         change streams, in any process. Returns ``[]`` early if the transport is
         closed while waiting.
         """
-        if isinstance(queues, str):
-            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
-        names = list(dict.fromkeys(queues))
+        names = check_queue_names(queues, allow_none=True)
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)

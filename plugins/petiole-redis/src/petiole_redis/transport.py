@@ -75,7 +75,13 @@ import redis
 from redis.exceptions import NoScriptError
 
 from petiole.errors import MessageTooLarge, TransportError
-from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.transport import (
+    DeadLetter,
+    Delivery,
+    Transport,
+    TransportCapabilities,
+    check_queue_names,
+)
 from petiole_redis._client import Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import PRIORITIES, Keys
 from petiole_redis._options import parse_url
@@ -111,7 +117,7 @@ class RedisTransport:
         max_delay_s=None,
         broadcast=True,
         max_message_bytes=None,  # the server's proto-max-bulk-len (512 MB by default)
-        lease_extension=True,
+        leases_expire=True,
         min_lease_s=0.0,
         fifo=True,
         queue_preference=True,
@@ -237,9 +243,7 @@ class RedisTransport:
         higher priority, then oldest. Blocks (see "Waiting" in the module
         docstring) for up to ``wait_s``; returns ``[]`` at once if the transport
         is closed meanwhile, and ``[]`` after ``wait_s`` while the server is down."""
-        if isinstance(queues, str):
-            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
-        names = tuple(dict.fromkeys(queues))
+        names = tuple(check_queue_names(queues, allow_none=True))
         if max_messages <= 0 or not names:
             return []
         keys, wake_keys = self._reserve_keys(names)

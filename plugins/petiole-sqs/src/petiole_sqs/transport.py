@@ -38,7 +38,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from petiole.errors import MessageTooLarge, TransportError
-from petiole.transport import DeadLetter, Delivery, Transport, TransportCapabilities
+from petiole.transport import (
+    DeadLetter,
+    Delivery,
+    Transport,
+    TransportCapabilities,
+    check_queue_names,
+)
 from petiole_sqs import _messages as msg
 from petiole_sqs._client import (
     BATCH_SIZE,
@@ -112,7 +118,7 @@ class SqsTransport:
             max_delay_s=float(self.options.max_delay_s),
             broadcast=False,
             max_message_bytes=msg.max_payload_bytes(self.options.message_size_limit_bytes),
-            lease_extension=True,
+            leases_expire=True,
             min_lease_s=1.0,
             fifo=False,
             queue_preference=False,
@@ -222,11 +228,10 @@ class SqsTransport:
         without waiting, earlier queues first, then long-polled 1 s each in turn
         until one has messages or ``wait_s`` ends. Order within a queue is SQS's.
         """
-        if isinstance(queues, str):
-            raise TypeError(f"queues must be a sequence of queue names, not the string {queues!r}")
-        if max_messages <= 0 or not queues or self._closed:
+        wanted = check_queue_names(queues, allow_none=True)
+        if max_messages <= 0 or not wanted or self._closed:
             return []
-        targets = [self._queue(q) for q in dict.fromkeys(queues)]
+        targets = [self._queue(q) for q in wanted]
         urls = [self._live_url(n, create=self.options.create_queues) for n in targets]
         visibility = whole_seconds(lease_s)
         deadline = time.monotonic() + max(wait_s, 0.0)
