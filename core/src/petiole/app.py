@@ -16,7 +16,7 @@ from petiole import config, states
 from petiole import result as results
 from petiole.backend import Coordination, ResultBackend, ResultRecord
 from petiole.coordination import open_coordination
-from petiole.envelope import IDENTITY, PROTOCOL_VERSION, Envelope
+from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
 from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
 from petiole.plugins import PluginRegistry, implemented
 from petiole.request import Request, current_request
@@ -359,7 +359,7 @@ class Petiole:
         serializer: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
-        _protocol_headers: Mapping[str, Any] | None = None,
+        _workflow: Workflow | None = None,
     ) -> results.AsyncResult:
         """Send a task by name (it need not be registered here). See ``Task.apply_async``.
 
@@ -379,29 +379,38 @@ class Petiole:
             raise ConfigError(f"priority must be 0-9, got {priority}")
         task_id = task_id or str(uuid.uuid4())
         queue = queue or settings.default_queue
-        all_headers: dict[str, Any] = dict(headers or {})
-        all_headers.update(
-            protocol=PROTOCOL_VERSION,
-            id=task_id,
-            task=name,
-            retries=0,
-            eta=due,
-            expires=expires_at,
-            root_id=task_id,
-            parent_id=None,
-            priority=priority,
-            origin=f"{os.getpid()}",
-            sent_at=now,
-        )
-        if soft_time_limit_s is not None or time_limit_s is not None:
-            all_headers["time_limit"] = [soft_time_limit_s, time_limit_s]
+        root_id = parent_id = None
         parent = current_request.get()
         if parent is not None and parent.id:
-            all_headers.update(parent_id=parent.id, root_id=parent.root_id or parent.id)
+            parent_id, root_id = parent.id, parent.root_id or parent.id
             if task_id != parent.id:  # a retry is the same task, not a child
                 parent.children.append(task_id)
-        if _protocol_headers:
-            all_headers.update(_protocol_headers)
+        all_headers = task_headers(
+            task_id,
+            name,
+            sent_at=now,
+            eta=due,
+            expires=expires_at,
+            priority=priority,
+            time_limits=(soft_time_limit_s, time_limit_s),
+            root_id=root_id,
+            parent_id=parent_id,
+            workflow=_workflow,
+            extra=headers,
+        )
+        return self._publish(name, task_id, queue, all_headers, args, kwargs, serializer)
+
+    def _publish(
+        self,
+        name: str,
+        task_id: str,
+        queue: str,
+        all_headers: dict[str, Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        serializer: str | None,
+    ) -> results.AsyncResult:
+        settings = self.settings
         args = list(args)
         kwargs = dict(kwargs or {})
         before = implemented(self.plugins.hook.petiole_before_publish)
@@ -418,6 +427,7 @@ class Petiole:
             return self._run_eagerly(envelope, queue)
         transport = self.transport
         # Measured after connecting: a first send's connect time must not delay the task.
+        due = envelope.eta
         delay_s = max(0.0, due - time.time()) if due else 0.0
         max_delay = transport.capabilities.max_delay_s
         if max_delay is not None:
@@ -428,7 +438,7 @@ class Petiole:
             envelope.to_bytes(self.signer()),
             message_id=task_id,
             delay_s=delay_s,
-            priority=priority or 0,
+            priority=envelope.priority or 0,
         )
         after = implemented(self.plugins.hook.petiole_after_publish)
         if after is not None:
@@ -446,42 +456,9 @@ class Petiole:
     ) -> None:
         """Send the next attempt of a running task: same id, lineage and options,
         one more retry. Called by ``Task.retry()``."""
-        own = {
-            "protocol",
-            "id",
-            "task",
-            "retries",
-            "eta",
-            "expires",
-            "root_id",
-            "parent_id",
-            "group_id",
-            "priority",
-            "origin",
-            "sent_at",
-            "time_limit",
-        }
-        headers = {k: v for k, v in request.headers.items() if k not in own}
-        limits = request.headers.get("time_limit") or [None, None]
-        self.send_task(
-            task.name,
-            args,
-            kwargs,
-            eta=eta,
-            expires=request.expires,
-            priority=request.headers.get("priority"),
-            queue=request.queue or None,
-            task_id=request.id,
-            headers=headers,
-            soft_time_limit_s=limits[0],
-            time_limit_s=limits[1],
-            _protocol_headers={
-                "retries": request.retries + 1,
-                "root_id": request.root_id or request.id,
-                "parent_id": request.parent_id,
-                "group_id": request.group_id,
-            },
-        )
+        headers = retry_headers(request, eta=eta, sent_at=time.time())
+        queue = request.queue or self.settings.default_queue
+        self._publish(task.name, request.id, queue, headers, args, kwargs, None)
 
     def _run_eagerly(self, envelope: Envelope, queue: str) -> results.AsyncResult:
         from petiole.execution import Rejected, TaskRunner
@@ -491,7 +468,7 @@ class Petiole:
             state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
             # Eager retries run at once, one after the other, until done or out of retries.
             while state == states.RETRY:
-                envelope = envelope.replace_headers(retries=envelope.headers["retries"] + 1)
+                envelope = envelope.retried()
                 state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
         except Rejected as exc:
             raise ConfigError(f"eager task {envelope.task_name!r} cannot run: {exc}") from exc

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.canvas.continuation import Continuation, planned_children
-from petiole.envelope import IDENTITY
+from petiole.envelope import IDENTITY, Workflow
 from petiole.errors import (
     PetioleError,
     ResultTooLarge,
@@ -227,20 +227,11 @@ class TaskRunner:
                 "whose app defines it, then run `petiole dlq requeue`"
             )
         args, kwargs = self._decode_body(envelope)
-        request = Request(
-            id=envelope.task_id,
-            task=task.name,
-            args=tuple(args),
+        request = envelope.request(
+            args=args,
             kwargs=kwargs,
-            retries=envelope.retries,
-            delivery_count=delivery_count,
             queue=queue,
-            eta=envelope.eta,
-            expires=envelope.expires,
-            root_id=envelope.root_id,
-            parent_id=envelope.parent_id,
-            group_id=envelope.group_id,
-            headers=envelope.headers,
+            delivery_count=delivery_count,
             hostname=self.hostname,
             eager=eager,
         )
@@ -436,13 +427,7 @@ class TaskRunner:
 
     def _continue(self, prepared: _Prepared, called: _Called) -> None:
         """Callbacks, the rest of the chain, the chord: sent as children of this task."""
-        headers = prepared.request.headers
-        if not (
-            headers.get("callbacks")
-            or headers.get("errbacks")
-            or headers.get("chain")
-            or headers.get("chord")
-        ):
+        if not Workflow.of(prepared.request.headers).continues:
             return
         token = current_request.set(prepared.request)
         try:
@@ -464,7 +449,7 @@ class TaskRunner:
         }
         if request.group_id:
             meta["group_id"] = request.group_id
-            meta["group_index"] = request.headers.get("group_index")
+            meta["group_index"] = Workflow.of(request.headers).group_index
         if request.parent_id:
             meta["parent_id"] = request.parent_id
         children = [*request.children, *planned_children(request.headers)]

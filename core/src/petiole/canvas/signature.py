@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from petiole.envelope import Workflow
 from petiole.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -178,16 +179,15 @@ class Signature(dict[str, Any]):
         freeze_callbacks(options)
         call = self.clone(args, kwargs, **options)
         opts = call.options
-        protocol: dict[str, Any] = {}
-        for option, header in (("link", "callbacks"), ("link_error", "errbacks")):
-            if opts.get(option):
-                protocol[header] = [dict(s) for s in _as_list(opts.pop(option))]
-        for header in ("chord", "group_id", "group_index", "chain"):
-            if header in opts:
-                protocol[header] = opts.pop(header)
-        return call.app.send_task(
-            call.name, call.args, call.kwargs, _protocol_headers=protocol or None, **opts
+        workflow = Workflow(
+            callbacks=[dict(s) for s in _as_list(opts.pop("link", None) or [])],
+            errbacks=[dict(s) for s in _as_list(opts.pop("link_error", None) or [])],
+            chain=opts.pop("chain", None) or (),
+            chord=opts.pop("chord", None),
+            group_id=opts.pop("group_id", None),
+            group_index=opts.pop("group_index", None),
         )
+        return call.app.send_task(call.name, call.args, call.kwargs, _workflow=workflow, **opts)
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)

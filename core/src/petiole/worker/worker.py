@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from petiole.canvas.continuation import check_workflow_headers
 from petiole.diagnosis import location
-from petiole.envelope import IDENTITY, Frame, peek_header
+from petiole.envelope import IDENTITY, Frame, peek_signer
 from petiole.errors import PetioleError, PluginError, ProtocolError, SignatureError
 from petiole.execution import TaskRunner, default_hostname, resolve_time_limits
 from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome
@@ -338,7 +338,7 @@ class Worker:
                 frame, self.app.signer(), require_signature=self.app.settings.require_signature
             )
         except SignatureError as exc:
-            named = peek_header(delivery.payload, "signer")
+            named = peek_signer(delivery.payload)
             signed_by = f" (signed by {named!r})" if isinstance(named, str) else ""
             self.settler.dead_letter(delivery, f"refused, not verified{signed_by}: {exc}")
             return
