@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from petiole import coordination, remote_errors, states
 from petiole.backend import Coordination, ResultRecord
@@ -25,10 +25,9 @@ from petiole.canvas.signature import check_signature, from_dict
 from petiole.canvas.workflows import chain
 from petiole.envelope import Workflow
 from petiole.errors import ChordError, SerializationError
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.request import Request
+from petiole.producer import Producer
+from petiole.request import Request
+from petiole.result import GroupResult
 
 logger = logging.getLogger("petiole.worker")
 
@@ -57,7 +56,7 @@ def planned_children(headers: Mapping[str, Any]) -> list[str]:
 
 
 class Continuation:
-    def __init__(self, app: Petiole) -> None:
+    def __init__(self, app: Producer) -> None:
         self.app = app
 
     def _coordination(self, task_id: str, info: Mapping[str, Any]) -> Coordination | None:
@@ -95,8 +94,6 @@ class Continuation:
             return
         if store.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
             return  # another member (or an earlier delivery of another) fired it
-        from petiole.result import GroupResult
-
         members = GroupResult.restore(info["id"], self.app)
         values = members.get(timeout=0, propagate=True)
         from_dict(info["body"], self.app).apply_async((values,))
