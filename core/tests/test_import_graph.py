@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 import petiole
 
 SOURCE = Path(petiole.__file__).parent
@@ -177,10 +175,6 @@ def _describe(component: list[str], modules: dict[str, Module]) -> Iterator[str]
         yield f"  {name} -> {', '.join(inside)}"
 
 
-_NOT_YET = pytest.mark.xfail(strict=True, reason="issue #15: cycles being removed")
-
-
-@_NOT_YET
 def test_the_core_has_no_import_cycle() -> None:
     modules = read_modules()
     found = cycles(modules)
@@ -188,7 +182,6 @@ def test_the_core_has_no_import_cycle() -> None:
     assert not found, "\n".join(report)
 
 
-@_NOT_YET
 def test_no_module_hides_imports_behind_type_checking() -> None:
     offenders = [
         f"{m.name}:{line}"
@@ -199,7 +192,6 @@ def test_no_module_hides_imports_behind_type_checking() -> None:
     assert not offenders, f"`if TYPE_CHECKING:` blocks: {', '.join(offenders)}"
 
 
-@_NOT_YET
 def test_no_module_imports_petiole_inside_a_function() -> None:
     offenders = [
         f"{m.name}:{line} imports {target}"

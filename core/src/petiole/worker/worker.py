@@ -30,8 +30,9 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from petiole.app import Petiole
 from petiole.canvas.continuation import check_workflow_headers
 from petiole.diagnosis import location
 from petiole.envelope import IDENTITY, Frame, peek_signer
@@ -44,9 +45,6 @@ from petiole.task import parse_rate_limit
 from petiole.transport import Delivery
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
 
 logger = logging.getLogger("petiole.worker")
 
