@@ -1,25 +1,30 @@
-"""The application object: settings, plugins, the task registry, and sending tasks."""
+"""The application object: settings, plugins, components, and the task registry.
+
+It wires the parts together and delegates: sending to :mod:`petiole.sending`,
+eager runs to :mod:`petiole.eager`, revocation to :mod:`petiole.revocation`.
+Nothing below it imports it; they take the narrow Protocols of
+:mod:`petiole.ports` (and :mod:`petiole.producer`), which it satisfies.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
-from petiole import config, states
+from petiole import config, revocation
 from petiole import result as results
 from petiole.backend import Coordination, ResultBackend, ResultRecord
 from petiole.coordination import open_coordination
-from petiole.envelope import IDENTITY, PROTOCOL_VERSION, Envelope
+from petiole.eager import EagerRunner
+from petiole.envelope import Envelope, Workflow
 from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
-from petiole.plugins import PluginRegistry, implemented
-from petiole.request import Request, current_request
+from petiole.plugins import PluginRegistry
+from petiole.sending import Sender
 from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
 from petiole.task import TASK_OPTIONS, Task, TaskOptions
@@ -27,9 +32,6 @@ from petiole.transport import Transport
 from petiole.urls import mask_url
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
-_RELATIVE_EXPIRES_LIMIT_S = 365 * 86400.0
 
 
 def scheme_of(url: str) -> str:
@@ -39,17 +41,6 @@ def scheme_of(url: str) -> str:
             f"{mask_url(url)!r} is not a URL: it needs a scheme such as sqlite:// or redis://"
         )
     return scheme.lower()
-
-
-def _epoch(value: dt.datetime | float) -> float:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ConfigError(
-                f"naive datetime {value.isoformat()} is ambiguous: pass an aware datetime "
-                "(e.g. datetime.now(timezone.utc))"
-            )
-        return value.timestamp()
-    return float(value)
 
 
 class Petiole:
@@ -89,6 +80,8 @@ class Petiole:
         self._coordination: Coordination | None = None
         self._serializers: dict[str, Serializer] = {}
         self._result_accept: dict[str, Serializer] = {}  # content type -> accepted serializer
+        #: Sends this app's tasks (eager mode: runs them here).
+        self.sender = Sender(self, run_eagerly=EagerRunner(self).run)
         self._register_builtin_tasks()
 
     def __repr__(self) -> str:
@@ -359,148 +352,29 @@ class Petiole:
         serializer: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
-        _protocol_headers: Mapping[str, Any] | None = None,
+        _workflow: Workflow | None = None,
     ) -> results.AsyncResult:
         """Send a task by name (it need not be registered here). See ``Task.apply_async``.
 
         Sent from inside a running task, the new task records it as its parent
         and shares its root (the workflow it belongs to).
         """
-        settings = self.settings
-        now = time.time()
-        due = now + countdown if countdown else (_epoch(eta) if eta is not None else None)
-        if expires is not None:
-            expires_at = _epoch(expires)
-            if not isinstance(expires, dt.datetime) and expires_at < _RELATIVE_EXPIRES_LIMIT_S:
-                expires_at += now
-        else:
-            expires_at = None
-        if priority is not None and not 0 <= priority <= 9:
-            raise ConfigError(f"priority must be 0-9, got {priority}")
-        task_id = task_id or str(uuid.uuid4())
-        queue = queue or settings.default_queue
-        all_headers: dict[str, Any] = dict(headers or {})
-        all_headers.update(
-            protocol=PROTOCOL_VERSION,
-            id=task_id,
-            task=name,
-            retries=0,
-            eta=due,
-            expires=expires_at,
-            root_id=task_id,
-            parent_id=None,
-            priority=priority,
-            origin=f"{os.getpid()}",
-            sent_at=now,
-        )
-        if soft_time_limit_s is not None or time_limit_s is not None:
-            all_headers["time_limit"] = [soft_time_limit_s, time_limit_s]
-        parent = current_request.get()
-        if parent is not None and parent.id:
-            all_headers.update(parent_id=parent.id, root_id=parent.root_id or parent.id)
-            if task_id != parent.id:  # a retry is the same task, not a child
-                parent.children.append(task_id)
-        if _protocol_headers:
-            all_headers.update(_protocol_headers)
-        args = list(args)
-        kwargs = dict(kwargs or {})
-        before = implemented(self.plugins.hook.petiole_before_publish)
-        if before is not None:
-            before(app=self, queue=queue, headers=all_headers, args=tuple(args), kwargs=kwargs)
-        body_serializer = self.serializer(serializer or settings.task_serializer)
-        body = body_serializer.dumps([args, kwargs])
-        encoding = IDENTITY
-        if settings.compression and len(body) >= settings.compression_min_bytes:
-            codec = self.codec(settings.compression)
-            body, encoding = codec.encode(body), codec.name
-        envelope = Envelope(all_headers, body, body_serializer.content_type, encoding)
-        if settings.eager:
-            return self._run_eagerly(envelope, queue)
-        transport = self.transport
-        # Measured after connecting: a first send's connect time must not delay the task.
-        delay_s = max(0.0, due - time.time()) if due else 0.0
-        max_delay = transport.capabilities.max_delay_s
-        if max_delay is not None:
-            # Longer delays are re-delayed by the worker that receives the message early.
-            delay_s = min(delay_s, max_delay)
-        transport.publish(
-            queue,
-            envelope.to_bytes(self.signer()),
-            message_id=task_id,
-            delay_s=delay_s,
-            priority=priority or 0,
-        )
-        after = implemented(self.plugins.hook.petiole_after_publish)
-        if after is not None:
-            after(app=self, queue=queue, headers=all_headers)
-        return results.AsyncResult(task_id, self, task_name=name, queue=queue)
-
-    def send_retry(
-        self,
-        task: Task[Any, Any],
-        request: Request,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        *,
-        eta: float,
-    ) -> None:
-        """Send the next attempt of a running task: same id, lineage and options,
-        one more retry. Called by ``Task.retry()``."""
-        own = {
-            "protocol",
-            "id",
-            "task",
-            "retries",
-            "eta",
-            "expires",
-            "root_id",
-            "parent_id",
-            "group_id",
-            "priority",
-            "origin",
-            "sent_at",
-            "time_limit",
-        }
-        headers = {k: v for k, v in request.headers.items() if k not in own}
-        limits = request.headers.get("time_limit") or [None, None]
-        self.send_task(
-            task.name,
+        return self.sender.send(
+            name,
             args,
             kwargs,
+            countdown=countdown,
             eta=eta,
-            expires=request.expires,
-            priority=request.headers.get("priority"),
-            queue=request.queue or None,
-            task_id=request.id,
+            expires=expires,
+            priority=priority,
+            queue=queue,
+            task_id=task_id,
             headers=headers,
-            soft_time_limit_s=limits[0],
-            time_limit_s=limits[1],
-            _protocol_headers={
-                "retries": request.retries + 1,
-                "root_id": request.root_id or request.id,
-                "parent_id": request.parent_id,
-                "group_id": request.group_id,
-            },
+            serializer=serializer,
+            soft_time_limit_s=soft_time_limit_s,
+            time_limit_s=time_limit_s,
+            workflow=_workflow,
         )
-
-    def _run_eagerly(self, envelope: Envelope, queue: str) -> results.AsyncResult:
-        from petiole.execution import Rejected, TaskRunner
-
-        runner = TaskRunner(self, hostname="eager")
-        try:
-            state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
-            # Eager retries run at once, one after the other, until done or out of retries.
-            while state == states.RETRY:
-                envelope = envelope.replace_headers(retries=envelope.headers["retries"] + 1)
-                state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
-        except Rejected as exc:
-            raise ConfigError(f"eager task {envelope.task_name!r} cannot run: {exc}") from exc
-        if record is None:
-            record = ResultRecord(envelope.task_id, state, date_done=time.time())
-        result = results.EagerResult(envelope.task_id, self, record)
-        if state == states.FAILURE and self.settings.eager_propagates:
-            result.get()
-        return result
 
     def revoke(
         self, task_ids: str | Sequence[str], *, terminate: bool = False, reason: str = "revoked"
@@ -508,9 +382,7 @@ class Petiole:
         """Revoke tasks: one not yet started never runs, on any worker (its state
         becomes REVOKED); with ``terminate``, a running one is stopped too (the
         processes pool kills its child; other pools let it finish)."""
-        from petiole.revocation import revoke
-
-        revoke(
+        revocation.revoke(
             self,
             [task_ids] if isinstance(task_ids, str) else task_ids,
             terminate=terminate,

@@ -17,17 +17,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from petiole import states
+from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, ProtocolError
+from petiole.ports import ResultsApp
 from petiole.transport import DeadLetterAdmin
 from petiole.urls import mask_url
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.backend import ResultRecord
 
 # Dead letters read per queue when looking for a task's message.
 _DEAD_LETTER_SCAN = 1000
@@ -41,7 +38,7 @@ def location(component: object, url: str) -> str:
 
 
 def explain(
-    app: Petiole,
+    app: ResultsApp,
     task_id: str,
     *,
     task_name: str | None = None,
@@ -90,7 +87,7 @@ def explain(
 
 def explain_within(
     budget_s: float,
-    app: Petiole,
+    app: ResultsApp,
     task_id: str,
     *,
     task_name: str | None = None,
@@ -137,11 +134,13 @@ def _known_state(name: str, record: ResultRecord) -> str:
     return f"task {name} is {record.state}{by}"
 
 
-def _likely_queues(app: Petiole) -> list[str]:
+def _likely_queues(app: ResultsApp) -> list[str]:
     return list(dict.fromkeys([app.settings.default_queue, *app.settings.queues]))
 
 
-def _find_dead_letter(app: Petiole, task_id: str, queues: Sequence[str]) -> tuple[str, str] | None:
+def _find_dead_letter(
+    app: ResultsApp, task_id: str, queues: Sequence[str]
+) -> tuple[str, str] | None:
     transport = app.transport
     if not isinstance(transport, DeadLetterAdmin):
         return None  # the broker keeps them where only its own tools can read them

@@ -25,16 +25,15 @@ message it does not trust by parsing only the header block.
 from __future__ import annotations
 
 import json
+import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from petiole.errors import ProtocolError
-
-if TYPE_CHECKING:
-    from petiole.stages import Signer
+from petiole.request import Request
 
 # The version of the header block's meaning (the ``protocol`` header). The
 # framing has its own version, in the magic bytes: v2 added a signature slot
@@ -76,12 +75,164 @@ HEADER_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
     }
 )
 REQUIRED_HEADERS = ("protocol", "id", "task")
+# What one attempt of a task says about itself; a retry sets these afresh and
+# carries every other header (user headers, workflow, trace context) over.
+_ATTEMPT_HEADERS = frozenset(
+    {
+        "protocol",
+        "id",
+        "task",
+        "retries",
+        "eta",
+        "expires",
+        "root_id",
+        "parent_id",
+        "group_id",
+        "priority",
+        "origin",
+        "sent_at",
+        "time_limit",
+    }
+)
 
 # Bounds on the header block, checked by producers and workers alike: a hostile
 # message must cost a worker one bounded parse, never a RecursionError or a huge
 # allocation. Headers carry metadata (and workflow steps); data goes in the body.
 MAX_HEADER_BYTES = 1 << 20
 MAX_HEADER_DEPTH = 64
+
+
+class FrameSigner(Protocol):
+    """What framing v2 needs of a signer (:class:`petiole.stages.Signer` is one)."""
+
+    name: str
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """What a message says happens after its task: callbacks on success, errbacks
+    on failure, the rest of its chain, the chord it is a member of, and its place
+    in a group. Steps are signatures in their JSON form (:mod:`petiole.canvas`
+    builds and reads them); this class owns only where they travel."""
+
+    callbacks: Sequence[Any] = ()
+    errbacks: Sequence[Any] = ()
+    chain: Sequence[Any] = ()
+    chord: Mapping[str, Any] | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+
+    @classmethod
+    def of(cls, headers: Mapping[str, Any]) -> Workflow:
+        """The workflow of a message's (validated) headers."""
+        return cls(
+            headers.get("callbacks") or (),
+            headers.get("errbacks") or (),
+            headers.get("chain") or (),
+            headers.get("chord") or None,
+            headers.get("group_id"),
+            headers.get("group_index"),
+        )
+
+    @property
+    def continues(self) -> bool:
+        """Whether anything runs after the task (a group's place alone is not that)."""
+        return bool(self.callbacks or self.errbacks or self.chain or self.chord)
+
+    def headers(self) -> dict[str, Any]:
+        """The headers that carry this workflow (only those it sets)."""
+        headers: dict[str, Any] = {}
+        for name, steps in (
+            ("callbacks", self.callbacks),
+            ("errbacks", self.errbacks),
+            ("chain", self.chain),
+        ):
+            if steps:
+                headers[name] = list(steps)
+        if self.chord is not None:
+            headers["chord"] = dict(self.chord)
+        if self.group_id is not None:
+            headers["group_id"] = self.group_id
+        if self.group_index is not None:
+            headers["group_index"] = self.group_index
+        return headers
+
+    def labelled_steps(self) -> Iterator[tuple[str, Any]]:
+        """Every step with where it travels (for errors), the chord's callback last.
+        Raises :class:`ValueError` when the chord lacks its id or size."""
+        for name, steps in (
+            ("callbacks", self.callbacks),
+            ("errbacks", self.errbacks),
+            ("chain", self.chain),
+        ):
+            for i, step in enumerate(steps):
+                yield f"header {name}[{i}]", step
+        if self.chord:
+            if not isinstance(self.chord.get("id"), str) or type(self.chord.get("size")) is not int:
+                raise ValueError("header chord needs a string 'id' and an integer 'size'")
+            yield "header chord.body", self.chord.get("body")
+
+
+def task_headers(
+    task_id: str,
+    task_name: str,
+    *,
+    sent_at: float,
+    retries: int = 0,
+    eta: float | None = None,
+    expires: float | None = None,
+    priority: int | None = None,
+    time_limits: tuple[float | None, float | None] = (None, None),
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    workflow: Workflow | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The headers of a task message: ``extra`` (user headers) overlaid with the
+    protocol's own. ``root_id`` defaults to the task itself (a new workflow)."""
+    headers: dict[str, Any] = dict(extra or {})
+    headers.update(
+        protocol=PROTOCOL_VERSION,
+        id=task_id,
+        task=task_name,
+        retries=retries,
+        eta=eta,
+        expires=expires,
+        root_id=root_id or task_id,
+        parent_id=parent_id,
+        priority=priority,
+        origin=f"{os.getpid()}",
+        sent_at=sent_at,
+    )
+    if time_limits[0] is not None or time_limits[1] is not None:
+        headers["time_limit"] = list(time_limits)
+    if workflow is not None:
+        headers.update(workflow.headers())
+    return headers
+
+
+def retry_headers(request: Request, *, eta: float, sent_at: float) -> dict[str, Any]:
+    """The headers of the next attempt of ``request``'s task: the same id, lineage,
+    expiry, priority, time limits and workflow, one more retry, due at ``eta``."""
+    own = request.headers
+    limits = own.get("time_limit") or [None, None]
+    headers = task_headers(
+        request.id,
+        request.task,
+        sent_at=sent_at,
+        retries=request.retries + 1,
+        eta=eta,
+        expires=request.expires,
+        priority=own.get("priority"),
+        time_limits=(limits[0], limits[1]),
+        root_id=request.root_id or request.id,
+        parent_id=request.parent_id,
+        extra={k: v for k, v in own.items() if k not in _ATTEMPT_HEADERS},
+    )
+    headers["group_id"] = request.group_id
+    return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +298,44 @@ class Envelope:
             float(hard) if isinstance(hard, (int, float)) else None,
         )
 
+    @property
+    def workflow(self) -> Workflow:
+        return Workflow.of(self.headers)
+
+    def request(
+        self,
+        *,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        queue: str,
+        delivery_count: int,
+        hostname: str,
+        eager: bool = False,
+    ) -> Request:
+        """The :class:`~petiole.request.Request` a task running this message sees,
+        given its decoded body."""
+        return Request(
+            id=self.task_id,
+            task=self.task_name,
+            args=tuple(args),
+            kwargs=kwargs,
+            retries=self.retries,
+            delivery_count=delivery_count,
+            queue=queue,
+            eta=self.eta,
+            expires=self.expires,
+            root_id=self.root_id,
+            parent_id=self.parent_id,
+            group_id=self.group_id,
+            headers=self.headers,
+            hostname=hostname,
+            eager=eager,
+        )
+
+    def retried(self) -> Envelope:
+        """The next attempt, run at once (eager mode): one more retry."""
+        return self.replace_headers(retries=self.retries + 1)
+
     def replace_headers(self, **changes: Any) -> Envelope:
         """A copy with some headers changed (envelopes themselves never change)."""
         return Envelope(
@@ -171,7 +360,7 @@ class Envelope:
         _check_bounds(head)
         return head
 
-    def to_bytes(self, signer: Signer | None = None) -> bytes:
+    def to_bytes(self, signer: FrameSigner | None = None) -> bytes:
         """The canonical framing: v1 when unsigned, v2 signed by ``signer``."""
         if signer is None:
             head = self.header_bytes()
@@ -278,6 +467,12 @@ def peek_header(payload: bytes, name: str) -> Any:
     except (ProtocolError, ValueError, RecursionError):
         return None
     return headers.get(name) if isinstance(headers, dict) else None
+
+
+def peek_signer(payload: bytes) -> str | None:
+    """The signer a framed message names, or None (unsigned, or malformed)."""
+    named = peek_header(payload, "signer")
+    return named if isinstance(named, str) else None
 
 
 def _too_deep() -> str:

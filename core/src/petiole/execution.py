@@ -18,14 +18,14 @@ import reprlib
 import socket
 import time
 import traceback as tb_module
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from petiole import remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.canvas.continuation import Continuation, planned_children
-from petiole.envelope import IDENTITY
+from petiole.envelope import IDENTITY, Envelope, Workflow
 from petiole.errors import (
     PetioleError,
     ResultTooLarge,
@@ -34,15 +34,15 @@ from petiole.errors import (
     SoftTimeLimitExceeded,
 )
 from petiole.logs import Verbatim
-from petiole.plugins import implemented
+from petiole.plugins import PluginRegistry, implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
+from petiole.ports import ResultsApp
+from petiole.producer import Producer
 from petiole.request import Request, current_request
+from petiole.sending import Sender
+from petiole.serializers import Serializer
+from petiole.task import Task
 from petiole.timelimits import soft_time_limit
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.envelope import Envelope
-    from petiole.task import Task
 
 logger = logging.getLogger("petiole.worker")
 
@@ -50,12 +50,33 @@ logger = logging.getLogger("petiole.worker")
 RESULT_STORE_RETRY_S = 5.0
 
 
+class RunnerApp(Producer, Protocol):
+    """What running a task uses of its app: the registry, the body's decoding,
+    the result store, the hooks, and the sender for retries and workflows."""
+
+    @property
+    def main_path(self) -> str | None: ...
+
+    @property
+    def plugins(self) -> PluginRegistry: ...
+
+    @property
+    def tasks(self) -> Mapping[str, Task[Any, Any]]: ...
+
+    @property
+    def sender(self) -> Sender: ...
+
+    def decode_body(self, envelope: Envelope) -> bytes: ...
+
+    def serializer_for_content_type(self, content_type: str) -> Serializer: ...
+
+
 def default_hostname() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def resolve_time_limits(
-    app: Petiole, task: Task[Any, Any] | None, envelope: Envelope
+    app: ResultsApp, task: Task[Any, Any] | None, envelope: Envelope
 ) -> tuple[float | None, float | None]:
     """(soft, hard) seconds for one call: the message's own, else the task's, else the app's."""
     settings = app.settings
@@ -128,7 +149,7 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
 
 
 class TaskRunner:
-    def __init__(self, app: Petiole, *, hostname: str | None = None) -> None:
+    def __init__(self, app: RunnerApp, *, hostname: str | None = None) -> None:
         self.app = app
         self.app_path = app.main_path
         self.hostname = hostname or default_hostname()
@@ -227,20 +248,11 @@ class TaskRunner:
                 "whose app defines it, then run `petiole dlq requeue`"
             )
         args, kwargs = self._decode_body(envelope)
-        request = Request(
-            id=envelope.task_id,
-            task=task.name,
-            args=tuple(args),
+        request = envelope.request(
+            args=args,
             kwargs=kwargs,
-            retries=envelope.retries,
-            delivery_count=delivery_count,
             queue=queue,
-            eta=envelope.eta,
-            expires=envelope.expires,
-            root_id=envelope.root_id,
-            parent_id=envelope.parent_id,
-            group_id=envelope.group_id,
-            headers=envelope.headers,
+            delivery_count=delivery_count,
             hostname=self.hostname,
             eager=eager,
         )
@@ -426,8 +438,7 @@ class TaskRunner:
             return
         retry: Retry = called.value
         request = prepared.request
-        self.app.send_retry(
-            prepared.task,
+        self.app.sender.send_retry(
             request,
             list(request.args if retry.args_for_retry is None else retry.args_for_retry),
             dict(request.kwargs if retry.kwargs_for_retry is None else retry.kwargs_for_retry),
@@ -436,13 +447,7 @@ class TaskRunner:
 
     def _continue(self, prepared: _Prepared, called: _Called) -> None:
         """Callbacks, the rest of the chain, the chord: sent as children of this task."""
-        headers = prepared.request.headers
-        if not (
-            headers.get("callbacks")
-            or headers.get("errbacks")
-            or headers.get("chain")
-            or headers.get("chord")
-        ):
+        if not Workflow.of(prepared.request.headers).continues:
             return
         token = current_request.set(prepared.request)
         try:
@@ -464,7 +469,7 @@ class TaskRunner:
         }
         if request.group_id:
             meta["group_id"] = request.group_id
-            meta["group_index"] = request.headers.get("group_index")
+            meta["group_index"] = Workflow.of(request.headers).group_index
         if request.parent_id:
             meta["parent_id"] = request.parent_id
         children = [*request.children, *planned_children(request.headers)]

@@ -39,24 +39,20 @@ Two kinds of hook:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import click
 import pluggy
 
+from petiole.backend import BackendFactory
+from petiole.config import Settings
+from petiole.pools.base import PoolFactory
+from petiole.ports import AppHandle, WorkerHandle
+from petiole.request import Request
 from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
-
-if TYPE_CHECKING:
-    import click
-
-    from petiole.app import Petiole
-    from petiole.backend import BackendFactory
-    from petiole.config import Settings
-    from petiole.pools import PoolFactory
-    from petiole.request import Request
-    from petiole.task import Task
-    from petiole.transport import TransportFactory
-    from petiole.worker.worker import Worker
+from petiole.task import Task
+from petiole.transport import TransportFactory
 
 PROJECT = "petiole"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -70,7 +66,7 @@ CodecFactory = Callable[[], Codec]
 """``factory() -> Codec``: a codec's class, or any callable taking no arguments,
 registered through ``petiole_codecs`` and called on first use."""
 
-SignerFactory = Callable[["Settings"], Signer]
+SignerFactory = Callable[[Settings], Signer]
 """``factory(settings) -> Signer``: builds the app's signer from its settings
 (the ``signing_key``, say); registered through ``petiole_signers``."""
 
@@ -158,31 +154,35 @@ def petiole_cli_commands() -> Sequence[click.Command]:
 
 
 @hookspec
-def petiole_app_configured(app: Petiole) -> None:
+def petiole_app_configured(app: AppHandle) -> None:
     """The app's settings are final and its plugins loaded. Called once per app, lazily,
     the first time the app needs its transport, backend or registry."""
 
 
 @hookspec
-def petiole_worker_start(worker: Worker) -> None:
+def petiole_worker_start(worker: WorkerHandle) -> None:
     """A worker is about to start consuming (its pool is running)."""
 
 
 @hookspec
-def petiole_worker_stop(worker: Worker) -> None:
+def petiole_worker_stop(worker: WorkerHandle) -> None:
     """A worker has stopped consuming and drained its pool; called before it exits."""
 
 
 @hookspec
 def petiole_before_publish(
-    app: Petiole, queue: str, headers: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    app: AppHandle,
+    queue: str,
+    headers: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> None:
     """A task message is about to be sent. ``headers`` may be changed in place
     (add trace context, say); args and kwargs must not be."""
 
 
 @hookspec
-def petiole_after_publish(app: Petiole, queue: str, headers: Mapping[str, Any]) -> None:
+def petiole_after_publish(app: AppHandle, queue: str, headers: Mapping[str, Any]) -> None:
     """A task message was accepted by the transport (it is durable)."""
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
+from petiole.app import Petiole
 from petiole.errors import ConfigError, ResultTimeout
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
 
 
 class AppImportError(ConfigError):
@@ -37,8 +34,6 @@ def load_app(spec: str) -> Petiole:
     The current directory is put on ``sys.path`` first, as ``python -m`` would,
     so ``-A proj.tasks`` finds ``./proj/tasks.py``.
     """
-    from petiole.app import Petiole
-
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise ConfigError(f"-A {spec!r}: expected module or module:attribute")

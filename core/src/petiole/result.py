@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from petiole import diagnosis, remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.coordination import CoordinationUnavailable
 from petiole.errors import ResultTimeout, TaskRevoked
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-
+from petiole.ports import ResultsApp
 
 # How long a timed-out get() may spend saying why, beyond its timeout.
 _WHY_BUDGET_S = 1.0
@@ -26,7 +23,7 @@ class AsyncResult:
     def __init__(
         self,
         task_id: str,
-        app: Petiole,
+        app: ResultsApp,
         *,
         task_name: str | None = None,
         queue: str | None = None,
@@ -188,7 +185,7 @@ class AsyncResult:
 class EagerResult(AsyncResult):
     """The result of a task run in the caller's process (eager mode); needs no backend."""
 
-    def __init__(self, task_id: str, app: Petiole, record: ResultRecord) -> None:
+    def __init__(self, task_id: str, app: ResultsApp, record: ResultRecord) -> None:
         super().__init__(task_id, app)
         self._ready_record = record
 
@@ -204,7 +201,7 @@ class GroupResult:
     chords save themselves when sent).
     """
 
-    def __init__(self, group_id: str, results: Sequence[AsyncResult], app: Petiole) -> None:
+    def __init__(self, group_id: str, results: Sequence[AsyncResult], app: ResultsApp) -> None:
         self.id = group_id
         self.results = list(results)
         self.app = app
@@ -240,7 +237,7 @@ class GroupResult:
         )
 
     @classmethod
-    def restore(cls, group_id: str, app: Petiole) -> GroupResult:
+    def restore(cls, group_id: str, app: ResultsApp) -> GroupResult:
         record = app.backend.get(group_id)
         if record is None or record.meta.get("kind") != "group":
             raise ResultTimeout(f"no saved group {group_id} (never saved, or expired)")

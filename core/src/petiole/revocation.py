@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from petiole import coordination, remote_errors, states
 from petiole.backend import ResultRecord
 from petiole.errors import TaskRevoked
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
+from petiole.ports import ResultsApp
 
 MARKER_KEY = "petiole:revocations"
 # A task's mark says whether a running instance should be terminated.
@@ -40,7 +37,7 @@ def mark_key(task_id: str) -> str:
 
 
 def revoke(
-    app: Petiole, task_ids: Iterable[str], *, terminate: bool = False, reason: str = "revoked"
+    app: ResultsApp, task_ids: Iterable[str], *, terminate: bool = False, reason: str = "revoked"
 ) -> None:
     """Mark tasks REVOKED: one that has not started never runs, on any worker;
     with ``terminate``, a running one is stopped (processes pool)."""
@@ -61,7 +58,7 @@ def revoke(
     store.put_mark(MARKER_KEY, repr(now), ttl_s=ttl_s)
 
 
-def marker(app: Petiole) -> float | None:
+def marker(app: ResultsApp) -> float | None:
     """When the latest revocation happened, or None when none is remembered."""
     value = app.coordination.get_marks([MARKER_KEY]).get(MARKER_KEY)
     if value is None:
@@ -72,7 +69,7 @@ def marker(app: Petiole) -> float | None:
         return None
 
 
-def revoked(app: Petiole, task_ids: Sequence[str]) -> dict[str, bool]:
+def revoked(app: ResultsApp, task_ids: Sequence[str]) -> dict[str, bool]:
     """Those of ``task_ids`` that are revoked, each with whether to terminate it."""
     keys = {mark_key(task_id): task_id for task_id in task_ids}
     marks = app.coordination.get_marks(list(keys))

@@ -20,19 +20,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from petiole.envelope import IDENTITY
+from petiole.config import Settings
+from petiole.envelope import IDENTITY, Frame
 from petiole.errors import (
     CodecError,
     ConfigError,
     DecodeLimitExceeded,
     SignatureError,
 )
-
-if TYPE_CHECKING:
-    from petiole.config import Settings
-    from petiole.envelope import Frame
 
 HMAC_SHA256 = "hmac-sha256"
 MIN_HMAC_KEY_BYTES = 32

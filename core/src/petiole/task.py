@@ -10,16 +10,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar
 
+from petiole.canvas.signature import Signature
+from petiole.canvas.workflows import chunks_group, group, map_signature
 from petiole.errors import ConfigError, MaxRetriesExceededError, PetioleError, Retry
+from petiole.producer import Producer
 from petiole.request import Request, current_request
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.canvas.signature import Signature
-    from petiole.canvas.workflows import group
-    from petiole.result import AsyncResult
+from petiole.result import AsyncResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -79,7 +77,9 @@ TASK_OPTIONS = frozenset(f.name for f in dataclasses.fields(TaskOptions))
 class Task(Generic[P, R]):
     """A registered task. Calling it runs the function here; ``delay`` sends it."""
 
-    def __init__(self, app: Petiole, fn: Callable[..., R], options: TaskOptions, name: str) -> None:
+    def __init__(
+        self, app: Producer, fn: Callable[..., R], options: TaskOptions, name: str
+    ) -> None:
         self.app = app
         self.fn = fn
         self.options = options
@@ -160,39 +160,27 @@ class Task(Generic[P, R]):
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature of this task: ``add.s(2)`` is a partial that takes the result
         of what comes before it as its first argument."""
-        from petiole.canvas.signature import Signature
-
         return Signature(self.name, args, kwargs, app=self.app)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: the parent's result is not passed to it."""
-        from petiole.canvas.signature import Signature
-
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
     def signature(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Signature:
-        from petiole.canvas.signature import Signature
-
         return Signature(self.name, args, kwargs, options, app=self.app)
 
     def map(self, items: Iterable[Any]) -> Signature:
         """One message that calls this task on each item: ``[task(i) for i in items]``."""
-        from petiole.canvas.workflows import map_signature
-
         return map_signature(self.name, items, self.app, star=False)
 
     def starmap(self, items: Iterable[Sequence[Any]]) -> Signature:
         """One message that calls ``task(*args)`` for each args in ``items``."""
-        from petiole.canvas.workflows import map_signature
-
         return map_signature(self.name, items, self.app, star=True)
 
     def chunks(self, items: Iterable[Sequence[Any]], size: int) -> group:
         """A group of messages, each a starmap over ``size`` of the items."""
-        from petiole.canvas.workflows import chunks_group
-
         return chunks_group(self.name, items, size, self.app)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's spelling

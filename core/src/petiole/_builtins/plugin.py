@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from petiole.hookspecs import hookimpl
+from petiole.ports import AppHandle
 from petiole.serializers import JsonSerializer, PickleSerializer, Serializer
 from petiole.stages import IdentityCodec, ZlibCodec
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
 
 
 @hookimpl
@@ -55,7 +53,7 @@ def petiole_pools() -> Mapping[str, Any]:
 
 
 @hookimpl
-def petiole_app_configured(app: Petiole) -> None:
+def petiole_app_configured(app: AppHandle) -> None:
     """The message stages the settings name must exist: a signer without its key,
     or a compression codec not installed, fails the app's first use (a worker's
     start), not each message."""

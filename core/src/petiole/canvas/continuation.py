@@ -17,17 +17,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from petiole import coordination, remote_errors, states
 from petiole.backend import Coordination, ResultRecord
 from petiole.canvas.signature import check_signature, from_dict
 from petiole.canvas.workflows import chain
+from petiole.envelope import Workflow
 from petiole.errors import ChordError, SerializationError
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.request import Request
+from petiole.producer import Producer
+from petiole.request import Request
+from petiole.result import GroupResult
 
 logger = logging.getLogger("petiole.worker")
 
@@ -41,27 +41,22 @@ def check_workflow_headers(headers: Mapping[str, Any]) -> None:
     """Raise :class:`ValueError` naming the header unless ``callbacks``, ``errbacks``,
     ``chain`` and ``chord`` have the shapes the continuation relies on. Costs
     nothing for a message without them."""
-    for name in ("callbacks", "errbacks", "chain"):
-        for i, step in enumerate(headers.get(name) or ()):
-            check_signature(step, f"header {name}[{i}]")
-    info = headers.get("chord")
-    if info:
-        if not isinstance(info.get("id"), str) or type(info.get("size")) is not int:
-            raise ValueError("header chord needs a string 'id' and an integer 'size'")
-        check_signature(info.get("body"), "header chord.body")
+    for where, step in Workflow.of(headers).labelled_steps():
+        check_signature(step, where)
 
 
 def planned_children(headers: Mapping[str, Any]) -> list[str]:
     """Ids the continuation will send, known in advance (they were frozen)."""
-    ids = [cb.get("options", {}).get("task_id") for cb in headers.get("callbacks") or ()]
-    rest = headers.get("chain") or []
+    workflow = Workflow.of(headers)
+    ids = [cb.get("options", {}).get("task_id") for cb in workflow.callbacks]
+    rest = workflow.chain
     if rest:
         ids.append(rest[0].get("options", {}).get("task_id"))
     return [i for i in ids if isinstance(i, str)]
 
 
 class Continuation:
-    def __init__(self, app: Petiole) -> None:
+    def __init__(self, app: Producer) -> None:
         self.app = app
 
     def _coordination(self, task_id: str, info: Mapping[str, Any]) -> Coordination | None:
@@ -80,13 +75,13 @@ class Continuation:
     # -- success -------------------------------------------------------------------
 
     def succeeded(self, request: Request, value: Any) -> None:
-        headers = request.headers
-        for callback in headers.get("callbacks") or ():
+        workflow = Workflow.of(request.headers)
+        for callback in workflow.callbacks:
             from_dict(callback, self.app).apply_async((value,))
-        rest = headers.get("chain")
+        rest = workflow.chain
         if rest:
             chain(*(from_dict(step, self.app) for step in rest), app=self.app).apply_async((value,))
-        info = headers.get("chord")
+        info = workflow.chord
         if info:
             self._member_done(request.id, info)
 
@@ -99,8 +94,6 @@ class Continuation:
             return
         if store.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
             return  # another member (or an earlier delivery of another) fired it
-        from petiole.result import GroupResult
-
         members = GroupResult.restore(info["id"], self.app)
         values = members.get(timeout=0, propagate=True)
         from_dict(info["body"], self.app).apply_async((values,))
@@ -108,19 +101,18 @@ class Continuation:
     # -- failure -----------------------------------------------------------------------
 
     def failed(self, request: Request, exc: BaseException) -> None:
-        headers = request.headers
-        for errback in headers.get("errbacks") or ():
+        workflow = Workflow.of(request.headers)
+        for errback in workflow.errbacks:
             from_dict(errback, self.app).apply_async((request.id,))
-        chord_info = headers.get("chord")
-        rest = [from_dict(step, self.app) for step in headers.get("chain") or ()]
+        chord_info = workflow.chord
+        rest = [from_dict(step, self.app) for step in workflow.chain]
         if rest:
             # The chain stops here; its later steps (and so its result) fail with this error.
             for step in rest:
                 self._store_failure(step.last_id(), exc, request.id)
             chord_info = rest[-1]["options"].get("chord") or chord_info
         if chord_info:
-            index = headers.get("group_index")
-            self._member_failed(request.id, index, chord_info, exc)
+            self._member_failed(request.id, workflow.group_index, chord_info, exc)
 
     def _member_failed(
         self, task_id: str, index: int | None, info: Mapping[str, Any], exc: BaseException

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
+from petiole.envelope import Workflow
 from petiole.errors import ConfigError
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.canvas.workflows import chain
-    from petiole.result import AsyncResult
+from petiole.producer import Producer
+from petiole.result import AsyncResult
 
 # Options a signature carries to apply_async; anything else is a typo we report.
 SEND_OPTIONS = frozenset(
@@ -45,6 +43,15 @@ class Signature(dict[str, Any]):
     """One task call, ready to send: ``add.s(2, 3)``, or ``signature("proj.add", (2, 3))``."""
 
     subtask_type: str | None = None
+    # Kinds of signature by ``subtask_type``, filled as :mod:`petiole.canvas.workflows`
+    # defines them (the package imports it), so a signature rebuilt from its dict
+    # is a chain or group again without this module importing that one.
+    _kinds: ClassVar[dict[str, type[Signature]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.subtask_type is not None:
+            Signature._kinds[cls.subtask_type] = cls
 
     def __init__(
         self,
@@ -54,7 +61,7 @@ class Signature(dict[str, Any]):
         options: Mapping[str, Any] | None = None,
         *,
         immutable: bool = False,
-        app: Petiole | None = None,
+        app: Producer | None = None,
     ) -> None:
         super().__init__(
             task=task,
@@ -101,7 +108,7 @@ class Signature(dict[str, Any]):
         return str(task_id) if task_id is not None else None
 
     @property
-    def app(self) -> Petiole:
+    def app(self) -> Producer:
         if self._app is None:
             raise ConfigError(
                 f"signature {self.name!r} is not bound to an app: make it with task.s(...) "
@@ -109,7 +116,7 @@ class Signature(dict[str, Any]):
             )
         return self._app
 
-    def bind(self, app: Petiole) -> Signature:
+    def bind(self, app: Producer) -> Signature:
         self._app = app
         return self
 
@@ -164,10 +171,10 @@ class Signature(dict[str, Any]):
         self.freeze()
         return str(self["options"]["task_id"])
 
-    def __or__(self, other: Signature) -> chain:  # type: ignore[override]
-        from petiole.canvas.workflows import chain
-
-        return chain(self, other)
+    def __or__(self, other: Signature) -> Signature:  # type: ignore[override]
+        """``a.s() | b.s()``: the chain of both."""
+        make_chain: Callable[..., Signature] = Signature._kinds["chain"]
+        return make_chain(self, other)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -178,16 +185,15 @@ class Signature(dict[str, Any]):
         freeze_callbacks(options)
         call = self.clone(args, kwargs, **options)
         opts = call.options
-        protocol: dict[str, Any] = {}
-        for option, header in (("link", "callbacks"), ("link_error", "errbacks")):
-            if opts.get(option):
-                protocol[header] = [dict(s) for s in _as_list(opts.pop(option))]
-        for header in ("chord", "group_id", "group_index", "chain"):
-            if header in opts:
-                protocol[header] = opts.pop(header)
-        return call.app.send_task(
-            call.name, call.args, call.kwargs, _protocol_headers=protocol or None, **opts
+        workflow = Workflow(
+            callbacks=[dict(s) for s in _as_list(opts.pop("link", None) or [])],
+            errbacks=[dict(s) for s in _as_list(opts.pop("link_error", None) or [])],
+            chain=opts.pop("chain", None) or (),
+            chord=opts.pop("chord", None),
+            group_id=opts.pop("group_id", None),
+            group_index=opts.pop("group_index", None),
         )
+        return call.app.send_task(call.name, call.args, call.kwargs, _workflow=workflow, **opts)
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
@@ -211,7 +217,7 @@ def signature(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     *,
-    app: Petiole,
+    app: Producer,
     **options: Any,
 ) -> Signature:
     """A signature by task name (it need not be importable here), or rebuilt from its dict."""
@@ -258,16 +264,9 @@ def check_signature(data: Any, where: str) -> None:
             check_signature(kwargs["body"], f"{where}.body")
 
 
-def from_dict(data: Mapping[str, Any], app: Petiole | None) -> Signature:
+def from_dict(data: Mapping[str, Any], app: Producer | None) -> Signature:
     """Rebuild the right kind of signature from its JSON-safe form."""
-    from petiole.canvas import workflows
-
-    kinds: dict[str, type[Signature]] = {
-        "chain": workflows.chain,
-        "group": workflows.group,
-        "chord": workflows.chord,
-    }
-    cls = kinds.get(str(data.get("subtask_type")), Signature)
+    cls = Signature._kinds.get(str(data.get("subtask_type")), Signature)
     sig = cls.__new__(cls)
     dict.__init__(sig, copy.deepcopy(dict(data)))
     sig._app = app

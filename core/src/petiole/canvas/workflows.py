@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from petiole.canvas.signature import Signature, freeze_callbacks, from_dict
 from petiole.errors import ConfigError
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
-    from petiole.result import AsyncResult, GroupResult
+from petiole.producer import Producer
+from petiole.result import AsyncResult, GroupResult
 
 
-def _app_of(tasks: Sequence[Signature], app: Petiole | None) -> Petiole | None:
+def _app_of(tasks: Sequence[Signature], app: Producer | None) -> Producer | None:
     if app is not None:
         return app
     return next((t._app for t in tasks if t._app is not None), None)
 
 
-def _signatures(tasks: Iterable[Any], app: Petiole | None) -> list[Signature]:
+def _signatures(tasks: Iterable[Any], app: Producer | None) -> list[Signature]:
     out = []
     for task in tasks:
         if not isinstance(task, Mapping):
@@ -44,7 +42,7 @@ class chain(Signature):  # noqa: N801 - Celery's spelling
 
     subtask_type = "chain"
 
-    def __init__(self, *tasks: Any, app: Petiole | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: Producer | None = None, **options: Any) -> None:
         steps: list[Signature] = []
         for task in _signatures(
             tasks[0] if len(tasks) == 1 and isinstance(tasks[0], list) else tasks, app
@@ -127,7 +125,7 @@ class group(Signature):  # noqa: N801 - Celery's spelling
 
     subtask_type = "group"
 
-    def __init__(self, *tasks: Any, app: Petiole | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: Producer | None = None, **options: Any) -> None:
         members = _signatures(
             tasks[0] if len(tasks) == 1 and not isinstance(tasks[0], Mapping) else tasks, app
         )
@@ -144,8 +142,6 @@ class group(Signature):  # noqa: N801 - Celery's spelling
         return [from_dict(t, self._app) for t in self["kwargs"]["tasks"]]
 
     def freeze(self) -> GroupResult:  # type: ignore[override]
-        from petiole.result import GroupResult
-
         group_id = str(self["options"].setdefault("task_id", str(uuid.uuid4())))
         members = self.tasks
         ids = [member.last_id() for member in members]
@@ -155,8 +151,6 @@ class group(Signature):  # noqa: N801 - Celery's spelling
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> GroupResult:
-        from petiole.result import GroupResult
-
         options = {**self.options, **options}
         options.pop("task_id", None)
         result = self.freeze()
@@ -185,7 +179,7 @@ class chord(Signature):  # noqa: N801 - Celery's spelling
         header: Any,
         body: Signature | None = None,
         *,
-        app: Petiole | None = None,
+        app: Producer | None = None,
         **options: Any,
     ) -> None:
         head = header if isinstance(header, group) else group(*_signatures(header, app), app=app)
@@ -257,7 +251,7 @@ class chord(Signature):  # noqa: N801 - Celery's spelling
         return result
 
 
-def map_signature(task_name: str, items: Iterable[Any], app: Petiole, *, star: bool) -> Signature:
+def map_signature(task_name: str, items: Iterable[Any], app: Producer, *, star: bool) -> Signature:
     """One message that runs ``task`` on each item in turn (``task.map`` / ``task.starmap``)."""
     builtin = "petiole.starmap" if star else "petiole.map"
     return Signature(
@@ -265,7 +259,7 @@ def map_signature(task_name: str, items: Iterable[Any], app: Petiole, *, star: b
     )
 
 
-def chunks_group(task_name: str, items: Iterable[Any], size: int, app: Petiole) -> group:
+def chunks_group(task_name: str, items: Iterable[Any], size: int, app: Producer) -> group:
     """``task.chunks(items, n)``: a group of starmaps over ``n`` items each."""
     if size < 1:
         raise ConfigError(f"chunk size must be at least 1, got {size}")

@@ -22,6 +22,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 
+# Imported here, not after deciding: the interpreter replaced by ``exec`` is
+# discarded whatever it imported, and importing this module imports the
+# ``petiole`` package (and so the app) anyway.
+from petiole.cli.main import main as run_command_line
+
 PATCH_GROUP = "petiole.monkey_patch"
 #: Set for the re-executed process (to the pool's name) and removed by it once
 #: patched, so a worker it starts in turn (a subprocess) is patched afresh.
@@ -72,6 +77,4 @@ def main() -> None:
         os.environ[PATCHED_ENV] = entry_point.name
         # The interpreter running us, with our own arguments: no shell, nothing to inject.
         os.execv(sys.executable, patched_argv(entry_point, argv))  # noqa: S606
-    from petiole.cli.main import main as run_command_line
-
     run_command_line()

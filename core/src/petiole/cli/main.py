@@ -11,14 +11,13 @@ from petiole.cli import dlq, inspect_cmds, plugins_cmd, worker_cmd
 from petiole.cli.context import common_options, state
 from petiole.errors import PetioleError
 from petiole.logs import setup_logging
+from petiole.plugins import PluginRegistry
 
 
 class PetioleGroup(click.Group):
     """Loads plugin subcommands only when a name is not one of ours (or for --help)."""
 
     def _plugin_commands(self) -> dict[str, click.Command]:
-        from petiole.plugins import PluginRegistry
-
         try:
             found = PluginRegistry().cli_commands()
         except PetioleError:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from petiole.cli.context import common_options, state
+from petiole.worker import Worker
 
 
 @click.command()
@@ -64,8 +65,6 @@ def worker(
     returns unstarted messages at once, and lets running tasks finish (a second
     signal stops at once; running tasks then return to the queue).
     """
-    from petiole.worker import Worker
-
     app = state().app()
     w = Worker(
         app,

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from petiole.config import Settings
 from petiole.envelope import Envelope
-
-if TYPE_CHECKING:
-    from petiole.config import Settings
 
 # Outcome kinds, telling the consumer what to do with the message.
 ACK = "ack"  # finished (any final state); remove the message

@@ -28,6 +28,8 @@ from multiprocessing.process import BaseProcess
 
 from petiole.config import Settings
 from petiole.errors import ConfigError, PetioleError
+from petiole.execution import TaskRunner
+from petiole.loading import load_app
 from petiole.logs import setup_logging
 from petiole.pools.base import ACK, LOST, TIME_LIMIT, Job, Outcome, Runner
 
@@ -71,9 +73,6 @@ def _child_main(
     _exit_with_parent(parent_pid)
     setup_logging(log_level)  # a spawned child starts with no logging configured
     try:
-        from petiole.execution import TaskRunner
-        from petiole.loading import load_app
-
         app = load_app(app_path)
         runner = TaskRunner(app, hostname=hostname)
     except BaseException as exc:

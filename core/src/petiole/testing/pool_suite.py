@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from petiole.envelope import PROTOCOL_VERSION, Envelope
+from petiole.envelope import Envelope, task_headers
 from petiole.execution import TaskRunner
 from petiole.pools.base import ACK, LOST, Job, Outcome, Pool
 from petiole.serializers import JsonSerializer
@@ -46,7 +46,7 @@ _JSON = JsonSerializer()
 def make_job(task: str, *args: Any) -> Job:
     """A job for one of pool_app's tasks, as the worker would hand it over."""
     task_id = str(uuid.uuid4())
-    headers = {"protocol": PROTOCOL_VERSION, "id": task_id, "task": task, "sent_at": time.time()}
+    headers = task_headers(task_id, task, sent_at=time.time())
     envelope = Envelope(headers, _JSON.dumps([list(args), {}]), _JSON.content_type)
     return Job(envelope, queue="pool-suite", delivery_count=1, receipt=task_id)
 

@@ -25,7 +25,7 @@ import uuid
 
 import pytest
 
-from petiole.envelope import MAX_SIGNATURE_BYTES, PROTOCOL_VERSION, Envelope, Frame
+from petiole.envelope import MAX_SIGNATURE_BYTES, Envelope, Frame, task_headers
 from petiole.errors import SignatureError
 from petiole.stages import Signer, verify_frame
 
@@ -37,12 +37,7 @@ def _flip(data: bytes, index: int) -> bytes:
 
 
 def _envelope() -> Envelope:
-    headers = {
-        "protocol": PROTOCOL_VERSION,
-        "id": str(uuid.uuid4()),
-        "task": "proj.add",
-        "sent_at": time.time(),
-    }
+    headers = task_headers(str(uuid.uuid4()), "proj.add", sent_at=time.time())
     return Envelope(headers, b"[[2, 3], {}]", "application/json")
 
 

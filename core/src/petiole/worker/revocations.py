@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from petiole import revocation
 from petiole.coordination import CoordinationUnavailable
 from petiole.errors import PetioleError
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
+from petiole.ports import ResultsApp
 
 logger = logging.getLogger("petiole.worker")
 
@@ -19,7 +16,7 @@ logger = logging.getLogger("petiole.worker")
 class RevocationWatch:
     """Tracks the revocation marker; answers "is this task revoked?"."""
 
-    def __init__(self, app: Petiole) -> None:
+    def __init__(self, app: ResultsApp) -> None:
         self.app = app
         self.active = False  # revocations exist: check each task before it starts
         self._last: float | None = None

@@ -15,18 +15,15 @@ import collections
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from petiole import remote_errors, states
+from petiole.app import Petiole
 from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
 from petiole.pools.base import Job
 from petiole.transport import Delivery, unsettled_return
 from petiole.worker.acks import AckBatcher
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
 
 logger = logging.getLogger("petiole.worker")
 

@@ -32,11 +32,12 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from petiole.app import Petiole
 from petiole.canvas.continuation import check_workflow_headers
 from petiole.diagnosis import location
-from petiole.envelope import IDENTITY, Frame, peek_header
+from petiole.envelope import IDENTITY, Frame, peek_signer
 from petiole.errors import PetioleError, PluginError, ProtocolError, SignatureError
 from petiole.execution import TaskRunner, default_hostname, resolve_time_limits
 from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome
@@ -46,9 +47,6 @@ from petiole.task import parse_rate_limit
 from petiole.transport import Consumer, Consuming, Delivery
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
-
-if TYPE_CHECKING:
-    from petiole.app import Petiole
 
 logger = logging.getLogger("petiole.worker")
 
@@ -388,7 +386,7 @@ class Worker:
                 frame, self.app.signer(), require_signature=self.app.settings.require_signature
             )
         except SignatureError as exc:
-            named = peek_header(delivery.payload, "signer")
+            named = peek_signer(delivery.payload)
             signed_by = f" (signed by {named!r})" if isinstance(named, str) else ""
             self.settler.dead_letter(delivery, f"refused, not verified{signed_by}: {exc}")
             return

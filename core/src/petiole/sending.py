@@ -1,0 +1,168 @@
+"""Sending tasks: build the message, run it through the stages, publish it.
+
+A :class:`Sender` turns a task call (name, arguments, options) into an
+:class:`~petiole.envelope.Envelope` — headers built by the envelope module,
+the body serialized and, from ``compression_min_bytes`` on, encoded by the
+``compression`` codec — and publishes it on the app's transport, signed when a
+signer is set, between the ``petiole_before_publish`` and
+``petiole_after_publish`` hooks. The app's ``send_task`` and a worker's
+retries (:mod:`petiole.execution`) both send through it. In eager mode the
+envelope is handed to the eager runner (:mod:`petiole.eager`) instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
+from petiole.errors import ConfigError
+from petiole.plugins import PluginRegistry, implemented
+from petiole.ports import AppHandle
+from petiole.request import Request, current_request
+from petiole.result import AsyncResult
+
+# `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
+_RELATIVE_EXPIRES_LIMIT_S = 365 * 86400.0
+
+RunEagerly = Callable[[Envelope, str], AsyncResult]
+"""``run(envelope, queue)``: run a task message here and now (eager mode)."""
+
+
+class SendingApp(AppHandle, Protocol):
+    """What a :class:`Sender` uses of its app: settings, transport, stages, hooks."""
+
+    @property
+    def plugins(self) -> PluginRegistry: ...
+
+
+def _epoch(value: dt.datetime | float) -> float:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ConfigError(
+                f"naive datetime {value.isoformat()} is ambiguous: pass an aware datetime "
+                "(e.g. datetime.now(timezone.utc))"
+            )
+        return value.timestamp()
+    return float(value)
+
+
+class Sender:
+    """Sends the task messages of one app. Reads the app's settings, transport and
+    stages on each send, so an app reconfigured (``override()``) sends accordingly."""
+
+    def __init__(self, app: SendingApp, *, run_eagerly: RunEagerly) -> None:
+        self.app = app
+        self._run_eagerly = run_eagerly
+
+    def send(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: dt.datetime | float | None = None,
+        expires: dt.datetime | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        serializer: str | None = None,
+        soft_time_limit_s: float | None = None,
+        time_limit_s: float | None = None,
+        workflow: Workflow | None = None,
+    ) -> AsyncResult:
+        """Send a task by name (see ``Task.apply_async`` for the options).
+
+        Sent from inside a running task, the new task records it as its parent
+        and shares its root (the workflow it belongs to).
+        """
+        now = time.time()
+        due = now + countdown if countdown else (_epoch(eta) if eta is not None else None)
+        if expires is not None:
+            expires_at = _epoch(expires)
+            if not isinstance(expires, dt.datetime) and expires_at < _RELATIVE_EXPIRES_LIMIT_S:
+                expires_at += now
+        else:
+            expires_at = None
+        if priority is not None and not 0 <= priority <= 9:
+            raise ConfigError(f"priority must be 0-9, got {priority}")
+        task_id = task_id or str(uuid.uuid4())
+        root_id = parent_id = None
+        parent = current_request.get()
+        if parent is not None and parent.id:
+            parent_id, root_id = parent.id, parent.root_id or parent.id
+            if task_id != parent.id:  # a retry is the same task, not a child
+                parent.children.append(task_id)
+        message_headers = task_headers(
+            task_id,
+            name,
+            sent_at=now,
+            eta=due,
+            expires=expires_at,
+            priority=priority,
+            time_limits=(soft_time_limit_s, time_limit_s),
+            root_id=root_id,
+            parent_id=parent_id,
+            workflow=workflow,
+            extra=headers,
+        )
+        queue = queue or self.app.settings.default_queue
+        return self._publish(name, queue, message_headers, args, kwargs, serializer)
+
+    def send_retry(
+        self, request: Request, args: Sequence[Any], kwargs: Mapping[str, Any], *, eta: float
+    ) -> None:
+        """Send the next attempt of a running task (``Task.retry()``, after its RETRY
+        state is stored): same id, lineage and options, one more retry, due at ``eta``."""
+        message_headers = retry_headers(request, eta=eta, sent_at=time.time())
+        queue = request.queue or self.app.settings.default_queue
+        self._publish(request.task, queue, message_headers, args, kwargs, None)
+
+    def _publish(
+        self,
+        name: str,
+        queue: str,
+        message_headers: dict[str, Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        serializer: str | None,
+    ) -> AsyncResult:
+        app, settings = self.app, self.app.settings
+        args = list(args)
+        kwargs = dict(kwargs or {})
+        before = implemented(app.plugins.hook.petiole_before_publish)
+        if before is not None:
+            before(app=app, queue=queue, headers=message_headers, args=tuple(args), kwargs=kwargs)
+        body_serializer = app.serializer(serializer or settings.task_serializer)
+        body = body_serializer.dumps([args, kwargs])
+        encoding = IDENTITY
+        if settings.compression and len(body) >= settings.compression_min_bytes:
+            codec = app.codec(settings.compression)
+            body, encoding = codec.encode(body), codec.name
+        envelope = Envelope(message_headers, body, body_serializer.content_type, encoding)
+        if settings.eager:
+            return self._run_eagerly(envelope, queue)
+        transport = app.transport
+        # Measured after connecting: a first send's connect time must not delay the task.
+        due = envelope.eta
+        delay_s = max(0.0, due - time.time()) if due else 0.0
+        max_delay = transport.capabilities.max_delay_s
+        if max_delay is not None:
+            # Longer delays are re-delayed by the worker that receives the message early.
+            delay_s = min(delay_s, max_delay)
+        transport.publish(
+            queue,
+            envelope.to_bytes(app.signer()),
+            message_id=envelope.task_id,
+            delay_s=delay_s,
+            priority=envelope.priority or 0,
+        )
+        after = implemented(app.plugins.hook.petiole_after_publish)
+        if after is not None:
+            after(app=app, queue=queue, headers=message_headers)
+        return AsyncResult(envelope.task_id, app, task_name=name, queue=queue)
