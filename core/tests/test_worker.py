@@ -14,9 +14,10 @@ import pytest
 
 from petiole import Petiole, Request, Task, hookimpl, states
 from petiole.envelope import Envelope
+from petiole.result import AsyncResult
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
-from petiole.transport import Consuming
+from petiole.transport import Consuming, Delivery
 from petiole.worker import Worker
 
 
@@ -186,7 +187,11 @@ def test_message_over_max_deliveries_goes_to_the_dead_letter_store(app: Petiole)
     assert "delivered 3 times (max_deliveries=2)" in _dead_letter_reasons(app)[0]
 
 
-def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
+def _one_running_four_held(
+    app: Petiole, count: int
+) -> tuple[Worker, list[AsyncResult], threading.Event]:
+    """``count`` tasks that block until the returned event is set, and a worker
+    (concurrency 1, prefetch 4) running one of them and holding four."""
     started, release = threading.Event(), threading.Event()
 
     @app.task
@@ -195,22 +200,32 @@ def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
         release.wait(10)
         return i
 
-    results = [block.delay(i) for i in range(4)]
+    results = [block.delay(i) for i in range(count)]
     worker = Worker(app, pool="threads", concurrency=1, prefetch_multiplier=4, reserve_wait_s=0.2)
     worker.start()
     assert started.wait(5)
     assert wait_until(lambda: worker.held_count() == 4, timeout_s=5)
+    return worker, results, release
+
+
+def _reserve_up_to(app: Petiole, count: int, *, timeout_s: float = 5.0) -> list[Delivery]:
+    """What another worker gets: reserve returns what is there, so ask until ``count``
+    came or the time is up."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        got += app.transport.reserve(
+            ["default"], max_messages=count - len(got), wait_s=0.5, lease_s=30
+        )
+    return got
+
+
+def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
+    worker, results, release = _one_running_four_held(app, 4)
     stopper = threading.Thread(target=worker.stop)
     stopper.start()
-    # The three unstarted ones come back while the running one is still running
-    # (reserve returns what is there: they may come back one by one).
-    returned: list[Any] = []
-    deadline = time.monotonic() + 5
-    while len(returned) < 3 and time.monotonic() < deadline:
-        returned += app.transport.reserve(
-            ["default"], max_messages=3 - len(returned), wait_s=1, lease_s=30
-        )
-    assert len(returned) == 3
+    # The three unstarted ones come back while the running one is still running.
+    assert len(_reserve_up_to(app, 3)) == 3
     assert not release.is_set()
     release.set()
     stopper.join(5)
@@ -221,23 +236,10 @@ def test_graceful_stop_returns_unstarted_messages_at_once(app: Petiole) -> None:
 def test_the_prefetch_window_leaves_the_rest_in_the_broker_for_other_workers(
     app: Petiole,
 ) -> None:
-    started, release = threading.Event(), threading.Event()
-
-    @app.task
-    def block(i: int) -> int:
-        started.set()
-        release.wait(10)
-        return i
-
-    for i in range(20):
-        block.delay(i)
-    worker = Worker(app, pool="threads", concurrency=1, prefetch_multiplier=4, reserve_wait_s=0.2)
-    worker.start()
+    worker, _, release = _one_running_four_held(app, 20)
     try:
-        assert started.wait(5)
-        assert wait_until(lambda: worker.held_count() == 4, timeout_s=5)
         # Another worker finds the other sixteen: none is buffered in this one.
-        others = app.transport.reserve(["default"], max_messages=20, wait_s=1, lease_s=30)
+        others = _reserve_up_to(app, 20, timeout_s=2.0)
         assert len(others) == 16
         assert worker.held_count() == 4
         for delivery in others:
