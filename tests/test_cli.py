@@ -49,6 +49,8 @@ def test_plugins_lists_the_builtins_with_version_and_components() -> None:
     assert "transports: memory, sqlite" in out
     assert "serializers: json, pickle" in out
     assert "pools: asyncio, processes, solo, threads" in out
+    assert "codecs: identity, zlib" in out
+    assert "signers: hmac-sha256" in out
 
 
 def test_app_option_is_accepted_before_and_after_the_subcommand(url: str) -> None:

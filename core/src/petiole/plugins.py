@@ -234,6 +234,11 @@ class PluginRegistry:
 
     # -- components --------------------------------------------------------
 
+    @classmethod
+    def kinds(cls) -> list[str]:
+        """Every kind of component a plugin can register (``transport``, ``codec``...)."""
+        return list(cls._REGISTRATION_HOOKS)
+
     def provided(self, kind: str) -> dict[str, Provided[Any]]:
         """Every component of ``kind`` the loaded plugins register, by name.
 

@@ -16,14 +16,9 @@ def plugins() -> None:
     as disabled; one that fails to import is shown with its error.
     """
     registry = state().app().plugins
-    for kind in ("transport", "result backend", "serializer", "pool"):
+    for kind in registry.kinds():
         registry.provided(kind)  # fills in each plugin's components
-    labels = {
-        "transport": "transports",
-        "result backend": "result backends",
-        "serializer": "serializers",
-        "pool": "pools",
-    }
+    labels = {kind: f"{kind}s" for kind in registry.kinds()}
     for info in registry.infos.values():
         version = f" {info.version}" if info.version else ""
         click.echo(f"{info.name}  ({info.distribution}{version})  [{info.status}]")
