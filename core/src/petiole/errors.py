@@ -161,13 +161,21 @@ class ResultTooLarge(ResultBackendError):
     """The store refuses this result for good (over its size limit). The worker
     records the task as failed with this error instead of retrying the store."""
 
-    def __init__(self, size_bytes: int, limit_bytes: int, backend: str, detail: str = "") -> None:
+    def __init__(
+        self, size_bytes: int, limit_bytes: int | None, backend: str, detail: str = ""
+    ) -> None:
+        """``size_bytes`` is what was compared with ``limit_bytes``: the payload when the
+        limit is ``max_result_bytes``. ``limit_bytes`` is None when the server refused
+        the write for its size by a limit of its own (``detail`` then says which)."""
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
-        super().__init__(
-            f"a result of {size_bytes} bytes exceeds the {backend} limit of {limit_bytes} bytes"
-            + (f" ({detail})" if detail else "")
-        )
+        if limit_bytes is None:
+            summary = f"a result of {size_bytes} bytes is more than the {backend} accepts"
+        else:
+            summary = (
+                f"a result of {size_bytes} bytes exceeds the {backend} limit of {limit_bytes} bytes"
+            )
+        super().__init__(summary + (f" ({detail})" if detail else ""))
 
 
 # -- tasks and results -------------------------------------------------------

@@ -3,7 +3,7 @@
 Every request goes through :meth:`Session.call`, which
 
 * translates cassandra-driver's exceptions into
-  :class:`~petiole.errors.ResultBackendError` (or :class:`ResultTooLarge`),
+  :class:`~petiole.errors.ResultBackendError` (or :class:`~petiole.errors.ResultTooLarge`),
   naming the URL with its password masked;
 * rides out an outage (a node restarting, too few replicas up, a timeout):
   the driver reconnects in the background by itself, and the call is retried
@@ -45,15 +45,6 @@ from petiole_cassandra._options import CassandraTarget
 logger = logging.getLogger("petiole_cassandra")
 
 T = TypeVar("T")
-
-
-class ResultTooLarge(errors.ResultTooLarge):
-    """A result bigger than the cluster accepts in one write. Storing it again will
-    not help: the worker records the task as failed with this error."""
-
-    def __init__(self, message: str) -> None:
-        # The server reports sizes in its own words; keep its message whole.
-        ResultBackendError.__init__(self, message)
 
 
 class Session(Closable):
@@ -103,11 +94,12 @@ class Session(Closable):
                     f"{self._reason(exc)}"
                 ) from exc
 
-    def call(self, what: str, work: Callable[[Driver], T], *, too_large: str = "") -> T:
+    def call(self, what: str, work: Callable[[Driver], T], *, writes_bytes: int | None = None) -> T:
         """Run ``work(driver)``, retrying through an outage.
 
-        ``what`` names the operation in errors; ``too_large`` is the message of the
-        :class:`ResultTooLarge` raised if the server refuses the write for its size.
+        ``what`` names the operation in errors; ``writes_bytes``, for a write of a
+        result, is its size: a write the server refuses for its size then raises
+        :class:`~petiole.errors.ResultTooLarge` with the server's reason.
         Raises :class:`ResultBackendError` when the outage has lasted
         ``reconnect_timeout_s``, or at once for any other error;
         :class:`Closed` when the backend was closed meanwhile.
@@ -131,8 +123,9 @@ class Session(Closable):
         except Exception as exc:
             if not is_driver_error(exc) and not isinstance(exc, ConnectionError):
                 raise
-            if too_large and is_too_large(exc):
-                raise ResultTooLarge(f"{too_large} ({self._reason(exc)})") from exc
+            if writes_bytes is not None and is_too_large(exc):
+                refused = f"the server refused the write: {self._reason(exc)}"
+                raise errors.ResultTooLarge(writes_bytes, None, self.describe(), refused) from exc
             raise ResultBackendError(f"{self.describe()}: {what}: {self._reason(exc)}") from exc
 
     def _reason(self, exc: BaseException) -> str:

@@ -46,11 +46,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
-from petiole.errors import ResultBackendError
+from petiole.errors import ResultBackendError, ResultTooLarge
 from petiole_cassandra._cql import IDS_PER_READ, Statements, schema_statements
 from petiole_cassandra._driver import Driver, Prepared, Rows, is_cas_timeout
 from petiole_cassandra._options import MAX_TTL_S, parse_url
-from petiole_cassandra._session import Closed, ResultTooLarge, Session
+from petiole_cassandra._session import Closed, Session
 
 __all__ = ["CassandraBackend", "ResultTooLarge", "SchemaMissing", "create_backend"]
 
@@ -148,24 +148,23 @@ class CassandraBackend:
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         """Replace the record (one idempotent ``INSERT ... USING TTL``).
 
-        Raises :class:`ResultTooLarge` (a :class:`~petiole.errors.ResultBackendError`)
-        for a record over ``max_result_bytes`` or one the server refuses for its size,
+        Raises :class:`~petiole.errors.ResultTooLarge` for a payload over
+        ``max_result_bytes`` or a record the server refuses for its size,
         and :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is not
         JSON-safe or the cluster stays unreachable.
         """
         meta = _meta_json(record)
-        size = len(record.payload) + len((record.traceback or "").encode()) + len(meta.encode())
         limit = self.options.max_result_bytes
-        too_large = (
-            f"the result of task {record.task_id!r} is {size} bytes, more than the {COMPONENT} "
-            f"accepts"
-        )
-        if size > limit:
+        if len(record.payload) > limit:
             raise ResultTooLarge(
-                f"{too_large} (max_result_bytes={limit}; Cassandra refuses a write over its "
-                "max_mutation_size, by default 16 MiB): return a smaller value, or store it "
-                "elsewhere and return a reference"
+                len(record.payload),
+                limit,
+                COMPONENT,
+                f"task {record.task_id}; Cassandra refuses a write over its max_mutation_size, "
+                "by default 16 MiB: return a smaller value, or store it elsewhere and return "
+                "a reference",
             )
+        size = len(record.payload) + len((record.traceback or "").encode()) + len(meta.encode())
         if self.options.result_ttl_s is not None:
             ttl_s = self.options.result_ttl_s or None
         params = (
@@ -181,7 +180,7 @@ class CassandraBackend:
         self._call(
             f"store the result of task {record.task_id!r}",
             lambda d: d.execute(self._store, params),
-            too_large=too_large,
+            writes_bytes=size,
         )
 
     def get(self, task_id: str) -> ResultRecord | None:
@@ -456,9 +455,11 @@ class CassandraBackend:
         Idempotent."""
         self._session.close()
 
-    def _call(self, what: str, work: Callable[[Driver], T], *, too_large: str = "") -> T:
+    def _call(
+        self, what: str, work: Callable[[Driver], T], *, writes_bytes: int | None = None
+    ) -> T:
         try:
-            return self._session.call(what, work, too_large=too_large)
+            return self._session.call(what, work, writes_bytes=writes_bytes)
         except Closed:
             raise ResultBackendError(f"{self._session.describe()} is closed ({what})") from None
 
