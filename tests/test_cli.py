@@ -117,7 +117,10 @@ def test_unknown_broker_scheme_is_a_clear_error_not_a_traceback(
     result = CliRunner().invoke(cli, ["purge", "-f"])
     assert result.exit_code == 1
     assert "no transport named 'amqp'" in result.output
-    assert "pip install petiole-amqp" in result.output
+    # `pip install petiole-amqp`, or, run from a checkout that has the plugin's folder,
+    # `pip install -e <checkout>/plugins/petiole-amqp`.
+    assert "install it with: pip install " in result.output
+    assert "petiole-amqp" in result.output
 
 
 def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

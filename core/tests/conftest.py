@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +26,9 @@ def _no_petiole_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PETIOLE_"):
             monkeypatch.delenv(name)
+
+
+# The tests import their shared helpers (core_helpers.py) from this folder.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)

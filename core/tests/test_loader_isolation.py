@@ -54,6 +54,16 @@ def _registry(write: Write, source: str, *, distribution: str = "petiole-shaky")
     return PluginRegistry(infos=[_builtins(), shaky])
 
 
+def _answering(**answers: object) -> str:
+    """The source of a plugin module whose hooks, named without ``petiole_``, return
+    ``answers``: ``_answering(transports={"x": "m:f"})``."""
+    hooks = [
+        f"@hookimpl\ndef petiole_{hook}():\n    return {answer!r}\n"
+        for hook, answer in answers.items()
+    ]
+    return "\n".join(["from petiole import hookimpl\n", *hooks])
+
+
 _SERIALIZER_HOOK_RAISES = """
     from petiole import hookimpl
 
@@ -151,16 +161,8 @@ def test_an_app_with_a_raising_serializer_hook_still_runs_on_json_and_memory(
 def test_a_hook_answering_something_that_is_no_registration_costs_only_that_kind(
     write_module: Write,
 ) -> None:
-    registry = _registry(
-        write_module,
-        """
-        from petiole import hookimpl
-
-        @hookimpl
-        def petiole_transports():
-            return ["redis"]  # a list where a mapping of schemes to factories belongs
-        """,
-    )
+    # A list where a mapping of schemes to factories belongs.
+    registry = _registry(write_module, _answering(transports=["redis"]))
 
     assert registry.get("transport", "memory").plugin == "builtins"
     with pytest.raises(UnknownComponentError, match="must answer a mapping"):
@@ -170,13 +172,9 @@ def test_a_hook_answering_something_that_is_no_registration_costs_only_that_kind
 # -- a serializer named as "module:attribute" ------------------------------------------
 
 
-_GHOST_SERIALIZER = """
-    from petiole import hookimpl
-
-    @hookimpl
-    def petiole_serializers():
-        return {"ghost": "petiole_no_such_module.serializer:GhostSerializer"}
-"""
+_GHOST_SERIALIZER = _answering(
+    serializers={"ghost": "petiole_no_such_module.serializer:GhostSerializer"}
+)
 
 
 def test_a_serializer_naming_a_missing_module_fails_only_its_own_lookups(
@@ -249,20 +247,17 @@ _ROT13_MODULE = """
 """
 
 
+def _rot13_registry(write: Write, *, name: str = "rot13") -> tuple[str, PluginRegistry]:
+    """A module of :data:`_ROT13_MODULE`, and a registry whose plugin names its
+    serializer by path under ``name``."""
+    module = write("petiole_rot13", _ROT13_MODULE)
+    return module, _registry(write, _answering(serializers={name: f"{module}:Rot13Serializer"}))
+
+
 def test_a_serializer_named_by_path_is_imported_and_built_once_on_first_use(
     write_module: Write,
 ) -> None:
-    module = write_module("petiole_rot13", _ROT13_MODULE)
-    registry = _registry(
-        write_module,
-        f"""
-        from petiole import hookimpl
-
-        @hookimpl
-        def petiole_serializers():
-            return {{"rot13": "{module}:Rot13Serializer"}}
-        """,
-    )
+    module, registry = _rot13_registry(write_module)
 
     assert "rot13" in registry.provided("serializer")
     assert module not in sys.modules
@@ -277,17 +272,7 @@ def test_a_serializer_named_by_path_is_imported_and_built_once_on_first_use(
 
 
 def test_a_serializer_found_by_content_type_is_loaded_for_it(write_module: Write) -> None:
-    module = write_module("petiole_rot13", _ROT13_MODULE)
-    registry = _registry(
-        write_module,
-        f"""
-        from petiole import hookimpl
-
-        @hookimpl
-        def petiole_serializers():
-            return {{"rot13": "{module}:Rot13Serializer"}}
-        """,
-    )
+    _, registry = _rot13_registry(write_module)
 
     found = registry.serializer_by_content_type("text/x-rot13")
     assert found is not None
@@ -297,17 +282,7 @@ def test_a_serializer_found_by_content_type_is_loaded_for_it(write_module: Write
 def test_a_serializer_registered_under_another_name_than_its_own_is_refused(
     write_module: Write,
 ) -> None:
-    module = write_module("petiole_rot13", _ROT13_MODULE)
-    registry = _registry(
-        write_module,
-        f"""
-        from petiole import hookimpl
-
-        @hookimpl
-        def petiole_serializers():
-            return {{"caesar": "{module}:Rot13Serializer"}}
-        """,
-    )
+    _, registry = _rot13_registry(write_module, name="caesar")
 
     with pytest.raises(PluginLoadError, match="serializer 'caesar' calls itself 'rot13'"):
         registry.get("serializer", "caesar")
@@ -327,21 +302,11 @@ def _flaky_transport_registry(write: Write) -> PluginRegistry:
             raise AssertionError("never reached")
         """,
     )
-    return _registry(
-        write,
-        f"""
-        from petiole import hookimpl
-
-        @hookimpl
-        def petiole_transports():
-            return {{"flaky": "{factory}:create_transport"}}
-
-        @hookimpl
-        def petiole_result_backends():
-            return {{"flaky": "petiole._builtins.memory:create_backend"}}
-        """,
-        distribution="petiole-flaky",
+    source = _answering(
+        transports={"flaky": f"{factory}:create_transport"},
+        result_backends={"flaky": "petiole._builtins.memory:create_backend"},
     )
+    return _registry(write, source, distribution="petiole-flaky")
 
 
 def test_a_transport_whose_module_fails_to_import_fails_only_its_scheme(

@@ -7,13 +7,12 @@ by URL name within the process, and how waiters are woken.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
 import pytest
+from core_helpers import drain_in_threads
 
 from petiole import states
 from petiole._builtins import memory
@@ -138,19 +137,7 @@ def test_threads_reserving_concurrently_get_distinct_messages() -> None:
     transport = MemoryTransport()
     for i in range(300):
         transport.publish("q", str(i).encode(), priority=i % 10)
-    start = threading.Barrier(6)
-
-    def drain() -> list[bytes]:
-        start.wait()
-        got: list[bytes] = []
-        while batch := transport.reserve(["q"], max_messages=2, wait_s=0.05, lease_s=60):
-            for delivery in batch:
-                got.append(delivery.payload)
-                transport.ack(delivery)
-        return got
-
-    workers = [InThread(drain) for _ in range(6)]
-    seen = Counter(p for w in workers for p in w.result(timeout_s=60))
+    seen = drain_in_threads(transport, threads=6, wait_s=0.05)
     assert sorted(seen) == sorted(str(i).encode() for i in range(300))
     assert max(seen.values()) == 1
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_helpers import run_python, waiting_in_thread
 
 from petiole import states
 from petiole._builtins.sqlite_backend import SqliteBackend, create_backend
 from petiole.backend import ResultRecord
 from petiole.errors import ConfigError, ResultBackendError
 from petiole.testing import wait_until
-from petiole.testing.in_thread import InThread
 
 # A first poll delay no test waits for: only a notification can wake the waiter.
 _NEVER_S = 600.0
@@ -52,15 +49,6 @@ def count_rows(db_path: Path, table: str) -> int:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     finally:
         conn.close()
-
-
-def run_python(code: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
 
 
 # -- URL -------------------------------------------------------------------------------
@@ -191,8 +179,7 @@ def test_store_in_this_process_wakes_a_waiting_wait_at_once(db_path: Path) -> No
     waiter = SqliteBackend(db_path, first_poll_delay_s=_NEVER_S)
     writer = SqliteBackend(db_path)
     try:
-        waiting = InThread(lambda: waiter.wait(["t-1"], timeout_s=60))
-        assert wait_until(lambda: waiter._db.notifier.waiting == 1, timeout_s=10)
+        waiting = waiting_in_thread(waiter, lambda: waiter.wait(["t-1"], timeout_s=60))
         stored_at = time.monotonic()
         writer.store(success("t-1"), ttl_s=None)
         found = waiting.result()
@@ -206,8 +193,7 @@ def test_store_in_this_process_wakes_a_waiting_wait_at_once(db_path: Path) -> No
 def test_store_from_another_process_is_found_by_polling(db_path: Path) -> None:
     backend = SqliteBackend(db_path)
     try:
-        waiting = InThread(lambda: backend.wait(["t-1"], timeout_s=30))
-        assert wait_until(lambda: backend._db.notifier.waiting == 1, timeout_s=10)
+        waiting = waiting_in_thread(backend, lambda: backend.wait(["t-1"], timeout_s=30))
         writer = run_python(
             """
             import sys, time
@@ -230,8 +216,7 @@ def test_store_from_another_process_is_found_by_polling(db_path: Path) -> None:
 
 def test_close_wakes_a_waiting_wait_with_what_it_found(backend: SqliteBackend) -> None:
     backend.store(success("done"), ttl_s=None)
-    waiting = InThread(lambda: backend.wait(["done", "never"], timeout_s=60))
-    assert wait_until(lambda: backend._db.notifier.waiting == 1, timeout_s=10)
+    waiting = waiting_in_thread(backend, lambda: backend.wait(["done", "never"], timeout_s=60))
     backend.close()
     assert waiting.result().keys() == {"done"}
 

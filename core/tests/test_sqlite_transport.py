@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -20,12 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_helpers import drain_in_threads, run_python, waiting_in_thread
 
 from petiole._builtins import sqlite_transport
 from petiole._builtins.sqlite_transport import SqliteTransport, create_transport
 from petiole.errors import ConfigError, TransportError
-from petiole.testing import wait_until
-from petiole.testing.in_thread import InThread
 from petiole.transport import Delivery
 
 # A first poll delay no test waits for: only a notification can wake the reserver.
@@ -42,15 +38,6 @@ def transport(db_path: Path) -> Iterator[SqliteTransport]:
     t = SqliteTransport(db_path)
     yield t
     t.close()
-
-
-def run_python(code: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
 
 
 # -- URLs and options --------------------------------------------------------------
@@ -304,8 +291,9 @@ def test_publish_in_this_process_wakes_a_waiting_reserver_at_once(db_path: Path)
     consumer = SqliteTransport(db_path, first_poll_delay_s=_NEVER_S)
     producer = SqliteTransport(db_path)
     try:
-        waiting = InThread(lambda: consumer.reserve(["q"], max_messages=1, wait_s=60, lease_s=60))
-        assert wait_until(lambda: consumer._db.notifier.waiting == 1, timeout_s=10)
+        waiting = waiting_in_thread(
+            consumer, lambda: consumer.reserve(["q"], max_messages=1, wait_s=60, lease_s=60)
+        )
         published_at = time.monotonic()
         producer.publish("q", b"wake up")
         [delivery] = waiting.result()
@@ -343,8 +331,9 @@ def test_waiting_reserver_wakes_when_a_lease_runs_out(db_path: Path) -> None:
 def test_waiting_reserver_does_not_hold_the_write_lock(
     transport: SqliteTransport, db_path: Path
 ) -> None:
-    waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60))
-    assert wait_until(lambda: transport._db.notifier.waiting == 1, timeout_s=10)
+    waiting = waiting_in_thread(
+        transport, lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60)
+    )
     other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # would raise "database is locked" if held
@@ -358,8 +347,9 @@ def test_waiting_reserver_does_not_hold_the_write_lock(
 def test_publish_from_another_process_is_found_by_polling(db_path: Path) -> None:
     transport = SqliteTransport(db_path)
     try:
-        waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60))
-        assert wait_until(lambda: transport._db.notifier.waiting == 1, timeout_s=10)
+        waiting = waiting_in_thread(
+            transport, lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60)
+        )
         producer = run_python(
             """
             import sys
@@ -381,8 +371,9 @@ def test_publish_from_another_process_is_found_by_polling(db_path: Path) -> None
 
 
 def test_close_wakes_waiting_reservers_with_no_messages(transport: SqliteTransport) -> None:
-    waiting = InThread(lambda: transport.reserve(["q"], max_messages=1, wait_s=60, lease_s=60))
-    assert wait_until(lambda: transport._db.notifier.waiting == 1, timeout_s=10)
+    waiting = waiting_in_thread(
+        transport, lambda: transport.reserve(["q"], max_messages=1, wait_s=60, lease_s=60)
+    )
     transport.close()
     assert waiting.result() == []
 
@@ -401,20 +392,7 @@ def test_threads_with_one_transport_each_reserve_distinct_messages(
 ) -> None:
     for i in range(300):
         transport.publish("q", str(i).encode())
-    start = threading.Barrier(6)
-
-    def drain() -> list[bytes]:
-        start.wait()
-        got: list[bytes] = []
-        while batch := transport.reserve(["q"], max_messages=2, wait_s=0.2, lease_s=60):
-            for delivery in batch:
-                got.append(delivery.payload)
-                transport.ack(delivery)
-        return got
-
-    workers = [InThread(drain) for _ in range(6)]
-    results = [w.result(timeout_s=60) for w in workers]
-    seen = Counter(p for got in results for p in got)
+    seen = drain_in_threads(transport, threads=6, wait_s=0.2)
     assert sorted(seen) == sorted(str(i).encode() for i in range(300))
     assert max(seen.values()) == 1
 

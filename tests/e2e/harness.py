@@ -13,9 +13,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from petiole import Petiole, chord
+from petiole.backend import ResultRecord
+from petiole.loading import load_app
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,6 +103,14 @@ class Workers:
             if proc.poll() is None:
                 self.kill(proc)
 
+    def wait_for_queue(self, queue_size: Callable[[], int], most: float) -> None:
+        """Block until ``queue_size()`` is at most ``most`` (tasks were taken), for up
+        to a minute; fail with the workers' logs."""
+        deadline = time.monotonic() + 60
+        while queue_size() > most:
+            assert time.monotonic() < deadline, self.logs()
+            time.sleep(0.05)
+
     def logs(self, tail_chars: int = 4000) -> str:
         text = "\n".join(
             p.read_text(errors="replace") for p in sorted(self.log_dir.glob("worker*.log"))
@@ -150,34 +166,115 @@ class Producer:
             self.proc.communicate()
 
 
+def produce_until_under_way(
+    env: dict[str, str],
+    workers: Workers,
+    queue_size: Callable[[], int],
+    *,
+    count: int = 1000,
+    task_delay_s: float,
+    timeout_s: float,
+) -> Producer:
+    """Start a producer of ``count`` tasks and return it once every task is sent and
+    30% are done or running (``queue_size()`` reports the broker's queue)."""
+    producer = Producer(env, count, task_delay_s, timeout_s)
+    producer.wait_sent()
+    workers.wait_for_queue(queue_size, count * 0.7)
+    return producer
+
+
 def run_sigkill_scenario(
     env: dict[str, str],
     log_dir: Path,
-    queue_size: Any,
     *,
     count: int = 1000,
     task_delay_s: float = 0.005,
     timeout_s: float = 180,
-) -> tuple[dict[str, Any], int]:
+) -> dict[str, Any]:
     """Two workers; once all tasks are sent and 30% are done or running, SIGKILL one.
 
-    ``queue_size()`` reports the broker's queue size. Returns the producer's
-    summary and the killed worker's pid (its pid names the results it stored).
+    Returns the producer's summary (see :meth:`Producer.summary`), once it has
+    checked that the killed worker had been doing real work (its pid names the
+    results it stored): else the scenario did not happen.
     """
+    watcher = Petiole("watch", broker=env["PETIOLE_BROKER_URL"], backend=env["PETIOLE_BACKEND_URL"])
     workers = Workers(env, log_dir)
     try:
         victim = workers.start("-P", "processes", "-c", "2")
         workers.start("-P", "processes", "-c", "2")
         workers.wait_ready()
-        producer = Producer(env, count, task_delay_s, timeout_s)
-        producer.wait_sent()
-        deadline = time.monotonic() + 60
-        while queue_size() > count * 0.7:
-            assert time.monotonic() < deadline, workers.logs()
-            time.sleep(0.05)
+        producer = produce_until_under_way(
+            env,
+            workers,
+            lambda: watcher.transport.size("default"),
+            count=count,
+            task_delay_s=task_delay_s,
+            timeout_s=timeout_s,
+        )
         workers.kill(victim)
         summary = producer.summary(timeout_s=timeout_s + 30)
         assert summary["correct"] == count, (summary, workers.logs())
-        return summary, victim.pid
     finally:
         workers.stop_all()
+        watcher.close()
+    assert any(name.endswith(f":{victim.pid}") for name in summary["by_worker"]), summary
+    return summary
+
+
+@dataclass
+class ChordRun:
+    """What :func:`run_chord_sigkill_scenario` saw."""
+
+    #: The members' result records, by task id (those the backend still has).
+    members: dict[str, ResultRecord]
+    #: The lines the chord's callback logged, one per run of it.
+    firings: list[str]
+    victim_pid: int
+    logs: str
+
+    def members_by_victim(self) -> int:
+        """How many members the killed worker stored (its pid names its results)."""
+        suffix = f":{self.victim_pid}"
+        return sum(str(r.meta["worker"]).endswith(suffix) for r in self.members.values())
+
+
+def run_chord_sigkill_scenario(
+    app: Petiole, env: dict[str, str], log_dir: Path, *, size: int
+) -> ChordRun:
+    """Two workers of ``canvas_app`` run a chord of ``size`` slow squares summed by its
+    callback; once 30% are done or running, one is SIGKILLed and its leased members
+    come back to the other. Checks the chord's result."""
+    log = log_dir / "callback.log"
+    square, logged_sum = app.tasks["canvas.slow_square"], app.tasks["canvas.logged_sum"]
+    workers = Workers(env, log_dir, app_module="canvas_app")
+    try:
+        victim = workers.start("-P", "processes", "-c", "2")
+        workers.start("-P", "processes", "-c", "2")
+        workers.wait_ready()
+        header = [square.s(i, 0.01) for i in range(size)]
+        member_ids = [s.freeze().id for s in header]
+        result = chord(header, logged_sum.s(str(log))).apply_async()
+        workers.wait_for_queue(lambda: app.transport.size("default"), size * 0.7)
+        workers.kill(victim)
+        assert result.get(timeout=120) == sum(i * i for i in range(size)), workers.logs()
+    finally:
+        workers.stop_all()
+    members = app.backend.get_many(member_ids)
+    return ChordRun(members, log.read_text().splitlines(), victim.pid, workers.logs())
+
+
+@contextmanager
+def loaded_app(module: str, url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
+    """The app ``module`` of this folder, freshly imported, on ``url`` (broker and
+    results) given through the environment, where a process pool's children,
+    which load the app afresh, read it too."""
+    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
+    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
+    monkeypatch.syspath_prepend(str(HERE))
+    sys.modules.pop(module, None)
+    app = load_app(module)
+    try:
+        yield app
+    finally:
+        app.close()
+        sys.modules.pop(module, None)

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import loaded_app
 
 from petiole import Petiole
 from petiole.errors import PetioleError
-from petiole.loading import load_app
 from petiole.pools.processes import ProcessPool
 from petiole.testing.in_thread import start_worker
 
-HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    # Pool children load the app afresh and read their settings from the environment.
-    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
-    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
-    monkeypatch.syspath_prepend(str(HERE))
-    sys.modules.pop("e2e_app", None)
-    app = load_app("e2e_app")
-    yield app
-    app.close()
-    sys.modules.pop("e2e_app", None)
+    with loaded_app("e2e_app", f"sqlite:///{tmp_path / 'p.db'}", monkeypatch) as app:
+        yield app
 
 
 def test_tasks_run_in_child_processes(app: Petiole) -> None:

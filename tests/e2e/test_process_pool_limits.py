@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import loaded_app
 
 from petiole import Petiole, states
 from petiole.errors import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
-from petiole.loading import load_app
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 
-HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    # Pool children load the app afresh and read their settings from the environment.
-    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
-    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
-    monkeypatch.syspath_prepend(str(HERE))
-    sys.modules.pop("semantics_app", None)
-    app = load_app("semantics_app")
-    yield app
-    app.close()
-    sys.modules.pop("semantics_app", None)
+    with loaded_app("semantics_app", f"sqlite:///{tmp_path / 'p.db'}", monkeypatch) as app:
+        yield app
 
 
 def test_hard_time_limit_kills_the_child_and_fails_the_task(app: Petiole) -> None:

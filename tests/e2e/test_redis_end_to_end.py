@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Producer, Workers, run_sigkill_scenario, worker_env
+from harness import Producer, Workers, produce_until_under_way, run_sigkill_scenario, worker_env
 
 from petiole import Petiole
 from petiole.testing import wait_until
+from petiole.testing.servers import serve
 
 pytest.importorskip("petiole_redis", reason="petiole-redis is not installed")
 
@@ -29,9 +30,7 @@ OUTAGE_LINE = "connection lost"
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+    yield from serve(RedisServer(tmp_path_factory.mktemp("redis")))
 
 
 def env_for(server: RedisServer) -> dict[str, str]:
@@ -43,17 +42,8 @@ def test_thousand_tasks_with_a_sigkilled_worker_lose_none_on_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     env = env_for(redis_server)
-    watcher = Petiole("watch", broker=redis_server.url, backend=redis_server.url)
-    try:
-        summary, victim_pid = run_sigkill_scenario(
-            env, tmp_path, lambda: watcher.transport.size("default")
-        )
-    finally:
-        watcher.close()
-    assert summary["missing"] == []
-    assert summary["wrong"] == []
-    # The victim had been doing real work when it died (its pid names its results).
-    assert any(name.endswith(f":{victim_pid}") for name in summary["by_worker"]), summary
+    summary = run_sigkill_scenario(env, tmp_path)
+    assert (summary["missing"], summary["wrong"]) == ([], []), summary
 
 
 class _OutageLines(logging.Handler):
@@ -84,10 +74,8 @@ def test_redis_restarted_mid_run_loses_no_task_and_logs_one_line(tmp_path: Path)
         workers.start("-P", "processes", "-c", "2")
         workers.start("-P", "threads", "-c", "4")
         workers.wait_ready()
-        producer = Producer(env, 1000, 0.005, 120)
-        producer.wait_sent()
-        assert wait_until(lambda: app.transport.size("default") <= 700, timeout_s=60), (
-            workers.logs()
+        producer = produce_until_under_way(
+            env, workers, lambda: app.transport.size("default"), task_delay_s=0.005, timeout_s=120
         )
 
         server.kill()

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from harness import run_sigkill_scenario, worker_env
 
-from petiole import Petiole
 from petiole.testing.servers import require_module
 
 pytestmark = pytest.mark.slow
@@ -41,14 +40,5 @@ def env(sqs_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
 
 
 def test_sigkilled_worker_loses_no_task_on_sqs(env: dict[str, str], tmp_path: Path) -> None:
-    watcher = Petiole("watch", broker=env["PETIOLE_BROKER_URL"], backend=env["PETIOLE_BACKEND_URL"])
-    try:
-        summary, victim_pid = run_sigkill_scenario(
-            env, tmp_path, lambda: watcher.transport.size("default")
-        )
-    finally:
-        watcher.close()
-    assert summary["missing"] == []
-    assert summary["wrong"] == []
-    # The victim had been doing real work when it died (its pid names its results).
-    assert any(name.endswith(f":{victim_pid}") for name in summary["by_worker"]), summary
+    summary = run_sigkill_scenario(env, tmp_path)
+    assert (summary["missing"], summary["wrong"]) == ([], []), summary

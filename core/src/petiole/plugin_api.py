@@ -161,12 +161,14 @@ if TYPE_CHECKING:  # loaded on first access, by __getattr__ below
     from petiole.testing.in_thread import InThread
     from petiole.testing.pool_suite import PoolSuite
     from petiole.testing.servers import (
+        ManagedServer,
         ServerProcess,
         free_port,
         in_ci,
         port_open,
         require_binary,
         require_module,
+        serve,
     )
 
 # Name -> the module that defines it, imported when the name is first used: the
@@ -181,6 +183,7 @@ _LAZY = {
     "GreenPool": "petiole.pools.green",
     "InThread": "petiole.testing.in_thread",
     "JSON_TAGGED_ROUNDTRIPS": "petiole.testing",
+    "ManagedServer": "petiole.testing.servers",
     "PLAIN_ROUNDTRIPS": "petiole.testing",
     "PoolSuite": "petiole.testing.pool_suite",
     "ResultBackendSuite": "petiole.testing",
@@ -194,6 +197,7 @@ _LAZY = {
     "port_open": "petiole.testing.servers",
     "require_binary": "petiole.testing.servers",
     "require_module": "petiole.testing.servers",
+    "serve": "petiole.testing.servers",
     "unique_name": "petiole.testing",
     "wait_until": "petiole.testing",
 }
@@ -263,6 +267,7 @@ __all__ = [
     "GreenPool",
     "InThread",
     "Job",
+    "ManagedServer",
     "MaxRetriesExceededError",
     "MessageTooLarge",
     "OutageTracker",
@@ -328,6 +333,7 @@ __all__ = [
     "quote_part",
     "require_binary",
     "require_module",
+    "serve",
     "states",
     "unique_name",
     "unsettled_return",

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from petiole.testing.green_suite import GreenWorkerSuite
@@ -16,18 +14,8 @@ from petiole_redis.testing import RedisServer
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
 class TestEventletWorker(GreenWorkerSuite):
     command_module = "petiole_eventlet"
     pool_name = "eventlet"
     patched_socket_module = "eventlet."
-
-    @pytest.fixture
-    def broker_url(self, redis_server: RedisServer) -> str:
-        return redis_server.url
+    broker_server = RedisServer

@@ -9,26 +9,22 @@ from pathlib import Path
 import pytest
 from petiole_memcached.testing import MemcachedServer
 
+from petiole.testing.servers import serve
+
 
 @pytest.fixture(scope="session")
 def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemcachedServer]:
-    server = MemcachedServer(tmp_path_factory.mktemp("memcached")).start()
-    yield server
-    server.stop()
+    yield from serve(MemcachedServer(tmp_path_factory.mktemp("memcached")))
 
 
 @pytest.fixture
 def own_memcached_server(tmp_path: Path) -> Iterator[MemcachedServer]:
     """A server of this test's own, to kill and restart."""
-    server = MemcachedServer(tmp_path).start()
-    yield server
-    server.stop()
+    yield from serve(MemcachedServer(tmp_path))
 
 
 @pytest.fixture(scope="session")
 def second_memcached_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[MemcachedServer]:
-    server = MemcachedServer(tmp_path_factory.mktemp("memcached2")).start()
-    yield server
-    server.stop()
+    yield from serve(MemcachedServer(tmp_path_factory.mktemp("memcached2")))

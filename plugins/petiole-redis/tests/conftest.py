@@ -13,21 +13,18 @@ from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport
 
 from petiole.testing import unique_name
+from petiole.testing.servers import serve
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+    yield from serve(RedisServer(tmp_path_factory.mktemp("redis")))
 
 
 @pytest.fixture
 def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, to kill and restart."""
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
+    yield from serve(RedisServer(tmp_path))
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@
 * :class:`Notifier` lets a waiter in this process wake as soon as another thread
   of this process writes, instead of waiting for its next poll. Writes from
   other processes are only seen by polling.
+* :class:`SqliteComponent` is what the transport and the backend are built on:
+  their :class:`Database`, options, location and ``close``.
 
 URL forms (as in SQLAlchemy)::
 
@@ -47,7 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from petiole.component_options import build_options, query_options
@@ -514,3 +516,60 @@ def poll_delays(first_s: float, cap_s: float) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, cap_s)
+
+
+class SqliteComponent:
+    """The part of a SQLite transport or result backend that is about its file.
+
+    A subclass names its ``component`` (for messages), ``error_type``, ``schema``
+    and notifier ``channel``; it gets ``self._db`` (a :class:`Database` with its
+    tables created), ``path``, ``options``, ``location`` and ``close``.
+    ``first_poll_delay_s`` is the first sleep of a polling wait (later ones
+    double up to ``poll_interval_ms``: :meth:`_poll_delays`).
+    """
+
+    component: ClassVar[str]
+    error_type: ClassVar[type[PetioleError]]
+    schema: ClassVar[Sequence[str]]
+    channel: ClassVar[str]
+
+    def __init__(
+        self, path: Path, options: SqliteOptions | None, *, first_poll_delay_s: float
+    ) -> None:
+        self._options = options or SqliteOptions()
+        self._first_poll_delay_s = first_poll_delay_s
+        self._db = Database(
+            path,
+            self._options,
+            component=self.component,
+            error_type=self.error_type,
+            schema=self.schema,
+            channel=self.channel,
+        )
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    @property
+    def options(self) -> SqliteOptions:
+        return self._options
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for logs: the file's absolute URL."""
+        return f"{SCHEME}:///{self._db.path}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self._db.path)!r})"
+
+    def _poll_delays(self) -> Iterator[float]:
+        return poll_delays(self._first_poll_delay_s, self._options.poll_interval_ms / 1000)
+
+    def close(self) -> None:
+        """Close the connections and wake this process's waiters, which return
+        what they have. Calling it twice is harmless."""
+        if self._db.closed:
+            return
+        self._db.close()
+        self._db.notifier.notify()

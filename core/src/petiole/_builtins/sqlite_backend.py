@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from petiole._builtins._sqlite import MAX_PARAMS, Database, SqliteOptions, parse_url, poll_delays
+from petiole._builtins._sqlite import MAX_PARAMS, SqliteComponent, SqliteOptions, parse_url
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import PetioleError, ResultBackendError
 
@@ -161,7 +161,7 @@ _SWEEP_INTERVAL_S = 60.0
 _SWEEP_BATCH = 1000
 
 
-class SqliteBackend:
+class SqliteBackend(SqliteComponent):
     """A :class:`~petiole.backend.ResultBackend` and :class:`~petiole.backend.Coordination`
     on a SQLite file (see the module docstring).
 
@@ -172,6 +172,11 @@ class SqliteBackend:
 
     capabilities = BackendCapabilities(push_wait=False, max_result_bytes=None)
 
+    component = COMPONENT
+    error_type = ResultBackendError
+    schema = _SCHEMA
+    channel = "results"
+
     def __init__(
         self,
         path: Path,
@@ -180,34 +185,9 @@ class SqliteBackend:
         first_poll_delay_s: float = _FIRST_POLL_DELAY_S,
         sweep_interval_s: float = _SWEEP_INTERVAL_S,
     ) -> None:
-        self._options = options or SqliteOptions()
-        self._first_poll_delay_s = first_poll_delay_s
         self._sweep_interval_s = sweep_interval_s
         self._next_sweep_at = 0.0  # monotonic; the first store sweeps
-        self._db = Database(
-            path,
-            self._options,
-            component=COMPONENT,
-            error_type=ResultBackendError,
-            schema=_SCHEMA,
-            channel="results",
-        )
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    @property
-    def options(self) -> SqliteOptions:
-        return self._options
-
-    def __repr__(self) -> str:
-        return f"SqliteBackend({str(self._db.path)!r})"
-
-    @property
-    def location(self) -> str:
-        """Where the data lives, for logs: the file's absolute URL."""
-        return f"sqlite:///{self._db.path}"
+        super().__init__(path, options, first_poll_delay_s=first_poll_delay_s)
 
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         """Replace the record of ``record.task_id``; wakes this process's waiters.
@@ -266,7 +246,7 @@ class SqliteBackend:
         pending = list(dict.fromkeys(task_ids))
         ready: dict[str, ResultRecord] = {}
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delays = poll_delays(self._first_poll_delay_s, self._options.poll_interval_ms / 1000)
+        delays = self._poll_delays()
         while pending:
             notifier = self._db.notifier
             seen = notifier.generation
@@ -381,13 +361,6 @@ class SqliteBackend:
                     _CLAIM_DELETE,
                 ):
                     conn.execute(statement.format(marks=marks), chunk)
-
-    def close(self) -> None:
-        """Close this backend's connections and wake its waiters. Calling it twice is harmless."""
-        if self._db.closed:
-            return
-        self._db.close()
-        self._db.notifier.notify()
 
     def _maybe_sweep(self) -> None:
         if time.monotonic() < self._next_sweep_at:

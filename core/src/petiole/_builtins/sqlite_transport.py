@@ -37,7 +37,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from petiole._builtins._sqlite import MAX_PARAMS, Database, SqliteOptions, parse_url, poll_delays
+from petiole._builtins._sqlite import (
+    MAX_PARAMS,
+    Database,
+    SqliteComponent,
+    SqliteOptions,
+    parse_url,
+    poll_delays,
+)
 from petiole.errors import TransportError
 from petiole.transport import (
     DeadLetter,
@@ -216,7 +223,7 @@ _FIRST_POLL_DELAY_S = 0.005
 _MIN_SLEEP_S = 0.001
 
 
-class SqliteTransport:
+class SqliteTransport(SqliteComponent):
     """A :class:`~petiole.transport.Transport` and :class:`~petiole.transport.Broadcast`
     on a SQLite file (see the module docstring).
 
@@ -234,6 +241,11 @@ class SqliteTransport:
         leases_expire=True,
     )
 
+    component = COMPONENT
+    error_type = TransportError
+    schema = _SCHEMA
+    channel = "messages"
+
     def __init__(
         self,
         path: Path,
@@ -242,34 +254,9 @@ class SqliteTransport:
         first_poll_delay_s: float = _FIRST_POLL_DELAY_S,
         broadcast_retention_s: float = BROADCAST_RETENTION_S,
     ) -> None:
-        self._options = options or SqliteOptions()
-        self._first_poll_delay_s = first_poll_delay_s
         self._broadcast_retention_s = broadcast_retention_s
         self._subscriptions: weakref.WeakSet[_SqliteSubscription] = weakref.WeakSet()
-        self._db = Database(
-            path,
-            self._options,
-            component=COMPONENT,
-            error_type=TransportError,
-            schema=_SCHEMA,
-            channel="messages",
-        )
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    @property
-    def options(self) -> SqliteOptions:
-        return self._options
-
-    def __repr__(self) -> str:
-        return f"SqliteTransport({str(self._db.path)!r})"
-
-    @property
-    def location(self) -> str:
-        """Where the data lives, for logs: the file's absolute URL."""
-        return f"sqlite:///{self._db.path}"
+        super().__init__(path, options, first_poll_delay_s=first_poll_delay_s)
 
     def publish(
         self,
@@ -310,7 +297,7 @@ class SqliteTransport:
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)
-        delays = poll_delays(self._first_poll_delay_s, self._options.poll_interval_ms / 1000)
+        delays = self._poll_delays()
         while True:
             notifier = self._db.notifier
             seen = notifier.generation
@@ -501,10 +488,7 @@ class SqliteTransport:
         (they return ``[]``)."""
         for subscription in list(self._subscriptions):
             subscription.close()
-        if self._db.closed:
-            return
-        self._db.close()
-        self._db.notifier.notify()
+        super().close()
 
 
 class _SqliteSubscription(ThreadedSubscription):

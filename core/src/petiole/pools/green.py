@@ -10,6 +10,12 @@ A plugin subclasses :class:`GreenPool` and sets ``library`` to an object
 implementing :class:`GreenLibrary`: the dozen calls of its library the pool
 makes. Everything else — time limits, revoke, terminate, stop — is here.
 
+The plugin's ``patch()`` must import nothing but the standard library and its
+library before it has patched: objects created before the patch (a
+``threading.Lock`` made when some module was imported) keep the blocking
+originals, so a lock contended among green threads would deadlock them. When
+Petiole was imported first, it calls :func:`warn_patched_late`.
+
 Time limits are the library's timers, not the core's ``SIGALRM`` /
 async-exception mechanism (which targets OS threads; every green thread shares
 one). Both are armed around the task's call only (see :func:`run_with_limits`),
@@ -29,6 +35,7 @@ without ever blocking holds the whole process; no timer fires until it yields.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
@@ -98,6 +105,20 @@ class GreenLibrary(Protocol):
     def is_dead(self, green_thread: Any) -> bool: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+
+def warn_patched_late(library: str) -> None:
+    """Warn (``RuntimeWarning``, at the caller of the plugin's ``patch()``) that
+    Petiole was imported before ``library`` patched the process: the locks it
+    made at import time are not cooperative. For the plugin's ``patch()``, which
+    may import this module then, since Petiole is loaded already."""
+    warnings.warn(
+        f"petiole was imported before {library} monkey-patched the process; patch first "
+        f"(run `petiole-{library} worker ...` or call petiole_{library}.patch() before any "
+        "import)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 class _Revoked(BaseException):

@@ -14,8 +14,9 @@ must never patch its own (every other test shares it):
 :class:`GreenWorkerSuite`
     The plugin's own command (``python -m petiole_mylib worker -c 200``) as a
     worker process against a real broker, from this process: throughput of
-    I/O-bound tasks, SIGTERM, a second SIGTERM. The subclass gives a
-    ``broker_url`` fixture (results go to the same URL).
+    I/O-bound tasks, SIGTERM, a second SIGTERM. The subclass names a
+    ``broker_server`` class (results go to the same URL), or gives a
+    ``broker_url`` fixture.
 
 :class:`GreenPluginSuite`
     The plugin as Petiole loads it, in fresh interpreters: registered without
@@ -34,7 +35,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
@@ -182,6 +183,20 @@ class GreenPoolSuite(PoolSuite):
         assert [o.state for o in outcomes.of(queued)] == ["SUCCESS"]
 
 
+class BrokerServer(Protocol):
+    """A real broker for :class:`GreenWorkerSuite` (``petiole_redis.testing.RedisServer``)."""
+
+    def __init__(self, directory: Path) -> None:
+        """Keeps its data in ``directory``; not started yet."""
+
+    @property
+    def url(self) -> str: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
 class _Workers:
     """Worker processes of the plugin's command, each in its own process group."""
 
@@ -232,7 +247,7 @@ class _Workers:
 
 
 class GreenWorkerSuite:
-    """Subclass with the attributes below and a ``broker_url`` fixture."""
+    """Subclass with the attributes below, and ``broker_server`` or a ``broker_url`` fixture."""
 
     #: Run as ``python -m <command_module> worker``: the plugin's patched command.
     command_module: ClassVar[str]
@@ -241,10 +256,21 @@ class GreenWorkerSuite:
     #: How ``socket.socket.__module__`` starts once the library patched it.
     patched_socket_module: ClassVar[str]
     concurrency: ClassVar[int] = 200
+    #: The broker the workers use, made with a directory for its data; started
+    #: once for the class and stopped after it.
+    broker_server: ClassVar[type[BrokerServer]]
 
-    @pytest.fixture
-    def broker_url(self) -> str:
-        raise NotImplementedError("give the suite a broker_url fixture (a real broker)")
+    @pytest.fixture(scope="class")
+    @classmethod
+    def broker_url(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        if not hasattr(cls, "broker_server"):
+            raise NotImplementedError("give the suite a broker_server, or a broker_url fixture")
+        server = cls.broker_server(tmp_path_factory.mktemp("broker"))
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
     @pytest.fixture
     def workers(self, broker_url: str, tmp_path: Path) -> Iterator[_Workers]:

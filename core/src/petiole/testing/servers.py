@@ -2,7 +2,8 @@
 
 Plugins are tested against the real server they target, never a mock. A test
 session starts the server itself (see :class:`ServerProcess`) and stops it by
-its PID afterwards. When the server is not installed, :func:`require_binary`
+its PID afterwards; a plugin's server class builds on :class:`ManagedServer`,
+and its fixtures use :func:`serve`. When the server is not installed, :func:`require_binary`
 skips the tests with a message that says what to install — except when the
 environment variable ``CI`` is ``true``, where a missing server is a failure,
 so a green CI run always means the tests ran.
@@ -16,8 +17,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -67,9 +69,11 @@ class ServerProcess:
     """A server run as a child process, in the foreground, with its output in a log file.
 
     ``ready`` decides when it accepts work (by default: its port accepts
-    connections). :meth:`stop` sends SIGTERM, then SIGKILL after a grace period;
-    :meth:`kill` is SIGKILL at once (for crash tests); :meth:`start` again
-    restarts it on the same port and data.
+    connections), asked every ``poll_interval_s`` while it starts. :meth:`stop`
+    sends SIGTERM, then SIGKILL after a grace period; :meth:`kill` is SIGKILL at
+    once (for crash tests); :meth:`start` again restarts it on the same port and
+    data. ``explain_exit`` may say why it exited while starting (read from its
+    log, say), ahead of the log's last ``log_lines`` lines.
     """
 
     def __init__(
@@ -82,6 +86,10 @@ class ServerProcess:
         ready: Callable[[], bool] | None = None,
         start_timeout_s: float = 30.0,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        poll_interval_s: float = 0.02,
+        explain_exit: Callable[[], str] | None = None,
+        log_lines: int = 30,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -90,37 +98,54 @@ class ServerProcess:
         self.ready = ready or (lambda: port_open(port))
         self.start_timeout_s = start_timeout_s
         self.env = env
+        self.cwd = cwd
+        self.poll_interval_s = poll_interval_s
+        self.explain_exit = explain_exit or (lambda: "")
+        self.log_lines = log_lines
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether it was started and has not exited."""
+        return self.process is not None and self.process.poll() is None
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            self.argv,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + self.start_timeout_s
         while not self.ready():
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode} while starting; "
-                    f"log:\n{self.log_tail()}"
+                    f"{self.name} exited with {self.process.returncode} while starting"
+                    f"{self.explain_exit()}; log:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(
                     f"{self.name} not ready after {self.start_timeout_s} s; log:\n{self.log_tail()}"
                 )
-            time.sleep(0.02)
+            time.sleep(self.poll_interval_s)
         return self
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int | None = None) -> str:
+        """The log's last ``lines`` lines (default ``log_lines``), each cut to 400 characters."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return "(no log)"
+        tail = text.splitlines()[-(lines or self.log_lines) :]
+        return "\n".join(line if len(line) < 400 else line[:400] + " ..." for line in tail)
 
     def stop(self, grace_s: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or not self.running:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -129,7 +154,46 @@ class ServerProcess:
             self.kill()
 
     def kill(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or not self.running:
             return
         self.process.kill()
         self.process.wait()
+
+
+Server = TypeVar("Server", bound="ManagedServer")
+
+
+class ManagedServer:
+    """What a plugin's test server class shares: it sets ``self.process`` (a
+    :class:`ServerProcess`) and adds its URLs and clients; starting, stopping,
+    killing and restarting are these."""
+
+    process: ServerProcess
+
+    def start(self: Server) -> Server:
+        """Start it and return once it is ready (again, after :meth:`kill` or :meth:`stop`)."""
+        self.process.start()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash), waiting for it to exit so its port can be reused."""
+        self.process.kill()
+
+    def restart(self) -> None:
+        """SIGKILL, then start again on the same port (and data, if it keeps any)."""
+        self.kill()
+        self.start()
+
+
+def serve(server: Server) -> Iterator[Server]:
+    """Start ``server``, yield it, and stop it after: a fixture's body is
+    ``yield from serve(MyServer(tmp_path))``."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

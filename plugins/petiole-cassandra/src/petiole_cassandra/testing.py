@@ -30,7 +30,6 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -40,7 +39,14 @@ from pathlib import Path
 
 import pytest
 
-from petiole.testing.servers import free_port, in_ci, port_open, require_binary
+from petiole.testing.servers import (
+    ManagedServer,
+    ServerProcess,
+    free_port,
+    in_ci,
+    port_open,
+    require_binary,
+)
 
 CASSANDRA_VERSION = "5.0.9"
 INSTALL_HINT = "install Java 17 and Maven: apt-get install -y openjdk-17-jre-headless maven"
@@ -183,7 +189,7 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
-class CassandraNode:
+class CassandraNode(ManagedServer):
     """One Cassandra node as a child process; :meth:`restart` keeps its ports and data.
 
     ``address`` may be any loopback address (127.0.0.2, ...) so several nodes
@@ -213,7 +219,6 @@ class CassandraNode:
         self.storage_port = storage_port or free_port()
         self.start_timeout_s = start_timeout_s
         self.log_path = directory / "cassandra.log"
-        self.process: subprocess.Popen[bytes] | None = None
         self.started_in_s: float | None = None
         conf = directory / "conf"
         conf.mkdir(parents=True, exist_ok=True)
@@ -270,6 +275,18 @@ class CassandraNode:
             f"{conf}:{self.lib}/*",
             _MAIN_CLASS,
         ]
+        self.process = ServerProcess(
+            f"Cassandra {self.host}",
+            _with_parent_death_signal(self.argv),
+            port=self.native_port,
+            log_path=self.log_path,
+            ready=self._answers_cql,
+            start_timeout_s=start_timeout_s,
+            cwd=directory,
+            poll_interval_s=0.1,
+            explain_exit=self._startup_error,
+            log_lines=40,
+        )
 
     @property
     def host(self) -> str:
@@ -285,28 +302,7 @@ class CassandraNode:
     def start(self) -> CassandraNode:
         """Start the JVM and return once the node answers CQL queries."""
         started = time.monotonic()
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                _with_parent_death_signal(self.argv),
-                cwd=self.directory,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = started + self.start_timeout_s
-        while not self._answers_cql():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"Cassandra {self.host} exited with {self.process.returncode} while "
-                    f"starting{self._startup_error()}; log:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(
-                    f"Cassandra {self.host} not ready after {self.start_timeout_s} s; "
-                    f"log:\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
+        super().start()
         self.started_in_s = time.monotonic() - started
         return self
 
@@ -319,22 +315,13 @@ class CassandraNode:
 
     def stop(self, grace_s: float = 30.0) -> None:
         """SIGTERM (Cassandra drains and flushes), then SIGKILL after ``grace_s``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        self.process.stop(grace_s)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash). With ``commitlog_sync: periodic`` the last
         10 s of acknowledged writes may be lost; pass ``yaml={"commitlog_sync":
         "batch", ...}`` where a test needs none lost."""
-        if self.process is None or self.process.poll() is not None:
-            return
         self.process.kill()
-        self.process.wait()
 
     def restart(self) -> None:
         """Stop (SIGTERM) and start again on the same ports and data."""
@@ -353,12 +340,8 @@ class CassandraNode:
         return ""
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return "(no log)"
-        # The node's first line lists its whole configuration: keep lines readable.
-        return "\n".join(line if len(line) < 400 else line[:400] + " ..." for line in tail)
+        # The node's first line lists its whole configuration: lines are cut short.
+        return self.process.log_tail(lines)
 
 
 # -- several nodes on one machine -----------------------------------------------------
@@ -441,7 +424,7 @@ def shared_node() -> CassandraNode:
     kills a node starts its own :class:`CassandraNode`."""
     global _shared
     with _shared_lock:
-        if _shared is None or _shared.process is None or _shared.process.poll() is not None:
+        if _shared is None or not _shared.process.running:
             directory = Path(tempfile.mkdtemp(prefix="petiole-cassandra-"))
             node = CassandraNode(directory)
             atexit.register(shutil.rmtree, directory, True)

@@ -12,12 +12,12 @@ import os
 import socket
 from pathlib import Path
 
-from petiole.testing.servers import ServerProcess, free_port, require_binary
+from petiole.testing.servers import ManagedServer, ServerProcess, free_port, require_binary
 
 INSTALL_HINT = "install it with: apt-get install -y memcached"
 
 
-class MemcachedServer:
+class MemcachedServer(ManagedServer):
     """A memcached child process; :meth:`restart` keeps its port (not its data:
     memcached keeps nothing on disk)."""
 
@@ -44,21 +44,6 @@ class MemcachedServer:
     @property
     def url(self) -> str:
         return f"memcached://{self.address}"
-
-    def start(self) -> MemcachedServer:
-        self.process.start()
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL, waiting for the process to exit so its port can be reused."""
-        self.process.kill()
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
 
     def _answers(self) -> bool:
         """Ready once it answers ``version`` (not merely accepts connections)."""

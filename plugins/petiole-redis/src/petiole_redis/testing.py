@@ -15,12 +15,12 @@ from pathlib import Path
 
 import redis
 
-from petiole.testing.servers import ServerProcess, free_port, require_binary
+from petiole.testing.servers import ManagedServer, ServerProcess, free_port, require_binary
 
 INSTALL_HINT = "install it with: apt-get install -y redis-server"
 
 
-class RedisServer:
+class RedisServer(ManagedServer):
     """A redis-server child process; :meth:`restart` keeps its port and data."""
 
     def __init__(self, directory: Path, *, password: str | None = None) -> None:
@@ -60,16 +60,9 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"unix://{auth}{self.socket_path}?db=0"
 
-    def start(self) -> RedisServer:
-        self.process.start()
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
     def kill(self) -> None:
         """SIGKILL: with ``appendfsync always`` every acknowledged write survives."""
-        self.process.kill()
+        super().kill()
 
     def restart(self, *, keep_data: bool = True) -> None:
         """SIGKILL, then start again on the same port. Without ``keep_data`` its

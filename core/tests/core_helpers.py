@@ -1,0 +1,56 @@
+"""Helpers shared by the core's tests (on ``sys.path`` through ``conftest.py``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
+
+from petiole._builtins._sqlite import SqliteComponent
+from petiole.testing import wait_until
+from petiole.testing.in_thread import InThread
+from petiole.transport import Transport
+
+T = TypeVar("T")
+
+
+def run_python(code: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``code`` (dedented) in a fresh interpreter with ``args``; text pipes
+    to its stdin and from its stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def waiting_in_thread(component: SqliteComponent, call: Callable[[], T]) -> InThread[T]:
+    """Run ``call`` (a waiting ``reserve`` or ``wait`` of ``component``) in a thread,
+    and return once it is blocked waiting for a notification."""
+    waiting = InThread(call)
+    assert wait_until(lambda: component._db.notifier.waiting == 1, timeout_s=10)
+    return waiting
+
+
+def drain_in_threads(transport: Transport, *, threads: int, wait_s: float) -> Counter[bytes]:
+    """How often each payload of queue ``q`` was received by ``threads`` threads that
+    start together and reserve two at a time (acking each) until a reserve of
+    ``wait_s`` finds nothing."""
+    start = threading.Barrier(threads)
+
+    def drain() -> list[bytes]:
+        start.wait()
+        got: list[bytes] = []
+        while batch := transport.reserve(["q"], max_messages=2, wait_s=wait_s, lease_s=60):
+            for delivery in batch:
+                got.append(delivery.payload)
+                transport.ack(delivery)
+        return got
+
+    workers = [InThread(drain) for _ in range(threads)]
+    return Counter(payload for w in workers for payload in w.result(timeout_s=60))
