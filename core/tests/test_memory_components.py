@@ -117,22 +117,6 @@ def test_close_wakes_waiting_reservers_with_no_messages() -> None:
     assert waiting.result() == []
 
 
-def test_stale_receipt_after_lease_expiry_does_not_ack_the_newer_lease() -> None:
-    transport = MemoryTransport()
-    transport.publish("q", b"x")
-    [old] = transport.reserve(["q"], max_messages=1, wait_s=0, lease_s=0.05)
-    [new] = transport.reserve(["q"], max_messages=1, wait_s=10, lease_s=60)
-    assert new.delivery_count == 2
-    transport.ack(old)
-    transport.nack(old, requeue=True)
-    transport.dead_letter(old, reason="stale")
-    assert transport.extend(old, lease_s=60) is False
-    assert transport.size("q") == 1
-    assert transport.dead_letters("q") == []
-    transport.ack(new)
-    assert transport.size("q") == 0
-
-
 def test_threads_reserving_concurrently_get_distinct_messages() -> None:
     transport = MemoryTransport()
     for i in range(300):

@@ -259,24 +259,6 @@ def test_broker_and_result_backend_share_one_file(db_path: Path) -> None:
 # -- leases -------------------------------------------------------------------------
 
 
-def test_stale_receipt_after_lease_expiry_does_not_ack_the_newer_lease(
-    transport: SqliteTransport,
-) -> None:
-    transport.publish("q", b"x")
-    [old] = transport.reserve(["q"], max_messages=1, wait_s=0, lease_s=0.05)
-    [new] = transport.reserve(["q"], max_messages=1, wait_s=10, lease_s=60)
-    assert new.delivery_count == 2
-    transport.ack(old)
-    transport.nack(old, requeue=True)
-    transport.dead_letter(old, reason="stale")
-    assert transport.extend(old, lease_s=60) is False
-    assert transport.size("q") == 1
-    assert transport.dead_letters("q") == []
-    assert transport.reserve(["q"], max_messages=1, wait_s=0, lease_s=60) == []
-    transport.ack(new)
-    assert transport.size("q") == 0
-
-
 def test_expired_lease_not_yet_retaken_can_still_be_acked(transport: SqliteTransport) -> None:
     transport.publish("q", b"x")
     [delivery] = transport.reserve(["q"], max_messages=1, wait_s=0, lease_s=0.0)

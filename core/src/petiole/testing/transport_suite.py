@@ -205,6 +205,21 @@ class TransportSuite:
         assert len(second) == 1, "the message was not redelivered after its lease ended"
         return first, second[0]
 
+    def reserve_when_due(self, transport: Transport, queue: str) -> list[Delivery]:
+        """Reserve one message that becomes visible after ``delay_s`` (with slack)."""
+        return transport.reserve(
+            [queue],
+            max_messages=1,
+            wait_s=self.delay_s + self.delay_precision_s + self.reserve_wait_s,
+            lease_s=_LONG_LEASE_S,
+        )
+
+    def assert_on_time(self, start: float) -> None:
+        """The delay that began at ``start`` (monotonic) ended within its precision."""
+        elapsed = time.monotonic() - start
+        assert self.delay_s - self.delay_precision_s <= elapsed
+        assert elapsed <= self.delay_s + self.delay_precision_s
+
     # -- the contract ----------------------------------------------------------
 
     def test_transport_satisfies_protocol(self, transport: Transport) -> None:
@@ -328,18 +343,10 @@ class TransportSuite:
         start = time.monotonic()
         transport.nack(delivery, requeue=True, delay_s=self.delay_s)
         self.assert_empty(transport, queue)
-        got = transport.reserve(
-            [queue],
-            max_messages=1,
-            wait_s=self.delay_s + self.delay_precision_s + self.reserve_wait_s,
-            lease_s=_LONG_LEASE_S,
-        )
-        elapsed = time.monotonic() - start
+        got = self.reserve_when_due(transport, queue)
 
-        assert [d.payload for d in got] == [b"later"]
-        assert got[0].delivery_count == 2
-        assert self.delay_s - self.delay_precision_s <= elapsed
-        assert elapsed <= self.delay_s + self.delay_precision_s
+        self.assert_on_time(start)
+        assert [(d.payload, d.delivery_count) for d in got] == [(b"later", 2)]
 
     def test_delivery_count_survives_every_nack_with_delay(
         self, transport: Transport, queue: str
@@ -349,11 +356,10 @@ class TransportSuite:
         self.require_delay(transport)
         transport.publish(queue, b"returned twice")
         transport.nack(self.reserve_one(transport, queue), requeue=True, delay_s=self.delay_s)
-        wait_s = self.delay_s + self.delay_precision_s + self.reserve_wait_s
-        second = transport.reserve([queue], max_messages=1, wait_s=wait_s, lease_s=_LONG_LEASE_S)
+        second = self.reserve_when_due(transport, queue)
         assert [d.delivery_count for d in second] == [2]
         transport.nack(second[0], requeue=True, delay_s=self.delay_s)
-        third = transport.reserve([queue], max_messages=1, wait_s=wait_s, lease_s=_LONG_LEASE_S)
+        third = self.reserve_when_due(transport, queue)
 
         assert [(d.payload, d.delivery_count) for d in third] == [(b"returned twice", 3)]
 
@@ -458,18 +464,10 @@ class TransportSuite:
         transport.publish(queue, b"eta", delay_s=self.delay_s)
 
         self.assert_empty(transport, queue)
-        got = transport.reserve(
-            [queue],
-            max_messages=1,
-            wait_s=self.delay_s + self.delay_precision_s + self.reserve_wait_s,
-            lease_s=_LONG_LEASE_S,
-        )
-        elapsed = time.monotonic() - start
+        got = self.reserve_when_due(transport, queue)
 
-        assert [d.payload for d in got] == [b"eta"]
-        assert got[0].delivery_count == 1
-        assert self.delay_s - self.delay_precision_s <= elapsed
-        assert elapsed <= self.delay_s + self.delay_precision_s
+        self.assert_on_time(start)
+        assert [(d.payload, d.delivery_count) for d in got] == [(b"eta", 1)]
 
     def test_due_message_is_reserved_before_later_delayed_ones(
         self, transport: Transport, queue: str
