@@ -131,6 +131,7 @@ def bench(session: nox.Session) -> None:
         "hooks": "benchmarks/hook_overhead.py",
         "redis": "benchmarks/redis_peers/run.py",
         "cassandra": "benchmarks/cassandra_peers/run.py",
+        "amqp_clients": "benchmarks/amqp_clients/run.py",
     }
     chosen = session.posargs or sorted(available)
     for name in chosen:
