@@ -32,7 +32,7 @@ import difflib
 import types
 from collections.abc import Mapping
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
 from petiole.urls import MASK, mask_url, mask_value
@@ -41,6 +41,33 @@ T = TypeVar("T")
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+
+
+def split_server_url(
+    url: str, *, scheme: str, component: str, form: str, no_auth: str
+) -> SplitResult:
+    """Split a component's ``scheme://netloc[?options]`` URL, refusing what it cannot be.
+
+    For a store that takes no credentials and no path (its URL is servers and
+    options): raises :class:`~petiole.errors.ConfigError`, the URL masked, for a
+    malformed URL (an unbalanced ``[``), another scheme, a user name or password
+    (``no_auth`` says why there is none), or a path or fragment (``form`` shows
+    the right shape, e.g. ``memcached://host:port[,host:port]``).
+    """
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"{component} URL {shown!r} is malformed ({exc})") from exc
+    if parts.scheme != scheme or not url.startswith(f"{scheme}://"):
+        raise ConfigError(f"{component} URL {shown!r} does not start with {scheme}://")
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{component} URL {shown!r} carries a user name or password, but {no_auth}"
+        )
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigError(f"{component} URL {shown!r} has a path; the form is {form}")
+    return parts
 
 
 def query_options(url: str, *, component: str) -> dict[str, str]:

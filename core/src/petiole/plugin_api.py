@@ -65,7 +65,7 @@ from petiole.backend import (
     ResultBackend,
     ResultRecord,
 )
-from petiole.component_options import build_options, query_options
+from petiole.component_options import build_options, query_options, split_server_url
 from petiole.errors import (
     ChordError,
     CodecError,
@@ -334,6 +334,7 @@ __all__ = [
     "require_binary",
     "require_module",
     "serve",
+    "split_server_url",
     "states",
     "unique_name",
     "unsettled_return",

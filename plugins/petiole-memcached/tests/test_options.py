@@ -51,13 +51,13 @@ def test_unknown_option_suggests_the_right_name() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://h:6379", "not a memcached:// URL"),
+        ("redis://h:6379", "does not start with memcached://"),
         ("memcached://", "names no server"),
         ("memcached://h:1/0", "has a path"),
         ("memcached://h:99999", "bad port"),
         ("memcached://h:", "empty port"),
         ("memcached://h:1,h:1", "twice"),
-        ("memcached://[::1", "malformed IPv6"),
+        ("memcached://[::1", "is malformed"),
         ("memcached://h:1,,h:2", "malformed server"),
         ("memcached://h?key_prefix=a&key_prefix=b", "twice"),
         ("memcached://h?oops", "malformed query"),

@@ -19,14 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
 from petiole.plugin_api import (
-    ConfigError,
     SettingTypeError,
     build_options,
     mask_url,
     query_options,
+    split_server_url,
 )
 
 SCHEME = "example"
@@ -69,21 +68,13 @@ def parse_url(
     value (naming what was expected).
     """
     shown = mask_url(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # an unbalanced "[" or "]"
-        raise ConfigError(f"{component} URL {shown!r} is malformed ({exc})") from exc
-    if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
-        raise ConfigError(f"{component} URL {shown!r} is not an {SCHEME}:// URL")
-    if "@" in parts.netloc:
-        raise ConfigError(
-            f"{component} URL {shown!r} carries a user name or password, but the example "
-            "store has no authentication"
-        )
-    if parts.path not in ("", "/") or parts.fragment:
-        raise ConfigError(
-            f"{component} URL {shown!r} has a path; the form is {SCHEME}://name?option=value"
-        )
+    parts = split_server_url(
+        url,
+        scheme=SCHEME,
+        component=component,
+        form=f"{SCHEME}://name?option=value",
+        no_auth="the example store has no authentication",
+    )
     source = f"the options of the {component} {shown}"
     raw = {**options, **query_options(url, component=component)}
     built = build_options(kind, raw, source=source)

@@ -20,9 +20,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit
 
-from petiole.component_options import build_options, query_options
+from petiole.component_options import build_options, query_options, split_server_url
 from petiole.errors import ConfigError, SettingTypeError
 from petiole.urls import mask_url, quote_part
 
@@ -77,21 +76,13 @@ def parse_url(url: str, options: Mapping[str, Any]) -> MemcachedTarget:
     (naming the valid ones) or a bad value.
     """
     shown = mask_url(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # an unbalanced "[" or "]"
-        raise ConfigError(f"{COMPONENT} URL {shown!r}: malformed IPv6 address ({exc})") from exc
-    if parts.scheme != SCHEME or not url.startswith(f"{SCHEME}://"):
-        raise ConfigError(f"{COMPONENT} URL {shown!r} is not a {SCHEME}:// URL")
-    if "@" in parts.netloc:
-        raise ConfigError(
-            f"{COMPONENT} URL {shown!r} carries a user name or password; memcached's text "
-            "protocol has no authentication, so put it on a private network instead"
-        )
-    if parts.path not in ("", "/") or parts.fragment:
-        raise ConfigError(
-            f"{COMPONENT} URL {shown!r} has a path; the form is memcached://host:port[,host:port]"
-        )
+    parts = split_server_url(
+        url,
+        scheme=SCHEME,
+        component=COMPONENT,
+        form="memcached://host:port[,host:port]",
+        no_auth="memcached's text protocol has no authentication: put it on a private network",
+    )
     servers = _servers(parts.netloc, shown)
     raw = {**options, **query_options(url, component=COMPONENT)}
     built = _checked(
