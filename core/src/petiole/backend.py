@@ -87,7 +87,8 @@ class ResultBackend(Protocol):
         It expires ``ttl_s`` seconds from now (``None`` = never). Raises
         :class:`~petiole.errors.ResultTooLarge` for a record over the store's
         size limit (``capabilities.max_result_bytes`` or a server setting), and
-        :class:`~petiole.errors.ResultBackendError` for other failures.
+        :class:`~petiole.errors.ResultBackendError` for other failures — among
+        them a record whose ``meta`` is not JSON-safe, which is not stored at all.
         """
         ...
 

@@ -146,13 +146,6 @@ def test_foreign_value_under_a_result_key_is_a_clear_error(
         backend.forget([task_id])
 
 
-def test_meta_that_is_not_json_safe_is_refused(backend: MemcachedBackend) -> None:
-    record = ResultRecord(unique_name("task"), states.SUCCESS, meta={"when": object()})
-
-    with pytest.raises(ResultBackendError, match="not JSON-safe"):
-        backend.store(record, ttl_s=None)
-
-
 def test_key_prefix_separates_two_apps_on_one_server(memcached_server: MemcachedServer) -> None:
     task_id = unique_name("task")
     billing = MemcachedBackend(memcached_server.url, {"key_prefix": "billing"})

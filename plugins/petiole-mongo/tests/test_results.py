@@ -97,13 +97,6 @@ def test_expired_entries_are_gone_before_the_ttl_sweeper_deletes_them(
         backend.delete_keys([key])
 
 
-def test_meta_that_is_not_json_safe_is_refused(backend: MongoBackend) -> None:
-    record = ResultRecord(unique_name("task"), states.SUCCESS, meta={"when": object()})
-
-    with pytest.raises(ResultBackendError, match="not JSON-safe"):
-        backend.store(record, ttl_s=None)
-
-
 def test_foreign_document_under_a_task_id_is_a_clear_error(
     mongo_server: MongoServer, backend: MongoBackend
 ) -> None:

@@ -75,13 +75,6 @@ def test_close_wakes_a_waiter_with_what_it_found(redis_server: RedisServer) -> N
     assert time.monotonic() - start < 5
 
 
-def test_meta_that_is_not_json_safe_is_refused(backend: RedisBackend) -> None:
-    record = ResultRecord(unique_name("task"), states.SUCCESS, meta={"when": object()})
-
-    with pytest.raises(ResultBackendError, match="not JSON-safe"):
-        backend.store(record, ttl_s=None)
-
-
 def test_foreign_value_under_a_result_key_is_a_clear_error(
     redis_server: RedisServer, backend: RedisBackend
 ) -> None:

@@ -172,6 +172,16 @@ class ResultBackendSuite:
 
         self.assert_same_record(backend.get(record.task_id), record)
 
+    def test_meta_that_is_not_json_safe_is_refused_storing_nothing(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        task_id = names.task_id()
+        record = ResultRecord(task_id, states.SUCCESS, meta={"when": object()})
+
+        with pytest.raises(ResultBackendError):
+            backend.store(record, ttl_s=None)
+        assert backend.get(task_id) is None
+
     def test_get_unknown_id_returns_none(self, backend: ResultBackend, names: Names) -> None:
         assert backend.get(names.task_id()) is None
 
