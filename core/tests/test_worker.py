@@ -391,12 +391,14 @@ def test_early_message_is_redelayed_as_a_fresh_copy_not_a_redelivery(app: Petiol
     def later() -> str:
         return "ran"
 
-    due = time.time() + 0.5
-    headers = {"protocol": 1, "id": "eta-1", "task": "later", "sent_at": 0.0, "eta": due}
     body = app.serializer("json").dumps([[], {}])
-    # Published with no delay, as a broker whose maximum delay had run out would deliver it.
-    app.transport.publish("default", Envelope(headers, body, "application/json").to_bytes())
     with start_worker(app) as worker:
+        # Sent once the worker runs, so its start-up does not eat into the time before
+        # the ETA; published with no delay, as a broker whose maximum delay had run
+        # out would deliver it.
+        due = time.time() + 2.0
+        headers = {"protocol": 1, "id": "eta-1", "task": "later", "sent_at": 0.0, "eta": due}
+        app.transport.publish("default", Envelope(headers, body, "application/json").to_bytes())
         assert app.AsyncResult("eta-1").get(timeout=10) == "ran"
     assert time.time() >= due
     assert worker.counts["redelayed"] == 1
