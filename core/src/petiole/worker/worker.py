@@ -100,6 +100,10 @@ class Worker:
         )
         self.reserve_wait_s = settings.reserve_wait_s if reserve_wait_s is None else reserve_wait_s
         self.transport = app.transport
+        # A pushing broker is consumed, any other reserved from (see _consume).
+        self._consumer: Consuming | None = (
+            self.transport if isinstance(self.transport, Consuming) else None
+        )
         self.lease_s = max(settings.lease_s, self.transport.capabilities.min_lease_s)
         self.max_deliveries = settings.max_deliveries
         self.runner = TaskRunner(app, hostname=self.hostname)
@@ -241,7 +245,7 @@ class Worker:
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
-        if not isinstance(self.transport, Consuming):
+        if self._consumer is None:
             # Unstarted messages go back at once, not after the consumer's current reserve.
             self._return_pending()
         # A push consumer is closed first: it would hand returned messages straight back.
@@ -269,8 +273,8 @@ class Worker:
     # -- consuming ---------------------------------------------------------------
 
     def _consume(self) -> None:
-        if isinstance(self.transport, Consuming):
-            self._consume_pushed(self.transport)
+        if self._consumer is not None:
+            self._consume_pushed(self._consumer)
         else:
             self._consume_reserved()
 
