@@ -1,0 +1,491 @@
+"""One AMQP connection owned by an I/O thread: publishing with confirms, and push consumers.
+
+pika is not thread-safe, and AMQP wants a delivery acknowledged on the channel
+that delivered it. So one thread runs pika's ``SelectConnection`` and is the
+only one that touches it; every other thread hands it work:
+
+* :meth:`Link.submit` queues a callable for the I/O thread (one wake-up of its
+  loop for however many are queued), the way acks from pool threads reach
+  their channel;
+* :meth:`Link.publish` queues a publish on the confirm-mode channel and returns
+  a future, resolved when the broker confirms the message (``basic.ack``, many
+  at once with ``multiple``). Many publishes are in flight at once, so
+  concurrent or bulk producers share each confirm round trip;
+* :class:`PushConsumer` consumes on a channel of its own, with the prefetch
+  window as ``basic.qos``, and calls its callback on the I/O thread.
+
+When the connection drops, the link reconnects with backoff (one log line per
+outage, :class:`~petiole.outages.OutageTracker`), reopens its consumers, and
+fails every unconfirmed publish with :class:`ConnectionLost` (its caller
+publishes again: at least once). Deliveries of the lost connection are stale.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.channel
+import pika.exceptions
+import pika.frame
+import pika.spec
+from pika.adapters.select_connection import IOLoop, SelectConnection
+
+from petiole.errors import TransportError
+from petiole.outages import OutageTracker, backoff_s
+from petiole.urls import mask_text
+
+logger = logging.getLogger("petiole_amqp")
+
+
+class ConnectionLost(TransportError):
+    """The connection (or channel) a call needed went away before it completed;
+    the outcome is unknown and the caller may try again."""
+
+
+class Unroutable(TransportError):
+    """The broker confirmed a mandatory publish that reached no queue."""
+
+
+class Refused(TransportError):
+    """The broker refused the message (``basic.nack``)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: Future[None]
+    exchange: str
+    routing_key: str
+    body: bytes
+    returned: bool = False
+
+
+@dataclass(slots=True)
+class Session:
+    """One live connection: what its callbacks share. Replaced on reconnect."""
+
+    generation: int
+    connection: SelectConnection
+    publisher: pika.channel.Channel | None = None
+    pending: collections.OrderedDict[int, _Pending] = field(default_factory=collections.OrderedDict)
+    next_tag: int = 1
+
+
+class Link:
+    """An AMQP connection in a thread of its own (see the module docstring)."""
+
+    def __init__(
+        self,
+        parameters: Sequence[pika.ConnectionParameters],
+        *,
+        name: str,
+        outages: OutageTracker,
+    ) -> None:
+        self._parameters = list(parameters)
+        self._host_index = 0
+        self._name = name
+        self._outages = outages
+        self._ioloop = IOLoop()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._session: Session | None = None
+        self._generation = 0
+        self._attempts = 0
+        self._last_error = ""
+        self._ever_connected = False
+        self._closing = False
+        self._closed = threading.Event()
+        self._consumers: list[PushConsumer] = []
+        self._outbox: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake_pending = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- any thread ----------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def wait_connected(self, timeout_s: float) -> int:
+        """Wait until the connection is up; its generation. Raises :class:`ConnectionLost`
+        with the last error when it is not up within ``timeout_s``."""
+        with self._changed:
+            if self._session is None and not self._closing:
+                self._changed.wait_for(
+                    lambda: self._session is not None or self._closing, timeout_s
+                )
+            if self._closing:
+                raise ConnectionLost("the transport is closed")
+            if self._session is None:
+                raise ConnectionLost(self._last_error or "not connected yet")
+            return self._session.generation
+
+    @property
+    def ever_connected(self) -> bool:
+        return self._ever_connected
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the I/O thread, soon, in the order submitted."""
+        self._outbox.append(work)
+        with self._lock:
+            if self._wake_pending or self._closing:
+                return
+            self._wake_pending = True
+        self._ioloop.add_callback_threadsafe(self._drain)
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: pika.BasicProperties,
+        *,
+        generation: int | None = None,
+    ) -> Future[None]:
+        """Publish as persistent and mandatory; the future completes with the confirm.
+
+        It fails with :class:`ConnectionLost` when the connection is down or
+        drops first (or is not ``generation``, when given), :class:`Unroutable`
+        when no queue took the message, :class:`Refused` on a ``basic.nack``.
+        """
+        future: Future[None] = Future()
+
+        def send() -> None:
+            session = self._session
+            if session is None or session.publisher is None:
+                future.set_exception(ConnectionLost(self._last_error or "not connected"))
+                return
+            if generation is not None and session.generation != generation:
+                future.set_exception(ConnectionLost("the connection was replaced"))
+                return
+            try:
+                session.publisher.basic_publish(
+                    exchange, routing_key, body, properties, mandatory=True
+                )
+            except (
+                pika.exceptions.AMQPConnectionError,
+                pika.exceptions.ChannelWrongStateError,
+                OSError,
+            ) as exc:
+                future.set_exception(ConnectionLost(_describe(exc)))
+                return
+            except Exception as exc:  # a property pika cannot encode: no retry helps
+                future.set_exception(TransportError(f"cannot publish: {_describe(exc)}"))
+                return
+            session.pending[session.next_tag] = _Pending(future, exchange, routing_key, body)
+            session.next_tag += 1
+
+        self.submit(send)
+        return future
+
+    def add_consumer(self, consumer: PushConsumer) -> None:
+        with self._lock:
+            self._consumers.append(consumer)
+        self.submit(lambda: self._open_consumer(consumer))
+
+    def remove_consumer(self, consumer: PushConsumer) -> None:
+        with self._lock:
+            if consumer in self._consumers:
+                self._consumers.remove(consumer)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close the connection and end the thread; pending publishes fail."""
+        with self._changed:
+            if self._closing:
+                already = True
+            else:
+                already = False
+                self._closing = True
+                self._changed.notify_all()
+        if not already:
+            self._ioloop.add_callback_threadsafe(self._shut_down)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+        self._closed.set()
+
+    # -- the I/O thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._ioloop.add_callback_threadsafe(self._connect)
+        try:
+            self._ioloop.start()
+        except Exception:
+            logger.exception("%s: the I/O loop failed", self._name)
+        finally:
+            self._fail_all(ConnectionLost("the transport is closed"))
+            self._closed.set()
+            self._ioloop.close()
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        while self._outbox:
+            work = self._outbox.popleft()
+            try:
+                work()
+            except Exception:
+                logger.exception("%s: work on the I/O thread failed", self._name)
+
+    def _connect(self) -> None:
+        if self._closing:
+            return
+        parameters = self._parameters[self._host_index % len(self._parameters)]
+        SelectConnection(
+            parameters,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed,
+            custom_ioloop=self._ioloop,
+        )
+
+    def _retry_later(self, reason: str) -> None:
+        self._last_error = reason
+        self._outages.failed(reason)
+        self._host_index += 1  # a cluster: try the next node
+        delay = backoff_s(self._attempts, first_s=0.1, cap_s=2.0)
+        self._attempts += 1
+        if not self._closing:
+            self._ioloop.call_later(delay, self._connect)
+        with self._changed:
+            self._changed.notify_all()  # wake callers waiting for a first connection
+
+    def _on_open_error(self, connection: Any, error: BaseException) -> None:
+        self._retry_later(_describe(error))
+
+    def _on_open(self, connection: Any) -> None:
+        self._generation += 1
+        session = Session(self._generation, connection)
+        connection.channel(on_open_callback=lambda channel: self._on_publisher(session, channel))
+
+    def _on_publisher(self, session: Session, channel: pika.channel.Channel) -> None:
+        channel.add_on_return_callback(
+            lambda ch, method, props, body: _returned(session, method, body)
+        )
+        channel.add_on_close_callback(lambda ch, reason: self._on_publisher_closed(session, reason))
+
+        def selected(_frame: pika.frame.Method[Any]) -> None:
+            session.publisher = channel
+            self._attempts = 0
+            self._ever_connected = True
+            self._outages.succeeded()
+            with self._changed:
+                self._session = session
+                consumers = list(self._consumers)
+                self._changed.notify_all()
+            for consumer in consumers:
+                self._open_consumer(consumer)
+
+        channel.confirm_delivery(lambda frame: _confirmed(session, frame), callback=selected)
+
+    def _on_publisher_closed(self, session: Session, reason: BaseException) -> None:
+        # The broker closes a channel for a protocol error; the confirms it owed are
+        # lost with it. Reconnecting the whole connection keeps this path simple.
+        _fail_pending(session, ConnectionLost(f"publisher channel closed: {_describe(reason)}"))
+        if not self._closing and session.connection.is_open:
+            session.connection.close()
+
+    def _on_closed(self, connection: Any, reason: BaseException) -> None:
+        with self._changed:
+            session = self._session
+            if session is not None and session.connection is connection:
+                self._session = None
+            self._changed.notify_all()
+        if session is not None:
+            _fail_pending(session, ConnectionLost(f"connection lost: {_describe(reason)}"))
+        if self._closing:
+            self._ioloop.stop()
+            return
+        self._retry_later(_describe(reason))
+
+    def _open_consumer(self, consumer: PushConsumer) -> None:
+        session = self._session
+        if session is None or self._closing:
+            return  # opened when the connection is back
+        consumer.open(session)
+
+    def _shut_down(self) -> None:
+        session = self._session
+        for consumer in list(self._consumers):
+            consumer.stop()
+        if session is not None and session.connection.is_open:
+            session.connection.close()
+            return  # _on_closed stops the loop
+        if session is None:
+            # Connecting or waiting to: a connection still opening calls _on_closed or
+            # _on_open_error later, which would not stop a loop already stopped.
+            self._ioloop.stop()
+
+    def _fail_all(self, error: TransportError) -> None:
+        session = self._session
+        if session is not None:
+            _fail_pending(session, error)
+        while self._outbox:
+            work = self._outbox.popleft()
+            try:
+                work()  # with no session, publishes fail with ConnectionLost
+            except Exception:
+                logger.debug("%s: work dropped at close", self._name, exc_info=True)
+
+
+def _confirmed(session: Session, frame: pika.frame.Method[Any]) -> None:
+    method = frame.method
+    tag: int = method.delivery_tag
+    multiple: bool = method.multiple
+    nacked = isinstance(method, pika.spec.Basic.Nack)
+    if multiple:
+        done = []
+        while session.pending:
+            first = next(iter(session.pending))
+            if first > tag:
+                break
+            done.append(session.pending.popitem(last=False)[1])
+    else:
+        one = session.pending.pop(tag, None)
+        done = [one] if one is not None else []
+    for pending in done:
+        if pending.future.done():
+            continue
+        if nacked:
+            pending.future.set_exception(Refused("the broker refused the message (basic.nack)"))
+        elif pending.returned:
+            pending.future.set_exception(
+                Unroutable(
+                    f"no queue took the message sent to exchange {pending.exchange!r} "
+                    f"with routing key {pending.routing_key!r}"
+                )
+            )
+        else:
+            pending.future.set_result(None)
+
+
+def _returned(session: Session, method: Any, body: bytes) -> None:
+    """A mandatory publish reached no queue: ``basic.return`` comes before its confirm,
+    without its delivery tag. Returns of one channel come in publish order, so the
+    oldest unconfirmed publish with the same route and body is the one returned."""
+    for pending in session.pending.values():
+        if (
+            not pending.returned
+            and pending.routing_key == method.routing_key
+            and pending.exchange == method.exchange
+            and pending.body == body
+        ):
+            pending.returned = True
+            return
+
+
+def _fail_pending(session: Session, error: TransportError) -> None:
+    pending, session.pending = session.pending, collections.OrderedDict()
+    for item in pending.values():
+        if not item.future.done():
+            item.future.set_exception(error)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or repr(error)
+    return mask_text(f"{type(error).__name__}: {text}")
+
+
+OnMessage = Callable[[pika.channel.Channel, Any, pika.BasicProperties, bytes], None]
+
+
+class PushConsumer:
+    """Consumers of some queues on one channel of a :class:`Link`, reopened after outages.
+
+    ``on_open(channel)`` is called on the I/O thread each time the channel opens
+    (before any delivery on it) and ``on_lost(channel)`` each time it closes;
+    ``on_message`` for each delivery. All on the I/O thread.
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        queues: Sequence[str],
+        *,
+        prefetch_each: int,
+        on_message: OnMessage,
+        on_lost: Callable[[pika.channel.Channel], None],
+    ) -> None:
+        self._link = link
+        self.queues = list(queues)
+        self._prefetch_each = prefetch_each
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self.channel: pika.channel.Channel | None = None
+        self.stopped = False
+        self.started: Future[None] = Future()
+        self.queue_of_tag: dict[str, str] = {}
+
+    def open(self, session: Session) -> None:
+        if self.stopped:
+            return
+
+        def opened(channel: pika.channel.Channel) -> None:
+            if self.stopped:
+                channel.close()
+                return
+            self.channel = channel
+            channel.add_on_close_callback(self._closed)
+            waiting = list(self.queues)
+
+            def qos_ok(_frame: pika.frame.Method[Any]) -> None:
+                for queue in self.queues:
+                    tag = channel.basic_consume(queue, self._on_message, callback=consume_ok(queue))
+                    self.queue_of_tag[tag] = queue
+
+            def consume_ok(queue: str) -> Callable[[pika.frame.Method[Any]], None]:
+                def done(_frame: pika.frame.Method[Any]) -> None:
+                    waiting.remove(queue)
+                    if not waiting and not self.started.done():
+                        self.started.set_result(None)
+
+                return done
+
+            channel.basic_qos(prefetch_count=self._prefetch_each, callback=qos_ok)
+
+        session.connection.channel(on_open_callback=opened)
+
+    def _closed(self, channel: pika.channel.Channel, reason: BaseException) -> None:
+        if self.channel is channel:
+            self.channel = None
+        self.queue_of_tag.clear()
+        self._on_lost(channel)
+        if not self.started.done():
+            self.started.set_exception(ConnectionLost(f"cannot consume: {_describe(reason)}"))
+            return
+        if self.stopped or self._link.closed:
+            return
+        # Closed by the broker (a consumer timeout, a deleted queue) while the
+        # connection lives: consume again after a pause, on a fresh channel.
+        connection = channel.connection
+        if connection.is_open:
+            logger.warning(
+                "consumer of %s: channel closed (%s); consuming again in 1 s",
+                self.queues,
+                _describe(reason),
+            )
+            self._link._ioloop.call_later(1.0, lambda: self._reopen(connection))
+
+    def _reopen(self, connection: Any) -> None:
+        session = self._link._session
+        if session is not None and session.connection is connection and not self.stopped:
+            self.open(session)
+
+    def stop(self) -> None:
+        """Cancel the consumers, keep the channel: deliveries handed out stay
+        settle-able. On the I/O thread."""
+        self.stopped = True
+        channel = self.channel
+        if channel is not None and channel.is_open:
+            for tag in self.queue_of_tag:
+                channel.basic_cancel(tag)

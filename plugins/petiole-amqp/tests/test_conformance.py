@@ -1,0 +1,55 @@
+"""The transport and consumption conformance suites against a real RabbitMQ node,
+for each queue type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+from petiole_amqp.testing import RabbitServer
+from petiole_amqp.transport import create_transport
+
+from petiole.testing import ConsumeSuite, TransportSuite
+from petiole.transport import Transport
+
+# Small enough that the suite's test at the limit stays quick.
+_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class _OnRabbit:
+    queue_type: ClassVar[str]
+
+    def make(self, server: RabbitServer) -> Transport:
+        return create_transport(
+            server.url,
+            {"queue_type": self.queue_type, "max_message_bytes": _MAX_MESSAGE_BYTES},
+        )
+
+    @pytest.fixture
+    def transport(self, rabbit_server: RabbitServer) -> Iterator[Transport]:
+        transport = self.make(rabbit_server)
+        yield transport
+        transport.close()
+
+    @pytest.fixture
+    def peer_transport(self, rabbit_server: RabbitServer) -> Iterator[Transport]:
+        transport = self.make(rabbit_server)
+        yield transport
+        transport.close()
+
+
+class TestQuorumTransport(_OnRabbit, TransportSuite):
+    queue_type = "quorum"
+
+
+class TestClassicTransport(_OnRabbit, TransportSuite):
+    queue_type = "classic"
+
+
+class TestQuorumConsume(_OnRabbit, ConsumeSuite):
+    queue_type = "quorum"
+
+
+class TestClassicConsume(_OnRabbit, ConsumeSuite):
+    queue_type = "classic"
