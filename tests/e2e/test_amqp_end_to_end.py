@@ -12,8 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Producer, Workers, produce_until_under_way, run_chord_sigkill_scenario
-from harness import run_sigkill_scenario, worker_env
+from harness import (
+    Producer,
+    Workers,
+    produce_until_under_way,
+    run_chord_sigkill_scenario,
+    run_sigkill_scenario,
+    worker_env,
+)
 
 from petiole import Petiole
 from petiole.testing import wait_until
@@ -141,3 +147,29 @@ def test_rabbitmq_restarted_mid_run_loses_no_task_and_logs_one_line(tmp_path: Pa
     # One line for the outage in this process, however many publishes waited through it.
     assert len(outage.lines) == 1, outage.lines
     assert "amqp broker amqp://guest:***@127.0.0.1:" in outage.lines[0]
+
+
+def test_a_countdown_waits_in_the_broker_across_a_worker_restart_and_runs_on_time(
+    rabbit: RabbitServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    app = Petiole(
+        "countdown", broker=rabbit.url, backend=env["PETIOLE_BACKEND_URL"], config_file="/dev/null"
+    )
+    workers = Workers(env, tmp_path)
+    try:
+        first = workers.start("-P", "threads", "-c", "2")
+        workers.wait_ready()
+        result = app.send_task("e2e.started_at", countdown=3)
+        # The message waits in the delay levels, not in the worker: killing it loses nothing.
+        assert app.transport.size("default") == 1
+        workers.kill(first)
+        second = workers.start("-P", "threads", "-c", "2")
+        workers.wait_ready(procs=[second])
+        timing = result.get(timeout=30)
+    finally:
+        workers.stop_all()
+        app.close()
+
+    late_s = timing["started_at"] - timing["eta"]
+    print(f"\n3 s countdown across a worker restart on RabbitMQ: {late_s:.3f} s late")
+    assert 0 <= late_s <= 1.0, timing
