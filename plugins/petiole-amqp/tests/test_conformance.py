@@ -19,6 +19,10 @@ _MAX_MESSAGE_BYTES = 1024 * 1024
 
 class _OnRabbit:
     queue_type: ClassVar[str]
+    # A level's TTL ends within milliseconds, but a delayed message then passes through
+    # a dead-lettering hop (a Raft commit on quorum queues) and a polling reserve: on a
+    # loaded two-core machine that took up to 0.6 s.
+    delay_precision_s = 1.0
 
     def make(self, server: RabbitServer) -> Transport:
         return create_transport(
