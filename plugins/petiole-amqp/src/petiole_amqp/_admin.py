@@ -24,7 +24,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from petiole_amqp._link import ConnectionLost
+from petiole_amqp._link import ConnectionLost, describe
 
 T = TypeVar("T")
 logger = logging.getLogger("petiole_amqp")
@@ -60,7 +60,7 @@ class Admin:
                 return op(self)
             except CONNECTION_ERRORS as exc:
                 self._drop()
-                raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+                raise ConnectionLost(describe(exc)) from exc
 
     def channel(self, role: str = "probe") -> BlockingChannel:
         """The open channel for ``role`` (``probe`` for declarations and counts,

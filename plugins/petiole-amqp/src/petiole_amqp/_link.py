@@ -178,10 +178,10 @@ class Link:
                 pika.exceptions.ChannelWrongStateError,
                 OSError,
             ) as exc:
-                future.set_exception(ConnectionLost(_describe(exc)))
+                future.set_exception(ConnectionLost(describe(exc)))
                 return
             except Exception as exc:  # a property pika cannot encode: no retry helps
-                future.set_exception(TransportError(f"cannot publish: {_describe(exc)}"))
+                future.set_exception(TransportError(f"cannot publish: {describe(exc)}"))
                 return
             session.pending[session.next_tag] = _Pending(future, exchange, routing_key, body)
             session.next_tag += 1
@@ -261,7 +261,7 @@ class Link:
             self._changed.notify_all()  # wake callers waiting for a first connection
 
     def _on_open_error(self, connection: Any, error: BaseException) -> None:
-        self._retry_later(_describe(error))
+        self._retry_later(describe(error))
 
     def _on_open(self, connection: Any) -> None:
         self._generation += 1
@@ -291,7 +291,7 @@ class Link:
     def _on_publisher_closed(self, session: Session, reason: BaseException) -> None:
         # The broker closes a channel for a protocol error; the confirms it owed are
         # lost with it. Reconnecting the whole connection keeps this path simple.
-        _fail_pending(session, ConnectionLost(f"publisher channel closed: {_describe(reason)}"))
+        _fail_pending(session, ConnectionLost(f"publisher channel closed: {describe(reason)}"))
         if not self._closing and session.connection.is_open:
             session.connection.close()
 
@@ -302,11 +302,11 @@ class Link:
                 self._session = None
             self._changed.notify_all()
         if session is not None:
-            _fail_pending(session, ConnectionLost(f"connection lost: {_describe(reason)}"))
+            _fail_pending(session, ConnectionLost(f"connection lost: {describe(reason)}"))
         if self._closing:
             self._ioloop.stop()
             return
-        self._retry_later(_describe(reason))
+        self._retry_later(describe(reason))
 
     def _open_consumer(self, consumer: PushConsumer) -> None:
         session = self._session
@@ -391,9 +391,13 @@ def _fail_pending(session: Session, error: TransportError) -> None:
             item.future.set_exception(error)
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error) or repr(error)
-    return mask_text(f"{type(error).__name__}: {text}")
+def describe(error: BaseException) -> str:
+    """An error in one line, secrets masked. pika's connection errors have no text
+    of their own (``str()`` is empty); their repr carries the cause
+    (``ConnectionRefusedError(111, 'Connection refused')``)."""
+    name = type(error).__name__
+    text = str(error) or repr(error).removeprefix(f"{name}: ")
+    return mask_text(f"{name}: {text}")
 
 
 OnMessage = Callable[[pika.channel.Channel, Any, pika.BasicProperties, bytes], None]
@@ -461,7 +465,7 @@ class PushConsumer:
         self.queue_of_tag.clear()
         self._on_lost(channel)
         if not self.started.done():
-            self.started.set_exception(ConnectionLost(f"cannot consume: {_describe(reason)}"))
+            self.started.set_exception(ConnectionLost(f"cannot consume: {describe(reason)}"))
             return
         if self.stopped or self._link.closed:
             return
@@ -472,7 +476,7 @@ class PushConsumer:
             logger.warning(
                 "consumer of %s: channel closed (%s); consuming again in 1 s",
                 self.queues,
-                _describe(reason),
+                describe(reason),
             )
             self._link._ioloop.call_later(1.0, lambda: self._reopen(connection))
 
