@@ -16,13 +16,14 @@ For a Petiole queue ``Q``:
 **Delays without the delayed-message plugin** (binary decomposition): a delay
 of ``d`` whole seconds is written in binary, most significant bit first, as the
 words of the routing key, followed by ``Q``: 11 s with 4 levels is
-``1.0.1.1.Q``. There is one topic exchange per level, ``petiole.delay.k``:
+``1.0.1.1.Q``. There is one topic exchange per level, ``petiole.delay.L.k``
+(L: the number of levels):
 
 * a message whose bit ``k`` is 1 is routed to ``Q.petiole-delay-k`` (a binding
   per destination and level); that queue's dead letters go to exchange
-  ``petiole.delay.(k-1)`` with the routing key unchanged;
+  ``petiole.delay.L.(k-1)`` with the routing key unchanged;
 * a message whose bit ``k`` is 0 passes straight to exchange
-  ``petiole.delay.(k-1)`` (one exchange-to-exchange binding per level);
+  ``petiole.delay.L.(k-1)`` (one exchange-to-exchange binding per level);
 * at level 0 a message whose bit is 0 goes to ``Q`` (a binding per
   destination), and ``Q.petiole-delay-00`` dead-letters straight into ``Q``.
 
@@ -39,7 +40,9 @@ from typing import Any
 from petiole.errors import ConfigError
 
 DEAD_SUFFIX = ".petiole-dead"
-DELAY_EXCHANGE = "petiole.delay.{level}"
+# The level count is in the name: the skip bindings' patterns depend on it, so
+# transports with different delay_levels must not share exchanges.
+DELAY_EXCHANGE = "petiole.delay.{levels}.{level}"
 _DELAY_QUEUE = "{queue}.petiole-delay-{level:02d}"
 # A routing key is at most 255 bytes; the delay bits take two bytes per level.
 _MAX_ROUTING_KEY = 255
@@ -71,12 +74,13 @@ def delay_queue(queue: str, level: int) -> str:
     return _DELAY_QUEUE.format(queue=queue, level=level)
 
 
-def delay_exchange(level: int) -> str:
-    return DELAY_EXCHANGE.format(level=level)
+def delay_exchange(level: int, levels: int) -> str:
+    return DELAY_EXCHANGE.format(levels=levels, level=level)
 
 
 def delay_seconds(delay_s: float) -> int:
-    """Delays are whole seconds, rounded up: a task never runs before its time."""
+    """Delays are whole seconds, rounded up (a delay at most 1 ms over a whole second
+    is rounded down: float arithmetic on ETAs leaves such crumbs)."""
     if not delay_s > 0:  # NaN too
         return 0
     return max(1, math.ceil(delay_s - 1e-3))
@@ -89,7 +93,7 @@ def delay_route(queue: str, seconds: int, levels: int) -> tuple[str, str]:
         raise ValueError(f"a delay of {seconds} s does not fit in {levels} levels")
     bits = format(seconds, f"0{levels}b")
     key = ".".join(bits) + "." + queue
-    return delay_exchange(seconds.bit_length() - 1), key
+    return delay_exchange(seconds.bit_length() - 1, levels), key
 
 
 def check_delay_destination(queue: str, levels: int) -> None:
@@ -142,7 +146,9 @@ def dead_queue_arguments() -> dict[str, Any]:
     return {"x-queue-type": "classic"}
 
 
-def delay_queue_arguments(queue: str, level: int, *, queue_type: str) -> dict[str, Any]:
+def delay_queue_arguments(
+    queue: str, level: int, *, levels: int, queue_type: str
+) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "x-queue-type": queue_type,
         "x-message-ttl": 1000 * 2**level,
@@ -150,7 +156,7 @@ def delay_queue_arguments(queue: str, level: int, *, queue_type: str) -> dict[st
     if level == 0:
         arguments.update({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue})
     else:
-        arguments["x-dead-letter-exchange"] = delay_exchange(level - 1)
+        arguments["x-dead-letter-exchange"] = delay_exchange(level - 1, levels)
     if queue_type == "quorum":
         # A quorum queue's own dead-lettering is at most once unless asked
         # otherwise; a delayed task must not vanish between two levels.

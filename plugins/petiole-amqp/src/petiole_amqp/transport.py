@@ -181,7 +181,8 @@ class AmqpTransport:
         self, queue: str, payload: bytes, properties: pika.BasicProperties, *, delay_s: float
     ) -> None:
         """Publish to ``queue`` (through the delay levels when ``delay_s``), confirmed."""
-        seconds = min(topo.delay_seconds(delay_s), 2**self.options.delay_levels - 1)
+        longest = 2**self.options.delay_levels - 1
+        seconds = topo.delay_seconds(min(delay_s, longest))  # min(nan, x) stays nan: 0
         for attempt in range(2):
             self._ensure_queue(queue)
             if seconds:
@@ -304,26 +305,32 @@ class AmqpTransport:
             channel = admin.channel()
             if not self._exchanges_declared:
                 for level in range(levels):
-                    channel.exchange_declare(topo.delay_exchange(level), "topic", durable=True)
+                    channel.exchange_declare(
+                        topo.delay_exchange(level, levels), "topic", durable=True
+                    )
                 for level in range(1, levels):
                     channel.exchange_bind(
-                        topo.delay_exchange(level - 1),
-                        topo.delay_exchange(level),
+                        topo.delay_exchange(level - 1, levels),
+                        topo.delay_exchange(level, levels),
                         routing_key=topo.skip_binding(level, levels),
                     )
             for level in range(levels):
                 name = topo.delay_queue(queue, level)
                 self._declare(
-                    admin, name, topo.delay_queue_arguments(queue, level, queue_type=queue_type)
+                    admin,
+                    name,
+                    topo.delay_queue_arguments(queue, level, levels=levels, queue_type=queue_type),
                 )
                 channel = admin.channel()
                 channel.queue_bind(
                     name,
-                    topo.delay_exchange(level),
+                    topo.delay_exchange(level, levels),
                     routing_key=topo.level_binding(queue, level, levels, "1"),
                 )
             channel.queue_bind(
-                queue, topo.delay_exchange(0), routing_key=topo.level_binding(queue, 0, levels, "0")
+                queue,
+                topo.delay_exchange(0, levels),
+                routing_key=topo.level_binding(queue, 0, levels, "0"),
             )
 
         self._admin_call(declare)
