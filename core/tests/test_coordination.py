@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from petiole import Petiole, chord, hookimpl, revocation
+from petiole import Petiole, chord, group, hookimpl, revocation
 from petiole._builtins.memory import MemoryBackend
 from petiole.backend import BackendCapabilities, Coordination, ResultBackend, ResultRecord
 from petiole.coordination import CoordinationUnavailable
@@ -95,12 +95,24 @@ def test_revoke_without_a_coordination_store_raises_before_storing(
     assert store_only_app.backend.get("some-task") is None
 
 
-def test_chord_without_a_coordination_store_fails_its_result_saying_why(
+def test_chord_without_a_coordination_store_is_refused_when_applied(
     store_only_app: Petiole,
 ) -> None:
     add, tsum = store_only_app.tasks["add"], store_only_app.tasks["tsum"]
+    with pytest.raises(CoordinationUnavailable, match=r"a chord .*coordination_url"):
+        chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async()
+
+
+def test_chord_members_reaching_a_worker_without_a_coordination_store_fail_its_result(
+    store_only_app: Petiole,
+) -> None:
+    """Sent by a producer that could coordinate, run by a worker that cannot."""
+    add, tsum = store_only_app.tasks["add"], store_only_app.tasks["tsum"]
+    header, body = group(add.s(1, 1), add.s(2, 2), app=store_only_app), tsum.s()
+    result = body.freeze()
+    chord_info = {"id": header.freeze().id, "size": 2, "body": dict(body)}
     with start_worker(store_only_app):
-        result = chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async()
+        header.apply_async(chord=chord_info)
         with pytest.raises(Exception, match=r"a chord .*coordination_url") as info:
             result.get(timeout=10)
     assert "CoordinationUnavailable" in f"{type(info.value).__name__} {info.value!r}"

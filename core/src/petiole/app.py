@@ -182,6 +182,10 @@ class Petiole:
                 if self._backend is None:
                     url = self.settings.backend_url
                     factory = self.plugins.get("result backend", scheme_of(url)).component
+                    if url.endswith("://") and getattr(factory, "address_from_broker", False):
+                        # "rpc://" alone: results travel through the broker's server
+                        # (a factory that says so gets the broker URL instead).
+                        url = self.settings.broker_url
                     self._backend = factory(url, self.settings.backend_options)
         return self._backend
 

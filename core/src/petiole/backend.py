@@ -1,6 +1,6 @@
 """The result backend contracts: storing results, and coordinating workers.
 
-Two protocols, because not every store can do both:
+Two protocols, because not every store can do both (and a third, optional):
 
 * :class:`ResultBackend` stores and reads one :class:`ResultRecord` per task
   id. The record's ``payload`` is already serialized by the core (the result
@@ -14,6 +14,14 @@ Two protocols, because not every store can do both:
   such state implements it too (every store-backed backend does); one that only
   delivers results (``rpc://``) does not, and an app then names a separate
   coordination store in ``coordination_url`` (see :mod:`petiole.coordination`).
+
+* :class:`RepliesToSender` is the optional part of a backend that does not
+  store results at all but delivers each one to the client that sent its task
+  (``rpc://``): producers put its :meth:`~RepliesToSender.reply_address` in the
+  ``reply_to`` header of each task they send, workers copy that header into
+  every :class:`ResultRecord` of the task, and the backend sends the record
+  there. Only that client reads it; nothing persists, nothing expires by ttl.
+  Store-backed backends ignore ``reply_to``.
 
 Guarantees every result backend gives:
 
@@ -42,10 +50,14 @@ from petiole import states
 class BackendCapabilities:
     """``push_wait``: :meth:`ResultBackend.wait` is woken by the store (pub/sub,
     notifications) rather than polling. ``max_result_bytes``: the largest
-    payload it accepts (``None`` = no fixed limit)."""
+    payload it accepts (``None`` = no fixed limit). ``replies_to_sender``: the
+    backend implements :class:`RepliesToSender` — records reach only the client
+    whose address they carry, are kept in its memory, and ``ttl_s`` does not
+    apply (the conformance kit skips the expiry tests, naming this)."""
 
     push_wait: bool = False
     max_result_bytes: int | None = None
+    replies_to_sender: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,9 @@ class ResultRecord:
     (FAILURE, RETRY, REVOKED), or ``b""`` for states without one.
     ``content_type``: the serializer that produced ``payload``.
     ``meta``: JSON-safe extras (task name, worker, children, group id, ...).
+    ``reply_to``: the address of the client that sent the task (its message's
+    ``reply_to`` header), where a :class:`RepliesToSender` backend delivers the
+    record; ``None`` when the sender asked for none. Stores do not keep it.
     """
 
     task_id: str
@@ -65,6 +80,7 @@ class ResultRecord:
     traceback: str | None = None
     date_done: float | None = None  # seconds since the epoch, set for ready states
     meta: Mapping[str, Any] = field(default_factory=dict)
+    reply_to: str | None = field(default=None, compare=False)
 
     @property
     def ready(self) -> bool:
@@ -114,6 +130,20 @@ class ResultBackend(Protocol):
 
     def close(self) -> None:
         """Release connections. Calling it twice is harmless."""
+        ...
+
+
+@runtime_checkable
+class RepliesToSender(Protocol):
+    """Optional: a backend that delivers each record to the client that sent its task.
+
+    ``capabilities.replies_to_sender`` is True exactly when a backend implements it.
+    """
+
+    def reply_address(self) -> str:
+        """Where this client receives the records of the tasks it sends, ready to
+        receive them when this returns (a reply queue, declared). Producers put it
+        in each task's ``reply_to`` header; the same string every call."""
         ...
 
 

@@ -68,7 +68,9 @@ class Settings:
     )
     backend_url: str = _setting(
         "sqlite://",
-        "Where results are stored. The URL scheme selects the result backend plugin.",
+        "Where results are stored. The URL scheme selects the result backend plugin. "
+        "`rpc://` alone (petiole-amqp) sends each result back to the task's sender "
+        "through the broker's RabbitMQ, storing nothing.",
         example='"sqlite:////var/lib/app/results.db"',
     )
     coordination_url: str | None = _setting(

@@ -188,10 +188,13 @@ def task_headers(
     root_id: str | None = None,
     parent_id: str | None = None,
     workflow: Workflow | None = None,
+    reply_to: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The headers of a task message: ``extra`` (user headers) overlaid with the
-    protocol's own. ``root_id`` defaults to the task itself (a new workflow)."""
+    protocol's own. ``root_id`` defaults to the task itself (a new workflow).
+    ``reply_to`` is where the sender receives the task's results, when its result
+    backend delivers them to the sender (:class:`~petiole.backend.RepliesToSender`)."""
     headers: dict[str, Any] = dict(extra or {})
     headers.update(
         protocol=PROTOCOL_VERSION,
@@ -210,6 +213,8 @@ def task_headers(
         headers["time_limit"] = list(time_limits)
     if workflow is not None:
         headers.update(workflow.headers())
+    if reply_to is not None:
+        headers["reply_to"] = reply_to
     return headers
 
 

@@ -259,7 +259,14 @@ class TaskRunner:
         ignore = task.options.ignore_result
         ignore_result = app.settings.ignore_result if ignore is None else ignore
         if app.settings.track_started and not ignore_result and not eager:
-            app.store_result(ResultRecord(request.id, states.STARTED, meta=self._meta(request)))
+            app.store_result(
+                ResultRecord(
+                    request.id,
+                    states.STARTED,
+                    meta=self._meta(request),
+                    reply_to=request.reply_to,
+                )
+            )
         return _Prepared(task, request, args, kwargs, ignore_result)
 
     def _decode_body(self, envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
@@ -506,5 +513,12 @@ class TaskRunner:
                 payload = serializer.dumps(description)
         date_done = None if state == states.RETRY else time.time()
         return ResultRecord(
-            request.id, state, payload, serializer.content_type, traceback, date_done, meta
+            request.id,
+            state,
+            payload,
+            serializer.content_type,
+            traceback,
+            date_done,
+            meta,
+            reply_to=request.reply_to,
         )

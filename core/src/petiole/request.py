@@ -34,6 +34,13 @@ class Request:
         done some of the work): make tasks idempotent."""
         return self.delivery_count > 1
 
+    @property
+    def reply_to(self) -> str | None:
+        """Where the client that sent this task receives its results, when its
+        result backend delivers them to the sender (``rpc://``); else None."""
+        value = self.headers.get("reply_to")
+        return value if isinstance(value, str) else None
+
 
 current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "petiole_current_request", default=None

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from petiole.backend import RepliesToSender
 from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
 from petiole.errors import ConfigError
 from petiole.plugins import PluginRegistry, implemented
@@ -92,12 +93,19 @@ class Sender:
         if priority is not None and not 0 <= priority <= 9:
             raise ConfigError(f"priority must be 0-9, got {priority}")
         task_id = task_id or str(uuid.uuid4())
-        root_id = parent_id = None
+        root_id = parent_id = reply_to = None
         parent = current_request.get()
         if parent is not None and parent.id:
             parent_id, root_id = parent.id, parent.root_id or parent.id
+            # A workflow's results go to the client that started it.
+            reply_to = parent.reply_to
             if task_id != parent.id:  # a retry is the same task, not a child
                 parent.children.append(task_id)
+        given = (headers or {}).get("reply_to")
+        if isinstance(given, str):
+            reply_to = given  # the caller's own choice wins
+        elif reply_to is None:
+            reply_to = self._reply_address()
         message_headers = task_headers(
             task_id,
             name,
@@ -109,10 +117,22 @@ class Sender:
             root_id=root_id,
             parent_id=parent_id,
             workflow=workflow,
+            reply_to=reply_to,
             extra=headers,
         )
         queue = queue or self.app.settings.default_queue
         return self._publish(name, queue, message_headers, args, kwargs, serializer)
+
+    def _reply_address(self) -> str | None:
+        """The result backend's reply address when it delivers results to their
+        sender (``rpc://``), else None. Not asked in eager mode, which stores
+        results itself."""
+        if self.app.settings.eager:
+            return None
+        backend = self.app.backend
+        if isinstance(backend, RepliesToSender):
+            return backend.reply_address()
+        return None
 
     def send_retry(
         self, request: Request, args: Sequence[Any], kwargs: Mapping[str, Any], *, eta: float

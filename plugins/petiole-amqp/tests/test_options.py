@@ -10,7 +10,7 @@ from typing import Any
 import pika
 import pytest
 from petiole_amqp import _topology as topo
-from petiole_amqp._options import AmqpTarget, parse_url
+from petiole_amqp._options import AmqpOptions, AmqpTarget, parse_url
 from petiole_amqp.testing import RabbitServer
 from petiole_amqp.transport import AmqpTransport, create_transport
 from pika.adapters.blocking_connection import BlockingChannel
@@ -27,7 +27,7 @@ HANG_GUARD_S = 10.0
 
 
 def parse(url: str, options: Mapping[str, Any] | None = None) -> AmqpTarget:
-    return parse_url(url, options or {}, component="broker")
+    return parse_url(url, options or {}, component="broker", options_type=AmqpOptions)
 
 
 # -- URL forms ------------------------------------------------------------------------

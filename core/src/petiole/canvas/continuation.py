@@ -26,7 +26,7 @@ from petiole.canvas.workflows import chain
 from petiole.envelope import Workflow
 from petiole.errors import ChordError, SerializationError
 from petiole.producer import Producer
-from petiole.request import Request
+from petiole.request import Request, current_request
 from petiole.result import GroupResult
 
 logger = logging.getLogger("petiole.worker")
@@ -150,5 +150,13 @@ class Continuation:
                 None,
                 time.time(),
                 {"failed_task": failed_task_id},
+                # Continuations run in the failed task's context: its sender gets this.
+                reply_to=_sender_address(),
             )
         )
+
+
+def _sender_address() -> str | None:
+    """The reply address of the task being continued (``rpc://``), if any."""
+    request = current_request.get()
+    return request.reply_to if request is not None else None

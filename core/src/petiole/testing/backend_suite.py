@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import pytest
 
 from petiole import states
-from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
+from petiole.backend import BackendCapabilities, RepliesToSender, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError
 from petiole.testing._helpers import (
     Background,
@@ -93,10 +93,24 @@ class ResultBackendSuite:
         if made.task_ids:
             backend.forget(made.task_ids)
 
+    @pytest.fixture(autouse=True)
+    def _address_records(self, backend: ResultBackend) -> None:
+        """A backend that delivers records to their sender (``rpc://``) gets them
+        addressed to itself, as a worker addresses a task's records to its sender."""
+        self._reply_to = backend.reply_address() if isinstance(backend, RepliesToSender) else None
+
     def record(self, task_id: str, state: str = states.SUCCESS, **fields: Any) -> ResultRecord:
         if state in states.READY_STATES:
             fields.setdefault("date_done", time.time())
+        fields.setdefault("reply_to", getattr(self, "_reply_to", None))
         return ResultRecord(task_id=task_id, state=state, **fields)
+
+    def require_stored(self, backend: ResultBackend) -> None:
+        if backend.capabilities.replies_to_sender:
+            pytest.skip(
+                "capability replies_to_sender is True: records are delivered to the "
+                "sender's memory, not stored, so no ttl applies"
+            )
 
     def assert_same_record(self, got: ResultRecord | None, expected: ResultRecord) -> None:
         assert got is not None, f"no record for {expected.task_id!r}"
@@ -145,9 +159,9 @@ class ResultBackendSuite:
     def test_store_and_get_round_trip_every_field(
         self, backend: ResultBackend, names: Names, state: str
     ) -> None:
-        record = ResultRecord(
-            task_id=names.task_id(),
-            state=state,
+        record = self.record(
+            names.task_id(),
+            state,
             payload=b'{"value":[1,2,3]}',
             content_type="application/x-petiole-test",
             traceback='Traceback (most recent call last):\n  File "t.py"\nValueError: naïve ✓',
@@ -167,7 +181,7 @@ class ResultBackendSuite:
         self.assert_same_record(backend.get(record.task_id), record)
 
     def test_store_keeps_empty_and_none_fields(self, backend: ResultBackend, names: Names) -> None:
-        record = ResultRecord(task_id=names.task_id(), state=states.STARTED)
+        record = self.record(names.task_id(), states.STARTED)
         backend.store(record, ttl_s=None)
 
         self.assert_same_record(backend.get(record.task_id), record)
@@ -176,7 +190,7 @@ class ResultBackendSuite:
         self, backend: ResultBackend, names: Names
     ) -> None:
         task_id = names.task_id()
-        record = ResultRecord(task_id, states.SUCCESS, meta={"when": object()})
+        record = self.record(task_id, states.SUCCESS, meta={"when": object()})
 
         with pytest.raises(ResultBackendError):
             backend.store(record, ttl_s=None)
@@ -327,6 +341,7 @@ class ResultBackendSuite:
         self.assert_same_record(backend.get(kept.task_id), kept)
 
     def test_record_expires_after_its_ttl(self, backend: ResultBackend, names: Names) -> None:
+        self.require_stored(backend)
         record = self.record(names.task_id())
         backend.store(record, ttl_s=self.ttl_s)
         self.assert_same_record(backend.get(record.task_id), record)
@@ -340,6 +355,7 @@ class ResultBackendSuite:
     def test_ttl_none_keeps_records_even_when_replacing_one_with_a_ttl(
         self, backend: ResultBackend, names: Names
     ) -> None:
+        self.require_stored(backend)
         expiring = self.record(names.task_id())
         kept = self.record(names.task_id())
         replaced = self.record(names.task_id())

@@ -14,7 +14,8 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from petiole import remote_errors, states
 from petiole.app import Petiole
@@ -114,6 +115,7 @@ class Settler:
             None,
             time.time(),
             {"task": envelope.task_name, "worker": self.hostname, "reason": str(exc)},
+            reply_to=_reply_to(envelope.headers),
         )
         try:
             self.app.store_result(record)
@@ -147,3 +149,10 @@ class Settler:
             self.requeue(delivery, count_as="lost")
         else:
             self._fail(delivery, job.envelope, states.FAILURE, WorkerLostError(reason))
+
+
+def _reply_to(headers: Mapping[str, Any]) -> str | None:
+    """The message's ``reply_to`` header, when it is a string (the message may be
+    malformed: it is failing)."""
+    value = headers.get("reply_to")
+    return value if isinstance(value, str) else None

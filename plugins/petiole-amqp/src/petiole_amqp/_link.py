@@ -400,6 +400,9 @@ def describe(error: BaseException) -> str:
     return mask_text(f"{name}: {text}")
 
 
+Declaration = tuple[str, bool, dict[str, Any]]
+"""A queue a consumer declares before consuming: (name, durable, arguments)."""
+
 OnMessage = Callable[[pika.channel.Channel, Any, pika.BasicProperties, bytes], None]
 
 
@@ -419,8 +422,10 @@ class PushConsumer:
         prefetch_each: int,
         on_message: OnMessage,
         on_lost: Callable[[pika.channel.Channel], None],
+        declare: Sequence[Declaration] = (),
     ) -> None:
         self._link = link
+        self._declare = list(declare)
         self.queues = list(queues)
         self._prefetch_each = prefetch_each
         self._on_message = on_message
@@ -455,7 +460,19 @@ class PushConsumer:
 
                 return done
 
-            channel.basic_qos(prefetch_count=self._prefetch_each, callback=qos_ok)
+            def declare_next(_frame: pika.frame.Method[Any] | None = None) -> None:
+                if pending:
+                    queue, durable, arguments = pending.pop(0)
+                    channel.queue_declare(
+                        queue, durable=durable, arguments=arguments, callback=declare_next
+                    )
+                else:
+                    channel.basic_qos(prefetch_count=self._prefetch_each, callback=qos_ok)
+
+            # Queues that must exist before consuming (a reply queue the broker may
+            # have dropped in a restart) are declared on this channel, every time.
+            pending = list(self._declare)
+            declare_next()
 
         session.connection.channel(on_open_callback=opened)
 

@@ -15,9 +15,9 @@ parameters of the URL override them. Errors and logs show the URL masked.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import pika
@@ -36,17 +36,9 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class AmqpOptions:
-    """The user-settable options (see the plugin's README for each)."""
+class ConnectionOptions:
+    """How to reach RabbitMQ: the options the transport and ``rpc://`` share."""
 
-    queue_type: str = "quorum"
-    # Quorum queues only: RabbitMQ dead-letters a message returned this many times
-    # (deliveries lost with their connection), a backstop behind the worker's own
-    # max_deliveries, which normally catches a poison message first, with its reason.
-    delivery_limit: int = 20
-    # Binary delay levels: delays up to 2**delay_levels - 1 seconds are held by the
-    # broker; the core re-delays longer ones.
-    delay_levels: int = 22
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     heartbeat_s: int = 60
     connect_timeout_s: float = 5.0
@@ -58,13 +50,41 @@ class AmqpOptions:
     ssl_keyfile: str = ""
     ssl_cert_reqs: str = "required"
     ssl_check_hostname: bool = True
-    # Not the broker's setting (AMQP cannot read it): what the worker is told it is.
-    consumer_timeout_s: float = 1800.0
     client_name: str = field(default="petiole")
 
 
 @dataclass(frozen=True, slots=True)
-class AmqpTarget:
+class AmqpOptions(ConnectionOptions):
+    """The transport's options (see the plugin's README for each)."""
+
+    queue_type: str = "quorum"
+    # Quorum queues only: RabbitMQ dead-letters a message returned this many times
+    # (deliveries lost with their connection), a backstop behind the worker's own
+    # max_deliveries, which normally catches a poison message first, with its reason.
+    delivery_limit: int = 20
+    # Binary delay levels: delays up to 2**delay_levels - 1 seconds are held by the
+    # broker; the core re-delays longer ones.
+    delay_levels: int = 22
+    # Not the broker's setting (AMQP cannot read it): what the worker is told it is.
+    consumer_timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class RpcOptions(ConnectionOptions):
+    """The ``rpc://`` result backend's options (see the plugin's README)."""
+
+    # A client's reply queue outlives its connection this long (results sent while
+    # it reconnects wait there), then RabbitMQ deletes it.
+    reply_expires_s: float = 60.0
+    # Ready records kept for reading, oldest dropped first (none a wait is waiting for).
+    max_cached_results: int = 100_000
+
+
+OptionsT = TypeVar("OptionsT", bound=ConnectionOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpTarget(Generic[OptionsT]):
     """A parsed URL: where to connect, as whom, and the options."""
 
     url: str  # as the user wrote it; shown masked
@@ -73,16 +93,11 @@ class AmqpTarget:
     vhost: str
     user: str
     password: str
-    options: AmqpOptions
+    options: OptionsT
 
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
-
-    @property
-    def priorities(self) -> bool:
-        """Classic queues take ``x-max-priority``; quorum queues on 3.10 have no priorities."""
-        return self.options.queue_type == "classic"
 
     def parameters(self, *, heartbeat: bool = True) -> list[pika.ConnectionParameters]:
         """pika's connection parameters, one per host, in the order to try them."""
@@ -120,7 +135,9 @@ class AmqpTarget:
         return pika.SSLOptions(context, server_hostname=self.hosts[0][0])
 
 
-def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> AmqpTarget:
+def parse_url(
+    url: str, options: Mapping[str, Any], *, component: str, options_type: type[OptionsT]
+) -> AmqpTarget[OptionsT]:
     """Split ``url`` into hosts, vhost, credentials and options (query parameters win).
 
     Raises :class:`~petiole.errors.ConfigError` for another scheme, a malformed host
@@ -143,7 +160,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> AmqpTa
     )
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     merged = {**options, **query_options(url, component=component)}
-    built = _build(merged, source=f"the options of the {component} {masked}")
+    built = _build(options_type, merged, source=f"the options of the {component} {masked}")
     return AmqpTarget(
         url=url,
         scheme=parts.scheme,
@@ -169,21 +186,26 @@ def _host_and_port(item: str, default: int, *, masked: str, component: str) -> t
     return host, port or default
 
 
-def _build(raw: Mapping[str, Any], *, source: str) -> AmqpOptions:
-    built = build_options(AmqpOptions, raw, source=source)
-    checks: list[tuple[str, bool, str]] = [
-        ("queue_type", built.queue_type in QUEUE_TYPES, " or ".join(QUEUE_TYPES)),
-        ("delivery_limit", built.delivery_limit >= 0, "a whole number >= 0 (0: no limit)"),
-        ("delay_levels", 1 <= built.delay_levels <= 32, "a whole number from 1 to 32"),
-        ("max_message_bytes", built.max_message_bytes > 0, "a number of bytes > 0"),
-        ("heartbeat_s", built.heartbeat_s >= 0, "a whole number of seconds >= 0 (0: off)"),
-        ("connect_timeout_s", built.connect_timeout_s > 0, "a number of seconds > 0"),
-        ("reconnect_timeout_s", built.reconnect_timeout_s >= 0, "a number of seconds >= 0"),
-        ("reply_timeout_s", built.reply_timeout_s > 0, "a number of seconds > 0"),
-        ("ssl_cert_reqs", built.ssl_cert_reqs in CERT_REQS, " or ".join(CERT_REQS)),
-        ("consumer_timeout_s", built.consumer_timeout_s > 0, "a number of seconds > 0"),
-    ]
-    for name, ok, expected in checks:
-        if not ok:
+# Each option's range, checked when the options type has it.
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "queue_type": (lambda v: v in QUEUE_TYPES, " or ".join(QUEUE_TYPES)),
+    "delivery_limit": (lambda v: v >= 0, "a whole number >= 0 (0: no limit)"),
+    "delay_levels": (lambda v: 1 <= v <= 32, "a whole number from 1 to 32"),
+    "max_message_bytes": (lambda v: v > 0, "a number of bytes > 0"),
+    "heartbeat_s": (lambda v: v >= 0, "a whole number of seconds >= 0 (0: off)"),
+    "connect_timeout_s": (lambda v: v > 0, "a number of seconds > 0"),
+    "reconnect_timeout_s": (lambda v: v >= 0, "a number of seconds >= 0"),
+    "reply_timeout_s": (lambda v: v > 0, "a number of seconds > 0"),
+    "ssl_cert_reqs": (lambda v: v in CERT_REQS, " or ".join(CERT_REQS)),
+    "consumer_timeout_s": (lambda v: v > 0, "a number of seconds > 0"),
+    "reply_expires_s": (lambda v: v >= 1, "a number of seconds >= 1"),
+    "max_cached_results": (lambda v: v > 0, "a whole number > 0"),
+}
+
+
+def _build(options_type: type[OptionsT], raw: Mapping[str, Any], *, source: str) -> OptionsT:
+    built = build_options(options_type, raw, source=source)
+    for name, (ok, expected) in _CHECKS.items():
+        if hasattr(built, name) and not ok(getattr(built, name)):
             raise SettingTypeError(name, source=source, expected=expected, got=getattr(built, name))
     return built

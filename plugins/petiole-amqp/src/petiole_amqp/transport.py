@@ -114,12 +114,12 @@ class AmqpConsumer:
 class AmqpTransport:
     """A :class:`~petiole.transport.Transport` on RabbitMQ (see the module docstring)."""
 
-    def __init__(self, target: AmqpTarget) -> None:
+    def __init__(self, target: AmqpTarget[AmqpOptions]) -> None:
         self.target = target
         self.options: AmqpOptions = target.options
         levels = self.options.delay_levels
         self.capabilities = TransportCapabilities(
-            priorities=target.priorities,
+            priorities=self.options.queue_type == "classic",
             max_delay_s=float(2**levels - 1),
             broadcast=False,
             max_message_bytes=self.options.max_message_bytes,
@@ -173,7 +173,9 @@ class AmqpTransport:
         return pika.BasicProperties(
             delivery_mode=_PERSISTENT,
             message_id=message_id or None,
-            priority=min(9, max(0, priority)) if self.target.priorities and priority else None,
+            priority=min(9, max(0, priority))
+            if self.capabilities.priorities and priority
+            else None,
             headers=headers or None,
         )
 
@@ -798,4 +800,4 @@ def _broker_count(headers: Mapping[str, Any]) -> int:
 
 def create_transport(url: str, options: Mapping[str, Any]) -> AmqpTransport:
     """The factory registered for ``amqp://`` and ``amqps://`` (``petiole_transports``)."""
-    return AmqpTransport(parse_url(url, options, component="broker"))
+    return AmqpTransport(parse_url(url, options, component="broker", options_type=AmqpOptions))

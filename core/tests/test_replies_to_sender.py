@@ -1,0 +1,140 @@
+"""Results delivered to their sender (``RepliesToSender``): the core's part of the routing.
+
+A backend that records where each record was addressed stands in for ``rpc://``
+(petiole-amqp tests the real one): the sender puts its reply address in each
+task's ``reply_to`` header, a task sent from inside a task inherits its
+parent's, and the worker addresses every record of a task to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from petiole import Petiole, hookimpl
+from petiole._builtins.memory import MemoryBackend
+from petiole.backend import BackendCapabilities, RepliesToSender, ResultRecord
+from petiole.testing.in_thread import start_worker
+
+
+class AddressedBackend:
+    """Keeps each record with the address it was sent to."""
+
+    capabilities = BackendCapabilities(push_wait=True, replies_to_sender=True)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sent_to: list[tuple[str, str, str | None]] = []  # (task id, state, reply_to)
+        self._inner = MemoryBackend()
+
+    def reply_address(self) -> str:
+        return self.address
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        self.sent_to.append((record.task_id, record.state, record.reply_to))
+        self._inner.store(record, ttl_s=ttl_s)
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        return self._inner.get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        return self._inner.get_many(task_ids)
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        return self._inner.wait(task_ids, timeout_s=timeout_s)
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        self._inner.forget(task_ids)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _factory(url: str, options: Mapping[str, Any]) -> AddressedBackend:
+    return AddressedBackend(f"reply-of:{url}")
+
+
+_factory.address_from_broker = True  # type: ignore[attr-defined]
+
+
+class _Plugin:
+    @hookimpl
+    def petiole_result_backends(self) -> dict[str, Any]:
+        return {"addressed": _factory}
+
+
+@pytest.fixture
+def app() -> Iterator[Petiole]:
+    broker = f"memory://{uuid.uuid4().hex}"
+    app = Petiole("test", broker=broker, backend="addressed://", config_file="/dev/null")
+    app.register_plugin(_Plugin(), "addressed")
+
+    @app.task(name="reply_to", bind=True)
+    def reply_to(self: Any) -> str | None:
+        return self.request.reply_to  # type: ignore[no-any-return]
+
+    @app.task(name="spawn", bind=True)
+    def spawn(self: Any) -> str:
+        return app.tasks["reply_to"].delay().id
+
+    @app.task(name="fail")
+    def fail() -> None:
+        raise ValueError("on purpose")
+
+    app.configure(track_started=True)
+    yield app
+    app.close()
+
+
+def backend_of(app: Petiole) -> AddressedBackend:
+    backend = app.backend
+    assert isinstance(backend, AddressedBackend)
+    assert isinstance(backend, RepliesToSender)
+    return backend
+
+
+def test_a_bare_scheme_hands_the_factory_the_broker_url(app: Petiole) -> None:
+    assert backend_of(app).address == f"reply-of:{app.settings.broker_url}"
+
+
+def test_every_record_of_a_task_is_addressed_to_its_sender(app: Petiole) -> None:
+    backend = backend_of(app)
+    with start_worker(app):
+        ok = app.tasks["reply_to"].delay()
+        failed = app.tasks["fail"].delay()
+        assert ok.get(timeout=10) == backend.address
+        with pytest.raises(ValueError, match="on purpose"):
+            failed.get(timeout=10)
+    states_sent = {(task_id, state): to for task_id, state, to in backend.sent_to}
+    assert states_sent[(ok.id, "STARTED")] == backend.address
+    assert states_sent[(ok.id, "SUCCESS")] == backend.address
+    assert states_sent[(failed.id, "FAILURE")] == backend.address
+
+
+def test_a_task_sent_from_a_task_inherits_its_parents_reply_address(app: Petiole) -> None:
+    backend = backend_of(app)
+    with start_worker(app):
+        # The parent's message carries a reply address other than this client's.
+        sent = app.send_task("spawn", headers={"reply_to": "the-original-client"})
+        child_id = sent.get(timeout=10)
+        assert backend.wait([child_id], timeout_s=10)[child_id].state == "SUCCESS"
+    assert (child_id, "SUCCESS", "the-original-client") in backend.sent_to
+    assert (sent.id, "SUCCESS", "the-original-client") in backend.sent_to
+
+
+def test_a_store_backend_gets_no_reply_address(tmp_path: Any) -> None:
+    url = f"memory://{uuid.uuid4().hex}"
+    app = Petiole("plain", broker=url, backend=url, config_file="/dev/null")
+
+    @app.task(name="reply_to", bind=True)
+    def reply_to(self: Any) -> str | None:
+        return self.request.reply_to  # type: ignore[no-any-return]
+
+    try:
+        with start_worker(app):
+            assert app.tasks["reply_to"].delay().get(timeout=10) is None
+    finally:
+        app.close()
