@@ -45,9 +45,11 @@ Failures of the underlying client are raised as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -263,6 +265,28 @@ class AcksInBatches(Protocol):
         """Acknowledge every delivery as :meth:`Transport.ack` would, in as few
         requests as the broker allows; stale receipts are ignored one by one."""
         ...
+
+
+@runtime_checkable
+class PublishesInBatches(Protocol):
+    """The optional batch publishing a transport may offer."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """A block in which this thread's :meth:`Transport.publish` calls return
+        without waiting for the broker one by one: at the block's end, every one of
+        them is durable, or the block raises :class:`~petiole.errors.TransportError`.
+        A publish retried at the end because its first answer was lost may be
+        delivered twice (at least once). Blocks do not nest."""
+        ...
+
+
+def publishing_in_batches(transport: Transport) -> AbstractContextManager[None]:
+    """``transport.batch()`` when the transport offers it, else a block that changes
+    nothing (each publish waits as usual). For sending many messages at once: a
+    group's members."""
+    if isinstance(transport, PublishesInBatches):
+        return transport.batch()
+    return contextlib.nullcontext()
 
 
 def ack_many(transport: Transport, deliveries: Sequence[Delivery]) -> None:

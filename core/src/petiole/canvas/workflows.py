@@ -20,6 +20,7 @@ from petiole.canvas.signature import Signature, freeze_callbacks, from_dict
 from petiole.errors import ConfigError
 from petiole.producer import Producer
 from petiole.result import AsyncResult, GroupResult
+from petiole.transport import publishing_in_batches
 
 
 def _app_of(tasks: Sequence[Signature], app: Producer | None) -> Producer | None:
@@ -160,11 +161,14 @@ class group(Signature):  # noqa: N801 - Celery's spelling
             return GroupResult(result.id, values, self.app)
         result.save()
         chord_info = options.pop("chord", None)
-        for index, member in enumerate(self.tasks):
-            extra: dict[str, Any] = {"group_id": result.id, "group_index": index}
-            if chord_info is not None:
-                extra["chord"] = chord_info
-            member.apply_async(args, kwargs, **options, **extra)
+        # The members go out together: a transport that confirms in batches waits
+        # once for all of them, not once per member.
+        with publishing_in_batches(self.app.transport):
+            for index, member in enumerate(self.tasks):
+                extra: dict[str, Any] = {"group_id": result.id, "group_index": index}
+                if chord_info is not None:
+                    extra["chord"] = chord_info
+                member.apply_async(args, kwargs, **options, **extra)
         return result
 
 

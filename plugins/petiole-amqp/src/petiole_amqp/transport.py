@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -73,6 +73,17 @@ T = TypeVar("T")
 _PERSISTENT = pika.DeliveryMode.Persistent
 # A reserve waiting for a message polls basic.get this often at most.
 _POLL_MAX_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Unconfirmed:
+    """A publish of a batch, waiting for its confirm at the batch's end."""
+
+    future: concurrent.futures.Future[None]
+    queue: str
+    payload: bytes
+    properties: pika.BasicProperties
+    delay_s: float
 
 
 @dataclass(slots=True)
@@ -142,6 +153,7 @@ class AmqpTransport:
         self._delays_declared: set[str] = set()
         self._exchanges_declared = False
         self._serial = 0
+        self._batches = threading.local()
         self._closed = threading.Event()
 
     def __repr__(self) -> str:
@@ -160,7 +172,51 @@ class AmqpTransport:
     ) -> None:
         self._check_size(payload)
         properties = self._properties(message_id, priority)
+        batch: list[_Unconfirmed] | None = getattr(self._batches, "pending", None)
+        if batch is not None:
+            self._send_unconfirmed(batch, queue, payload, properties, delay_s=delay_s)
+            return
         self._send(queue, payload, properties, delay_s=delay_s)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Publishes of this thread in the block are all in flight at once; the
+        block's end waits for their confirms (:class:`~petiole.transport.PublishesInBatches`).
+        One whose confirm did not come (an outage, a queue deleted meanwhile) is
+        published again, waiting as :meth:`publish` does."""
+        if getattr(self._batches, "pending", None) is not None:
+            raise RuntimeError("publish batches do not nest")
+        pending: list[_Unconfirmed] = []
+        self._batches.pending = pending
+        try:
+            yield
+        finally:
+            self._batches.pending = None
+        deadline = time.monotonic() + self.options.reply_timeout_s
+        for item in pending:
+            try:
+                item.future.result(max(0.0, deadline - time.monotonic()))
+            except (TransportError, concurrent.futures.TimeoutError):
+                self._send(item.queue, item.payload, item.properties, delay_s=item.delay_s)
+
+    def _send_unconfirmed(
+        self,
+        batch: list[_Unconfirmed],
+        queue: str,
+        payload: bytes,
+        properties: pika.BasicProperties,
+        *,
+        delay_s: float,
+    ) -> None:
+        exchange, routing_key = self._route(queue, delay_s)
+        link = self._started_link()
+        if not link.ever_connected:
+            self._through_outage(
+                lambda: link.wait_connected(self.options.reply_timeout_s),
+                ever_connected=lambda: link.ever_connected,
+            )
+        future = link.publish(exchange, routing_key, payload, properties)
+        batch.append(_Unconfirmed(future, queue, payload, properties, delay_s))
 
     def _check_size(self, payload: bytes) -> None:
         limit = self.options.max_message_bytes
@@ -183,15 +239,8 @@ class AmqpTransport:
         self, queue: str, payload: bytes, properties: pika.BasicProperties, *, delay_s: float
     ) -> None:
         """Publish to ``queue`` (through the delay levels when ``delay_s``), confirmed."""
-        longest = 2**self.options.delay_levels - 1
-        seconds = topo.delay_seconds(min(delay_s, longest))  # min(nan, x) stays nan: 0
         for attempt in range(2):
-            self._ensure_queue(queue)
-            if seconds:
-                self._ensure_delays(queue)
-                exchange, routing_key = topo.delay_route(queue, seconds, self.options.delay_levels)
-            else:
-                exchange, routing_key = "", queue
+            exchange, routing_key = self._route(queue, delay_s)
             try:
                 self._confirmed(exchange, routing_key, payload, properties)
                 return
@@ -204,6 +253,17 @@ class AmqpTransport:
                     self._exchanges_declared = False
                 if attempt:
                     raise
+
+    def _route(self, queue: str, delay_s: float) -> tuple[str, str]:
+        """The exchange and routing key for ``queue`` (through the delay levels when
+        ``delay_s``), declaring what they need the first time."""
+        self._ensure_queue(queue)
+        longest = 2**self.options.delay_levels - 1
+        seconds = topo.delay_seconds(min(delay_s, longest))  # min(nan, x) stays nan: 0
+        if not seconds:
+            return "", queue
+        self._ensure_delays(queue)
+        return topo.delay_route(queue, seconds, self.options.delay_levels)
 
     def _confirmed(
         self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties
