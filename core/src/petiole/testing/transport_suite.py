@@ -35,6 +35,7 @@ from petiole.transport import (
     DeadLetter,
     DeadLetterAdmin,
     Delivery,
+    PublishesInBatches,
     Transport,
     TransportCapabilities,
     ack_many,
@@ -847,6 +848,23 @@ class TransportSuite:
 
         transport.publish(queue, payload)
         assert self.reserve_one(transport, queue).payload == payload
+
+    def test_publishes_of_a_batch_are_all_stored_when_the_block_ends(
+        self, transport: Transport, queue: str
+    ) -> None:
+        if not isinstance(transport, PublishesInBatches):
+            pytest.skip(
+                "the transport does not implement petiole.transport.PublishesInBatches: "
+                "each publish waits for the broker"
+            )
+        payloads = [f"batched-{i}".encode() for i in range(50)]
+        with transport.batch():
+            for payload in payloads:
+                transport.publish(queue, payload)
+
+        assert transport.size(queue) == len(payloads)
+        got = self.drain(transport, [queue], len(payloads))
+        assert sorted(d.payload for d in got) == sorted(payloads)
 
     def test_close_twice_after_use_is_harmless(self, transport: Transport) -> None:
         queue = unique_name("petiole-test")
