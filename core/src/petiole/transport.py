@@ -81,7 +81,11 @@ class TransportCapabilities:
     and :meth:`Transport.purge` include leased (delivered, unsettled) messages
     (False where the broker only counts and purges messages waiting in the
     queue, as AMQP does). ``min_lease_s``: the shortest lease the broker honours
-    (SQS: 1 second).
+    (SQS: 1 second). ``max_unsettled_s``: the longest the broker lets a
+    delivery stay unsettled, however alive its consumer, before it takes the
+    message back (RabbitMQ's ``consumer_timeout``); ``None`` = no such limit. A
+    task running longer is handed to another worker while it still runs, so the
+    worker warns at start about tasks whose time limit exceeds it.
     ``fifo``: within one queue, equal-priority messages are reserved oldest first
     (``False`` for brokers that only approximate order, such as SQS standard
     queues). ``queue_preference``: :meth:`Transport.reserve` takes from the queues
@@ -96,6 +100,7 @@ class TransportCapabilities:
     leases_expire: bool = True
     counts_leased: bool = True
     min_lease_s: float = 0.0
+    max_unsettled_s: float | None = None
     fifo: bool = True
     queue_preference: bool = True
 

@@ -172,6 +172,32 @@ class Worker:
             )
         else:
             logger.info("tasks: %s", ", ".join(sorted(user_tasks)))
+            self._warn_of_tasks_outliving_their_delivery(user_tasks)
+
+    def _warn_of_tasks_outliving_their_delivery(self, names: list[str]) -> None:
+        """Tasks whose hard time limit is longer than the broker lets a delivery stay
+        unacknowledged (``capabilities.max_unsettled_s``): past it, the broker gives
+        the message to another worker while the first still runs it."""
+        limit = self.transport.capabilities.max_unsettled_s
+        if limit is None:
+            return
+        settings = self.app.settings
+        too_long = []
+        for name in sorted(names):
+            hard = self.app.tasks[name].options.time_limit_s
+            hard = settings.time_limit_s if hard is None else hard
+            if hard is not None and hard > limit:
+                too_long.append(f"{name} ({hard:g} s)")
+        if too_long:
+            logger.warning(
+                "the broker takes a message back once it has been unacknowledged for "
+                "%g s (RabbitMQ's consumer_timeout), but these tasks may run longer: %s. "
+                "Past that, another worker runs the task again while this one still does. "
+                "Lower their time_limit_s, or raise the broker's limit and the "
+                "transport's option that states it (petiole-amqp: consumer_timeout_s).",
+                limit,
+                ", ".join(too_long),
+            )
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (in the main thread) or :meth:`stop`; return an exit code."""

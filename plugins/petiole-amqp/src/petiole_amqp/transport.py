@@ -136,6 +136,7 @@ class AmqpTransport:
             max_message_bytes=self.options.max_message_bytes,
             leases_expire=False,
             counts_leased=False,
+            max_unsettled_s=self.options.consumer_timeout_s,
             fifo=True,
             queue_preference=True,
         )
