@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from petiole import Petiole, hookimpl
+from petiole import Petiole, chord, group, hookimpl
 from petiole._builtins.memory import MemoryBackend
 from petiole.backend import BackendCapabilities, RepliesToSender, ResultRecord
 from petiole.testing.in_thread import start_worker
@@ -35,6 +35,8 @@ class AddressedBackend:
 
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         self.sent_to.append((record.task_id, record.state, record.reply_to))
+        if record.reply_to is None:
+            return  # as rpc:// does: nobody to send it to (a group's own record)
         self._inner.store(record, ttl_s=ttl_s)
 
     def get(self, task_id: str) -> ResultRecord | None:
@@ -138,3 +140,24 @@ def test_a_store_backend_gets_no_reply_address(tmp_path: Any) -> None:
             assert app.tasks["reply_to"].delay().get(timeout=10) is None
     finally:
         app.close()
+
+
+def test_chord_members_leave_their_values_for_the_callback_in_the_coordination_store(
+    app: Petiole,
+) -> None:
+    app.configure(coordination_url=f"memory://{uuid.uuid4().hex}")
+
+    @app.task(name="square")
+    def square(x: int) -> int:
+        return x * x
+
+    @app.task(name="total")
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    with start_worker(app):
+        # No worker can read the group's record (it was sent to nobody): the callback
+        # gets the values the members left in the coordination store.
+        result = chord(group(square.s(i) for i in range(6)), total.s()).apply_async()
+        assert result.get(timeout=10) == sum(i * i for i in range(6))
+    assert not any(task_id == result.id for task_id, _, to in backend_of(app).sent_to if to is None)

@@ -48,6 +48,10 @@ def app(rabbit_server: RabbitServer) -> Iterator[Petiole]:
     def add(a: int, b: int) -> int:
         return a + b
 
+    @app.task(name="rpc.total")
+    def total(values: list[int]) -> int:
+        return sum(values)
+
     @app.task(name="rpc.fail")
     def fail() -> None:
         raise ValueError("broken on purpose")
@@ -144,13 +148,14 @@ def test_a_chord_without_a_coordination_store_names_the_setting(app: Petiole) ->
         chord([add.s(1, 1), add.s(2, 2)], add.s(0)).apply_async()
 
 
-def test_a_chord_with_results_only_its_sender_reads_is_refused_saying_why(
+def test_a_chord_joins_through_the_coordination_store_and_its_result_comes_back(
     app: Petiole,
 ) -> None:
     app.configure(coordination_url=f"memory://{uuid.uuid4().hex}")
-    add = app.tasks["rpc.add"]
-    with pytest.raises(ConfigError, match=r"rpc://.*result store"):
-        chord([add.s(1, 1), add.s(2, 2)], add.s(0)).apply_async()
+    add, total = app.tasks["rpc.add"], app.tasks["rpc.total"]
+    with start_worker(app, concurrency=4):
+        result = chord([add.s(i, i) for i in range(50)], total.s()).apply_async()
+        assert result.get(timeout=30) == sum(2 * i for i in range(50))
 
 
 def test_revoke_needs_a_coordination_store_and_names_the_setting(app: Petiole) -> None:

@@ -9,11 +9,15 @@ happens to the callback. Both live in the app's coordination store
 (:mod:`petiole.coordination`). Without one, the chord cannot be joined: its
 result fails with :class:`~petiole.coordination.CoordinationUnavailable`
 (stored by every member that finishes), so the caller sees why rather than
-waiting for a callback that never fires.
+waiting for a callback that never fires. When no worker can read the members'
+results (a result backend that sends them to their sender, ``rpc://``), each
+member also leaves its value in the coordination store for the callback.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -35,6 +39,11 @@ logger = logging.getLogger("petiole.worker")
 def chord_keys(group_id: str) -> tuple[str, str]:
     """The coordination keys of a chord: its finished-members set and its callback claim."""
     return f"petiole:chord:{group_id}", f"petiole:chord:{group_id}:fired"
+
+
+def value_key(group_id: str, index: int) -> str:
+    """Where a chord member leaves its value when no worker can read its result."""
+    return f"petiole:chord:{group_id}:value:{index}"
 
 
 def check_workflow_headers(headers: Mapping[str, Any]) -> None:
@@ -83,20 +92,53 @@ class Continuation:
             chain(*(from_dict(step, self.app) for step in rest), app=self.app).apply_async((value,))
         info = workflow.chord
         if info:
-            self._member_done(request.id, info)
+            self._member_done(request.id, info, workflow.group_index, value)
 
-    def _member_done(self, task_id: str, info: Mapping[str, Any]) -> None:
+    def _member_done(
+        self, task_id: str, info: Mapping[str, Any], index: int | None, value: Any
+    ) -> None:
         store = self._coordination(task_id, info)
         if store is None:
             return
+        # With a backend that sends results to their sender (rpc://), no worker can
+        # read the members' results: each member leaves its value for the callback
+        # in the coordination store, before it counts itself done.
+        carried = self.app.backend.capabilities.replies_to_sender and index is not None
+        if carried and index is not None:
+            self._keep_value(store, info["id"], index, value)
         done_key, fired_key = chord_keys(info["id"])
         if store.set_add(done_key, task_id, ttl_s=self._ttl()) < info["size"]:
             return
         if store.claim(fired_key, task_id, ttl_s=self._ttl()) != task_id:
             return  # another member (or an earlier delivery of another) fired it
-        members = GroupResult.restore(info["id"], self.app)
-        values = members.get(timeout=0, propagate=True)
+        if carried:
+            values = self._kept_values(store, info["id"], info["size"])
+        else:
+            members = GroupResult.restore(info["id"], self.app)
+            values = members.get(timeout=0, propagate=True)
         from_dict(info["body"], self.app).apply_async((values,))
+
+    def _keep_value(self, store: Coordination, group_id: str, index: int, value: Any) -> None:
+        serializer = self.app.result_serializer
+        payload = serializer.dumps(value)
+        mark = json.dumps([serializer.content_type, base64.b64encode(payload).decode()])
+        store.put_mark(value_key(group_id, index), mark, ttl_s=self._ttl())
+
+    def _kept_values(self, store: Coordination, group_id: str, size: int) -> list[Any]:
+        keys = [value_key(group_id, i) for i in range(size)]
+        marks = store.get_marks(keys)
+        missing = [i for i, key in enumerate(keys) if key not in marks]
+        if missing:
+            raise ChordError(
+                f"chord {group_id}: the values of members {missing} are gone from the "
+                "coordination store (expired: result_ttl_s)"
+            )
+        values = []
+        for key in keys:
+            content_type, encoded = json.loads(marks[key])
+            serializer = self.app.result_serializer_for(content_type)
+            values.append(serializer.loads(base64.b64decode(encoded)))
+        return values
 
     # -- failure -----------------------------------------------------------------------
 

@@ -254,14 +254,6 @@ class chord(Signature):  # noqa: N801 - Celery's spelling
         # Fail now, naming the setting, not when the last member finishes: the
         # members are counted in the coordination store.
         coordination.required(lambda: self.app.coordination, coordination.CHORD)
-        if self.app.backend.capabilities.replies_to_sender:
-            raise ConfigError(
-                "a chord's callback is sent by the worker that finishes its last member, "
-                "with every member's result read from the result backend; the app's "
-                "backend delivers results only to the client that sent each task "
-                "(rpc://). Use a result store (redis://, sqlite://, ...) for an app "
-                "that runs chords."
-            )
         chord_info = {"id": header.freeze().id, "size": len(header.tasks), "body": dict(body)}
         header.apply_async(args, kwargs, chord=chord_info, **options)
         return result
