@@ -77,7 +77,10 @@ class Pool(Protocol):
         """Run ``job``; call ``on_done`` exactly once with its outcome, from any thread.
 
         The worker submits only while fewer than ``concurrency`` jobs are running.
-        A solo pool may run the job in the caller's thread before returning.
+        A pool that runs the job in the caller's thread before returning (solo)
+        says so with a class attribute ``runs_inline = True`` (optional; absent
+        means False): the worker then never submits from a transport's thread,
+        which the task itself may need (to publish).
         """
         ...
 

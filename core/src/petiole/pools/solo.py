@@ -15,6 +15,9 @@ from petiole.pools.base import Job, Outcome, Runner
 
 class SoloPool:
     name = "solo"
+    # submit() runs the job before it returns: the worker submits from a thread of
+    # its own, never from a transport's (whose thread a task's publish may need).
+    runs_inline = True
 
     def __init__(self, concurrency: int = 1, settings: Settings | None = None) -> None:
         self.concurrency = 1  # by definition, whatever was asked

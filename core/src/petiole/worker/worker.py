@@ -114,6 +114,9 @@ class Worker:
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        # A pool that runs jobs inline (solo) must not run them on the transport's
+        # thread, which a task's own publish may need (Pool.submit).
+        self._dispatch_on_delivery = not getattr(self.pool, "runs_inline", False)
         self._held: dict[str, Delivery] = {}  # receipt -> delivery, every message we hold
         # receipt -> (when (monotonic) its lease ends, as last reserved or renewed; the
         # broker's data generation when it was reserved). Untracked: not to be renewed.
@@ -353,9 +356,21 @@ class Worker:
         if consumer is None:
             return
         try:
-            self._stopping.wait()
+            if self._dispatch_on_delivery:
+                self._stopping.wait()
+            else:
+                self._dispatch_here()
         finally:
             consumer.close()  # no delivery after this: shutdown then returns what is pending
+
+    def _dispatch_here(self) -> None:
+        """Start pending jobs from this (the consumer's) thread, for a pool that runs
+        them inline: woken by each delivery."""
+        while not self._stopping.is_set():
+            with self._changed:
+                if not self._pending:
+                    self._changed.wait(timeout=0.5)
+            self._dispatch()
 
     def _pushed(self, delivery: Delivery) -> None:
         """``on_delivery``, on the transport's thread: file the message, start what can."""
@@ -365,7 +380,11 @@ class Worker:
         else:
             lease_ends = now + self.lease_s
         self._accept_guarded(delivery, (lease_ends, self._data_generation()))
-        self._dispatch()
+        if self._dispatch_on_delivery:
+            self._dispatch()
+        else:
+            with self._changed:
+                self._changed.notify_all()
 
     def _accept_guarded(self, delivery: Delivery, lease: tuple[float, int | None]) -> None:
         try:

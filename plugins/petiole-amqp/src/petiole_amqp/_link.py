@@ -23,12 +23,13 @@ publishes again: at least once). Deliveries of the lost connection are stale.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 import pika.channel
@@ -38,8 +39,16 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop, SelectConnection
 
 from petiole.errors import TransportError
-from petiole.outages import OutageTracker, backoff_s
+from petiole.outages import (
+    Closed,
+    DownTooLong,
+    OutageTracker,
+    StillDown,
+    backoff_s,
+    call_through_outage,
+)
 from petiole.urls import mask_text
+from petiole_amqp._options import ConnectionOptions
 
 logger = logging.getLogger("petiole_amqp")
 
@@ -191,8 +200,38 @@ class Link:
 
     def add_consumer(self, consumer: PushConsumer) -> None:
         with self._lock:
+            if consumer in self._consumers:
+                return
             self._consumers.append(consumer)
         self.submit(lambda: self._open_consumer(consumer))
+
+    def start_consumer(
+        self,
+        consumer: PushConsumer,
+        *,
+        timeout_s: float,
+        retry: Callable[[Callable[[], None]], None],
+    ) -> None:
+        """Consume with ``consumer`` and return once the broker has it, the attempts
+        run by ``retry`` (through an outage); on failure the consumer is dropped."""
+
+        def attempt() -> None:
+            self.wait_connected(timeout_s)
+            self.add_consumer(consumer)
+            try:
+                consumer.started.result(timeout_s)
+            except concurrent.futures.TimeoutError:
+                raise ConnectionLost("the broker did not confirm the consumer") from None
+            except ConnectionLost:
+                consumer.restart_pending()
+                raise
+
+        try:
+            retry(attempt)
+        except BaseException:
+            self.remove_consumer(consumer)
+            consumer.stopped = True
+            raise
 
     def remove_consumer(self, consumer: PushConsumer) -> None:
         with self._lock:
@@ -338,6 +377,44 @@ class Link:
                 logger.debug("%s: work dropped at close", self._name, exc_info=True)
 
 
+T = TypeVar("T")
+
+
+def through_outage(
+    attempt: Callable[[], T],
+    *,
+    outages: OutageTracker,
+    closed: threading.Event,
+    ever_connected: bool,
+    options: ConnectionOptions,
+    component: str,
+    masked_url: str,
+    error: Callable[[str], Exception],
+) -> T:
+    """``attempt()``, again through an outage (:class:`ConnectionLost`): for
+    ``reconnect_timeout_s`` once ``component`` has been connected, for
+    ``connect_timeout_s`` before that, so a wrong URL fails fast. Fails with
+    ``error(message)``: naming the URL (masked) and the last cause, or that the
+    component is closed."""
+    limit = options.reconnect_timeout_s if ever_connected else options.connect_timeout_s
+    try:
+        return call_through_outage(
+            attempt,
+            outages=outages,
+            is_outage=lambda exc: isinstance(exc, ConnectionLost),
+            reason=str,
+            closed=closed,
+            limit_s=limit,
+        )
+    except Closed:
+        raise error(f"the {component} for {masked_url} is closed") from None
+    except (DownTooLong, StillDown) as exc:
+        verb = "lost" if ever_connected else "cannot connect to"
+        raise error(
+            f"{component}: {verb} RabbitMQ at {masked_url} for {exc.down_for_s:.1f} s: {exc.reason}"
+        ) from exc
+
+
 def _confirmed(session: Session, frame: pika.frame.Method[Any]) -> None:
     method = frame.method
     tag: int = method.delivery_tag
@@ -434,6 +511,11 @@ class PushConsumer:
         self.stopped = False
         self.started: Future[None] = Future()
         self.queue_of_tag: dict[str, str] = {}
+
+    def restart_pending(self) -> None:
+        """A failed start: the next opening of the channel reports afresh."""
+        if self.started.done() and self.started.exception() is not None:
+            self.started = Future()
 
     def open(self, session: Session) -> None:
         if self.stopped:

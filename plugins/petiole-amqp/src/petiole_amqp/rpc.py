@@ -35,7 +35,7 @@ import concurrent.futures
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pika
@@ -43,10 +43,10 @@ import pika.channel
 
 from petiole.backend import BackendCapabilities, ResultRecord
 from petiole.errors import ConfigError, ResultBackendError, ResultTooLarge, TransportError
-from petiole.outages import Closed, DownTooLong, OutageTracker, StillDown, call_through_outage
+from petiole.outages import OutageTracker
 from petiole.record_codec import decode_record, encode_record
 from petiole.urls import mask_url
-from petiole_amqp._link import ConnectionLost, Link, PushConsumer, Unroutable
+from petiole_amqp._link import ConnectionLost, Link, PushConsumer, Unroutable, through_outage
 from petiole_amqp._options import AmqpTarget, RpcOptions, parse_url
 
 logger = logging.getLogger("petiole_amqp")
@@ -104,7 +104,11 @@ class RpcBackend:
                     on_lost=lambda _channel: None,
                     declare=[(self._queue, False, self._queue_arguments())],
                 )
-                self._start(link, consumer)
+                link.start_consumer(
+                    consumer,
+                    timeout_s=self.options.reply_timeout_s,
+                    retry=lambda attempt: self._through_outage(attempt, link),
+                )
                 self._consumer = consumer
         return self._queue
 
@@ -113,22 +117,6 @@ class RpcBackend:
             "x-queue-type": "classic",
             "x-expires": int(self.options.reply_expires_s * 1000),
         }
-
-    def _start(self, link: Link, consumer: PushConsumer) -> None:
-        def start() -> None:
-            link.wait_connected(self.options.reply_timeout_s)
-            link.add_consumer(consumer)
-            try:
-                consumer.started.result(self.options.reply_timeout_s)
-            except concurrent.futures.TimeoutError:
-                raise ConnectionLost("the broker did not confirm the reply consumer") from None
-
-        try:
-            self._through_outage(start, link)
-        except BaseException:
-            link.remove_consumer(consumer)
-            consumer.stopped = True
-            raise
 
     def _on_reply(
         self, channel: pika.channel.Channel, method: Any, properties: Any, body: bytes
@@ -274,32 +262,22 @@ class RpcBackend:
             )
         return link
 
-    def _through_outage(self, attempt: Any, link: Link) -> None:
-        ever = link.ever_connected
-        limit = self.options.reconnect_timeout_s if ever else self.options.connect_timeout_s
+    def _through_outage(self, attempt: Callable[[], None], link: Link) -> None:
         try:
-            call_through_outage(
+            through_outage(
                 attempt,
                 outages=self._outages,
-                is_outage=lambda exc: isinstance(exc, ConnectionLost),
-                reason=str,
                 closed=self._closed,
-                limit_s=limit,
+                ever_connected=link.ever_connected,
+                options=self.options,
+                component="rpc:// result backend",
+                masked_url=self.target.masked_url,
+                error=ResultBackendError,
             )
-        except Closed:
-            raise ResultBackendError(
-                f"the rpc:// backend {self.target.masked_url} is closed"
-            ) from None
-        except (DownTooLong, StillDown) as exc:
-            verb = "lost" if ever else "cannot connect to"
-            raise ResultBackendError(
-                f"rpc:// backend: {verb} RabbitMQ at {self.target.masked_url} for "
-                f"{exc.down_for_s:.1f} s: {exc.reason}"
-            ) from exc
         except Unroutable:
             raise  # the reply queue is gone: the caller decides
         except TransportError as exc:
-            raise ResultBackendError(f"rpc:// backend: {exc}") from exc
+            raise ResultBackendError(f"rpc:// result backend: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection; a ``wait`` in another thread returns what it has."""

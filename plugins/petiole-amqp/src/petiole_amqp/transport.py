@@ -49,12 +49,8 @@ import pika.spec
 
 from petiole.errors import ConfigError, MessageTooLarge, TransportError
 from petiole.outages import (
-    Closed,
-    DownTooLong,
     OutageTracker,
-    StillDown,
     backoff_s,
-    call_through_outage,
 )
 from petiole.transport import (
     DeadLetter,
@@ -64,7 +60,7 @@ from petiole.transport import (
 )
 from petiole_amqp import _topology as topo
 from petiole_amqp._admin import Admin
-from petiole_amqp._link import ConnectionLost, Link, PushConsumer, Unroutable
+from petiole_amqp._link import ConnectionLost, Link, PushConsumer, Unroutable, through_outage
 from petiole_amqp._options import AmqpOptions, AmqpTarget, parse_url
 
 logger = logging.getLogger("petiole_amqp")
@@ -296,29 +292,17 @@ class AmqpTransport:
             return self._link
 
     def _through_outage(self, attempt: Callable[[], T], *, ever_connected: Callable[[], bool]) -> T:
-        """``attempt()``, again through an outage: for ``reconnect_timeout_s`` once the
-        transport has been connected, for ``startup_timeout``-like ``connect_timeout_s``
-        before that, so a wrong URL fails fast with the URL (masked) and the error."""
-        limit = (
-            self.options.reconnect_timeout_s if ever_connected() else self.options.connect_timeout_s
+        """``attempt()``, again through an outage (:func:`._link.through_outage`)."""
+        return through_outage(
+            attempt,
+            outages=self._outages,
+            closed=self._closed,
+            ever_connected=ever_connected(),
+            options=self.options,
+            component="amqp transport",
+            masked_url=self.target.masked_url,
+            error=TransportError,
         )
-        try:
-            return call_through_outage(
-                attempt,
-                outages=self._outages,
-                is_outage=lambda exc: isinstance(exc, ConnectionLost),
-                reason=str,
-                closed=self._closed,
-                limit_s=limit,
-            )
-        except Closed:
-            raise TransportError(f"the transport for {self.target.masked_url} is closed") from None
-        except (DownTooLong, StillDown) as exc:
-            verb = "lost" if ever_connected() else "cannot connect to"
-            raise TransportError(
-                f"{verb} RabbitMQ at {self.target.masked_url} for {exc.down_for_s:.1f} s: "
-                f"{exc.reason}"
-            ) from exc
 
     def _admin_call(self, op: Callable[[Admin], T]) -> T:
         return self._through_outage(
@@ -452,20 +436,13 @@ class AmqpTransport:
             on_lost=self._forget_channel,
         )
 
-        def start() -> None:
-            link.wait_connected(self.options.reply_timeout_s)
-            link.add_consumer(push)
-            try:
-                push.started.result(self.options.reply_timeout_s)
-            except concurrent.futures.TimeoutError:
-                raise ConnectionLost("the broker did not confirm the consumer") from None
-
-        try:
-            self._through_outage(start, ever_connected=lambda: link.ever_connected)
-        except BaseException:
-            link.remove_consumer(push)
-            push.stopped = True
-            raise
+        link.start_consumer(
+            push,
+            timeout_s=self.options.reply_timeout_s,
+            retry=lambda attempt: self._through_outage(
+                attempt, ever_connected=lambda: link.ever_connected
+            ),
+        )
         return AmqpConsumer(self, push)
 
     def _delivery(
