@@ -151,6 +151,9 @@ class AmqpTransport:
         self._exchanges_declared = False
         self._serial = 0
         self._batches = threading.local()
+        # Delivery tags of each consuming channel not acknowledged yet; only the I/O
+        # thread reads or writes it (so a multiple ack never covers one of them).
+        self._unsettled: dict[int, set[int]] = {}
         self._closed = threading.Event()
 
     def __repr__(self) -> str:
@@ -415,6 +418,7 @@ class AmqpTransport:
                 return
             queue = push.queue_of_tag.get(method.consumer_tag, method.routing_key)
             delivery = self._delivery(channel, tag, queue, properties, body, method.redelivered)
+            self._unsettled.setdefault(id(channel), set()).add(tag)
             try:
                 on_delivery(delivery)
             except Exception:
@@ -424,6 +428,7 @@ class AmqpTransport:
                     queue,
                 )
                 if self._claim(delivery) is not None:
+                    self._unsettled.get(id(channel), set()).discard(tag)
                     channel.basic_nack(tag, requeue=True)
 
         push = PushConsumer(
@@ -478,6 +483,7 @@ class AmqpTransport:
 
     def _forget_channel(self, channel: Any) -> None:
         """The channel closed: its deliveries are back in the broker, their receipts stale."""
+        self._unsettled.pop(id(channel), None)
         with self._lock:
             for receipt in [r for r, h in self._held.items() if h.channel is channel]:
                 del self._held[receipt]
@@ -543,12 +549,42 @@ class AmqpTransport:
     def ack(self, delivery: Delivery) -> None:
         held = self._claim(delivery)
         if held is not None:
-            self._settle([held], lambda ch, tag: ch.basic_ack(tag))
+            self._ack([held])
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         claimed = [h for h in map(self._claim, deliveries) if h is not None]
         if claimed:
-            self._settle(claimed, lambda ch, tag: ch.basic_ack(tag))
+            self._ack(claimed)
+
+    def _ack(self, held: list[_Held]) -> None:
+        """Acknowledge: pushed deliveries on the I/O thread, as few ``basic.ack``
+        frames as their channels allow (:meth:`_ack_tags`)."""
+        pushed = [h for h in held if h.pushed]
+        if pushed and self._link is not None:
+
+            def on_io_thread() -> None:
+                by_channel: dict[int, tuple[Any, list[int]]] = {}
+                for h in pushed:
+                    by_channel.setdefault(id(h.channel), (h.channel, []))[1].append(h.tag)
+                for channel, tags in by_channel.values():
+                    if channel.is_open:
+                        self._ack_tags(channel, tags)
+
+            self._link.submit(on_io_thread)
+        self._settle([h for h in held if not h.pushed], lambda ch, tag: ch.basic_ack(tag))
+
+    def _ack_tags(self, channel: Any, tags: list[int]) -> None:
+        """On the I/O thread: one ``basic.ack`` with ``multiple`` for every tag below
+        the channel's oldest delivery still unsettled, one each for the rest."""
+        unsettled = self._unsettled.get(id(channel), set())
+        unsettled.difference_update(tags)
+        oldest = min(unsettled) if unsettled else None
+        tags.sort()
+        below = [t for t in tags if oldest is None or t < oldest]
+        if below:
+            channel.basic_ack(below[-1], multiple=True)
+        for tag in tags[len(below) :]:
+            channel.basic_ack(tag)
 
     def _settle(self, held: list[_Held], settle: Callable[[Any, int], None]) -> None:
         pushed = [h for h in held if h.pushed]
@@ -577,7 +613,7 @@ class AmqpTransport:
         if held is None:
             return
         if not requeue:
-            self._settle([held], lambda ch, tag: ch.basic_ack(tag))
+            self._ack([held])
             return
         headers = _copy_headers(held.properties)
         headers[topo.RETURNS] = delivery.delivery_count
@@ -623,7 +659,7 @@ class AmqpTransport:
         except BaseException:
             self._abandon(held)
             raise
-        self._settle([held], lambda ch, tag: ch.basic_ack(tag))
+        self._ack([held])
 
     def _abandon(self, held: _Held) -> None:
         def close(channel: Any, _tag: int) -> None:
