@@ -132,6 +132,7 @@ def bench(session: nox.Session) -> None:
         "redis": "benchmarks/redis_peers/run.py",
         "cassandra": "benchmarks/cassandra_peers/run.py",
         "amqp_clients": "benchmarks/amqp_clients/run.py",
+        "amqp": "benchmarks/amqp_peers/run.py",
     }
     chosen = session.posargs or sorted(available)
     for name in chosen:

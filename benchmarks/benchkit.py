@@ -312,26 +312,36 @@ def median(runs: Sequence[Figures], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
 
 
-def comparison_tables(runs: Runs, figures: Iterable[Figure], *, ratio: Ratio) -> list[str]:
+def comparison_tables(
+    runs: Runs, figures: Iterable[Figure], *, ratio: Ratio, bases: Sequence[str] = ()
+) -> list[str]:
     """One ``comparison_table`` per figure, in order."""
-    return [line for figure in figures for line in comparison_table(runs, figure, ratio=ratio)]
+    return [
+        line
+        for figure in figures
+        for line in comparison_table(runs, figure, ratio=ratio, bases=bases)
+    ]
 
 
-def comparison_table(runs: Runs, figure: Figure, *, ratio: Ratio) -> list[str]:
+def comparison_table(
+    runs: Runs, figure: Figure, *, ratio: Ratio, bases: Sequence[str] = ()
+) -> list[str]:
     """A Markdown table, one row per system: median, each run, and ``ratio`` against
-    Petiole (or the first system, if Petiole is not among them)."""
+    each of ``bases`` (the systems of that name that ran), one column each; by default
+    one column, against Petiole (or the first system, if Petiole is not among them)."""
     names = list(runs)
-    ours = "Petiole" if "Petiole" in runs else names[0]
+    ours = [base for base in bases if base in runs] or [
+        "Petiole" if "Petiole" in runs else names[0]
+    ]
     verdict = "higher is better" if figure.higher_is_better else "lower is better"
     key, digits = figure.key, figure.digits
     lines = ["", f"{figure.title} ({figure.unit}, {verdict})", ""]
-    lines.append("| system | median | runs | Petiole / system |")
-    lines.append("|---|---:|---|---:|")
-    base = median(runs[ours], key)
+    lines.append("| system | median | runs | " + " | ".join(f"{b} / system" for b in ours) + " |")
+    lines.append("|---|---:|---|" + "---:|" * len(ours))
+    base_values = [median(runs[base], key) for base in ours]
     for name in names:
         value = median(runs[name], key)
         each = ", ".join(f"{r[key]:,.{digits}f}" for r in runs[name])
-        lines.append(
-            f"| {name} | {value:,.{digits}f} | {each} | {ratio(base, value, figure):.2f}x |"
-        )
+        ratios = " | ".join(f"{ratio(base, value, figure):.2f}x" for base in base_values)
+        lines.append(f"| {name} | {value:,.{digits}f} | {each} | {ratios} |")
     return lines

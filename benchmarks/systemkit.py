@@ -1,10 +1,12 @@
 """What the system modules of the peer benchmarks (``redis_peers/sys_*.py``,
-``cassandra_peers/sys_*.py``) share, in their workers and producer subprocesses.
+``cassandra_peers/sys_*.py``, ``amqp_peers/sys_*.py``) share, in their workers and
+producer subprocesses.
 
 Settings from the environment, the worker command lines of the systems with
 Celery's command line (Celery and Petiole), and the producer side (``python
-sys_<name>.py ACTION N``): the echo workloads every system runs the same way, and
-the one JSON line that answers. Imported by workers too, so it imports little.
+sys_<name>.py ACTION N``): the echo workloads every system runs the same way, the
+W1-W3 workloads of the queue benchmarks (``redis_peers``, ``amqp_peers``), and the
+one JSON line that answers. Imported by workers too, so it imports little.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NoReturn
 
 REDIS_URL_ENV = "BENCH_REDIS_URL"
+# Untimed round trips before W3's timed ones (connections, script cache, listener threads).
+W3_WARMUP = 20
 
 Figures = dict[str, Any]
 
@@ -100,6 +105,88 @@ def timed_batch(producer: EchoProducer, n: int) -> Figures:
     figures = {"seconds": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
     check(values, list(range(n)))
     return figures
+
+
+# -- the queue benchmarks' workloads (W1 enqueue, warm-up, W2, W3) ----------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueProducer(EchoProducer):
+    """One system's producer side in the queue benchmarks (``redis_peers``,
+    ``amqp_peers``): what the runner asks a producer subprocess to do."""
+
+    enqueue_noops: Callable[[int], None]  # send noop() n times, with no worker running
+
+
+def produce_queue_workloads(producer: QueueProducer, argv: Sequence[str]) -> NoReturn:
+    """``ACTION N`` (``enqueue``, ``warmup``, ``w2``, ``w3``): do it, print the figures
+    as JSON on stdout."""
+    run_action(
+        {
+            "enqueue": partial(_timed_enqueue, producer),
+            "warmup": partial(_warm_up, producer),
+            "w2": partial(timed_batch, producer),
+            "w3": partial(round_trip_latencies, producer),
+        },
+        argv,
+    )
+
+
+def _timed_enqueue(producer: QueueProducer, n: int) -> Figures:
+    started = time.perf_counter()
+    producer.enqueue_noops(n)
+    return {"seconds": time.perf_counter() - started}
+
+
+def _warm_up(producer: EchoProducer, n: int) -> Figures:
+    warm_up(producer, n)
+    return {}
+
+
+def round_trip_latencies(producer: EchoProducer, n: int) -> Figures:
+    """W3: ``W3_WARMUP`` untimed round trips, then ``n`` timed ones, one after another."""
+    for i in range(W3_WARMUP):
+        check(producer.round_trip(-i), -i)
+    latencies = []
+    for i in range(n):
+        started = time.perf_counter()
+        value = producer.round_trip(i)
+        latencies.append(time.perf_counter() - started)
+        check(value, i)
+    return {"latencies_s": latencies}
+
+
+def define_tasks(app: Any) -> tuple[Any, Any]:
+    """``noop`` and ``echo`` on a Celery or Petiole app (the same decorator and options),
+    so both systems run exactly the same tasks."""
+
+    @app.task(name="bench.noop", ignore_result=True)
+    def noop() -> None:
+        pass
+
+    @app.task(name="bench.echo")
+    def echo(x: int) -> int:
+        return x
+
+    return noop, echo
+
+
+def delay_producer(
+    noop: Any,
+    echo: Any,
+    send_and_wait: Callable[[int], list[Any]],
+    *,
+    result_timeout_s: float,
+    enqueue_noops: Callable[[int], None] | None = None,
+) -> QueueProducer:
+    """The producer of a system with Celery's calling API (``task.delay(...)``,
+    ``result.get(timeout=...)``): Celery and Petiole; only waiting for a batch differs,
+    and, where a system's send waits for the broker, how W1's tasks are enqueued."""
+    return QueueProducer(
+        enqueue_noops=enqueue_noops or (lambda n: [noop.delay() for _ in range(n)] and None),
+        round_trip=lambda i: echo.delay(i).get(timeout=result_timeout_s),
+        send_and_wait=send_and_wait,
+    )
 
 
 def check(got: Any, expected: Any) -> None:

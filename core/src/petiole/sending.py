@@ -130,7 +130,8 @@ class Sender:
         if self.app.settings.eager:
             return None
         backend = self.app.backend
-        if isinstance(backend, RepliesToSender):
+        # The flag first: an isinstance() check of a Protocol costs microseconds a send.
+        if backend.capabilities.replies_to_sender and isinstance(backend, RepliesToSender):
             return backend.reply_address()
         return None
 

@@ -154,6 +154,15 @@ class RabbitServer:
         return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
 
     @property
+    def pid(self) -> int:
+        """The node's start script: it leads the process group the Erlang VM is in
+        (what a benchmark sums CPU over). Raises when the node was never started."""
+        process = self._node.process
+        if process is None:
+            raise RuntimeError(f"{self.node} was never started")
+        return process.pid
+
+    @property
     def running(self) -> bool:
         process = self._node.process
         return process is not None and process.poll() is None
