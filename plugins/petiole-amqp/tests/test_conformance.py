@@ -27,7 +27,13 @@ class _OnRabbit:
     def make(self, server: RabbitServer) -> Transport:
         return create_transport(
             server.url,
-            {"queue_type": self.queue_type, "max_message_bytes": _MAX_MESSAGE_BYTES},
+            {
+                "queue_type": self.queue_type,
+                "max_message_bytes": _MAX_MESSAGE_BYTES,
+                # Every test makes fresh queues, and none crashes the node: no need to
+                # wait out RabbitMQ's window after creating a queue.
+                "new_queue_settle_s": 0,
+            },
         )
 
     @pytest.fixture

@@ -67,6 +67,9 @@ class AmqpOptions(ConnectionOptions):
     delay_levels: int = 22
     # Not the broker's setting (AMQP cannot read it): what the worker is told it is.
     consumer_timeout_s: float = 1800.0
+    # After creating a queue, wait this long before using it: RabbitMQ 3.10 can lose a
+    # queue created moments before a crash (README). 0 turns the wait off.
+    new_queue_settle_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "reply_timeout_s": (lambda v: v > 0, "a number of seconds > 0"),
     "ssl_cert_reqs": (lambda v: v in CERT_REQS, " or ".join(CERT_REQS)),
     "consumer_timeout_s": (lambda v: v > 0, "a number of seconds > 0"),
+    "new_queue_settle_s": (lambda v: v >= 0, "a number of seconds >= 0 (0: no wait)"),
     "reply_expires_s": (lambda v: v >= 1, "a number of seconds >= 1"),
     "max_cached_results": (lambda v: v > 0, "a whole number > 0"),
 }

@@ -201,8 +201,8 @@ class RabbitServer:
 
     def kill(self) -> None:
         """SIGKILL the node (the start script and the Erlang VM): a crash. Persistent
-        messages confirmed into durable classic queues survive it; for single-node quorum
-        queues see README.md ("a single-node quorum queue after SIGKILL")."""
+        messages confirmed into durable queues survive it, except in a queue created
+        moments before (README.md, "A broker crash right after a queue is created")."""
         self._kill_group()
 
     def restart(self) -> None:

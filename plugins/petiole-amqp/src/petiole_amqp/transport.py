@@ -319,19 +319,35 @@ class AmqpTransport:
             return
         opts = self.options
 
-        def declare(admin: Admin) -> None:
+        def declare(admin: Admin) -> bool:
+            created = False
             if opts.queue_type == "quorum" and opts.delivery_limit:
-                self._declare(admin, topo.dead_queue(queue), topo.dead_queue_arguments())
+                created |= self._declare(admin, topo.dead_queue(queue), topo.dead_queue_arguments())
             arguments = topo.queue_arguments(
                 queue, queue_type=opts.queue_type, delivery_limit=opts.delivery_limit
             )
-            self._declare(admin, queue, arguments)
+            return self._declare(admin, queue, arguments) or created
 
-        self._admin_call(declare)
+        self._settle_if(self._admin_call(declare))
         with self._lock:
             self._declared.add(queue)
 
-    def _declare(self, admin: Admin, queue: str, arguments: dict[str, Any]) -> None:
+    def _settle_if(self, created: bool) -> None:
+        """After creating a queue, wait ``new_queue_settle_s`` before using it.
+
+        RabbitMQ 3.10 (Ra 2.2) records a new quorum queue's data directory without
+        syncing it, for about half a second: a node killed in that window comes
+        back with the queue empty and leaderless for good, and a classic queue
+        declared just before a crash can be gone altogether. Waiting once, when
+        this transport created the queue, keeps the first messages out of that
+        window (README, "A broker crash right after a queue is created").
+        """
+        if created and self.options.new_queue_settle_s > 0:
+            self._closed.wait(self.options.new_queue_settle_s)
+
+    def _declare(self, admin: Admin, queue: str, arguments: dict[str, Any]) -> bool:
+        """Declare ``queue`` durable with ``arguments``; True when it did not exist."""
+        created = not self._exists(admin, queue)
         try:
             admin.channel().queue_declare(queue, durable=True, arguments=arguments)
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -343,6 +359,7 @@ class AmqpTransport:
                     "delivery_limit. Delete the queue, or set the options to match it."
                 ) from exc
             raise TransportError(f"cannot declare queue {queue!r}: {exc.reply_text}") from exc
+        return created
 
     def _ensure_delays(self, queue: str) -> None:
         if queue in self._delays_declared:
@@ -351,7 +368,8 @@ class AmqpTransport:
         queue_type = self.options.queue_type
         topo.check_delay_destination(queue, levels)
 
-        def declare(admin: Admin) -> None:
+        def declare(admin: Admin) -> bool:
+            created = False
             channel = admin.channel()
             if not self._exchanges_declared:
                 for level in range(levels):
@@ -366,7 +384,7 @@ class AmqpTransport:
                     )
             for level in range(levels):
                 name = topo.delay_queue(queue, level)
-                self._declare(
+                created |= self._declare(
                     admin,
                     name,
                     topo.delay_queue_arguments(queue, level, levels=levels, queue_type=queue_type),
@@ -382,8 +400,9 @@ class AmqpTransport:
                 topo.delay_exchange(0, levels),
                 routing_key=topo.level_binding(queue, 0, levels, "0"),
             )
+            return created
 
-        self._admin_call(declare)
+        self._settle_if(self._admin_call(declare))
         with self._lock:
             self._exchanges_declared = True
             self._delays_declared.add(queue)
@@ -675,7 +694,7 @@ class AmqpTransport:
         if name in self._declared:
             return
         arguments = topo.dead_queue_arguments()
-        self._admin_call(lambda admin: self._declare(admin, name, arguments))
+        self._settle_if(self._admin_call(lambda admin: self._declare(admin, name, arguments)))
         with self._lock:
             self._declared.add(name)
 
