@@ -17,6 +17,7 @@ import pytest
 from petiole import Petiole, chord, group, hookimpl
 from petiole._builtins.memory import MemoryBackend
 from petiole.backend import BackendCapabilities, RepliesToSender, ResultRecord
+from petiole.errors import ResultBackendError
 from petiole.testing.in_thread import start_worker
 
 
@@ -60,6 +61,7 @@ def _factory(url: str, options: Mapping[str, Any]) -> AddressedBackend:
 
 
 _factory.address_from_broker = True  # type: ignore[attr-defined]
+_factory.replies_to_sender = True  # type: ignore[attr-defined]
 
 
 class _Plugin:
@@ -161,3 +163,31 @@ def test_chord_members_leave_their_values_for_the_callback_in_the_coordination_s
         result = chord(group(square.s(i) for i in range(6)), total.s()).apply_async()
         assert result.get(timeout=10) == sum(i * i for i in range(6))
     assert not any(task_id == result.id for task_id, _, to in backend_of(app).sent_to if to is None)
+
+
+class _DownStorePlugin:
+    """A result store whose server is down: creating it fails, as petiole-redis's does."""
+
+    @hookimpl
+    def petiole_result_backends(self) -> dict[str, Any]:
+        def down(url: str, options: Mapping[str, Any]) -> AddressedBackend:
+            raise ResultBackendError("cannot connect to the store (it is down)")
+
+        return {"downstore": down}
+
+
+def test_sending_never_creates_a_store_backend() -> None:
+    app = Petiole(
+        "down",
+        broker=f"memory://{uuid.uuid4().hex}",
+        backend="downstore://",
+        config_file="/dev/null",
+    )
+    app.register_plugin(_DownStorePlugin(), "downstore")
+    try:
+        sent = app.send_task("anything", args=(1,))
+        assert app.transport.size("default") == 1
+        with pytest.raises(ResultBackendError, match="it is down"):
+            sent.get(timeout=1)
+    finally:
+        app.close()

@@ -17,10 +17,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from petiole.backend import RepliesToSender
 from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
-from petiole.errors import ConfigError
+from petiole.errors import ConfigError, PetioleError
 from petiole.plugins import PluginRegistry, implemented
 from petiole.ports import AppHandle
 from petiole.request import Request, current_request
@@ -38,6 +39,18 @@ class SendingApp(AppHandle, Protocol):
 
     @property
     def plugins(self) -> PluginRegistry: ...
+
+
+def _factory_replies_to_sender(plugins: PluginRegistry, backend_url: str) -> bool:
+    """Whether the result backend registered for ``backend_url``'s scheme says, on its
+    factory, that it delivers results to their sender. A scheme no plugin knows
+    answers False here: the backend's own error comes when results are read."""
+    scheme = urlsplit(backend_url).scheme.lower()
+    try:
+        factory = plugins.get("result backend", scheme).component
+    except PetioleError:
+        return False
+    return bool(getattr(factory, "replies_to_sender", False))
 
 
 def _epoch(value: dt.datetime | float) -> float:
@@ -58,6 +71,10 @@ class Sender:
     def __init__(self, app: SendingApp, *, run_eagerly: RunEagerly) -> None:
         self.app = app
         self._run_eagerly = run_eagerly
+        # Whether the backend of the URL last seen replies to the sender (see
+        # _reply_address); the URL is kept so an app reconfigured asks again.
+        self._replies_for: str | None = None
+        self._replies = False
 
     def send(
         self,
@@ -126,12 +143,22 @@ class Sender:
     def _reply_address(self) -> str | None:
         """The result backend's reply address when it delivers results to their
         sender (``rpc://``), else None. Not asked in eager mode, which stores
-        results itself."""
-        if self.app.settings.eager:
+        results itself.
+
+        Whether it does is read from the backend's factory (``replies_to_sender``),
+        not from the backend: sending must not create, let alone connect to, a
+        result store that may be down while the broker is up."""
+        settings = self.app.settings
+        if settings.eager:
+            return None
+        url = settings.backend_url
+        if self._replies_for != url:
+            self._replies = _factory_replies_to_sender(self.app.plugins, url)
+            self._replies_for = url
+        if not self._replies:
             return None
         backend = self.app.backend
-        # The flag first: an isinstance() check of a Protocol costs microseconds a send.
-        if backend.capabilities.replies_to_sender and isinstance(backend, RepliesToSender):
+        if isinstance(backend, RepliesToSender):
             return backend.reply_address()
         return None
 

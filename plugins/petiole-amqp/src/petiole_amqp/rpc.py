@@ -313,3 +313,5 @@ def create_backend(url: str, options: Mapping[str, Any]) -> RpcBackend:
 # Tells the core to hand this factory the broker URL when the backend URL is a
 # bare "rpc://" (nothing after the scheme), as Celery's rpc:// means "the broker".
 create_backend.address_from_broker = True  # type: ignore[attr-defined]
+# Tells the sender, without creating a backend, to ask for a reply address.
+create_backend.replies_to_sender = True  # type: ignore[attr-defined]
