@@ -118,15 +118,23 @@ def test_every_record_of_a_task_is_addressed_to_its_sender(app: Petiole) -> None
     assert states_sent[(failed.id, "FAILURE")] == backend.address
 
 
-def test_a_task_sent_from_a_task_inherits_its_parents_reply_address(app: Petiole) -> None:
+def test_a_workflow_continues_to_its_senders_address_a_plain_child_to_the_workers(
+    app: Petiole,
+) -> None:
     backend = backend_of(app)
     with start_worker(app):
-        # The parent's message carries a reply address other than this client's.
+        # The first step's message carries another client's address: the chain's next
+        # step (sent by the worker, continuing the workflow) goes there too...
+        chained = (app.tasks["reply_to"].s() | app.tasks["reply_to"].si()).apply_async(
+            headers={"reply_to": "the-original-client"}
+        )
+        assert chained.get(timeout=10) == "the-original-client"
+        # ...while a task sent by a task's own code is the worker process's to wait for.
         sent = app.send_task("spawn", headers={"reply_to": "the-original-client"})
         child_id = sent.get(timeout=10)
         assert backend.wait([child_id], timeout_s=10)[child_id].state == "SUCCESS"
-    assert (child_id, "SUCCESS", "the-original-client") in backend.sent_to
-    assert (sent.id, "SUCCESS", "the-original-client") in backend.sent_to
+    assert (chained.id, "SUCCESS", "the-original-client") in backend.sent_to
+    assert (child_id, "SUCCESS", backend.address) in backend.sent_to
 
 
 def test_a_store_backend_gets_no_reply_address(tmp_path: Any) -> None:

@@ -38,7 +38,7 @@ from petiole.plugins import PluginRegistry, implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
 from petiole.ports import ResultsApp
 from petiole.producer import Producer
-from petiole.request import Request, current_request
+from petiole.request import Request, continuing_workflow, current_request
 from petiole.sending import Sender
 from petiole.serializers import Serializer
 from petiole.task import Task
@@ -457,12 +457,14 @@ class TaskRunner:
         if not Workflow.of(prepared.request.headers).continues:
             return
         token = current_request.set(prepared.request)
+        continuing = continuing_workflow.set(True)
         try:
             if called.state == states.SUCCESS:
                 self._continuation.succeeded(prepared.request, called.value)
             elif called.state == states.FAILURE:
                 self._continuation.failed(prepared.request, called.value)
         finally:
+            continuing_workflow.reset(continuing)
             current_request.reset(token)
 
     # -- results -----------------------------------------------------------------------

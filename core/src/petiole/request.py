@@ -45,3 +45,10 @@ class Request:
 current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "petiole_current_request", default=None
 )
+
+#: True while the worker continues a finished task's workflow (its callbacks, the
+#: rest of its chain, its chord): what it sends then belongs to the workflow, and
+#: its results go where the task's did (``reply_to``).
+continuing_workflow: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "petiole_continuing_workflow", default=False
+)

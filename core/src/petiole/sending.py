@@ -24,7 +24,7 @@ from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_h
 from petiole.errors import ConfigError, PetioleError
 from petiole.plugins import PluginRegistry, implemented
 from petiole.ports import AppHandle
-from petiole.request import Request, current_request
+from petiole.request import Request, continuing_workflow, current_request
 from petiole.result import AsyncResult
 
 # `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
@@ -114,8 +114,10 @@ class Sender:
         parent = current_request.get()
         if parent is not None and parent.id:
             parent_id, root_id = parent.id, parent.root_id or parent.id
-            # A workflow's results go to the client that started it.
-            reply_to = parent.reply_to
+            if continuing_workflow.get():
+                # A workflow's results go to the client that started it; a task a
+                # task sends of its own is this process's to wait for.
+                reply_to = parent.reply_to
             if task_id != parent.id:  # a retry is the same task, not a child
                 parent.children.append(task_id)
         given = (headers or {}).get("reply_to")

@@ -52,3 +52,36 @@ def test_a_batch_ack_leaves_an_older_unsettled_delivery_held(
         assert other.reserve([queue], max_messages=10, wait_s=0.5, lease_s=60) == []
     finally:
         other.close()
+
+
+def test_settling_from_inside_on_delivery_does_not_wait_for_its_own_thread(
+    transport: AmqpTransport,
+) -> None:
+    """A worker dead-letters a poison message, or gives one back with a delay, as it
+    arrives, on the transport's I/O thread: the copy's confirm can only come on that
+    thread, so the original is acknowledged when it comes, not waited for."""
+    queue = unique_name("petiole-acks")
+    transport.publish(queue, b"poison")
+    transport.publish(queue, b"later")
+    transport.publish(queue, b"fine")
+    seen: list[bytes] = []
+
+    def on_delivery(delivery: Delivery) -> None:
+        seen.append(delivery.payload)
+        if delivery.payload == b"poison":
+            transport.dead_letter(delivery, reason="poison, on arrival")
+        elif delivery.payload == b"later" and delivery.delivery_count == 1:
+            transport.nack(delivery, requeue=True, delay_s=1)
+        else:
+            transport.ack(delivery)
+
+    consumer = transport.consume([queue], prefetch=4, lease_s=60, on_delivery=on_delivery)
+    try:
+        assert wait_until(lambda: seen.count(b"later") == 2 and b"fine" in seen, timeout_s=10)
+    finally:
+        consumer.close()
+    assert seen.count(b"poison") == 1
+    [dead] = transport.dead_letters(queue)
+    assert (dead.payload, dead.reason) == (b"poison", "poison, on arrival")
+    assert wait_until(lambda: transport.size(queue) == 0, timeout_s=5)
+    transport.purge_dead_letters(queue)

@@ -55,9 +55,15 @@ def test_delayed_messages_in_a_batch_go_through_the_delay_levels(
     assert transport.purge(queue) == 1
 
 
-def test_batches_do_not_nest(transport: AmqpTransport) -> None:
-    with transport.batch(), pytest.raises(RuntimeError, match="do not nest"), transport.batch():
-        pass
+def test_a_batch_inside_a_batch_joins_it(transport: AmqpTransport) -> None:
+    """A group of groups: the inner block adds to the outer one, whose end waits."""
+    queue = unique_name("petiole-batch")
+    with transport.batch():
+        transport.publish(queue, b"outer")
+        with transport.batch():
+            transport.publish(queue, b"inner")
+    assert transport.size(queue) == 2
+    assert transport.purge(queue) == 2
 
 
 def test_a_group_is_sent_in_one_batch_and_its_results_come_back(

@@ -24,6 +24,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from petiole.errors import TransportError
 from petiole_amqp._link import ConnectionLost, describe
 
 T = TypeVar("T")
@@ -61,6 +62,10 @@ class Admin:
             except CONNECTION_ERRORS as exc:
                 self._drop()
                 raise ConnectionLost(describe(exc)) from exc
+            except pika.exceptions.AMQPChannelError as exc:
+                # A channel the broker closed (a queue deleted under us, ...): an
+                # error of the call, not an outage; the channel opens again next time.
+                raise TransportError(describe(exc)) from exc
 
     def channel(self, role: str = "probe") -> BlockingChannel:
         """The open channel for ``role`` (``probe`` for declarations and counts,

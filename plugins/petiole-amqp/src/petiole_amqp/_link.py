@@ -144,6 +144,9 @@ class Link:
     def ever_connected(self) -> bool:
         return self._ever_connected
 
+    def on_io_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def submit(self, work: Callable[[], None]) -> None:
         """Run ``work`` on the I/O thread, soon, in the order submitted."""
         self._outbox.append(work)
@@ -169,6 +172,9 @@ class Link:
         when no queue took the message, :class:`Refused` on a ``basic.nack``.
         """
         future: Future[None] = Future()
+        if self._closing:
+            future.set_exception(ConnectionLost("the connection is closed"))
+            return future
 
         def send() -> None:
             session = self._session
@@ -231,6 +237,9 @@ class Link:
         except BaseException:
             self.remove_consumer(consumer)
             consumer.stopped = True
+            # A consume-ok that comes after giving up must not leave a consumer
+            # running (it would return every delivery): cancel it there.
+            self.submit(consumer.stop)
             raise
 
     def remove_consumer(self, consumer: PushConsumer) -> None:

@@ -90,12 +90,12 @@ OptionsT = TypeVar("OptionsT", bound=ConnectionOptions)
 class AmqpTarget(Generic[OptionsT]):
     """A parsed URL: where to connect, as whom, and the options."""
 
-    url: str  # as the user wrote it; shown masked
+    url: str = field(repr=False)  # as the user wrote it; shown masked
     scheme: str
     hosts: tuple[tuple[str, int], ...]
     vhost: str
     user: str
-    password: str
+    password: str = field(repr=False)
     options: OptionsT
 
     @property

@@ -76,10 +76,12 @@ class RpcBackend:
             meanwhile=f"retrying with backoff for up to {self.options.reconnect_timeout_s:g} s",
         )
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._records: collections.OrderedDict[str, ResultRecord] = collections.OrderedDict()
         self._awaited: collections.Counter[str] = collections.Counter()
-        self._markers: set[str] = set()
+        self._markers: set[str] = set()  # arrived, for a _sync still waiting
+        self._awaited_markers: set[str] = set()
         self._link: Link | None = None
         self._consumer: PushConsumer | None = None
         self._closed = threading.Event()
@@ -93,7 +95,9 @@ class RpcBackend:
         """Declare this client's reply queue and consume it (once); its name."""
         if self._consumer is not None:
             return self._queue
-        with self._lock:
+        # Its own lock: starting may wait through an outage, and the records' lock
+        # is the one the I/O thread files replies under.
+        with self._start_lock:
             link = self._started_link()
             if self._consumer is None:
                 consumer = PushConsumer(
@@ -127,8 +131,9 @@ class RpcBackend:
         marker = headers.get(_SYNC)
         if marker is not None:
             with self._arrived:
-                self._markers.add(str(marker))
-                self._arrived.notify_all()
+                if str(marker) in self._awaited_markers:  # else its _sync gave up
+                    self._markers.add(str(marker))
+                    self._arrived.notify_all()
             return
         task_id = properties.correlation_id or ""
         try:
@@ -238,17 +243,21 @@ class RpcBackend:
             return
         marker = uuid.uuid4().hex
         properties = pika.BasicProperties(delivery_mode=_TRANSIENT, headers={_SYNC: marker})
+        with self._lock:
+            self._awaited_markers.add(marker)
         try:
             self._publish(self._queue, b"", properties)
+            with self._arrived:
+                self._arrived.wait_for(
+                    lambda: marker in self._markers or self._closed.is_set(),
+                    self.options.reply_timeout_s,
+                )
         except (TransportError, ResultBackendError) as exc:
             logger.debug("rpc://: reading without the marker round trip (%s)", exc)
-            return
-        with self._arrived:
-            self._arrived.wait_for(
-                lambda: marker in self._markers or self._closed.is_set(),
-                self.options.reply_timeout_s,
-            )
-            self._markers.discard(marker)
+        finally:
+            with self._lock:
+                self._awaited_markers.discard(marker)
+                self._markers.discard(marker)
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -185,17 +185,18 @@ class AmqpTransport:
         One whose confirm did not come (an outage, a queue deleted meanwhile) is
         published again, waiting as :meth:`publish` does."""
         if getattr(self._batches, "pending", None) is not None:
-            raise RuntimeError("publish batches do not nest")
+            yield  # inside a batch already (a group in a group): its end waits for all
+            return
         pending: list[_Unconfirmed] = []
         self._batches.pending = pending
         try:
             yield
         finally:
             self._batches.pending = None
-        deadline = time.monotonic() + self.options.reply_timeout_s
         for item in pending:
             try:
-                item.future.result(max(0.0, deadline - time.monotonic()))
+                # Each its own wait: one confirm late must not make the rest look lost.
+                item.future.result(self.options.reply_timeout_s)
             except (TransportError, concurrent.futures.TimeoutError):
                 self._send(item.queue, item.payload, item.properties, delay_s=item.delay_s)
 
@@ -257,12 +258,18 @@ class AmqpTransport:
     def _route(self, queue: str, delay_s: float) -> tuple[str, str]:
         """The exchange and routing key for ``queue`` (through the delay levels when
         ``delay_s``), declaring what they need the first time."""
+        started = time.monotonic()
         self._ensure_queue(queue)
+        if not topo.delay_seconds(delay_s):
+            return "", queue
+        self._ensure_delays(queue)
+        # The first delayed message of a queue waits for its levels to be declared
+        # (and to settle): that time counts against its delay.
+        delay_s -= time.monotonic() - started
         longest = 2**self.options.delay_levels - 1
         seconds = topo.delay_seconds(min(delay_s, longest))  # min(nan, x) stays nan: 0
         if not seconds:
             return "", queue
-        self._ensure_delays(queue)
         return topo.delay_route(queue, seconds, self.options.delay_levels)
 
     def _confirmed(
@@ -639,6 +646,9 @@ class AmqpTransport:
         self._republish(held, delivery, delivery.queue, headers, delay_s=delay_s)
 
     def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
+        # Declared before the receipt is taken: if this fails, the delivery is
+        # still the caller's, and comes back as any unsettled one does.
+        self._ensure_dead_queue(delivery.queue)
         held = self._claim(delivery)
         if held is None:
             return
@@ -652,7 +662,6 @@ class AmqpTransport:
                 topo.DEAD_COUNT: delivery.delivery_count,
             }
         )
-        self._ensure_dead_queue(delivery.queue)
         self._republish(held, delivery, topo.dead_queue(delivery.queue), headers, delay_s=0.0)
 
     def _republish(
@@ -673,12 +682,50 @@ class AmqpTransport:
             priority=original.priority,
             headers=headers,
         )
+        link = self._link
+        if held.pushed and link is not None and link.on_io_thread():
+            # Called from on_delivery (a worker dead-lettering a poison message as it
+            # arrives): the confirm can only come on this very thread, so the ack is
+            # chained to it instead of waited for.
+            self._republish_later(link, held, queue, delivery.payload, properties, delay_s)
+            return
         try:
             self._send(queue, delivery.payload, properties, delay_s=delay_s)
         except BaseException:
             self._abandon(held)
             raise
         self._ack([held])
+
+    def _republish_later(
+        self,
+        link: Link,
+        held: _Held,
+        queue: str,
+        payload: bytes,
+        properties: pika.BasicProperties,
+        delay_s: float,
+    ) -> None:
+        """On the I/O thread: publish the copy, and acknowledge the original when its
+        confirm comes (or close the delivering channel, returning it, if it fails)."""
+        try:
+            exchange, routing_key = self._route(queue, delay_s)
+        except BaseException:
+            self._abandon(held)
+            raise
+        future = link.publish(exchange, routing_key, payload, properties)
+
+        def confirmed(done: concurrent.futures.Future[None]) -> None:
+            if done.exception() is None:
+                self._ack([held])
+            else:
+                logger.warning(
+                    "could not republish a message of queue %r (%s); it goes back",
+                    queue,
+                    done.exception(),
+                )
+                self._abandon(held)
+
+        future.add_done_callback(confirmed)
 
     def _abandon(self, held: _Held) -> None:
         def close(channel: Any, _tag: int) -> None:
