@@ -8,10 +8,12 @@ the same app module (e2e_app.py) and producer (producer.py) serve them all.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -278,3 +280,20 @@ def loaded_app(module: str, url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     finally:
         app.close()
         sys.modules.pop(module, None)
+
+
+class OutageLines(logging.Handler):
+    """Collects a plugin's outage warnings (lines containing ``marker``); ``seen`` is
+    set by the first. Attach it to the plugin's logger for the test's duration."""
+
+    def __init__(self, marker: str = "connection lost") -> None:
+        super().__init__(logging.WARNING)
+        self.marker = marker
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.marker in message:
+            self.lines.append(message)
+            self.seen.set()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness import (
+    OutageLines,
     Producer,
     Workers,
     produce_until_under_way,
@@ -67,21 +68,6 @@ def test_chord_fires_once_when_members_are_redelivered_after_a_sigkill_on_rabbit
     assert run.firings[0].endswith(" 500")
 
 
-class _OutageLines(logging.Handler):
-    """Collects petiole-amqp outage warnings; ``seen`` is set by the first."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-        self.seen = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if OUTAGE_LINE in message:
-            self.lines.append(message)
-            self.seen.set()
-
-
 def test_rabbitmq_restarted_mid_run_loses_no_task_and_logs_one_line(tmp_path: Path) -> None:
     (tmp_path / "rabbitmq").mkdir()
     server = RabbitServer(tmp_path / "rabbitmq").start()
@@ -92,7 +78,7 @@ def test_rabbitmq_restarted_mid_run_loses_no_task_and_logs_one_line(tmp_path: Pa
         backend=env["PETIOLE_BACKEND_URL"],
         config_file="/dev/null",
     )
-    outage = _OutageLines()
+    outage = OutageLines(OUTAGE_LINE)
     logging.getLogger("petiole_amqp").addHandler(outage)
     workers = Workers(env, tmp_path)
     producer: Producer | None = None

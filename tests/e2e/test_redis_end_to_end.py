@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Producer, Workers, produce_until_under_way, run_sigkill_scenario, worker_env
+from harness import (
+    OutageLines,
+    Producer,
+    Workers,
+    produce_until_under_way,
+    run_sigkill_scenario,
+    worker_env,
+)
 
 from petiole import Petiole
 from petiole.testing import wait_until
@@ -46,27 +53,12 @@ def test_thousand_tasks_with_a_sigkilled_worker_lose_none_on_redis(
     assert (summary["missing"], summary["wrong"]) == ([], []), summary
 
 
-class _OutageLines(logging.Handler):
-    """Collects petiole-redis outage warnings; ``seen`` is set by the first."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-        self.seen = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if OUTAGE_LINE in message:
-            self.lines.append(message)
-            self.seen.set()
-
-
 def test_redis_restarted_mid_run_loses_no_task_and_logs_one_line(tmp_path: Path) -> None:
     (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis").start()
     env = env_for(server)
     app = Petiole("restart", broker=server.url, backend=server.url)
-    outage = _OutageLines()
+    outage = OutageLines(OUTAGE_LINE)
     logging.getLogger("petiole_redis").addHandler(outage)
     workers = Workers(env, tmp_path)
     producer: Producer | None = None

@@ -83,13 +83,7 @@ class Admin:
 
     def close(self) -> None:
         with self.lock:
-            connection, self._connection = self._connection, None
-            self._channels.clear()
-            if connection is not None and connection.is_open:
-                try:
-                    connection.close()
-                except (*CONNECTION_ERRORS, pika.exceptions.AMQPError):
-                    logger.debug("closing the admin connection failed", exc_info=True)
+            self._drop()
 
     def _connect(self) -> None:
         if self._connection is not None and self._connection.is_open:
@@ -111,4 +105,4 @@ class Admin:
             try:
                 connection.close()
             except (*CONNECTION_ERRORS, pika.exceptions.AMQPError):
-                pass
+                logger.debug("closing the admin connection failed", exc_info=True)
