@@ -62,6 +62,11 @@ class Unroutable(TransportError):
     """The broker confirmed a mandatory publish that reached no queue."""
 
 
+class ChannelRefused(TransportError):
+    """The broker closed the publishing channel over an error of a publish (an
+    exchange that no longer exists); the unconfirmed publishes on it failed."""
+
+
 class Refused(TransportError):
     """The broker refused the message (``basic.nack``)."""
 
@@ -316,7 +321,9 @@ class Link:
         session = Session(self._generation, connection)
         connection.channel(on_open_callback=lambda channel: self._on_publisher(session, channel))
 
-    def _on_publisher(self, session: Session, channel: pika.channel.Channel) -> None:
+    def _on_publisher(
+        self, session: Session, channel: pika.channel.Channel, *, reopened: bool = False
+    ) -> None:
         channel.add_on_return_callback(
             lambda ch, method, props, body: _returned(session, method, body)
         )
@@ -324,6 +331,8 @@ class Link:
 
         def selected(_frame: pika.frame.Method[Any]) -> None:
             session.publisher = channel
+            if reopened:
+                return
             self._attempts = 0
             self._ever_connected = True
             self._outages.succeeded()
@@ -337,11 +346,22 @@ class Link:
         channel.confirm_delivery(lambda frame: _confirmed(session, frame), callback=selected)
 
     def _on_publisher_closed(self, session: Session, reason: BaseException) -> None:
-        # The broker closes a channel for a protocol error; the confirms it owed are
-        # lost with it. Reconnecting the whole connection keeps this path simple.
-        _fail_pending(session, ConnectionLost(f"publisher channel closed: {describe(reason)}"))
-        if not self._closing and session.connection.is_open:
-            session.connection.close()
+        """The publishing channel closed. Closed by the broker for an error of a
+        publish (an exchange deleted under it: 404) while the connection lives, its
+        unconfirmed publishes fail with :class:`ChannelRefused` (the caller may
+        declare again and resend) and a new channel replaces it, leaving the
+        consumers' channels, and the deliveries they hold, alone."""
+        session.publisher = None
+        if self._closing or not session.connection.is_open:
+            _fail_pending(session, ConnectionLost(f"publisher channel closed: {describe(reason)}"))
+            return
+        _fail_pending(
+            session, ChannelRefused(f"the broker closed the publishing channel: {describe(reason)}")
+        )
+        session.next_tag = 1  # a new channel counts its publishes from 1
+        session.connection.channel(
+            on_open_callback=lambda channel: self._on_publisher(session, channel, reopened=True)
+        )
 
     def _on_closed(self, connection: Any, reason: BaseException) -> None:
         with self._changed:

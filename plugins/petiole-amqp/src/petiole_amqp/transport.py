@@ -60,7 +60,14 @@ from petiole.transport import (
 )
 from petiole_amqp import _topology as topo
 from petiole_amqp._admin import Admin
-from petiole_amqp._link import ConnectionLost, Link, PushConsumer, Unroutable, through_outage
+from petiole_amqp._link import (
+    ChannelRefused,
+    ConnectionLost,
+    Link,
+    PushConsumer,
+    Unroutable,
+    through_outage,
+)
 from petiole_amqp._options import AmqpOptions, AmqpTarget, parse_url
 
 logger = logging.getLogger("petiole_amqp")
@@ -245,9 +252,9 @@ class AmqpTransport:
             try:
                 self._confirmed(exchange, routing_key, payload, properties)
                 return
-            except Unroutable:
-                # Deleted since we declared it (by an admin, or a purge of the broker's
-                # state): declare again, once.
+            except (Unroutable, ChannelRefused):
+                # Deleted since we declared it (a queue, a delay exchange: by an admin,
+                # or a reset of the broker): declare again, once.
                 with self._lock:
                     self._declared.discard(queue)
                     self._delays_declared.discard(queue)
@@ -260,7 +267,7 @@ class AmqpTransport:
         ``delay_s``), declaring what they need the first time."""
         started = time.monotonic()
         self._ensure_queue(queue)
-        if not topo.delay_seconds(delay_s):
+        if not topo.delay_seconds(min(delay_s, 1.0)):  # no delay (0, negative, NaN)
             return "", queue
         self._ensure_delays(queue)
         # The first delayed message of a queue waits for its levels to be declared
