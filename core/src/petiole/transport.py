@@ -281,7 +281,8 @@ class PublishesInBatches(Protocol):
         without waiting for the broker one by one: at the block's end, every one of
         them is durable, or the block raises :class:`~petiole.errors.TransportError`.
         A publish retried at the end because its first answer was lost may be
-        delivered twice (at least once). Blocks do not nest."""
+        delivered twice (at least once). A block opened inside another joins it (a group
+        of groups): the outer block's end waits for both."""
         ...
 
 
