@@ -143,6 +143,11 @@ class Settings:
         example='"<32 or more random characters>"',
         secret=True,
     )
+    signer_options: dict[str, Any] = _setting(
+        {},
+        "Options of a plugin's signer (keys, certificates, trust store; see its README).",
+        example='{ private_key = "/etc/petiole/worker.key" }',
+    )
     require_signature: bool = _setting(
         False,
         "A worker dead-letters, unread, every message that is unsigned or whose signature "
