@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from petiole.backend import RepliesToSender
 from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
 from petiole.errors import ConfigError, PetioleError
+from petiole.ids import new_id
 from petiole.plugins import PluginRegistry, implemented
 from petiole.ports import AppHandle
 from petiole.request import Request, continuing_workflow, current_request
@@ -109,7 +109,7 @@ class Sender:
             expires_at = None
         if priority is not None and not 0 <= priority <= 9:
             raise ConfigError(f"priority must be 0-9, got {priority}")
-        task_id = task_id or str(uuid.uuid4())
+        task_id = task_id or new_id()
         root_id = parent_id = reply_to = None
         parent = current_request.get()
         if parent is not None and parent.id:

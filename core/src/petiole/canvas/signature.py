@@ -11,12 +11,12 @@ arguments, unless it is immutable (``add.si(2, 3)``).
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from petiole.envelope import Workflow
 from petiole.errors import ConfigError
+from petiole.ids import new_id
 from petiole.producer import Producer
 from petiole.result import AsyncResult
 
@@ -163,7 +163,7 @@ class Signature(dict[str, Any]):
 
     def freeze(self) -> AsyncResult:
         """Give the call its task id now, so its result can be referred to before it runs."""
-        self["options"].setdefault("task_id", str(uuid.uuid4()))
+        self["options"].setdefault("task_id", new_id())
         return self.app.AsyncResult(str(self["options"]["task_id"]))
 
     def last_id(self) -> str:

@@ -11,13 +11,13 @@ exists before anything runs.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from petiole import coordination
 from petiole.canvas.signature import Signature, freeze_callbacks, from_dict
 from petiole.errors import ConfigError
+from petiole.ids import new_id
 from petiole.producer import Producer
 from petiole.result import AsyncResult, GroupResult
 from petiole.transport import publishing_in_batches
@@ -144,7 +144,7 @@ class group(Signature):  # noqa: N801 - Celery's spelling
         return [from_dict(t, self._app) for t in self["kwargs"]["tasks"]]
 
     def freeze(self) -> GroupResult:  # type: ignore[override]
-        group_id = str(self["options"].setdefault("task_id", str(uuid.uuid4())))
+        group_id = str(self["options"].setdefault("task_id", new_id()))
         members = self.tasks
         ids = [member.last_id() for member in members]
         self["kwargs"]["tasks"] = [dict(m) for m in members]
