@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 
+import pika
 import pytest
 from petiole_amqp.testing import RabbitServer
 from petiole_amqp.transport import AmqpTransport, create_transport
@@ -83,3 +86,41 @@ def test_a_group_is_sent_in_one_batch_and_its_results_come_back(
             assert result.get(timeout=30) == [2 * i for i in range(200)]
     finally:
         app.close()
+
+
+def test_the_frames_of_one_drain_reach_the_socket_in_one_write(transport: AmqpTransport) -> None:
+    """pika writes every frame with a send() of its own (three per message); the link
+    holds what the I/O thread writes while it drains its queued work and writes it
+    in one go, so a batch costs one system call, not three per message."""
+    queue = unique_name("petiole-batch")
+    transport.publish(queue, b"warm-up: declares the queue")
+    link = transport._started_link()
+    session = link._session
+    assert session is not None
+    connection = session.connection
+    writes: list[bytes] = []
+    emit = connection._adapter_emit_data
+
+    def counted(data: bytes) -> None:
+        writes.append(data)
+        emit(data)
+
+    futures: list[Future[None]] = []
+    queued = threading.Event()
+
+    def publish_fifty() -> None:  # on the I/O thread: the publishes join this drain
+        properties = pika.BasicProperties(delivery_mode=2)
+        futures.extend(link.publish("", queue, b"body-%02d" % i, properties) for i in range(50))
+        queued.set()
+
+    connection._adapter_emit_data = counted
+    try:
+        link.submit(publish_fifty)
+        assert queued.wait(10)
+        for future in futures:
+            future.result(10)
+    finally:
+        del connection._adapter_emit_data  # pika's own method again
+    assert len(writes) == 1
+    assert all(b"body-%02d" % i in writes[0] for i in range(50))
+    assert transport.purge(queue) == 51

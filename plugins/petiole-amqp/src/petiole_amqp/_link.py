@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -71,6 +72,62 @@ class Refused(TransportError):
     """The broker refused the message (``basic.nack``)."""
 
 
+# Frames held during one drain of the I/O thread's work are written at its end, or
+# as soon as this much is held (a batch of large messages need not all sit in memory).
+_MAX_HELD_BYTES = 1 << 20
+
+
+class _CoalescingConnection(SelectConnection):
+    """pika writes every frame with a ``send()`` of its own: three system calls per
+    published message (method, header, body), one per ack. Here each message's
+    frames go out as one write, and while the I/O thread drains its queued work
+    (:meth:`holding`), the frames of all of it go out as one write at the end:
+    a batch of publishes or acks costs one system call, not three per message.
+    Measured on a batch of 40,000 publishes, pika's sends were 23 % of the
+    producer's time."""
+
+    _held: list[bytes] | None = None
+    _held_bytes = 0
+    # pika's own, missing from its type stubs.
+    bytes_sent: int
+    frames_sent: int
+    _adapter_emit_data: Callable[[bytes], None]
+
+    def _output_marshaled_frames(self, marshaled_frames: Sequence[bytes]) -> None:
+        # What pika's own method counts (its heartbeat checker reads bytes_sent).
+        for marshaled in marshaled_frames:
+            self.bytes_sent += len(marshaled)
+            self.frames_sent += 1
+        if self._held is None:
+            self._adapter_emit_data(b"".join(marshaled_frames))
+            return
+        self._held.extend(marshaled_frames)
+        self._held_bytes += sum(len(marshaled) for marshaled in marshaled_frames)
+        if self._held_bytes >= _MAX_HELD_BYTES:
+            self._release()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold the frames written in the block; write them in one go at its end."""
+        if self._held is not None:  # a drain inside a drain: the outer one writes
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            self._release()
+            self._held = None
+
+    def _release(self) -> None:
+        held, self._held, self._held_bytes = self._held or [], [], 0
+        # A connection that closed meanwhile has no transport to write to; what it
+        # held was unconfirmed publishes (failed on close, sent again) and acks
+        # (their deliveries come back).
+        if held and not self.is_closed:
+            self._adapter_emit_data(b"".join(held))
+
+
 @dataclass(slots=True)
 class _Pending:
     future: Future[None]
@@ -85,7 +142,7 @@ class Session:
     """One live connection: what its callbacks share. Replaced on reconnect."""
 
     generation: int
-    connection: SelectConnection
+    connection: _CoalescingConnection
     publisher: pika.channel.Channel | None = None
     pending: collections.OrderedDict[int, _Pending] = field(default_factory=collections.OrderedDict)
     next_tag: int = 1
@@ -283,6 +340,14 @@ class Link:
     def _drain(self) -> None:
         with self._lock:
             self._wake_pending = False
+        session = self._session
+        if session is None:
+            self._run_outbox()
+            return
+        with session.connection.holding():
+            self._run_outbox()
+
+    def _run_outbox(self) -> None:
         while self._outbox:
             work = self._outbox.popleft()
             try:
@@ -294,7 +359,7 @@ class Link:
         if self._closing:
             return
         parameters = self._parameters[self._host_index % len(self._parameters)]
-        SelectConnection(
+        _CoalescingConnection(
             parameters,
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error,
