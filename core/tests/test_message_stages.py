@@ -165,8 +165,10 @@ def test_the_builtin_codecs_and_signer_are_registered(app: Petiole) -> None:
 
 
 def test_an_unknown_codec_names_what_is_installed(app: Petiole) -> None:
-    with pytest.raises(UnknownComponentError, match=r"no codec named 'zstd'.*identity, zlib"):
-        app.codec("zstd")
+    with pytest.raises(
+        UnknownComponentError, match=r"no codec named 'x-made-up'.*bzip2, identity, lzma, zlib"
+    ):
+        app.codec("x-made-up")
 
 
 def test_a_plugin_codec_registered_by_class_is_built_on_first_use(app: Petiole) -> None:
@@ -227,8 +229,8 @@ def test_a_signer_without_its_key_fails_the_apps_first_use(app: Petiole) -> None
 
 
 def test_an_unknown_compression_codec_fails_the_apps_first_use(app: Petiole) -> None:
-    app.configure(compression="zstd")
-    with pytest.raises(UnknownComponentError, match="no codec named 'zstd'"):
+    app.configure(compression="x-made-up")
+    with pytest.raises(UnknownComponentError, match="no codec named 'x-made-up'"):
         app.send_task("t", [1])
 
 

@@ -114,9 +114,9 @@ class Settings:
     )
     compression: str | None = _setting(
         None,
-        "Codec that compresses task bodies (a name from `petiole plugins`: `zlib`, or a "
-        "plugin's); recorded as the message's `content_encoding`. Unset, bodies are sent "
-        "as serialized.",
+        "Codec that compresses task bodies (a name from `petiole plugins`: `zlib`, `bzip2`, "
+        "`lzma`, or a plugin's, such as `zstd` from petiole-zstd); recorded as the message's "
+        "`content_encoding`. Unset, bodies are sent as serialized.",
         example='"zlib"',
     )
     compression_min_bytes: int = _setting(

@@ -63,6 +63,7 @@ KNOWN_PROVIDERS: Mapping[tuple[str, str], str] = {
     ("result backend", "rpc"): "petiole-amqp",
     ("serializer", "msgpack"): "petiole-msgpack",
     ("serializer", "yaml"): "petiole-yaml",
+    ("codec", "zstd"): "petiole-zstd",
     ("pool", "gevent"): "petiole-gevent",
     ("pool", "eventlet"): "petiole-eventlet",
 }

@@ -8,7 +8,7 @@ from typing import Any
 from petiole.hookspecs import hookimpl
 from petiole.ports import AppHandle
 from petiole.serializers import JsonSerializer, PickleSerializer, Serializer
-from petiole.stages import IdentityCodec, ZlibCodec
+from petiole.stages import Bzip2Codec, IdentityCodec, LzmaCodec, ZlibCodec
 
 
 @hookimpl
@@ -34,7 +34,8 @@ def petiole_serializers() -> Sequence[Serializer]:
 
 @hookimpl
 def petiole_codecs() -> Mapping[str, Any]:
-    return {"identity": IdentityCodec(), "zlib": ZlibCodec}
+    # Classes, built on first use: an app that never sees bzip2 or lzma pays nothing.
+    return {"identity": IdentityCodec(), "zlib": ZlibCodec, "bzip2": Bzip2Codec, "lzma": LzmaCodec}
 
 
 @hookimpl
