@@ -240,6 +240,20 @@ def test_the_signing_key_stays_out_of_the_settings_repr(app: Petiole) -> None:
     assert KEY not in repr(app.signer())
 
 
+def test_credentials_in_urls_and_option_tables_are_masked_in_the_settings_repr(
+    app: Petiole,
+) -> None:
+    app.configure(
+        broker_url="redis://:broker-pw@127.0.0.1:6379/0",
+        broker_options={"password": "option-pw", "key_prefix": "shown"},
+        signer_options={"private_key_passphrase": "unlocks-the-key"},
+    )
+    shown = repr(app.settings)
+    for secret in ("broker-pw", "option-pw", "unlocks-the-key"):
+        assert secret not in shown
+    assert "'key_prefix': 'shown'" in shown
+
+
 def test_eager_tasks_run_compressed_bodies(app: Petiole) -> None:
     app.configure(eager=True, compression="zlib", compression_min_bytes=0)
 

@@ -145,7 +145,8 @@ class Settings:
     )
     signer_options: dict[str, Any] = _setting(
         {},
-        "Options of a plugin's signer (keys, certificates, trust store; see its README).",
+        "Options of a plugin's signer (keys, certificates, trust store): petiole-auth's "
+        "`ed25519` and `x509`, say; see its README. Secret-named entries are shown masked.",
         example='{ private_key = "/etc/petiole/worker.key" }',
     )
     require_signature: bool = _setting(
@@ -273,6 +274,17 @@ class Settings:
     @property
     def queues(self) -> list[str]:
         return list(self.worker_queues) or [self.default_queue]
+
+    def __repr__(self) -> str:
+        # Settings reach logs, tracebacks and debuggers: credentials in URLs and the
+        # secret-named entries of option tables (a password, a key's passphrase) are
+        # masked, secret settings left out.
+        shown = (
+            f"{f.name}={mask_value(f.name, getattr(self, f.name))!r}"
+            for f in fields(self)
+            if f.repr
+        )
+        return f"Settings({', '.join(shown)})"
 
 
 # Names people reach for from other task queues, mapped to ours.

@@ -64,6 +64,8 @@ KNOWN_PROVIDERS: Mapping[tuple[str, str], str] = {
     ("serializer", "msgpack"): "petiole-msgpack",
     ("serializer", "yaml"): "petiole-yaml",
     ("codec", "zstd"): "petiole-zstd",
+    ("signer", "ed25519"): "petiole-auth",
+    ("signer", "x509"): "petiole-auth",
     ("pool", "gevent"): "petiole-gevent",
     ("pool", "eventlet"): "petiole-eventlet",
 }
