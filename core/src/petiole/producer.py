@@ -28,6 +28,7 @@ class Producer(ResultsApp, Protocol):
         task_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
         serializer: str | None = None,
+        compression: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
         _workflow: Workflow | None = None,

@@ -90,6 +90,7 @@ class Sender:
         task_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
         serializer: str | None = None,
+        compression: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
         workflow: Workflow | None = None,
@@ -140,7 +141,7 @@ class Sender:
             extra=headers,
         )
         queue = queue or self.app.settings.default_queue
-        return self._publish(name, queue, message_headers, args, kwargs, serializer)
+        return self._publish(name, queue, message_headers, args, kwargs, serializer, compression)
 
     def _reply_address(self) -> str | None:
         """The result backend's reply address when it delivers results to their
@@ -171,7 +172,7 @@ class Sender:
         state is stored): same id, lineage and options, one more retry, due at ``eta``."""
         message_headers = retry_headers(request, eta=eta, sent_at=time.time())
         queue = request.queue or self.app.settings.default_queue
-        self._publish(request.task, queue, message_headers, args, kwargs, None)
+        self._publish(request.task, queue, message_headers, args, kwargs, None, None)
 
     def _publish(
         self,
@@ -181,6 +182,7 @@ class Sender:
         args: Sequence[Any],
         kwargs: Mapping[str, Any] | None,
         serializer: str | None,
+        compression: str | None,
     ) -> AsyncResult:
         app, settings = self.app, self.app.settings
         args = list(args)
@@ -191,9 +193,11 @@ class Sender:
         body_serializer = app.serializer(serializer or settings.task_serializer)
         body = body_serializer.dumps([args, kwargs])
         encoding = IDENTITY
-        if settings.compression and len(body) >= settings.compression_min_bytes:
-            codec = app.codec(settings.compression)
-            body, encoding = codec.encode(body), codec.name
+        codec_name = compression or settings.compression
+        if codec_name:
+            codec = app.codec(codec_name)  # an unknown name fails every call, not only long ones
+            if len(body) >= settings.compression_min_bytes and codec.name != IDENTITY:
+                body, encoding = codec.encode(body), codec.name
         envelope = Envelope(message_headers, body, body_serializer.content_type, encoding)
         if settings.eager:
             return self._run_eagerly(envelope, queue)

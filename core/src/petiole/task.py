@@ -44,6 +44,9 @@ class TaskOptions:
     bind: bool = False
     ignore_result: bool | None = None
     serializer: str | None = None
+    #: Codec for this task's bodies (``"zlib"``, ``"zstd"``, ``"identity"`` for none);
+    #: ``None``: the app's ``compression``. Bodies under ``compression_min_bytes`` go as is.
+    compression: str | None = None
     #: Retries: ``self.retry()`` (bound tasks) or automatically for these exception types.
     autoretry_for: tuple[type[BaseException], ...] = ()
     #: Retries before the task fails for good; ``None`` retries forever.
@@ -127,6 +130,7 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
         serializer: str | None = None,
+        compression: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
     ) -> AsyncResult:
@@ -137,6 +141,8 @@ class Task(Generic[P, R]):
         ``expires``: do not run after this time (datetime, epoch seconds), or, as a
         number below one year, this many seconds from now. ``priority``: 0-9,
         higher first. ``headers``: extra headers carried with the message.
+        ``serializer`` / ``compression``: this call's serializer and codec
+        (``"identity"``: no compression), over the task's and the app's.
         ``soft_time_limit_s`` / ``time_limit_s``: this call's time limits.
         """
         return self.app.send_task(
@@ -151,6 +157,7 @@ class Task(Generic[P, R]):
             task_id=task_id,
             headers=headers,
             serializer=serializer or self.options.serializer,
+            compression=compression or self.options.compression,
             soft_time_limit_s=soft_time_limit_s,
             time_limit_s=time_limit_s,
         )

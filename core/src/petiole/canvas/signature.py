@@ -31,6 +31,7 @@ SEND_OPTIONS = frozenset(
         "task_id",
         "headers",
         "serializer",
+        "compression",
         "soft_time_limit_s",
         "time_limit_s",
         "link",

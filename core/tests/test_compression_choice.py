@@ -1,0 +1,89 @@
+"""Choosing the codec per app, per task and per call (``compression=``)."""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+
+import pytest
+
+from petiole import Petiole, signature
+from petiole.envelope import Envelope
+from petiole.errors import UnknownComponentError
+from petiole.testing.in_thread import start_worker
+
+LONG = "x" * 4000
+
+
+def _sent(app: Petiole) -> Envelope:
+    delivery = app.transport.reserve(["default"], max_messages=1, wait_s=0.5, lease_s=30)[0]
+    return Envelope.from_bytes(delivery.payload)
+
+
+@pytest.fixture
+def app(app: Petiole) -> Petiole:
+    app.configure(compression="zlib", compression_min_bytes=100)
+    return app
+
+
+def test_a_call_chooses_its_codec_over_the_apps(app: Petiole) -> None:
+    @app.task
+    def echo(text: str) -> str:
+        return text
+
+    echo.apply_async([LONG], compression="bzip2")
+    sent = _sent(app)
+    assert sent.content_encoding == "bzip2"
+    assert bz2.decompress(sent.body) == f'[["{LONG}"],{{}}]'.encode()
+
+
+def test_a_task_chooses_its_codec_and_a_call_still_wins(app: Petiole) -> None:
+    @app.task(compression="lzma")
+    def echo(text: str) -> str:
+        return text
+
+    echo.delay(LONG)
+    by_task = _sent(app)
+    assert by_task.content_encoding == "lzma"
+    assert lzma.decompress(by_task.body) == f'[["{LONG}"],{{}}]'.encode()
+    echo.apply_async([LONG], compression="zlib")
+    by_call = _sent(app)
+    assert by_call.content_encoding == "zlib"
+    assert zlib.decompress(by_call.body) == f'[["{LONG}"],{{}}]'.encode()
+
+
+def test_identity_sends_a_call_uncompressed_when_the_app_compresses(app: Petiole) -> None:
+    app.send_task("t", [LONG], compression="identity")
+    sent = _sent(app)
+    assert sent.content_encoding == "identity"
+    assert sent.body == f'[["{LONG}"],{{}}]'.encode()
+
+
+def test_the_threshold_holds_for_a_chosen_codec_too(app: Petiole) -> None:
+    app.send_task("t", ["short"], compression="bzip2")
+    sent = _sent(app)
+    assert (sent.content_encoding, sent.body) == ("identity", b'[["short"],{}]')
+
+
+def test_an_unknown_codec_fails_the_call_whatever_its_size(app: Petiole) -> None:
+    with pytest.raises(UnknownComponentError, match="no codec named 'zip'"):
+        app.send_task("t", ["short"], compression="zip")
+
+
+def test_a_signature_carries_its_codec(app: Petiole) -> None:
+    signature("t", [LONG], app=app).set(compression="bzip2").apply_async()
+    assert _sent(app).content_encoding == "bzip2"
+
+
+def test_a_worker_runs_what_each_codec_sent(app: Petiole) -> None:
+    @app.task
+    def length(text: str) -> int:
+        return len(text)
+
+    with start_worker(app):
+        results = [
+            length.apply_async([LONG], compression=codec)
+            for codec in ("identity", "zlib", "bzip2", "lzma")
+        ]
+        assert [r.get(timeout=10) for r in results] == [len(LONG)] * 4
