@@ -155,7 +155,7 @@ def test_an_app_with_a_raising_serializer_hook_still_runs_on_json_and_memory(
     assert app.transport.size("q") == 1
     assert app.accepted_content_types() == frozenset({"application/json"})
     with pytest.raises(UnknownComponentError, match=r"'raising' .* RuntimeError: boom"):
-        app.serializer("yaml")
+        app.serializer("no-such-serializer")
 
 
 def test_a_hook_answering_something_that_is_no_registration_costs_only_that_kind(
