@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
-from petiole import config, revocation
+from petiole import config, result_signing, revocation
 from petiole import result as results
 from petiole.backend import Coordination, ResultBackend, ResultRecord
 from petiole.coordination import open_coordination
@@ -252,6 +252,16 @@ class Petiole:
             )
         return accepted
 
+    def decode_result(self, record: ResultRecord) -> Any:
+        """The value in a stored result's payload: its signature verified first
+        (``sign_results``), then deserialized under ``result_accept_content``.
+        Raises :class:`~petiole.errors.SignatureError` or
+        :class:`~petiole.errors.ContentDisallowed`."""
+        result_signing.verify_record(record, self.signer(), required=self.settings.sign_results)
+        if not record.payload:
+            return None
+        return self.result_serializer_for(record.content_type).loads(record.payload)
+
     def codec(self, name: str) -> Codec:
         """The codec of ``content_encoding`` ``name``; raises
         :class:`~petiole.errors.UnknownComponentError` (what is installed, what to
@@ -396,5 +406,7 @@ class Petiole:
         )
 
     def store_result(self, record: ResultRecord) -> None:
+        if self.settings.sign_results:
+            record = result_signing.sign_record(record, self.signer())
         ttl = self.settings.result_ttl_s
         self.backend.store(record, ttl_s=ttl if ttl > 0 else None)

@@ -155,6 +155,14 @@ class Settings:
         "it cannot verify. Set it once every producer signs.",
         example="true",
     )
+    sign_results: bool = _setting(
+        False,
+        "Every result record stored is signed by the `signer` (workers; clients that revoke "
+        "tasks), and every record a client reads is verified before its value is "
+        "deserialized: an unsigned or forged result raises SignatureError. Set it on "
+        "workers and clients alike.",
+        example="true",
+    )
     result_ttl_s: float = _setting(
         86400.0, "Seconds results are kept; 0 keeps them forever.", example="3600"
     )

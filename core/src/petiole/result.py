@@ -96,9 +96,9 @@ class AsyncResult:
         return None if record is None else record.date_done
 
     def _value(self, record: ResultRecord) -> Any:
+        value = self.app.decode_result(record)  # verified even when it carries no payload
         if not record.payload:
             return None
-        value = self.app.result_serializer_for(record.content_type).loads(record.payload)
         if record.state in states.EXCEPTION_STATES:
             if record.state == states.REVOKED:
                 reason = value.get("message", "revoked") if isinstance(value, dict) else value
@@ -241,7 +241,7 @@ class GroupResult:
         record = app.backend.get(group_id)
         if record is None or record.meta.get("kind") != "group":
             raise ResultTimeout(f"no saved group {group_id} (never saved, or expired)")
-        ids = app.result_serializer_for(record.content_type).loads(record.payload)
+        ids = app.decode_result(record)
         return cls(group_id, [AsyncResult(str(i), app) for i in ids], app)
 
     def _records(self) -> dict[str, ResultRecord]:

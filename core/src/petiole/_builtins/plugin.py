@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from petiole.errors import ConfigError
 from petiole.hookspecs import hookimpl
 from petiole.ports import AppHandle
 from petiole.serializers import JsonSerializer, PickleSerializer, Serializer
@@ -57,7 +58,10 @@ def petiole_pools() -> Mapping[str, Any]:
 def petiole_app_configured(app: AppHandle) -> None:
     """The message stages the settings name must exist: a signer without its key,
     or a compression codec not installed, fails the app's first use (a worker's
-    start), not each message."""
-    app.signer()
+    start), not each message; so does ``sign_results`` without a signer."""
+    if app.signer() is None and app.settings.sign_results:
+        raise ConfigError(
+            "sign_results is set but no signer is: set the signer setting (and its key)"
+        )
     if app.settings.compression:
         app.codec(app.settings.compression)

@@ -32,6 +32,8 @@ import pytest
 from petiole import states
 from petiole.backend import BackendCapabilities, RepliesToSender, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError
+from petiole.result_signing import sign_record, verify_record
+from petiole.stages import HmacSha256Signer
 from petiole.testing._helpers import (
     Background,
     call_with_timeout,
@@ -179,6 +181,24 @@ class ResultBackendSuite:
         backend.store(record, ttl_s=None)
 
         self.assert_same_record(backend.get(record.task_id), record)
+
+    def test_a_signed_record_still_verifies_after_the_round_trip(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        """``sign_results`` keeps the signature in ``meta`` and signs every field but
+        ``date_done``: a store that keeps them as given keeps results verifiable."""
+        signer = HmacSha256Signer(b"backend-suite-signing-key-0123456789")
+        record = self.record(
+            names.task_id(),
+            states.SUCCESS,
+            payload=b'["signed", 1]',
+            meta={"task": "app.tasks.add", "children": [["child-1", None]]},
+        )
+        backend.store(sign_record(record, signer), ttl_s=None)
+
+        got = backend.get(record.task_id)
+        assert got is not None
+        verify_record(got, signer, required=True)
 
     def test_store_keeps_empty_and_none_fields(self, backend: ResultBackend, names: Names) -> None:
         record = self.record(names.task_id(), states.STARTED)
