@@ -133,6 +133,7 @@ def bench(session: nox.Session) -> None:
         "cassandra": "benchmarks/cassandra_peers/run.py",
         "amqp_clients": "benchmarks/amqp_clients/run.py",
         "amqp": "benchmarks/amqp_peers/run.py",
+        "codecs": "benchmarks/codecs/run.py",
     }
     chosen = session.posargs or sorted(available)
     for name in chosen:
