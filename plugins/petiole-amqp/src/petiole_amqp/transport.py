@@ -62,6 +62,7 @@ from petiole_amqp import _topology as topo
 from petiole_amqp._admin import Admin
 from petiole_amqp._link import (
     ChannelRefused,
+    Confirmation,
     ConnectionLost,
     Link,
     PushConsumer,
@@ -82,7 +83,7 @@ _POLL_MAX_S = 0.05
 class _Unconfirmed:
     """A publish of a batch, waiting for its confirm at the batch's end."""
 
-    future: concurrent.futures.Future[None]
+    future: Confirmation
     queue: str
     payload: bytes
     properties: pika.BasicProperties
@@ -721,7 +722,7 @@ class AmqpTransport:
             raise
         future = link.publish(exchange, routing_key, payload, properties)
 
-        def confirmed(done: concurrent.futures.Future[None]) -> None:
+        def confirmed(done: Confirmation) -> None:
             if done.exception() is None:
                 self._ack([held])
             else:
