@@ -5,6 +5,8 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
+from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -87,3 +89,28 @@ def test_a_worker_runs_what_each_codec_sent(app: Petiole) -> None:
             for codec in ("identity", "zlib", "bzip2", "lzma")
         ]
         assert [r.get(timeout=10) for r in results] == [len(LONG)] * 4
+
+
+def test_a_signature_of_a_registered_task_uses_the_tasks_own_choices(app: Petiole) -> None:
+    @app.task(compression="lzma", serializer="pickle")
+    def echo(text: str) -> str:
+        return text
+
+    echo.s(LONG).delay()
+    sent = _sent(app)
+    assert (sent.content_type, sent.content_encoding) == ("application/x-python-pickle", "lzma")
+
+
+def test_a_retry_goes_out_with_the_tasks_serializer_and_codec(app: Petiole) -> None:
+    """A task whose arguments only pickle carries can retry: the retry is sent the
+    task's way, not the app's."""
+    app.configure(accept_content=["json", "pickle"])
+
+    @app.task(bind=True, serializer="pickle", compression="bzip2", default_retry_delay=0)
+    def halve(self: Any, value: Fraction, pad: str) -> str:
+        if self.request.retries == 0:
+            raise self.retry()
+        return str(value / 2)  # the result goes the app's way (JSON)
+
+    with start_worker(app):
+        assert halve.delay(Fraction(1, 3), LONG).get(timeout=10) == "1/6"

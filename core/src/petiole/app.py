@@ -372,8 +372,14 @@ class Petiole:
         """Send a task by name (it need not be registered here). See ``Task.apply_async``.
 
         Sent from inside a running task, the new task records it as its parent
-        and shares its root (the workflow it belongs to).
+        and shares its root (the workflow it belongs to). A task registered here
+        gives its own ``serializer`` and ``compression`` when the call names none
+        (signatures, chains and groups send through here).
         """
+        registered = self.tasks.get(name)
+        if registered is not None:
+            serializer = serializer or registered.options.serializer
+            compression = compression or registered.options.compression
         return self.sender.send(
             name,
             args,

@@ -450,6 +450,8 @@ class TaskRunner:
             list(request.args if retry.args_for_retry is None else retry.args_for_retry),
             dict(request.kwargs if retry.kwargs_for_retry is None else retry.kwargs_for_retry),
             eta=retry.eta,
+            serializer=prepared.task.options.serializer,
+            compression=prepared.task.options.compression,
         )
 
     def _continue(self, prepared: _Prepared, called: _Called) -> None:

@@ -166,13 +166,21 @@ class Sender:
         return None
 
     def send_retry(
-        self, request: Request, args: Sequence[Any], kwargs: Mapping[str, Any], *, eta: float
+        self,
+        request: Request,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        eta: float,
+        serializer: str | None = None,
+        compression: str | None = None,
     ) -> None:
         """Send the next attempt of a running task (``Task.retry()``, after its RETRY
-        state is stored): same id, lineage and options, one more retry, due at ``eta``."""
+        state is stored): same id, lineage and options, one more retry, due at ``eta``;
+        ``serializer`` and ``compression`` are the task's (None: the app's)."""
         message_headers = retry_headers(request, eta=eta, sent_at=time.time())
         queue = request.queue or self.app.settings.default_queue
-        self._publish(request.task, queue, message_headers, args, kwargs, None, None)
+        self._publish(request.task, queue, message_headers, args, kwargs, serializer, compression)
 
     def _publish(
         self,
