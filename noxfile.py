@@ -36,7 +36,8 @@ def _extras(plugin: str) -> set[str]:
 
 def _install(session: nox.Session, *plugins: str) -> None:
     session.install("-r", "requirements-dev.txt")
-    editable = ["-e", "core"]
+    # A third-party plugin living outside plugins/: found through its entry point alone.
+    editable = ["-e", "core", "-e", "tests/thirdparty/petiole-example-serializer"]
     for plugin in plugins:
         # A plugin's [test] extra holds its test-only needs (an in-process server, say).
         test_extra = "[test]" if "test" in _extras(plugin) else ""
