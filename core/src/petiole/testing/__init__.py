@@ -3,7 +3,8 @@ coordination stores, serializers, codecs and signers.
 
 A plugin's tests subclass a suite and provide its fixture (``transport`` — for
 the transport, broadcast and consume suites —
-``backend``, ``coordination``, ``serializer``, ``codec`` or ``signer``); see
+``backend``, ``coordination``, ``serializer``, ``codec`` or ``signer``; the
+serializer plugin suite takes class attributes instead); see
 docs/conformance.md. The suite classes are not collected on their own (their
 names do not start with ``Test``).
 """
@@ -16,6 +17,7 @@ from petiole.testing.broadcast_suite import BroadcastSuite
 from petiole.testing.codec_suite import CodecSuite
 from petiole.testing.consume_suite import ConsumeSuite
 from petiole.testing.coordination_suite import CoordinationSuite
+from petiole.testing.serializer_plugin_suite import SerializerPluginSuite
 from petiole.testing.serializer_suite import (
     JSON_TAGGED_ROUNDTRIPS,
     PLAIN_ROUNDTRIPS,
@@ -34,6 +36,7 @@ __all__ = [
     "CoordinationSuite",
     "ResultBackendSuite",
     "RoundTrip",
+    "SerializerPluginSuite",
     "SerializerSuite",
     "SignerSuite",
     "TransportSuite",
