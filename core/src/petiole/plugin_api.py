@@ -35,6 +35,11 @@ What it holds, by the job it does:
   component's options from its URL and config table into a frozen dataclass.
 * **Secrets in messages**: :func:`mask_url`, :func:`mask_value`, :func:`mask_text`
   (and :func:`is_secret_name`, :func:`quote_part`, :data:`ENCODE_HINT`).
+* **Untrusted containers**: :func:`set_from_untrusted`, :func:`frozenset_from_untrusted`,
+  :func:`dict_from_untrusted` and :func:`check_hash_collisions` build sets and dicts
+  from a message's values, refusing more than :data:`MAX_HASH_COLLISIONS` values
+  crafted to share one hash (which makes building quadratic); every serializer
+  that builds a set, or a dict with keys other than strings, goes through them.
 * **Record codec**: :func:`encode_record` / :func:`decode_record`, a
   :class:`ResultRecord` as one byte string, for stores that keep one value per key.
 * **Testing** (needs ``petiole[testing]``, that is pytest): the conformance
@@ -96,6 +101,13 @@ from petiole.errors import (
     UnknownSerializer,
     UnknownSettingError,
     WorkerLostError,
+)
+from petiole.hash_flooding import (
+    MAX_HASH_COLLISIONS,
+    check_hash_collisions,
+    dict_from_untrusted,
+    frozenset_from_untrusted,
+    set_from_untrusted,
 )
 from petiole.hookspecs import CodecFactory, SerializerFactory, SignerFactory, hookimpl
 from petiole.outages import (
@@ -232,6 +244,7 @@ __all__ = [
     "EXCEPTION_STATES",
     "FAILURE",
     "JSON_TAGGED_ROUNDTRIPS",
+    "MAX_HASH_COLLISIONS",
     "PENDING",
     "PLAIN_ROUNDTRIPS",
     "READY_STATES",
@@ -322,10 +335,13 @@ __all__ = [
     "backoff_s",
     "build_options",
     "call_through_outage",
+    "check_hash_collisions",
     "check_queue_names",
     "decode_record",
+    "dict_from_untrusted",
     "encode_record",
     "free_port",
+    "frozenset_from_untrusted",
     "hookimpl",
     "in_ci",
     "is_secret_name",
@@ -338,6 +354,7 @@ __all__ = [
     "require_binary",
     "require_module",
     "serve",
+    "set_from_untrusted",
     "split_server_url",
     "states",
     "unique_name",

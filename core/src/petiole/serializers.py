@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from petiole.errors import SerializationError
+from petiole.hash_flooding import frozenset_from_untrusted, set_from_untrusted
 
 TAG = "__petiole__"
 
@@ -95,8 +96,9 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "uuid": uuid.UUID,
     "decimal": Decimal,
     "bytes": lambda v: base64.b64decode(v.encode("ascii")),
-    "set": set,
-    "frozenset": frozenset,
+    # A sender chooses the hashes of ints, UUIDs and decimals: see petiole.hash_flooding.
+    "set": set_from_untrusted,
+    "frozenset": frozenset_from_untrusted,
 }
 
 
@@ -107,6 +109,8 @@ def _decode_hook(obj: dict[str, Any]) -> Any:
         if decoder is not None:
             try:
                 return decoder(obj["v"])
+            except SerializationError:  # already says what was refused
+                raise
             except Exception as exc:  # each decoder fails its own way (ValueError, ...)
                 raise SerializationError(
                     f"bad {kind!r} value {_preview(obj['v'])}: {type(exc).__name__}: {exc}"
@@ -140,6 +144,14 @@ class JsonSerializer:
             raise SerializationError("cannot encode as JSON: nested too deeply") from exc
 
     def loads(self, data: bytes) -> Any:
+        """The value of a JSON body; tagged objects become their Python types.
+
+        Raises :class:`SerializationError` for malformed JSON, a bad tagged value, or
+        a tagged set or frozenset whose elements were crafted to share one hash
+        (:func:`~petiole.hash_flooding.check_hash_collisions`), which would take
+        time quadratic in its size to build. Object keys are strings, whose
+        hashes are salted per process: a dict needs no such check.
+        """
         try:
             return json.loads(data, object_hook=_decode_hook)
         except (ValueError, TypeError, UnicodeDecodeError) as exc:

@@ -1,13 +1,11 @@
-"""Dicts and sets built from untrusted input, without a hash-collision blow-up.
+"""Dicts and sets built from untrusted input: the core's hash-flooding guard, with
+arrays read back as tuples where a list cannot go.
 
-A dict or set of *n* keys that share one hash costs *n²/2* comparisons to build.
-``str`` and ``bytes`` hashes are salted per process, and msgpack's integers and
-floats are too small to share a hash more than a handful of times, so maps whose
-keys are all of those are built directly. A UUID, a Decimal or a big int hashes
-to its value modulo a public prime, so a producer could send thousands of
-distinct UUIDs that all collide, and a 1 MiB message would take minutes to
-build. Keys of such types are counted first: more than
-:data:`MAX_HASH_COLLISIONS` collisions in one map or set refuses it.
+A dict or set of keys crafted to share one hash takes time quadratic in their
+number to build; :mod:`petiole.plugin_api`'s ``dict_from_untrusted`` and
+``set_from_untrusted`` refuse more than ``MAX_HASH_COLLISIONS`` of them. That
+includes int keys: msgpack's own integers stop at 64 bits, but a bigger one
+(extension 11) is an ``int`` too, and hashes to whatever its sender chose.
 
 A tuple is written as an array and read back as a list, which cannot be a key
 or a set element; there, lists are read back as tuples again, so a dict with
@@ -18,43 +16,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from petiole.plugin_api import SerializationError
-
-#: Keys sharing a hash with another key, allowed per map or set. Distinct values
-#: that share a hash are a 1 in 2**61 accident in real data.
-MAX_HASH_COLLISIONS = 8
-
-# Types whose hashes a producer cannot make collide at will (see the module doc).
-_PLAIN_KEYS = frozenset({str, bytes, int, float, bool, type(None)})
+from petiole.plugin_api import (
+    SerializationError,
+    dict_from_untrusted,
+    frozenset_from_untrusted,
+    set_from_untrusted,
+)
 
 
 def checked_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     """The dict of ``pairs`` (msgpack's ``object_pairs_hook``)."""
-    for key, _ in pairs:
-        if key.__class__ not in _PLAIN_KEYS:
-            keys = _hashable([k for k, _ in pairs], "map key")
-            return dict(zip(keys, (v for _, v in pairs), strict=True))
-    return dict(pairs)
+    try:
+        return dict_from_untrusted(pairs, what="map keys")
+    except TypeError:
+        pass  # an unhashable key: list keys are rare, so they are looked for only now
+    frozen = [(_freeze(k) if k.__class__ is list else k, v) for k, v in pairs]
+    try:
+        return dict_from_untrusted(frozen, what="map keys")
+    except TypeError as exc:  # a map as a key: no Python value can be one
+        raise SerializationError(f"a map key must be hashable: {exc}") from exc
 
 
 def checked_set(items: list[Any], *, frozen: bool) -> set[Any] | frozenset[Any]:
-    elements = _hashable(items, "set element")
-    return frozenset(elements) if frozen else set(elements)
-
-
-def _hashable(values: list[Any], what: str) -> list[Any]:
-    values = [_freeze(v) if v.__class__ is list else v for v in values]
+    """The set (or frozenset) of ``items``, the elements of a set extension."""
+    build = frozenset_from_untrusted if frozen else set_from_untrusted
     try:
-        hashes = {hash(v) for v in values}
-    except TypeError as exc:  # a map as a key: no Python value can be one
-        raise SerializationError(f"a {what} must be hashable: {exc}") from exc
-    collisions = len(values) - len(hashes)
-    if collisions > MAX_HASH_COLLISIONS:
-        raise SerializationError(
-            f"refusing a map or set whose {len(values)} {what}s share only {len(hashes)} "
-            f"hashes (over {MAX_HASH_COLLISIONS} collisions): crafted to be slow to build"
-        )
-    return values
+        return build(items, what="set elements")
+    except TypeError:
+        pass  # as in checked_map
+    elements = [_freeze(v) if v.__class__ is list else v for v in items]
+    try:
+        return build(elements, what="set elements")
+    except TypeError as exc:
+        raise SerializationError(f"a set element must be hashable: {exc}") from exc
 
 
 def _freeze(value: list[Any]) -> tuple[Any, ...]:

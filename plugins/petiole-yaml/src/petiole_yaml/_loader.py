@@ -13,10 +13,10 @@ which already constructs no Python objects from tags:
   doubles a mapping at each level before anything is built.
 * **No tag without a constructor**, as the safe loader does, but with an error
   naming the tag; ``!!omap`` and ``!!pairs`` are refused too.
-* **Mapping keys and set elements** are counted for shared hashes before the
-  dict or set is built (YAML integers have no size limit, so a producer could
-  send thousands of distinct keys with one hash); sequences in those places are
-  read as tuples.
+* **Mapping keys and set elements** are checked for shared hashes before the
+  dict or set is built, by the core's ``check_hash_collisions`` (YAML integers
+  have no size limit, so a producer could send thousands of distinct keys with
+  one hash); sequences in those places are read as tuples.
 * **Integers** are at most :data:`~petiole_yaml.tags.MAX_INT_CHARS` characters.
 
 libyaml refuses nesting deeper than 1000 levels; the pure-Python parser stops at
@@ -31,13 +31,11 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node
 
+from petiole.plugin_api import SerializationError, check_hash_collisions
 from petiole_yaml import tags
 
-#: Keys sharing a hash with another key, allowed per mapping or set. Distinct values
-#: that share a hash are a 1 in 2**61 accident in real data.
-MAX_HASH_COLLISIONS = 8
-
 _YAML_TAG = "tag:yaml.org,2002:"
+_SET_TAGS = frozenset({f"{_YAML_TAG}set", tags.FROZENSET})  # sets are mappings to null
 
 
 class _GuardedConstructor(SafeConstructor):
@@ -69,15 +67,10 @@ class _GuardedConstructor(SafeConstructor):
             )
         self.flatten_mapping(node)
         keys = [self._key(key_node) for key_node, _ in node.value]
-        collisions = len(keys) - len({hash(key) for key in keys})
-        if collisions > MAX_HASH_COLLISIONS:
-            raise ConstructorError(
-                None,
-                None,
-                f"{len(keys)} keys share {collisions} hashes (over {MAX_HASH_COLLISIONS}): "
-                "crafted to be slow to build",
-                node.start_mark,
-            )
+        try:  # before any value is built: a refused mapping costs only its keys
+            check_hash_collisions(keys, "set elements" if node.tag in _SET_TAGS else "mapping keys")
+        except SerializationError as exc:
+            raise ConstructorError(None, None, str(exc), node.start_mark) from exc
         values = [self.construct_object(value_node, deep=deep) for _, value_node in node.value]
         return dict(zip(keys, values, strict=True))
 
