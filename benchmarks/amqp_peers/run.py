@@ -85,8 +85,13 @@ PRODUCER_TIMEOUT_S = 240.0
 
 @contextlib.contextmanager
 def rabbit_node() -> Iterator[RabbitServer]:
-    """One RabbitMQ node in a temporary directory; it and its epmd are stopped after."""
-    with tempfile.TemporaryDirectory(prefix="petiole-bench-rabbit-") as directory:
+    """One RabbitMQ node in a temporary directory; it and its epmd are stopped after.
+
+    ``BENCH_RABBIT_DIR`` puts that directory elsewhere: ``/dev/shm`` (memory) takes
+    the disk's sync out of every confirm, to tell the disk's share of a latency
+    from the software's (figures in benchmarks/README.md)."""
+    parent = os.environ.get("BENCH_RABBIT_DIR") or None
+    with tempfile.TemporaryDirectory(prefix="petiole-bench-rabbit-", dir=parent) as directory:
         server = RabbitServer(Path(directory))
         try:
             yield server.start()
@@ -193,7 +198,7 @@ def run_system(
     client.close()
     figures: Figures = {}
     enqueued = produce(system, urls, "enqueue", W1_TASKS)
-    figures["enqueue_per_s"] = W1_TASKS / enqueued["seconds"]
+    figures["enqueue_per_s"] = enqueued["per_s"]
     wait_queued(system, queues, W1_TASKS)
     env = _env(urls, getattr(system, "WORKER_ENV", None))
     workers = benchkit.start_workers(system.worker_commands(), folder=HERE, env=env, log=log)
