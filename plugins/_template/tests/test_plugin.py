@@ -3,7 +3,6 @@ and running tasks end to end with the core's pytest fixtures."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from petiole_example.testing import ExampleServer
 
 from petiole import Petiole
-from petiole.plugin_api import states
+from petiole.plugin_api import TESTS_MAY_IMPORT, core_imports_beyond, states
 
 
 def test_the_plugin_is_listed_without_importing_its_components() -> None:
@@ -62,21 +61,8 @@ def test_a_task_runs_end_to_end_on_the_example_components(
     assert (record.state, record.content_type) == (states.SUCCESS, "application/x-example+json")
 
 
-def _petiole_imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {name for name in found if name.split(".")[0] == "petiole"}
-
-
 def test_the_plugin_uses_only_the_plugin_api() -> None:
     """Everything else in the core may change; petiole.plugin_api is the contract."""
-    package = Path(petiole_example.__file__).parent
-    tests = Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        assert _petiole_imports(path) <= {"petiole.plugin_api"}, path
-    for path in sorted(tests.rglob("*.py")):  # tests may drive an app, too
-        assert _petiole_imports(path) <= {"petiole.plugin_api", "petiole"}, path
+    assert core_imports_beyond(petiole_example) == {}
+    # Its tests may drive an app, too.
+    assert core_imports_beyond(Path(__file__).parent, allowed=TESTS_MAY_IMPORT) == {}

@@ -17,6 +17,7 @@ from petiole.testing.broadcast_suite import BroadcastSuite
 from petiole.testing.codec_suite import CodecSuite
 from petiole.testing.consume_suite import ConsumeSuite
 from petiole.testing.coordination_suite import CoordinationSuite
+from petiole.testing.plugin_checks import TESTS_MAY_IMPORT, core_imports_beyond
 from petiole.testing.serializer_plugin_suite import SerializerPluginSuite
 from petiole.testing.serializer_suite import (
     JSON_TAGGED_ROUNDTRIPS,
@@ -30,6 +31,7 @@ from petiole.testing.transport_suite import TransportSuite
 __all__ = [
     "JSON_TAGGED_ROUNDTRIPS",
     "PLAIN_ROUNDTRIPS",
+    "TESTS_MAY_IMPORT",
     "BroadcastSuite",
     "CodecSuite",
     "ConsumeSuite",
@@ -40,6 +42,7 @@ __all__ = [
     "SerializerSuite",
     "SignerSuite",
     "TransportSuite",
+    "core_imports_beyond",
     "unique_name",
     "wait_until",
 ]
