@@ -35,6 +35,17 @@ def _add(app: Petiole) -> Any:
     return add
 
 
+def _signed_result(app: Petiole) -> ResultRecord:
+    """The record a worker stored, signed, for ``add(2, 3)``."""
+    add = _add(app)
+    with start_worker(app):
+        result = add.delay(2, 3)
+        assert result.get(timeout=10) == 5
+    signed = app.backend.get(result.id)
+    assert signed is not None
+    return signed
+
+
 def _client(app: Petiole, **settings: Any) -> Petiole:
     """Another app on the same stores: a client configured its own way."""
     return Petiole(
@@ -58,12 +69,7 @@ class _CreatesFile:
 
 
 def test_a_worker_signs_what_it_stores_and_the_client_reads_it(app: Petiole) -> None:
-    add = _add(app)
-    with start_worker(app):
-        result = add.delay(2, 3)
-        assert result.get(timeout=10) == 5
-    stored = app.backend.get(result.id)
-    assert stored is not None
+    stored = _signed_result(app)
     assert stored.meta[SIGNER_META] == "hmac-sha256"
     assert stored.meta[SIGNATURE_META]
 
@@ -82,12 +88,7 @@ def test_an_altered_payload_is_refused_before_it_is_deserialized(
     app: Petiole, tmp_path: Path
 ) -> None:
     app.configure(result_accept_content=["json", "pickle"])
-    add = _add(app)
-    with start_worker(app):
-        result = add.delay(2, 3)
-        result.get(timeout=10)
-    signed = app.backend.get(result.id)
-    assert signed is not None
+    signed = _signed_result(app)
     evil = tmp_path / "unpickled"
     payload = pickle.dumps(_CreatesFile(evil))
     forged = dataclasses.replace(
@@ -95,18 +96,13 @@ def test_an_altered_payload_is_refused_before_it_is_deserialized(
     )
     app.backend.store(forged, ttl_s=None)
 
-    with pytest.raises(SignatureError, match=f"the result of task {result.id} is refused"):
-        app.AsyncResult(result.id).get(timeout=1)
+    with pytest.raises(SignatureError, match=f"the result of task {signed.task_id} is refused"):
+        app.AsyncResult(signed.task_id).get(timeout=1)
     assert not evil.exists(), "the forged payload was deserialized"
 
 
 def test_a_result_moved_to_another_task_is_refused(app: Petiole) -> None:
-    add = _add(app)
-    with start_worker(app):
-        result = add.delay(2, 3)
-        result.get(timeout=10)
-    signed = app.backend.get(result.id)
-    assert signed is not None
+    signed = _signed_result(app)
     other = str(uuid.uuid4())
     app.backend.store(dataclasses.replace(signed, task_id=other), ttl_s=None)
     with pytest.raises(SignatureError):
@@ -114,41 +110,28 @@ def test_a_result_moved_to_another_task_is_refused(app: Petiole) -> None:
 
 
 def test_a_state_forged_without_a_payload_is_refused(app: Petiole) -> None:
-    add = _add(app)
-    with start_worker(app):
-        result = add.delay(2, 3)
-        result.get(timeout=10)
-    signed = app.backend.get(result.id)
-    assert signed is not None
+    signed = _signed_result(app)
     app.backend.store(dataclasses.replace(signed, payload=b""), ttl_s=None)
     with pytest.raises(SignatureError):
-        app.AsyncResult(result.id).get(timeout=1)
+        app.AsyncResult(signed.task_id).get(timeout=1)
 
 
 def test_a_client_with_another_key_refuses_the_result(app: Petiole) -> None:
-    add = _add(app)
-    with start_worker(app):
-        result = add.delay(2, 3)
-        result.get(timeout=10)
+    signed = _signed_result(app)
     client = _client(app, signing_key=OTHER_KEY, sign_results=True)
     with pytest.raises(SignatureError, match="does not match"):
-        client.AsyncResult(result.id).get(timeout=1)
+        client.AsyncResult(signed.task_id).get(timeout=1)
     client.close()
 
 
 def test_a_client_with_a_signer_verifies_signed_results_even_without_sign_results(
     app: Petiole,
 ) -> None:
-    add = _add(app)
-    with start_worker(app):
-        result = add.delay(2, 3)
-        result.get(timeout=10)
-    signed = app.backend.get(result.id)
-    assert signed is not None
+    signed = _signed_result(app)
     app.backend.store(dataclasses.replace(signed, payload=b"6"), ttl_s=None)
     client = _client(app, signing_key=KEY)
     with pytest.raises(SignatureError):
-        client.AsyncResult(result.id).get(timeout=1)
+        client.AsyncResult(signed.task_id).get(timeout=1)
     client.close()
 
 
