@@ -13,7 +13,9 @@ import pytest
 from petiole import Petiole, signature
 from petiole.envelope import Envelope
 from petiole.errors import UnknownComponentError
+from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
+from petiole.transport import DeadLetterAdmin
 
 LONG = "x" * 4000
 
@@ -114,3 +116,29 @@ def test_a_retry_goes_out_with_the_tasks_serializer_and_codec(app: Petiole) -> N
 
     with start_worker(app):
         assert halve.delay(Fraction(1, 3), LONG).get(timeout=10) == "1/6"
+
+
+def test_a_workflow_that_cannot_continue_is_dead_lettered_not_requeued(app: Petiole) -> None:
+    """The chain's next step takes a Fraction the JSON serializer refuses: no later
+    delivery could send it, so the message goes to the dead letters, once, saying why."""
+    app.configure(result_serializer="pickle", result_accept_content=["json", "pickle"])
+
+    @app.task
+    def third(n: int) -> Fraction:
+        return Fraction(n, 3)
+
+    @app.task
+    def double(value: Fraction) -> Fraction:
+        return value * 2
+
+    transport = app.transport
+    assert isinstance(transport, DeadLetterAdmin)
+    with start_worker(app):
+        (third.s(1).set(task_id="first-step") | double.s()).apply_async()
+        # The first task itself ran and stored its result.
+        assert app.AsyncResult("first-step").get(timeout=10) == Fraction(1, 3)
+        assert wait_until(lambda: len(transport.dead_letters("default")) == 1, timeout_s=10)
+    [letter] = transport.dead_letters("default")
+    assert "workflow could not continue: SerializationError" in letter.reason
+    assert "fractions.Fraction" in letter.reason
+    assert letter.delivery_count == 1

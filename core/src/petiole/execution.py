@@ -27,7 +27,9 @@ from petiole.backend import ResultRecord
 from petiole.canvas.continuation import Continuation, planned_children
 from petiole.envelope import IDENTITY, Envelope, Workflow
 from petiole.errors import (
+    ConfigError,
     PetioleError,
+    PluginError,
     ResultTooLarge,
     Retry,
     SerializationError,
@@ -118,6 +120,10 @@ class _Prepared:
     args: list[Any]
     kwargs: dict[str, Any]
     ignore_result: bool
+
+
+# Errors continuing a workflow that no retry of the message can get past.
+_NOT_TRANSIENT = (ConfigError, PluginError, SerializationError)
 
 
 @dataclass(frozen=True)
@@ -379,6 +385,17 @@ class TaskRunner:
         try:
             self._send_retry(prepared, called)
             self._continue(prepared, called)
+        except _NOT_TRANSIENT as exc:
+            # No later attempt can send what this one could not (a value the
+            # serializer refuses, a setting or plugin missing here): keep the message
+            # where an operator sees why, instead of requeueing it until
+            # max_deliveries runs out.
+            reason = (
+                f"task finished but its workflow could not continue: {type(exc).__name__}: "
+                f"{exc} (fix it, then `petiole dlq requeue`: the task runs again)"
+            )
+            logger.error("task %s: %s", prepared.request.id, reason)
+            return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
         except PetioleError as exc:
             logger.error(
                 "task %s finished but its workflow could not continue (%s); the message goes "
