@@ -99,7 +99,7 @@ def test_the_frames_of_one_drain_reach_the_socket_in_one_write(transport: AmqpTr
     assert session is not None
     connection = session.connection
     writes: list[bytes] = []
-    emit = connection._adapter_emit_data
+    emit = connection._emit
 
     def counted(data: bytes) -> None:
         writes.append(data)
@@ -113,14 +113,14 @@ def test_the_frames_of_one_drain_reach_the_socket_in_one_write(transport: AmqpTr
         futures.extend(link.publish("", queue, b"body-%02d" % i, properties) for i in range(50))
         queued.set()
 
-    connection._adapter_emit_data = counted
+    connection._emit = counted  # type: ignore[method-assign]
     try:
         link.submit(publish_fifty)
         assert queued.wait(10)
         for future in futures:
             future.result(10)
     finally:
-        del connection._adapter_emit_data  # pika's own method again
+        del connection._emit  # the class's method again
     assert len(writes) == 1
     assert all(b"body-%02d" % i in writes[0] for i in range(50))
     assert transport.purge(queue) == 51

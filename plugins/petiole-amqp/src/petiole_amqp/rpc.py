@@ -125,8 +125,14 @@ class RpcBackend:
     def _on_reply(
         self, channel: pika.channel.Channel, method: Any, properties: Any, body: bytes
     ) -> None:
-        """On the I/O thread: file the record (or the marker), then acknowledge."""
-        channel.basic_ack(method.delivery_tag)
+        """On the I/O thread: file the record (or the marker), then acknowledge (the
+        waiting thread first: it is what a round trip waits for)."""
+        try:
+            self._file(properties, body)
+        finally:
+            channel.basic_ack(method.delivery_tag)
+
+    def _file(self, properties: Any, body: bytes) -> None:
         headers = properties.headers or {}
         marker = headers.get(_SYNC)
         if marker is not None:

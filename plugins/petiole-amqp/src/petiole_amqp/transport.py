@@ -224,7 +224,9 @@ class AmqpTransport:
                 lambda: link.wait_connected(self.options.reply_timeout_s),
                 ever_connected=lambda: link.ever_connected,
             )
-        future = link.publish(exchange, routing_key, payload, properties)
+        # Not written by this thread: the I/O thread writes what queued up meanwhile
+        # in one go, and nobody waits for this one's confirm before the batch ends.
+        future = link.publish(exchange, routing_key, payload, properties, here=False)
         batch.append(_Unconfirmed(future, queue, payload, properties, delay_s))
 
     def _check_size(self, payload: bytes) -> None:
@@ -604,7 +606,7 @@ class AmqpTransport:
                     if channel.is_open:
                         self._ack_tags(channel, tags)
 
-            self._link.submit(on_io_thread)
+            self._link.submit(on_io_thread, here=True)
         self._settle([h for h in held if not h.pushed], lambda ch, tag: ch.basic_ack(tag))
 
     def _ack_tags(self, channel: Any, tags: list[int]) -> None:
