@@ -140,18 +140,7 @@ def test_eager_round_trips_arguments_through_the_serializer(eager: Petiole) -> N
     assert kind.delay((1, 2)).get() == "list"
 
 
-def test_eager_failure_propagates_by_default(eager: Petiole) -> None:
-    @eager.task
-    def boom() -> None:
-        raise ValueError("bad value")
-
-    with pytest.raises(ValueError, match="bad value"):
-        boom.delay()
-
-
-def test_eager_failure_is_kept_when_propagation_is_off(eager: Petiole) -> None:
-    eager.configure(eager_propagates=False)
-
+def test_eager_failure_is_kept_in_the_result_by_default(eager: Petiole) -> None:
     @eager.task
     def boom() -> None:
         raise KeyError("k")
@@ -160,6 +149,17 @@ def test_eager_failure_is_kept_when_propagation_is_off(eager: Petiole) -> None:
     assert result.failed()
     assert isinstance(result.result, KeyError)
     assert "raise KeyError" in (result.traceback or "")
+
+
+def test_eager_failure_propagates_when_asked(eager: Petiole) -> None:
+    eager.configure(eager_propagates=True)
+
+    @eager.task
+    def boom() -> None:
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError, match="bad value"):
+        boom.delay()
 
 
 def test_bound_task_sees_its_request(eager: Petiole) -> None:

@@ -60,9 +60,10 @@ def test_unknown_key_in_file_suggests_the_closest_setting(tmp_path: Path) -> Non
     assert "petiole.toml" in str(info.value)
 
 
-def test_celery_names_are_pointed_at_ours() -> None:
-    with pytest.raises(UnknownSettingError, match="did you mean 'backend_url'"):
-        load_settings({"result_backend": "memory://"}, environ={})
+def test_celery_names_are_read_as_ours_or_pointed_at_them() -> None:
+    assert load_settings({"result_backend": "memory://"}, environ={}).backend_url == "memory://"
+    with pytest.raises(UnknownSettingError, match="is spelled `shutdown_timeout_s` in Petiole"):
+        load_settings({"worker_soft_shutdown_timeout": 5}, environ={})
 
 
 def test_wrong_type_names_key_source_and_expected_type(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from petiole import states
 from petiole.app import Petiole
 from petiole.canvas import Signature, chain, chord, group, signature
+from petiole.current import current_app, shared_task, use_app
 from petiole.errors import (
     ConfigError,
     ContentDisallowed,
@@ -13,7 +14,7 @@ from petiole.errors import (
 )
 from petiole.hookspecs import hookimpl
 from petiole.request import Request
-from petiole.result import AsyncResult, GroupResult
+from petiole.result import AsyncResult, GroupResult, ResultSet
 from petiole.task import Task
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "PetioleError",
     "RemoteTaskError",
     "Request",
+    "ResultSet",
     "ResultTimeout",
     "Signature",
     "Task",
@@ -34,8 +36,11 @@ __all__ = [
     "__version__",
     "chain",
     "chord",
+    "current_app",
     "group",
     "hookimpl",
+    "shared_task",
     "signature",
     "states",
+    "use_app",
 ]

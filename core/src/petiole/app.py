@@ -16,22 +16,45 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
-from petiole import config, result_signing, revocation
+from petiole import celery_names, config, current, discovery, result_signing, revocation
 from petiole import result as results
 from petiole.backend import Coordination, ResultBackend, ResultRecord
+from petiole.canvas.signature import Signature, links_workflow
+from petiole.celery_names import CelerySpellingError
 from petiole.coordination import open_coordination
 from petiole.eager import EagerRunner
 from petiole.envelope import Envelope, Workflow
 from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
 from petiole.plugins import PluginRegistry
+from petiole.publish_retry import NO_RETRY, RetryPolicy
+from petiole.routing import Router
 from petiole.sending import Sender
 from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
-from petiole.task import TASK_OPTIONS, Task, TaskOptions
+from petiole.task import Task, TaskOptions, check_task_options, class_defaults
 from petiole.transport import Transport
 from petiole.urls import mask_url
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def celery_time_limits(
+    options: Mapping[str, Any], soft_time_limit_s: float | None, time_limit_s: float | None
+) -> tuple[float | None, float | None]:
+    """A call's time limits given also under Celery's names (``time_limit=``); any
+    other option Celery has and Petiole lacks is refused saying what to do instead."""
+    ours = {"soft_time_limit_s": soft_time_limit_s, "time_limit_s": time_limit_s}
+    given = {k: v for k, v in ours.items() if v is not None}
+    translated = celery_names.translate(
+        "calling option", {**options, **given}, petiole_names=set(ours)
+    )
+    values = translated.values
+    if translated.messages:
+        raise CelerySpellingError(translated.messages, source="apply_async(...)")
+    unknown = sorted(set(values) - set(ours))
+    if unknown:
+        raise ConfigError(f"apply_async() got unknown option(s): {', '.join(unknown)}")
+    return values.get("soft_time_limit_s"), values.get("time_limit_s")
 
 
 def scheme_of(url: str) -> str:
@@ -59,6 +82,7 @@ class Petiole:
         broker: str | None = None,
         backend: str | None = None,
         config_file: str | os.PathLike[str] | None = None,
+        set_as_current: bool = True,
         **settings: Any,
     ) -> None:
         self.name = name
@@ -80,9 +104,12 @@ class Petiole:
         self._coordination: Coordination | None = None
         self._serializers: dict[str, Serializer] = {}
         self._result_accept: dict[str, Serializer] = {}  # content type -> accepted serializer
+        self._router: Router | None = None
         #: Sends this app's tasks (eager mode: runs them here).
         self.sender = Sender(self, run_eagerly=EagerRunner(self).run)
         self._register_builtin_tasks()
+        # The process's current app (unless told not to), with every shared_task on it.
+        current.app_created(self, set_as_current)
 
     def __repr__(self) -> str:
         return f"<Petiole {self.name!r}>"
@@ -108,12 +135,38 @@ class Petiole:
             self._overrides.update(config.validate(settings, source="configure()"))
             self._forget_settings()
 
+    def config_from_object(self, obj: object, *, namespace: str | None = None) -> None:
+        """Settings from a module, class, object or mapping, or the importable path of
+        one (``"proj.settings"``), as Celery's; layered like keyword arguments.
+        ``namespace="CELERY"``: only the ``CELERY_``-prefixed names (a Django settings
+        module). Too late once the transport or backend is connected."""
+        values = config.values_from_object(obj, namespace=namespace)
+        with self._lock:
+            if self._transport is not None or self._backend is not None:
+                raise ConfigError(
+                    "config_from_object() must be called before the app is first used"
+                )
+            self._overrides.update(values)
+            self._forget_settings()
+
+    def autodiscover_tasks(
+        self,
+        packages: discovery.Packages,
+        related_name: str | None = "tasks",
+        force: bool = False,
+    ) -> list[str]:
+        """Import ``<package>.<related_name>`` of each package (a list, or a function
+        returning one) when a worker starts, or now with ``force``; returns the
+        modules imported now. See :mod:`petiole.discovery`."""
+        return discovery.autodiscover_tasks(self, packages, related_name, force)
+
     def _forget_settings(self) -> None:
         """Settings and everything derived from them are rebuilt on next use."""
         self._settings = None
         self._plugins = None
         self._serializers.clear()
         self._result_accept.clear()
+        self._router = None
 
     @contextmanager
     def override(self, *, isolated: bool = True, **settings: Any) -> Iterator[Petiole]:
@@ -330,18 +383,20 @@ class Petiole:
     def task(self, fn: None = None, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
 
     def task(self, fn: Any = None, **options: Any) -> Any:
-        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., queue=...)``."""
-        unknown = set(options) - TASK_OPTIONS
-        if unknown:
-            raise ConfigError(
-                f"unknown task option(s) {', '.join(sorted(unknown))}; "
-                f"valid: {', '.join(sorted(TASK_OPTIONS))}"
-            )
-        task_options = TaskOptions(**options)
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., queue=...)``.
+
+        ``base=MyTask``: build it on a :class:`~petiole.task.Task` subclass (its
+        handlers run in the worker; its class attributes named like options are
+        defaults). Options a Celery user knows under another name are translated
+        or answered with the Petiole spelling (docs/migrating-from-celery.md)."""
+        base = options.pop("base", None) or Task
+        if not (isinstance(base, type) and issubclass(base, Task)):
+            raise ConfigError(f"base={base!r} must be a subclass of petiole.Task")
+        task_options = TaskOptions(**{**class_defaults(base), **check_task_options(options)})
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             name = task_options.name or f"{func.__module__}.{func.__qualname__}"
-            task: Task[Any, Any] = Task(self, func, task_options, name)
+            task: Task[Any, Any] = base(self, func, task_options, name)
             self.tasks[name] = task
             return task
 
@@ -367,19 +422,42 @@ class Petiole:
         compression: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
+        ignore_result: bool | None = None,
+        retry: bool | None = None,
+        retry_policy: Mapping[str, Any] | None = None,
         _workflow: Workflow | None = None,
+        **celery_options: Any,
     ) -> results.AsyncResult:
         """Send a task by name (it need not be registered here). See ``Task.apply_async``.
 
         Sent from inside a running task, the new task records it as its parent
-        and shares its root (the workflow it belongs to). A task registered here
-        gives its own ``serializer`` and ``compression`` when the call names none
-        (signatures, chains and groups send through here).
+        and shares its root (the workflow it belongs to). Options the call leaves
+        out come from the first matching ``task_routes`` route, then from the task
+        when it is registered here (``queue``, ``priority``, ``serializer``,
+        ``compression``; signatures, chains and groups send through here too),
+        then from the settings.
         """
-        registered = self.tasks.get(name)
-        if registered is not None:
-            serializer = serializer or registered.options.serializer
-            compression = compression or registered.options.compression
+        if celery_options:
+            given = celery_time_limits(celery_options, soft_time_limit_s, time_limit_s)
+            soft_time_limit_s, time_limit_s = given
+        options = self._routed_options(
+            name,
+            args,
+            kwargs,
+            queue=queue,
+            priority=priority,
+            serializer=serializer,
+            compression=compression,
+            soft_time_limit_s=soft_time_limit_s,
+            time_limit_s=time_limit_s,
+        )
+        if link is not None or link_error is not None:
+            if _workflow is not None:
+                raise ConfigError("pass link/link_error on the signature, not beside a workflow")
+            _workflow = links_workflow(link, link_error)
+        policy = self._publish_retry_policy(retry, retry_policy)
         return self.sender.send(
             name,
             args,
@@ -387,16 +465,78 @@ class Petiole:
             countdown=countdown,
             eta=eta,
             expires=expires,
-            priority=priority,
-            queue=queue,
             task_id=task_id,
             headers=headers,
-            serializer=serializer,
-            compression=compression,
-            soft_time_limit_s=soft_time_limit_s,
-            time_limit_s=time_limit_s,
+            ignore_result=ignore_result,
             workflow=_workflow,
+            retry_policy=policy,
+            **options,
         )
+
+    def run_task_here(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        serializer: str | None = None,
+        propagate: bool | None = None,
+    ) -> results.AsyncResult:
+        """Run a registered task in this thread as a worker would and return its
+        final result (``Task.apply``); ``propagate``: raise its failure here
+        (default: ``eager_propagates``)."""
+        return self.sender.send(
+            name,
+            args,
+            kwargs,
+            task_id=task_id,
+            headers=headers,
+            serializer=serializer or self.tasks[name].options.serializer,
+            run_here=True,
+            propagate=propagate,
+        )
+
+    def _routed_options(
+        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, **given: Any
+    ) -> dict[str, Any]:
+        """The send options of one call: its own, else its route's, else the task's."""
+        if all(v is not None for v in given.values()):
+            return given
+        router = self._router
+        if router is None:
+            router = self._router = Router(self.settings.task_routes)
+        if router:
+            chosen = {k: v for k, v in given.items() if v is not None}
+            for key, value in router.route(name, args, kwargs or {}, chosen).items():
+                if given[key] is None:
+                    given[key] = value
+        registered = self.tasks.get(name)
+        if registered is not None:
+            own = registered.options
+            for key in ("queue", "priority", "serializer", "compression"):
+                if given[key] is None:
+                    given[key] = getattr(own, key)
+        return given
+
+    def _publish_retry_policy(
+        self, retry: bool | None, policy: Mapping[str, Any] | None
+    ) -> RetryPolicy:
+        """How this send is retried when the broker stays unreachable: ``retry``
+        and ``retry_policy`` of the call, else the ``publish_retry*`` settings."""
+        settings = self.settings
+        if not (settings.publish_retry if retry is None else retry):
+            return NO_RETRY
+        if policy is not None:
+            return RetryPolicy.from_mapping(policy)
+        built = self._retry_policy_built
+        if built is None or built[0] is not settings:  # built once per settings
+            built = (settings, RetryPolicy.from_mapping(settings.publish_retry_policy))
+            self._retry_policy_built = built
+        return built[1]
+
+    _retry_policy_built: tuple[config.Settings, RetryPolicy] | None = None
 
     def revoke(
         self, task_ids: str | Sequence[str], *, terminate: bool = False, reason: str = "revoked"

@@ -7,17 +7,22 @@ Sources, lowest precedence first (each later one overrides the earlier):
    ``petiole.toml`` in the current directory, else the ``[tool.petiole]`` table
    of ``pyproject.toml`` in the current directory;
 3. environment variables ``PETIOLE_<KEY>`` (``PETIOLE_BROKER_URL``, ...);
-4. keyword arguments to ``Petiole(...)``.
+4. keyword arguments to ``Petiole(...)`` (and ``app.config_from_object(...)``,
+   read by :func:`values_from_object`).
 
-An unknown key or a wrong type is a :class:`~petiole.errors.ConfigError` that
-names the key, where it came from, and the closest valid key. A refused value
+Every source may use Celery's names: an alias is translated, any other Celery
+name refused with the Petiole spelling (:mod:`petiole.celery_names`). An unknown
+key or a wrong type is a :class:`~petiole.errors.ConfigError` that names the
+key, where it came from, and the closest valid key. A refused value
 is shown masked by :func:`petiole.urls.mask_value` (credentials in URLs, tables
 and free text become ``***``), whichever source it came from.
 """
 
 from __future__ import annotations
+import __future__
 
 import difflib
+import importlib
 import json
 import os
 import sys
@@ -27,6 +32,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from petiole import celery_names
+from petiole.celery_names import CelerySpellingError
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
 from petiole.urls import mask_value
 
@@ -267,7 +274,39 @@ class Settings:
         False, "Run tasks in the caller's process at `delay()` (for unit tests).", example="true"
     )
     eager_propagates: bool = _setting(
-        True, "In eager mode, `delay()` re-raises the task's exception.", example="false"
+        False,
+        "In eager mode (and `task.apply()`), raise a failing task's exception at the call; "
+        "false (as Celery's default) returns a FAILURE result whose `get()` raises it.",
+        example="true",
+    )
+    acks_late: bool = _setting(
+        True,
+        "Acknowledge a task's message after the task ran: at least once, a task whose "
+        "worker dies runs again. False acknowledges just before it starts (Celery's default: "
+        "at most once, a worker killed mid-task loses it). Per task: "
+        "`@app.task(acks_late=...)`.",
+        example="false",
+    )
+    task_routes: Any = _setting(
+        None,
+        "Which queue (and priority, serializer, compression, time limits) a task goes to, "
+        "by its name: patterns (exact names, globs, `re:` regular expressions) mapped to a "
+        "queue name or a table of options; in Python also a list of such tables and route "
+        "functions (docs/tasks.md, Routing).",
+        example='{ "proj.feeds.*" = "feeds" }',
+    )
+    publish_retry: bool = _setting(
+        True,
+        "Retry sending a task when the broker stays unreachable past the transport's own "
+        "reconnect window, by `publish_retry_policy` (per call: `apply_async(retry=...)`).",
+        example="false",
+    )
+    publish_retry_policy: dict[str, float] = _setting(
+        {"max_retries": 3, "interval_start": 0.0, "interval_step": 0.2, "interval_max": 0.2},
+        "How a send is retried (Celery's keys): up to `max_retries` more attempts, the first "
+        "after `interval_start` s, each later one `interval_step` s longer, at most "
+        "`interval_max` s (per call: `apply_async(retry_policy={...})`).",
+        example="{ max_retries = 10, interval_max = 2.0 }",
     )
     plugins_enabled: list[str] | None = _setting(
         None,
@@ -331,11 +370,15 @@ def setting_docs() -> dict[str, dict[str, Any]]:
 def suggest(key: str) -> str | None:
     if key in _RENAMES:
         return _RENAMES[key]
+    if key.lower() in _HINTS:  # LEASE_S, as a Celery-style settings module spells it
+        return key.lower()
     close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
 def _type_name(tp: Any) -> str:
+    if tp is Any:
+        return "table, list or function"
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(tp))
@@ -350,6 +393,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
     """Check ``value`` against the annotated type; ints are accepted for floats."""
+    if tp is Any:
+        return value  # checked by whatever reads it (task_routes: petiole.routing)
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(tp):
@@ -380,6 +425,13 @@ def _coerce(key: str, value: Any, tp: Any, source: str) -> Any:
 def _parse_env_value(key: str, raw: str, tp: Any, source: str) -> Any:
     """Environment values are strings: parse them by the setting's type."""
     origin = get_origin(tp)
+    if tp is Any:
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise SettingTypeError(
+                key, source=source, expected="JSON", got=mask_value(key, raw)
+            ) from exc
     if origin in (Union, types.UnionType):
         if raw.strip().lower() in ("", "none", "null"):
             return None
@@ -412,12 +464,108 @@ def _parse_env_value(key: str, raw: str, tp: Any, source: str) -> Any:
 
 
 def validate(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
-    """Check keys and types of one source's values; return them normalised."""
+    """Check keys and types of one source's values; return them normalised, under
+    Petiole's names (Celery's aliases translated).
+
+    Raises :class:`~petiole.celery_names.CelerySpellingError` for Celery names
+    Petiole spells otherwise or lacks, :class:`~petiole.errors.UnknownSettingError`
+    for other unknown keys, :class:`~petiole.errors.SettingTypeError` for a wrong type.
+    """
+    translation = celery_names.translate("setting", values, petiole_names=_HINTS)
+    if translation.messages:
+        raise CelerySpellingError(translation.messages, source=source)
     out: dict[str, Any] = {}
-    for key, value in values.items():
+    for key, value in translation.values.items():
         if key not in _HINTS:
             raise UnknownSettingError(key, source=source, suggestion=suggest(key))
-        out[key] = _coerce(key, value, _HINTS[key], source)
+        out[key] = _coerce(_as_written(key, translation.origins), value, _HINTS[key], source)
+    return out
+
+
+def _as_written(key: str, origins: Mapping[str, str]) -> str:
+    """How an error names a setting: as the user wrote it, when that was Celery's name."""
+    origin = origins.get(key)
+    return key if origin is None else f"{origin} (read as {key})"
+
+
+def values_from_object(obj: object, *, namespace: str | None = None) -> dict[str, Any]:
+    """The settings an object holds, validated: ``app.config_from_object(obj)``.
+
+    ``obj`` is a module, a class, an instance or a mapping, or the importable path
+    of one (``"proj.settings"``, ``"proj.settings:Config"``, ``"proj.settings.Config"``).
+    Its public attributes are read as settings under Petiole's names, Celery's
+    (aliases translated, others refused with the Petiole spelling) or either in
+    capitals (``LEASE_S``, ``BROKER_URL``); what a settings module imports or
+    defines besides settings (modules, classes, functions) is skipped. With
+    ``namespace="CELERY"``, only the names prefixed ``CELERY_`` are read, without
+    the prefix (a Django settings module). One setting given twice is an error.
+    """
+    label = obj if isinstance(obj, str) else _label(obj)
+    target = _import_object(obj) if isinstance(obj, str) else obj
+    prefix = None
+    if namespace:
+        prefix = namespace.upper() if namespace.endswith("_") else namespace.upper() + "_"
+    found: dict[str, Any] = {}
+    written: dict[str, str] = {}  # the setting each name sets -> the name that set it
+    for name, value in _attributes(target):
+        if prefix is not None:
+            if not name.upper().startswith(prefix):
+                continue
+            name = name[len(prefix) :]
+        if name.isupper() and name.lower() in _HINTS:
+            name = name.lower()
+        entry = celery_names.lookup("setting", name) if name not in _HINTS else None
+        sets = entry.petiole if entry is not None and entry.how == "alias" else name
+        if sets is not None and sets in written:
+            raise ConfigError(
+                f"config_from_object({label}) sets {sets!r} twice, as {written[sets]!r} "
+                f"and {name!r}: keep one"
+            )
+        written[sets or name] = name
+        found[name] = value
+    return validate(found, source=f"config_from_object({label})")
+
+
+def _label(obj: object) -> str:
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return str(name) if name else type(obj).__name__
+
+
+def _import_object(path: str) -> object:
+    """The module or attribute at ``path``: ``a.b``, ``a.b:C`` or ``a.b.C``."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        head, _, tail = module_name.rpartition(".")
+        if attr or not head:
+            raise ConfigError(f"config_from_object({path!r}): cannot import it: {exc}") from exc
+        try:  # "a.b.C": the attribute C of module a.b
+            module, attr = importlib.import_module(head), tail
+        except ImportError:
+            raise ConfigError(f"config_from_object({path!r}): cannot import it: {exc}") from exc
+        module_name = head
+    if not attr:
+        return module
+    if not hasattr(module, attr):
+        raise ConfigError(f"config_from_object({path!r}): {module_name} has no {attr!r}")
+    return getattr(module, attr)
+
+
+def _attributes(obj: object) -> list[tuple[str, Any]]:
+    """The public, setting-like attributes of ``obj`` (a mapping's items as they are)."""
+    if isinstance(obj, Mapping):
+        return [(str(k), v) for k, v in obj.items()]
+    out = []
+    for name in dir(obj):
+        if name.startswith("_"):
+            continue
+        value = getattr(obj, name)
+        if isinstance(value, (types.ModuleType, type, __future__._Feature)) or callable(value):
+            continue
+        if type(value).__module__ == "typing":  # Any, Optional[...] imported for hints
+            continue
+        out.append((name, value))
     return out
 
 
@@ -453,6 +601,8 @@ def find_config_file(environ: Mapping[str, str], cwd: Path) -> Path | None:
 
 
 def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``PETIOLE_<KEY>`` variables; a Celery name after the prefix
+    (``PETIOLE_TASK_TIME_LIMIT``) is read as Petiole's or refused as in any source."""
     out: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name.startswith(ENV_RESERVED_PREFIXES):
@@ -460,6 +610,17 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
         key = name[len(ENV_PREFIX) :].lower()
         source = f"environment variable {name}"
         if key not in _HINTS:
+            entry = celery_names.lookup("setting", key)
+            if entry is not None and entry.how == "alias" and entry.petiole in _HINTS:
+                target = entry.petiole
+                value = _parse_env_value(target, raw, _HINTS[target], source)
+                try:
+                    out[target] = entry.convert(value) if entry.convert is not None else value
+                except ValueError as exc:
+                    raise CelerySpellingError({name: f"`{name}`: {exc}"}, source=source) from None
+                continue
+            if entry is not None:
+                raise CelerySpellingError({name: entry.message(key)}, source=source)
             hint = suggest(key)
             raise UnknownSettingError(
                 name,

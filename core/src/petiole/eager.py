@@ -22,8 +22,9 @@ class EagerRunner:
     def __init__(self, app: RunnerApp) -> None:
         self.app = app
 
-    def run(self, envelope: Envelope, queue: str) -> AsyncResult:
-        """Run the task of ``envelope`` here; return its result, already final."""
+    def run(self, envelope: Envelope, queue: str, propagate: bool | None = None) -> AsyncResult:
+        """Run the task of ``envelope`` here; return its result, already final.
+        ``propagate``: raise a failure here (None: the ``eager_propagates`` setting)."""
         runner = TaskRunner(self.app, hostname="eager")
         try:
             state, record = runner.execute(envelope, queue=queue, delivery_count=1, eager=True)
@@ -35,6 +36,8 @@ class EagerRunner:
         if record is None:
             record = ResultRecord(envelope.task_id, state, date_done=time.time())
         result = EagerResult(envelope.task_id, self.app, record)
-        if state == states.FAILURE and self.app.settings.eager_propagates:
+        if propagate is None:
+            propagate = self.app.settings.eager_propagates
+        if state == states.FAILURE and propagate:
             result.get()
         return result

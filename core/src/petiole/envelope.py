@@ -70,6 +70,7 @@ HEADER_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "trace": (dict, type(None)),
         "reply_to": (str, type(None)),
         "time_limit": (list, type(None)),
+        "ignore_result": (bool, type(None)),
         "origin": (str, type(None)),
         "sent_at": (float, int),
     }

@@ -43,7 +43,7 @@ from petiole.producer import Producer
 from petiole.request import Request, continuing_workflow, current_request
 from petiole.sending import Sender
 from petiole.serializers import Serializer
-from petiole.task import Task
+from petiole.task import ExceptionInfo, Task
 from petiole.timelimits import soft_time_limit
 
 logger = logging.getLogger("petiole.worker")
@@ -93,7 +93,12 @@ def resolve_time_limits(
 
 
 class Rejected(Exception):
-    """A message that can never run: it goes to the dead-letter store with this reason."""
+    """A message that can never run: it goes to the dead-letter store with this reason.
+    ``cause`` names the kind for the ``petiole_task_rejected`` hook."""
+
+    def __init__(self, reason: str, *, cause: str = "undecodable") -> None:
+        super().__init__(reason)
+        self.cause = cause
 
 
 def internal_error(job: Job, exc: BaseException) -> Outcome:
@@ -221,6 +226,8 @@ class TaskRunner:
         if not (prepared.ignore_result and called.state == states.SUCCESS):
             record = self._record(prepared, called)
         self._continue(prepared, called)
+        if task.has_handlers:
+            self._run_handlers(prepared, called)
         return called.state, record
 
     # -- steps -----------------------------------------------------------------------
@@ -232,7 +239,7 @@ class TaskRunner:
         try:
             return self.prepare(job.envelope, queue=job.queue, delivery_count=job.delivery_count)
         except Rejected as exc:
-            return Outcome(REJECT, reason=str(exc))
+            return Outcome(REJECT, reason=str(exc), cause=exc.cause)
         except PetioleError as exc:
             logger.error(
                 "could not record that task %s started (%s); the message goes back to the "
@@ -251,7 +258,8 @@ class TaskRunner:
         if task is None:
             raise Rejected(
                 f"task {envelope.task_name!r} is not registered on this worker; start a worker "
-                "whose app defines it, then run `petiole dlq requeue`"
+                "whose app defines it, then run `petiole dlq requeue`",
+                cause="",  # reported as unknown when it was received
             )
         args, kwargs = self._decode_body(envelope)
         request = envelope.request(
@@ -262,7 +270,9 @@ class TaskRunner:
             hostname=self.hostname,
             eager=eager,
         )
-        ignore = task.options.ignore_result
+        ignore = envelope.headers.get("ignore_result")  # this call's choice, validated bool
+        if ignore is None:
+            ignore = task.options.ignore_result
         ignore_result = app.settings.ignore_result if ignore is None else ignore
         if app.settings.track_started and not ignore_result and not eager:
             app.store_result(
@@ -274,6 +284,10 @@ class TaskRunner:
                 )
             )
         return _Prepared(task, request, args, kwargs, ignore_result)
+
+    def check_body(self, envelope: Envelope) -> None:
+        """Raise :class:`Rejected` (with why) unless the body decodes to ``[args, kwargs]``."""
+        self._decode_body(envelope)
 
     def _decode_body(self, envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
         what = envelope.content_type
@@ -405,6 +419,8 @@ class TaskRunner:
                 RESULT_STORE_RETRY_S,
             )
             return Outcome(REQUEUE, called.state, str(exc), RESULT_STORE_RETRY_S, runtime_s)
+        if prepared.task.has_handlers:
+            self._run_handlers(prepared, called)
         if called.state == states.FAILURE:
             dead_letter = prepared.task.options.dead_letter_on_failure
             if dead_letter or (dead_letter is None and self.app.settings.dead_letter_on_failure):
@@ -414,6 +430,29 @@ class TaskRunner:
                 )
                 return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
         return Outcome(ACK, called.state, runtime_s=runtime_s)
+
+    def _run_handlers(self, prepared: _Prepared, called: _Called) -> None:
+        """The task class's ``on_success``/``on_failure``/``on_retry`` then
+        ``after_return``, once its outcome is stored and its workflow sent. A handler
+        that raises is logged; the task's outcome stands (it is already stored)."""
+        task, request = prepared.task, prepared.request
+        args, kwargs = request.args, request.kwargs
+        state, value = called.state, called.value
+        einfo = None
+        try:
+            if state == states.SUCCESS:
+                task.on_success(value, request.id, args, kwargs)
+            else:
+                exc = (value.exc or value) if isinstance(value, Retry) else value
+                einfo = ExceptionInfo(exc, called.traceback or _format(exc))
+                if state == states.RETRY:
+                    task.on_retry(exc, request.id, args, kwargs, einfo)
+                else:
+                    task.on_failure(exc, request.id, args, kwargs, einfo)
+                value = exc
+            task.after_return(state, value, request.id, args, kwargs, einfo)
+        except Exception:
+            logger.exception("a handler of task %s[%s] raised", request.task, request.id)
 
     def _log(self, request: Request, called: _Called, runtime_s: float) -> None:
         """Failures at ERROR with their traceback, retries and successes at INFO

@@ -24,14 +24,16 @@ from petiole.errors import ConfigError, PetioleError
 from petiole.ids import new_id
 from petiole.plugins import PluginRegistry, implemented
 from petiole.ports import AppHandle
+from petiole.publish_retry import NO_RETRY, RetryPolicy, call_with_retry
 from petiole.request import Request, continuing_workflow, current_request
 from petiole.result import AsyncResult
 
 # `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
 _RELATIVE_EXPIRES_LIMIT_S = 365 * 86400.0
 
-RunEagerly = Callable[[Envelope, str], AsyncResult]
-"""``run(envelope, queue)``: run a task message here and now (eager mode)."""
+RunEagerly = Callable[[Envelope, str, "bool | None"], AsyncResult]
+"""``run(envelope, queue, propagate)``: run a task message here and now (eager mode,
+``Task.apply``); ``propagate`` raises a failure (None: ``eager_propagates``)."""
 
 
 class SendingApp(AppHandle, Protocol):
@@ -93,12 +95,17 @@ class Sender:
         compression: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
+        ignore_result: bool | None = None,
         workflow: Workflow | None = None,
+        retry_policy: RetryPolicy = NO_RETRY,
+        run_here: bool = False,
+        propagate: bool | None = None,
     ) -> AsyncResult:
         """Send a task by name (see ``Task.apply_async`` for the options).
 
         Sent from inside a running task, the new task records it as its parent
-        and shares its root (the workflow it belongs to).
+        and shares its root (the workflow it belongs to). ``run_here``: run it
+        in this thread instead, as in eager mode (``Task.apply``).
         """
         now = time.time()
         due = now + countdown if countdown else (_epoch(eta) if eta is not None else None)
@@ -124,7 +131,7 @@ class Sender:
         given = (headers or {}).get("reply_to")
         if isinstance(given, str):
             reply_to = given  # the caller's own choice wins
-        elif reply_to is None:
+        elif reply_to is None and not run_here:
             reply_to = self._reply_address()
         message_headers = task_headers(
             task_id,
@@ -140,8 +147,13 @@ class Sender:
             reply_to=reply_to,
             extra=headers,
         )
+        if ignore_result is not None:
+            message_headers["ignore_result"] = bool(ignore_result)
         queue = queue or self.app.settings.default_queue
-        return self._publish(name, queue, message_headers, args, kwargs, serializer, compression)
+        envelope = self._envelope(message_headers, queue, args, kwargs, serializer, compression)
+        if run_here or self.app.settings.eager:
+            return self._run_eagerly(envelope, queue, propagate)
+        return self._publish(name, queue, envelope, retry_policy)
 
     def _reply_address(self) -> str | None:
         """The result backend's reply address when it delivers results to their
@@ -180,18 +192,22 @@ class Sender:
         ``serializer`` and ``compression`` are the task's (None: the app's)."""
         message_headers = retry_headers(request, eta=eta, sent_at=time.time())
         queue = request.queue or self.app.settings.default_queue
-        self._publish(request.task, queue, message_headers, args, kwargs, serializer, compression)
+        envelope = self._envelope(message_headers, queue, args, kwargs, serializer, compression)
+        if self.app.settings.eager:
+            self._run_eagerly(envelope, queue, None)
+        else:
+            self._publish(request.task, queue, envelope, NO_RETRY)
 
-    def _publish(
+    def _envelope(
         self,
-        name: str,
-        queue: str,
         message_headers: dict[str, Any],
+        queue: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any] | None,
         serializer: str | None,
         compression: str | None,
-    ) -> AsyncResult:
+    ) -> Envelope:
+        """The message: hooks called, body serialized and, when long enough, compressed."""
         app, settings = self.app, self.app.settings
         args = list(args)
         kwargs = dict(kwargs or {})
@@ -206,9 +222,12 @@ class Sender:
             codec = app.codec(codec_name)  # an unknown name fails every call, not only long ones
             if len(body) >= settings.compression_min_bytes and codec.name != IDENTITY:
                 body, encoding = codec.encode(body), codec.name
-        envelope = Envelope(message_headers, body, body_serializer.content_type, encoding)
-        if settings.eager:
-            return self._run_eagerly(envelope, queue)
+        return Envelope(message_headers, body, body_serializer.content_type, encoding)
+
+    def _publish(
+        self, name: str, queue: str, envelope: Envelope, retry_policy: RetryPolicy
+    ) -> AsyncResult:
+        app = self.app
         transport = app.transport
         # Measured after connecting: a first send's connect time must not delay the task.
         due = envelope.eta
@@ -217,14 +236,22 @@ class Sender:
         if max_delay is not None:
             # Longer delays are re-delayed by the worker that receives the message early.
             delay_s = min(delay_s, max_delay)
-        transport.publish(
-            queue,
-            envelope.to_bytes(app.signer()),
-            message_id=envelope.task_id,
-            delay_s=delay_s,
-            priority=envelope.priority or 0,
-        )
+        payload = envelope.to_bytes(app.signer())
+
+        def publish() -> None:
+            transport.publish(
+                queue,
+                payload,
+                message_id=envelope.task_id,
+                delay_s=delay_s,
+                priority=envelope.priority or 0,
+            )
+
+        if retry_policy.max_retries:
+            call_with_retry(publish, retry_policy, f"sending task {name}[{envelope.task_id}]")
+        else:
+            publish()
         after = implemented(app.plugins.hook.petiole_after_publish)
         if after is not None:
-            after(app=app, queue=queue, headers=message_headers)
+            after(app=app, queue=queue, headers=envelope.headers)
         return AsyncResult(envelope.task_id, app, task_name=name, queue=queue)

@@ -12,6 +12,9 @@ SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 RETRY = "RETRY"
 REVOKED = "REVOKED"
+#: Not a state Petiole sets: the default of ``Task.update_state``, by convention
+#: a running task's progress (any other name works the same way).
+PROGRESS = "PROGRESS"
 
 ALL_STATES = frozenset({PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED})
 READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import functools
+import inspect
 import random
 import re
 import time
@@ -12,8 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar
 
+from petiole import celery_names, states
+from petiole.backend import ResultRecord
 from petiole.canvas.signature import Signature
 from petiole.canvas.workflows import chunks_group, group, map_signature
+from petiole.celery_names import CelerySpellingError
 from petiole.errors import ConfigError, MaxRetriesExceededError, PetioleError, Retry
 from petiole.producer import Producer
 from petiole.request import Request, current_request
@@ -64,6 +69,13 @@ class TaskOptions:
     rate_limit: str | None = None
     soft_time_limit_s: float | None = None
     time_limit_s: float | None = None
+    #: Acknowledge the message after the task ran (``True``: at least once, the
+    #: default) or just before it starts (``False``: at most once, Celery's default —
+    #: a worker that dies mid-task loses the task). ``None``: the app's ``acks_late``.
+    acks_late: bool | None = None
+    #: Check a call's arguments against the function's signature when it is sent
+    #: (a ``TypeError`` in the caller instead of a failed task later).
+    typing: bool = True
 
     def __post_init__(self) -> None:
         if self.rate_limit is not None:
@@ -77,8 +89,66 @@ class TaskOptions:
 TASK_OPTIONS = frozenset(f.name for f in dataclasses.fields(TaskOptions))
 
 
+def check_task_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``@app.task(...)``'s options, or a ConfigError naming each unknown one with
+    the option it most likely meant (a Celery spelling: the Petiole one)."""
+    translated = celery_names.translate("task option", options, petiole_names=TASK_OPTIONS)
+    if translated.messages:
+        raise CelerySpellingError(translated.messages, source="@app.task(...)")
+    options = translated.values
+    unknown = sorted(set(options) - TASK_OPTIONS)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(TASK_OPTIONS), n=1)
+            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        raise ConfigError(
+            f"unknown task option(s) {', '.join(hints)}; valid: {', '.join(sorted(TASK_OPTIONS))}"
+        )
+    return dict(options)
+
+
+def class_defaults(cls: type) -> dict[str, Any]:
+    """Task options set as class attributes of a ``base=`` Task subclass (its own or
+    inherited from another subclass), Celery's way of sharing them."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is Task or not issubclass(klass, Task):
+            continue
+        for name, value in vars(klass).items():
+            if name in TASK_OPTIONS and name != "name" and not callable(value):
+                found[name] = value
+    return found
+
+
+@dataclass(frozen=True)
+class ExceptionInfo:
+    """The ``einfo`` a task's ``on_failure``, ``on_retry`` and ``after_return`` get,
+    as Celery's: the exception, its type, and its formatted traceback (``str(einfo)``)."""
+
+    exception: BaseException
+    traceback: str
+
+    @property
+    def type(self) -> type[BaseException]:
+        return type(self.exception)
+
+    def __str__(self) -> str:
+        return self.traceback
+
+
+_HANDLERS = ("on_success", "on_failure", "on_retry", "after_return")
+
+
 class Task(Generic[P, R]):
-    """A registered task. Calling it runs the function here; ``delay`` sends it."""
+    """A registered task. Calling it runs the function here; ``delay`` sends it.
+
+    Subclass it and pass ``@app.task(base=MyTask)`` to run code around every
+    execution in the worker: :meth:`on_success`, :meth:`on_failure`,
+    :meth:`on_retry`, :meth:`after_return` (Celery's handlers, same arguments).
+    A subclass's class attributes named like task options (``max_retries = 5``,
+    ``autoretry_for = (IOError,)``) are defaults for every task built on it.
+    """
 
     def __init__(
         self, app: Producer, fn: Callable[..., R], options: TaskOptions, name: str
@@ -88,6 +158,10 @@ class Task(Generic[P, R]):
         self.options = options
         self.name = name
         functools.update_wrapper(self, fn)
+        cls = type(self)
+        #: Whether a subclass overrides any handler: the worker skips them otherwise.
+        self.has_handlers = any(getattr(cls, h) is not getattr(Task, h) for h in _HANDLERS)
+        self._call_signature: inspect.Signature | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r}>"
@@ -117,6 +191,49 @@ class Task(Generic[P, R]):
         """Send the task with these arguments, with default options."""
         return self.apply_async(args, kwargs)
 
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` when the function could not be called with these
+        arguments (the ``typing`` option; a bound task's ``self`` is not counted)."""
+        if not kwargs and self._positional_range[0] <= len(args) <= self._positional_range[1]:
+            return  # the common call, settled without binding (a third of the cost)
+        sig = self._signature()
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            bare = sig.replace(
+                parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+                return_annotation=sig.empty,
+            )
+            raise TypeError(f"{self.name}{bare}: {exc}") from None
+
+    def _signature(self) -> inspect.Signature:
+        sig = self._call_signature
+        if sig is None:
+            try:
+                sig = inspect.signature(self.fn)
+            except (TypeError, ValueError):  # a builtin without one: nothing to check
+                sig = inspect.Signature([inspect.Parameter("a", inspect.Parameter.VAR_POSITIONAL)])
+            if self.options.bind:
+                sig = sig.replace(parameters=list(sig.parameters.values())[1:])
+            self._call_signature = sig
+        return sig
+
+    @functools.cached_property
+    def _positional_range(self) -> tuple[float, float]:
+        """How many positional arguments alone make a valid call: (at least, at most);
+        (inf, -1) when keyword-only parameters without defaults rule that out."""
+        kinds = inspect.Parameter
+        low, high = 0, 0.0
+        for p in self._signature().parameters.values():
+            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD):
+                high += 1
+                low += p.default is p.empty
+            elif p.kind is kinds.VAR_POSITIONAL:
+                high = float("inf")
+            elif p.kind is kinds.KEYWORD_ONLY and p.default is p.empty:
+                return float("inf"), -1.0
+        return low, high
+
     def apply_async(
         self,
         args: Sequence[Any] = (),
@@ -133,6 +250,12 @@ class Task(Generic[P, R]):
         compression: str | None = None,
         soft_time_limit_s: float | None = None,
         time_limit_s: float | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
+        ignore_result: bool | None = None,
+        retry: bool | None = None,
+        retry_policy: Mapping[str, float] | None = None,
+        **celery_options: Any,
     ) -> AsyncResult:
         """Send the task with options.
 
@@ -144,7 +267,15 @@ class Task(Generic[P, R]):
         ``serializer`` / ``compression``: this call's serializer and codec
         (``"identity"``: no compression), over the task's and the app's.
         ``soft_time_limit_s`` / ``time_limit_s``: this call's time limits.
+        ``link`` / ``link_error``: signatures sent with the result when the task
+        succeeds / with its id when it fails for good. ``ignore_result``: store
+        no result for this call. ``retry`` / ``retry_policy``: how to retry the
+        publish itself when the broker is unreachable (:mod:`petiole.publish_retry`).
+        Celery's spellings of these (``time_limit=``) are read as Petiole's; its
+        options Petiole lacks (``routing_key=``) are refused saying what to do.
         """
+        if self.options.typing:
+            self.check_arguments(args, kwargs or {})
         return self.app.send_task(
             self.name,
             args,
@@ -152,15 +283,134 @@ class Task(Generic[P, R]):
             countdown=countdown,
             eta=eta,
             expires=expires,
-            priority=self.options.priority if priority is None else priority,
-            queue=queue or self.options.queue,
+            priority=priority,
+            queue=queue,
             task_id=task_id,
             headers=headers,
-            serializer=serializer or self.options.serializer,
-            compression=compression or self.options.compression,
+            serializer=serializer,
+            compression=compression,
             soft_time_limit_s=soft_time_limit_s,
             time_limit_s=time_limit_s,
+            link=link,
+            link_error=link_error,
+            ignore_result=ignore_result,
+            retry=retry,
+            retry_policy=retry_policy,
+            **celery_options,
         )
+
+    def apply(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        throw: bool | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> AsyncResult:
+        """Run the task here and now, as a worker would (serialized arguments,
+        retries, result, hooks), and return its already final result
+        (an :class:`~petiole.result.EagerResult`). ``throw``: raise a failure here
+        instead of returning it in the result (default: the ``eager_propagates``
+        setting). Needs no broker."""
+        if self.options.typing:
+            self.check_arguments(args, kwargs or {})
+        return self.app.run_task_here(
+            self.name,
+            args,
+            kwargs,
+            task_id=task_id,
+            headers=headers,
+            serializer=self.options.serializer,
+            propagate=throw,
+        )
+
+    # -- inside a running task ----------------------------------------------------------
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Any = None,
+    ) -> None:
+        """Record a state of a running task, readable at once by anyone holding its
+        result: ``self.update_state(state="PROGRESS", meta={"current": 3, "total": 10})``
+        then ``AsyncResult(id).state == "PROGRESS"`` and ``.info == {...}``.
+
+        ``task_id`` defaults to the running task's, ``state`` to ``"PROGRESS"``
+        (Celery's default is PENDING, which reads as "not started"; pass any name).
+        ``meta`` is stored as the record's value, serialized by the result
+        serializer. A ready state (SUCCESS, FAILURE, REVOKED) cannot be set here:
+        the worker records those when the task ends.
+        """
+        request = current_request.get()
+        if task_id is None:
+            if request is None or not request.id:
+                raise PetioleError(
+                    f"{self.name}.update_state() called outside a running task: pass task_id="
+                )
+            task_id = request.id
+        state = state or states.PROGRESS
+        if state in states.READY_STATES:
+            raise ConfigError(
+                f"update_state(state={state!r}): a ready state is recorded by the worker "
+                "when the task returns or raises; use a state of your own such as 'PROGRESS'"
+            )
+        if request is not None and request.eager:
+            return  # an eager task's result is final when it returns; nobody can poll it
+        serializer = self.app.result_serializer
+        meta_out: dict[str, Any] = {"task": self.name}
+        if request is not None and request.id == task_id:
+            meta_out.update(worker=request.hostname, queue=request.queue, retries=request.retries)
+        self.app.store_result(
+            ResultRecord(
+                task_id,
+                state,
+                serializer.dumps(meta),
+                serializer.content_type,
+                meta=meta_out,
+                reply_to=request.reply_to if request is not None else None,
+            )
+        )
+
+    # -- handlers: override in a base class (``@app.task(base=MyTask)``) -----------------
+
+    def on_success(
+        self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        """In the worker, after a successful run's result is stored."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        einfo: ExceptionInfo,
+    ) -> None:
+        """In the worker, after the task failed for good and its failure is stored."""
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        einfo: ExceptionInfo,
+    ) -> None:
+        """In the worker, after the task asked to be retried and its retry is sent."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        einfo: ExceptionInfo | None,
+    ) -> None:
+        """In the worker, after any run (after the handler above): ``status`` is
+        SUCCESS, FAILURE or RETRY, ``retval`` the return value or the exception."""
 
     # -- canvas ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from petiole import current
 from petiole.envelope import Workflow
 from petiole.errors import ConfigError
 from petiole.ids import new_id
@@ -110,11 +111,11 @@ class Signature(dict[str, Any]):
 
     @property
     def app(self) -> Producer:
+        """The app it sends through: the one it was made with (``task.s()``,
+        ``signature(..., app=)``), else the current app (:mod:`petiole.current`),
+        asked when it is sent, as Celery's."""
         if self._app is None:
-            raise ConfigError(
-                f"signature {self.name!r} is not bound to an app: make it with task.s(...) "
-                "or pass app= to signature()"
-            )
+            return current.current_app()
         return self._app
 
     def bind(self, app: Producer) -> Signature:
@@ -204,6 +205,20 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def links_workflow(link: Any, link_error: Any) -> Workflow:
+    """The workflow of a call given ``link``/``link_error`` (a signature or a list of
+    them): each gets its id now, so the caller can follow its result."""
+    freeze_callbacks({"link": link, "link_error": link_error})
+    for option, given in (("link", link), ("link_error", link_error)):
+        for linked in _as_list(given or []):
+            if not isinstance(linked, Mapping):
+                raise ConfigError(f"{option}= takes signatures (task.s(...)), got {linked!r}")
+    return Workflow(
+        callbacks=[dict(s) for s in _as_list(link or [])],
+        errbacks=[dict(s) for s in _as_list(link_error or [])],
+    )
+
+
 def freeze_callbacks(options: Mapping[str, Any]) -> None:
     """Give ``link``/``link_error`` signatures passed to apply_async their ids now,
     so the caller can follow their results."""
@@ -218,10 +233,11 @@ def signature(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     *,
-    app: Producer,
+    app: Producer | None = None,
     **options: Any,
 ) -> Signature:
-    """A signature by task name (it need not be importable here), or rebuilt from its dict."""
+    """A signature by task name (it need not be importable here), or rebuilt from its
+    dict. Without ``app``, it sends through the current app when it is sent."""
     if isinstance(task, Mapping):
         return from_dict(task, app)
     return Signature(task, args, kwargs, options, app=app)

@@ -44,6 +44,9 @@ class Outcome:
     reason: str = ""
     delay_s: float = 0.0
     runtime_s: float = 0.0
+    #: Why a message was refused before its task ran (``"undecodable"``), for the
+    #: ``petiole_task_rejected`` hook; empty for every other outcome.
+    cause: str = ""
 
 
 class Runner(Protocol):
@@ -81,6 +84,12 @@ class Pool(Protocol):
         says so with a class attribute ``runs_inline = True`` (optional; absent
         means False): the worker then never submits from a transport's thread,
         which the task itself may need (to publish).
+
+        A pool that runs jobs in child processes says so with a class attribute
+        ``runs_in_children = True`` (optional; absent means False) and calls the
+        ``petiole_worker_process_init`` hook in each child before its first job
+        (:func:`petiole.worker.hooks.process_init`); for any other pool the
+        worker calls that hook once, in its own process, before :meth:`start`.
         """
         ...
 
@@ -92,6 +101,31 @@ class Pool(Protocol):
     def terminate(self) -> None:
         """Stop at once. ``on_done`` is not called for jobs cut short; the worker
         returns their messages to the queue."""
+        ...
+
+
+@runtime_checkable
+class Resizable(Protocol):
+    """Optional capability: a pool whose size can change while it runs.
+
+    ``petiole worker --autoscale MAX,MIN`` needs it; a pool without it is refused
+    for autoscaling with an error naming the pools that have it. Implement it by
+    adding :meth:`resize` to a :class:`Pool`.
+    """
+
+    concurrency: int
+
+    def resize(self, concurrency: int) -> None:
+        """Run up to ``concurrency`` (at least 1) jobs at once from now on.
+
+        Growing starts the new executors (threads, children) and returns once they
+        can take jobs; ``self.concurrency`` is raised only then. Shrinking lowers
+        ``self.concurrency`` at once and retires idle executors first; a busy one
+        retires when its job finishes: a job is never cut short. Called by one
+        thread at a time (the worker's autoscaler), never before :meth:`Pool.start`
+        or after :meth:`Pool.stop`. Raises nothing: an executor that cannot start
+        is logged, and ``self.concurrency`` says how many there are.
+        """
         ...
 
 
