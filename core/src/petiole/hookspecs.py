@@ -31,9 +31,21 @@ Two kinds of hook:
   component only, and a component that fails to load fails only its own name;
   each error names the plugin and its distribution when the component is asked
   for (see :mod:`petiole.plugins`).
-* **Event hooks** (``petiole_app_configured`` ... ``petiole_task_failure``) let
-  plugins observe and shape work. Their return values are ignored. The per-task
-  ones are skipped entirely, at no cost, when no plugin implements them.
+* **Event hooks** (``petiole_app_configured`` ... ``petiole_task_rejected``) let
+  plugins observe and shape work. Their return values are ignored (except
+  ``petiole_setup_logging``'s). The per-task ones are skipped entirely, at no
+  cost, when no plugin implements them.
+* **Worker hooks cannot break the worker**: those the worker calls
+  (``petiole_worker_process_init``, ``petiole_setup_logging`` and
+  ``petiole_task_received`` ... ``petiole_task_rejected``) are called one
+  implementation at a time; one that raises is logged with its plugin's and the
+  hook's name, and the worker goes on (:mod:`petiole.worker.hooks`).
+
+For Celery users, the signals these stand for: ``worker_process_init`` is
+``petiole_worker_process_init``; ``setup_logging`` is ``petiole_setup_logging``;
+``task_received``, ``task_revoked`` and ``task_unknown`` keep their names;
+``task_rejected`` is ``petiole_task_rejected``, which also covers what Celery
+reports as ``task_revoked(expired=True)``.
 """
 
 from __future__ import annotations
@@ -46,7 +58,8 @@ import pluggy
 
 from petiole.backend import BackendFactory
 from petiole.config import Settings
-from petiole.pools.base import PoolFactory
+from petiole.envelope import Envelope
+from petiole.pools.base import Job, PoolFactory
 from petiole.ports import AppHandle, WorkerHandle
 from petiole.request import Request
 from petiole.serializers import Serializer
@@ -170,6 +183,43 @@ def petiole_worker_stop(worker: WorkerHandle) -> None:
 
 
 @hookspec
+def petiole_worker_process_init(app: AppHandle, pool: str, pid: int) -> None:
+    """A process that will run tasks has started and not run any yet: the place for
+    per-process resources (a database connection, a client that must not be
+    shared between processes). ``pool`` is the pool's name, ``pid`` the process's.
+
+    Called in each child of the ``processes`` pool once it has loaded the app,
+    before it takes a task — also in each child that replaces one (recycled by
+    ``max_tasks_per_child``/``max_memory_per_child_mb``, or dead) or that
+    autoscaling adds; the worker waits for it (up to 60 s, the child's start
+    timeout) before giving the child work. For every pool that runs tasks in the
+    worker's own process (``threads``, ``solo``, ``asyncio``, ``gevent``,
+    ``eventlet``), called once, in the worker process, before the pool starts —
+    so with threads, what it sets up is shared by every thread. A pool plugin
+    that runs tasks in children of its own declares ``runs_in_children = True``
+    and calls :func:`petiole.worker.hooks.process_init` in each.
+    """
+
+
+@hookspec
+def petiole_setup_logging(app: AppHandle, loglevel: str, logfile: str | None) -> bool | None:
+    """Set up logging yourself: return True, and Petiole adds no handler, format or
+    level of its own. Every implementation is called; one True is enough.
+
+    Called by the ``petiole`` command once it has loaded the app, and in each
+    ``processes``-pool child once that has loaded the app (a spawned child starts
+    with no logging configured). ``loglevel`` is a level name (``"INFO"``): the
+    ``--loglevel`` given, else the ``log_level`` setting (in children, the
+    worker's). ``logfile`` is the worker's ``--logfile`` path, where its standard
+    output and error already go (``None`` without one, and in pool children,
+    which write there too). Not called for a worker embedded in a program of
+    your own, which sets up logging itself. Add
+    :class:`petiole.logs.EscapeControlCharacters` to your handlers to keep logged
+    values from forging lines.
+    """
+
+
+@hookspec
 def petiole_before_publish(
     app: AppHandle,
     queue: str,
@@ -209,3 +259,54 @@ def petiole_task_failure(
     task: Task[Any, Any], request: Request, exc: BaseException, traceback: str
 ) -> None:
     """The task failed for good (no retry left); ``traceback`` is its formatted traceback."""
+
+
+# -- the worker's view of messages --------------------------------------------
+# Called in the worker process (never in a pool child), on the thread that handles
+# the message: a transport's own thread when it pushes messages. Return quickly.
+
+
+@hookspec
+def petiole_task_received(worker: WorkerHandle, job: Job) -> None:
+    """The worker accepted a message into its prefetch: its headers passed every
+    check (framing, signature, content type, registration, expiry, ETA) and it
+    waits for a free slot of the pool. The body is not deserialized yet:
+    ``job.envelope`` has the task's id, name and headers; ``job.queue`` and
+    ``job.delivery_count`` say where it came from and how often it was delivered.
+    """
+
+
+@hookspec
+def petiole_task_revoked(
+    worker: WorkerHandle, envelope: Envelope, reason: str, terminated: bool
+) -> None:
+    """A revoked task was dealt with: ``terminated`` False when it was dropped
+    before it started (its message acknowledged, unrun), True when it was running
+    and its pool stopped it (``revoke(terminate=True)``; processes pool). ``reason``
+    is the one given to ``revoke`` (``"revoked"`` when the result store cannot say).
+    An expired task is not reported here but by ``petiole_task_rejected``.
+    """
+
+
+@hookspec
+def petiole_task_unknown(worker: WorkerHandle, envelope: Envelope, queue: str) -> None:
+    """A message named a task this worker's app does not register
+    (``envelope.task_name``); it goes to the dead-letter store."""
+
+
+@hookspec
+def petiole_task_rejected(
+    worker: WorkerHandle, queue: str, cause: str, reason: str, envelope: Envelope | None
+) -> None:
+    """A message was refused before it ran. ``cause`` is one of
+    ``"max_deliveries"`` (delivered more than ``max_deliveries`` times),
+    ``"malformed"`` (not in the protocol's framing, or a header of the wrong type),
+    ``"signature"`` (not verified), ``"content_type"`` (not in ``accept_content``),
+    ``"content_encoding"`` (no codec for it here), ``"undecodable"`` (its body
+    does not decode to ``[args, kwargs]``, found when the task is about to run),
+    ``"internal"`` (the worker failed to check it) — each dead-lettered — or
+    ``"expired"`` (past its ``expires``: acknowledged, its state REVOKED).
+    ``reason`` is the text recorded with it. ``envelope`` is ``None`` when the
+    message was refused before its headers were read (``max_deliveries``,
+    ``malformed``, ``signature``, ``internal``): nothing in it is trusted yet.
+    """

@@ -120,7 +120,7 @@ from petiole.outages import (
     backoff_s,
     call_through_outage,
 )
-from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Runner
+from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Resizable, Runner
 from petiole.record_codec import decode_record, encode_record
 from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
@@ -305,6 +305,7 @@ __all__ = [
     "PublishesInBatches",
     "RemoteTaskError",
     "RepliesToSender",
+    "Resizable",
     "ResultBackend",
     "ResultBackendError",
     "ResultBackendSuite",

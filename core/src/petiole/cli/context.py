@@ -1,5 +1,11 @@
 """What every subcommand shares: the app (from -A, before or after the subcommand),
-the config file, and logging."""
+the config file, and logging.
+
+Logging is set up once the app is loaded (:meth:`CliState.app`), so that the
+app's plugins — its in-code ones included — can take it over through
+``petiole_setup_logging``; the level is ``--loglevel``, else the ``log_level``
+setting.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from petiole.config import CONFIG_ENV, load_settings
 from petiole.errors import PetioleError
 from petiole.loading import load_app
 from petiole.logs import setup_logging
+from petiole.worker import hooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,16 +32,29 @@ APP_ENV = "PETIOLE_APP"
 class CliState:
     app_spec: str | None = None
     loglevel: str | None = None
+    #: The worker's --logfile, where its output already goes (for the logging hook).
+    logfile: str | None = None
     _app: Petiole | None = None
+    _logging_set_up: bool = False
 
     def app(self) -> Petiole:
         """The -A app (else ``$PETIOLE_APP``, else the config file's ``app``), or with
         none named, a plain app configured from the config file and environment
-        (enough to talk to the broker and results)."""
+        (enough to talk to the broker and results). Sets up logging the first time."""
         if self._app is None:
             spec = self.app_spec or os.environ.get(APP_ENV) or load_settings().app
             self._app = load_app(spec) if spec else Petiole()
+            if not self._logging_set_up:
+                self._logging_set_up = True
+                level = self.loglevel or self._app.settings.log_level
+                hooks.setup_logging(self._app, level, logfile=self.logfile)
         return self._app
+
+    def setup_logging_without_app(self) -> None:
+        """For a plugin's subcommand, which may never load an app: log the CLI's way."""
+        if not self._logging_set_up:
+            self._logging_set_up = True
+            setup_logging(self.loglevel or "INFO")
 
 
 def _remember_app(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -52,8 +72,7 @@ def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | N
 
 def _set_loglevel(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value:
-        ctx.ensure_object(CliState).loglevel = value
-        setup_logging(value)
+        ctx.ensure_object(CliState).loglevel = value  # applied once the app is loaded
     return value
 
 
@@ -67,7 +86,8 @@ def common_options(fn: F) -> F:
         is_eager=True,
         callback=_set_loglevel,
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-        help="How much to log: DEBUG, INFO (the default), WARNING or ERROR.",
+        help="How much to log: DEBUG, INFO, WARNING or ERROR (default: the log_level "
+        "setting, INFO unless set).",
     )(fn)
     fn = click.option(
         "-A",

@@ -10,7 +10,6 @@ from petiole import __version__
 from petiole.cli import dlq, inspect_cmds, plugins_cmd, worker_cmd
 from petiole.cli.context import common_options, state
 from petiole.errors import PetioleError
-from petiole.logs import setup_logging
 from petiole.plugins import PluginRegistry
 
 
@@ -48,7 +47,10 @@ def cli() -> None:
     `petiole call proj.tasks.add --args '[2, 3]' --wait`. The app (-A) and
     --config may be given before or after the subcommand.
     """
-    setup_logging(state().loglevel or "INFO")
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand not in cli.commands:
+        # A plugin's subcommand may never load an app, where ours set up logging.
+        state().setup_logging_without_app()
 
 
 cli.add_command(worker_cmd.worker)

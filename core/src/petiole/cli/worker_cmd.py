@@ -1,62 +1,246 @@
-"""``petiole worker``."""
+"""``petiole worker``: its options, grouped in ``--help`` as Celery's worker groups them."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
+from petiole.cli import daemon
 from petiole.cli.context import common_options, state
+from petiole.cli.help_groups import GroupedCommand, grouped_option
+from petiole.errors import PetioleError
 from petiole.worker import Worker
+from petiole.worker.autoscale import DEFAULT_IDLE_S, Bounds
+
+WORKER = "Worker Options"
+POOL = "Pool Options"
+QUEUES = "Queue Options"
+FEATURES = "Features"
+DAEMON = "Daemonization Options"
+BEAT = "Embedded Beat Options"
+
+# Celery flags for what Petiole does not have yet: refused with what to do meanwhile.
+NOT_YET = {
+    "task_events": "-E/--task-events: Petiole has no task event stream yet; meanwhile "
+    'observe tasks with the petiole_task_* hooks (docs/worker.md, "Hooks")',
+    "beat": "-B/--beat: Petiole has no periodic task scheduler (beat) yet; meanwhile "
+    "start tasks on a schedule from cron or a systemd timer with `petiole call TASK`",
+}
+# Exit status of a command line Petiole cannot honour, as click's usage errors.
+EXIT_USAGE = 2
+KIB_PER_MIB = 1024
 
 
-@click.command()
+def _comma_list(value: str | None) -> list[str] | None:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def _autoscale(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Bounds | None:
+    if value is None:
+        return None
+    try:
+        return Bounds.parse(value)
+    except PetioleError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _umask(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal number such as 022") from None
+
+
+@click.command(cls=GroupedCommand)
 @common_options
-@click.option(
-    "-Q",
-    "--queues",
-    metavar="A,B",
-    default=None,
-    help="Comma-separated queues to consume, earlier ones first "
-    "(default: the worker_queues setting, else default_queue).",
-)
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Tasks run at once (default: worker_concurrency, else the number of CPUs).",
-)
-@click.option(
-    "-P",
-    "--pool",
-    metavar="NAME",
-    default=None,
-    help="processes (isolated children; the default), threads (I/O-bound tasks), "
-    "solo (one at a time, in the worker itself), or a plugin's pool.",
-)
-@click.option(
+@grouped_option("-n", "--hostname", group=WORKER, help="Name of this worker in logs and results.")
+@grouped_option(
     "--prefetch-multiplier",
+    group=WORKER,
     type=click.IntRange(min=1),
     default=None,
     help="Hold at most concurrency x this many messages (default: prefetch_multiplier).",
 )
-@click.option(
+@grouped_option(
     "--shutdown-timeout",
     "shutdown_timeout_s",
+    group=WORKER,
     type=click.FloatRange(min=0),
     default=None,
     help="Seconds running tasks may take to finish after SIGTERM before they are returned "
     "to the queue (default: shutdown_timeout_s).",
 )
-@click.option("-n", "--hostname", default=None, help="Name of this worker in logs and results.")
+@grouped_option(
+    "-c",
+    "--concurrency",
+    group=POOL,
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks run at once (default: worker_concurrency, else the number of CPUs).",
+)
+@grouped_option(
+    "-P",
+    "--pool",
+    group=POOL,
+    metavar="NAME",
+    default=None,
+    help="processes (isolated children; the default), threads (I/O-bound tasks), "
+    "solo (one at a time, in the worker itself), asyncio, or a plugin's pool.",
+)
+@grouped_option(
+    "--time-limit",
+    "time_limit_s",
+    group=POOL,
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Hard time limit of tasks that set none (default: the time_limit_s setting).",
+)
+@grouped_option(
+    "--soft-time-limit",
+    "soft_time_limit_s",
+    group=POOL,
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Soft time limit of tasks that set none (default: the soft_time_limit_s setting).",
+)
+@grouped_option(
+    "--max-tasks-per-child",
+    group=POOL,
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replace a processes-pool child after N tasks (default: max_tasks_per_child).",
+)
+@grouped_option(
+    "--max-memory-per-child",
+    "max_memory_per_child_kib",
+    group=POOL,
+    metavar="KIB",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replace a processes-pool child once a task leaves it using more resident memory "
+    "than this many KiB, as Celery's flag counts (default: the max_memory_per_child_mb "
+    "setting, which is in MiB: 1048576 KiB here is 1024 there).",
+)
+@grouped_option(
+    "-Q",
+    "--queues",
+    group=QUEUES,
+    metavar="A,B",
+    default=None,
+    help="Comma-separated queues to consume, earlier ones first "
+    "(default: the worker_queues setting, else default_queue).",
+)
+@grouped_option(
+    "-X",
+    "--exclude-queues",
+    group=QUEUES,
+    metavar="A,B",
+    default=None,
+    help="Comma-separated queues not to consume, of those -Q or worker_queues name.",
+)
+@grouped_option(
+    "--autoscale",
+    group=FEATURES,
+    metavar="MAX,MIN",
+    callback=_autoscale,
+    default=None,
+    help="Grow the pool up to MAX while work waits; shrink it down to MIN (at least 1) as "
+    "executors stay idle. processes and threads pools; replaces -c.",
+)
+@grouped_option(
+    "--autoscale-idle",
+    "autoscale_idle_s",
+    group=FEATURES,
+    metavar="SECONDS",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"With --autoscale: retire an executor idle this long (default: {DEFAULT_IDLE_S:g}).",
+)
+@grouped_option(
+    "-E",
+    "--task-events",
+    group=FEATURES,
+    is_flag=True,
+    help="Not available yet: Petiole has no task event stream (exits with status 2).",
+)
+@grouped_option(
+    "-D",
+    "--detach",
+    group=DAEMON,
+    is_flag=True,
+    help="Run in the background (double fork, new session). The command returns once the "
+    "worker is ready, exit status 0, or with the error that kept it from starting.",
+)
+@grouped_option(
+    "--pidfile",
+    group=DAEMON,
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the worker's process id here; refuse to start if it names a live "
+    f"process; remove it on exit (with --detach, default: WORKDIR/{daemon.DEFAULT_PIDFILE}).",
+)
+@grouped_option(
+    "-f",
+    "--logfile",
+    group=DAEMON,
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append the worker's output (its log and its pool children's) to PATH instead "
+    "of the terminal (with --detach, default: discarded).",
+)
+@grouped_option(
+    "--workdir",
+    group=DAEMON,
+    metavar="DIR",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="With --detach: the directory to run in (default: the current one).",
+)
+@grouped_option(
+    "--umask",
+    group=DAEMON,
+    metavar="OCTAL",
+    default=f"{daemon.DEFAULT_UMASK:03o}",
+    callback=_umask,
+    help="With --detach: the file mode creation mask.",
+    show_default=True,
+)
+@grouped_option(
+    "-B",
+    "--beat",
+    group=BEAT,
+    is_flag=True,
+    help="Not available yet: Petiole has no periodic task scheduler (exits with status 2).",
+)
 def worker(
-    queues: str | None,
-    concurrency: int | None,
-    pool: str | None,
+    hostname: str | None,
     prefetch_multiplier: int | None,
     shutdown_timeout_s: float | None,
-    hostname: str | None,
+    concurrency: int | None,
+    pool: str | None,
+    time_limit_s: float | None,
+    soft_time_limit_s: float | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child_kib: int | None,
+    queues: str | None,
+    exclude_queues: str | None,
+    autoscale: Bounds | None,
+    autoscale_idle_s: float | None,
+    task_events: bool,
+    detach: bool,
+    pidfile: str | None,
+    logfile: str | None,
+    workdir: str | None,
+    umask: int,
+    beat: bool,
 ) -> None:
     """Consume tasks and run them.
 
@@ -65,16 +249,61 @@ def worker(
     returns unstarted messages at once, and lets running tasks finish (a second
     signal stops at once; running tasks then return to the queue).
     """
-    app = state().app()
-    w = Worker(
-        app,
-        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
-        concurrency=concurrency,
-        pool=pool,
-        prefetch_multiplier=prefetch_multiplier,
-        shutdown_timeout_s=shutdown_timeout_s,
-        hostname=hostname,
-    )
-    code = w.run()
-    app.close()
+    for flag, given in (("task_events", task_events), ("beat", beat)):
+        if given:
+            click.echo(f"Error: {NOT_YET[flag]}", err=True)
+            sys.exit(EXIT_USAGE)
+    cli = state()
+    cli.logfile = logfile
+    lock = None
+    started = None
+    try:
+        if detach:
+            where = Path(workdir or os.getcwd()).absolute()
+            lock = daemon.Pidfile(pidfile or where / daemon.DEFAULT_PIDFILE)
+            output = logfile if logfile is not None else "discarded (give --logfile to keep it)"
+            started = daemon.detach(
+                pidfile=lock,
+                logfile=logfile,
+                workdir=where,
+                umask=umask,
+                announce=f"petiole worker: running in the background as process {{pid}}; "
+                f"pidfile {lock.path}; output {output}",
+            )
+        else:
+            if pidfile is not None:  # refused here, on the terminal, before any redirection
+                lock = daemon.Pidfile(pidfile)
+                lock.acquire()
+            if logfile is not None:
+                daemon.redirect_output(logfile)
+        app = cli.app()
+        w = Worker(
+            app,
+            queues=_comma_list(queues),
+            exclude_queues=_comma_list(exclude_queues),
+            concurrency=concurrency,
+            pool=pool,
+            prefetch_multiplier=prefetch_multiplier,
+            shutdown_timeout_s=shutdown_timeout_s,
+            hostname=hostname,
+            time_limit_s=time_limit_s,
+            soft_time_limit_s=soft_time_limit_s,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child_mb=(
+                None if max_memory_per_child_kib is None else max_memory_per_child_kib / KIB_PER_MIB
+            ),
+            autoscale=None if autoscale is None else (autoscale.maximum, autoscale.minimum),
+            autoscale_idle_s=autoscale_idle_s,
+        )
+        if lock is not None:
+            w.on_exit_now.append(lock.release)
+        code = w.run(ready=None if started is None else started.ready)
+        app.close()
+    except PetioleError as exc:
+        if started is not None:  # the command that started it is waiting to say why
+            started.failed(str(exc))
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
     sys.exit(code)

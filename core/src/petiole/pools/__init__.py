@@ -1,5 +1,5 @@
 """Worker pools: what runs tasks once the consumer has accepted them."""
 
-from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Runner
+from petiole.pools.base import Job, Outcome, Pool, PoolFactory, Resizable, Runner
 
-__all__ = ["Job", "Outcome", "Pool", "PoolFactory", "Runner"]
+__all__ = ["Job", "Outcome", "Pool", "PoolFactory", "Resizable", "Runner"]

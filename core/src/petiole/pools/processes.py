@@ -10,6 +10,12 @@ is reported as ``lost`` and a fresh child takes its place.
 Children ignore SIGINT and SIGTERM — shutdown is the worker's decision — and
 exit by themselves when the worker process disappears, so a SIGKILLed worker
 leaves no orphans running tasks whose messages will be redelivered.
+
+Each child sets up logging (unless a plugin's ``petiole_setup_logging`` does)
+and runs ``petiole_worker_process_init`` once it has loaded the app, before it
+says it is ready. The pool can be resized while it runs (``--autoscale``): new
+children are started and awaited; surplus ones leave when idle, or once their
+job is done.
 """
 
 from __future__ import annotations
@@ -26,15 +32,18 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from petiole import discovery
 from petiole.config import Settings
 from petiole.errors import ConfigError, PetioleError
 from petiole.execution import TaskRunner
 from petiole.loading import load_app
-from petiole.logs import setup_logging
 from petiole.pools.base import ACK, LOST, TIME_LIMIT, Job, Outcome, Runner
+from petiole.worker import hooks
 
 logger = logging.getLogger("petiole.worker")
 
+# To a child: exit. To a slot's thread: leave the pool if it has more children
+# than it should (shrinking, stopping); otherwise go back to waiting.
 _STOP = None
 _CHILD_START_TIMEOUT_S = 60.0
 # How often a waiting slot checks that its child is still alive.
@@ -71,13 +80,15 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
-    setup_logging(log_level)  # a spawned child starts with no logging configured
     try:
         app = load_app(app_path)
+        discovery.run_pending(app)  # a spawned child imports the discovered task modules too
+        hooks.setup_logging(app, log_level)  # a spawned child starts with none configured
         runner = TaskRunner(app, hostname=hostname)
     except BaseException as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    hooks.process_init(app, ProcessPool.name)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -160,15 +171,16 @@ class _Slot:
         jobs = self.pool._jobs
         while True:
             item = jobs.get()
-            if item is _STOP:
+            if item is not _STOP:
+                job, on_done = item
+                self.current, self.cancelled = job, False
+                outcome = self._run(job)
+                self.current = None
+                if outcome is not None and not self.pool._terminated:
+                    on_done(job, outcome)
+            if self.pool._retire_if_surplus(self):
                 self._stop_child()
                 return
-            job, on_done = item
-            self.current, self.cancelled = job, False
-            outcome = self._run(job)
-            self.current = None
-            if outcome is not None and not self.pool._terminated:
-                on_done(job, outcome)
 
     def _run(self, job: Job) -> Outcome | None:
         assert self.conn is not None
@@ -243,6 +255,8 @@ class _Slot:
 
 class ProcessPool:
     name = "processes"
+    # Tasks run in children, each of which calls petiole_worker_process_init.
+    runs_in_children = True
 
     def __init__(self, concurrency: int, settings: Settings | None = None) -> None:
         self.concurrency = max(1, concurrency)
@@ -253,7 +267,10 @@ class ProcessPool:
         self._jobs: queue.SimpleQueue[tuple[Job, Callable[[Job, Outcome], None]] | None] = (
             queue.SimpleQueue()
         )
+        self._lock = threading.Lock()
         self._slots: list[_Slot] = []
+        self._next_index = 0
+        self._stopping = False
         self._terminated = False
 
     def start(self, runner: Runner) -> None:
@@ -265,37 +282,100 @@ class ProcessPool:
             )
         self.app_path = runner.app_path
         self.hostname = runner.hostname
-        self._slots = [_Slot(self, i) for i in range(self.concurrency)]
-        for slot in self._slots:
-            slot.spawn()
+        slots = self._new_slots(self.concurrency)
         try:
-            for slot in self._slots:
+            for slot in slots:
                 slot.await_ready()
         except PetioleError:
+            self._slots = slots
             self.terminate()
             raise
-        for slot in self._slots:
+        self._join(slots)
+
+    def _new_slots(self, count: int) -> list[_Slot]:
+        """``count`` slots whose children are starting (all at once: each takes a while)."""
+        slots = []
+        for _ in range(count):
+            slot = _Slot(self, self._next_index)
+            self._next_index += 1
+            slot.spawn()
+            slots.append(slot)
+        return slots
+
+    def _join(self, slots: list[_Slot]) -> None:
+        """Let these slots (children ready) take jobs."""
+        with self._lock:
+            self._slots.extend(slots)
+        for slot in slots:
             slot.thread.start()
 
     def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
         self._jobs.put((job, on_done))
 
+    def resize(self, concurrency: int) -> None:
+        """Grow (starting children, returning once they are ready) or shrink: idle
+        children leave now, busy ones once their job is done."""
+        concurrency = max(1, concurrency)
+        with self._lock:
+            surplus = len(self._slots) - concurrency
+            if surplus >= 0:
+                self.concurrency = concurrency
+        if surplus < 0:
+            self._grow(-surplus)
+        for _ in range(max(surplus, 0)):
+            self._jobs.put(_STOP)
+
+    def _grow(self, count: int) -> None:
+        ready = []
+        for slot in self._new_slots(count):
+            try:
+                slot.await_ready()
+            except PetioleError as exc:
+                logger.error("could not add a pool child: %s", exc)
+                slot.kill()
+                continue
+            ready.append(slot)
+        self._join(ready)
+        with self._lock:
+            self.concurrency = len(self._slots)
+
+    def _retire_if_surplus(self, slot: _Slot) -> bool:
+        """Take ``slot`` out of the pool (return True) if the pool has more
+        children than it should, or is stopping."""
+        with self._lock:
+            if not self._stopping and len(self._slots) <= self.concurrency:
+                return False
+            self._slots.remove(slot)
+            return True
+
+    def size(self) -> int:
+        """Children now in the pool (more than ``concurrency`` while busy ones retire)."""
+        with self._lock:
+            return len(self._slots)
+
+    def _snapshot(self) -> list[_Slot]:
+        with self._lock:
+            return list(self._slots)
+
     def stop(self, *, timeout_s: float) -> bool:
-        for _ in self._slots:
+        with self._lock:
+            self._stopping = True
+            slots = list(self._slots)
+        for _ in slots:
             self._jobs.put(_STOP)
         deadline = time.monotonic() + timeout_s
-        for slot in self._slots:
+        for slot in slots:
             slot.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        return not any(slot.thread.is_alive() for slot in self._slots)
+        return not any(slot.thread.is_alive() for slot in slots)
 
     def terminate(self) -> None:
         self._terminated = True
-        for slot in self._slots:
+        for slot in self._snapshot():
             slot.kill()
 
     def cancel(self, receipt: str) -> bool:
         """Stop the job with this receipt if it is running (revoke with terminate)."""
-        for slot in self._slots:
+        for slot in self._snapshot():
             if slot.current is not None and slot.current.receipt == receipt:
                 slot.cancelled = True
                 slot.kill()
@@ -303,4 +383,4 @@ class ProcessPool:
         return False
 
     def child_pids(self) -> list[int]:
-        return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
+        return [s.process.pid for s in self._snapshot() if s.process is not None and s.process.pid]

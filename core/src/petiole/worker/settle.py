@@ -22,7 +22,7 @@ from petiole.app import Petiole
 from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
-from petiole.pools.base import Job
+from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome
 from petiole.transport import Delivery, unsettled_return
 from petiole.worker.acks import AckBatcher
 
@@ -105,7 +105,35 @@ class Settler:
 
     # -- outcomes the worker records on the task's behalf ----------------------------------
 
-    def _fail(self, delivery: Delivery, envelope: Envelope, state: str, exc: BaseException) -> None:
+    def after_early_ack(self, job: Job, outcome: Outcome) -> None:
+        """Settle a job whose message was acknowledged before it ran (``acks_late=False``):
+        count it, record what the worker records for it, and say plainly what the
+        early acknowledgement cost when the message can no longer be kept or returned."""
+        envelope = job.envelope
+        if outcome.kind == ACK:
+            self.counts[outcome.state.lower() or "done"] += 1
+        elif outcome.kind == TIME_LIMIT:
+            logger.error("task %s %s %s", envelope.task_name, envelope.task_id, outcome.reason)
+            self._fail(None, envelope, states.FAILURE, TimeLimitExceeded(outcome.reason))
+        elif outcome.kind == LOST:
+            # Nothing to return to the queue: the task fails, whatever reject_on_worker_lost says.
+            self._fail(None, envelope, states.FAILURE, WorkerLostError(outcome.reason))
+        else:  # REJECT or REQUEUE: the message is gone
+            self.counts["lost" if outcome.kind == REQUEUE else "dead_lettered"] += 1
+            logger.error(
+                "task %s %s: %s; its message was acknowledged before the task ran "
+                "(acks_late=False), so it is %s",
+                envelope.task_name,
+                envelope.task_id,
+                outcome.reason,
+                "not run again" if outcome.kind == REQUEUE else "not kept in the dead letters",
+            )
+
+    def _fail(
+        self, delivery: Delivery | None, envelope: Envelope, state: str, exc: BaseException
+    ) -> None:
+        """Store ``state`` for the task with ``exc``, then acknowledge ``delivery``
+        (None: acknowledged already, before the task ran)."""
         serializer = self.app.result_serializer
         record = ResultRecord(
             envelope.task_id,
@@ -120,6 +148,11 @@ class Settler:
         try:
             self.app.store_result(record)
         except PetioleError as store_error:
+            if delivery is None:
+                logger.error(
+                    "could not record that task %s ended (%s)", envelope.task_id, store_error
+                )
+                return
             logger.error(
                 "could not record that task %s ended (%s); its message goes back to the queue",
                 envelope.task_id,
@@ -127,12 +160,17 @@ class Settler:
             )
             self.requeue(delivery)
             return
-        self.ack(delivery, count_as=state.lower())
+        if delivery is None:
+            self.counts[state.lower()] += 1
+        else:
+            self.ack(delivery, count_as=state.lower())
 
-    def expired(self, delivery: Delivery, envelope: Envelope, expires: float) -> None:
+    def expired(self, delivery: Delivery, envelope: Envelope, expires: float) -> str:
+        """Record the task REVOKED, not run; return the reason recorded."""
         reason = f"expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(expires))} UTC"
         logger.info("task %s %s not run: %s", envelope.task_name, envelope.task_id, reason)
         self._fail(delivery, envelope, states.REVOKED, TaskRevoked(reason))
+        return reason
 
     def revoked(self, delivery: Delivery, job: Job) -> None:
         """The task was revoked (its REVOKED state is already stored): drop the message."""

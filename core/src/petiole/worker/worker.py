@@ -11,7 +11,10 @@ Four threads share the work:
   (ack, dead-letter or requeue) — only after the task finished;
 * the **lease keeper** renews the lease of every message the worker holds, so
   a long task is never handed to a second worker while this one is alive;
-* the **control** thread watches for revocations.
+* the **control** thread watches for revocations;
+* with ``autoscale``, the **autoscaler** resizes the pool between its bounds
+  by the work waiting and the time executors stay idle (see
+  :mod:`petiole.worker.autoscale`); the prefetch follows the pool's size.
 
 Shutdown (SIGTERM, SIGINT, or :meth:`Worker.stop`) stops reserving, returns
 the unstarted prefetched messages at once, and lets running tasks finish for up
@@ -30,29 +33,34 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from petiole import discovery
 from petiole.app import Petiole
-from petiole.canvas.continuation import check_workflow_headers
+from petiole.config import Settings
 from petiole.diagnosis import location
-from petiole.envelope import IDENTITY, Frame, peek_signer
-from petiole.errors import PetioleError, PluginError, ProtocolError, SignatureError
-from petiole.execution import TaskRunner, default_hostname, resolve_time_limits
-from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome
+from petiole.errors import PetioleError
+from petiole.execution import Rejected, TaskRunner, default_hostname
+from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome, Resizable
 from petiole.ratelimit import TokenBucket
-from petiole.stages import verify_frame
 from petiole.task import parse_rate_limit
-from petiole.transport import Consumer, Consuming, Delivery
+from petiole.transport import Consumer, Consuming, Delivery, unsettled_return
+from petiole.worker import hooks
+from petiole.worker.admission import Admission
+from petiole.worker.autoscale import DEFAULT_IDLE_S, TICK_S, Bounds, ScalePolicy
+from petiole.worker.options import (
+    check_autoscaling,
+    consumed_queues,
+    overridden,
+    warn_of_unused,
+)
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
 
 logger = logging.getLogger("petiole.worker")
 
-# A message delivered this much before its ETA is put back until due (the broker's
-# delay is authoritative; this only catches brokers with a maximum delay).
-_ETA_TOLERANCE_S = 0.05
 # Back-off after a failed reserve (broker down), doubling up to the cap.
 _RESERVE_BACKOFF_S = (0.1, 5.0)
 _CONTROL_INTERVAL_S = 1.0
@@ -66,6 +74,13 @@ class Worker:
 
     ``run()`` blocks and handles signals (the CLI's way); ``start()`` and
     ``stop()`` run it in background threads (the test fixtures' way).
+
+    ``time_limit_s``, ``soft_time_limit_s``, ``max_tasks_per_child`` and
+    ``max_memory_per_child_mb`` override the app's settings of those names for
+    this worker (``self.settings``). ``exclude_queues`` are not consumed, even
+    if ``queues`` (or the ``worker_queues`` setting) names them. ``autoscale``
+    (``(MAX, MIN)``) lets a pool that can resize grow and shrink between the
+    bounds, shrinking after an executor was idle for ``autoscale_idle_s``.
     """
 
     def __init__(
@@ -79,22 +94,52 @@ class Worker:
         shutdown_timeout_s: float | None = None,
         hostname: str | None = None,
         reserve_wait_s: float | None = None,
+        exclude_queues: Sequence[str] | None = None,
+        time_limit_s: float | None = None,
+        soft_time_limit_s: float | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child_mb: float | None = None,
+        autoscale: tuple[int, int] | None = None,
+        autoscale_idle_s: float | None = None,
     ) -> None:
-        settings = app.settings
         self.app = app
-        self.queues = list(queues or settings.queues)
+        # The tasks of app.autodiscover_tasks(...) packages, registered before anything
+        # asks whether a task is known here.
+        discovery.run_pending(app)
+        #: The app's settings with this worker's overrides.
+        self.settings: Settings = overridden(
+            app.settings,
+            time_limit_s=time_limit_s,
+            soft_time_limit_s=soft_time_limit_s,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child_mb=max_memory_per_child_mb,
+        )
+        settings = self.settings
+        self.queues = consumed_queues(list(queues or settings.queues), exclude_queues or ())
         self.hostname = hostname or default_hostname()
-        wanted = concurrency or settings.worker_concurrency or os.cpu_count() or 1
+        self.bounds = None if autoscale is None else Bounds(*autoscale)
+        self.autoscale_idle_s = DEFAULT_IDLE_S if autoscale_idle_s is None else autoscale_idle_s
+        if self.bounds is not None:
+            wanted = self.bounds.minimum
+        else:
+            wanted = concurrency or settings.worker_concurrency or os.cpu_count() or 1
         self.pool_name = pool or settings.worker_pool
         self.pool = app.plugins.get("pool", self.pool_name).component(wanted, settings)
+        if self.bounds is not None:
+            check_autoscaling(self.pool, self.pool_name, app.plugins, self.autoscale_idle_s)
+        warn_of_unused(
+            self.pool,
+            self.pool_name,
+            concurrency=concurrency,
+            autoscaling=self.bounds is not None,
+            recycling=bool(max_tasks_per_child or max_memory_per_child_mb),
+        )
+        self._policy: ScalePolicy | None = None  # made at start()
         self.concurrency: int = self.pool.concurrency
-        multiplier = (
+        self._multiplier = (
             settings.prefetch_multiplier if prefetch_multiplier is None else prefetch_multiplier
         )
-        self.prefetch: int = max(self.concurrency, self.concurrency * multiplier)
-        # Reserve when half the prefetch is free (or nothing is queued to run next):
-        # one reserve per ~prefetch/2 tasks instead of one per finished task.
-        self._reserve_at = max(1, self.prefetch // 2)
+        self._set_prefetch(self.concurrency)
         self.shutdown_timeout_s = (
             settings.shutdown_timeout_s if shutdown_timeout_s is None else shutdown_timeout_s
         )
@@ -105,9 +150,10 @@ class Worker:
             self.transport if isinstance(self.transport, Consuming) else None
         )
         self.lease_s = max(settings.lease_s, self.transport.capabilities.min_lease_s)
-        self.max_deliveries = settings.max_deliveries
         self.runner = TaskRunner(app, hostname=self.hostname)
+        self.hooks = hooks.MessageHooks(app, self)
         self.settler = Settler(app, self.hostname)
+        self.admission = Admission(app, settings, self.settler, self.hooks)
         self.counts = self.settler.counts
         self.revocations = RevocationWatch(app)
         self.settler.acks.on_sent = self._acks_sent
@@ -123,6 +169,9 @@ class Worker:
         self._lease_ends: dict[str, tuple[float, int | None]] = {}
         self._pending: collections.deque[Job] = collections.deque()  # prefetched, not started
         self._running: dict[str, Job] = {}
+        # Receipts of running jobs whose message was acknowledged before they started
+        # (acks_late=False): settled without the broker when they finish.
+        self._acked_early: set[str] = set()
         # Jobs held back by their task's rate limit: (due, sequence, job).
         self._deferred: list[tuple[float, int, Job]] = []
         self._sequence = itertools.count()
@@ -132,17 +181,35 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._autoscaler: threading.Thread | None = None
         self._signals_seen = 0
-        self.accepted_content_types = app.accepted_content_types()
-        # Checked once: formatting a line per task is skipped unless INFO is on.
-        self._info = logger.isEnabledFor(logging.INFO)
         # Set when a worker thread died: the worker stops and ``run`` exits non-zero.
         self.fatal_error: BaseException | None = None
+        #: Called just before a second signal ends the process at once (``os._exit``),
+        #: where no ``finally`` block or ``atexit`` handler runs: the CLI removes its
+        #: pidfile here.
+        self.on_exit_now: list[Callable[[], None]] = []
+
+    def _set_prefetch(self, size: int) -> None:
+        """Hold at most ``size`` x the multiplier messages (call with the lock held,
+        or before the worker starts)."""
+        prefetch = max(size, size * self._multiplier)
+        if self.bounds is not None and size < self.bounds.maximum:
+            # One message more than the pool can start, whatever the multiplier: work
+            # waiting is what tells the autoscaler to grow.
+            prefetch = max(prefetch, size + 1)
+        self.prefetch: int = prefetch
+        # Reserve when half the prefetch is free (or nothing is queued to run next):
+        # one reserve per ~prefetch/2 tasks instead of one per finished task.
+        self._reserve_at = max(1, prefetch // 2)
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the pool, the consumer, the lease keeper and the control thread."""
+        """Start the pool, the consumer, the lease keeper, the control thread and,
+        when autoscaling, the autoscaler."""
+        if not getattr(self.pool, "runs_in_children", False):
+            hooks.process_init(self.app, self.pool_name)  # tasks run in this process
         self.pool.start(self.runner)
         self.settler.acks.start()
         self.revocations.poll()
@@ -152,14 +219,22 @@ class Worker:
             self._thread(self._keep_leases, "petiole-leases"),
             self._thread(self._control, "petiole-control"),
         ]
+        if self.bounds is not None:
+            self._policy = ScalePolicy(
+                self.bounds, idle_s=self.autoscale_idle_s, now=time.monotonic()
+            )
+            self._autoscaler = self._thread(self._autoscale, "petiole-autoscale")
+            self._threads.append(self._autoscaler)
         for thread in self._threads:
             thread.start()
+        bounds = self.bounds
         logger.info(
-            "worker %s ready: queues=%s pool=%sx%d prefetch=%d lease=%gs broker=%s backend=%s",
+            "worker %s ready: queues=%s pool=%sx%d%s prefetch=%d lease=%gs broker=%s backend=%s",
             self.hostname,
             ",".join(self.queues),
             self.pool_name,
             self.concurrency,
+            f" (autoscale {bounds.minimum}-{bounds.maximum})" if bounds else "",
             self.prefetch,
             self.lease_s,
             location(self.transport, self.app.settings.broker_url),
@@ -184,7 +259,7 @@ class Worker:
         limit = self.transport.capabilities.max_unsettled_s
         if limit is None:
             return
-        settings = self.app.settings
+        settings = self.settings
         too_long = []
         for name in sorted(names):
             hard = self.app.tasks[name].options.time_limit_s
@@ -202,8 +277,9 @@ class Worker:
                 ", ".join(too_long),
             )
 
-    def run(self) -> int:
-        """Run until SIGTERM/SIGINT (in the main thread) or :meth:`stop`; return an exit code."""
+    def run(self, *, ready: Callable[[], None] | None = None) -> int:
+        """Run until SIGTERM/SIGINT (in the main thread) or :meth:`stop`; return an exit
+        code. ``ready`` is called once the worker consumes (``--detach`` waits for it)."""
         # Tried rather than checked: under eventlet the main green thread is not
         # threading.main_thread(), yet it may install handlers.
         try:
@@ -212,6 +288,8 @@ class Worker:
         except ValueError:
             pass  # not the main OS thread: whoever runs us stops us with stop()
         self.start()
+        if ready is not None:
+            ready()
         while not self._stopping.wait(0.5):
             pass
         self._shutdown()
@@ -266,6 +344,8 @@ class Worker:
             self.pool.terminate()
             self._return_all_held()
             self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
+            for callback in self.on_exit_now:
+                callback()
             os._exit(0)
 
     def _shutdown(self) -> None:
@@ -281,6 +361,9 @@ class Worker:
         if self._threads and self._threads[0] is not threading.current_thread():
             self._threads[0].join()
         self._return_pending()
+        autoscaler = self._autoscaler  # no resizing while the pool stops
+        if autoscaler is not None and autoscaler is not threading.current_thread():
+            autoscaler.join()
         finished = self.pool.stop(timeout_s=self.shutdown_timeout_s)
         if not finished:
             logger.warning(
@@ -336,16 +419,33 @@ class Worker:
 
     def _consume_pushed(self, transport: Consuming) -> None:
         """Let the broker push, ``prefetch`` unsettled messages at most (the broker
-        keeps count, acks still in the batcher included); close the consumer on stop."""
-        backoff = _RESERVE_BACKOFF_S[0]
-        consumer: Consumer | None = None
-        while consumer is None and not self._stopping.is_set():
+        keeps count, acks still in the batcher included); close the consumer on stop.
+        When autoscaling changes the prefetch, the consumer is closed and opened
+        again with the new window; the messages the old one delivered stay held, on
+        top of the new window until they are settled (bounded by the old window)."""
+        while not self._stopping.is_set():
+            prefetch = self.prefetch
+            consumer = self._open_consumer(transport, prefetch)
+            if consumer is None:
+                return
             try:
-                consumer = transport.consume(
-                    self.queues,
-                    prefetch=self.prefetch,
-                    lease_s=self.lease_s,
-                    on_delivery=self._pushed,
+                if self._dispatch_on_delivery:
+                    with self._changed:
+                        while not self._stopping.is_set() and self.prefetch == prefetch:
+                            self._changed.wait(timeout=0.5)
+                else:
+                    self._dispatch_here()
+            finally:
+                consumer.close()  # no delivery after this: shutdown then returns what is pending
+
+    def _open_consumer(self, transport: Consuming, prefetch: int) -> Consumer | None:
+        """A consumer with this prefetch window, retried with back-off while the
+        broker cannot be reached; None if the worker stops first."""
+        backoff = _RESERVE_BACKOFF_S[0]
+        while not self._stopping.is_set():
+            try:
+                return transport.consume(
+                    self.queues, prefetch=prefetch, lease_s=self.lease_s, on_delivery=self._pushed
                 )
             except PetioleError as exc:
                 logger.error(
@@ -353,15 +453,7 @@ class Worker:
                 )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, _RESERVE_BACKOFF_S[1])
-        if consumer is None:
-            return
-        try:
-            if self._dispatch_on_delivery:
-                self._stopping.wait()
-            else:
-                self._dispatch_here()
-        finally:
-            consumer.close()  # no delivery after this: shutdown then returns what is pending
+        return None
 
     def _dispatch_here(self) -> None:
         """Start pending jobs from this (the consumer's) thread, for a pool that runs
@@ -392,8 +484,9 @@ class Worker:
         except Exception as exc:
             # A check that fails on a message must not take the consumer with it.
             logger.exception("internal error checking a message from %r", delivery.queue)
-            self.settler.dead_letter(
+            self.admission.refuse(
                 delivery,
+                "internal",
                 f"the worker failed to check it: {type(exc).__name__}: {exc} "
                 "(a bug in petiole; `petiole dlq requeue` once fixed)",
             )
@@ -416,78 +509,15 @@ class Worker:
         """Check a message using only its headers; queue it to run, or settle it now.
         ``lease`` is when (monotonic) its lease runs out unless renewed, and the
         broker's data generation when it was reserved."""
-        if delivery.delivery_count > self.max_deliveries:
-            self.settler.dead_letter(
-                delivery,
-                f"delivered {delivery.delivery_count} times "
-                f"(max_deliveries={self.max_deliveries}): "
-                "it may be killing its worker; inspect it with `petiole dlq list`",
-            )
+        job = self.admission.check(delivery)
+        if job is None:
             return
-        try:
-            frame = Frame.parse(delivery.payload)
-        except ProtocolError as exc:
-            self.settler.dead_letter(delivery, f"malformed message: {exc}")
-            return
-        try:
-            # The raw bytes, before the header block is parsed or the body decoded.
-            verify_frame(
-                frame, self.app.signer(), require_signature=self.app.settings.require_signature
-            )
-        except SignatureError as exc:
-            named = peek_signer(delivery.payload)
-            signed_by = f" (signed by {named!r})" if isinstance(named, str) else ""
-            self.settler.dead_letter(delivery, f"refused, not verified{signed_by}: {exc}")
-            return
-        try:
-            envelope = frame.envelope()
-            check_workflow_headers(envelope.headers)
-        except (ProtocolError, ValueError) as exc:
-            self.settler.dead_letter(delivery, f"malformed message: {exc}")
-            return
-        if envelope.content_type not in self.accepted_content_types:
-            self.settler.dead_letter(
-                delivery,
-                f"content type {envelope.content_type!r} is not accepted (accept_content="
-                f"{self.app.settings.accept_content}); add its serializer to accept_content "
-                "if its senders are trusted, then `petiole dlq requeue`",
-            )
-            return
-        if envelope.content_encoding != IDENTITY:
-            try:
-                self.app.codec(envelope.content_encoding)
-            except PluginError as exc:
-                self.settler.dead_letter(
-                    delivery,
-                    f"content encoding {envelope.content_encoding!r} cannot be decoded here: "
-                    f"{exc}; then `petiole dlq requeue`",
-                )
-                return
-        task = self.app.tasks.get(envelope.task_name)
-        if task is None:
-            self.settler.dead_letter(
-                delivery,
-                f"task {envelope.task_name!r} is not registered on this worker; start a worker "
-                "whose app defines it, then `petiole dlq requeue`",
-            )
-            return
-        now = time.time()
-        expires = envelope.expires
-        if expires is not None and expires < now:
-            self.settler.expired(delivery, envelope, expires)
-            return
-        eta = envelope.eta
-        if eta is not None and eta - now > _ETA_TOLERANCE_S:
-            self.settler.redelay(delivery, envelope, eta - now)
-            return
-        if self._info:
-            logger.info("task %s[%s] received", envelope.task_name, envelope.task_id)
-        soft, hard = resolve_time_limits(self.app, task, envelope)
-        job = Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
         with self._lock:
             self._held[delivery.receipt] = delivery
             self._lease_ends[delivery.receipt] = lease
             self._pending.append(job)
+        if self.hooks.received is not None:
+            self.hooks.received(worker=self, job=job)
         if self._stopping.is_set():
             self._return_pending()
 
@@ -543,10 +573,59 @@ class Worker:
                     continue
                 if self.revocations.active and self.revocations.is_revoked(job.envelope.task_id):
                     self._finish(job, Outcome(ACK, "REVOKED", "revoked before it started"))
+                    self.hooks.revoked(job.envelope, terminated=False)
+                    continue
+                if self._acks_early(job) and not self._ack_before_running(job):
                     continue
                 self.pool.submit(job, self._on_done)
         finally:
             self._dispatching.active = False
+
+    def _acks_early(self, job: Job) -> bool:
+        """Whether this job's task acknowledges before it runs (``acks_late=False``)."""
+        task = self.app.tasks.get(job.envelope.task_name)
+        late = task.options.acks_late if task is not None else None
+        return not (self.settings.acks_late if late is None else late)
+
+    def _ack_before_running(self, job: Job) -> bool:
+        """``acks_late=False``: acknowledge the message now, then run the task (at
+        most once). Returns whether the job may run.
+
+        A body that cannot be decoded is dead-lettered instead, as it would be after
+        a late ack: the early ack must not throw bad input away. A message whose
+        acknowledgement the broker does not take is not run now (it comes back, and
+        running it here too could run it twice)."""
+        try:
+            self.runner.check_body(job.envelope)
+        except Rejected as exc:
+            self._finish(job, Outcome(REJECT, reason=str(exc)))
+            self.hooks.rejected(job.queue, "undecodable", str(exc), job.envelope)
+            return False
+        with self._lock:
+            delivery = self._held.pop(job.receipt, None)
+            self._lease_ends.pop(job.receipt, None)
+        acked = False
+        if delivery is not None:
+            try:
+                self.transport.ack(delivery)
+                acked = True
+            except PetioleError as exc:
+                logger.error(
+                    "could not acknowledge task %s[%s] before running it (acks_late=False): "
+                    "%s; it does not run now and comes back %s",
+                    job.envelope.task_name,
+                    job.envelope.task_id,
+                    exc,
+                    unsettled_return(self.transport),
+                )
+        if not acked:
+            with self._changed:
+                self._running.pop(job.receipt, None)
+                self._changed.notify_all()
+            return False
+        with self._lock:
+            self._acked_early.add(job.receipt)
+        return True
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         try:
@@ -562,8 +641,12 @@ class Worker:
         with self._lock:
             delivery = self._held.pop(job.receipt, None)
             self._lease_ends.pop(job.receipt, None)
+            acked_early = job.receipt in self._acked_early
+            self._acked_early.discard(job.receipt)
         if delivery is not None:
             self._settle(delivery, job, outcome)
+        elif acked_early:
+            self.settler.after_early_ack(job, outcome)
         with self._changed:
             self._running.pop(job.receipt, None)
             if self._free_to_reserve():
@@ -575,6 +658,8 @@ class Worker:
             settler.ack(delivery, count_as=outcome.state.lower() or "done")
         elif outcome.kind == REJECT:
             settler.dead_letter(delivery, outcome.reason)
+            if outcome.cause:
+                self.hooks.rejected(delivery.queue, outcome.cause, outcome.reason, job.envelope)
         elif outcome.kind == REQUEUE:
             settler.requeue(delivery, delay_s=outcome.delay_s)
         elif outcome.kind == LOST:
@@ -752,11 +837,13 @@ class Worker:
             if not self.revocations.poll():
                 continue
             with self._lock:
-                running = {job.envelope.task_id: receipt for receipt, job in self._running.items()}
+                running = {job.envelope.task_id: job for job in self._running.values()}
             cancel = getattr(self.pool, "cancel", None)
             for task_id in self.revocations.to_terminate(running):
-                if cancel is not None and cancel(running[task_id]):
+                job = running[task_id]
+                if cancel is not None and cancel(job.receipt):
                     logger.info("terminated revoked task %s", task_id)
+                    self.hooks.revoked(job.envelope, terminated=True)
                 else:
                     logger.warning(
                         "task %s was revoked with terminate, but the %s pool cannot stop a "
@@ -764,6 +851,46 @@ class Worker:
                         task_id,
                         self.pool_name,
                     )
+
+    # -- autoscaling ------------------------------------------------------------------
+
+    def _autoscale(self) -> None:
+        """Every TICK_S, resize the pool to what the policy asks for."""
+        policy = self._policy
+        assert policy is not None
+        while not self._stopping.wait(TICK_S):
+            with self._lock:
+                demand = len(self._running) + len(self._pending)
+            size = policy.size_for(demand, self.concurrency, time.monotonic())
+            if size != self.concurrency and not self._stopping.is_set():
+                self.resize(size)
+
+    def resize(self, size: int) -> None:
+        """Resize the pool (it must be :class:`~petiole.pools.base.Resizable`) and
+        the prefetch with it. Growing waits for the new executors to be ready."""
+        pool = self.pool
+        assert isinstance(pool, Resizable), "only a resizable pool is autoscaled"
+        before = self.concurrency
+        if size > before:
+            pool.resize(size)
+            size = pool.concurrency  # some executors may have failed to start
+        with self._changed:
+            self.concurrency = size
+            self._set_prefetch(size)
+            running, waiting = len(self._running), len(self._pending)
+            self._changed.notify_all()  # the consumer: the prefetch changed
+        if size < before:
+            pool.resize(size)
+        logger.info(
+            "autoscale: the %s pool %s from %d to %d (%d running, %d waiting)",
+            self.pool_name,
+            "grows" if size > before else "shrinks",
+            before,
+            size,
+            running,
+            waiting,
+        )
+        self._dispatch()
 
     # -- introspection ------------------------------------------------------------------
 
@@ -776,10 +903,13 @@ class Worker:
             return len(self._held)
 
     def info(self) -> dict[str, Any]:
-        return {
+        info = {
             "hostname": self.hostname,
             "queues": self.queues,
             "pool": self.pool_name,
             "concurrency": self.concurrency,
             "counts": dict(self.counts),
         }
+        if self.bounds is not None:
+            info["autoscale"] = {"max": self.bounds.maximum, "min": self.bounds.minimum}
+        return info
