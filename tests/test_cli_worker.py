@@ -414,3 +414,27 @@ def test_the_sample_systemd_unit_starts_petiole_worker_with_flags_it_has() -> No
         assert (Path(program).name, subcommand) == ("petiole", "worker")
         # Parsing validates every flag and value without starting anything.
         worker_cmd.worker.make_context("worker", args)
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        ("--statedb", "`--statedb` has no Petiole equivalent: revocations live in the"),
+        ("-S", "`-S` (Celery's `--statedb`) has no Petiole equivalent"),
+        ("--disable-prefetch", "is spelled `--prefetch-multiplier` in Petiole"),
+        ("--without-gossip", "Petiole workers do not gossip"),
+    ],
+)
+def test_celery_flags_petiole_spells_otherwise_or_lacks_name_what_to_do(
+    flag: str, says: str
+) -> None:
+    result = CliRunner().invoke(cli, ["worker", flag])
+    assert result.exit_code == 2
+    assert says in result.output
+    assert "No such option" not in result.output
+
+
+def test_a_flag_no_celery_worker_has_is_still_clicks_no_such_option() -> None:
+    result = CliRunner().invoke(cli, ["worker", "--frobnicate"])
+    assert result.exit_code == 2
+    assert "No such option '--frobnicate'" in result.output

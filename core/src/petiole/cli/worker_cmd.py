@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from petiole import celery_names
 from petiole.cli import daemon
 from petiole.cli.context import common_options, state
 from petiole.cli.help_groups import GroupedCommand, grouped_option
@@ -54,7 +55,22 @@ def _umask(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
         raise click.BadParameter(f"{value!r} is not an octal number such as 022") from None
 
 
-@click.command(cls=GroupedCommand)
+class WorkerCommand(GroupedCommand):
+    """``petiole worker``: a flag of Celery's worker that Petiole spells otherwise or
+    lacks is answered from :mod:`petiole.celery_names` (the Petiole spelling, or what
+    to do instead), not with click's bare "No such option"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            entry = celery_names.lookup("worker flag", exc.option_name)
+            if entry is None:
+                raise
+            raise click.UsageError(entry.message(exc.option_name), ctx) from None
+
+
+@click.command(cls=WorkerCommand)
 @common_options
 @grouped_option("-n", "--hostname", group=WORKER, help="Name of this worker in logs and results.")
 @grouped_option(
