@@ -71,6 +71,14 @@ def petiole(
     )
 
 
+def start_detached(project: Path, env: dict[str, str], pidfile: Path) -> int:
+    """Start a threads-pool worker with ``--detach``; return its pid, from its pidfile."""
+    args = ("worker", "-A", "cliworker_app", "-P", "threads", "--detach", "--pidfile")
+    result = petiole(project, env, *args, str(pidfile))
+    assert result.returncode == 0, result.stderr
+    return int(pidfile.read_text())
+
+
 def gone(pid: int) -> bool:
     return not alive(pid)
 
@@ -353,20 +361,7 @@ def test_detach_replaces_a_stale_pidfile(
     dead.wait()
     pidfile = project / "w.pid"
     pidfile.write_text(f"{dead.pid}\n")
-    result = petiole(
-        project,
-        env,
-        "worker",
-        "-A",
-        "cliworker_app",
-        "-P",
-        "threads",
-        "--detach",
-        "--pidfile",
-        str(pidfile),
-    )
-    assert result.returncode == 0, result.stderr
-    pid = int(pidfile.read_text())
+    pid = start_detached(project, env, pidfile)
     daemons.append(pid)
     assert pid != dead.pid
     os.kill(pid, signal.SIGTERM)
@@ -375,20 +370,7 @@ def test_detach_replaces_a_stale_pidfile(
 
 def test_detached_worker_runs_tasks(project: Path, env: dict[str, str], daemons: list[int]) -> None:
     pidfile = project / "w.pid"
-    result = petiole(
-        project,
-        env,
-        "worker",
-        "-A",
-        "cliworker_app",
-        "-P",
-        "threads",
-        "--detach",
-        "--pidfile",
-        str(pidfile),
-    )
-    assert result.returncode == 0, result.stderr
-    pid = int(pidfile.read_text())
+    pid = start_detached(project, env, pidfile)
     daemons.append(pid)
     call = petiole(project, env, "call", "cli.square", "--args", "[7]", "--wait", "--timeout", "20")
     assert call.returncode == 0, call.stderr
