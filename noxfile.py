@@ -135,6 +135,7 @@ def bench(session: nox.Session) -> None:
         "amqp_clients": "benchmarks/amqp_clients/run.py",
         "amqp": "benchmarks/amqp_peers/run.py",
         "codecs": "benchmarks/codecs/run.py",
+        "producer": "benchmarks/producer/run.py",
     }
     chosen = session.posargs or sorted(available)
     for name in chosen:

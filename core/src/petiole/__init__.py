@@ -13,6 +13,7 @@ from petiole.errors import (
     TaskRevoked,
 )
 from petiole.hookspecs import hookimpl
+from petiole.producer import SendManyError
 from petiole.request import Request
 from petiole.result import AsyncResult, GroupResult, ResultSet
 from petiole.task import Task
@@ -30,6 +31,7 @@ __all__ = [
     "Request",
     "ResultSet",
     "ResultTimeout",
+    "SendManyError",
     "Signature",
     "Task",
     "TaskRevoked",

@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from petiole.eager import EagerRunner
 from petiole.envelope import Envelope, Workflow
 from petiole.errors import ConfigError, ContentDisallowed, UnknownSerializer
 from petiole.plugins import PluginRegistry
+from petiole.producer import sending_in_batches
 from petiole.publish_retry import NO_RETRY, RetryPolicy
 from petiole.routing import Router
 from petiole.sending import Sender
@@ -472,6 +473,25 @@ class Petiole:
             retry_policy=policy,
             **options,
         )
+
+    def sending_in_batches(self) -> AbstractContextManager[None]:
+        """A block for sending many tasks in a loop::
+
+            with app.sending_in_batches():
+                for row in rows:
+                    import_row.delay(row)
+
+        On a transport that batches publishes
+        (:class:`~petiole.transport.PublishesInBatches`: Redis, AMQP) the sends of
+        the block in this thread are pipelined instead of waiting one by one, and
+        every one is durable when the block ends — or it raises
+        :class:`~petiole.errors.TransportError`. Until then a result handle exists
+        but its task may not be stored yet, so wait for no result inside the block.
+        On other transports each send waits as usual. Blocks nest (the outer one's
+        end waits for all); what a block left by an exception had queued is sent or
+        not as its transport's ``batch()`` says; in eager mode each call runs at
+        once. ``Task.delay_many`` batches for you."""
+        return sending_in_batches(self)
 
     def run_task_here(
         self,

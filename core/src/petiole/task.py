@@ -20,7 +20,7 @@ from petiole.canvas.signature import Signature
 from petiole.canvas.workflows import chunks_group, group, map_signature
 from petiole.celery_names import CelerySpellingError
 from petiole.errors import ConfigError, MaxRetriesExceededError, PetioleError, Retry
-from petiole.producer import Producer
+from petiole.producer import SEND_MANY_BATCH_SIZE, Producer, send_many
 from petiole.request import Request, current_request
 from petiole.result import AsyncResult
 
@@ -190,6 +190,67 @@ class Task(Generic[P, R]):
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
         """Send the task with these arguments, with default options."""
         return self.apply_async(args, kwargs)
+
+    def delay_many(
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        batch_size: int = SEND_MANY_BATCH_SIZE,
+        **options: Any,
+    ) -> list[AsyncResult]:
+        """Send one task per item of ``calls`` and return their results, in order.
+
+        Each item is one call's arguments: a tuple (or list) of positional
+        arguments — ``add.delay_many([(1, 2), (3, 4)])``, ``(x,)`` for one — or a
+        mapping of keyword arguments. ``options`` are :meth:`apply_async`'s
+        (``countdown=``, ``queue=``, ``priority=``, ...) for every call, routed as
+        it routes them; every call gets its own id (``task_id=`` is refused).
+
+        The calls go out in batches of ``batch_size``, each pipelined on a
+        transport that batches publishes and durable before the next batch is read,
+        so a generator of a million items holds one batch at a time. Every item of
+        a batch is checked (the ``typing`` option) before any of it is sent, and
+        every item of a list before anything is sent: a ``TypeError`` names the
+        item. A failure once something was sent raises
+        :class:`~petiole.producer.SendManyError`, whose ``sent`` and
+        ``unconfirmed`` say which calls are stored and which may be.
+        """
+        if "task_id" in options:
+            raise ConfigError(
+                f"{self.name}.delay_many() gives every call its own id: drop task_id="
+            )
+        typing = self.options.typing
+        check = self.check_arguments
+        send_task = self.app.send_task
+        name = self.name
+
+        def prepare(item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
+            args: Sequence[Any]
+            kwargs: Mapping[str, Any]
+            if isinstance(item, (tuple, list)):
+                args, kwargs = item, {}
+            elif isinstance(item, Mapping):
+                args, kwargs = (), item
+            else:
+                raise TypeError(
+                    f"{item!r} is neither a tuple of positional arguments nor a mapping "
+                    "of keyword arguments (one argument x is written (x,))"
+                )
+            if typing:
+                check(args, kwargs)
+            return args, kwargs
+
+        def send(args: Sequence[Any], kwargs: Mapping[str, Any], task_id: str) -> AsyncResult:
+            return send_task(name, args, kwargs, task_id=task_id, **options)
+
+        return send_many(
+            self.app,
+            calls,
+            prepare=prepare,
+            send=send,
+            batch_size=batch_size,
+            what=f"{name}.delay_many()",
+        )
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` when the function could not be called with these

@@ -56,6 +56,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
+    DataError,
     NoScriptError,
     RedisError,
     ResponseError,
@@ -90,6 +91,43 @@ class RawConnection(Protocol):
 def command(client: redis.Redis | redis.client.Pipeline | FastClient, *args: Any) -> Any:
     """``client.execute_command`` with a type (redis-py leaves it untyped)."""
     return cast(Any, client).execute_command(*args)
+
+
+def pack(args: Sequence[Any]) -> bytes:
+    """One command in the Redis protocol (RESP), each argument as redis-py encodes
+    it (bytes as is, str as UTF-8, int and float by ``repr``; anything else, a bool
+    included, is a :class:`redis.DataError`).
+
+    redis-py's pure-Python packer costs about 12 µs for a publish's twelve
+    arguments, a third of the client's CPU per publish; this costs about 3."""
+    out = bytearray(b"*%d\r\n" % len(args))
+    for arg in args:
+        kind = type(arg)  # exact types first: the common ones, without isinstance chains
+        if kind is bytes:
+            data = arg
+        elif kind is str:
+            data = arg.encode()
+        elif kind is int:
+            data = b"%d" % arg
+        else:
+            data = _encode_other(arg)
+        out += b"$%d\r\n" % len(data)
+        out += data
+        out += b"\r\n"
+    return bytes(out)
+
+
+def _encode_other(arg: Any) -> bytes:
+    if isinstance(arg, (bytes, bytearray, memoryview)):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return repr(arg).encode()
+    raise DataError(
+        f"Invalid input of type: {type(arg).__name__!r}. "
+        "Convert to a bytes, string, int or float first."
+    )
 
 
 class FastClient:
@@ -135,7 +173,7 @@ class FastClient:
     def execute_command(self, *args: Any) -> Any:
         connection = self._connection()
         try:
-            connection.send_command(*args)
+            connection.send_packed_command([pack(args)])
             return connection.read_response()
         except ResponseError:
             raise  # the server answered: the connection is fine
@@ -154,7 +192,7 @@ class FastClient:
         connection = self._connection()
         replies: list[Any] = []
         try:
-            connection.send_packed_command(connection.pack_commands(commands))
+            connection.send_packed_command([b"".join(map(pack, commands))])
             for _ in commands:
                 try:
                     replies.append(connection.read_response())

@@ -60,6 +60,7 @@ meanwhile, then reconnects and subscribes again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -67,7 +68,8 @@ import threading
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
@@ -99,6 +101,11 @@ T = TypeVar("T")
 _SWEEP_LIMIT = 1000
 # Dead letters requeued per script call when requeueing a whole queue.
 _REQUEUE_BATCH = 1000
+# A batch() block sends what it holds once it holds this many messages or bytes
+# of payload: a loop of a million publishes keeps at most one round's worth in
+# memory, and one round stays well under the server's query buffer limit (1 GB).
+_BATCH_MAX_MESSAGES = 500
+_BATCH_MAX_BYTES = 4 * 1024 * 1024
 _PUBLISH = Script("publish")
 _RESERVE = Script("reserve", library=True)
 _ACK = Script("ack")
@@ -107,6 +114,15 @@ _EXTEND = Script("extend")
 _DEAD_LETTER = Script("dead_letter", library=True)
 _DEAD_LIST = Script("dead_list")
 _REQUEUE_DEAD = Script("requeue_dead")
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one thread's open :meth:`RedisTransport.batch` holds."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)  # not sent yet
+    held_bytes: int = 0  # their payloads' size
+    stored: int = 0  # sent in earlier rounds of this block, and stored
 
 
 class RedisTransport:
@@ -137,6 +153,7 @@ class RedisTransport:
         )
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._subscriptions_lock = threading.Lock()
+        self._batches = threading.local()  # .open: this thread's open batch() block
 
     @property
     def data_generation(self) -> int:
@@ -165,10 +182,60 @@ class RedisTransport:
         priority: int = 0,
     ) -> None:
         """Store the message (one script call); durable per the server's AOF
-        settings when this returns. A priority outside 0-9 is clamped into it."""
+        settings when this returns. A priority outside 0-9 is clamped into it.
+        Inside :meth:`batch`, the message is only queued; see there."""
         self._check_size(payload)
         keys, argv = self._publish_args(queue, payload, message_id, delay_s, priority)
+        pending: _Batch | None = getattr(self._batches, "open", None)
+        if pending is not None:
+            pending.calls.append(_PUBLISH.args(keys, argv))
+            pending.held_bytes += len(payload)
+            if len(pending.calls) >= _BATCH_MAX_MESSAGES or pending.held_bytes >= _BATCH_MAX_BYTES:
+                self._send_batch(pending)
+            return
         self._call_fast(f"publish to queue {queue!r}", lambda c: _PUBLISH(c, keys, argv))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Publishes of this thread in the block are pipelined: sent in rounds of
+        up to 500 messages (or 4 MB of payloads), one round trip each, and the rest
+        at the block's end (:class:`~petiole.transport.PublishesInBatches`).
+
+        When the block ends every one of them is stored, durable per the server's
+        AOF settings, or a :class:`~petiole.errors.TransportError` says how many
+        of the block's messages were stored and how many may not be. Each message is
+        its own script call, stored whole or not at all, and carries a random id the
+        script refuses twice, so a round resent after a lost reply (an outage) stores
+        nothing twice. A block inside a block joins it; a block left by an exception
+        still sends what it queued (as publishes outside a block would have been)."""
+        if getattr(self._batches, "open", None) is not None:
+            yield  # a batch in a batch (a group of groups): the outer block sends all
+            return
+        pending = _Batch()
+        self._batches.open = pending
+        try:
+            yield
+        finally:
+            self._batches.open = None
+            self._send_batch(pending)
+
+    def _send_batch(self, pending: _Batch) -> None:
+        """Send the calls ``pending`` holds in one pipelined round trip (retried
+        through an outage as every call is); count them as stored once it returns."""
+        calls = pending.calls
+        if not calls:
+            return
+        pending.calls, pending.held_bytes = [], 0
+        try:
+            self._call_fast(
+                f"publish {len(calls)} messages", lambda c: _run_scripts(c, calls, _PUBLISH)
+            )
+        except TransportError as exc:
+            raise TransportError(
+                f"{exc} — of the {pending.stored + len(calls)} messages published in this "
+                f"batch, {pending.stored} are stored; the last {len(calls)} may not be"
+            ) from exc
+        pending.stored += len(calls)
 
     def publish_many(
         self,
@@ -194,29 +261,11 @@ class RedisTransport:
             _PUBLISH.args(*self._publish_args(queue, payload, mid, delay_s, priority))
             for payload, mid in zip(batch, ids, strict=True)
         ]
-        if not calls:
-            return 0
-
-        def run(client: redis.Redis) -> None:
-            todo = calls
-            for _ in range(2):
-                pipe = client.pipeline(transaction=False)
-                for args in todo:
-                    command(pipe, *args)
-                results = pipe.execute(raise_on_error=False)
-                errors = [r for r in results if isinstance(r, Exception)]
-                if not errors:
-                    return
-                if not all(isinstance(e, NoScriptError) for e in errors):
-                    raise errors[0]
-                # The server restarted with an empty script cache: load, then redo
-                # only the calls that did not run.
-                command(client, "SCRIPT", "LOAD", _PUBLISH.source)
-                todo = [
-                    a for a, r in zip(todo, results, strict=True) if isinstance(r, NoScriptError)
-                ]
-
-        self._call(f"publish {len(calls)} messages to queue {queue!r}", run)
+        if calls:
+            self._call_fast(
+                f"publish {len(calls)} messages to queue {queue!r}",
+                lambda c: _run_scripts(c, calls, _PUBLISH),
+            )
         return len(calls)
 
     def _publish_args(
@@ -319,20 +368,9 @@ class RedisTransport:
         if not calls:
             return
 
-        def run(client: FastClient) -> None:
-            todo = calls
-            for _ in range(2):
-                replies = client.execute_pipeline(todo)
-                missing = [a for a, r in zip(todo, replies, strict=True) if _no_script(r)]
-                others = [r for r in replies if isinstance(r, Exception) and not _no_script(r)]
-                if others:
-                    raise others[0]
-                if not missing:
-                    return
-                command(client, "SCRIPT", "LOAD", _ACK.source)  # the server restarted
-                todo = missing
-
-        self._call_fast(f"acknowledge {len(calls)} messages", run)
+        self._call_fast(
+            f"acknowledge {len(calls)} messages", lambda c: _run_scripts(c, calls, _ACK)
+        )
 
     def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
         """Requeue (due after ``delay_s``, at the tail of its priority) or delete;
@@ -546,6 +584,23 @@ def _dead_letter(queue: str, ident: bytes, raw_info: bytes, payload: bytes) -> D
 
 def _no_script(reply: object) -> bool:
     return isinstance(reply, NoScriptError)
+
+
+def _run_scripts(client: FastClient, calls: list[tuple[Any, ...]], script: Script) -> None:
+    """Run ``calls`` (``script.args(...)`` each) in one pipelined round trip; after
+    a server restart (empty script cache) load the script and run only the calls
+    that did not run. Raises the first other error a call got."""
+    todo = calls
+    for _ in range(2):
+        replies = client.execute_pipeline(todo)
+        others = [r for r in replies if isinstance(r, Exception) and not _no_script(r)]
+        if others:
+            raise others[0]
+        missing = [a for a, r in zip(todo, replies, strict=True) if _no_script(r)]
+        if not missing:
+            return
+        command(client, "SCRIPT", "LOAD", script.source)
+        todo = missing
 
 
 def _lease(delivery: Delivery) -> tuple[str, str] | None:
