@@ -136,6 +136,7 @@ def bench(session: nox.Session) -> None:
         "amqp": "benchmarks/amqp_peers/run.py",
         "codecs": "benchmarks/codecs/run.py",
         "producer": "benchmarks/producer/run.py",
+        "sqlite": "benchmarks/sqlite_default/run.py",
     }
     chosen = session.posargs or sorted(available)
     for name in chosen:

@@ -140,9 +140,11 @@ def test_a_threads_worker_grows_while_tasks_wait_and_shrinks_back_when_idle(app:
         with lock:
             running[0] -= 1
 
+    # Queued before the worker starts: its first reserve takes a full window, so how
+    # much it holds next depends on the pool's growth, not on when each send lands.
+    results = [slow.delay() for _ in range(20)]
     with start_worker(app, autoscale=(4, 1), autoscale_idle_s=1.0) as worker:
         assert (worker.concurrency, worker.prefetch) == (1, 4)
-        results = [slow.delay() for _ in range(20)]
         assert wait_until(lambda: worker.pool.concurrency == 4, timeout_s=10)
         assert wait_until(lambda: most[0] == 4, timeout_s=5)
         assert (worker.concurrency, worker.prefetch) == (4, 16)  # prefetch follows,

@@ -20,6 +20,7 @@ import pytest
 from core_helpers import drain_in_threads, run_python, waiting_in_thread
 
 from petiole._builtins import sqlite_transport
+from petiole._builtins._sqlite import SqliteOptions
 from petiole._builtins.sqlite_transport import SqliteTransport, create_transport
 from petiole.errors import ConfigError, TransportError
 from petiole.transport import Delivery
@@ -327,7 +328,9 @@ def test_waiting_reserver_does_not_hold_the_write_lock(
 
 
 def test_publish_from_another_process_is_found_by_polling(db_path: Path) -> None:
-    transport = SqliteTransport(db_path)
+    # notify=off on both sides: the polling of earlier releases (test_sqlite_wakeup.py
+    # covers the doorbells that wake waiters in other processes by default).
+    transport = SqliteTransport(db_path, SqliteOptions(notify="off"))
     try:
         waiting = waiting_in_thread(
             transport, lambda: transport.reserve(["q"], max_messages=1, wait_s=30, lease_s=60)
@@ -340,7 +343,7 @@ def test_publish_from_another_process_is_found_by_polling(db_path: Path) -> None
             t.publish("q", b"from afar")
             t.close()
             """,
-            f"sqlite:///{db_path}",
+            f"sqlite:///{db_path}?notify=off",
         )
         assert producer.wait(timeout=60) == 0
         published_at = time.monotonic()

@@ -7,8 +7,12 @@
   processes sharing one file, and translates every ``sqlite3`` error into the
   component's own error type.
 * :class:`Notifier` lets a waiter in this process wake as soon as another thread
-  of this process writes, instead of waiting for its next poll. Writes from
-  other processes are only seen by polling.
+  of this process writes, instead of waiting for its next poll; the doorbells of
+  :mod:`petiole._builtins._wakeup` carry the same wake-up to waiters in other
+  processes of this machine (a Unix datagram socket per waiting process, in the
+  directory ``petiole.db-wake`` beside the file).
+* :class:`Wait` is one waiting call's schedule: look, arm the doorbell, look
+  again, then sleep until woken or the next poll is due.
 * :class:`SqliteComponent` is what the transport and the backend are built on:
   their :class:`Database`, options, location and ``close``.
 
@@ -21,10 +25,25 @@ URL forms (as in SQLAlchemy)::
 
 Options (from the configuration; URL query parameters override them):
 
+``notify`` (default ``auto``)
+    ``auto``: a write wakes the waiters of every process on this machine at once
+    (doorbells, see :mod:`petiole._builtins._wakeup`), and a waiter looks at the
+    database again only every ``poll_interval_ms`` in case a write rang no one.
+    Where doorbells cannot work they are left out on their own: no Unix
+    sockets (Windows), a directory where ``petiole.db-wake`` cannot be created,
+    a path too long for a socket address where ``/proc/self/fd`` cannot
+    shorten it (not Linux, over about 80 characters). On a
+    network file system (NFS, SMB, CephFS... read from the mount table) writers
+    on *other* machines cannot ring, so waiters also keep polling from 5 ms up
+    to ``poll_interval_ms`` as with ``off``. ``off``: no doorbells; waiters in
+    other processes see writes only by polling (5 ms, backing off to
+    ``poll_interval_ms``), as earlier releases did. Every process sharing a file
+    should use the same setting; one with ``off`` is seen by the others'
+    polls only.
 ``poll_interval_ms`` (default 100)
     The longest a waiting ``reserve`` or ``wait`` sleeps between two looks at
-    the database for work written by *other* processes. Polls start at 5 ms and
-    back off to this cap; writes from this process wake waiters at once.
+    the database. With ``notify=off`` polls start at 5 ms and back off to this
+    cap; writes from this process wake waiters at once either way.
 ``busy_timeout_ms`` (default 5000)
     How long a write waits for another process's write to finish before failing.
 ``synchronous`` (default ``full``)
@@ -37,6 +56,7 @@ Options (from the configuration; URL query parameters override them):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -46,12 +66,13 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
+from petiole._builtins._wakeup import Doorbell, WakeDirectory
 from petiole.component_options import build_options, query_options
 from petiole.errors import ConfigError, PetioleError, SettingTypeError
 from petiole.urls import mask_url
@@ -61,6 +82,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_FILENAME = "petiole.db"
 SCHEME = "sqlite"
 SYNCHRONOUS_MODES = ("full", "normal")
+NOTIFY_MODES = ("auto", "off")
 
 # How long opening a component waits out a locked file, beyond busy_timeout_ms.
 _STARTUP_LOCK_WAIT_S = 60.0
@@ -79,6 +101,7 @@ class SqliteOptions:
     poll_interval_ms: int = 100
     busy_timeout_ms: int = 5000
     synchronous: str = "full"
+    notify: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +203,11 @@ def _build_options(raw: Mapping[str, Any], *, source: str) -> SqliteOptions:
         raise SettingTypeError(
             "synchronous", source=source, expected="'full' or 'normal'", got=built.synchronous
         )
+    notify = built.notify.lower()
+    if notify not in NOTIFY_MODES:
+        raise SettingTypeError(
+            "notify", source=source, expected="'auto' or 'off'", got=built.notify
+        )
     if built.poll_interval_ms < 1:
         raise SettingTypeError(
             "poll_interval_ms",
@@ -187,7 +215,7 @@ def _build_options(raw: Mapping[str, Any], *, source: str) -> SqliteOptions:
             expected="a whole number of milliseconds >= 1",
             got=built.poll_interval_ms,
         )
-    return replace(built, synchronous=mode)
+    return replace(built, synchronous=mode, notify=notify)
 
 
 # -- waking waiters in this process -------------------------------------------
@@ -229,19 +257,71 @@ class Notifier:
                 self._waiting -= 1
 
 
-class _SharedFile:
-    """What every component of this process using one database file shares."""
+class _Notifiers:
+    """The :class:`Notifier` of each channel of one file (kept apart from
+    :class:`_SharedFile` so that a doorbell's thread does not keep that alive)."""
 
     def __init__(self) -> None:
-        # Writers of this process queue here, woken the moment the lock is free,
-        # instead of retrying for SQLite's lock against each other.
-        self.write_lock = threading.Lock()
         self._notifiers: dict[str, Notifier] = {}
         self._lock = threading.Lock()
 
-    def notifier(self, channel: str) -> Notifier:
+    def get(self, channel: str) -> Notifier:
         with self._lock:
             return self._notifiers.setdefault(channel, Notifier())
+
+    def notify(self, channel: str) -> None:
+        self.get(channel).notify()
+
+
+class _SharedFile:
+    """What every component of this process using one database file shares."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # Writers of this process queue here, woken the moment the lock is free,
+        # instead of retrying for SQLite's lock against each other.
+        self.write_lock = threading.Lock()
+        self.notifiers = _Notifiers()
+        self._lock = threading.Lock()
+        self._users = 0
+        # In a list, so the finalizer (which must not hold self) sees a late one.
+        self._wake: list[WakeDirectory] = []
+        weakref.finalize(self, _close_wake, self._wake)
+
+    def notifier(self, channel: str) -> Notifier:
+        return self.notifiers.get(channel)
+
+    def wake(self) -> WakeDirectory:
+        """The doorbells of this file (opened on first use)."""
+        with self._lock:
+            if not self._wake:
+                self._wake.append(WakeDirectory(self.path, self.notifiers.notify))
+            return self._wake[0]
+
+    def attach(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def detach(self) -> None:
+        """One :class:`Database` less; the last one closes the doorbells."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            wake = list(self._wake)
+            self._wake.clear()
+        _close_wake(wake)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's doorbells, leaving its files alone."""
+        for wake in self._wake:
+            wake.forget_after_fork()
+        self._wake.clear()
+
+
+def _close_wake(wake: list[WakeDirectory]) -> None:
+    for directory in wake:
+        directory.close()
 
 
 _shared_files: weakref.WeakValueDictionary[str, _SharedFile] = weakref.WeakValueDictionary()
@@ -251,6 +331,8 @@ _shared_files_lock = threading.Lock()
 def _reset_shared_files_in_child() -> None:
     # A lock held by another thread at fork() would stay held forever in the child.
     global _shared_files, _shared_files_lock
+    for shared in list(_shared_files.values()):
+        shared.forget_after_fork()
     _shared_files = weakref.WeakValueDictionary()
     _shared_files_lock = threading.Lock()
 
@@ -268,7 +350,7 @@ def _shared_file_unlocked(path: Path) -> _SharedFile:
     key = os.path.normcase(os.path.realpath(path))
     shared = _shared_files.get(key)
     if shared is None:
-        shared = _SharedFile()
+        shared = _SharedFile(path)
         _shared_files[key] = shared
     return shared
 
@@ -312,6 +394,7 @@ class Database:
         self._error_type = error_type
         self._channel = channel
         self._shared = _shared_file(path)
+        self._shared.attach()
         self.notifier = self._shared.notifier(channel)
         """Wakes this process's waiters on ``channel`` when another of its threads writes."""
         self._local = threading.local()
@@ -359,6 +442,26 @@ class Database:
             self._forget_inherited_connections()
         return self._shared.notifier(channel)
 
+    def notify(self, channel: str | None = None) -> None:
+        """Wake the waiters on ``channel`` (this component's by default) of this
+        process and, unless ``notify=off``, of the other processes of this
+        machine. Call it after the commit of what they wait for."""
+        name = channel or self._channel
+        self.notifier_for(name).notify()
+        if self.options.notify != "off":
+            self._shared.wake().ring(name)
+
+    def doorbell(self, channel: str) -> tuple[Doorbell | None, bool]:
+        """This process's doorbell of ``channel`` (None with ``notify=off`` or where
+        doorbells cannot work), and whether every writer rings it (False on a
+        network file system: writers on other machines cannot)."""
+        if self.options.notify == "off" or self._closed:
+            return None, False
+        if self._pid != os.getpid():
+            self._forget_inherited_connections()
+        wake = self._shared.wake()
+        return wake.doorbell(channel), wake.complete
+
     @contextmanager
     def read(self, action: str) -> Iterator[sqlite3.Connection]:
         """This thread's connection, for autocommit reads; errors name ``action``.
@@ -370,19 +473,33 @@ class Database:
             yield self._connection()
 
     @contextmanager
-    def write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction, committed when the block ends without error."""
+    def write(self, action: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction, committed when the block ends without error.
+
+        ``durable=False`` skips the flush to disk at this commit even with
+        ``synchronous=full``, for writes whose loss in a power cut only makes a
+        message come back (a claim, an ack, a lease extended: at least once
+        either way). They still survive any crash or kill of a process, and the
+        next durable commit flushes them too (the log is replayed in order).
+        """
         with self._translated(action):
             conn = self._connection()  # first: after a fork it renews self._shared
+            relaxed = not durable and self.options.synchronous == "full"
             with self._shared.write_lock:
-                self._begin_immediate(conn)
+                if relaxed:
+                    conn.execute("PRAGMA synchronous = NORMAL")
                 try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                    self._begin_immediate(conn)
+                    try:
+                        yield conn
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if relaxed:
+                        conn.execute("PRAGMA synchronous = FULL")
 
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
         """Take the write lock, retrying every millisecond or so until busy_timeout_ms.
@@ -413,11 +530,13 @@ class Database:
         inside a call may see it fail with the component's error.
         """
         with self._connections_lock:
-            self._closed = True
+            was_closed, self._closed = self._closed, True
             connections = list(self._connections)
             self._connections = weakref.WeakSet()
         for conn in connections:
             conn.close()
+        if not was_closed:
+            self._shared.detach()
 
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
@@ -496,6 +615,8 @@ class Database:
             self._connections_lock = threading.Lock()
             self._local = threading.local()
             self._shared = _shared_file_unlocked(self.path)
+            if not self._closed:
+                self._shared.attach()
             self.notifier = self._shared.notifier(self._channel)
             self._pid = os.getpid()
 
@@ -518,6 +639,68 @@ def poll_delays(first_s: float, cap_s: float) -> Iterator[float]:
         delay = min(delay * 2, cap_s)
 
 
+class Wait:
+    """One waiting call's schedule (a ``reserve``, a result ``wait``, a
+    subscription): what to do each time a look at the database found nothing.
+
+    Call :meth:`before_look` before each look and :meth:`pause` after one that
+    found nothing; use it as a context manager (leaving it disarms). The first
+    :meth:`pause` arms this process's doorbell and returns at once, so that the
+    next look is the one no write can slip past (see :mod:`._wakeup`); later
+    ones sleep until a write of any process wakes it, or the next poll is due:
+    every ``poll_interval_ms`` when every writer rings, else from
+    ``first_poll_s`` doubling up to it.
+    """
+
+    def __init__(self, db: Database, channel: str, *, first_poll_s: float, cap_s: float) -> None:
+        self._db = db
+        self._channel = channel
+        self._first_poll_s = first_poll_s
+        self._cap_s = cap_s
+        self._rung = False  # whether every write wakes this wait
+        self._delays = poll_delays(first_poll_s, cap_s)
+        self._armed: AbstractContextManager[None] | None = None
+        self._tried_arming = False
+        self._notifier = db.notifier_for(channel)
+        self._seen = self._notifier.generation
+
+    def __enter__(self) -> Wait:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def before_look(self) -> None:
+        self._notifier = self._db.notifier_for(self._channel)
+        self._seen = self._notifier.generation
+
+    def pause(self, longest_s: float) -> None:
+        """Block until a write may have happened or a poll is due; ``longest_s`` at most."""
+        if not self._tried_arming:
+            self._tried_arming = True
+            doorbell, every_writer_rings = self._db.doorbell(self._channel)
+            if doorbell is not None:
+                self._armed = doorbell.armed()
+                self._armed.__enter__()
+                self._rung = every_writer_rings
+                self.found()
+                return  # look again now: a write since the last look rang no one
+        self._notifier.wait(self._seen, min(next(self._delays), max(longest_s, 0.0)))
+
+    def found(self) -> None:
+        """Something was found: polls start again from the first delay."""
+        if self._rung:
+            self._delays = itertools.repeat(self._cap_s)
+        else:
+            self._delays = poll_delays(self._first_poll_s, self._cap_s)
+
+    def close(self) -> None:
+        """Disarm. Calling it twice is harmless."""
+        armed, self._armed = self._armed, None
+        if armed is not None:
+            armed.__exit__(None, None, None)
+
+
 class SqliteComponent:
     """The part of a SQLite transport or result backend that is about its file.
 
@@ -525,7 +708,7 @@ class SqliteComponent:
     and notifier ``channel``; it gets ``self._db`` (a :class:`Database` with its
     tables created), ``path``, ``options``, ``location`` and ``close``.
     ``first_poll_delay_s`` is the first sleep of a polling wait (later ones
-    double up to ``poll_interval_ms``: :meth:`_poll_delays`).
+    double up to ``poll_interval_ms``: :meth:`_wait`).
     """
 
     component: ClassVar[str]
@@ -563,8 +746,14 @@ class SqliteComponent:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self._db.path)!r})"
 
-    def _poll_delays(self) -> Iterator[float]:
-        return poll_delays(self._first_poll_delay_s, self._options.poll_interval_ms / 1000)
+    def _wait(self, channel: str | None = None) -> Wait:
+        """The schedule of one waiting call on ``channel`` (this component's by default)."""
+        return Wait(
+            self._db,
+            channel or self.channel,
+            first_poll_s=self._first_poll_delay_s,
+            cap_s=self._options.poll_interval_ms / 1000,
+        )
 
     def close(self) -> None:
         """Close the connections and wake this process's waiters, which return

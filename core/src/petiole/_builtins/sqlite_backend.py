@@ -3,8 +3,11 @@
 It may share the transport's file (the tables differ). Expiry is by wall clock:
 a row whose ``expires_at`` has passed reads as absent at once, and is deleted
 later by a sweep that a ``store`` runs at most once per ``sweep_interval_s``
-per process. ``wait`` polls, backing off to ``poll_interval_ms``, and wakes at
-once when a thread of this process stores a result.
+per process. ``wait`` wakes at once when any process of this machine stores a
+result (the doorbells of :mod:`petiole._builtins._wakeup`), and looks again at
+least every ``poll_interval_ms`` in case a store rang no one; with
+``notify=off`` only stores of this process wake it, and it polls from 5 ms
+backing off to ``poll_interval_ms``.
 
 A set is a row in ``petiole_sets`` (its size and expiry) plus one row per
 member, so an add costs the same whatever the set's size and refreshes the
@@ -170,6 +173,9 @@ class SqliteBackend(SqliteComponent):
     between two sweeps of expired rows by this object (0 = at every store).
     """
 
+    # push_wait stays False although doorbells wake wait(): a store from another
+    # machine on a shared file is only seen by polling, and a caller's get(interval=)
+    # keeps its meaning (how often to read the store).
     capabilities = BackendCapabilities(push_wait=False, max_result_bytes=None)
 
     component = COMPONENT
@@ -209,7 +215,7 @@ class SqliteBackend(SqliteComponent):
         )
         with self._db.write(f"store the result of task {record.task_id!r}") as conn:
             conn.execute(_STORE, row)
-        self._db.notifier.notify()
+        self._db.notify()
         self._maybe_sweep()
 
     def get(self, task_id: str) -> ResultRecord | None:
@@ -237,34 +243,33 @@ class SqliteBackend(SqliteComponent):
         return found
 
     def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
-        """Poll until every id has a ready record or ``timeout_s`` passes.
+        """Wait until every id has a ready record or ``timeout_s`` passes.
 
-        A store by this process wakes the wait at once; one by another process
-        is seen at the next poll (at most ``poll_interval_ms`` later). Returns
-        early with what it found if the backend is closed meanwhile.
+        A store by any process of this machine wakes the wait at once (with
+        ``notify=off``, only one by this process; others are seen at the next
+        poll, at most ``poll_interval_ms`` later). Returns early with what it
+        found if the backend is closed meanwhile.
         """
         pending = list(dict.fromkeys(task_ids))
         ready: dict[str, ResultRecord] = {}
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delays = self._poll_delays()
-        while pending:
-            notifier = self._db.notifier
-            seen = notifier.generation
-            for task_id, record in self.get_many(pending).items():
-                if record.ready:
-                    ready[task_id] = record
-            pending = [t for t in pending if t not in ready]
-            if not pending:
-                break
-            sleep_s = next(delays)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+        with self._wait() as wait:
+            while pending:
+                wait.before_look()
+                for task_id, record in self.get_many(pending).items():
+                    if record.ready:
+                        ready[task_id] = record
+                pending = [t for t in pending if t not in ready]
+                if not pending:
                     break
-                sleep_s = min(sleep_s, remaining)
-            notifier.wait(seen, sleep_s)
-            if self._db.closed:
-                break
+                remaining = float("inf")
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                wait.pause(remaining)
+                if self._db.closed:
+                    break
         return ready
 
     def forget(self, task_ids: Sequence[str]) -> None:

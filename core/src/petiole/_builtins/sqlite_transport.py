@@ -10,18 +10,28 @@ available again with no sweeper. ``ack``, ``nack``, ``extend`` and
 expired cannot touch the lease another worker holds now.
 
 Reservers look for due messages with a plain read (no lock) and take the write
-lock only to claim, so an idle worker never blocks a producer. Waiting reservers
-poll with backoff for messages published by other processes, and wake at once
-for messages published by this one.
+lock only to claim, so an idle worker never blocks a producer. A waiting
+reserver wakes at once when any process of this machine publishes (the
+doorbells of :mod:`petiole._builtins._wakeup`; a thread of this process wakes it
+through its :class:`~petiole._builtins._sqlite.Notifier`), and looks again at
+least every ``poll_interval_ms``. With ``notify=off`` it polls for other
+processes' messages from 5 ms backing off to ``poll_interval_ms``. Claims,
+acks and lease extensions skip the flush to disk (``durable=False`` in
+:meth:`~petiole._builtins._sqlite.Database.write`): a power cut can only make
+such a message come back, which at-least-once allows; publishes stay durable.
+
+**Batches** (:class:`~petiole.transport.PublishesInBatches`): the publishes of a
+``batch()`` block are kept in memory and written in one transaction when it
+ends, so N messages cost one commit and one flush; all or nothing.
 
 **Broadcast** (:class:`~petiole.transport.Broadcast`) works across every
 process sharing the file. ``broadcast`` appends a row to ``petiole_broadcasts``
 (its ``seq`` grows with every row and is never reused) and deletes the rows
 older than ``broadcast_retention_s`` (60 s). A subscription starts from the
 highest ``seq`` present when ``subscribe`` returns and reads the rows of its
-channels after it, in ``seq`` order, on a thread of its own that polls like a
-waiting ``reserve`` (backing off to ``poll_interval_ms``, woken at once by a
-broadcast from this process). So it receives each message once and in order,
+channels after it, in ``seq`` order, on a thread of its own that waits like a
+waiting ``reserve`` (woken at once by a broadcast from any process of this
+machine, polling every ``poll_interval_ms``). So it receives each message once and in order,
 and misses only what it fell more than ``broadcast_retention_s`` behind on.
 ``broadcast`` returns -1: subscribers in other processes are not known.
 
@@ -31,9 +41,11 @@ URL and options: see :mod:`petiole._builtins._sqlite`.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +54,8 @@ from petiole._builtins._sqlite import (
     Database,
     SqliteComponent,
     SqliteOptions,
+    Wait,
     parse_url,
-    poll_delays,
 )
 from petiole.errors import TransportError
 from petiole.transport import (
@@ -115,6 +127,7 @@ _SCHEMA = (
 )
 
 # Params: queue, priority, visible_at, message_id, enqueued_at, payload.
+_Row = tuple[str, int, float, str, float, bytes]
 _PUBLISH = """
 INSERT INTO petiole_messages
     (queue, priority, visible_at, receipt, delivery_count, message_id, enqueued_at, payload)
@@ -219,6 +232,8 @@ BROADCAST_RETENTION_S = 60.0
 _BROADCAST_BATCH = 500
 
 _FIRST_POLL_DELAY_S = 0.005
+# A subscription waits as long as the poll schedule says.
+_NO_LIMIT_S = float("inf")
 # Never busy-loop when the clock says a message is due but another process took it.
 _MIN_SLEEP_S = 0.001
 
@@ -255,6 +270,8 @@ class SqliteTransport(SqliteComponent):
         broadcast_retention_s: float = BROADCAST_RETENTION_S,
     ) -> None:
         self._broadcast_retention_s = broadcast_retention_s
+        # This thread's open batch() block: the rows it will publish, or None.
+        self._batches = threading.local()
         self._subscriptions: weakref.WeakSet[_SqliteSubscription] = weakref.WeakSet()
         super().__init__(path, options, first_poll_delay_s=first_poll_delay_s)
 
@@ -273,14 +290,40 @@ class SqliteTransport(SqliteComponent):
         maximum priority do.
         """
         row_priority = min(max(int(priority), 0), 9)
+        now = time.time()
+        row = (queue, row_priority, now + max(delay_s, 0.0), message_id, now, bytes(payload))
+        pending: list[_Row] | None = getattr(self._batches, "rows", None)
+        if pending is not None:
+            pending.append(row)
+            return
         with self._db.write(f"publish a message to queue {queue!r}") as conn:
-            now = time.time()
-            conn.execute(
-                _PUBLISH,
-                (queue, row_priority, now + max(delay_s, 0.0), message_id, now, bytes(payload)),
-            )
+            conn.execute(_PUBLISH, row)
         # Even a delayed message wakes waiters: they re-plan their sleep around it.
-        self._db.notifier.notify()
+        self._db.notify()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """A block whose publishes (by this thread) are written in one transaction
+        when it ends: one commit, one flush to disk for all of them, durable (per
+        ``synchronous``) when the block ends. All or nothing: if the block raises,
+        or the write fails (:class:`~petiole.errors.TransportError`), none of them
+        is published. A block inside another joins it. The messages are held in
+        memory until the end, so other processes are not kept waiting for the lock.
+        """
+        if getattr(self._batches, "rows", None) is not None:
+            yield  # joins the outer block, which writes everything
+            return
+        rows: list[_Row] = []
+        self._batches.rows = rows
+        try:
+            yield
+        finally:
+            self._batches.rows = None
+        if not rows:
+            return
+        with self._db.write(f"publish a batch of {len(rows)} messages") as conn:
+            conn.executemany(_PUBLISH, rows)
+        self._db.notify()
 
     def reserve(
         self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float
@@ -297,22 +340,20 @@ class SqliteTransport(SqliteComponent):
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)
-        delays = self._poll_delays()
-        while True:
-            notifier = self._db.notifier
-            seen = notifier.generation
-            deliveries, next_due = self._try_reserve(names, max_messages, max(lease_s, 0.0))
-            if deliveries:
-                return deliveries
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            sleep_s = min(next(delays), remaining)
-            if next_due is not None:
-                sleep_s = min(sleep_s, max(next_due - time.time(), _MIN_SLEEP_S))
-            notifier.wait(seen, sleep_s)
-            if self._db.closed:
-                return []
+        with self._wait() as wait:
+            while True:
+                wait.before_look()
+                deliveries, next_due = self._try_reserve(names, max_messages, max(lease_s, 0.0))
+                if deliveries:
+                    return deliveries
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                if next_due is not None:
+                    remaining = min(remaining, max(next_due - time.time(), _MIN_SLEEP_S))
+                wait.pause(remaining)
+                if self._db.closed:
+                    return []
 
     def _try_reserve(
         self, queues: list[str], max_messages: int, lease_s: float
@@ -324,7 +365,7 @@ class SqliteTransport(SqliteComponent):
         if next_due is None or next_due > time.time():
             return [], next_due
         deliveries: list[Delivery] = []
-        with self._db.write("reserve messages") as conn:
+        with self._db.write("reserve messages", durable=False) as conn:
             now = time.time()
             expires_at = now + lease_s
             claims: list[tuple[float, str, int]] = []
@@ -355,7 +396,9 @@ class SqliteTransport(SqliteComponent):
         lease = _lease(delivery)
         if lease is None:
             return
-        with self._db.write(f"acknowledge a message of queue {delivery.queue!r}") as conn:
+        with self._db.write(
+            f"acknowledge a message of queue {delivery.queue!r}", durable=False
+        ) as conn:
             conn.execute(_ACK, lease)
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
@@ -364,7 +407,7 @@ class SqliteTransport(SqliteComponent):
         leases = [lease for lease in map(_lease, deliveries) if lease is not None]
         if not leases:
             return
-        with self._db.write(f"acknowledge {len(leases)} messages") as conn:
+        with self._db.write(f"acknowledge {len(leases)} messages", durable=False) as conn:
             conn.executemany(_ACK, leases)
 
     def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
@@ -382,7 +425,7 @@ class SqliteTransport(SqliteComponent):
             else:
                 conn.execute(_ACK, lease)
         if requeue:
-            self._db.notifier.notify()
+            self._db.notify()
 
     def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
         """Move the lease's end to ``lease_s`` from now.
@@ -393,7 +436,7 @@ class SqliteTransport(SqliteComponent):
         lease = _lease(delivery)
         if lease is None:
             return False
-        with self._db.write(f"extend a lease in queue {delivery.queue!r}") as conn:
+        with self._db.write(f"extend a lease in queue {delivery.queue!r}", durable=False) as conn:
             changed = conn.execute(_EXTEND, (time.time() + max(lease_s, 0.0), *lease)).rowcount
         return changed == 1
 
@@ -449,7 +492,7 @@ class SqliteTransport(SqliteComponent):
                     _DELETE_DEAD.format(id_filter="AND id = ?"), [(q, i) for _, _, q, i in ids]
                 ).rowcount
         if moved:
-            self._db.notifier.notify()
+            self._db.notify()
         return int(moved)
 
     def purge_dead_letters(self, queue: str) -> int:
@@ -464,7 +507,7 @@ class SqliteTransport(SqliteComponent):
             now = time.time()
             conn.execute(_BROADCAST, (channel, now, bytes(payload)))
             conn.execute(_PRUNE_BROADCASTS, (now - self._broadcast_retention_s,))
-        self._db.notifier_for(_BROADCASTS).notify()
+        self._db.notify(_BROADCASTS)
         return -1
 
     def subscribe(
@@ -473,11 +516,7 @@ class SqliteTransport(SqliteComponent):
         """Deliver the broadcasts on ``channels`` that come after this call (see
         :meth:`petiole.transport.Broadcast.subscribe` and the module docstring)."""
         subscription = _SqliteSubscription(
-            self._db,
-            channels,
-            on_message,
-            first_poll_delay_s=self._first_poll_delay_s,
-            poll_interval_s=self._options.poll_interval_ms / 1000,
+            self._db, channels, on_message, wait=self._wait(_BROADCASTS)
         )
         self._subscriptions.add(subscription)
         subscription.start()
@@ -500,14 +539,13 @@ class _SqliteSubscription(ThreadedSubscription):
         channels: Sequence[str],
         on_message: Callable[[str, bytes], None],
         *,
-        first_poll_delay_s: float,
-        poll_interval_s: float,
+        wait: Wait,
     ) -> None:
         super().__init__(channels, on_message, thread_name="petiole-sqlite-broadcast")
         self._db = db
-        self._first_poll_delay_s = first_poll_delay_s
-        self._poll_interval_s = poll_interval_s
-        self._delays = poll_delays(first_poll_delay_s, poll_interval_s)
+        # Armed from the first empty read until release(): a subscription waits
+        # for as long as it lives.
+        self._wait = wait
         # Too many channels for one statement: read them all and filter here.
         self._filtered = len(self.channels) <= MAX_PARAMS
         marks = ", ".join("?" * len(self.channels)) if self._filtered else ""
@@ -520,15 +558,14 @@ class _SqliteSubscription(ThreadedSubscription):
     def fetch(self) -> list[tuple[str, bytes]] | None:
         if self._db.closed:
             return None
-        notifier = self._db.notifier_for(_BROADCASTS)
-        seen = notifier.generation
+        self._wait.before_look()
         if self.closed:  # close() set it before its wake-up moved the generation on
             return []
         batch = self._read_batch()
         if batch:
-            self._delays = poll_delays(self._first_poll_delay_s, self._poll_interval_s)
+            self._wait.found()
             return batch
-        notifier.wait(seen, next(self._delays))
+        self._wait.pause(_NO_LIMIT_S)
         return []
 
     def _read_batch(self) -> list[tuple[str, bytes]]:
@@ -548,7 +585,9 @@ class _SqliteSubscription(ThreadedSubscription):
         self._db.notifier_for(_BROADCASTS).notify()
 
     def release(self) -> None:
-        """Nothing to undo: the broker never knew this subscriber."""
+        """Disarm the doorbell; otherwise nothing to undo: the broker never knew
+        this subscriber."""
+        self._wait.close()
 
 
 def _lease(delivery: Delivery) -> tuple[int, str] | None:
