@@ -28,9 +28,12 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Generic, TypeVar
 
 import redis
 from systemkit import Figures
+
+S = TypeVar("S")
 
 # Bounds, so a broken system fails the run instead of hanging it.
 REDIS_START_TIMEOUT_S = 10.0
@@ -345,3 +348,41 @@ def comparison_table(
         ratios = " | ".join(f"{ratio(base, value, figure):.2f}x" for base in base_values)
         lines.append(f"| {name} | {value:,.{digits}f} | {each} | {ratios} |")
     return lines
+
+
+@dataclass(frozen=True)
+class Drained(Generic[S]):
+    """A drain's window: from the first message seen gone to the queue being empty."""
+
+    per_s: float  #: messages per second over the window
+    count: int  #: messages drained in it
+    before: S  #: the sample (CPU counters) taken when the window opened
+    after: S  #: and when it closed
+
+
+def drain_window(
+    remaining: Callable[[], int],
+    total: int,
+    sample: Callable[[], S],
+    *,
+    what: str,
+    timeout_s: float,
+    poll_s: float,
+) -> Drained[S]:
+    """Watch a queue of ``total`` messages drain: ``remaining()`` is polled every
+    ``poll_s``; ``sample()`` (CPU counters) is taken when the first message is gone
+    and when none is left. Raises RuntimeError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    first: tuple[float, int, S] | None = None
+    while True:
+        left = remaining()
+        now = time.perf_counter()
+        if first is None and left < total:
+            first = (now, left, sample())
+        if left == 0:
+            assert first is not None
+            started, left_then, before = first
+            return Drained(left_then / (now - started), left_then, before, sample())
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: {left} of {total} left after the drain timeout")
+        time.sleep(poll_s)

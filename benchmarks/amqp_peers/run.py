@@ -165,23 +165,19 @@ def drain(
 
     AMQP counts ready messages only: each end of the window is off by at most the
     workers' prefetch (delivered, not yet acknowledged), the same at both ends."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    first: tuple[float, int, dict[str, float]] | None = None
-    while True:
-        left = queues.ready(system.QUEUE)
-        now = time.perf_counter()
-        if first is None and left < total:
-            first = (now, left, cpu())
-        if left == 0:
-            assert first is not None
-            started, left_then, cpu_then = first
-            spent = {
-                part: (seconds - cpu_then[part]) / left_then for part, seconds in cpu().items()
-            }
-            return left_then / (now - started), spent
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{system.NAME}: {left} of {total} left after the drain timeout")
-        time.sleep(POLL_S)
+    window = benchkit.drain_window(
+        lambda: queues.ready(system.QUEUE),
+        total,
+        cpu,
+        what=system.NAME,
+        timeout_s=DRAIN_TIMEOUT_S,
+        poll_s=POLL_S,
+    )
+    spent = {
+        part: (seconds - window.before[part]) / window.count
+        for part, seconds in window.after.items()
+    }
+    return window.per_s, spent
 
 
 def run_system(

@@ -86,20 +86,15 @@ def drain(
 ) -> tuple[float, float]:
     """Tasks per second from the first acknowledgement to the last, and CPU
     seconds per task (workers and redis-server) over the same window."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    first: tuple[float, int, float] | None = None
-    while True:
-        left = system.remaining(client)
-        now = time.perf_counter()
-        if first is None and left < total:
-            first = (now, left, cpu())
-        if left == 0:
-            assert first is not None
-            started, left_then, cpu_then = first
-            return left_then / (now - started), (cpu() - cpu_then) / left_then
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{system.NAME}: {left} of {total} left after the drain timeout")
-        time.sleep(POLL_S)
+    window = benchkit.drain_window(
+        lambda: system.remaining(client),
+        total,
+        cpu,
+        what=system.NAME,
+        timeout_s=DRAIN_TIMEOUT_S,
+        poll_s=POLL_S,
+    )
+    return window.per_s, (window.after - window.before) / window.count
 
 
 def run_system(system: ModuleType, url: str, redis_pid: int, log: Path) -> Figures:

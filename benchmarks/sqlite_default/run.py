@@ -88,13 +88,14 @@ CHOSEN = [
 ]
 
 
+def _queued(conn: sqlite3.Connection) -> int:
+    query = "SELECT COUNT(*) FROM petiole_messages WHERE queue = ?"
+    return int(conn.execute(query, (QUEUE,)).fetchall()[0][0])
+
+
 def _count(db: Path) -> int:
     with sqlite3.connect(db, timeout=30) as conn:
-        return int(
-            conn.execute(
-                "SELECT COUNT(*) FROM petiole_messages WHERE queue = ?", (QUEUE,)
-            ).fetchall()[0][0]
-        )
+        return _queued(conn)
 
 
 def _purge(db: Path) -> None:
@@ -105,25 +106,16 @@ def _purge(db: Path) -> None:
 def drain(db: Path, total: int, cpu: Callable[[], float]) -> tuple[float, float]:
     """Tasks per second from the first acknowledgement to the last, and CPU seconds
     per task of the workers over the same window."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    first: tuple[float, int, float] | None = None
     with sqlite3.connect(db, timeout=30) as conn:
-        while True:
-            left = int(
-                conn.execute(
-                    "SELECT COUNT(*) FROM petiole_messages WHERE queue = ?", (QUEUE,)
-                ).fetchall()[0][0]
-            )
-            now = time.perf_counter()
-            if first is None and left < total:
-                first = (now, left, cpu())
-            if left == 0:
-                assert first is not None
-                started, left_then, cpu_then = first
-                return left_then / (now - started), (cpu() - cpu_then) / left_then
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{left} of {total} left after the drain timeout")
-            time.sleep(POLL_S)
+        window = benchkit.drain_window(
+            lambda: _queued(conn),
+            total,
+            cpu,
+            what="petiole on sqlite",
+            timeout_s=DRAIN_TIMEOUT_S,
+            poll_s=POLL_S,
+        )
+    return window.per_s, (window.after - window.before) / window.count
 
 
 def run_variant(variant: Variant, log: Path) -> Figures:
