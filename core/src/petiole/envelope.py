@@ -43,8 +43,6 @@ MAGIC = b"PET1"  # framing v1: unsigned
 MAGIC_V2 = b"PET2"  # framing v2: with a signature slot
 _LENGTH = struct.Struct(">I")
 IDENTITY = "identity"
-# Keys of the header block that are not headers: the framing owns them.
-_RESERVED = ("content_type", "content_encoding", "signer")
 # A signature is a MAC or a public-key signature (certificates travel elsewhere).
 MAX_SIGNATURE_BYTES = 1 << 16
 
@@ -75,6 +73,7 @@ HEADER_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "sent_at": (float, int),
     }
 )
+_EXACT_HEADER_TYPES = {name: frozenset(types) for name, types in HEADER_TYPES.items()}
 REQUIRED_HEADERS = ("protocol", "id", "task")
 # What one attempt of a task says about itself; a retry sets these afresh and
 # carries every other header (user headers, workflow, trace context) over.
@@ -128,6 +127,8 @@ class Workflow:
     @classmethod
     def of(cls, headers: Mapping[str, Any]) -> Workflow:
         """The workflow of a message's (validated) headers."""
+        if _WORKFLOW_HEADERS.isdisjoint(headers):
+            return _NO_WORKFLOW  # most messages: asked several times per task, built never
         return cls(
             headers.get("callbacks") or (),
             headers.get("errbacks") or (),
@@ -174,6 +175,14 @@ class Workflow:
             if not isinstance(self.chord.get("id"), str) or type(self.chord.get("size")) is not int:
                 raise ValueError("header chord needs a string 'id' and an integer 'size'")
             yield "header chord.body", self.chord.get("body")
+
+
+# Built once (json.dumps given options builds an encoder on every call).
+_encode_headers = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_WORKFLOW_HEADERS = frozenset(
+    ("callbacks", "errbacks", "chain", "chord", "group_id", "group_index")
+)
+_NO_WORKFLOW = Workflow()
 
 
 def task_headers(
@@ -352,13 +361,18 @@ class Envelope:
         """The header block (naming ``signer`` when given); raises :class:`ProtocolError`
         if it is over the bounds a worker accepts (so the producer learns it, not
         the dead-letter store)."""
-        doc = {k: v for k, v in self.headers.items() if k not in _RESERVED}
-        doc["content_type"] = self.content_type
-        doc["content_encoding"] = self.content_encoding
+        # Keys of the block the framing owns replace any header of the same name.
+        doc = {
+            **self.headers,
+            "content_type": self.content_type,
+            "content_encoding": self.content_encoding,
+        }
         if signer is not None:
             doc["signer"] = signer
+        elif "signer" in doc:
+            del doc["signer"]
         try:
-            head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+            head = _encode_headers(doc).encode()
         except RecursionError:
             raise ProtocolError(_too_deep()) from None
         except (TypeError, ValueError) as exc:
@@ -534,9 +548,10 @@ def validate_headers(headers: Mapping[str, Any]) -> None:
         if name not in headers:
             raise ProtocolError(f"message is missing the required header {name!r}")
     for name, value in headers.items():
-        expected = HEADER_TYPES.get(name)
-        if expected is None:
+        exact = _EXACT_HEADER_TYPES.get(name)
+        if exact is None or type(value) in exact:  # parsed JSON: exact types, one lookup
             continue
+        expected = HEADER_TYPES[name]
         # bool is an int subclass; a boolean where a number belongs is still wrong.
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)

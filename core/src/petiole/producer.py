@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from petiole.capabilities import offers
 from petiole.envelope import Workflow
 from petiole.errors import ConfigError, PetioleError
 from petiole.ids import new_id
@@ -177,7 +178,7 @@ def send_many(
     # durable before that block ends, so nothing can be reported as sent.
     joined = _open_blocks.get() > 0
     # Without batches, a publish that returned is durable on its own.
-    exact = app.settings.eager or not isinstance(app.transport, PublishesInBatches)
+    exact = app.settings.eager or not offers(app.transport, PublishesInBatches)
     sent: list[AsyncResult] = []
     source = iter(calls_in)
     while True:

@@ -20,16 +20,15 @@ from petiole.errors import ResultBackendError
 
 FORMAT = b"\x01"
 _HEADER_LENGTH = struct.Struct(">I")
+# Built once (json.dumps given options builds an encoder on every call).
+_encode_header = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
 
 def encode_record(record: ResultRecord) -> bytes:
     """Raises :class:`~petiole.errors.ResultBackendError` if ``meta`` is not JSON-safe."""
     try:
-        header = json.dumps(
-            [record.state, record.content_type, record.traceback, record.date_done, record.meta],
-            separators=(",", ":"),
-            allow_nan=False,
-            ensure_ascii=False,
+        header = _encode_header(
+            [record.state, record.content_type, record.traceback, record.date_done, record.meta]
         ).encode()
     except (TypeError, ValueError) as exc:
         raise ResultBackendError(

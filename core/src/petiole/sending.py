@@ -15,10 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from petiole.backend import RepliesToSender
+from petiole.capabilities import offers
 from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
 from petiole.errors import ConfigError, PetioleError
 from petiole.ids import new_id
@@ -173,8 +174,8 @@ class Sender:
         if not self._replies:
             return None
         backend = self.app.backend
-        if isinstance(backend, RepliesToSender):
-            return backend.reply_address()
+        if offers(backend, RepliesToSender):
+            return cast(RepliesToSender, backend).reply_address()
         return None
 
     def send_retry(

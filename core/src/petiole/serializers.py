@@ -123,19 +123,21 @@ def _preview(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}..."
 
 
+# Built once: json.dumps and json.loads given options build a new encoder or
+# decoder on every call, a few µs each, twice per task.
+_encode = json.JSONEncoder(
+    default=_encode_default, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+).encode
+_decode = json.JSONDecoder(object_hook=_decode_hook).decode
+
+
 class JsonSerializer:
     name = "json"
     content_type = "application/json"
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return json.dumps(
-                value,
-                default=_encode_default,
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=True,
-            ).encode()
+            return _encode(value).encode()
         except SerializationError:
             raise
         except (TypeError, ValueError) as exc:
@@ -153,7 +155,8 @@ class JsonSerializer:
         hashes are salted per process: a dict needs no such check.
         """
         try:
-            return json.loads(data, object_hook=_decode_hook)
+            # Read as json.loads reads bytes (UTF-8, -16 or -32, told by their start).
+            return _decode(data.decode(json.detect_encoding(data), "surrogatepass"))
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             raise SerializationError(f"malformed JSON body: {exc}") from exc
         except RecursionError as exc:

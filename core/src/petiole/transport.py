@@ -51,8 +51,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
+from petiole.capabilities import offers
 from petiole.errors import PetioleError
 from petiole.urls import mask_text
 
@@ -290,8 +291,8 @@ def publishing_in_batches(transport: Transport) -> AbstractContextManager[None]:
     """``transport.batch()`` when the transport offers it, else a block that changes
     nothing (each publish waits as usual). For sending many messages at once: a
     group's members."""
-    if isinstance(transport, PublishesInBatches):
-        return transport.batch()
+    if offers(transport, PublishesInBatches):
+        return cast(PublishesInBatches, transport).batch()
     return contextlib.nullcontext()
 
 
@@ -300,8 +301,8 @@ def ack_many(transport: Transport, deliveries: Sequence[Delivery]) -> None:
     ``ack_many``, otherwise one by one."""
     if not deliveries:
         return
-    if isinstance(transport, AcksInBatches):
-        transport.ack_many(deliveries)
+    if offers(transport, AcksInBatches):
+        cast(AcksInBatches, transport).ack_many(deliveries)
         return
     failed: PetioleError | None = None
     for delivery in deliveries:  # each on its own: one failure must not skip the rest
