@@ -44,8 +44,10 @@ class Outcome:
     reason: str = ""
     delay_s: float = 0.0
     runtime_s: float = 0.0
-    #: Why a message was refused before its task ran (``"undecodable"``), for the
-    #: ``petiole_task_rejected`` hook; empty for every other outcome.
+    #: Why a message was refused before its task ran (``"undecodable"``, for the
+    #: ``petiole_task_rejected`` hook), or ``"revoked"`` for a job the pool held
+    #: queued and found revoked before starting it (the worker calls
+    #: ``petiole_task_revoked``); empty for every other outcome.
     cause: str = ""
 
 
@@ -79,7 +81,14 @@ class Pool(Protocol):
     def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
         """Run ``job``; call ``on_done`` exactly once with its outcome, from any thread.
 
-        The worker submits only while fewer than ``concurrency`` jobs are running.
+        The worker submits only while fewer than ``concurrency`` jobs are running,
+        or ``concurrency x queue_depth`` for a pool that says, with an attribute
+        ``queue_depth`` (optional; absent means 1), that each executor takes that
+        many jobs at once and starts the next without waiting for the worker. Such
+        a pool checks a queued job for revocation before starting it (reporting
+        ``Outcome(ACK, "REVOKED", cause="revoked")``), counts its time limits from
+        its start, and gives back (``REQUEUE``, no delay) queued jobs it will not
+        start.
         A pool that runs the job in the caller's thread before returning (solo)
         says so with a class attribute ``runs_inline = True`` (optional; absent
         means False): the worker then never submits from a transport's thread,

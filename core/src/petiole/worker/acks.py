@@ -19,8 +19,9 @@ is acknowledged before its task finished.
 Batching is used only with a transport that acknowledges a batch in one
 request (``ack_many``): sending acks one by one from a single thread would be
 slower than from the tasks' own threads, and the backlog would outlast leases.
-The worker counts pending acks against its prefetch (:meth:`AckBatcher.pending`),
-so a slow broker holds back reserving rather than letting acks pile up.
+The worker counts pending acks beyond one batch against its prefetch
+(:meth:`AckBatcher.pending`), so a slow broker holds back reserving rather than
+letting acks pile up, while a batch collecting does not hold a fast one back.
 """
 
 from __future__ import annotations

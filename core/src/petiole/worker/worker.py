@@ -136,6 +136,9 @@ class Worker:
         )
         self._policy: ScalePolicy | None = None  # made at start()
         self.concurrency: int = self.pool.concurrency
+        # Jobs the pool takes per executor at once: one running, the rest queued in
+        # it to start without waiting for us (Pool.submit: ``queue_depth``).
+        self._queue_depth = max(1, int(getattr(self.pool, "queue_depth", 1)))
         self._multiplier = (
             settings.prefetch_multiplier if prefetch_multiplier is None else prefetch_multiplier
         )
@@ -493,8 +496,11 @@ class Worker:
 
     def _free_to_reserve(self) -> int:
         """How many messages to reserve now; 0 = wait (call with the lock held)."""
-        # Finished tasks whose acks are not sent yet still hold their messages.
-        free = self.prefetch - len(self._held) - self.settler.acks.pending()
+        # Finished tasks whose acks wait for their batch still hold their messages, but
+        # only a batch's worth beyond the prefetch counts: counting every one would
+        # cap a worker at ``prefetch`` tasks per ack window (8 per 5 ms by default).
+        acks = self.settler.acks
+        free = self.prefetch - len(self._held) - max(0, acks.pending() - acks.max_batch)
         if free >= self._reserve_at or (free > 0 and not self._pending):
             return free
         return 0
@@ -563,7 +569,7 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 with self._lock:
-                    if len(self._running) >= self.concurrency:
+                    if len(self._running) >= self.concurrency * self._queue_depth:
                         return
                     job = self._next_job()
                     if job is None:
@@ -630,6 +636,8 @@ class Worker:
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         try:
             self._finish(job, outcome)
+            if outcome.cause == "revoked":  # a job queued in the pool, revoked before it started
+                self.hooks.revoked(job.envelope, terminated=False)
             self._dispatch()
         except Exception as exc:
             # Settling runs in a pool thread; that thread must not die with the error.
