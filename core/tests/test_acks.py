@@ -6,6 +6,7 @@ import collections
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -188,6 +189,31 @@ def test_worker_acknowledges_in_batches_and_settles_all_at_stop() -> None:
     assert len(transport.batches) <= 200 // 64 + 2
     assert transport.size("default") == 0
     assert worker.counts["success"] == 200
+
+
+def test_a_collecting_ack_batch_does_not_hold_back_reserving(tmp_path: Path) -> None:
+    # Prefetch 2, batches of 64 with a window longer than the test: were the acks
+    # waiting for their batch counted against the prefetch, the worker would stop
+    # after two tasks until the window ends.
+    # (SQLite: a broker the worker reserves from; a pushing one counts for itself.)
+    app = Petiole(
+        "acks",
+        broker=f"sqlite:///{tmp_path / 'broker.db'}",
+        backend="memory://",
+        ack_batch_window_s=60,
+    )
+    ran: list[int] = []
+
+    @app.task
+    def record(index: int) -> None:
+        ran.append(index)
+
+    for index in range(20):
+        record.delay(index)
+    with start_worker(app, pool="solo", concurrency=1, prefetch_multiplier=2) as worker:
+        assert wait_until(lambda: len(ran) == 20, timeout_s=10)
+        assert worker.settler.acks.pending() == 20  # none sent yet
+    assert worker.counts["success"] == 20  # the stop sent them
 
 
 def test_a_transport_without_ack_many_is_never_batched(
