@@ -10,9 +10,14 @@ where the header is ``[state, content_type, traceback, date_done, meta]``; the
 payload is stored as is, never base64'd.
 
 **wait is pushed, not polled.** Storing a *ready* record also announces it,
-in the same script (store_result.lua, one round trip): it publishes the record
-on the channel ``<prefix>:done:<task id>`` and leaves a one-element token list
-``<prefix>:finished:<task id>`` with the record's ttl.
+in the same round trip (four plain commands, pipelined): ``SET`` the record,
+``RPUSH`` a token to the list ``<prefix>:finished:<task id>`` and give it the
+record's ttl, and ``PUBLISH`` the record on the channel ``<prefix>:done:<task id>``.
+The commands run in that order on one connection, so a waiter woken by the
+token or the message reads the record. Each is safe to repeat: a round resent
+after an outage, or a redelivered task storing again, leaves at most a token
+more (a waiter only needs one). Storing a record that is not ready deletes the
+token, so waiters block until it is.
 
 * Waiting for **one** id (``AsyncResult.get``) is one blocking round trip:
   ``BLMOVE`` of the token list onto itself (so the token stays for other
@@ -69,7 +74,6 @@ T = TypeVar("T")
 
 # Ids per MGET; several MGETs still go in one pipelined round trip.
 _MGET_CHUNK = 1000
-_STORE = Script("store_result")
 _INCR = Script("incr")
 _LEASE_ACQUIRE = Script("lease_acquire")
 _LEASE_RENEW = Script("lease_renew")
@@ -117,14 +121,36 @@ class RedisBackend:
         """
         value = _encode(record)
         ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
-        channel = (
-            self.keys.done_channel(record.task_id) if record.state in states.READY_STATES else ""
+        commands = self._store_commands(record, value, ttl_ms)
+
+        def run(client: FastClient) -> None:
+            for reply in client.execute_pipeline(commands):
+                if isinstance(reply, Exception):
+                    raise reply
+
+        self._call_fast(f"store the result of task {record.task_id!r}", run)
+
+    def _store_commands(
+        self, record: ResultRecord, value: bytes, ttl_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """The commands of :meth:`store`, sent together in one round trip (see
+        "wait is pushed" in the module docstring); each is safe to repeat, so a
+        round resent after an outage leaves the same state."""
+        task_id = record.task_id
+        key, token = self.keys.result(task_id), self.keys.ready_token(task_id)
+        store: tuple[Any, ...] = (
+            ("SET", key, value, "PX", ttl_ms) if ttl_ms else ("SET", key, value)
         )
-        keys = (self.keys.result(record.task_id), self.keys.ready_token(record.task_id))
-        self._call_fast(
-            f"store the result of task {record.task_id!r}",
-            lambda c: _STORE(c, keys, (value, ttl_ms, channel)),
-        )
+        if record.state not in states.READY_STATES:
+            return [store, ("DEL", token)]  # waiters block until the record is ready
+        # The token follows the record's ttl (PERSIST: kept as long as a kept record).
+        keep = ("PEXPIRE", token, ttl_ms) if ttl_ms else ("PERSIST", token)
+        return [
+            store,
+            ("RPUSH", token, "1"),
+            keep,
+            ("PUBLISH", self.keys.done_channel(task_id), value),
+        ]
 
     def get(self, task_id: str) -> ResultRecord | None:
         return self.get_many([task_id]).get(task_id)

@@ -19,14 +19,19 @@ increments the count, so it names exactly one lease; ``ack``, ``nack``,
 ``extend`` and ``dead_letter`` act only if the message is still leased *and*
 its count matches. A stale receipt is harmless.
 
-**Waiting.** When ``reserve`` finds nothing, the script also returns the
-earliest time a delayed message or a lease of those queues comes due. The
-caller then blocks in ``BLPOP`` on the queues' wake lists until that time (or
-the end of its wait): ``publish``, ``nack`` and ``requeue_dead_letters`` push
-a token there, so a waiting worker wakes within a round trip of a publish, with
-no polling, and still wakes for a delay or lease that comes due. A token pushed
-between the script and the ``BLPOP`` stays in the list, so no wake-up is lost;
-the list holds at most one token, so a burst of publishes costs nothing extra.
+**Waiting.** ``reserve.lua`` also returns the earliest time a delayed message
+or a lease of those queues comes due, and whether it *drained* them (left every
+ready list empty). When it leased nothing, the caller blocks in ``BLPOP`` on the
+queues' wake lists until that time (at most ``_max_block_s``, or the end of its
+wait); after a reserve that drained the queues, the next reserve of this thread
+blocks at once, without asking again, so an idle worker costs one ``BLPOP`` per
+wait. A publish that makes a ready list non-empty, ``nack`` and
+``requeue_dead_letters`` push a token there, and a reserve that leaves ids behind
+pushes one too: a waiting worker wakes within a round trip, with no polling, and
+still wakes for a delay or lease that comes due. A token pushed between the
+script and the ``BLPOP`` stays in the list, so no wake-up is lost; the list holds
+at most one token, and a publish to a list already holding ids pushes none, so a
+backlog costs nothing extra.
 
 **Corrupt entries.** Redis keeps the writes a script made before an error, so
 every script reads and checks what it needs before its first write (see
@@ -109,6 +114,9 @@ _BATCH_MAX_BYTES = 4 * 1024 * 1024
 _PUBLISH = Script("publish")
 _RESERVE = Script("reserve", library=True)
 _ACK = Script("ack")
+_ACK_MANY = Script("ack_many")
+# Receipts per ack_many.lua call: bounds the arguments of one command in the script.
+_ACK_BATCH = 500
 _NACK = Script("nack", library=True)
 _EXTEND = Script("extend")
 _DEAD_LETTER = Script("dead_letter", library=True)
@@ -154,6 +162,9 @@ class RedisTransport:
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._subscriptions_lock = threading.Lock()
         self._batches = threading.local()  # .open: this thread's open batch() block
+        # .until: {queues: monotonic time} for this thread's reserves whose last
+        # call drained those queues: the next one blocks first (see reserve).
+        self._idle = threading.local()
 
     @property
     def data_generation(self) -> int:
@@ -299,32 +310,57 @@ class RedisTransport:
         argv = (int(max_messages), _ms(lease_s), _SWEEP_LIMIT)
         deadline = time.monotonic() + max(wait_s, 0.0)
         self._orphans.run_due_step(names, until=deadline)
+        idle: dict[tuple[str, ...], float] = self._idle.__dict__.setdefault("until", {})
+        # Set when the last reserve of these queues drained them: until a wake token
+        # or their next due time the script would find nothing, so block first.
+        quiet_until = idle.pop(names, None)
         try:
             while True:
+                if quiet_until is not None and wait_s > 0:
+                    woken = self._block(wake_keys, min(deadline, quiet_until), deadline)
+                    now = time.monotonic()
+                    if not woken and now < quiet_until:
+                        if now >= deadline:
+                            idle[names] = quiet_until
+                            return []
+                        continue  # a slice of the wait ended; still nothing to find
                 reply = self._conn.call_fast(
                     "reserve", lambda c: _RESERVE(c, keys, argv), until=deadline
                 )
                 now_ms, next_due_ms = int(reply[0]), int(reply[1])
                 if reply[2]:
                     self._report_buried(names, reply[2])
-                if len(reply) > 3:
+                quiet_until = None
+                if int(reply[3]):
+                    # Capped: a lease another worker takes later, and that worker's
+                    # death, are seen only by a script; an idle worker runs one
+                    # every _max_block_s (5 s), as before this hint.
+                    quiet_s = self._max_block_s
+                    if next_due_ms >= 0:
+                        quiet_s = min(quiet_s, max((next_due_ms - now_ms) / 1000, 0.0))
+                    quiet_until = time.monotonic() + quiet_s
+                if len(reply) > 4 or time.monotonic() >= deadline:
+                    if quiet_until is not None:
+                        idle[names] = quiet_until
                     return _deliveries(reply, names, now_ms + argv[1])
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                block_s = min(remaining, self._max_block_s)
-                if next_due_ms >= 0:
-                    block_s = min(block_s, max((next_due_ms - now_ms) / 1000, 0.001))
-                blpop = ("BLPOP", *wake_keys, f"{max(block_s, 0.001):.3f}")
-                self._conn.call_fast("wait for messages", _runner(blpop), until=deadline)
+                # Not drained and nothing leased: the script stopped at its limit of
+                # corrupt entries moved aside; the next call goes on with the rest.
         except (Closed, StillDown):
             return []
+
+    def _block(self, wake_keys: list[str], until: float, deadline: float) -> bool:
+        """Wait in ``BLPOP`` on the wake lists until a token comes or ``until``
+        (monotonic; at most ``_max_block_s``); True if a token came."""
+        block_s = min(max(until - time.monotonic(), 0.001), self._max_block_s)
+        blpop = ("BLPOP", *wake_keys, f"{block_s:.3f}")
+        reply = self._conn.call_fast("wait for messages", _runner(blpop), until=deadline)
+        return reply is not None
 
     def _build_reserve_keys(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
         keys: list[str] = []
         for name in names:
             q = self.keys.queue(name)
-            keys += [*q.ready, q.delayed, q.leased, q.msgs, q.meta, *q.dead_letters]
+            keys += [*q.ready, q.delayed, q.leased, q.msgs, q.meta, *q.dead_letters, q.wake]
         return tuple(keys), [self.keys.queue(name).wake for name in names]
 
     def _report_buried(self, names: tuple[str, ...], buried: list[Any]) -> None:
@@ -356,20 +392,26 @@ class RedisTransport:
         )
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Acknowledge several deliveries in one pipelined round trip (each by its
-        own ack script, so each is checked against its own lease). Workers send
+        """Acknowledge several deliveries in one pipelined round trip: one
+        ack_many.lua call per queue (and per 500 messages), which checks each
+        receipt against its own lease and deletes those that hold it. Workers send
         the acknowledgements of finished tasks this way, in batches."""
-        calls = []
+        by_queue: defaultdict[str, list[str]] = defaultdict(list)
         for delivery in deliveries:
             lease = _lease(delivery)
             if lease is not None:
-                q = self.keys.queue(delivery.queue)
-                calls.append(_ACK.args((q.leased, q.msgs, q.meta), lease))
+                by_queue[delivery.queue] += lease
+        calls = []
+        for queue, argv in by_queue.items():
+            q = self.keys.queue(queue)
+            for at in range(0, len(argv), 2 * _ACK_BATCH):
+                calls.append(
+                    _ACK_MANY.args((q.leased, q.msgs, q.meta), argv[at : at + 2 * _ACK_BATCH])
+                )
         if not calls:
             return
-
         self._call_fast(
-            f"acknowledge {len(calls)} messages", lambda c: _run_scripts(c, calls, _ACK)
+            f"acknowledge {len(deliveries)} messages", lambda c: _run_scripts(c, calls, _ACK_MANY)
         )
 
     def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
@@ -545,7 +587,7 @@ def _runner(args: tuple[Any, ...]) -> Callable[[FastClient], Any]:
 def _deliveries(reply: list[Any], names: tuple[str, ...], lease_end_ms: int) -> list[Delivery]:
     expires_at = lease_end_ms / 1000
     out: list[Delivery] = []
-    for i in range(3, len(reply), 5):
+    for i in range(4, len(reply), 5):
         ident = reply[i + 1].decode()
         count = int(reply[i + 2])
         out.append(

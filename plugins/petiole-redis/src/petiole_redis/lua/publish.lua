@@ -21,8 +21,11 @@ if delay_ms > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', KEYS[2], now + delay_ms, ARGV[1])
-else
-  redis.call('RPUSH', KEYS[1], ARGV[1])
+elseif redis.call('RPUSH', KEYS[1], ARGV[1]) > 1 then
+  -- The list held ids already: whoever made it non-empty pushed a token, and a
+  -- reserve that leaves ids behind pushes one too (reserve.lua), so no waiting
+  -- worker is left asleep; a backlog costs no wake-up per message.
+  return 1
 end
 -- One token wakes one blocked reserver (BLPOP); a delayed message wakes one too,
 -- so it re-plans its sleep around the new due time.

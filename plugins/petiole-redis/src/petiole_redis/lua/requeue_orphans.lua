@@ -54,14 +54,21 @@ if scan.err then
 end
 local next_cursor, fields = scan[1], scan[2]
 
-local candidates, seen = {}, {}
+-- Leased or delayed? Two ZMSCOREs for the whole page, not two ZSCOREs per id.
+local ids = {}
 for i = 1, #fields, stride do
-  local id = fields[i]
-  if not seen[id] and not redis.call('ZSCORE', KEYS[12], id)
-      and not redis.call('ZSCORE', KEYS[11], id) then
-    candidates[#candidates + 1] = id
+  ids[#ids + 1] = fields[i]
+end
+local candidates, seen = {}, {}
+if #ids > 0 then
+  local leased = redis.call('ZMSCORE', KEYS[12], unpack(ids))
+  local delayed = redis.call('ZMSCORE', KEYS[11], unpack(ids))
+  for i, id in ipairs(ids) do
+    if not seen[id] and not leased[i] and not delayed[i] then
+      candidates[#candidates + 1] = id
+    end
+    seen[id] = true
   end
-  seen[id] = true
 end
 
 local requeued, buried, undecided = {}, {}, 0
