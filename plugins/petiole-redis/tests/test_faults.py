@@ -100,3 +100,28 @@ def test_reserve_returns_empty_after_its_wait_while_the_server_is_down(
         assert time.monotonic() - start < 3
     finally:
         transport.close()
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["idle-checked", "just-used"])
+def test_a_connection_the_server_closed_between_calls_costs_no_call(
+    own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, checked: bool
+) -> None:
+    # An idle connection is checked before use and replaced; one used a moment
+    # ago is not checked (a system call per command), and the call that finds it
+    # closed is retried on a new one: either way the publish lands, once.
+    from petiole_redis import _client
+
+    monkeypatch.setattr(_client, "_IDLE_CHECK_S", 0.0 if checked else 3600.0)
+    transport = RedisTransport(own_redis_server.url, {})
+    try:
+        transport.publish("q", b"first")
+        killed = own_redis_server.client().execute_command("CLIENT", "KILL", "TYPE", "normal")
+        assert killed >= 1
+
+        transport.publish("q", b"second")
+
+        assert transport.size("q") == 2
+        got = transport.reserve(["q"], max_messages=5, wait_s=0, lease_s=60)
+        assert sorted(d.payload for d in got) == [b"first", b"second"]
+    finally:
+        transport.close()
