@@ -33,6 +33,9 @@ TYPE_CHECKING_ALLOWED = {
     # pytest (an optional dependency, ``petiole[testing]``), and plugins subclass
     # them, so mypy must see their types without importing them at run time.
     "petiole.plugin_api": "typed lazy re-exports of helpers that need pytest",
+    # click appears only in a hook's return annotation; importing it for real would
+    # cost each processes-pool child (which loads the hooks, never the CLI) ~4 MB.
+    "petiole.hookspecs": "click, for an annotation only",
 }
 
 
@@ -245,3 +248,20 @@ def test_every_module_imports_on_its_own() -> None:
         assert run.returncode == 0, err
         failed.update(json.loads(out.strip().splitlines()[-1]))
     assert not failed, "\n".join(f"import {m} failed:\n{tb}" for m, tb in failed.items())
+
+
+def test_an_app_with_its_plugins_loads_without_the_cli() -> None:
+    # What a processes-pool child does: load the app and its plugins, run tasks.
+    code = (
+        "import sys, petiole\n"
+        "app = petiole.Petiole('x', broker='memory://', backend='memory://')\n"
+        "app.plugins\n"
+        "print(json.dumps(sorted(m for m in ('click', 'petiole.cli') if m in sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(loaded) == []

@@ -51,9 +51,8 @@ reports as ``task_revoked(expired=True)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import pluggy
 
 from petiole.backend import BackendFactory
@@ -66,6 +65,9 @@ from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
 from petiole.task import Task
 from petiole.transport import TransportFactory
+
+if TYPE_CHECKING:  # a worker's pool children load hooks, never the CLI (click: ~4 MB)
+    import click
 
 PROJECT = "petiole"
 hookspec = pluggy.HookspecMarker(PROJECT)
