@@ -7,12 +7,13 @@ project can use them the same way. Imports pytest, so import it only in tests.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
-from petiole.testing.servers import ServerProcess, free_port, require_binary
+from petiole.testing.servers import ServerProcess, free_port, require_module
 
 #: Dummy credentials and region: moto accepts any, and these keep a developer's
 #: real AWS credentials and profile out of the tests.
@@ -33,15 +34,17 @@ def aws_test_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 @contextmanager
 def moto_server(log_dir: Path) -> Iterator[str]:
-    """Run ``moto_server`` on 127.0.0.1 and a free port; yield its endpoint URL.
+    """Run moto's server on 127.0.0.1 and a free port; yield its endpoint URL.
 
-    Skips the test (fails it under CI=true) when moto's server is not installed.
+    It runs with ReceiveMessage made atomic (see :mod:`petiole_sqs._moto_launcher`):
+    plain moto can hand one message to two concurrent receives. Skips the test
+    (fails it under CI=true) when moto's server is not installed.
     """
-    binary = require_binary("moto_server", install_hint="pip install 'petiole-sqs[test]'")
+    require_module("moto.server", install_hint="pip install 'petiole-sqs[test]'")
     port = free_port()
     server = ServerProcess(
         "moto_server",
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "petiole_sqs._moto_launcher", "-H", "127.0.0.1", "-p", str(port)],
         port=port,
         log_path=log_dir / "moto_server.log",
         env=aws_test_environment(),

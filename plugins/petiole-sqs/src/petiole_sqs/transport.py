@@ -278,9 +278,11 @@ class SqsTransport:
 
     def _take(self, sqs_id: str, delivery: Delivery) -> bool:
         """Record the lease; False for a second copy of a message this transport
-        holds a live lease on. Standard queues may deliver a message twice, and
-        moto's threaded server can hand one message to two concurrent receives:
-        the copy is not handed out, and the first lease decides the message's fate."""
+        holds a live lease on. Standard queues may, rarely, deliver a message twice:
+        the copy is not handed out, and the first lease decides the message's fate.
+        (This catches only copies that arrive while the first lease is held; plain
+        moto's concurrent double hand-out is fixed in the test server instead, see
+        :mod:`petiole_sqs._moto_launcher`.)"""
         now = time.time()
         with self._lock:
             held = self._holding.get(sqs_id)
