@@ -488,9 +488,9 @@ class Petiole:
         :class:`~petiole.errors.TransportError`. Until then a result handle exists
         but its task may not be stored yet, so wait for no result inside the block.
         On other transports each send waits as usual. Blocks nest (the outer one's
-        end waits for all); what a block left by an exception had queued is sent or
-        not as its transport's ``batch()`` says; in eager mode each call runs at
-        once. ``Task.delay_many`` batches for you."""
+        end waits for all); a block left by an exception still sends what it
+        queued, as sends outside a block would have been; in eager mode each call
+        runs at once. ``Task.delay_many`` batches for you."""
         return sending_in_batches(self)
 
     def run_task_here(

@@ -283,7 +283,11 @@ class PublishesInBatches(Protocol):
         them is durable, or the block raises :class:`~petiole.errors.TransportError`.
         A publish retried at the end because its first answer was lost may be
         delivered twice (at least once). A block opened inside another joins it (a group
-        of groups): the outer block's end waits for both."""
+        of groups): the outer block's end waits for both. A block left by an exception
+        still sends what was published in it and waits for it, as publishes outside a
+        block would have been sent (the exception then propagates; a failure to send
+        raises :class:`~petiole.errors.TransportError` from it). A transport may send
+        some of a block's publishes before its end."""
         ...
 
 

@@ -22,7 +22,8 @@ such a message come back, which at-least-once allows; publishes stay durable.
 
 **Batches** (:class:`~petiole.transport.PublishesInBatches`): the publishes of a
 ``batch()`` block are kept in memory and written in one transaction when it
-ends, so N messages cost one commit and one flush; all or nothing.
+ends, so N messages cost one commit and one flush; all or none of them is
+written (a block left by an exception writes its publishes too).
 
 **Broadcast** (:class:`~petiole.transport.Broadcast`) works across every
 process sharing the file. ``broadcast`` appends a row to ``petiole_broadcasts``
@@ -305,10 +306,12 @@ class SqliteTransport(SqliteComponent):
     def batch(self) -> Iterator[None]:
         """A block whose publishes (by this thread) are written in one transaction
         when it ends: one commit, one flush to disk for all of them, durable (per
-        ``synchronous``) when the block ends. All or nothing: if the block raises,
-        or the write fails (:class:`~petiole.errors.TransportError`), none of them
-        is published. A block inside another joins it. The messages are held in
-        memory until the end, so other processes are not kept waiting for the lock.
+        ``synchronous``) when the block ends. If the write fails
+        (:class:`~petiole.errors.TransportError`), none of them is published. A
+        block left by an exception still writes what was published in it, as
+        publishes outside a block would have been. A block inside another joins it.
+        The messages are held in memory until the end, so other processes are not
+        kept waiting for the lock.
         """
         if getattr(self._batches, "rows", None) is not None:
             yield  # joins the outer block, which writes everything
@@ -319,11 +322,10 @@ class SqliteTransport(SqliteComponent):
             yield
         finally:
             self._batches.rows = None
-        if not rows:
-            return
-        with self._db.write(f"publish a batch of {len(rows)} messages") as conn:
-            conn.executemany(_PUBLISH, rows)
-        self._db.notify()
+            if rows:
+                with self._db.write(f"publish a batch of {len(rows)} messages") as conn:
+                    conn.executemany(_PUBLISH, rows)
+                self._db.notify()
 
     def reserve(
         self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float

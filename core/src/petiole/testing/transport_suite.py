@@ -866,6 +866,30 @@ class TransportSuite:
         got = self.drain(transport, [queue], len(payloads))
         assert sorted(d.payload for d in got) == sorted(payloads)
 
+    def test_a_batch_left_by_an_exception_still_stores_what_it_published(
+        self, transport: Transport, queue: str
+    ) -> None:
+        # As publishes outside a block would have been: a publish that returned is
+        # sent, whatever the code after it does (the PublishesInBatches contract).
+        if not isinstance(transport, PublishesInBatches):
+            pytest.skip(
+                "the transport does not implement petiole.transport.PublishesInBatches: "
+                "each publish waits for the broker"
+            )
+        payloads = [f"before-the-error-{i}".encode() for i in range(5)]
+
+        def publish_then_fail() -> None:
+            with transport.batch():
+                for payload in payloads:
+                    transport.publish(queue, payload)
+                raise LookupError("the caller's own error, after its publishes")
+
+        with pytest.raises(LookupError):
+            publish_then_fail()
+
+        got = self.drain(transport, [queue], len(payloads))
+        assert sorted(d.payload for d in got) == sorted(payloads)
+
     def test_close_twice_after_use_is_harmless(self, transport: Transport) -> None:
         queue = unique_name("petiole-test")
         transport.publish(queue, b"bye")

@@ -191,7 +191,8 @@ class AmqpTransport:
         """Publishes of this thread in the block are all in flight at once; the
         block's end waits for their confirms (:class:`~petiole.transport.PublishesInBatches`).
         One whose confirm did not come (an outage, a queue deleted meanwhile) is
-        published again, waiting as :meth:`publish` does."""
+        published again, waiting as :meth:`publish` does. A block left by an
+        exception waits for its publishes too, as outside a block each would have."""
         if getattr(self._batches, "pending", None) is not None:
             yield  # inside a batch already (a group in a group): its end waits for all
             return
@@ -201,6 +202,10 @@ class AmqpTransport:
             yield
         finally:
             self._batches.pending = None
+            self._await_confirms(pending)
+
+    def _await_confirms(self, pending: list[_Unconfirmed]) -> None:
+        """Wait for each publish of a block; publish again one whose confirm did not come."""
         for item in pending:
             try:
                 # Each its own wait: one confirm late must not make the rest look lost.
