@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis
 from systemkit import Figures
@@ -192,20 +192,45 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(groups: Collection[int], pids: Collection[int]) -> float:
     """User + system CPU used so far by every live process of these process groups
-    (a worker and its pool children) and these pids (servers)."""
+    (a worker and its pool children) and these pids (servers), with that of the
+    children they have reaped: a worker that forks per task (RQ) or replaces a pool
+    child keeps its ended children's CPU in its own count."""
     ticks = 0
+    for pid, fields in _processes():
+        if int(fields[2]) in groups or pid in pids:
+            ticks += sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
+    return ticks / _TICKS_PER_S
+
+
+def peak_rss_bytes(groups: Collection[int]) -> tuple[int, int]:
+    """The peak resident set size (``VmHWM``) of every live process of these process
+    groups, summed, and how many processes that is. Pages a forked child shares with
+    its parent count in both, as in ``ps``; processes that already ended are not seen."""
+    total = count = 0
+    for pid, fields in _processes():
+        if int(fields[2]) not in groups:
+            continue
+        with contextlib.suppress(OSError, StopIteration):  # the process ended meanwhile
+            with open(f"/proc/{pid}/status") as fh:
+                line = next(line for line in fh if line.startswith("VmHWM:"))
+            total += int(line.split()[1]) * 1024  # kB
+            count += 1
+    return total, count
+
+
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Each live process's pid and the fields of its ``/proc/PID/stat`` after the
+    command name (index 0 is field 3, the state; 2 the process group; 11-14 the CPU
+    ticks)."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat") as fh:
                 # After the command name, which may itself contain spaces or ")".
-                fields = fh.read().rpartition(")")[2].split()
+                yield int(entry.name), fh.read().rpartition(")")[2].split()
         except OSError:  # the process ended meanwhile
             continue
-        if int(fields[2]) in groups or int(entry.name) in pids:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / _TICKS_PER_S
 
 
 # -- repetitions --------------------------------------------------------------------------
@@ -239,38 +264,53 @@ def print_setup(found_versions: Mapping[str, str], systems: Mapping[str, ModuleT
         print(f"{system.NAME}: {system.config()}")
 
 
+def _module_name(system: Any) -> str:
+    return str(system.NAME)
+
+
 def run_rounds(
-    systems: Mapping[str, ModuleType],
-    run_system: Callable[[ModuleType, Path], Figures],
+    systems: Mapping[str, S],
+    run_system: Callable[[S, Path], Figures],
     *,
     reps: int,
     warmup_rounds: int,
+    name_of: Callable[[S], str] = _module_name,
 ) -> Runs:
     """``warmup_rounds`` uncounted rounds, then ``reps`` counted ones; in each round every
     system in turn (interleaved, so a drift in the machine hits all of them alike).
-    ``run_system(system, log)`` runs one system once, its workers writing to ``log``."""
-    runs: Runs = {system.NAME: [] for system in systems.values()}
+    ``run_system(system, log)`` runs one system once, its workers writing to ``log``;
+    ``name_of(system)`` names it (by default its module's ``NAME``)."""
+    runs: Runs = {name_of(system): [] for system in systems.values()}
     with tempfile.TemporaryDirectory(prefix="petiole-bench-logs-") as logs:
         for rep in range(-warmup_rounds, reps):
             for system in systems.values():
-                log = Path(logs) / f"{system.NAME}.log"
-                figures = _run_showing_log_on_failure(run_system, system, log)
-                shown = ", ".join(f"{k}={v:,.2f}" for k, v in figures.items())
+                name = name_of(system)
+                log = Path(logs) / f"{name}.log"
+                figures = _run_showing_log_on_failure(run_system, system, log, name)
+                shown = ", ".join(
+                    _shown(k, v) for k, v in figures.items() if not isinstance(v, dict | list)
+                )
                 if rep < 0:
-                    print(f"warm-up round {system.NAME} (not counted): {shown}", flush=True)
+                    print(f"warm-up round {name} (not counted): {shown}", flush=True)
                     continue
-                runs[system.NAME].append(figures)
-                print(f"rep {rep + 1}/{reps} {system.NAME}: {shown}", flush=True)
+                runs[name].append(figures)
+                print(f"rep {rep + 1}/{reps} {name}: {shown}", flush=True)
     return runs
 
 
+def _shown(key: str, value: object) -> str:
+    """One figure of a progress line (figures that are not numbers, e.g. a reason
+    for "n/a", as they are)."""
+    return f"{key}={value:,.2f}" if isinstance(value, int | float) else f"{key}={value}"
+
+
 def _run_showing_log_on_failure(
-    run_system: Callable[[ModuleType, Path], Figures], system: ModuleType, log: Path
+    run_system: Callable[[S, Path], Figures], system: S, log: Path, name: str
 ) -> Figures:
     try:
         return run_system(system, log)
     except Exception:
-        print(f"--- {system.NAME} worker log (tail) ---")
+        print(f"--- {name} worker log (tail) ---")
         print(log.read_text(errors="replace")[-LOG_TAIL_CHARS:] if log.exists() else "(none)")
         raise
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 REDIS_URL_ENV = "BENCH_REDIS_URL"
 # Untimed round trips before W3's timed ones (connections, script cache, listener threads).
@@ -90,6 +90,23 @@ class EchoProducer:
     send_and_wait: Callable[[int], list[Any]]  # send echo(0..n-1), wait for all, return them
 
 
+class Meter(Protocol):
+    """Counts what the timed part of a workload costs beyond time (e.g. broker commands):
+    ``start()`` just before it, ``stop()`` just after, whose figures join the workload's."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> Figures: ...
+
+
+class _NoMeter:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> Figures:
+        return {}
+
+
 def warm_up(producer: EchoProducer, n: int) -> None:
     """``n`` round trips, then a batch of ``n``: connections and caches ready."""
     for i in range(n):
@@ -97,12 +114,16 @@ def warm_up(producer: EchoProducer, n: int) -> None:
     check(producer.send_and_wait(n), list(range(n)))
 
 
-def timed_batch(producer: EchoProducer, n: int) -> Figures:
-    """W2: send ``n`` echo tasks and wait for every result; wall and producer CPU time."""
+def timed_batch(producer: EchoProducer, n: int, meter: Meter | None = None) -> Figures:
+    """W2: send ``n`` echo tasks and wait for every result; wall and producer CPU time,
+    and what ``meter`` counted over the same span."""
+    meter = meter or _NoMeter()
     check(producer.round_trip(-1), -1)  # connected and warm before the clock starts
+    meter.start()
     started, cpu = time.perf_counter(), time.process_time()
     values = producer.send_and_wait(n)
     figures = {"seconds": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
+    figures.update(meter.stop())
     check(values, list(range(n)))
     return figures
 
@@ -118,15 +139,17 @@ class QueueProducer(EchoProducer):
     enqueue_noops: Callable[[int], None]  # send noop() n times, with no worker running
 
 
-def produce_queue_workloads(producer: QueueProducer, argv: Sequence[str]) -> NoReturn:
+def produce_queue_workloads(
+    producer: QueueProducer, argv: Sequence[str], meter: Meter | None = None
+) -> NoReturn:
     """``ACTION N`` (``enqueue``, ``warmup``, ``w2``, ``w3``): do it, print the figures
-    as JSON on stdout."""
+    as JSON on stdout; ``meter``'s figures for the timed part of W2 and W3 too."""
     run_action(
         {
             "enqueue": partial(_timed_enqueue, producer),
             "warmup": partial(_warm_up, producer),
-            "w2": partial(timed_batch, producer),
-            "w3": partial(round_trip_latencies, producer),
+            "w2": partial(timed_batch, producer, meter=meter),
+            "w3": partial(round_trip_latencies, producer, meter=meter),
         },
         argv,
     )
@@ -147,28 +170,33 @@ def _warm_up(producer: EchoProducer, n: int) -> Figures:
     return {}
 
 
-def round_trip_latencies(producer: EchoProducer, n: int) -> Figures:
-    """W3: ``W3_WARMUP`` untimed round trips, then ``n`` timed ones, one after another."""
+def round_trip_latencies(producer: EchoProducer, n: int, meter: Meter | None = None) -> Figures:
+    """W3: ``W3_WARMUP`` untimed round trips, then ``n`` timed ones, one after another
+    (``meter`` counting over the timed ones)."""
+    meter = meter or _NoMeter()
     for i in range(W3_WARMUP):
         check(producer.round_trip(-i), -i)
     latencies = []
+    meter.start()
     for i in range(n):
         started = time.perf_counter()
         value = producer.round_trip(i)
         latencies.append(time.perf_counter() - started)
         check(value, i)
-    return {"latencies_s": latencies}
+    return {"latencies_s": latencies, **meter.stop()}
 
 
 def define_tasks(app: Any) -> tuple[Any, Any]:
     """``noop`` and ``echo`` on a Celery or Petiole app (the same decorator and options),
     so both systems run exactly the same tasks."""
 
-    @app.task(name="bench.noop", ignore_result=True)
+    task: Callable[..., Callable[[Callable[..., Any]], Any]] = app.task
+
+    @task(name="bench.noop", ignore_result=True)
     def noop() -> None:
         pass
 
-    @app.task(name="bench.echo")
+    @task(name="bench.echo")
     def echo(x: int) -> int:
         return x
 
@@ -186,8 +214,13 @@ def delay_producer(
     """The producer of a system with Celery's calling API (``task.delay(...)``,
     ``result.get(timeout=...)``): Celery and Petiole; only waiting for a batch differs,
     and, where a system's send waits for the broker, how W1's tasks are enqueued."""
+
+    def delay_noops(n: int) -> None:
+        for _ in range(n):
+            noop.delay()
+
     return QueueProducer(
-        enqueue_noops=enqueue_noops or (lambda n: [noop.delay() for _ in range(n)] and None),
+        enqueue_noops=enqueue_noops or delay_noops,
         round_trip=lambda i: echo.delay(i).get(timeout=result_timeout_s),
         send_and_wait=send_and_wait,
     )

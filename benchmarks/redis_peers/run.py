@@ -1,10 +1,12 @@
-"""Petiole vs Celery vs Dramatiq on one local redis-server: three workloads, one table.
+"""Petiole vs Celery, Dramatiq, taskiq, arq and RQ on one local redis-server, each with
+its default flags and with its best ones: three workloads, one table.
 
     nox -s bench -- redis          (or: python benchmarks/redis_peers/run.py)
 
 Starts ``redis-server`` on 127.0.0.1 (a free port, a temporary directory,
 ``--save '' --appendonly no``: no persistence, the same for every system), then,
-for each repetition and each system in turn:
+for each repetition and each row (a system with one of its two sets of flags, see
+``common.Flags``) in turn:
 
 * **W1** enqueue ``W1_TASKS`` no-op tasks with no worker running, start the
   system's workers, and time the drain: from the first message acknowledged to
@@ -16,21 +18,30 @@ for each repetition and each system in turn:
 * **W3** ``W3_ROUND_TRIPS`` sequential round trips (send, wait for the result),
   each timed.
 
+Beside each: the workers' CPU per task (user + system of every worker process and
+the children they reaped, from ``/proc``), Redis commands per task (``INFO
+commandstats`` over the same window, the runner's own polls taken out), and at the
+end the workers' peak RSS. A row whose system runs tens of tasks a second runs
+``Flags.scale`` times the sizes (rates stay comparable).
+
 Producers run in their own subprocesses, workers in theirs. Figures are the
 median over the repetitions. Environment: ``BENCH_REPS`` (default 3),
-``BENCH_SYSTEMS`` (default ``petiole,celery,dramatiq``), ``BENCH_W1_TASKS``,
-``BENCH_W2_TASKS``, ``BENCH_W3_ROUND_TRIPS``, ``BENCH_JSON`` (write the raw
-figures there).
+``BENCH_SYSTEMS`` (default ``petiole,celery,dramatiq,taskiq,arq,rq``),
+``BENCH_FLAG_SETS`` (default ``default,best``), ``BENCH_W1_TASKS``,
+``BENCH_W2_TASKS``, ``BENCH_W3_ROUND_TRIPS``, ``BENCH_JSON`` (write the raw figures
+there), and each system module's own.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -41,130 +52,252 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import benchkit  # noqa: E402
-from benchkit import Figure, Runs  # noqa: E402
+import report  # noqa: E402
+from benchkit import Runs  # noqa: E402
+from common import FLAGS_ENV, Flags, commands_between, commands_by_name  # noqa: E402
 from systemkit import REDIS_URL_ENV, Figures, env_int  # noqa: E402
 
 W1_TASKS = env_int("BENCH_W1_TASKS", 20000)
 W2_TASKS = env_int("BENCH_W2_TASKS", 5000)
 W3_ROUND_TRIPS = env_int("BENCH_W3_ROUND_TRIPS", 500)
 REPS = env_int("BENCH_REPS", 3)
-SYSTEMS = os.environ.get("BENCH_SYSTEMS", "petiole,celery,dramatiq,petiole_processes").split(",")
-DISTS = ("petiole", "petiole-redis", "celery", "kombu", "dramatiq", "redis")
+SYSTEMS = os.environ.get("BENCH_SYSTEMS", "petiole,celery,dramatiq,taskiq,arq,rq").split(",")
+FLAG_SETS = os.environ.get("BENCH_FLAG_SETS", "default,best").split(",")
+DISTS = (
+    *("petiole", "petiole-redis", "celery", "kombu", "dramatiq", "taskiq", "taskiq-redis"),
+    *("arq", "rq", "redis"),
+)
 WARMUP = 100
+# The fewest tasks a scaled-down row runs per workload (W3 needs enough for a p99).
+MIN_TASKS = 40
+MIN_WARMUP = 10
 POLL_S = 0.002
+# How many polls the runner sends to learn how many commands one costs.
+CALIBRATION_POLLS = 4
 # Bounds, so a broken system fails the run instead of hanging it.
 DRAIN_TIMEOUT_S = 120.0
 PRODUCER_TIMEOUT_S = 180.0
 
 
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: a system with one set of its flags."""
+
+    system: ModuleType
+    flags_name: str  # "default" or "best"
+
+    @property
+    def name(self) -> str:
+        return f"{self.system.NAME} {self.flags_name}"
+
+    @property
+    def flags(self) -> Flags:
+        flags: Flags = self.system.FLAGS[self.flags_name]
+        return flags
+
+    def size(self, n: int, least: int = MIN_TASKS) -> int:
+        """A workload's size for this row (``n`` scaled, at least ``least``)."""
+        return min(n, max(least, round(n * self.flags.scale)))
+
+
 # -- processes ----------------------------------------------------------------------------
 
 
-def _env(url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Every variable of ours passes to the children, plus the system's own
-    (``WORKER_ENV``) and the broker's URL."""
-    settings = {**(extra or {}), REDIS_URL_ENV: url}
+def _env(url: str, row: Row, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every variable of ours passes to the children, plus the row's flags (and for the
+    workers, the system's own variables) and the broker's URL."""
+    settings = {**(extra or {}), FLAGS_ENV: row.flags_name, REDIS_URL_ENV: url}
     return benchkit.child_env(HERE, settings, drop_prefix=None)
 
 
-def start_workers(system: ModuleType, url: str, log: Path) -> list[subprocess.Popen[bytes]]:
-    env = _env(url, getattr(system, "WORKER_ENV", None))
-    return benchkit.start_workers(system.worker_commands(), folder=HERE, env=env, log=log)
+def start_workers(row: Row, url: str, log: Path) -> list[subprocess.Popen[bytes]]:
+    env = _env(url, row, row.flags.env)
+    return benchkit.start_workers(row.flags.commands, folder=HERE, env=env, log=log)
 
 
-def produce(system: ModuleType, url: str, action: str, n: int) -> Figures:
+def produce(row: Row, url: str, action: str, n: int) -> Figures:
     return benchkit.run_producer(
-        system, action, n, folder=HERE, env=_env(url), timeout_s=PRODUCER_TIMEOUT_S
+        row.system, action, n, folder=HERE, env=_env(url, row), timeout_s=PRODUCER_TIMEOUT_S
     )
 
 
-# -- one repetition of one system ------------------------------------------------------------
+# -- the runner's polls, taken out of the command counts ------------------------------------
 
 
-def drain(
-    system: ModuleType, client: redis.Redis, total: int, cpu: Callable[[], float]
-) -> tuple[float, float]:
-    """Tasks per second from the first acknowledgement to the last, and CPU
-    seconds per task (workers and redis-server) over the same window."""
-    window = benchkit.drain_window(
-        lambda: system.remaining(client),
-        total,
-        cpu,
-        what=system.NAME,
-        timeout_s=DRAIN_TIMEOUT_S,
-        poll_s=POLL_S,
-    )
-    return window.per_s, (window.after - window.before) / window.count
+class Polls:
+    """``remaining()`` of a system, counting its calls; ``commands_each`` is which Redis
+    commands one call sends, how many of each (measured: ``calibrate``)."""
+
+    def __init__(self, row: Row, client: redis.Redis) -> None:
+        self._row, self._client = row, client
+        self.count = 0
+        self.commands_each: dict[str, float] = {}
+
+    def __call__(self) -> int:
+        self.count += 1
+        return int(self._row.system.remaining(self._client))
+
+    def calibrate(self) -> int:
+        """Poll a few times with no worker running (nothing else sends a command);
+        returns what the polls answered."""
+        before = commands_by_name(self._client)
+        answers = {self() for _ in range(CALIBRATION_POLLS)}
+        sent = commands_between(before, commands_by_name(self._client))
+        self.commands_each = {name: calls / CALIBRATION_POLLS for name, calls in sent.items()}
+        if len(answers) != 1:
+            raise RuntimeError(f"{self._row.name}: queue moved with no worker: {answers}")
+        return answers.pop()
 
 
-def run_system(system: ModuleType, url: str, redis_pid: int, log: Path) -> Figures:
+@dataclass(frozen=True)
+class Sample:
+    """What the drain window compares at its start and end."""
+
+    worker_cpu_s: float
+    redis_cpu_s: float
+    commands: dict[str, int]
+    polls: int
+
+
+# -- one repetition of one row ----------------------------------------------------------------
+
+
+def run_row(row: Row, url: str, redis_pid: int, log: Path) -> Figures:
     client = redis.Redis.from_url(url)
     client.flushall()
+    client.config_resetstat()
     figures: Figures = {}
-    enqueued = produce(system, url, "enqueue", W1_TASKS)
-    figures["enqueue_per_s"] = enqueued["per_s"]
-    queued = system.remaining(client)
-    if queued != W1_TASKS:
-        raise RuntimeError(f"{system.NAME}: {queued} messages queued, expected {W1_TASKS}")
-    workers = start_workers(system, url, log)
+    w1_tasks = row.size(W1_TASKS)
+    figures["enqueue_per_s"] = produce(row, url, "enqueue", w1_tasks)["per_s"]
+    polls = Polls(row, client)
+    queued = polls.calibrate()
+    if queued != w1_tasks:
+        raise RuntimeError(f"{row.name}: {queued} messages queued, expected {w1_tasks}")
+    workers = start_workers(row, url, log)
     try:
         groups = {w.pid for w in workers}
 
-        def cpu() -> float:
-            return benchkit.cpu_seconds(groups, {redis_pid})
+        def worker_cpu() -> float:
+            return benchkit.cpu_seconds(groups, ())
 
-        figures["w1_per_s"], w1_cpu = drain(system, client, W1_TASKS, cpu)
-        figures["w1_cpu_us"] = w1_cpu * 1e6
-        produce(system, url, "warmup", WARMUP)
-        before = cpu()
-        w2 = produce(system, url, "w2", W2_TASKS)
-        figures["w2_per_s"] = W2_TASKS / w2["seconds"]
-        figures["w2_cpu_us"] = (cpu() - before + w2["cpu_s"]) / W2_TASKS * 1e6
-        w3 = produce(system, url, "w3", W3_ROUND_TRIPS)["latencies_s"]
-        cuts = statistics.quantiles(w3, n=100, method="inclusive")
-        figures["w3_p50_ms"] = statistics.median(w3) * 1000
-        figures["w3_p99_ms"] = cuts[98] * 1000
+        def remaining() -> int:
+            ended = [w.args for w in workers if w.poll() is not None]
+            if ended:  # fail now, not at the drain's timeout
+                raise RuntimeError(f"{row.name}: a worker exited: {ended}")
+            return polls()
+
+        figures.update(drain(row, client, polls, remaining, w1_tasks, worker_cpu, redis_pid))
+        produce(row, url, "warmup", row.size(WARMUP, least=MIN_WARMUP))
+        figures.update(with_results(row, url, worker_cpu))
+        figures.update(round_trips(row, url))
+        rss, processes = benchkit.peak_rss_bytes(groups)
+        figures["rss_mb"], figures["worker_processes"] = rss / 2**20, processes
     finally:
         benchkit.stop_workers(workers)
         client.close()
     return figures
 
 
-# -- report -------------------------------------------------------------------------------
+def drain(
+    row: Row,
+    client: redis.Redis,
+    polls: Polls,
+    remaining: Callable[[], int],
+    total: int,
+    worker_cpu: Callable[[], float],
+    redis_pid: int,
+) -> Figures:
+    """W1: tasks per second from the first acknowledgement to the last; the workers'
+    and redis-server's CPU and the commands per task over the same window
+    (``remaining`` calls ``polls``, whose commands are taken out)."""
+
+    def sample() -> Sample:
+        return Sample(
+            worker_cpu(),
+            benchkit.cpu_seconds((), {redis_pid}),
+            commands_by_name(client),
+            polls.count,
+        )
+
+    window = benchkit.drain_window(
+        remaining, total, sample, what=row.name, timeout_s=DRAIN_TIMEOUT_S, poll_s=POLL_S
+    )
+    before, after = window.before, window.after
+    counted = commands_between(before.commands, after.commands)
+    for name, each in polls.commands_each.items():
+        counted[name] = round(counted.get(name, 0) - (after.polls - before.polls) * each)
+    counted = {name: calls for name, calls in counted.items() if calls}
+    return {
+        "w1_tasks": total,
+        "w1_window_tasks": window.count,
+        "w1_per_s": window.per_s,
+        "w1_cpu_us": (after.worker_cpu_s - before.worker_cpu_s) / window.count * 1e6,
+        "w1_redis_cpu_us": (after.redis_cpu_s - before.redis_cpu_s) / window.count * 1e6,
+        "w1_cmds": sum(counted.values()) / window.count,
+        "w1_cmds_by_name": counted,
+    }
 
 
-FIGURES = (
-    Figure(f"W1: drain {W1_TASKS:,} no-op tasks, enqueued first", "w1_per_s", "tasks/s", 0, True),
-    Figure(
-        f"W2: {W2_TASKS:,} tasks, producer waits for every result", "w2_per_s", "tasks/s", 0, True
-    ),
-    Figure(f"W3: {W3_ROUND_TRIPS} sequential round trips, p50", "w3_p50_ms", "ms", 2, False),
-    Figure(f"W3: {W3_ROUND_TRIPS} sequential round trips, p99", "w3_p99_ms", "ms", 2, False),
-    Figure("W1 CPU per task: workers + redis-server", "w1_cpu_us", "µs", 0, False),
-    Figure("W2 CPU per task: workers + redis-server + producer", "w2_cpu_us", "µs", 0, False),
-    Figure("Enqueue rate before W1 (not a target)", "enqueue_per_s", "tasks/s", 0, True),
-)
+def with_results(row: Row, url: str, worker_cpu: Callable[[], float]) -> Figures:
+    """W2: tasks per second with every result waited for; the workers' CPU and the
+    commands (all clients) per task."""
+    n = row.size(W2_TASKS)
+    before = worker_cpu()
+    w2 = produce(row, url, "w2", n)
+    return {
+        "w2_tasks": n,
+        "w2_per_s": n / w2["seconds"],
+        "w2_cpu_us": (worker_cpu() - before) / n * 1e6,
+        "w2_cmds": w2["commands"] / n,
+        "w2_cmds_by_name": w2["commands_by_name"],
+    }
 
 
-def report(runs: Runs) -> str:
-    # Petiole / system even for times (below 1: Petiole is faster), unlike cassandra_peers:
-    # the targets in benchmarks/README.md (e.g. W3 p50 <= 0.33x Celery) are stated that way.
-    return "\n".join(benchkit.comparison_tables(runs, FIGURES, ratio=benchkit.petiole_over_system))
+def round_trips(row: Row, url: str) -> Figures:
+    """W3: p50 and p99 of sequential round trips, and the commands per round trip."""
+    n = row.size(W3_ROUND_TRIPS)
+    w3 = produce(row, url, "w3", n)
+    latencies = w3["latencies_s"]
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {
+        "w3_round_trips": n,
+        "w3_p50_ms": statistics.median(latencies) * 1000,
+        "w3_p99_ms": cuts[98] * 1000,
+        "w3_cmds": w3["commands"] / n,
+        "w3_cmds_by_name": w3["commands_by_name"],
+    }
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def rows() -> Iterator[Row]:
+    systems = benchkit.import_systems(SYSTEMS)
+    for system, flags_name in itertools.product(systems.values(), FLAG_SETS):
+        yield Row(system, flags_name)
 
 
 def main() -> None:
-    systems = benchkit.import_systems(SYSTEMS)
+    table = {row.name: row for row in rows()}
+    to_run = {name: row for name, row in table.items() if row.flags.same_as is None}
     started = time.monotonic()
-    benchkit.print_setup(benchkit.versions(DISTS), systems)
+    print("versions:", benchkit.versions(DISTS))
+    print(report.machine())
+    for row in table.values():
+        print(report.setup_line(row.name, row.flags))
     with benchkit.redis_server() as (url, redis_pid):
         print(f"redis-server at {url} (--save '' --appendonly no)", flush=True)
-        runs = benchkit.run_rounds(
-            systems,
-            lambda system, log: run_system(system, url, redis_pid, log),
+        runs: Runs = benchkit.run_rounds(
+            to_run,
+            lambda row, log: run_row(row, url, redis_pid, log),
             reps=REPS,
             warmup_rounds=0,
+            name_of=lambda row: row.name,
         )
-    print(report(runs))
+    for name, row in table.items():
+        if row.flags.same_as is not None:
+            runs[name] = runs[f"{row.system.NAME} {row.flags.same_as}"]
+    print(report.tables(runs, list(table)))
     benchkit.finish(started, runs)
 
 

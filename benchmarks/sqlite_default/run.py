@@ -182,7 +182,7 @@ def main() -> None:
     for variant in CHOSEN:
         print(f"{variant.NAME}: {variant.config()}")
     systems = {v.NAME: v for v in CHOSEN}
-    runs = benchkit.run_rounds(systems, run_variant, reps=REPS, warmup_rounds=0)  # type: ignore[arg-type]
+    runs = benchkit.run_rounds(systems, run_variant, reps=REPS, warmup_rounds=0)
     # One column per polling row: how many times better each row is than it.
     bases = [v.NAME for v in CHOSEN if v.notify == "off"]
     print("\n".join(benchkit.comparison_tables(runs, FIGURES, ratio=_better, bases=bases)))
