@@ -5,6 +5,8 @@ from its start, never lost with its child, given back on stop — and recycling.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import pickle
 import sys
 import threading
 import time
@@ -16,7 +18,7 @@ import pytest
 from petiole.execution import TaskRunner
 from petiole.loading import load_app
 from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome
-from petiole.pools.processes import ProcessPool
+from petiole.pools.processes import _READ_SIZE, ProcessPool, _Frames, _send
 from petiole.testing import pool_app, wait_until
 from petiole.testing.pool_suite import Outcomes, make_job
 
@@ -238,3 +240,60 @@ def test_outcomes_cross_the_pipe_whole(one_child: ProcessPool) -> None:
     assert isinstance(outcome, Outcome)
     assert (outcome.kind, outcome.state) == (ACK, "FAILURE")
     assert outcome.runtime_s > 0
+
+
+def test_one_read_takes_every_report_waiting_and_large_ones_arrive_whole() -> None:
+    # The worker's side of a child's pipe (a real one): reports sent while nobody
+    # read come out together, in order; one larger than a read is reassembled.
+    ours, theirs = multiprocessing.Pipe()
+    frames = _Frames(ours)
+    try:
+        for i in range(5):
+            _send(theirs, [("report", i)])
+        assert frames.wait(timeout_s=JOB_TIMEOUT_S)
+        assert frames.take() == [[("report", i)] for i in range(5)]
+        assert frames.read_ready() == []  # nothing more has arrived
+
+        large = b"x" * (_READ_SIZE * 5 + 3)
+        writer = threading.Thread(target=_send, args=(theirs, ("large", large)))
+        writer.start()  # the pipe's buffer is smaller: the writer waits for our reads
+        assert frames.wait(timeout_s=JOB_TIMEOUT_S)
+        writer.join(JOB_TIMEOUT_S)
+        assert frames.take() == [("large", large)]
+        # recv_bytes (how a child's first report is read) reads the same framing.
+        _send(theirs, ("ready", 1))
+        assert pickle.loads(ours.recv_bytes()) == ("ready", 1)
+        theirs.close()
+        with pytest.raises(EOFError):
+            frames.wait(timeout_s=JOB_TIMEOUT_S)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_jobs_submitted_in_a_batch_reach_the_child_together_when_the_batch_ends(
+    one_child: ProcessPool, tmp_path: Path
+) -> None:
+    outcomes = Outcomes()
+    block = blocking_job(tmp_path)
+    one_child.submit(block, outcomes)
+    assert started(tmp_path)
+    [slot] = one_child._slots
+    queued = [
+        make_job("pool_suite.touch", str(tmp_path), f"queued-{i}")
+        for i in range(one_child.queue_depth - 1)
+    ]
+    with one_child.batch():
+        for job in queued:
+            one_child.submit(job, outcomes)
+        assert len(slot.held) == 1  # none sent yet: only the running job is in the child
+    # Sent at the end, together: the child's every place is taken.
+    assert len(slot.held) == one_child.queue_depth
+    release(tmp_path)
+    outcomes.wait_for(len(queued) + 1)
+    assert [o.state for job in [block, *queued] for o in outcomes.of(job)] == ["SUCCESS"] * (
+        len(queued) + 1
+    )
+    # All ran on the one child (each leaves its pid).
+    stamps = [(tmp_path / f"queued-{i}").read_text() for i in range(len(queued))]
+    assert len(set(stamps)) == 1

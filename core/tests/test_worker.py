@@ -14,6 +14,7 @@ import pytest
 
 from petiole import Petiole, Request, Task, hookimpl, states
 from petiole.envelope import Envelope
+from petiole.pools.processes import ProcessPool
 from petiole.result import AsyncResult
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
@@ -247,6 +248,16 @@ def test_the_prefetch_window_leaves_the_rest_in_the_broker_for_other_workers(
     finally:
         release.set()
         worker.stop()
+
+
+def test_the_prefetch_counts_the_jobs_a_pool_queues_in_its_executors(app: Petiole) -> None:
+    # The processes pool takes several jobs per child (one running, the rest queued):
+    # the multiplier applies to those, so messages still wait in the worker beyond them.
+    processes = Worker(app, pool="processes", concurrency=2, prefetch_multiplier=4)
+    assert processes.prefetch == 2 * ProcessPool.queue_depth * 4 == 32
+    assert Worker(app, pool="threads", concurrency=2, prefetch_multiplier=4).prefetch == 8
+    # A multiplier of 1 still holds one message per child: none waits behind another.
+    assert Worker(app, pool="processes", concurrency=2, prefetch_multiplier=1).prefetch == 2
 
 
 def test_shutdown_timeout_returns_running_tasks_to_the_queue(app: Petiole) -> None:

@@ -215,7 +215,11 @@ class Settings:
         example="20",
     )
     prefetch_multiplier: int = _setting(
-        4, "A worker holds at most concurrency x this many messages.", example="1"
+        4,
+        "A worker holds at most concurrency x this many messages (the processes pool: "
+        "concurrency x 4 x this, its children taking four jobs each, when above 1). "
+        "1 for long tasks: nothing waits behind a running task.",
+        example="1",
     )
     ack_batch_size: int = _setting(
         64,

@@ -88,7 +88,10 @@ class Pool(Protocol):
         a pool checks a queued job for revocation before starting it (reporting
         ``Outcome(ACK, "REVOKED", cause="revoked")``), counts its time limits from
         its start, and gives back (``REQUEUE``, no delay) queued jobs it will not
-        start.
+        start. Such a pool may also offer ``batch()`` (optional), a context manager:
+        jobs submitted inside the block may be held back and sent together when it
+        ends (one write per child instead of one per job); the worker wraps each
+        round of submissions in it.
         A pool that runs the job in the caller's thread before returning (solo)
         says so with a class attribute ``runs_inline = True`` (optional; absent
         means False): the worker then never submits from a transport's thread,

@@ -1,4 +1,4 @@
-"""The processes pool: N child processes, each with a job running and one queued.
+"""The processes pool: N child processes, each with a job running and up to three queued.
 
 Children are started with ``spawn`` (a clean interpreter that imports the app
 by its ``module:attribute`` path), never ``fork``: the worker has threads, and
@@ -8,9 +8,12 @@ forking a threaded process can deadlock the child.
 running and the rest queued in its pipe, so that it starts the next task the
 moment one ends instead of waiting a round trip for the worker (which is what
 made one job at a time ~5x slower than the solo pool on no-op tasks). Jobs go
-down the pipe from whichever worker thread submits them; a reader thread per
-child takes the child's reports, each one a list of events sent at once
-(``done`` of the job that ended, ``start`` of the next), so one wake-up of that
+down the pipe from whichever worker thread submits them, a child's jobs in one
+write once :attr:`ProcessPool.refill` of its places are free (waking a waiting
+process costs more than a no-op task; :meth:`ProcessPool.batch` groups the jobs
+the worker starts at once). A reader thread per child takes the child's reports,
+each one a list of events sent at once (``done`` of the job that ended, ``start``
+of the next), every report that arrived in one read, so one wake-up of that
 thread settles a task and tells when the next one started. A job whose body is
 large is only ever sent to an idle child: the pipe's buffer then never fills,
 and a submitting thread never blocks on a busy child.
@@ -48,9 +51,10 @@ import os
 import pickle
 import select
 import signal
+import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -94,15 +98,120 @@ REVOKED_TERMINATED = Outcome(ACK, "REVOKED", "terminated by revoke")
 REVOKED_BEFORE_START = Outcome(ACK, "REVOKED", "revoked before it started", cause="revoked")
 
 
-def _send(conn: Connection, message: Any) -> None:
+def _send(conn: Connection, *messages: Any) -> None:
+    """Write messages in one call: waking the process that reads them costs more
+    than pickling a job, so several jobs for one child travel together."""
+    view = memoryview(b"".join(map(_framed, messages)))
+    fd = conn.fileno()
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _framed(message: Any) -> bytes:
     # Plain pickle of plain tuples: multiprocessing's own send builds a ForkingPickler
     # per call, and a dataclass pickles through Python-level __getstate__; together
-    # they cost more than a no-op task.
-    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+    # they cost more than a no-op task. The framing is Connection's (a 4-byte length):
+    # recv_bytes reads it too (the child's first report).
+    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    size = len(data)
+    if size > _MAX_SHORT:
+        return _LENGTH.pack(-1) + _LONG.pack(size) + data
+    return _LENGTH.pack(size) + data
 
 
 def _recv(conn: Connection) -> Any:
     return pickle.loads(conn.recv_bytes())  # noqa: S301 (our own child, over a private pipe)
+
+
+_LENGTH = struct.Struct("!i")
+_LONG = struct.Struct("!Q")
+_MAX_SHORT = 0x7FFFFFFF
+_READ_SIZE = 1 << 16
+
+
+class _Frames:
+    """The messages arriving on one end of a pipe, read in as few calls as possible.
+
+    One ``os.read`` takes whatever has arrived — several reports of a child, or
+    several jobs for it — where ``Connection.recv_bytes`` reads twice per message
+    (its length, then its body). Same framing as :func:`_send`. Only this object
+    reads the pipe once it is made.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.fd = conn.fileno()
+        self.buffer = bytearray()
+        self._readable = select.poll()
+        self._readable.register(self.fd, select.POLLIN)
+
+    def wait(self, timeout_s: float | None) -> bool:
+        """Whether there is something to read (waiting up to ``timeout_s``; None:
+        until there is). Raises EOFError once the other end closed."""
+        if timeout_s is None:
+            # A read blocks until something arrives: no poll first (a system call
+            # per report saved, on both sides of the pipe).
+            while not self._complete():
+                self._fill()
+            return True
+        deadline = time.monotonic() + timeout_s
+        while not self._complete():
+            remaining = deadline - time.monotonic()
+            if self._readable.poll(max(0, int(remaining * 1000) + 1)):
+                self._fill()
+            elif time.monotonic() >= deadline:
+                return False
+        return True
+
+    def read_ready(self) -> list[Any]:
+        """Every message that has arrived (without waiting; maybe none)."""
+        if not self._complete() and self._readable.poll(0):
+            self._fill()
+        return self.take()
+
+    def take(self) -> list[Any]:
+        """The complete messages already read, unpickled, in order."""
+        buffer = self.buffer
+        messages = []
+        offset = 0
+        end = len(buffer)
+        with memoryview(buffer) as view:
+            while end - offset >= 4:
+                (size,) = _LENGTH.unpack_from(buffer, offset)
+                start = offset + 4
+                if size == -1:
+                    if end - start < 8:
+                        break
+                    (size,) = _LONG.unpack_from(buffer, start)
+                    start += 8
+                if end - start < size:
+                    break
+                offset = start + size
+                messages.append(pickle.loads(view[start:offset]))  # noqa: S301 (as _recv)
+        del buffer[:offset]
+        return messages
+
+    def _fill(self) -> None:
+        # A large message is read in as few calls as its size allows.
+        data = os.read(self.fd, max(_READ_SIZE, self._missing()))
+        if not data:
+            raise EOFError
+        self.buffer += data
+
+    def _missing(self) -> int:
+        """Bytes still to come of the first message, when its length has arrived."""
+        buffer = self.buffer
+        if len(buffer) < 4:
+            return 0
+        (size,) = _LENGTH.unpack_from(buffer, 0)
+        if size == -1:
+            if len(buffer) < 12:
+                return 0
+            return 12 + int(_LONG.unpack_from(buffer, 4)[0]) - len(buffer)
+        return 4 + int(size) - len(buffer)
+
+    def _complete(self) -> bool:
+        """Whether the buffer holds at least one whole message."""
+        return len(self.buffer) >= 4 and self._missing() <= 0
 
 
 def _job_fields(job: Job) -> tuple[Any, ...]:
@@ -185,9 +294,7 @@ class _ChildLoop:
         self.max_tasks = max_tasks
         self.max_memory_mb = max_memory_mb
         self.queue: collections.deque[tuple[int, Job, bool]] = collections.deque()
-        # Registered once: Connection.poll(0) builds a selector on every call.
-        self._readable = select.poll()
-        self._readable.register(conn.fileno(), select.POLLIN)
+        self.frames = _Frames(conn)
         self.skipped: set[int] = set()
         self.stopping = False
         self.retiring = False
@@ -227,11 +334,11 @@ class _ChildLoop:
 
     def _drain(self, *, block: bool) -> None:
         """Read every message waiting in the pipe (and wait for one if ``block``)."""
-        conn = self.conn
+        frames = self.frames
         if block:
-            self._take(_recv(conn))
-        while self._readable.poll(0):
-            self._take(_recv(conn))
+            frames.wait(None)
+        for message in frames.read_ready():
+            self._take(message)
 
     def _take(self, message: Any) -> None:
         if message is _STOP:
@@ -311,6 +418,7 @@ class _Slot:
         self.index = index
         self.process: BaseProcess | None = None
         self.conn: Connection | None = None
+        self.frames: _Frames | None = None  # the child's reports, once it is ready
         self.thread = threading.Thread(target=self._loop, name=f"petiole-slot-{index}", daemon=True)
         # seq -> (job, on_done), every job sent to the child and not reported yet.
         self.held: dict[int, tuple[Job, OnDone]] = {}
@@ -346,6 +454,7 @@ class _Slot:
         # Ours closed, the child's end is its alone: its death reads as EOF here.
         child_conn.close()
         self.process, self.conn = process, parent_conn
+        self.frames = _Frames(parent_conn)
 
     def await_ready(self) -> None:
         assert self.conn is not None
@@ -365,12 +474,12 @@ class _Slot:
                 f"pool child could not load the app {self.pool.app_path!r}: {detail}"
             )
 
-    def send(self, message: Any) -> None:
-        """Write to the child (pool lock held). A dead child's pipe refuses: the
-        reader thread finds the death and deals with every job it held."""
+    def send(self, *messages: Any) -> None:
+        """Write to the child, in one call (pool lock held). A dead child's pipe
+        refuses: the reader thread finds the death and deals with every job it held."""
         assert self.conn is not None
         with contextlib.suppress(OSError):
-            _send(self.conn, message)
+            _send(self.conn, *messages)
 
     def kill(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -381,25 +490,24 @@ class _Slot:
 
     def _loop(self) -> None:
         while True:
-            events = self._next_report()
+            events = self._next_events()
             if events is None:
                 if not self._child_ended():
                     return
                 continue
             self._handle(events)
 
-    def _next_report(self) -> list[tuple[Any, ...]] | None:
-        """The child's next batch of events; None when it died or exited (or was
-        killed at the running job's hard time limit)."""
-        conn = self.conn
-        assert conn is not None
+    def _next_events(self) -> list[tuple[Any, ...]] | None:
+        """The events of every report the child has sent (waiting for one); None when
+        it died or exited (or was killed at the running job's hard time limit)."""
+        frames = self.frames
+        assert frames is not None
         try:
             while True:
                 deadline = self.deadline
-                if deadline is None:
-                    return _recv(conn)  # type: ignore[no-any-return]
-                if conn.poll(max(0.0, deadline - time.monotonic())):
-                    return _recv(conn)  # type: ignore[no-any-return]
+                timeout_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if frames.wait(timeout_s):
+                    return [event for report in frames.take() for event in report]
                 if self.deadline == deadline:
                     self._kill_at_time_limit()
                     return None
@@ -451,10 +559,12 @@ class _Slot:
                     self.send(_STOP)
         if kill:
             self.kill()
-        pool._give_back(returned)
-        for job, on_done, outcome in finished:
-            pool._report(job, on_done, outcome)
-        pool._feed()
+        # Jobs submitted while settling these (the worker starts the next ones) go
+        # out together at the end: one write per child.
+        with pool.batch():
+            pool._give_back(returned)
+            for job, on_done, outcome in finished:
+                pool._report(job, on_done, outcome)
 
     def _child_ended(self) -> bool:
         """The child exited or died: settle what it held, replace it or leave.
@@ -515,7 +625,11 @@ class ProcessPool:
     runs_in_children = True
     #: Jobs each child holds at once: one running, the rest queued behind it. The
     #: worker may submit up to ``concurrency * queue_depth`` jobs at once.
-    queue_depth = 2
+    queue_depth = 4
+    #: A child is sent jobs once this many of its places are free (or it is idle),
+    #: filling it in one write: a write that wakes a waiting child costs more than a
+    #: no-op task, and a child that still has a job queued needs no waking.
+    refill = 2
 
     def __init__(self, concurrency: int, settings: Settings | None = None) -> None:
         self.concurrency = max(1, concurrency)
@@ -532,6 +646,7 @@ class ProcessPool:
         self._stopping = False
         self._terminated = False
         self._stopped = threading.Event()  # wakes a slot waiting to retry a respawn
+        self._local = threading.local()  # batch(): how deep this thread is in blocks
 
     def start(self, runner: Runner) -> None:
         if runner.app_path is None:
@@ -576,32 +691,68 @@ class ProcessPool:
 
     def submit(self, job: Job, on_done: OnDone) -> None:
         with self._lock:
-            if self._backlog or not self._send(job, on_done):
-                self._backlog.append((job, on_done))
+            self._backlog.append((job, on_done))
+        self._feed()
 
-    def _send(self, job: Job, on_done: OnDone) -> bool:
-        """Send the job to the idlest child that can take it (lock held); False if none can."""
-        best: _Slot | None = None
-        for slot in self._slots:
-            if slot.up and not slot.leaving and (best is None or len(slot.held) < len(best.held)):
-                best = slot
-        if best is None or len(best.held) >= self.queue_depth:
-            return False
-        queued = bool(best.held)
-        if queued and len(job.envelope.body) > _QUEUED_BODY_MAX_BYTES:
-            return False
-        seq = self._next_seq
-        self._next_seq += 1
-        best.held[seq] = (job, on_done)
-        best.send((_RUN, seq, _job_fields(job), queued))
-        return True
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Jobs submitted in this block (by this thread) go to the children when it
+        ends, each child's in one write (blocks nest)."""
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            local.depth -= 1
+            if not local.depth:
+                self._feed()
+
+    def _batching(self) -> bool:
+        """Whether this thread is inside a :meth:`batch` block."""
+        return bool(getattr(self._local, "depth", 0))
 
     def _feed(self) -> None:
-        """Send backlogged jobs to children that can take them, oldest first."""
+        """Send backlogged jobs to children that can take them, oldest first, each
+        child's in one write (not inside a :meth:`batch` block: at its end)."""
+        backlog = self._backlog
+        if not backlog or self._batching():
+            # Read without the lock: a job backlogged before a child freed up was
+            # appended before that child's report was handled, so it is seen here.
+            return
         with self._lock:
-            backlog = self._backlog
-            while backlog and self._send(*backlog[0]):
-                backlog.popleft()
+            sends: dict[_Slot, list[tuple[Any, ...]]] = {}
+            while backlog:
+                slot = self._child_for(backlog[0][0], sends)
+                if slot is None:
+                    break
+                job, on_done = backlog.popleft()
+                seq = self._next_seq
+                self._next_seq += 1
+                queued = bool(slot.held)
+                slot.held[seq] = (job, on_done)
+                sends.setdefault(slot, []).append((_RUN, seq, _job_fields(job), queued))
+            for slot, messages in sends.items():
+                slot.send(*messages)
+
+    def _child_for(self, job: Job, sending: Iterable[_Slot]) -> _Slot | None:
+        """The idlest child that can take this job now, or None (lock held). A child
+        is refilled once ``refill`` of its places are free, or if it is one of those
+        ``sending`` to already: fewer, larger writes."""
+        best: _Slot | None = None
+        depth = self.queue_depth
+        for slot in self._slots:
+            held = len(slot.held)
+            if not slot.up or slot.leaving or held >= depth:
+                continue
+            if held > depth - self.refill and slot not in sending:
+                continue
+            if best is None or held < len(best.held):
+                best = slot
+        if best is None:
+            return None
+        if best.held and len(job.envelope.body) > _QUEUED_BODY_MAX_BYTES:
+            return None
+        return best
 
     def _give_back(self, jobs: Iterable[tuple[Job, OnDone]]) -> None:
         """Jobs a child held but never started: they run on another child, or go back

@@ -26,6 +26,7 @@ finish, so nothing is lost either way.
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import itertools
 import logging
@@ -196,7 +197,15 @@ class Worker:
     def _set_prefetch(self, size: int) -> None:
         """Hold at most ``size`` x the multiplier messages (call with the lock held,
         or before the worker starts)."""
-        prefetch = max(size, size * self._multiplier)
+        multiplier = self._multiplier
+        if multiplier > 1:
+            # A pool whose executors queue jobs (processes: queue_depth 4) takes
+            # size x queue_depth jobs at once; the multiplier applies to those, so
+            # that messages still wait here beyond what the pool holds and a reserve
+            # brings a batch worth its round trip (measured: docs/worker.md). A
+            # multiplier of 1 still holds one message per executor, none queued.
+            multiplier *= self._queue_depth
+        prefetch = max(size, size * multiplier)
         if self.bounds is not None and size < self.bounds.maximum:
             # One message more than the pool can start, whatever the multiplier: work
             # waiting is what tells the autoscaler to grow.
@@ -566,26 +575,34 @@ class Worker:
         if getattr(self._dispatching, "active", False):
             return
         self._dispatching.active = True
+        # A pool that can (processes) sends the jobs started here together, at the
+        # end: one write per child rather than one per job.
+        batch = getattr(self.pool, "batch", None)
         try:
-            while not self._stopping.is_set():
-                with self._lock:
-                    if len(self._running) >= self.concurrency * self._queue_depth:
-                        return
-                    job = self._next_job()
-                    if job is None:
-                        return
-                    self._running[job.receipt] = job
-                if not self._lease_still_held(job):
-                    continue
-                if self.revocations.active and self.revocations.is_revoked(job.envelope.task_id):
-                    self._finish(job, Outcome(ACK, "REVOKED", "revoked before it started"))
-                    self.hooks.revoked(job.envelope, terminated=False)
-                    continue
-                if self._acks_early(job) and not self._ack_before_running(job):
-                    continue
-                self.pool.submit(job, self._on_done)
+            with batch() if batch is not None else contextlib.nullcontext():
+                self._start_pending()
         finally:
             self._dispatching.active = False
+
+    def _start_pending(self) -> None:
+        """Submit pending jobs until the pool is full or none may start now."""
+        while not self._stopping.is_set():
+            with self._lock:
+                if len(self._running) >= self.concurrency * self._queue_depth:
+                    return
+                job = self._next_job()
+                if job is None:
+                    return
+                self._running[job.receipt] = job
+            if not self._lease_still_held(job):
+                continue
+            if self.revocations.active and self.revocations.is_revoked(job.envelope.task_id):
+                self._finish(job, Outcome(ACK, "REVOKED", "revoked before it started"))
+                self.hooks.revoked(job.envelope, terminated=False)
+                continue
+            if self._acks_early(job) and not self._ack_before_running(job):
+                continue
+            self.pool.submit(job, self._on_done)
 
     def _acks_early(self, job: Job) -> bool:
         """Whether this job's task acknowledges before it runs (``acks_late=False``)."""
