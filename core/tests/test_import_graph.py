@@ -250,13 +250,15 @@ def test_every_module_imports_on_its_own() -> None:
     assert not failed, "\n".join(f"import {m} failed:\n{tb}" for m, tb in failed.items())
 
 
-def test_an_app_with_its_plugins_loads_without_the_cli() -> None:
-    # What a processes-pool child does: load the app and its plugins, run tasks.
+def test_an_app_with_its_plugins_loads_without_the_cli_or_asyncio() -> None:
+    # What a processes-pool child does: load the app and its plugins, run tasks;
+    # click (~4 MB) and asyncio (~4 MB, with ssl more) only when used.
     code = (
         "import sys, petiole\n"
         "app = petiole.Petiole('x', broker='memory://', backend='memory://')\n"
         "app.plugins\n"
-        "print(json.dumps(sorted(m for m in ('click', 'petiole.cli') if m in sys.modules)))"
+        "unwanted = ('click', 'petiole.cli', 'asyncio')\n"
+        "print(json.dumps(sorted(m for m in unwanted if m in sys.modules)))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", "import json\n" + code],

@@ -10,7 +10,6 @@ dead-letter, requeue).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import os
@@ -195,6 +194,8 @@ class TaskRunner:
         in the loop's default executor so they never stall other tasks.
         """
         try:
+            import asyncio  # here: a worker that runs no asyncio pool never loads it (~4 MB)
+
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             prepared = self.begin(job)
@@ -326,6 +327,8 @@ class TaskRunner:
                 with soft_time_limit(soft_time_limit_s):
                     retval = task(*prepared.args, **prepared.kwargs)
                     if inspect.isawaitable(retval):  # an async def task on a synchronous pool
+                        import asyncio
+
                         retval = asyncio.run(_await(retval))
                 called = _Called(states.SUCCESS, retval)
             except (Exception, SystemExit) as exc:
@@ -338,6 +341,8 @@ class TaskRunner:
             current_request.reset(token)
 
     async def _call_async(self, prepared: _Prepared, limit_s: float | None) -> _Called:
+        import asyncio  # loaded already: this runs on an event loop
+
         task, request = prepared.task, prepared.request
         current_request.set(request)  # this coroutine runs in its own context copy
         if self._prerun is not None:
