@@ -49,6 +49,16 @@ _LONG_LEASE_S = 60.0
 _CLOCK_JITTER_S = 0.05
 
 
+def _batching(transport: Transport) -> PublishesInBatches:
+    """``transport`` as one that batches publishes; the test is skipped otherwise."""
+    if not isinstance(transport, PublishesInBatches):
+        pytest.skip(
+            "the transport does not implement petiole.transport.PublishesInBatches: "
+            "each publish waits for the broker"
+        )
+    return transport
+
+
 class TransportSuite:
     """Conformance tests for a :class:`~petiole.transport.Transport`.
 
@@ -852,13 +862,9 @@ class TransportSuite:
     def test_publishes_of_a_batch_are_all_stored_when_the_block_ends(
         self, transport: Transport, queue: str
     ) -> None:
-        if not isinstance(transport, PublishesInBatches):
-            pytest.skip(
-                "the transport does not implement petiole.transport.PublishesInBatches: "
-                "each publish waits for the broker"
-            )
+        batching = _batching(transport)
         payloads = [f"batched-{i}".encode() for i in range(50)]
-        with transport.batch():
+        with batching.batch():
             for payload in payloads:
                 transport.publish(queue, payload)
 
@@ -871,15 +877,11 @@ class TransportSuite:
     ) -> None:
         # As publishes outside a block would have been: a publish that returned is
         # sent, whatever the code after it does (the PublishesInBatches contract).
-        if not isinstance(transport, PublishesInBatches):
-            pytest.skip(
-                "the transport does not implement petiole.transport.PublishesInBatches: "
-                "each publish waits for the broker"
-            )
+        batching = _batching(transport)
         payloads = [f"before-the-error-{i}".encode() for i in range(5)]
 
         def publish_then_fail() -> None:
-            with transport.batch():
+            with batching.batch():
                 for payload in payloads:
                     transport.publish(queue, payload)
                 raise LookupError("the caller's own error, after its publishes")
