@@ -17,15 +17,13 @@ which would make W3 measure the poll); the producer polls every
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 from common import ENQUEUE_CONCURRENCY, RESULT_TIMEOUT_S, Setup, amqp_url
-from systemkit import QueueProducer, env_int, produce_queue_workloads, redis_url
+from systemkit import env_int, produce_queue_workloads, redis_url
 from taskiq_aio_pika import AioPikaBroker
 from taskiq_redis import RedisAsyncResultBackend
+from taskiqkit import taskiq_producer
 
 NAME = "taskiq"
 SETUP = Setup(
@@ -66,50 +64,15 @@ def worker_commands() -> list[list[str]]:
     ]
 
 
-# -- producer: synchronous calls over one event loop, the broker started on first use --
+# -- producer ------------------------------------------------------------------------
 
-T = TypeVar("T")
-_loops: list[asyncio.AbstractEventLoop] = []  # the producer's one loop, once started
-
-
-def _run(work: Coroutine[Any, Any, T]) -> T:
-    if not _loops:
-        _loops.append(asyncio.new_event_loop())
-        _loops[0].run_until_complete(broker.startup())
-    return _loops[0].run_until_complete(work)
-
-
-async def _result(task: Any) -> Any:
-    result = await task.wait_result(check_interval=POLL_S, timeout=RESULT_TIMEOUT_S)
-    if result.is_err:
-        raise RuntimeError(f"echo failed: {result.error!r}")
-    return result.return_value
-
-
-async def _enqueue_noops(n: int) -> None:
-    # Each send waits for its confirm; many in flight share the round trips.
-    slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
-
-    async def one() -> None:
-        async with slots:
-            await noop.kiq()
-
-    await asyncio.gather(*(one() for _ in range(n)))
-
-
-async def _round_trip(i: int) -> Any:
-    return await _result(await echo.kiq(i))
-
-
-async def _send_and_wait(n: int) -> list[Any]:
-    tasks = [await echo.kiq(i) for i in range(n)]
-    return [await _result(task) for task in tasks]
-
-
-PRODUCER = QueueProducer(
-    enqueue_noops=lambda n: _run(_enqueue_noops(n)),
-    round_trip=lambda i: _run(_round_trip(i)),
-    send_and_wait=lambda n: _run(_send_and_wait(n)),
+PRODUCER = taskiq_producer(
+    broker,
+    noop,
+    echo,
+    poll_s=POLL_S,
+    result_timeout_s=RESULT_TIMEOUT_S,
+    enqueue_concurrency=ENQUEUE_CONCURRENCY,
 )
 
 if __name__ == "__main__":
