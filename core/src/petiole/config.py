@@ -199,6 +199,13 @@ class Settings:
     worker_concurrency: int = _setting(
         0, "Tasks a worker runs at once; 0 means the number of CPUs.", example="8"
     )
+    worker_processes: int = _setting(
+        1,
+        "Worker processes `petiole worker` starts, each reserving and running its own "
+        "tasks with its own pool (`--workers`). Above 1, a supervisor forks them after "
+        "loading the app and restarts any that dies.",
+        example="2",
+    )
     worker_pool: str = _setting(
         "processes",
         "Pool that runs tasks: `processes`, `threads`, `solo`, or a plugin's.",

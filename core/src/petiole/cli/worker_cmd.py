@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,9 +13,10 @@ from petiole import celery_names
 from petiole.cli import daemon
 from petiole.cli.context import common_options, state
 from petiole.cli.help_groups import GroupedCommand, grouped_option
-from petiole.errors import PetioleError
+from petiole.errors import ConfigError, PetioleError
 from petiole.worker import Worker
 from petiole.worker.autoscale import DEFAULT_IDLE_S, Bounds
+from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
 
 WORKER = "Worker Options"
 POOL = "Pool Options"
@@ -96,6 +98,17 @@ class WorkerCommand(GroupedCommand):
     type=click.IntRange(min=1),
     default=None,
     help="Tasks run at once (default: worker_concurrency, else the number of CPUs).",
+)
+@grouped_option(
+    "--workers",
+    "worker_processes",
+    group=POOL,
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes, each reserving and running its own tasks with its own pool "
+    "(default: the worker_processes setting, 1). Fastest for short tasks: "
+    "--workers 2 -P solo on two CPUs.",
 )
 @grouped_option(
     "-P",
@@ -241,6 +254,7 @@ def worker(
     prefetch_multiplier: int | None,
     shutdown_timeout_s: float | None,
     concurrency: int | None,
+    worker_processes: int | None,
     pool: str | None,
     time_limit_s: float | None,
     soft_time_limit_s: float | None,
@@ -293,27 +307,47 @@ def worker(
             if logfile is not None:
                 daemon.redirect_output(logfile)
         app = cli.app()
-        w = Worker(
-            app,
-            queues=_comma_list(queues),
-            exclude_queues=_comma_list(exclude_queues),
-            concurrency=concurrency,
-            pool=pool,
-            prefetch_multiplier=prefetch_multiplier,
-            shutdown_timeout_s=shutdown_timeout_s,
-            hostname=hostname,
-            time_limit_s=time_limit_s,
-            soft_time_limit_s=soft_time_limit_s,
-            max_tasks_per_child=max_tasks_per_child,
-            max_memory_per_child_mb=(
-                None if max_memory_per_child_kib is None else max_memory_per_child_kib / KIB_PER_MIB
-            ),
-            autoscale=None if autoscale is None else (autoscale.maximum, autoscale.minimum),
-            autoscale_idle_s=autoscale_idle_s,
-        )
-        if lock is not None:
-            w.on_exit_now.append(lock.release)
-        code = w.run(ready=None if started is None else started.ready)
+        ready = None if started is None else started.ready
+
+        def build(name: str | None) -> Worker:
+            return Worker(
+                app,
+                queues=_comma_list(queues),
+                exclude_queues=_comma_list(exclude_queues),
+                concurrency=concurrency,
+                pool=pool,
+                prefetch_multiplier=prefetch_multiplier,
+                shutdown_timeout_s=shutdown_timeout_s,
+                hostname=name,
+                time_limit_s=time_limit_s,
+                soft_time_limit_s=soft_time_limit_s,
+                max_tasks_per_child=max_tasks_per_child,
+                max_memory_per_child_mb=(
+                    None
+                    if max_memory_per_child_kib is None
+                    else max_memory_per_child_kib / KIB_PER_MIB
+                ),
+                autoscale=None if autoscale is None else (autoscale.maximum, autoscale.minimum),
+                autoscale_idle_s=autoscale_idle_s,
+            )
+
+        processes = worker_processes or app.settings.worker_processes
+        if processes < 1:
+            raise ConfigError(f"worker_processes must be at least 1, not {processes!r}")
+        if processes == 1:
+            w = build(hostname)
+            if lock is not None:
+                w.on_exit_now.append(lock.release)
+            code = w.run(ready=ready)
+        else:
+
+            def run_worker(index: int, worker_ready: Callable[[], None]) -> int:
+                worker = build(numbered(hostname, index))
+                code = worker.run(ready=worker_ready, stop_signals=(STOP_SIGNAL,))
+                app.close()
+                return code
+
+            code = Supervisor(processes, run_worker).run(ready=ready)
         app.close()
     except PetioleError as exc:
         if started is not None:  # the command that started it is waiting to say why

@@ -65,6 +65,7 @@ from petiole.envelope import Envelope
 from petiole.errors import ConfigError, PetioleError
 from petiole.execution import TaskRunner
 from petiole.loading import load_app
+from petiole.orphans import exit_with_parent
 from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome, Runner
 from petiole.ports import ResultsApp
 from petiole.worker import hooks
@@ -246,25 +247,6 @@ def _outcome_fields(outcome: Outcome) -> tuple[Any, ...]:
     )
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    try:  # Linux: the kernel signals us the moment the parent dies.
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:  # Elsewhere (and as a backstop): notice re-parenting.
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
-            time.sleep(1.0)
-
-    threading.Thread(target=watch, name="petiole-parent-watch", daemon=True).start()
-
-
 def _resident_mb() -> float:
     """This process's resident memory now (Linux), else its peak (elsewhere)."""
     try:
@@ -390,7 +372,7 @@ def _child_main(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _exit_with_parent(parent_pid)
+    exit_with_parent(parent_pid)
     try:
         app = load_app(app_path)
         discovery.run_pending(app)  # a spawned child imports the discovered task modules too

@@ -289,14 +289,20 @@ class Worker:
                 ", ".join(too_long),
             )
 
-    def run(self, *, ready: Callable[[], None] | None = None) -> int:
-        """Run until SIGTERM/SIGINT (in the main thread) or :meth:`stop`; return an exit
-        code. ``ready`` is called once the worker consumes (``--detach`` waits for it)."""
+    def run(
+        self,
+        *,
+        ready: Callable[[], None] | None = None,
+        stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    ) -> int:
+        """Run until one of ``stop_signals`` (in the main thread) or :meth:`stop`; return
+        an exit code. ``ready`` is called once the worker consumes (``--detach`` waits
+        for it). A second stop signal stops at once."""
         # Tried rather than checked: under eventlet the main green thread is not
         # threading.main_thread(), yet it may install handlers.
         try:
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+            for signum in stop_signals:
+                signal.signal(signum, self._on_signal)
         except ValueError:
             pass  # not the main OS thread: whoever runs us stops us with stop()
         self.start()

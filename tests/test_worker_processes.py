@@ -1,0 +1,289 @@
+"""`petiole worker --workers N`: a supervisor and N worker processes that each
+reserve and run their own tasks. The supervisor's restart rules run in-process
+with stand-in workers; the rest for real, as subprocesses on SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from petiole.cli.daemon import alive
+from petiole.testing import wait_until
+from petiole.worker import supervisor
+from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
+
+STOP_TIMEOUT_S = 30
+
+
+# -- the supervisor's rules, with stand-in workers --------------------------------------
+
+
+def test_numbered_names_replace_percent_i_or_append_the_index() -> None:
+    assert numbered("w%i@box", 2) == "w2@box"
+    assert numbered("mail@box", 1) == "mail@box-1"
+    assert numbered(None, 1) is None  # the default name holds each process's id
+
+
+def _wait_for_stop(index: int, ready: Callable[[], None]) -> int:
+    """A stand-in worker: ready at once, exits 0 at the supervisor's stop signal."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
+    ready()
+    signal.sigwait({STOP_SIGNAL})
+    return 0
+
+
+def _signal_self_once(condition: Callable[[], bool]) -> threading.Thread:
+    """SIGTERM this process (the supervisor) once ``condition`` holds."""
+
+    def send() -> None:
+        if wait_until(condition, timeout_s=20):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def quick_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "FIRST_PAUSE_S", 0.01)
+
+
+@pytest.mark.usefixtures("quick_restarts")
+def test_a_worker_process_that_keeps_failing_to_start_stops_all_with_its_exit_code(
+    tmp_path: Path,
+) -> None:
+    starts = tmp_path / "starts"
+
+    def broken(index: int, ready: Callable[[], None]) -> int:
+        with starts.open("a") as fh:
+            fh.write(f"{index}\n")
+        return 3 if index == 2 else _wait_for_stop(index, ready)
+
+    assert Supervisor(2, broken).run() == 3
+    lines = starts.read_text().split()
+    assert lines.count("2") == supervisor.START_FAILURES
+    assert lines.count("1") == 1  # the healthy one ran throughout, then was stopped
+
+
+@pytest.mark.usefixtures("quick_restarts")
+def test_a_worker_process_that_dies_is_started_again(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+
+    def dies_once(index: int, ready: Callable[[], None]) -> int:
+        with starts.open("a") as fh:
+            fh.write(f"{index}\n")
+        if starts.read_text().split().count(str(index)) == 1 and index == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _wait_for_stop(index, ready)
+
+    readies: list[bool] = []
+    sender = _signal_self_once(lambda: starts.exists() and len(starts.read_text().split()) == 3)
+    assert Supervisor(2, dies_once).run(ready=lambda: readies.append(True)) == 0
+    sender.join()
+    assert sorted(starts.read_text().split()) == ["1", "1", "2"]
+    assert readies == [True]  # once both consumed, not again for the restart
+
+
+# -- for real: the command line on SQLite ----------------------------------------------
+
+APP = """
+import os
+import time
+
+from petiole import Petiole
+
+app = Petiole("workers")
+
+
+@app.task(name="workers.pid")
+def pid(seconds=0.0, mark=None):
+    if mark:
+        with open(mark, "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+    time.sleep(seconds)
+    return os.getpid()
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "workers_app.py").write_text(textwrap.dedent(APP))
+    return tmp_path
+
+
+@pytest.fixture
+def env(project: Path) -> dict[str, str]:
+    url = f"sqlite:///{project / 'p.db'}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PETIOLE_")}
+    environ.update(
+        PETIOLE_BROKER_URL=url,
+        PETIOLE_BACKEND_URL=url,
+        PETIOLE_LEASE_S="2",  # a killed process's message comes back quickly
+        PYTHONPATH=str(project),
+    )
+    return environ
+
+
+@pytest.fixture
+def start(project: Path, env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(*args: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "petiole", "worker", "-A", "workers_app", *args]
+        process = subprocess.Popen(
+            [*command, "--logfile", str(project / "w.log")],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def log(project: Path) -> str:
+    path = project / "w.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with open(task / "children") as fh:
+            found.update(int(child) for child in fh.read().split())
+    return found
+
+
+def call(project: Path, env: dict[str, str], *tasks: dict[str, Any]) -> list[object]:
+    """Send ``tasks`` (each a ``pid`` task's kwargs) and return their results."""
+    script = (
+        "import json, sys, workers_app\n"
+        "calls = [workers_app.pid.apply_async(kwargs=k) for k in json.loads(sys.argv[1])]\n"
+        "print(json.dumps([c.get(timeout=60) for c in calls]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(tasks)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    results: list[object] = json.loads(done.stdout)
+    return results
+
+
+def test_each_worker_process_runs_tasks_and_sigterm_stops_them_all(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start("--workers", "2", "-P", "solo", "--prefetch-multiplier", "1", "-n", "w%i")
+    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30), log(project)
+    assert "worker w1 ready" in log(project)
+    assert "worker w2 ready" in log(project)
+    processes = children(worker.pid)
+    assert len(processes) == 2
+    pids = call(project, env, *[{"seconds": 0.2}] * 8)
+    assert set(pids) == processes  # both took work; the supervisor runs none
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(STOP_TIMEOUT_S) == 0
+    assert log(project).count(" stopped: ") == 2
+
+
+def test_sigterm_to_every_process_of_the_service_still_lets_running_tasks_finish(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    # As an init system stopping a whole control group: every process gets SIGTERM.
+    worker = start("--workers", "2", "-P", "solo", "--prefetch-multiplier", "1")
+    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30)
+    mark = project / "started"
+    sender = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import workers_app, sys; "
+            f"print(workers_app.pid.apply_async(kwargs={{'seconds': 2, 'mark': {str(mark)!r}}})"
+            ".get(timeout=60))",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_until(mark.exists, timeout_s=20)
+    for pid in [worker.pid, *children(worker.pid)]:
+        os.kill(pid, signal.SIGTERM)
+    assert worker.wait(STOP_TIMEOUT_S) == 0
+    out, _ = sender.communicate(timeout=30)
+    assert int(out) == int(mark.read_text())  # it finished where it started, once
+    assert "finishing 1 running task(s)" in log(project)
+
+
+def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start("--workers", "2", "-P", "solo", "--prefetch-multiplier", "1")
+    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30)
+    mark = project / "runs"
+    result: list[object] = []
+    caller = threading.Thread(
+        target=lambda: result.extend(call(project, env, {"seconds": 1, "mark": str(mark)}))
+    )
+    caller.start()
+    assert wait_until(mark.exists, timeout_s=20)
+    victim = int(mark.read_text())
+    os.kill(victim, signal.SIGKILL)
+    caller.join(timeout=60)
+    runs = [int(pid) for pid in mark.read_text().split()]
+    assert runs[0] == victim
+    assert len(runs) == 2  # ran again, after its lease ended
+    assert result == [runs[1]]
+    assert wait_until(lambda: len(children(worker.pid)) == 2, timeout_s=20)
+    assert victim not in children(worker.pid)
+    assert "ended unexpectedly (signal SIGKILL)" in log(project)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(STOP_TIMEOUT_S) == 0
+
+
+def test_worker_processes_end_with_a_killed_supervisor(
+    project: Path, start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start("--workers", "2", "-P", "threads")
+    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30)
+    processes = children(worker.pid)
+    worker.kill()
+    worker.wait()
+    assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10)
+
+
+def test_a_worker_processes_setting_below_one_is_refused(
+    project: Path, env: dict[str, str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "petiole", "worker", "-A", "workers_app"],
+        cwd=project,
+        env={**env, "PETIOLE_WORKER_PROCESSES": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "worker_processes must be at least 1, not 0" in done.stderr
