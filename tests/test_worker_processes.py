@@ -20,7 +20,7 @@ import pytest
 from petiole.cli.daemon import alive
 from petiole.testing import wait_until
 from petiole.worker import supervisor
-from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
+from petiole.worker.supervisor import EXIT_REPLACE_ME, STOP_SIGNAL, Supervisor, numbered
 
 STOP_TIMEOUT_S = 30
 
@@ -93,6 +93,26 @@ def test_a_worker_process_that_dies_is_started_again(tmp_path: Path) -> None:
     sender.join()
     assert sorted(starts.read_text().split()) == ["1", "1", "2"]
     assert readies == [True]  # once both consumed, not again for the restart
+
+
+def test_a_worker_process_that_asks_to_be_replaced_is_not_counted_as_failing(
+    tmp_path: Path,
+) -> None:
+    starts = tmp_path / "starts"
+    replacements = supervisor.START_FAILURES + 1  # more than a failing one may have
+
+    def replaced_often(index: int, ready: Callable[[], None]) -> int:
+        with starts.open("a") as fh:
+            fh.write(f"{index}\n")
+        if len(starts.read_text().split()) <= replacements:
+            return EXIT_REPLACE_ME
+        return _wait_for_stop(index, ready)
+
+    sender = _signal_self_once(
+        lambda: starts.exists() and len(starts.read_text().split()) == replacements + 1
+    )
+    assert Supervisor(1, replaced_often).run() == 0
+    sender.join()
 
 
 # -- for real: the command line on SQLite ----------------------------------------------
@@ -262,6 +282,40 @@ def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
     assert worker.wait(STOP_TIMEOUT_S) == 0
 
 
+def test_a_solo_task_past_its_hard_time_limit_fails_and_its_process_is_replaced(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start("--workers", "1", "-P", "solo", "--time-limit", "1")
+    assert wait_until(lambda: log(project).count(" ready: ") == 1, timeout_s=30)
+    [first] = children(worker.pid)
+    script = (
+        "import workers_app\n"
+        "stuck = workers_app.pid.apply_async(kwargs={'seconds': 120})\n"
+        "try:\n"
+        "    stuck.get(timeout=60)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, stuck.state)\n"
+        "print(workers_app.pid.delay().get(timeout=60))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    failed, after = done.stdout.splitlines()
+    assert failed == "TimeLimitExceeded FAILURE"
+    [second] = children(worker.pid)
+    assert int(after) == second != first  # the next task ran in a fresh process
+    assert "passed its hard time limit of 1.0 s" in log(project)
+    assert "asked to be replaced" in log(project)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(STOP_TIMEOUT_S) == 0
+
+
 def test_worker_processes_end_with_a_killed_supervisor(
     project: Path, start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
@@ -273,17 +327,16 @@ def test_worker_processes_end_with_a_killed_supervisor(
     assert wait_until(lambda: not any(alive(pid) for pid in processes), timeout_s=10)
 
 
-def test_a_worker_processes_setting_below_one_is_refused(
-    project: Path, env: dict[str, str]
-) -> None:
+def test_a_negative_worker_processes_setting_is_refused(project: Path, env: dict[str, str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "petiole", "worker", "-A", "workers_app"],
         cwd=project,
-        env={**env, "PETIOLE_WORKER_PROCESSES": "0"},
+        env={**env, "PETIOLE_WORKER_PROCESSES": "-1"},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode != 0
-    assert "worker_processes must be at least 1, not 0" in done.stderr
+    assert "worker_processes must be 0 (this process is the worker)" in done.stderr
+    assert "not -1" in done.stderr

@@ -200,10 +200,11 @@ class Settings:
         0, "Tasks a worker runs at once; 0 means the number of CPUs.", example="8"
     )
     worker_processes: int = _setting(
-        1,
-        "Worker processes `petiole worker` starts, each reserving and running its own "
-        "tasks with its own pool (`--workers`). Above 1, a supervisor forks them after "
-        "loading the app and restarts any that dies.",
+        0,
+        "Worker processes `petiole worker` starts under a supervisor, each reserving and "
+        "running its own tasks with its own pool (`--workers`); the supervisor forks them "
+        "after loading the app and replaces any that dies. 0: the `petiole worker` "
+        "process is the worker.",
         example="2",
     )
     worker_pool: str = _setting(

@@ -106,9 +106,9 @@ class WorkerCommand(GroupedCommand):
     metavar="N",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes, each reserving and running its own tasks with its own pool "
-    "(default: the worker_processes setting, 1). Fastest for short tasks: "
-    "--workers 2 -P solo on two CPUs.",
+    help="Start N worker processes under a supervisor, each reserving and running its own "
+    "tasks with its own pool (default: the worker_processes setting; 0, this process is "
+    "the worker). Fastest for short tasks: --workers 2 -P solo on two CPUs.",
 )
 @grouped_option(
     "-P",
@@ -309,7 +309,7 @@ def worker(
         app = cli.app()
         ready = None if started is None else started.ready
 
-        def build(name: str | None) -> Worker:
+        def build(name: str | None, *, supervised: bool = False) -> Worker:
             return Worker(
                 app,
                 queues=_comma_list(queues),
@@ -329,12 +329,16 @@ def worker(
                 ),
                 autoscale=None if autoscale is None else (autoscale.maximum, autoscale.minimum),
                 autoscale_idle_s=autoscale_idle_s,
+                supervised=supervised,
             )
 
-        processes = worker_processes or app.settings.worker_processes
-        if processes < 1:
-            raise ConfigError(f"worker_processes must be at least 1, not {processes!r}")
-        if processes == 1:
+        processes = app.settings.worker_processes if worker_processes is None else worker_processes
+        if processes < 0:
+            raise ConfigError(
+                f"worker_processes must be 0 (this process is the worker) or a number of "
+                f"worker processes to supervise, not {processes!r}"
+            )
+        if processes == 0:
             w = build(hostname)
             if lock is not None:
                 w.on_exit_now.append(lock.release)
@@ -342,7 +346,7 @@ def worker(
         else:
 
             def run_worker(index: int, worker_ready: Callable[[], None]) -> int:
-                worker = build(numbered(hostname, index))
+                worker = build(numbered(hostname, index), supervised=True)
                 code = worker.run(ready=worker_ready, stop_signals=(STOP_SIGNAL,))
                 app.close()
                 return code

@@ -16,6 +16,8 @@ talks to a server is shared. It then only watches them:
   :data:`STOP_SIGNAL`, which the supervisor sends for every SIGTERM/SIGINT it
   gets. The first is a graceful stop in every worker process, the second a stop
   at once, exactly as for a single worker.
+- **A worker process that exits with** :data:`EXIT_REPLACE_ME` **is started
+  again at once**: a task running in it passed its hard time limit (solo pool).
 - **A worker process that exits unexpectedly is started again** (its messages
   were never acknowledged and go back to the queue as for any lost worker),
   after a pause that doubles while it keeps exiting within seconds of its start.
@@ -47,6 +49,9 @@ logger = logging.getLogger("petiole.worker")
 
 #: What the supervisor sends a worker process to stop it (twice: at once).
 STOP_SIGNAL = signal.SIGUSR1
+#: A worker process that exits with this status asks for a fresh one at once: it
+#: ended on purpose (a task in it passed its hard time limit), not by failing.
+EXIT_REPLACE_ME = 75  # sysexits' EX_TEMPFAIL: try again
 #: A worker process that exits within this many seconds of its start has
 #: failed to start, not merely died.
 START_GRACE_S = 5.0
@@ -67,8 +72,8 @@ def numbered(hostname: str | None, index: int) -> str | None:
     return f"{hostname}-{index}"
 
 
-#: Runs one worker process: ``run(index, ready)`` builds its worker, runs it with
-#: ``stop_signals=(STOP_SIGNAL,)`` and ``ready``, and returns its exit code.
+#: Runs one worker process: ``run(index, ready)`` builds its worker (``supervised``),
+#: runs it with ``stop_signals=(STOP_SIGNAL,)`` and ``ready``, and returns its exit code.
 RunWorker = Callable[[int, Callable[[], None]], int]
 
 
@@ -173,6 +178,15 @@ class Supervisor:
         pid, slot.pid = slot.pid, 0
         slot.exit_code = code if code >= 0 else 128 - code
         if self._stopping or self._gave_up is not None:
+            return
+        if code == EXIT_REPLACE_ME:
+            logger.info(
+                "worker process %d (pid %d) asked to be replaced; starting it again",
+                slot.index,
+                pid,
+            )
+            slot.failed_starts = 0
+            slot.restart_at = time.monotonic()
             return
         how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
         lived_s = time.monotonic() - slot.started_at

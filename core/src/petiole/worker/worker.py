@@ -51,6 +51,7 @@ from petiole.transport import Consumer, Consuming, Delivery, unsettled_return
 from petiole.worker import hooks
 from petiole.worker.admission import Admission
 from petiole.worker.autoscale import DEFAULT_IDLE_S, TICK_S, Bounds, ScalePolicy
+from petiole.worker.hard_limits import HardLimits
 from petiole.worker.options import (
     check_autoscaling,
     consumed_queues,
@@ -59,6 +60,7 @@ from petiole.worker.options import (
 )
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
+from petiole.worker.supervisor import EXIT_REPLACE_ME
 
 logger = logging.getLogger("petiole.worker")
 
@@ -82,6 +84,9 @@ class Worker:
     if ``queues`` (or the ``worker_queues`` setting) names them. ``autoscale``
     (``(MAX, MIN)``) lets a pool that can resize grow and shrink between the
     bounds, shrinking after an executor was idle for ``autoscale_idle_s``.
+    ``supervised`` says a supervisor starts a fresh worker process when this one
+    exits with :data:`EXIT_REPLACE_ME`: the worker then enforces the hard time
+    limits of a pool that runs tasks in its own process (solo) by doing so.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class Worker:
         max_memory_per_child_mb: float | None = None,
         autoscale: tuple[int, int] | None = None,
         autoscale_idle_s: float | None = None,
+        supervised: bool = False,
     ) -> None:
         self.app = app
         # The tasks of app.autodiscover_tasks(...) packages, registered before anything
@@ -167,6 +173,11 @@ class Worker:
         # A pool that runs jobs inline (solo) must not run them on the transport's
         # thread, which a task's own publish may need (Pool.submit).
         self._dispatch_on_delivery = not getattr(self.pool, "runs_inline", False)
+        self._hard_limits = (
+            HardLimits(self._hard_limit_passed)
+            if supervised and getattr(self.pool, "runs_inline", False)
+            else None
+        )
         self._held: dict[str, Delivery] = {}  # receipt -> delivery, every message we hold
         # receipt -> (when (monotonic) its lease ends, as last reserved or renewed; the
         # broker's data generation when it was reserved). Untracked: not to be renewed.
@@ -608,7 +619,10 @@ class Worker:
                 continue
             if self._acks_early(job) and not self._ack_before_running(job):
                 continue
-            self.pool.submit(job, self._on_done)
+            if self._hard_limits is None or job.time_limit_s is None:
+                self.pool.submit(job, self._on_done)
+            else:
+                self.pool.submit(job, self._hard_limits.guard(job, self._on_done))
 
     def _acks_early(self, job: Job) -> bool:
         """Whether this job's task acknowledges before it runs (``acks_late=False``)."""
@@ -665,6 +679,31 @@ class Worker:
         except Exception as exc:
             # Settling runs in a pool thread; that thread must not die with the error.
             self._thread_died(threading.current_thread().name, exc)
+
+    def _hard_limit_passed(self, job: Job) -> None:
+        """``job``, running in this process, passed its hard time limit: record it as
+        failed, return every other message held, and exit for the supervisor to start
+        a fresh process (the task's thread cannot be stopped otherwise)."""
+        logger.error(
+            "task %s[%s] passed its hard time limit of %s s; recording it as failed and "
+            "replacing this worker process (the %s pool runs tasks in it)",
+            job.envelope.task_name,
+            job.envelope.task_id,
+            job.time_limit_s,
+            self.pool_name,
+        )
+        self._stopping.set()  # nothing more is reserved or started
+        reason = (
+            f"exceeded its time limit of {job.time_limit_s} s; "
+            "the worker process running it was replaced"
+        )
+        self._finish(job, Outcome(TIME_LIMIT, reason=reason))
+        self._return_all_held()
+        self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
+        for callback in self.on_exit_now:
+            callback()
+        logging.shutdown()
+        os._exit(EXIT_REPLACE_ME)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         # Released before settling, so the lease keeper stops renewing a message
