@@ -157,18 +157,22 @@ def env(project: Path) -> dict[str, str]:
 
 @pytest.fixture
 def start(project: Path, env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``start(N, *options)``: ``petiole worker --workers N *options``, once each of
+    its N worker processes logged that it is ready."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def run(*args: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "petiole", "worker", "-A", "workers_app", *args]
+    def run(count: int, *args: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "petiole", "worker", "-A", "workers_app"]
         process = subprocess.Popen(
-            [*command, "--logfile", str(project / "w.log")],
+            [*command, "--workers", str(count), *args, "--logfile", str(project / "w.log")],
             cwd=project,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         started.append(process)
+        ready = wait_until(lambda: log(project).count(" ready: ") == count, timeout_s=30)
+        assert ready, log(project)
         return process
 
     yield run
@@ -176,6 +180,26 @@ def start(project: Path, env: dict[str, str]) -> Iterator[Callable[..., subproce
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def stopped(worker: subprocess.Popen[bytes]) -> int:
+    """The exit status of ``worker`` after a SIGTERM."""
+    worker.send_signal(signal.SIGTERM)
+    return worker.wait(STOP_TIMEOUT_S)
+
+
+def python(project: Path, env: dict[str, str], script: str) -> list[str]:
+    """The lines ``script`` printed, run as a producer in the project."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    return done.stdout.splitlines()
 
 
 def log(project: Path) -> str:
@@ -194,36 +218,26 @@ def children(pid: int) -> set[int]:
 def call(project: Path, env: dict[str, str], *tasks: dict[str, Any]) -> list[object]:
     """Send ``tasks`` (each a ``pid`` task's kwargs) and return their results."""
     script = (
-        "import json, sys, workers_app\n"
-        "calls = [workers_app.pid.apply_async(kwargs=k) for k in json.loads(sys.argv[1])]\n"
+        "import json, workers_app\n"
+        f"calls = [workers_app.pid.apply_async(kwargs=k) for k in {list(tasks)!r}]\n"
         "print(json.dumps([c.get(timeout=60) for c in calls]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(tasks)],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=True,
-    )
-    results: list[object] = json.loads(done.stdout)
+    [line] = python(project, env, script)
+    results: list[object] = json.loads(line)
     return results
 
 
 def test_each_worker_process_runs_tasks_and_sigterm_stops_them_all(
     project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    worker = start("--workers", "2", "-P", "solo", "--prefetch-multiplier", "1", "-n", "w%i")
-    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30), log(project)
+    worker = start(2, "-P", "solo", "--prefetch-multiplier", "1", "-n", "w%i")
     assert "worker w1 ready" in log(project)
     assert "worker w2 ready" in log(project)
     processes = children(worker.pid)
     assert len(processes) == 2
     pids = call(project, env, *[{"seconds": 0.2}] * 8)
     assert set(pids) == processes  # both took work; the supervisor runs none
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(STOP_TIMEOUT_S) == 0
+    assert stopped(worker) == 0
     assert log(project).count(" stopped: ") == 2
 
 
@@ -231,8 +245,7 @@ def test_sigterm_to_every_process_of_the_service_still_lets_running_tasks_finish
     project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     # As an init system stopping a whole control group: every process gets SIGTERM.
-    worker = start("--workers", "2", "-P", "solo", "--prefetch-multiplier", "1")
-    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30)
+    worker = start(2, "-P", "solo", "--prefetch-multiplier", "1")
     mark = project / "started"
     sender = subprocess.Popen(
         [
@@ -259,8 +272,7 @@ def test_sigterm_to_every_process_of_the_service_still_lets_running_tasks_finish
 def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
     project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    worker = start("--workers", "2", "-P", "solo", "--prefetch-multiplier", "1")
-    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30)
+    worker = start(2, "-P", "solo", "--prefetch-multiplier", "1")
     mark = project / "runs"
     result: list[object] = []
     caller = threading.Thread(
@@ -278,15 +290,13 @@ def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
     assert wait_until(lambda: len(children(worker.pid)) == 2, timeout_s=20)
     assert victim not in children(worker.pid)
     assert "ended unexpectedly (signal SIGKILL)" in log(project)
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(STOP_TIMEOUT_S) == 0
+    assert stopped(worker) == 0
 
 
 def test_a_solo_task_past_its_hard_time_limit_fails_and_its_process_is_replaced(
     project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    worker = start("--workers", "1", "-P", "solo", "--time-limit", "1")
-    assert wait_until(lambda: log(project).count(" ready: ") == 1, timeout_s=30)
+    worker = start(1, "-P", "solo", "--time-limit", "1")
     [first] = children(worker.pid)
     script = (
         "import workers_app\n"
@@ -297,30 +307,69 @@ def test_a_solo_task_past_its_hard_time_limit_fails_and_its_process_is_replaced(
         "    print(type(exc).__name__, stuck.state)\n"
         "print(workers_app.pid.delay().get(timeout=60))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=True,
-    )
-    failed, after = done.stdout.splitlines()
+    failed, after = python(project, env, script)
     assert failed == "TimeLimitExceeded FAILURE"
     [second] = children(worker.pid)
     assert int(after) == second != first  # the next task ran in a fresh process
     assert "passed its hard time limit of 1.0 s" in log(project)
     assert "asked to be replaced" in log(project)
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(STOP_TIMEOUT_S) == 0
+    assert stopped(worker) == 0
+
+
+def test_a_solo_worker_process_retires_after_max_tasks_per_child(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start(1, "-P", "solo", "--max-tasks-per-child", "2")
+    first, second, third = call(project, env, {}, {}, {})
+    assert first == second != third  # the third ran in the fresh process
+    assert "ran 2 tasks (max_tasks_per_child)" in log(project)
+    assert "asked to be replaced" in log(project)
+    assert "ended unexpectedly" not in log(project)
+    assert stopped(worker) == 0
+
+
+def test_revoke_with_terminate_stops_a_running_solo_task_by_replacing_its_process(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start(1, "-P", "solo")
+    [first] = children(worker.pid)
+    mark = project / "started"
+    script = (
+        "import sys, workers_app\n"
+        f"stuck = workers_app.pid.apply_async(kwargs={{'seconds': 120, 'mark': {str(mark)!r}}})\n"
+        "print(stuck.id, flush=True)\n"
+        "try:\n"
+        "    stuck.get(timeout=60)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, stuck.state)\n"
+    )
+    sender = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=project, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert sender.stdout is not None
+    task_id = sender.stdout.readline().strip()
+    assert wait_until(mark.exists, timeout_s=20)
+    revoke = subprocess.run(
+        [sys.executable, "-m", "petiole", "revoke", "--terminate", task_id],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert revoke.returncode == 0
+    out, _ = sender.communicate(timeout=60)
+    assert out.strip() == "TaskRevoked REVOKED"
+    assert wait_until(lambda: children(worker.pid) - {first} != set(), timeout_s=20)
+    assert "replacing this worker process" in log(project)
+    assert stopped(worker) == 0
 
 
 def test_worker_processes_end_with_a_killed_supervisor(
     project: Path, start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    worker = start("--workers", "2", "-P", "threads")
-    assert wait_until(lambda: log(project).count(" ready: ") == 2, timeout_s=30)
+    worker = start(2, "-P", "threads")
     processes = children(worker.pid)
     worker.kill()
     worker.wait()

@@ -89,7 +89,7 @@ def test_recycling_options_on_a_pool_without_children_are_logged_as_unused(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="petiole.worker"):
         Worker(app, pool="threads", max_tasks_per_child=5)
-    assert "the threads pool has none and does not use them" in caplog.text
+    assert "the threads pool has no children and does not use them" in caplog.text
 
 
 def test_excluded_queues_are_not_consumed(app: Petiole) -> None:

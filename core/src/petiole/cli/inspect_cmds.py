@@ -105,7 +105,11 @@ def purge(queues: str | None, force: bool) -> None:
 @click.command()
 @common_options
 @click.argument("task_ids", nargs=-1, required=True)
-@click.option("--terminate", is_flag=True, help="Also stop it if running (processes pool).")
+@click.option(
+    "--terminate",
+    is_flag=True,
+    help="Also stop it if running (processes pool; solo under --workers).",
+)
 @click.option("--reason", default="revoked from the command line", show_default=True)
 def revoke(task_ids: tuple[str, ...], terminate: bool, reason: str) -> None:
     """Revoke TASK_IDS: a revoked task that has not started never runs, on any worker."""

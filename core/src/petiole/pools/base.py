@@ -51,6 +51,10 @@ class Outcome:
     cause: str = ""
 
 
+#: A running task stopped by ``revoke(terminate=True)``: its process was killed or replaced.
+REVOKED_TERMINATED = Outcome(ACK, "REVOKED", "terminated by revoke")
+
+
 class Runner(Protocol):
     """Runs one job to completion and never raises (failures are outcomes).
 

@@ -66,9 +66,19 @@ from petiole.errors import ConfigError, PetioleError
 from petiole.execution import TaskRunner
 from petiole.loading import load_app
 from petiole.orphans import exit_with_parent
-from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome, Runner
+from petiole.pools.base import (
+    ACK,
+    LOST,
+    REQUEUE,
+    REVOKED_TERMINATED,
+    TIME_LIMIT,
+    Job,
+    Outcome,
+    Runner,
+)
 from petiole.ports import ResultsApp
 from petiole.worker import hooks
+from petiole.worker.retirement import resident_mb
 from petiole.worker.revocations import RevocationWatch
 
 logger = logging.getLogger("petiole.worker")
@@ -95,7 +105,6 @@ _QUEUED_BODY_MAX_BYTES = 16 * 1024
 _REVOCATION_POLL_S = 1.0
 _RESPAWN_BACKOFF_S = (0.5, 10.0)
 
-REVOKED_TERMINATED = Outcome(ACK, "REVOKED", "terminated by revoke")
 REVOKED_BEFORE_START = Outcome(ACK, "REVOKED", "revoked before it started", cause="revoked")
 
 
@@ -247,18 +256,6 @@ def _outcome_fields(outcome: Outcome) -> tuple[Any, ...]:
     )
 
 
-def _resident_mb() -> float:
-    """This process's resident memory now (Linux), else its peak (elsewhere)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class _ChildLoop:
     """The child's side: take jobs from the pipe in order, run them one at a time,
     report events in batches."""
@@ -308,9 +305,9 @@ class _ChildLoop:
             outcome = self.runner.run(job)
             self.tasks_run += 1
             # Reading /proc after every task costs more than a no-op task: only when asked.
-            resident_mb = _resident_mb() if self.max_memory_mb else 0.0
-            events = [(_DONE, seq, _outcome_fields(outcome), resident_mb)]
-            if self._recycle_due(resident_mb):
+            used_mb = resident_mb() if self.max_memory_mb else 0.0
+            events = [(_DONE, seq, _outcome_fields(outcome), used_mb)]
+            if self._recycle_due(used_mb):
                 self.retiring = True
                 events.append((_RETIRING,))
 

@@ -70,17 +70,28 @@ def resizable_pools(plugins: PluginRegistry) -> list[str]:
 
 
 def warn_of_unused(
-    pool: Pool, pool_name: str, *, concurrency: int | None, autoscaling: bool, recycling: bool
+    pool: Pool,
+    pool_name: str,
+    *,
+    concurrency: int | None,
+    autoscaling: bool,
+    recycling: bool,
+    supervised: bool = False,
 ) -> None:
-    """Log the options given to this worker that its pool will not use."""
+    """Log the options given to this worker that its pool will not use (a supervised
+    worker that runs tasks itself recycles its own process)."""
     if autoscaling and concurrency:
         logger.warning(
             "concurrency %d is not used: with autoscale the pool runs between MIN and MAX",
             concurrency,
         )
-    if recycling and not getattr(pool, "runs_in_children", False):
+    recycles = getattr(pool, "runs_in_children", False) or (
+        supervised and getattr(pool, "runs_inline", False)
+    )
+    if recycling and not recycles:
         logger.warning(
-            "max_tasks_per_child and max_memory_per_child_mb replace pool children; "
-            "the %s pool has none and does not use them",
+            "max_tasks_per_child and max_memory_per_child_mb replace pool children, or a "
+            "supervised worker process that runs tasks itself (--workers N -P solo); "
+            "the %s pool has no children and does not use them",
             pool_name,
         )

@@ -74,6 +74,7 @@ def numbered(hostname: str | None, index: int) -> str | None:
 
 #: Runs one worker process: ``run(index, ready)`` builds its worker (``supervised``),
 #: runs it with ``stop_signals=(STOP_SIGNAL,)`` and ``ready``, and returns its exit code.
+#: It starts with STOP_SIGNAL blocked; ``Worker.run`` unblocks its stop signals.
 RunWorker = Callable[[int, Callable[[], None]], int]
 
 
@@ -253,9 +254,14 @@ class Supervisor:
                 ", ".join(others),
             )
         supervisor_pid = os.getpid()
+        # Blocked across the fork: a stop sent before the new worker handles it stays
+        # pending (the worker unblocks it once its handler is in place) instead of
+        # killing the process by its default action.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
         pid = os.fork()
         if pid == 0:
             self._become_worker(slot.index, supervisor_pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {STOP_SIGNAL})
         slot.pid = pid
         slot.started_at = time.monotonic()
         self._by_pid[pid] = slot

@@ -44,7 +44,17 @@ from petiole.config import Settings
 from petiole.diagnosis import location
 from petiole.errors import PetioleError
 from petiole.execution import Rejected, TaskRunner, default_hostname
-from petiole.pools.base import ACK, LOST, REJECT, REQUEUE, TIME_LIMIT, Job, Outcome, Resizable
+from petiole.pools.base import (
+    ACK,
+    LOST,
+    REJECT,
+    REQUEUE,
+    REVOKED_TERMINATED,
+    TIME_LIMIT,
+    Job,
+    Outcome,
+    Resizable,
+)
 from petiole.ratelimit import TokenBucket
 from petiole.task import parse_rate_limit
 from petiole.transport import Consumer, Consuming, Delivery, unsettled_return
@@ -58,6 +68,7 @@ from petiole.worker.options import (
     overridden,
     warn_of_unused,
 )
+from petiole.worker.retirement import Retirement
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
 from petiole.worker.supervisor import EXIT_REPLACE_ME
@@ -140,6 +151,7 @@ class Worker:
             concurrency=concurrency,
             autoscaling=self.bounds is not None,
             recycling=bool(max_tasks_per_child or max_memory_per_child_mb),
+            supervised=supervised,
         )
         self._policy: ScalePolicy | None = None  # made at start()
         self.concurrency: int = self.pool.concurrency
@@ -173,11 +185,17 @@ class Worker:
         # A pool that runs jobs inline (solo) must not run them on the transport's
         # thread, which a task's own publish may need (Pool.submit).
         self._dispatch_on_delivery = not getattr(self.pool, "runs_inline", False)
-        self._hard_limits = (
-            HardLimits(self._hard_limit_passed)
-            if supervised and getattr(self.pool, "runs_inline", False)
+        # A supervised worker running tasks in its own thread stops a task (hard
+        # limit, revoke with terminate) or recycles by giving way to a fresh process.
+        self._replaceable = supervised and getattr(self.pool, "runs_inline", False)
+        self._hard_limits = HardLimits(self._hard_limit_passed) if self._replaceable else None
+        recycles = settings.max_tasks_per_child or settings.max_memory_per_child_mb
+        self._retirement = (
+            Retirement(settings.max_tasks_per_child, settings.max_memory_per_child_mb)
+            if self._replaceable and recycles
             else None
         )
+        self._retiring = False
         self._held: dict[str, Delivery] = {}  # receipt -> delivery, every message we hold
         # receipt -> (when (monotonic) its lease ends, as last reserved or renewed; the
         # broker's data generation when it was reserved). Untracked: not to be renewed.
@@ -314,6 +332,10 @@ class Worker:
         try:
             for signum in stop_signals:
                 signal.signal(signum, self._on_signal)
+            # One sent before the handler was in place (and blocked meanwhile, as a
+            # supervisor starts its worker processes) is delivered now.
+            if hasattr(signal, "pthread_sigmask"):  # POSIX
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         except ValueError:
             pass  # not the main OS thread: whoever runs us stops us with stop()
         self.start()
@@ -322,7 +344,9 @@ class Worker:
         while not self._stopping.wait(0.5):
             pass
         self._shutdown()
-        return 0 if self.fatal_error is None else EXIT_THREAD_DIED
+        if self.fatal_error is not None:
+            return EXIT_THREAD_DIED
+        return EXIT_REPLACE_ME if self._retiring else 0
 
     def _thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         """A worker thread that, should it ever die, stops the worker instead of
@@ -675,15 +699,26 @@ class Worker:
             self._finish(job, outcome)
             if outcome.cause == "revoked":  # a job queued in the pool, revoked before it started
                 self.hooks.revoked(job.envelope, terminated=False)
+            if self._retirement is not None:
+                self._retire_if_due(self._retirement)
             self._dispatch()
         except Exception as exc:
             # Settling runs in a pool thread; that thread must not die with the error.
             self._thread_died(threading.current_thread().name, exc)
 
+    def _retire_if_due(self, retirement: Retirement) -> None:
+        why = retirement.after_task()
+        if why is None or self._retiring:
+            return
+        logger.info(
+            "worker %s %s: stopping for its supervisor to start a fresh one", self.hostname, why
+        )
+        self._retiring = True
+        self._stopping.set()
+
     def _hard_limit_passed(self, job: Job) -> None:
         """``job``, running in this process, passed its hard time limit: record it as
-        failed, return every other message held, and exit for the supervisor to start
-        a fresh process (the task's thread cannot be stopped otherwise)."""
+        failed and give way to a fresh process."""
         logger.error(
             "task %s[%s] passed its hard time limit of %s s; recording it as failed and "
             "replacing this worker process (the %s pool runs tasks in it)",
@@ -692,12 +727,18 @@ class Worker:
             job.time_limit_s,
             self.pool_name,
         )
-        self._stopping.set()  # nothing more is reserved or started
         reason = (
             f"exceeded its time limit of {job.time_limit_s} s; "
             "the worker process running it was replaced"
         )
-        self._finish(job, Outcome(TIME_LIMIT, reason=reason))
+        self._replace_now(job, Outcome(TIME_LIMIT, reason=reason))
+
+    def _replace_now(self, job: Job, outcome: Outcome) -> None:
+        """Settle ``job`` (running in this process, its thread beyond stopping) with
+        ``outcome``, return every other message held, and exit for the supervisor to
+        start a fresh process."""
+        self._stopping.set()  # nothing more is reserved or started
+        self._finish(job, outcome)
         self._return_all_held()
         self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
         for callback in self.on_exit_now:
@@ -914,6 +955,12 @@ class Worker:
                 if cancel is not None and cancel(job.receipt):
                     logger.info("terminated revoked task %s", task_id)
                     self.hooks.revoked(job.envelope, terminated=True)
+                elif self._replaceable:
+                    logger.info(
+                        "terminating revoked task %s: replacing this worker process", task_id
+                    )
+                    self.hooks.revoked(job.envelope, terminated=True)
+                    self._replace_now(job, REVOKED_TERMINATED)
                 else:
                     logger.warning(
                         "task %s was revoked with terminate, but the %s pool cannot stop a "
