@@ -389,3 +389,27 @@ def test_a_negative_worker_processes_setting_is_refused(project: Path, env: dict
     assert done.returncode != 0
     assert "worker_processes must be 0 (this process is the worker)" in done.stderr
     assert "not -1" in done.stderr
+
+
+def test_detach_returns_once_every_worker_process_is_ready(
+    project: Path, env: dict[str, str]
+) -> None:
+    pidfile = project / "w.pid"
+    command = [sys.executable, "-m", "petiole", "worker", "-A", "workers_app", "--workers", "2"]
+    options = ["-P", "solo", "--detach", "--pidfile", str(pidfile)]
+    options += ["--logfile", str(project / "w.log")]
+    done = subprocess.run(
+        [*command, *options], cwd=project, env=env, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    supervisor_pid = int(pidfile.read_text())
+    try:
+        assert log(project).count(" ready: ") == 2  # both, before the command returned
+        assert len(children(supervisor_pid)) == 2
+        os.kill(supervisor_pid, signal.SIGTERM)
+        assert wait_until(lambda: not alive(supervisor_pid), timeout_s=STOP_TIMEOUT_S)
+    finally:
+        if alive(supervisor_pid):
+            os.kill(supervisor_pid, signal.SIGKILL)
+    assert not pidfile.exists()
+    assert log(project).count(" stopped: ") == 2

@@ -144,6 +144,15 @@ class Detached:
         """The worker cannot start: the original process prints ``reason``, exits 1."""
         self._say(reason.encode(errors="replace"))
 
+    def forget(self) -> None:
+        """In a process forked from the daemon (a worker process under a supervisor):
+        let go of the pipe without a word, so that the original process's wait ends
+        with the daemon's own message, not with the last child's exit."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
     def _say(self, message: bytes) -> None:
         if self._fd is None:
             return

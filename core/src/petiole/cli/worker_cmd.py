@@ -346,6 +346,8 @@ def worker(
         else:
 
             def run_worker(index: int, worker_ready: Callable[[], None]) -> int:
+                if started is not None:
+                    started.forget()  # the supervisor says when all are ready
                 worker = build(numbered(hostname, index), supervised=True)
                 code = worker.run(ready=worker_ready, stop_signals=(STOP_SIGNAL,))
                 app.close()
