@@ -58,7 +58,9 @@ class Limit:
 
 LIMITS = {
     "enqueue": Limit(ceiling=4.5),  # measured 4.0: the publish script and its three writes
-    "W1": Limit(ceiling=2.5, target=4.0),  # the drain: measured 1.7-2.3
+    # The drain: measured 1.7-2.3 alone, 2.9 in a loaded CI run (a slower drain renews
+    # leases more often); the target is what must hold.
+    "W1": Limit(ceiling=3.5, target=4.0),
     "W2": Limit(ceiling=19.0, target=8.0),  # measured 16-17.5 (32.9 before)
     "W3": Limit(ceiling=29.0, target=10.0),  # measured 27.8 (57.1 before)
 }

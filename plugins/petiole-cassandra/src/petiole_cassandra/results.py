@@ -381,7 +381,7 @@ class CassandraBackend:
 
     def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """``INSERT ... IF NOT EXISTS``; when the reply names ``owner`` the holder, renew."""
-        ttl = _ttl(ttl_s)
+        ttl = _lease_ttl(ttl_s)
 
         def run(driver: Driver) -> bool:
             for _ in range(_CAS_TIMEOUT_RETRIES):
@@ -403,7 +403,7 @@ class CassandraBackend:
         return self._call(f"acquire the lease {name!r}", run)
 
     def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        params = (_ttl(ttl_s), owner, name, owner)
+        params = (_lease_ttl(ttl_s), owner, name, owner)
 
         def run(driver: Driver) -> bool:
             for _ in range(_CAS_TIMEOUT_RETRIES):
@@ -469,6 +469,14 @@ def _ttl(ttl_s: float | None) -> int:
     if ttl_s is None or ttl_s <= 0:
         return 0
     return min(MAX_TTL_S, max(1, math.ceil(ttl_s)))
+
+
+def _lease_ttl(ttl_s: float) -> int:
+    """A lease's TTL: one second more than asked. Cassandra ends a cell at the whole
+    second it was written in plus its TTL, so a lease written late in a second would
+    otherwise end up to a second early, while its holder still counts on it; a lease
+    may end late (a dead holder's lease is taken over a second later), never early."""
+    return _ttl(ttl_s) + 1 if ttl_s > 0 else 0
 
 
 def _applied(result: Rows) -> bool:
