@@ -49,7 +49,7 @@ def test_plugins_lists_the_builtins_with_version_and_components() -> None:
     assert "builtins  (petiole 0.1.0)  [loaded]" in out
     assert "transports: memory, sqlite" in out
     assert "serializers: json, pickle" in out
-    assert "pools: asyncio, processes, solo, threads" in out
+    assert "pools: asyncio, prefork, processes, solo, threads" in out
     assert "codecs: bzip2, identity, lzma, zlib" in out
     assert "signers: hmac-sha256" in out
 

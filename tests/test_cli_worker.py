@@ -163,6 +163,8 @@ class FakeWorker:
 def fake_worker(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     FakeWorker.made = []
     monkeypatch.setattr(worker_cmd, "Worker", FakeWorker)
+    # One worker in this process: the prefork default would fork the test runner.
+    monkeypatch.setenv("PETIOLE_WORKER_POOL", "threads")
     monkeypatch.setenv("PETIOLE_BROKER_URL", "memory://cli-worker-flags")
     monkeypatch.setenv("PETIOLE_BACKEND_URL", "memory://cli-worker-flags")
     return FakeWorker.made
@@ -420,14 +422,3 @@ def test_a_flag_no_celery_worker_has_is_still_clicks_no_such_option() -> None:
     result = CliRunner().invoke(cli, ["worker", "--frobnicate"])
     assert result.exit_code == 2
     assert "No such option '--frobnicate'" in result.output
-
-
-def test_celerys_prefork_pool_is_refused_with_the_petiole_pool_to_use(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("PETIOLE_BROKER_URL", "memory://cli-worker-prefork")
-    monkeypatch.setenv("PETIOLE_BACKEND_URL", "memory://cli-worker-prefork")
-    result = CliRunner().invoke(cli, ["worker", "-P", "prefork"])
-    assert result.exit_code != 0
-    assert "no pool named 'prefork' is installed" in result.output
-    assert "Celery's prefork pool is `processes` here" in result.output

@@ -241,6 +241,17 @@ def test_each_worker_process_runs_tasks_and_sigterm_stops_them_all(
     assert log(project).count(" stopped: ") == 2
 
 
+def test_prefork_the_default_pool_runs_solo_worker_processes_with_four_places_each(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    worker = start(2)
+    assert log(project).count("pool=solox1 prefetch=16 ") == 2
+    assert "prefork: 2 worker processes" in log(project)
+    [ran_in] = call(project, env, {})
+    assert ran_in in children(worker.pid)
+    assert stopped(worker) == 0
+
+
 def test_sigterm_to_every_process_of_the_service_still_lets_running_tasks_finish(
     project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

@@ -1,9 +1,10 @@
 """Petiole with petiole-redis as broker and result backend.
 
-Default: ``petiole worker -A sys_petiole:app`` with no option (the processes pool, one
-child per CPU, the default prefetch). Best: two worker processes under one supervisor
-(``--workers 2``), each ``-P solo --prefetch-multiplier 64``. Late acknowledgement and
-leases are always on (Petiole's at-least-once contract), in both.
+Default: ``petiole worker -A sys_petiole:app`` with no option (prefork: one worker
+process per CPU, each running its own tasks, 16 messages each). Best: two worker
+processes under one supervisor (``--workers 2``), each ``-P solo --prefetch-multiplier
+64``. Late acknowledgement and leases are always on (Petiole's at-least-once contract),
+in both.
 """
 
 from __future__ import annotations

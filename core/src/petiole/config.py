@@ -208,8 +208,11 @@ class Settings:
         example="2",
     )
     worker_pool: str = _setting(
-        "processes",
-        "Pool that runs tasks: `processes`, `threads`, `solo`, or a plugin's.",
+        "prefork",
+        "Pool that runs tasks: `prefork` (`petiole worker` runs `worker_concurrency` "
+        "worker processes, each running its own tasks one at a time; embedded in a "
+        "program, the processes pool), `processes`, `threads`, `solo`, `asyncio`, or a "
+        "plugin's.",
         example='"threads"',
     )
     worker_queues: list[str] = _setting(
@@ -224,9 +227,10 @@ class Settings:
     )
     prefetch_multiplier: int = _setting(
         4,
-        "A worker holds at most concurrency x this many messages (the processes pool: "
-        "concurrency x 4 x this, its children taking four jobs each, when above 1). "
-        "1 for long tasks: nothing waits behind a running task.",
+        "A worker holds at most concurrency x this many messages (when above 1, each "
+        "prefork worker process 4 x this, the processes pool concurrency x 4 x this: "
+        "four places per executor). 1 for long tasks: nothing waits behind a running "
+        "task.",
         example="1",
     )
     ack_batch_size: int = _setting(

@@ -70,13 +70,6 @@ KNOWN_PROVIDERS: Mapping[tuple[str, str], str] = {
     ("pool", "eventlet"): "petiole-eventlet",
 }
 
-# Components Celery names otherwise: the error for Celery's name says Petiole's.
-CELERY_COMPONENT_NAMES: Mapping[tuple[str, str], str] = {
-    ("pool", "prefork"): "Celery's prefork pool is `processes` here (tasks in child "
-    "processes, the default); for short tasks `--workers N -P solo` runs N worker "
-    "processes that each reserve and run their own (docs/worker.md)",
-}
-
 
 def install_command(
     distribution: str, *, package_dir: Path | None = None, cwd: Path | None = None
@@ -288,7 +281,6 @@ class PluginRegistry:
             return found
         provider = KNOWN_PROVIDERS.get((kind, name))
         hint = f"install it with: {install_command(provider)}" if provider else None
-        hint = CELERY_COMPONENT_NAMES.get((kind, name), hint)
         reasons = [str(i.error) for i in self.infos.values() if i.status == "failed" and i.error]
         reasons += [str(failure) for failure in registered.failures]
         disabled = [i.name for i in self.infos.values() if i.status == "disabled"]

@@ -50,6 +50,9 @@ def petiole_pools() -> Mapping[str, Any]:
         "solo": "petiole.pools.solo:SoloPool",
         "threads": "petiole.pools.threads:ThreadPool",
         "processes": "petiole.pools.processes:ProcessPool",
+        # `petiole worker` runs prefork as supervised worker processes (worker.layout);
+        # a worker embedded in a program, which cannot fork itself, as the processes pool.
+        "prefork": "petiole.pools.processes:ProcessPool",
         "asyncio": "petiole.pools.asyncio_pool:AsyncioPool",
     }
 

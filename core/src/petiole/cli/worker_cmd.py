@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -13,10 +14,13 @@ from petiole import celery_names
 from petiole.cli import daemon
 from petiole.cli.context import common_options, state
 from petiole.cli.help_groups import GroupedCommand, grouped_option
-from petiole.errors import ConfigError, PetioleError
+from petiole.errors import PetioleError
 from petiole.worker import Worker
 from petiole.worker.autoscale import DEFAULT_IDLE_S, Bounds
+from petiole.worker.layout import layout
 from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
+
+logger = logging.getLogger("petiole.worker")
 
 WORKER = "Worker Options"
 POOL = "Pool Options"
@@ -80,7 +84,8 @@ class WorkerCommand(GroupedCommand):
     group=WORKER,
     type=click.IntRange(min=1),
     default=None,
-    help="Hold at most concurrency x this many messages (default: prefetch_multiplier).",
+    help="Hold at most concurrency x this many messages; prefork: 4 x this in each worker "
+    "process, 1 when this is 1 (default: prefetch_multiplier).",
 )
 @grouped_option(
     "--shutdown-timeout",
@@ -108,7 +113,7 @@ class WorkerCommand(GroupedCommand):
     default=None,
     help="Start N worker processes under a supervisor, each reserving and running its own "
     "tasks with its own pool (default: the worker_processes setting; 0, this process is "
-    "the worker). Fastest for short tasks: --workers 2 -P solo on two CPUs.",
+    "the worker, or with prefork -c of them).",
 )
 @grouped_option(
     "-P",
@@ -116,8 +121,9 @@ class WorkerCommand(GroupedCommand):
     group=POOL,
     metavar="NAME",
     default=None,
-    help="processes (isolated children; the default), threads (I/O-bound tasks), "
-    "solo (one at a time, in the worker itself), asyncio, or a plugin's pool.",
+    help="prefork (the default: -c worker processes, each running its own tasks one at a "
+    "time), processes (-c children fed by one worker), threads (I/O-bound tasks), solo "
+    "(one at a time, in the worker itself), asyncio, or a plugin's pool.",
 )
 @grouped_option(
     "--time-limit",
@@ -143,7 +149,8 @@ class WorkerCommand(GroupedCommand):
     metavar="N",
     type=click.IntRange(min=1),
     default=None,
-    help="Replace a processes-pool child after N tasks (default: max_tasks_per_child).",
+    help="Replace a prefork worker process or a processes-pool child after N tasks "
+    "(default: max_tasks_per_child).",
 )
 @grouped_option(
     "--max-memory-per-child",
@@ -152,7 +159,8 @@ class WorkerCommand(GroupedCommand):
     metavar="KIB",
     type=click.IntRange(min=1),
     default=None,
-    help="Replace a processes-pool child once a task leaves it using more resident memory "
+    help="Replace a prefork worker process or a processes-pool child once a task leaves "
+    "it using more resident memory "
     "than this many KiB, as Celery's flag counts (default: the max_memory_per_child_mb "
     "setting, which is in MiB: 1048576 KiB here is 1024 there).",
 )
@@ -309,14 +317,23 @@ def worker(
         app = cli.app()
         ready = None if started is None else started.ready
 
+        plan = layout(
+            app.settings,
+            pool=pool,
+            worker_processes=worker_processes,
+            concurrency=concurrency,
+            prefetch_multiplier=prefetch_multiplier,
+            autoscaling=autoscale is not None,
+        )
+
         def build(name: str | None, *, supervised: bool = False) -> Worker:
             return Worker(
                 app,
                 queues=_comma_list(queues),
                 exclude_queues=_comma_list(exclude_queues),
-                concurrency=concurrency,
-                pool=pool,
-                prefetch_multiplier=prefetch_multiplier,
+                concurrency=plan.concurrency,
+                pool=plan.pool,
+                prefetch_multiplier=plan.prefetch_multiplier,
                 shutdown_timeout_s=shutdown_timeout_s,
                 hostname=name,
                 time_limit_s=time_limit_s,
@@ -332,13 +349,7 @@ def worker(
                 supervised=supervised,
             )
 
-        processes = app.settings.worker_processes if worker_processes is None else worker_processes
-        if processes < 0:
-            raise ConfigError(
-                f"worker_processes must be 0 (this process is the worker) or a number of "
-                f"worker processes to supervise, not {processes!r}"
-            )
-        if processes == 0:
+        if plan.processes == 0:
             w = build(hostname)
             if lock is not None:
                 w.on_exit_now.append(lock.release)
@@ -353,7 +364,14 @@ def worker(
                 app.close()
                 return code
 
-            code = Supervisor(processes, run_worker).run(ready=ready)
+            if plan.prefork:
+                logger.info(
+                    "prefork: %d worker processes, each running one task at a time and "
+                    "holding up to %d messages",
+                    plan.processes,
+                    plan.prefetch_multiplier,
+                )
+            code = Supervisor(plan.processes, run_worker).run(ready=ready)
         app.close()
     except PetioleError as exc:
         if started is not None:  # the command that started it is waiting to say why

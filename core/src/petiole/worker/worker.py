@@ -187,6 +187,7 @@ class Worker:
         self._dispatch_on_delivery = not getattr(self.pool, "runs_inline", False)
         # A supervised worker running tasks in its own thread stops a task (hard
         # limit, revoke with terminate) or recycles by giving way to a fresh process.
+        self._supervised = supervised
         self._replaceable = supervised and getattr(self.pool, "runs_inline", False)
         self._hard_limits = HardLimits(self._hard_limit_passed) if self._replaceable else None
         recycles = settings.max_tasks_per_child or settings.max_memory_per_child_mb
@@ -382,7 +383,8 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals_seen += 1
-        name = signal.Signals(signum).name
+        # A supervised worker is stopped by its supervisor, whatever signal it got.
+        name = "the supervisor's stop" if self._supervised else signal.Signals(signum).name
         if self._signals_seen == 1:
             logger.info(
                 "%s: finishing %d running task(s) (up to %.0f s), returning the rest; "
