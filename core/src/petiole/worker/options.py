@@ -12,6 +12,7 @@ from petiole.config import Settings, validate
 from petiole.errors import ConfigError, PetioleError
 from petiole.plugins import BUILTINS, PluginRegistry
 from petiole.pools.base import Pool, Resizable
+from petiole.worker.layout import PREFORK
 
 logger = logging.getLogger("petiole.worker")
 
@@ -58,6 +59,8 @@ def resizable_pools(plugins: PluginRegistry) -> list[str]:
     importing a plugin's pool only to ask has effects of its own (gevent's)."""
     names = []
     for name, provided in sorted(plugins.provided("pool").items()):
+        if name == PREFORK:
+            continue  # under ``petiole worker``, fixed worker processes (worker/layout.py)
         if isinstance(provided.component, str) and provided.plugin != BUILTINS:
             continue
         try:
