@@ -89,7 +89,7 @@ def test_wait_for_several_without_a_timeout_fails_once_the_outage_outlasts_recon
     try:
         waiter = InThread(lambda: backend.wait(["a", "b"], timeout_s=None))
         with own_redis_server.client() as client:
-            # Subscribed, then read (MGET): from here on the wait waits for pushed records.
+            # Read (MGET) with tracking on: from here on the wait waits for the server's push.
             assert wait_until(
                 lambda: any(c["cmd"] == "mget" for c in client.client_list()), timeout_s=5
             )

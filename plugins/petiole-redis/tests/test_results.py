@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import redis
-from petiole_redis._pubsub import Watch
 from petiole_redis.results import RedisBackend
 from petiole_redis.testing import RedisServer
 
@@ -98,52 +97,86 @@ def test_record_is_stored_with_a_millisecond_ttl(
     backend.forget([task_id])
 
 
-def test_after_the_listener_reconnects_waiters_re_read_only_once_subscribed(
-    redis_server: RedisServer, backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+def test_a_store_is_one_command_whoever_waits(
+    redis_server: RedisServer, backend: RedisBackend
 ) -> None:
-    """A waiter told to re-read before the server has the new subscription could
-    miss a record stored in between: not in its read, and never pushed."""
-    events: list[object] = []
-    connector = backend._listener._connector
-    new_connection = connector.new_connection
+    """The waiter is woken by the server's tracking of what it read: the store
+    announces nothing itself (no token, no channel)."""
+    task_id = unique_name("task")
+    waiter = InThread(lambda: backend.wait([task_id], timeout_s=30))
+    writer = RedisBackend(redis_server.url, {})
+    with redis_server.client() as admin:
+        assert wait_until(lambda: _tracked_clients(admin) >= 1, timeout_s=10)
+        before = _calls(admin)
+        writer.store(done(task_id), ttl_s=60)
+        stored = _calls(admin)
+        try:
+            assert list(waiter.result(timeout_s=30)) == [task_id]
+        finally:
+            writer.close()
+            backend.forget([task_id])
+    ran = {name: n - before.get(name, 0) for name, n in stored.items()}
+    ran = {name: n for name, n in ran.items() if n}
+    del ran["info"]  # _calls' own INFO commandstats
+    ran.pop("mget", None)  # the waiter, woken, may read before the second INFO
+    assert ran == {"set": 1}
 
-    class Recording:
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-        def read_response(self, *args: Any, **kwargs: Any) -> Any:
-            reply = self.inner.read_response(*args, **kwargs)
-            events.append(reply)
-            return reply
-
-    resync = Watch.resync
-
-    def recording_resync(watch: Watch) -> None:
-        events.append("resync")
-        resync(watch)
-
-    monkeypatch.setattr(connector, "new_connection", lambda: Recording(new_connection()))
-    monkeypatch.setattr(Watch, "resync", recording_resync)
+def test_a_waiter_whose_connection_is_cut_reads_again_and_finds_the_record(
+    redis_server: RedisServer, backend: RedisBackend
+) -> None:
+    """The server forgets what a connection read when it closes: the waiter's new
+    connection reads everything again, which also arms it again."""
     ids = [unique_name("task") for _ in range(2)]
     waiter = InThread(lambda: backend.wait(ids, timeout_s=30))
-    admin = redis.Redis.from_url(redis_server.url)
-    channel = backend.keys.done_channel(ids[0])
-    try:
-        assert wait_until(lambda: admin.pubsub_numsub(channel)[0][1] == 1, timeout_s=10)
-        events.clear()
-        admin.client_kill_filter(_type="pubsub")  # the listener's connection drops
-        assert wait_until(lambda: "resync" in events, timeout_s=10)
-        before_resync = events[: events.index("resync")]
-        assert any(isinstance(reply, list) and reply[:1] == [b"pong"] for reply in before_resync), (
-            before_resync
-        )
-        for task_id in ids:
-            backend.store(done(task_id), ttl_s=60)
-        found = waiter.result(timeout_s=30)
-    finally:
-        admin.close()
-        backend.forget(ids)
+    with redis_server.client() as admin:
+        try:
+            assert wait_until(lambda: _tracked_clients(admin) >= 1, timeout_s=10)
+            backend.store(done(ids[0]), ttl_s=60)
+            admin.client_kill_filter(_type="normal", skipme=True)  # every client but admin
+            backend.store(done(ids[1]), ttl_s=60)
+            found = waiter.result(timeout_s=30)
+        finally:
+            backend.forget(ids)
     assert sorted(found) == sorted(ids)
+
+
+def test_a_server_that_refuses_tracking_makes_waits_poll_and_says_so_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, password = unique_name("notrack"), "pw-" + unique_name("p")
+    with redis_server.client() as admin:
+        admin.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-client"],
+        )
+        url = redis_server.url.replace("redis://", f"redis://{user}:{password}@", 1)
+        backend = RedisBackend(url, {})
+        ids = [unique_name("task") for _ in range(3)]
+        try:
+            with caplog.at_level("WARNING", logger="petiole_redis"):
+                for task_id in ids:
+                    threading.Timer(0.1, lambda t=task_id: backend.store(done(t), ttl_s=60)).start()
+                    assert list(backend.wait([task_id], timeout_s=10)) == [task_id]
+        finally:
+            backend.forget(ids)
+            backend.close()
+            admin.acl_deluser(user)
+    refusals = [r for r in caplog.records if "refuses RESP3 client tracking" in r.getMessage()]
+    assert len(refusals) == 1, caplog.text
+    assert "result waits poll" in refusals[0].getMessage()
+
+
+def _tracked_clients(admin: redis.Redis) -> int:
+    """Connections with tracking on (flag ``t``)."""
+    return sum("t" in client["flags"] for client in admin.client_list())
+
+
+def _calls(admin: redis.Redis) -> dict[str, int]:
+    """Commands run so far, by name (``INFO commandstats``)."""
+    stats: dict[str, Any] = admin.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}

@@ -23,9 +23,8 @@ Per queue (see the headers of the Lua scripts for how each is used)::
 
 Results::
 
-    <p>:result:<task id>    string  the encoded ResultRecord (see results.py)
-    <p>:finished:<task id>  list    one token while the record is ready (single-id waits)
-    <p>:done:<task id>      channel the encoded record, published when it is ready
+    <p>:result:<task id>    string  the encoded ResultRecord (see results.py; waiters
+                                    are woken by the server's tracking of their reads)
     <p>:set:<key>           set     chord members
     <p>:counter:<key>       string  counters
     <p>:claim:<key>         string  the owner of a claim, or the value of a mark
@@ -112,12 +111,6 @@ class Keys:
 
     def result(self, task_id: str) -> str:
         return f"{self.prefix}:result:{task_id}"
-
-    def ready_token(self, task_id: str) -> str:
-        return f"{self.prefix}:finished:{task_id}"
-
-    def done_channel(self, task_id: str) -> str:
-        return f"{self.prefix}:done:{task_id}"
 
     def set(self, key: str) -> str:
         return f"{self.prefix}:set:{key}"

@@ -9,26 +9,16 @@ earlier ttl), so Redis expires it. Its value is::
 where the header is ``[state, content_type, traceback, date_done, meta]``; the
 payload is stored as is, never base64'd.
 
-**wait is pushed, not polled.** Storing a *ready* record also announces it,
-in the same round trip (four plain commands, pipelined): ``SET`` the record,
-``RPUSH`` a token to the list ``<prefix>:finished:<task id>`` and give it the
-record's ttl, and ``PUBLISH`` the record on the channel ``<prefix>:done:<task id>``.
-The commands run in that order on one connection, so a waiter woken by the
-token or the message reads the record. Each is safe to repeat: a round resent
-after an outage, or a redelivered task storing again, leaves at most a token
-more (a waiter only needs one). Storing a record that is not ready deletes the
-token, so waiters block until it is.
-
-* Waiting for **one** id (``AsyncResult.get``) is one blocking round trip:
-  ``BLMOVE`` of the token list onto itself (so the token stays for other
-  waiters) pipelined with a ``GET`` of the record. A record stored before is
-  read at once; one stored later wakes the ``BLMOVE`` directly.
-* Waiting for **several** ids shares one subscribed connection per backend
-  (:class:`~petiole_redis._pubsub.Listener`): ``wait`` subscribes to the ids'
-  channels, waits for the server to confirm, and only then reads the records
-  (``MGET``): a record stored before the subscription is found by the read, one
-  stored after it is pushed, so none is missed. After the subscribed connection
-  is replaced (the server restarted), waiters read again.
+**wait is pushed, not polled.** A waiter reads the records it waits for on a
+connection with RESP3 client tracking (:mod:`petiole_redis._tracking`): the
+server remembers the keys it read, missing ones too, and pushes their names when
+anything next writes them; the waiter reads those again. A record stored before
+the wait is found by its first read, one stored after wakes it. So ``store`` is
+one ``SET`` for every record, whoever waits (the sender, another process, no
+one), and waiting for one id or for thousands is the same: one ``MGET`` (in
+chunks of 1,000), then one more per batch of names pushed. Nothing is
+subscribed per wait; no thread hands a record to another. A server that
+refuses tracking makes waits poll (said once, at WARNING).
 
 **A wait ends.** ``timeout_s`` bounds the whole wait, outages included: when
 the server is unreachable until the deadline, ``wait`` raises
@@ -51,22 +41,21 @@ was lost answers False although it released.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import redis
 
-from petiole import states
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError, ResultsLost, ResultTimeout
 from petiole.record_codec import decode_record, encode_record
 from petiole_redis._client import Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import Keys
 from petiole_redis._options import parse_url
-from petiole_redis._pubsub import Listener
+from petiole_redis._tracking import TrackingClient
 
 COMPONENT = "redis result backend"
 
@@ -92,8 +81,8 @@ class RedisBackend:
         self.keys = Keys(target.options.key_prefix)
         self._conn = Connector(target, component=COMPONENT, error_type=ResultBackendError)
         self._conn.connect()
-        self._listener = Listener(self._conn)
-        # A single-id wait blocks in slices, returning before the socket's read timeout.
+        self._tracked = TrackingClient(self._conn)
+        # A wait blocks in slices, returning before the socket's read timeout.
         self._max_block_s = min(5.0, target.options.socket_timeout_s / 2)
         # An incr token must outlive every retry of its call (see incr.lua).
         self._incr_token_ms = round((target.options.reconnect_timeout_s + 60) * 1000)
@@ -120,37 +109,14 @@ class RedisBackend:
         ``proto-max-bulk-len``, 512 MB by default).
         """
         value = _encode(record)
-        ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
-        commands = self._store_commands(record, value, ttl_ms)
-
-        def run(client: FastClient) -> None:
-            for reply in client.execute_pipeline(commands):
-                if isinstance(reply, Exception):
-                    raise reply
-
-        self._call_fast(f"store the result of task {record.task_id!r}", run)
-
-    def _store_commands(
-        self, record: ResultRecord, value: bytes, ttl_ms: int
-    ) -> list[tuple[Any, ...]]:
-        """The commands of :meth:`store`, sent together in one round trip (see
-        "wait is pushed" in the module docstring); each is safe to repeat, so a
-        round resent after an outage leaves the same state."""
-        task_id = record.task_id
-        key, token = self.keys.result(task_id), self.keys.ready_token(task_id)
-        store: tuple[Any, ...] = (
-            ("SET", key, value, "PX", ttl_ms) if ttl_ms else ("SET", key, value)
+        key = self.keys.result(record.task_id)
+        if ttl_s is None:
+            store: tuple[Any, ...] = ("SET", key, value)  # also clears an earlier ttl
+        else:
+            store = ("SET", key, value, "PX", max(1, round(ttl_s * 1000)))
+        self._call_fast(
+            f"store the result of task {record.task_id!r}", lambda c: command(c, *store)
         )
-        if record.state not in states.READY_STATES:
-            return [store, ("DEL", token)]  # waiters block until the record is ready
-        # The token follows the record's ttl (PERSIST: kept as long as a kept record).
-        keep = ("PEXPIRE", token, ttl_ms) if ttl_ms else ("PERSIST", token)
-        return [
-            store,
-            ("RPUSH", token, "1"),
-            keep,
-            ("PUBLISH", self.keys.done_channel(task_id), value),
-        ]
 
     def get(self, task_id: str) -> ResultRecord | None:
         return self.get_many([task_id]).get(task_id)
@@ -185,7 +151,7 @@ class RedisBackend:
 
     def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
         """Block until every id has a ready record, or ``timeout_s`` passes (see
-        the module docstring: pushed over pub/sub, no polling). Returns early,
+        the module docstring: woken by the server, not polled). Returns early,
         with what it found, if the backend is closed meanwhile.
 
         Raises :class:`~petiole.errors.ResultTimeout` when the server was
@@ -198,98 +164,53 @@ class RedisBackend:
         started = time.monotonic()
         deadline = None if timeout_s is None else started + max(timeout_s, 0.0)
         generation = self._conn.data_generation
-        if len(pending) == 1:
-            return self._wait_one(pending[0], deadline, started, generation)
-        channels = {self.keys.done_channel(t).encode(): t for t in pending}
+        by_key = {self.keys.result(t).encode(): t for t in pending}
+        waiting = dict(by_key)  # key -> task id, for those not ready yet
+        to_read: list[bytes] = list(waiting)
+        tracked = self._tracked
+        tracked.start_wait()
+        what = f"wait for {_tasks(pending)}"
         try:
-            watch = self._listener.watch(
-                channels, timeout_s=None if deadline is None else deadline - started
-            )
-        except Closed:
-            return ready
-        try:
-            must_read = True
-            waiting = set(pending)
-            while waiting:
+            while True:
                 self._check_data(generation, pending)
-                if must_read:
+                if to_read:
                     try:
-                        found = self._read(list(waiting), until=deadline)
+                        values = self._conn.retrying(
+                            what, partial(tracked.read, to_read), until=deadline
+                        )
                     except StillDown as exc:
                         raise self._unreachable(pending, started, exc) from exc.__cause__
-                    for task_id, record in found.items():
-                        if record.ready:
-                            ready[task_id] = record
-                            waiting.discard(task_id)
-                    must_read = False
+                    for key, value in zip(to_read, values, strict=True):
+                        if value is not None:
+                            record = _decode(waiting[key], value)
+                            if record.ready:
+                                ready[record.task_id] = record
+                                del waiting[key]
                     if not waiting:
-                        break
+                        return ready
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     if self._conn.outage_s() is not None:
                         raise self._unreachable(pending, started, None)
-                    break
+                    return ready
                 self._check_outage(pending)
-                # Wakes at least every _max_block_s, to notice a long outage or lost data.
+                # Wakes at least every _max_block_s, to notice a long outage or lost
+                # data, and reads everything again then: a missed name costs no more.
                 slice_s = self._max_block_s if remaining is None else remaining
-                pushed, must_read = watch.next(min(slice_s, self._max_block_s))
-                for task_id, value in pushed:
-                    if task_id in waiting:
-                        record = _decode(task_id, value)
-                        if record.ready:
-                            ready[task_id] = record
-                            waiting.discard(task_id)
-                if self._conn.closed:
-                    break
+                try:
+                    changed = self._conn.retrying(
+                        what,
+                        partial(tracked.changed, min(slice_s, self._max_block_s)),
+                        until=deadline,
+                    )
+                except StillDown as exc:
+                    raise self._unreachable(pending, started, exc) from exc.__cause__
+                if isinstance(changed, frozenset):
+                    to_read = [key for key in waiting if key in changed]
+                else:  # the slice ended, or anything may have changed
+                    to_read = list(waiting)
         except Closed:
             return ready
-        except ResultBackendError:
-            if self._conn.closed:
-                return ready
-            raise
-        finally:
-            self._listener.unwatch(watch)
-        return ready
-
-    def _wait_one(
-        self, task_id: str, deadline: float | None, started: float, generation: int
-    ) -> dict[str, ResultRecord]:
-        """One id: block on its ready token (``BLMOVE`` from the list to itself, which
-        leaves the token for other waiters) and read the record in the same round
-        trip. A record stored before is found at once; one stored later wakes the
-        ``BLMOVE`` directly, with no subscription and no hand-off between threads."""
-        token, key = self.keys.ready_token(task_id), self.keys.result(task_id)
-
-        def run(client: FastClient, block_s: float) -> Any:
-            client.connect()  # a new connection first checks the server's data
-            self._check_data(generation, [task_id])
-            moved, value = client.execute_pipeline(
-                [("BLMOVE", token, token, "RIGHT", "LEFT", f"{block_s:.3f}"), ("GET", key)]
-            )
-            for reply in (moved, value):
-                if isinstance(reply, Exception):
-                    raise reply
-            return value
-
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            block_s = self._max_block_s if remaining is None else min(remaining, self._max_block_s)
-            try:
-                value = self._conn.call_fast(
-                    "wait for a result",
-                    functools.partial(run, block_s=max(block_s, 0.001)),
-                    until=deadline,
-                )
-            except Closed:
-                return {}
-            except StillDown as exc:
-                raise self._unreachable([task_id], started, exc) from exc.__cause__
-            if value is not None:
-                record = _decode(task_id, value)
-                if record.ready:
-                    return {task_id: record}
-            if remaining is not None and remaining <= block_s:
-                return {}
 
     def _check_data(self, generation: int, task_ids: Sequence[str]) -> None:
         """Raise :class:`ResultsLost` if the server lost its data since ``generation``."""
@@ -322,7 +243,7 @@ class RedisBackend:
 
     def forget(self, task_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(task_ids))
-        keys = [self.keys.result(t) for t in ids] + [self.keys.ready_token(t) for t in ids]
+        keys = [self.keys.result(t) for t in ids]
         if keys:
             self._call("forget results", lambda c: c.unlink(*keys))
 
@@ -418,7 +339,6 @@ class RedisBackend:
     def close(self) -> None:
         """Close every connection and wake waiters (they return what they found). Idempotent."""
         self._conn.close()
-        self._listener.close()
 
     def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
         try:

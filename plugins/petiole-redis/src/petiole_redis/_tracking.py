@@ -1,0 +1,228 @@
+"""Reads that the server answers again when what they read changes.
+
+The result backend waits for results this way (see :mod:`petiole_redis.results`).
+Each waiting thread keeps one connection that speaks RESP3 with ``CLIENT TRACKING
+ON``: the server remembers every key this connection read, a missing key included,
+and the next time anything writes or deletes one of them it pushes an
+``invalidate`` message naming it (once per read: a new read arms it again). A
+waiter reads the keys it waits for, then blocks on its own socket until the
+server names some of them, and reads those again. So storing a result is one
+plain ``SET`` whoever waits for it (its sender, another process, nobody);
+nothing is subscribed per wait, nothing is polled, and no thread hands a reply
+to another.
+
+What resets the server's memory of the reads resets the waiter too: after its
+connection is replaced (an outage, a restart), :meth:`TrackingClient.changed`
+answers :data:`EVERYTHING`, and the waiter reads all its keys again, which arms
+them on the new connection. A flush of the database is announced the same way.
+
+A server (or a proxy in front of it) that refuses RESP3 or ``CLIENT TRACKING``
+(Redis before 6, an ACL without ``client``) cannot wake a waiter: there, reads
+are plain and :meth:`TrackingClient.changed` waits a growing pause (1 ms doubling
+up to 100 ms) and answers :data:`EVERYTHING`, so waits poll. One WARNING says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis._parsers import _RESP3Parser
+from redis.exceptions import ResponseError
+
+from petiole_redis._client import Connector, RawConnection
+
+logger = logging.getLogger("petiole_redis")
+
+
+class _Everything:
+    def __repr__(self) -> str:
+        return "EVERYTHING"
+
+
+#: :meth:`TrackingClient.changed`'s answer when any key read may have changed.
+EVERYTHING: Final = _Everything()
+
+# Keys per MGET; several MGETs still go in one pipelined round trip.
+_MGET_CHUNK = 1000
+# The polling of a server that cannot track: the first pause and the longest.
+_POLL_FIRST_S = 0.001
+_POLL_MAX_S = 0.1
+
+
+class TrackingClient:
+    """Tracked reads on the calling thread's own RESP3 connection (see the module
+    docstring). Calls go through the connector's retry policy like any other."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        #: False once a server refused tracking: reads are plain, waits poll.
+        self.tracks = True
+
+    def start_wait(self) -> None:
+        """A new wait begins on this thread: polling (if it must) starts fast again."""
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is not None:
+            state.poll_s = _POLL_FIRST_S
+
+    def read(self, keys: Sequence[bytes]) -> list[Any]:
+        """The values of ``keys`` (None where missing), in one round trip; each
+        key is tracked from now on."""
+        try:
+            return self._read(keys)
+        except _RefusedTracking:
+            return self._read(keys)  # again, on a plain connection
+
+    def changed(self, timeout_s: float) -> frozenset[bytes] | _Everything | None:
+        """Block until the server names keys read on this thread's connection as
+        changed (returns them), or :data:`EVERYTHING` may have changed, or
+        ``timeout_s`` passes (returns None)."""
+        try:
+            return self._changed(max(timeout_s, 0.0))
+        except _RefusedTracking:
+            return EVERYTHING  # a plain connection now: read everything again
+
+    def _read(self, keys: Sequence[bytes]) -> list[Any]:
+        state = self._state()
+        connection = state.connection
+        chunks = [keys[at : at + _MGET_CHUNK] for at in range(0, len(keys), _MGET_CHUNK)]
+        try:
+            connection.send_packed_command(
+                connection.pack_commands([("MGET", *chunk) for chunk in chunks])
+            )
+            replies = [connection.read_response() for _ in chunks]
+        except BaseException:
+            connection.disconnect()
+            raise
+        state.fresh = False
+        return [value for reply in replies for value in reply]
+
+    def _changed(self, timeout_s: float) -> frozenset[bytes] | _Everything | None:
+        state = self._state()
+        if not self.tracks:
+            time.sleep(min(state.poll_s, timeout_s))
+            state.poll_s = min(state.poll_s * 2, _POLL_MAX_S)
+            return EVERYTHING
+        connection = state.connection
+        try:
+            connection.connect()  # one closed meanwhile connects again, and is fresh
+            if state.fresh:
+                return EVERYTHING  # nothing read on this connection is tracked yet
+            if not connection.can_read(timeout=timeout_s):
+                return None
+            keys = _merge(frozenset(), connection.read_response(push_request=True))
+            while connection.can_read(timeout=0):  # more already here: take them too
+                keys = _merge(keys, connection.read_response(push_request=True))
+        except BaseException:
+            connection.disconnect()
+            raise
+        return keys
+
+    def _state(self) -> _ThreadState:
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None or state.pid != os.getpid() or state.tracks != self.tracks:
+            if state is not None and state.pid == os.getpid():
+                state.connection.disconnect()  # a tracking one, refused meanwhile
+            state = _ThreadState(self._new_connection(), tracks=self.tracks)
+            self._local.state = state
+        return state
+
+    def _new_connection(self) -> RawConnection:
+        connector = self._connector
+        kwargs = dict(connector.pool.connection_kwargs)
+        if self.tracks:
+            # redis-py's own RESP3 parser, whichever it would pick (hiredis's
+            # handles pushes differently across versions)
+            kwargs["protocol"], kwargs["parser_class"] = 3, _RESP3Parser
+        kwargs["redis_connect_func"] = self._on_connect
+        connection: RawConnection = connector.pool.connection_class(**kwargs)
+        connector.track(connection)
+        return connection
+
+    def _on_connect(self, connection: RawConnection) -> None:
+        """Set up a new connection (the connector's own checks), then turn
+        tracking on; a server that refuses RESP3 or tracking turns this client to
+        polling, and the call that connected is made again on a plain connection."""
+        tracking = getattr(connection, "protocol", None) == 3
+        try:
+            self._connector.on_connect(connection)
+        except ResponseError as exc:
+            if tracking and "hello" in str(exc).lower():  # a server before RESP3
+                self._refused(connection, exc)
+            raise
+        if tracking:
+            try:
+                _set_invalidation_handler(connection)
+                command_reply(connection, "CLIENT", "TRACKING", "ON")
+            except ResponseError as exc:
+                self._refused(connection, exc)
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is not None and state.connection is connection:
+            state.fresh = True
+
+    def _refused(self, connection: RawConnection, exc: ResponseError) -> None:
+        with self._lock:
+            was, self.tracks = self.tracks, False
+        if was:
+            logger.warning(
+                "%s: the server refuses RESP3 client tracking (%s); result waits poll "
+                "instead, every %g ms at most",
+                self._connector.describe(),
+                exc,
+                _POLL_MAX_S * 1000,
+            )
+        raise _RefusedTracking(str(exc)) from exc
+
+
+class _RefusedTracking(ResponseError):
+    """The server refused tracking on a new connection: make the call again."""
+
+
+class _ThreadState:
+    __slots__ = ("connection", "fresh", "pid", "poll_s", "tracks")
+
+    def __init__(self, connection: RawConnection, *, tracks: bool) -> None:
+        self.connection = connection
+        self.tracks = tracks
+        self.fresh = True  # nothing read on it yet
+        self.pid = os.getpid()
+        self.poll_s = _POLL_FIRST_S
+
+
+def command_reply(connection: RawConnection, *args: Any) -> Any:
+    """Send one command on a raw connection and read its reply."""
+    connection.send_command(*args)
+    return connection.read_response()
+
+
+def _set_invalidation_handler(connection: RawConnection) -> None:
+    """Make the RESP3 parser return an invalidation push as the keys it names
+    (``EVERYTHING`` for a flush) instead of dropping it."""
+    parser = getattr(connection, "_parser", None)
+    setter = getattr(parser, "set_invalidation_push_handler", None)
+    if setter is None:
+        raise ResponseError("this redis-py cannot read invalidation pushes (redis>=5.1 can)")
+    setter(_invalidated)
+
+
+def _invalidated(push: list[Any]) -> frozenset[bytes] | _Everything:
+    keys = push[1] if len(push) > 1 else None
+    if keys is None:
+        return EVERYTHING
+    return frozenset(bytes(k) if not isinstance(k, bytes) else k for k in keys)
+
+
+def _merge(first: object, second: object) -> frozenset[bytes] | _Everything:
+    if isinstance(first, _Everything) or isinstance(second, _Everything):
+        return EVERYTHING
+    keys: frozenset[bytes] = frozenset()
+    for part in (first, second):
+        if isinstance(part, frozenset):
+            keys |= part
+    return keys
