@@ -218,6 +218,22 @@ def peak_rss_bytes(groups: Collection[int]) -> tuple[int, int]:
     return total, count
 
 
+def pss_bytes(groups: Collection[int]) -> int:
+    """The proportional set size (``Pss`` of ``/proc/PID/smaps_rollup``) of every live
+    process of these process groups, summed, now: each page shared by n processes
+    counts 1/n in each, so forked workers sharing their parent's pages count them
+    once in all — the memory the processes cost the machine together."""
+    total = 0
+    for pid, fields in _processes():
+        if int(fields[2]) not in groups:
+            continue
+        with contextlib.suppress(OSError, StopIteration):  # ended, or not ours to read
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                line = next(line for line in fh if line.startswith("Pss:"))
+            total += int(line.split()[1]) * 1024  # kB
+    return total
+
+
 def _processes() -> Iterator[tuple[int, list[str]]]:
     """Each live process's pid and the fields of its ``/proc/PID/stat`` after the
     command name (index 0 is field 3, the state; 2 the process group; 11-14 the CPU

@@ -37,9 +37,12 @@ COLUMNS = (
     Column("w3_p99_ms", "W3 p99 ms", 2, False),
     Column("w3_cmds", "W3 cmds/trip", 1, False),
     Column("rss_mb", "RSS MB", 0, False),
+    Column("pss_mb", "PSS MB", 0, False),
 )
 RATIO_COLUMNS = tuple(
-    c for c in COLUMNS if c.key in ("w1_per_s", "w1_cpu_us", "w2_per_s", "w3_p50_ms", "rss_mb")
+    c
+    for c in COLUMNS
+    if c.key in ("w1_per_s", "w1_cpu_us", "w2_per_s", "w3_p50_ms", "rss_mb", "pss_mb")
 )
 SPREAD_COLUMNS = tuple(c for c in COLUMNS if c.key in ("w1_per_s", "w2_per_s", "w3_p50_ms"))
 

@@ -21,8 +21,9 @@ for each repetition and each row (a system with one of its two sets of flags, se
 Beside each: the workers' CPU per task (user + system of every worker process and
 the children they reaped, from ``/proc``), Redis commands per task (``INFO
 commandstats`` over the same window, the runner's own polls taken out), and at the
-end the workers' peak RSS. A row whose system runs tens of tasks a second runs
-``Flags.scale`` times the sizes (rates stay comparable).
+end the workers' peak RSS and their PSS (shared pages counted once). A row whose
+system runs tens of tasks a second runs ``Flags.scale`` times the sizes (rates stay
+comparable).
 
 Producers run in their own subprocesses, workers in theirs. Figures are the
 median over the repetitions. Environment: ``BENCH_REPS`` (default 3),
@@ -192,6 +193,7 @@ def run_row(row: Row, url: str, redis_pid: int, log: Path) -> Figures:
         figures.update(round_trips(row, url))
         rss, processes = benchkit.peak_rss_bytes(groups)
         figures["rss_mb"], figures["worker_processes"] = rss / 2**20, processes
+        figures["pss_mb"] = benchkit.pss_bytes(groups) / 2**20
     finally:
         benchkit.stop_workers(workers)
         client.close()
