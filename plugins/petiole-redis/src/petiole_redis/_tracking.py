@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from redis._parsers import _RESP3Parser
@@ -112,17 +112,17 @@ class TrackingClient:
         connection = state.connection
         try:
             connection.connect()  # one closed meanwhile connects again, and is fresh
-            if state.fresh:
-                return EVERYTHING  # nothing read on this connection is tracked yet
-            if not connection.can_read(timeout=timeout_s):
-                return None
-            keys = _merge(frozenset(), connection.read_response(push_request=True))
+            # Names pushed while a read was being answered were noted then.
+            if not state.fresh and not state.changed and not state.everything:
+                if not connection.can_read(timeout=timeout_s):
+                    return None
+                connection.read_response(push_request=True)  # noted by the handler
             while connection.can_read(timeout=0):  # more already here: take them too
-                keys = _merge(keys, connection.read_response(push_request=True))
+                connection.read_response(push_request=True)
         except BaseException:
             connection.disconnect()
             raise
-        return keys
+        return state.take_changes()
 
     def _state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
@@ -156,13 +156,15 @@ class TrackingClient:
             if tracking and "hello" in str(exc).lower():  # a server before RESP3
                 self._refused(connection, exc)
             raise
+        state: _ThreadState | None = getattr(self._local, "state", None)
         if tracking:
             try:
-                _set_invalidation_handler(connection)
+                if state is None or state.connection is not connection:
+                    raise ResponseError("a tracking connection made outside its thread's state")
+                _set_invalidation_handler(connection, state.note)
                 command_reply(connection, "CLIENT", "TRACKING", "ON")
             except ResponseError as exc:
                 self._refused(connection, exc)
-        state: _ThreadState | None = getattr(self._local, "state", None)
         if state is not None and state.connection is connection:
             state.fresh = True
 
@@ -185,44 +187,50 @@ class _RefusedTracking(ResponseError):
 
 
 class _ThreadState:
-    __slots__ = ("connection", "fresh", "pid", "poll_s", "tracks")
+    """One thread's tracking connection, and what the server said changed on it."""
+
+    __slots__ = ("changed", "connection", "everything", "fresh", "pid", "poll_s", "tracks")
 
     def __init__(self, connection: RawConnection, *, tracks: bool) -> None:
         self.connection = connection
         self.tracks = tracks
-        self.fresh = True  # nothing read on it yet
+        self.fresh = True  # nothing read on it is tracked yet
         self.pid = os.getpid()
         self.poll_s = _POLL_FIRST_S
+        # Names pushed and not yet taken: redis-py's parser hands a push that comes
+        # in the middle of a reply to the handler (note) and reads on, so the
+        # handler must keep them; what it returns is dropped there.
+        self.changed: set[bytes] = set()
+        self.everything = False
+
+    def note(self, push: list[Any]) -> None:
+        """The invalidation handler: ``[b"invalidate", keys]``, keys None for a flush."""
+        keys = push[1] if len(push) > 1 else None
+        if keys is None:
+            self.everything = True
+        else:
+            self.changed.update(k if isinstance(k, bytes) else bytes(k) for k in keys)
+
+    def take_changes(self) -> frozenset[bytes] | _Everything:
+        if self.fresh or self.everything:
+            self.everything = False
+            self.changed.clear()
+            return EVERYTHING
+        changed = frozenset(self.changed)
+        self.changed.clear()
+        return changed
+
+
+def _set_invalidation_handler(connection: RawConnection, note: Callable[[list[Any]], None]) -> None:
+    """Have the RESP3 parser pass each invalidation push to ``note``."""
+    parser = getattr(connection, "_parser", None)
+    setter = getattr(parser, "set_invalidation_push_handler", None)
+    if setter is None:
+        raise ResponseError("this redis-py cannot read invalidation pushes (redis>=5.1 can)")
+    setter(note)
 
 
 def command_reply(connection: RawConnection, *args: Any) -> Any:
     """Send one command on a raw connection and read its reply."""
     connection.send_command(*args)
     return connection.read_response()
-
-
-def _set_invalidation_handler(connection: RawConnection) -> None:
-    """Make the RESP3 parser return an invalidation push as the keys it names
-    (``EVERYTHING`` for a flush) instead of dropping it."""
-    parser = getattr(connection, "_parser", None)
-    setter = getattr(parser, "set_invalidation_push_handler", None)
-    if setter is None:
-        raise ResponseError("this redis-py cannot read invalidation pushes (redis>=5.1 can)")
-    setter(_invalidated)
-
-
-def _invalidated(push: list[Any]) -> frozenset[bytes] | _Everything:
-    keys = push[1] if len(push) > 1 else None
-    if keys is None:
-        return EVERYTHING
-    return frozenset(bytes(k) if not isinstance(k, bytes) else k for k in keys)
-
-
-def _merge(first: object, second: object) -> frozenset[bytes] | _Everything:
-    if isinstance(first, _Everything) or isinstance(second, _Everything):
-        return EVERYTHING
-    keys: frozenset[bytes] = frozenset()
-    for part in (first, second):
-        if isinstance(part, frozenset):
-            keys |= part
-    return keys
