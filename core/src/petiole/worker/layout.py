@@ -17,7 +17,7 @@ processes pool.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from petiole.config import Settings
 from petiole.errors import ConfigError
@@ -37,10 +37,9 @@ class Layout:
     pool: str | None
     concurrency: int | None
     prefetch_multiplier: int | None
-
-    @property
-    def prefork(self) -> bool:
-        return self.pool == "solo" and self.processes > 0
+    #: Chosen as the prefork pool (not ``--workers N -P solo`` asked for by hand): how
+    #: it is described, not what it starts, so layouts compare without it.
+    prefork: bool = field(default=False, compare=False)
 
 
 def layout(
@@ -71,4 +70,4 @@ def layout(
     count = processes or concurrency or settings.worker_concurrency or os.cpu_count() or 1
     multiplier = prefetch_multiplier or settings.prefetch_multiplier
     per_process = PLACES_PER_PROCESS * multiplier if multiplier > 1 else 1
-    return Layout(count, "solo", None, per_process)
+    return Layout(count, "solo", None, per_process, prefork=True)

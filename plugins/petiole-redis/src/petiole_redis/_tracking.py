@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Final
 
 from redis._parsers import _RESP3Parser
@@ -129,46 +130,42 @@ class TrackingClient:
         if state is None or state.pid != os.getpid() or state.tracks != self.tracks:
             if state is not None and state.pid == os.getpid():
                 state.connection.disconnect()  # a tracking one, refused meanwhile
-            state = _ThreadState(self._new_connection(), tracks=self.tracks)
+            state = _ThreadState(tracks=self.tracks)
+            state.connection = self._new_connection(state)
             self._local.state = state
         return state
 
-    def _new_connection(self) -> RawConnection:
+    def _new_connection(self, state: _ThreadState) -> RawConnection:
         connector = self._connector
         kwargs = dict(connector.pool.connection_kwargs)
-        if self.tracks:
+        if state.tracks:
             # redis-py's own RESP3 parser, whichever it would pick (hiredis's
             # handles pushes differently across versions)
             kwargs["protocol"], kwargs["parser_class"] = 3, _RESP3Parser
-        kwargs["redis_connect_func"] = self._on_connect
+        kwargs["redis_connect_func"] = partial(self._on_connect, state)
         connection: RawConnection = connector.pool.connection_class(**kwargs)
         connector.track(connection)
         return connection
 
-    def _on_connect(self, connection: RawConnection) -> None:
-        """Set up a new connection (the connector's own checks), then turn
-        tracking on; a server that refuses RESP3 or tracking turns this client to
-        polling, and the call that connected is made again on a plain connection."""
-        tracking = getattr(connection, "protocol", None) == 3
+    def _on_connect(self, state: _ThreadState, connection: RawConnection) -> None:
+        """Set up a new connection of ``state`` (the connector's own checks), then
+        turn tracking on; a server that refuses RESP3 or tracking turns this client
+        to polling, and the call that connected is made again on a plain connection."""
         try:
             self._connector.on_connect(connection)
         except ResponseError as exc:
-            if tracking and "hello" in str(exc).lower():  # a server before RESP3
-                self._refused(connection, exc)
+            if state.tracks and "hello" in str(exc).lower():  # a server before RESP3
+                self._refused(exc)
             raise
-        state: _ThreadState | None = getattr(self._local, "state", None)
-        if tracking:
+        if state.tracks:
             try:
-                if state is None or state.connection is not connection:
-                    raise ResponseError("a tracking connection made outside its thread's state")
                 _set_invalidation_handler(connection, state.note)
                 command_reply(connection, "CLIENT", "TRACKING", "ON")
             except ResponseError as exc:
-                self._refused(connection, exc)
-        if state is not None and state.connection is connection:
-            state.fresh = True
+                self._refused(exc)
+        state.fresh = True
 
-    def _refused(self, connection: RawConnection, exc: ResponseError) -> None:
+    def _refused(self, exc: ResponseError) -> None:
         with self._lock:
             was, self.tracks = self.tracks, False
         if was:
@@ -191,9 +188,9 @@ class _ThreadState:
 
     __slots__ = ("changed", "connection", "everything", "fresh", "pid", "poll_s", "tracks")
 
-    def __init__(self, connection: RawConnection, *, tracks: bool) -> None:
-        self.connection = connection
-        self.tracks = tracks
+    def __init__(self, *, tracks: bool) -> None:
+        self.connection: RawConnection  # set once made: its connect hook needs this state
+        self.tracks = tracks  # whether its connection is a tracking one
         self.fresh = True  # nothing read on it is tracked yet
         self.pid = os.getpid()
         self.poll_s = _POLL_FIRST_S
