@@ -40,8 +40,10 @@ class RedisConnections:
 
 
 class TestRedisTransport(RedisConnections, TransportSuite):
-    # Redis's timers are milliseconds: tight slack.
-    delay_precision_s = 0.25
+    # Redis's timers are milliseconds, but the suite's default slack (0.5 s) is
+    # about the test machine too: 0.25 s failed once when CI ran suites side by
+    # side on two cores (a delayed message reserved 1.297 s after a 1 s delay).
+    pass
 
 
 class TestRedisBroadcast(RedisConnections, BroadcastSuite):
