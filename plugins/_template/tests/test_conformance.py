@@ -51,7 +51,7 @@ class TestExampleBackend(ResultBackendSuite):
 
 
 class TestExampleCoordination(CoordinationSuite):
-    ttl_precision_s = 0.25
+    ttl_precision_s = 0.5
 
     @pytest.fixture
     def coordination(self, example_server: ExampleServer) -> Iterator[Coordination]:
