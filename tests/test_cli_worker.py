@@ -255,7 +255,8 @@ def test_a_second_signal_stops_at_once_and_still_removes_the_pidfile(
     project: Path, env: dict[str, str]
 ) -> None:
     pidfile, log = project / "w.pid", project / "w.log"
-    worker = _start(project, env, "--pidfile", str(pidfile), "--logfile", str(log))
+    # -l INFO: the task's "received" line says when the worker has it.
+    worker = _start(project, env, "--pidfile", str(pidfile), "--logfile", str(log), "-l", "INFO")
     try:
         assert wait_until(lambda: _ready(log), timeout_s=30)
         assert petiole(project, env, "call", "cli.sleep", "--args", "[60]").returncode == 0

@@ -34,7 +34,7 @@ from petiole.errors import (
     SerializationError,
     SoftTimeLimitExceeded,
 )
-from petiole.logs import Verbatim
+from petiole.logs import TASK_LOGGER, Verbatim
 from petiole.plugins import PluginRegistry, implemented
 from petiole.pools.base import ACK, REJECT, REQUEUE, Job, Outcome
 from petiole.ports import ResultsApp
@@ -45,7 +45,7 @@ from petiole.serializers import Serializer
 from petiole.task import ExceptionInfo, Task
 from petiole.timelimits import soft_time_limit
 
-logger = logging.getLogger("petiole.worker")
+logger = logging.getLogger(TASK_LOGGER)
 
 # When the result store is down, the message goes back and is retried this much later.
 RESULT_STORE_RETRY_S = 5.0

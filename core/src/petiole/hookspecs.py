@@ -211,8 +211,10 @@ def petiole_setup_logging(app: AppHandle, loglevel: str, logfile: str | None) ->
     Called by the ``petiole`` command once it has loaded the app, and in each
     ``processes``-pool child once that has loaded the app (a spawned child starts
     with no logging configured). ``loglevel`` is a level name (``"INFO"``): the
-    ``--loglevel`` given, else the ``log_level`` setting (in children, the
-    worker's). ``logfile`` is the worker's ``--logfile`` path, where its standard
+    ``--loglevel`` given, else the ``log_level`` setting, else ``"INFO"`` (in
+    children, the worker's); with neither chosen, the ``petiole.worker.tasks``
+    logger is already set to WARNING (no line per task; set its level to turn
+    them on). ``logfile`` is the worker's ``--logfile`` path, where its standard
     output and error already go (``None`` without one, and in pool children,
     which write there too). Not called for a worker embedded in a program of
     your own, which sets up logging itself. Add

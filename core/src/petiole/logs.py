@@ -134,6 +134,26 @@ def install_escaping(handlers: list[logging.Handler]) -> None:
             handler.addFilter(EscapeControlCharacters())
 
 
+#: The logger of the worker's lines about each task: received, succeeded, will
+#: retry, not run (its failures too, at ERROR). A child of ``petiole.worker``, so
+#: configuring that one configures it.
+TASK_LOGGER = "petiole.worker.tasks"
+
+#: The level with no ``log_level`` set and no ``--loglevel`` given.
+DEFAULT_LEVEL = "INFO"
+
+
+def log_task_lines(on: bool) -> None:
+    """Whether the worker logs a line per task received and finished (INFO).
+
+    Off (with no level chosen), only the task logger's warnings and errors pass:
+    at thousands of tasks a second two lines per task are a flood nobody reads
+    and a quarter of the worker's time (benchmarks/README.md, "Where the time
+    goes"). Failures are still logged, with their tracebacks.
+    """
+    logging.getLogger(TASK_LOGGER).setLevel(logging.NOTSET if on else logging.WARNING)
+
+
 def setup_logging(level: str | int) -> None:
     """Log to stderr in :data:`FORMAT` at ``level``, every handler of the root
     logger escaping control characters in logged values (so records of any

@@ -4,7 +4,7 @@ the config file, and logging.
 Logging is set up once the app is loaded (:meth:`CliState.app`), so that the
 app's plugins — its in-code ones included — can take it over through
 ``petiole_setup_logging``; the level is ``--loglevel``, else the ``log_level``
-setting.
+setting, else INFO without the worker's line per task.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from petiole.app import Petiole
 from petiole.config import CONFIG_ENV, load_settings
 from petiole.errors import PetioleError
 from petiole.loading import load_app
-from petiole.logs import setup_logging
+from petiole.logs import DEFAULT_LEVEL, setup_logging
 from petiole.worker import hooks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +54,7 @@ class CliState:
         """For a plugin's subcommand, which may never load an app: log the CLI's way."""
         if not self._logging_set_up:
             self._logging_set_up = True
-            setup_logging(self.loglevel or "INFO")
+            setup_logging(self.loglevel or DEFAULT_LEVEL)
 
 
 def _remember_app(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -87,7 +87,7 @@ def common_options(fn: F) -> F:
         callback=_set_loglevel,
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
         help="How much to log: DEBUG, INFO, WARNING or ERROR (default: the log_level "
-        "setting, INFO unless set).",
+        "setting; unset, INFO without the worker's line per task, which -l INFO adds).",
     )(fn)
     fn = click.option(
         "-A",

@@ -65,6 +65,7 @@ from petiole.envelope import Envelope
 from petiole.errors import ConfigError, PetioleError
 from petiole.execution import TaskRunner
 from petiole.loading import load_app
+from petiole.logs import TASK_LOGGER
 from petiole.orphans import exit_with_parent
 from petiole.pools.base import (
     ACK,
@@ -364,6 +365,7 @@ def _child_main(
     conn: Connection,
     parent_pid: int,
     log_level: int,
+    task_lines: bool,
     max_tasks: int,
     max_memory_mb: float,
 ) -> None:
@@ -373,7 +375,8 @@ def _child_main(
     try:
         app = load_app(app_path)
         discovery.run_pending(app)  # a spawned child imports the discovered task modules too
-        hooks.setup_logging(app, log_level)  # a spawned child starts with none configured
+        # A spawned child starts with no logging configured: the worker's, then.
+        hooks.setup_logging(app, log_level, task_lines=task_lines)
         runner = TaskRunner(app, hostname=hostname)
     except BaseException as exc:
         _send(conn, ("error", f"{type(exc).__name__}: {exc}"))
@@ -423,6 +426,7 @@ class _Slot:
                 child_conn,
                 os.getpid(),
                 logging.getLogger().getEffectiveLevel(),
+                logging.getLogger(TASK_LOGGER).isEnabledFor(logging.INFO),
                 pool.max_tasks_per_child,
                 pool.max_memory_per_child_mb,
             ),

@@ -21,6 +21,7 @@ from petiole.canvas.continuation import check_workflow_headers
 from petiole.config import Settings
 from petiole.envelope import IDENTITY, Envelope, Frame, peek_signer
 from petiole.errors import PluginError, ProtocolError, SignatureError
+from petiole.logs import TASK_LOGGER
 from petiole.pools.base import Job
 from petiole.stages import verify_frame
 from petiole.task import Task
@@ -28,7 +29,7 @@ from petiole.transport import Delivery
 from petiole.worker.hooks import MessageHooks
 from petiole.worker.settle import Settler
 
-logger = logging.getLogger("petiole.worker")
+logger = logging.getLogger(TASK_LOGGER)
 
 # A message delivered this much before its ETA is put back until due (the broker's
 # delay is authoritative; this only catches brokers with a maximum delay).

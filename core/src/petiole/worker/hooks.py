@@ -85,10 +85,19 @@ def _log_failure(hook: str, plugin: str, exc: Exception) -> None:
     )
 
 
-def setup_logging(app: Petiole, level: str | int, *, logfile: str | None = None) -> bool:
+def setup_logging(
+    app: Petiole, level: str | int | None, *, logfile: str | None = None, task_lines: bool = True
+) -> bool:
     """Let plugins set up logging (``petiole_setup_logging``); unless one of them
     returns True, log the CLI's way (:func:`petiole.logs.setup_logging`).
-    Returns True when a plugin did it."""
+
+    ``level`` ``None`` (none chosen) is INFO without the worker's line per task
+    (:func:`petiole.logs.log_task_lines`); ``task_lines=False`` turns those off at
+    any level (a pool child whose worker has them off). Set before the plugins
+    are called, so a plugin can turn them on again. Returns True when a plugin
+    did it."""
+    logs.log_task_lines(task_lines and level is not None)
+    level = logs.DEFAULT_LEVEL if level is None else level
     name = level.upper() if isinstance(level, str) else logging.getLevelName(level)
     hook = guarded(app.plugins.hook.petiole_setup_logging)
     if hook is not None and any(

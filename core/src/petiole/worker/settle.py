@@ -22,11 +22,12 @@ from petiole.app import Petiole
 from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
 from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
+from petiole.logs import TASK_LOGGER
 from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome
 from petiole.transport import Delivery, unsettled_return
 from petiole.worker.acks import AckBatcher
 
-logger = logging.getLogger("petiole.worker")
+logger = logging.getLogger(TASK_LOGGER)
 
 
 class Settler:

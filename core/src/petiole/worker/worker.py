@@ -44,6 +44,7 @@ from petiole.config import Settings
 from petiole.diagnosis import location
 from petiole.errors import PetioleError
 from petiole.execution import Rejected, TaskRunner, default_hostname
+from petiole.logs import TASK_LOGGER
 from petiole.pools.base import (
     ACK,
     LOST,
@@ -291,7 +292,14 @@ class Worker:
                 self.app.main_path or self.app.name,
             )
         else:
-            logger.info("tasks: %s", ", ".join(sorted(user_tasks)))
+            quiet = not logging.getLogger(TASK_LOGGER).isEnabledFor(logging.INFO)
+            logger.info(
+                "tasks: %s%s",
+                ", ".join(sorted(user_tasks)),
+                " (failures are logged; -l INFO logs every task received and finished)"
+                if quiet
+                else "",
+            )
             self._warn_of_tasks_outliving_their_delivery(user_tasks)
 
     def _warn_of_tasks_outliving_their_delivery(self, names: list[str]) -> None:
