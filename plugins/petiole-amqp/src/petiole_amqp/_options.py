@@ -68,8 +68,9 @@ class AmqpOptions(ConnectionOptions):
     # Not the broker's setting (AMQP cannot read it): what the worker is told it is.
     consumer_timeout_s: float = 1800.0
     # After creating a queue, wait this long before using it: RabbitMQ 3.10 can lose a
-    # queue created moments before a crash (README). 0 turns the wait off.
-    new_queue_settle_s: float = 1.0
+    # queue created moments before a crash (README): past Erlang's disk_log write
+    # cache (2 s) with a margin. 0 turns the wait off.
+    new_queue_settle_s: float = 2.5
 
 
 @dataclass(frozen=True, slots=True)
