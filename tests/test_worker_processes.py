@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from petiole.cli.daemon import alive
 from petiole.testing import wait_until
 from petiole.worker import supervisor
+from petiole.worker.held import HeldReporter
 from petiole.worker.supervisor import EXIT_REPLACE_ME, STOP_SIGNAL, Supervisor, numbered
 
 STOP_TIMEOUT_S = 30
@@ -65,7 +67,7 @@ def test_a_worker_process_that_keeps_failing_to_start_stops_all_with_its_exit_co
 ) -> None:
     starts = tmp_path / "starts"
 
-    def broken(index: int, ready: Callable[[], None]) -> int:
+    def broken(index: int, ready: Callable[[], None], held: HeldReporter | None) -> int:
         with starts.open("a") as fh:
             fh.write(f"{index}\n")
         return 3 if index == 2 else _wait_for_stop(index, ready)
@@ -80,7 +82,7 @@ def test_a_worker_process_that_keeps_failing_to_start_stops_all_with_its_exit_co
 def test_a_worker_process_that_dies_is_started_again(tmp_path: Path) -> None:
     starts = tmp_path / "starts"
 
-    def dies_once(index: int, ready: Callable[[], None]) -> int:
+    def dies_once(index: int, ready: Callable[[], None], held: HeldReporter | None) -> int:
         with starts.open("a") as fh:
             fh.write(f"{index}\n")
         if starts.read_text().split().count(str(index)) == 1 and index == 1:
@@ -101,7 +103,7 @@ def test_a_worker_process_that_asks_to_be_replaced_is_not_counted_as_failing(
     starts = tmp_path / "starts"
     replacements = supervisor.START_FAILURES + 1  # more than a failing one may have
 
-    def replaced_often(index: int, ready: Callable[[], None]) -> int:
+    def replaced_often(index: int, ready: Callable[[], None], held: HeldReporter | None) -> int:
         with starts.open("a") as fh:
             fh.write(f"{index}\n")
         if len(starts.read_text().split()) <= replacements:
@@ -301,6 +303,41 @@ def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
     assert wait_until(lambda: len(children(worker.pid)) == 2, timeout_s=20)
     assert victim not in children(worker.pid)
     assert "ended unexpectedly (signal SIGKILL)" in log(project)
+    assert stopped(worker) == 0
+
+
+def test_a_killed_prefork_process_gives_back_its_unstarted_messages_at_once(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """Not after their lease (60 s here): the supervisor returns what the dead
+    process had reserved and not started; the task it was running waits for its
+    lease, so a task that kills its process does not go straight to the next."""
+    env["PETIOLE_LEASE_S"] = "60"
+    mark = project / "runs"
+    # Queued before the worker starts, so that its first reserve takes all six.
+    script = (
+        "import workers_app\n"
+        f"print(workers_app.pid.apply_async(kwargs={{'seconds': 120, 'mark': {str(mark)!r}}}).id)\n"
+        "for _ in range(5):\n"
+        "    print(workers_app.pid.delay().id)\n"
+    )
+    blocking, *quick = python(project, env, script)
+    worker = start(1)  # prefork, the default pool: one worker process
+    assert wait_until(mark.exists, timeout_s=20)
+    victim = int(mark.read_text())
+    os.kill(victim, signal.SIGKILL)
+    started = time.monotonic()
+    script = (
+        "import json, workers_app\n"
+        f"print(json.dumps([workers_app.app.AsyncResult(i).get(timeout=30) for i in {quick!r}]))\n"
+    )
+    [line] = python(project, env, script)
+    assert time.monotonic() - started < 30  # well within the 60 s lease
+    [replacement] = children(worker.pid)
+    assert json.loads(line) == [replacement] * 5  # each ran once, in the fresh process
+    assert "returned the messages worker process 1 held and had not started" in log(project)
+    assert mark.read_text().split() == [str(victim)]  # the running one waits for its lease
+    assert blocking not in line
     assert stopped(worker) == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from petiole.cli.help_groups import GroupedCommand, grouped_option
 from petiole.errors import PetioleError
 from petiole.worker import Worker
 from petiole.worker.autoscale import DEFAULT_IDLE_S, Bounds
+from petiole.worker.held import HeldReporter, return_to_queue
 from petiole.worker.layout import layout
 from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
 
@@ -326,7 +328,9 @@ def worker(
             autoscaling=autoscale is not None,
         )
 
-        def build(name: str | None, *, supervised: bool = False) -> Worker:
+        def build(
+            name: str | None, *, supervised: bool = False, held: HeldReporter | None = None
+        ) -> Worker:
             return Worker(
                 app,
                 queues=_comma_list(queues),
@@ -347,6 +351,7 @@ def worker(
                 autoscale=None if autoscale is None else (autoscale.maximum, autoscale.minimum),
                 autoscale_idle_s=autoscale_idle_s,
                 supervised=supervised,
+                held=held,
             )
 
         if plan.processes == 0:
@@ -356,10 +361,12 @@ def worker(
             code = w.run(ready=ready)
         else:
 
-            def run_worker(index: int, worker_ready: Callable[[], None]) -> int:
+            def run_worker(
+                index: int, worker_ready: Callable[[], None], held: HeldReporter | None
+            ) -> int:
                 if started is not None:
                     started.forget()  # the supervisor says when all are ready
-                worker = build(numbered(hostname, index), supervised=True)
+                worker = build(numbered(hostname, index), supervised=True, held=held)
                 code = worker.run(ready=worker_ready, stop_signals=(STOP_SIGNAL,))
                 app.close()
                 return code
@@ -371,7 +378,8 @@ def worker(
                     plan.processes,
                     plan.prefetch_multiplier,
                 )
-            code = Supervisor(plan.processes, run_worker).run(ready=ready)
+            release = functools.partial(return_to_queue, app)
+            code = Supervisor(plan.processes, run_worker, release=release).run(ready=ready)
         app.close()
     except PetioleError as exc:
         if started is not None:  # the command that started it is waiting to say why

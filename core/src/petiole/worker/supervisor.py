@@ -24,6 +24,10 @@ talks to a server is shared. It then only watches them:
   One that does so :data:`START_FAILURES` times in a row (a broker that refuses
   it, an app that fails in the new process) stops them all: the supervisor exits
   with that process's exit code rather than restart it forever.
+- **A dead worker process's prefetched messages go back at once** (with
+  ``release``): each process tells the supervisor what it reserved and runs
+  (:mod:`petiole.worker.held`), and the supervisor returns what it had not
+  started instead of leaving it to wait out its lease.
 - **Nothing outlives the supervisor.** Worker processes exit when it dies, even
   by SIGKILL.
 """
@@ -44,6 +48,8 @@ from dataclasses import dataclass
 from types import FrameType
 
 from petiole.orphans import exit_with_parent
+from petiole.transport import Delivery
+from petiole.worker.held import HeldChannel, HeldReporter
 
 logger = logging.getLogger("petiole.worker")
 
@@ -72,10 +78,13 @@ def numbered(hostname: str | None, index: int) -> str | None:
     return f"{hostname}-{index}"
 
 
-#: Runs one worker process: ``run(index, ready)`` builds its worker (``supervised``),
-#: runs it with ``stop_signals=(STOP_SIGNAL,)`` and ``ready``, and returns its exit code.
-#: It starts with STOP_SIGNAL blocked; ``Worker.run`` unblocks its stop signals.
-RunWorker = Callable[[int, Callable[[], None]], int]
+#: Runs one worker process: ``run(index, ready, held)`` builds its worker
+#: (``supervised``, telling ``held`` what it holds when given), runs it with
+#: ``stop_signals=(STOP_SIGNAL,)`` and ``ready``, and returns its exit code. It
+#: starts with STOP_SIGNAL blocked; ``Worker.run`` unblocks its stop signals.
+RunWorker = Callable[[int, Callable[[], None], HeldReporter | None], int]
+#: Returns the messages a dead worker process held and had not started.
+Release = Callable[[int, list[Delivery]], None]
 
 
 @dataclass
@@ -88,16 +97,21 @@ class _Slot:
     failed_starts: int = 0
     restart_at: float | None = None
     exit_code: int = 0
+    held: HeldChannel | None = None
 
 
 class Supervisor:
     """Starts ``count`` worker processes with ``run_worker`` and keeps them running."""
 
-    def __init__(self, count: int, run_worker: RunWorker) -> None:
+    def __init__(
+        self, count: int, run_worker: RunWorker, *, release: Release | None = None
+    ) -> None:
         if count < 1:
             raise ValueError(f"a supervisor runs at least 1 worker process, not {count}")
         self.count = count
         self._run_worker = run_worker
+        self._release = release
+        self._selector = selectors.DefaultSelector()
         self._slots = [_Slot(index) for index in range(1, count + 1)]
         self._by_pid: dict[int, _Slot] = {}
         self._signals_seen = 0
@@ -126,34 +140,41 @@ class Supervisor:
                 signal.signal(signum, handler)
             for fd in (self._ready_r, self._ready_w, self._wake_r, self._wake_w):
                 os.close(fd)
+            for slot in self._slots:
+                if slot.held is not None:
+                    slot.held.close()
+                    slot.held = None
+            self._selector.close()
 
     # -- watching ------------------------------------------------------------------
 
     def _watch(self, ready: Callable[[], None] | None) -> int:
         readies = 0
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._ready_r, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                self._reap()
-                if not self._by_pid and (self._stopping or self._gave_up is not None):
-                    break
-                now = time.monotonic()
-                for slot in self._slots:
-                    if slot.restart_at is not None and slot.restart_at <= now:
-                        self._start(slot)
-                due = [s.restart_at for s in self._slots if s.restart_at is not None]
-                timeout = max(0.0, min(due) - now) if due else None
-                for key, _ in selector.select(timeout):
-                    if key.fd == self._ready_r:
-                        readies += len(os.read(self._ready_r, 512))
-                        if ready is not None and readies >= self.count:
-                            ready()
-                            ready = None
-                    else:
-                        with contextlib.suppress(BlockingIOError):
-                            while os.read(self._wake_r, 512):
-                                pass
+        selector = self._selector
+        selector.register(self._ready_r, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        while True:
+            self._reap()
+            if not self._by_pid and (self._stopping or self._gave_up is not None):
+                break
+            now = time.monotonic()
+            for slot in self._slots:
+                if slot.restart_at is not None and slot.restart_at <= now:
+                    self._start(slot)
+            due = [s.restart_at for s in self._slots if s.restart_at is not None]
+            timeout = max(0.0, min(due) - now) if due else None
+            for key, _ in selector.select(timeout):
+                if isinstance(key.data, HeldChannel):
+                    key.data.read()
+                elif key.fd == self._ready_r:
+                    readies += len(os.read(self._ready_r, 512))
+                    if ready is not None and readies >= self.count:
+                        ready()
+                        ready = None
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self._wake_r, 512):
+                            pass
         if self._gave_up is not None:
             return self._gave_up.exit_code or 1
         codes = [slot.exit_code for slot in self._slots if slot.exit_code]
@@ -178,6 +199,7 @@ class Supervisor:
     def _ended(self, slot: _Slot, code: int) -> None:
         pid, slot.pid = slot.pid, 0
         slot.exit_code = code if code >= 0 else 128 - code
+        self._return_unfinished(slot, code)
         if self._stopping or self._gave_up is not None:
             return
         if code == EXIT_REPLACE_ME:
@@ -219,6 +241,21 @@ class Supervisor:
         )
         slot.restart_at = time.monotonic() + pause_s
 
+    def _return_unfinished(self, slot: _Slot, code: int) -> None:
+        """Give the broker back what the process that ended held and had not started:
+        nothing if it exited on its own (it returned its messages itself)."""
+        held, slot.held = slot.held, None
+        if held is None:
+            return
+        try:
+            self._selector.unregister(held.fd)
+            if code not in (0, EXIT_REPLACE_ME) and self._release is not None:
+                unfinished = held.unfinished()
+                if unfinished:
+                    self._release(slot.index, unfinished)
+        finally:
+            held.close()
+
     # -- signals -------------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -254,22 +291,28 @@ class Supervisor:
                 ", ".join(others),
             )
         supervisor_pid = os.getpid()
+        if self._release is not None:
+            slot.held = HeldChannel()
         # Blocked across the fork: a stop sent before the new worker handles it stays
         # pending (the worker unblocks it once its handler is in place) instead of
         # killing the process by its default action.
         signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
         pid = os.fork()
         if pid == 0:
-            self._become_worker(slot.index, supervisor_pid)
+            self._become_worker(slot, supervisor_pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {STOP_SIGNAL})
         slot.pid = pid
         slot.started_at = time.monotonic()
         self._by_pid[pid] = slot
+        if slot.held is not None:
+            slot.held.forked()
+            self._selector.register(slot.held.fd, selectors.EVENT_READ, slot.held)
         logger.debug("started worker process %d as pid %d", slot.index, pid)
 
-    def _become_worker(self, index: int, supervisor_pid: int) -> None:
+    def _become_worker(self, slot: _Slot, supervisor_pid: int) -> None:
         """In the forked child: run one worker and exit, never returning to the caller."""
         code = 1
+        index = slot.index
         try:
             multiprocessing.current_process().name = f"Worker-{index}"  # in each log line
             signal.set_wakeup_fd(-1)
@@ -278,13 +321,17 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_IGN)
             for fd in (self._ready_r, self._wake_r, self._wake_w):
                 os.close(fd)
+            for other in self._slots:
+                if other is not slot and other.held is not None:
+                    other.held.abandon()
+            held = slot.held.reporter() if slot.held is not None else None
             exit_with_parent(supervisor_pid)
             ready_w = self._ready_w
 
             def announce_ready() -> None:
                 os.write(ready_w, b"r")
 
-            code = self._run_worker(index, announce_ready)
+            code = self._run_worker(index, announce_ready, held)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

@@ -63,6 +63,7 @@ from petiole.worker import hooks
 from petiole.worker.admission import Admission
 from petiole.worker.autoscale import DEFAULT_IDLE_S, TICK_S, Bounds, ScalePolicy
 from petiole.worker.hard_limits import HardLimits
+from petiole.worker.held import HeldReporter
 from petiole.worker.options import (
     check_autoscaling,
     consumed_queues,
@@ -98,7 +99,9 @@ class Worker:
     bounds, shrinking after an executor was idle for ``autoscale_idle_s``.
     ``supervised`` says a supervisor starts a fresh worker process when this one
     exits with :data:`EXIT_REPLACE_ME`: the worker then enforces the hard time
-    limits of a pool that runs tasks in its own process (solo) by doing so.
+    limits of a pool that runs tasks in its own process (solo) by doing so;
+    ``held`` is where it tells that supervisor what it reserves and runs
+    (:mod:`petiole.worker.held`).
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class Worker:
         autoscale: tuple[int, int] | None = None,
         autoscale_idle_s: float | None = None,
         supervised: bool = False,
+        held: HeldReporter | None = None,
     ) -> None:
         self.app = app
         # The tasks of app.autodiscover_tasks(...) packages, registered before anything
@@ -173,6 +177,10 @@ class Worker:
             self.transport if isinstance(self.transport, Consuming) else None
         )
         self.lease_s = max(settings.lease_s, self.transport.capabilities.min_lease_s)
+        # Under a supervisor: what this process reserves and runs, so that the
+        # supervisor returns the rest if it dies (only where leases would otherwise
+        # keep them: a broker that ties them to a connection returns them itself).
+        self._reporter = held if self.transport.capabilities.leases_expire else None
         self.runner = TaskRunner(app, hostname=self.hostname)
         self.hooks = hooks.MessageHooks(app, self)
         self.settler = Settler(app, self.hostname)
@@ -476,6 +484,8 @@ class Worker:
                 backoff = min(backoff * 2, _RESERVE_BACKOFF_S[1])
                 continue
             backoff = _RESERVE_BACKOFF_S[0]
+            if self._reporter is not None and deliveries:
+                self._reporter.reserved(deliveries)
             for delivery in deliveries:
                 self._accept_guarded(delivery, (reserved_at + self.lease_s, generation))
             self._dispatch()
@@ -653,6 +663,10 @@ class Worker:
                 continue
             if self._acks_early(job) and not self._ack_before_running(job):
                 continue
+            if self._reporter is not None:
+                with self._lock:
+                    running = list(self._running)
+                self._reporter.running(running)
             if self._hard_limits is None or job.time_limit_s is None:
                 self.pool.submit(job, self._on_done)
             else:
