@@ -4,35 +4,33 @@ prefetched messages of one that dies go back to the queue at once.
 A prefork worker process reserves its own messages (16 at a time by default).
 Killed (SIGKILL, the OOM killer, a segfault), it leaves them leased: on a broker
 whose leases expire (Redis, SQLite, SQS) they would wait out their lease (30 s)
-while the other processes sit idle. So each process tells its supervisor what it
-reserved, and which of those it is running, and the supervisor returns the rest
-(``nack`` with requeue) when the process dies:
+while the other processes sit idle. So each process keeps, in memory it shares
+with its supervisor (an anonymous mapping made before the fork; no system call
+and no wake-up of the supervisor per task or per reserve):
 
-- **What it reserved** goes down a pipe, one small frame per reserve (queue,
-  receipt, delivery count, message id: never the payload), written without
-  blocking: a frame the pipe has no room for is dropped, and those messages
-  merely wait for their leases as before. The supervisor keeps the last
-  :data:`REMEMBERED` per process; receipts already acknowledged are stale, and a
-  transport ignores a ``nack`` of a stale receipt.
-- **Which it is running** is written to a page of shared memory (no system
-  call per task). Those messages are *not* returned: a task that kills its
-  process would otherwise go straight to the next one and kill it too. They come
-  back when their lease ends, as before, and ``max_deliveries`` dead-letters a
-  message that keeps killing its worker.
+- **what it holds**, rewritten after each reserve: queue, receipt, delivery
+  count and message id of each message (never the payload). Messages settled
+  since are stale receipts, which a transport's ``nack`` ignores;
+- **which it is running**, rewritten as each task starts.
 
-A finished task whose acknowledgement was still in the batch (a few ms) runs
-again, as after any crash before an ack: at least once, never lost.
+Each is written to the half of its region not in use, then that half is named
+current (one byte), so a process killed mid-write leaves the previous one whole.
+
+When the process dies, the supervisor returns (``nack`` with requeue) what it
+held and was not running. The running task is *not* returned: a task that kills
+its process would otherwise go straight to the next one and kill it too; it
+comes back when its lease ends, as before, and ``max_deliveries`` dead-letters a
+message that keeps killing its worker. A finished task whose acknowledgement
+was still in the batch (a few ms) runs again, as after any crash before an ack:
+at least once, never lost. A process holding more than a half page describes
+(about 500 messages) has its messages wait for their leases.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
 import logging
 import mmap
-import os
-import select
 import struct
 from collections.abc import Iterable, Sequence
 
@@ -42,152 +40,91 @@ from petiole.transport import Delivery
 
 logger = logging.getLogger("petiole.worker")
 
-#: Deliveries the supervisor remembers per worker process (the most recent).
-REMEMBERED = 1024
-_RUNNING_BYTES = 4096
 _LENGTH = struct.Struct("<I")
-# A write of at most PIPE_BUF bytes to a pipe is all or nothing, even non-blocking:
-# a frame is never torn.
-_FRAME_MAX = select.PIPE_BUF
+_UNKNOWN = 0xFFFFFFFF  # "too much to describe": return nothing
+_HELD_BYTES = 65536  # per half: a snapshot of what a process holds
+_RUNNING_BYTES = 4096  # per half: the receipts of its running tasks
 
-Entry = tuple[str, str, int, str]  # queue, receipt, delivery count, message id
+
+class _Region:
+    """Bytes one process writes and another reads after the writer died: two
+    halves and a byte naming the current one, so a write cut short by the
+    writer's death leaves the last complete value current."""
+
+    def __init__(self, page: mmap.mmap, at: int, half: int) -> None:
+        self._page, self._at, self._half = page, at, half
+        _LENGTH.pack_into(page, at + 1, 0)
+
+    @staticmethod
+    def size(half: int) -> int:
+        return 1 + 2 * half
+
+    def write(self, data: bytes) -> None:
+        page = self._page
+        spare = (page[self._at] & 1) ^ 1
+        start = self._at + 1 + spare * self._half
+        if _LENGTH.size + len(data) > self._half:
+            _LENGTH.pack_into(page, start, _UNKNOWN)
+        else:
+            page[start + _LENGTH.size : start + _LENGTH.size + len(data)] = data
+            _LENGTH.pack_into(page, start, len(data))
+        page[self._at] = spare
+
+    def read(self) -> bytes | None:
+        """The current value; None when it did not fit (unknown)."""
+        page = self._page
+        start = self._at + 1 + (page[self._at] & 1) * self._half
+        (length,) = _LENGTH.unpack_from(page, start)
+        if length == _UNKNOWN or _LENGTH.size + length > self._half:
+            return None
+        return page[start + _LENGTH.size : start + _LENGTH.size + length]
 
 
 class HeldChannel:
-    """One worker process's pipe and running page; made by the supervisor before
-    each fork, then used from both sides (:meth:`reporter` in the child)."""
+    """One worker process's shared page; made by the supervisor before each fork,
+    written by the child through its :meth:`reporter`, read after it died."""
 
     def __init__(self) -> None:
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
-        self._running = mmap.mmap(-1, _RUNNING_BYTES)  # shared with the child across fork
-        self._buffer = bytearray()
-        self._held: collections.deque[Entry] = collections.deque(maxlen=REMEMBERED)
-
-    @property
-    def fd(self) -> int:
-        """What the supervisor waits on to :meth:`read`."""
-        return self._read_fd
-
-    # -- the child's side ------------------------------------------------------------
+        held_size = _Region.size(_HELD_BYTES)
+        # Anonymous and shared: what the child writes, the supervisor reads.
+        self._page = mmap.mmap(-1, held_size + _Region.size(_RUNNING_BYTES))
+        self._held = _Region(self._page, 0, _HELD_BYTES)
+        self._running = _Region(self._page, held_size, _RUNNING_BYTES)
 
     def reporter(self) -> HeldReporter:
-        """In the forked worker process: its end of the channel."""
-        os.close(self._read_fd)
-        return HeldReporter(self._write_fd, self._running)
-
-    def abandon(self) -> None:
-        """In a worker process forked for another slot: not its channel."""
-        with contextlib.suppress(OSError):
-            os.close(self._read_fd)
-
-    # -- the supervisor's side -------------------------------------------------------
-
-    def forked(self) -> None:
-        """In the supervisor, once the child has its end."""
-        os.close(self._write_fd)
-        self._write_fd = -1
-
-    def read(self) -> None:
-        """Take in what the pipe holds (call when :attr:`fd` is readable)."""
-        while True:
-            try:
-                chunk = os.read(self._read_fd, 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            self._buffer += chunk
-        while len(self._buffer) >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(self._buffer)
-            end = _LENGTH.size + size
-            if len(self._buffer) < end:
-                break
-            entries = json.loads(self._buffer[_LENGTH.size : end])
-            del self._buffer[:end]
-            self._held.extend((q, receipt, int(n), m) for q, receipt, n, m in entries)
+        """In the forked worker process: how it writes to the page."""
+        return HeldReporter(self._held, self._running)
 
     def unfinished(self) -> list[Delivery]:
-        """After the process died: what it reserved and was not running, to return."""
-        self.read()
-        running = _running_receipts(self._running)
+        """After the process died: what it held and was not running, to return."""
+        held, running = self._held.read(), self._running.read()
+        if not held or running is None:
+            return []
+        skip = frozenset(running.decode().split("\n"))
         return [
-            Delivery(b"", queue, receipt, count, message_id)
-            for queue, receipt, count, message_id in self._held
-            if receipt not in running
+            Delivery(b"", queue, receipt, int(count), message_id)
+            for queue, receipt, count, message_id in json.loads(held)
+            if receipt not in skip
         ]
 
     def close(self) -> None:
-        for fd in (self._read_fd, self._write_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._read_fd = self._write_fd = -1
-        self._running.close()
+        self._page.close()
 
 
 class HeldReporter:
-    """A worker process's end of its :class:`HeldChannel`."""
+    """A worker process's side of its :class:`HeldChannel`."""
 
-    def __init__(self, write_fd: int, running: mmap.mmap) -> None:
-        self._write_fd = write_fd
-        self._running = running
-        self._dropped = False
+    def __init__(self, held: _Region, running: _Region) -> None:
+        self._held, self._running = held, running
 
-    def reserved(self, deliveries: Sequence[Delivery]) -> None:
-        """Tell the supervisor about messages just reserved (never blocks)."""
+    def held(self, deliveries: Iterable[Delivery]) -> None:
+        """Every message the process holds now (replacing the last ones told)."""
         entries = [(d.queue, d.receipt, d.delivery_count, d.message_id) for d in deliveries]
-        for frame in _frames(entries):
-            try:
-                os.write(self._write_fd, frame)
-            except (BlockingIOError, BrokenPipeError):
-                if not self._dropped:
-                    self._dropped = True
-                    logger.debug(
-                        "the supervisor is not reading what this process holds; messages "
-                        "of this process that dies now wait for their leases"
-                    )
-                return
+        self._held.write(json.dumps(entries, separators=(",", ":")).encode())
 
     def running(self, receipts: Iterable[str]) -> None:
         """The receipts of the tasks running now (replacing the last ones told)."""
-        data = "\n".join(receipts).encode()
-        if len(data) > _RUNNING_BYTES - _LENGTH.size:
-            # Too many to tell: the supervisor then returns none of them.
-            _LENGTH.pack_into(self._running, 0, 0xFFFFFFFF)
-            return
-        self._running[_LENGTH.size : _LENGTH.size + len(data)] = data
-        _LENGTH.pack_into(self._running, 0, len(data))
-
-
-class _Everything(frozenset[str]):
-    """Every receipt counts as running (the process ran more than its page holds)."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-def _running_receipts(page: mmap.mmap) -> frozenset[str]:
-    (size,) = _LENGTH.unpack_from(page)
-    if size == 0xFFFFFFFF:
-        return _Everything()
-    data = page[_LENGTH.size : _LENGTH.size + size]
-    return frozenset(data.decode().split("\n")) if data else frozenset()
-
-
-def _frames(entries: list[Entry]) -> Iterable[bytes]:
-    """``entries`` as length-prefixed JSON of at most PIPE_BUF bytes each (an entry
-    too large for one alone is left out: that message waits for its lease)."""
-    if not entries:
-        return
-    body = json.dumps(entries, separators=(",", ":")).encode()
-    if _LENGTH.size + len(body) <= _FRAME_MAX:
-        yield _LENGTH.pack(len(body)) + body
-    elif len(entries) > 1:
-        half = len(entries) // 2
-        yield from _frames(entries[:half])
-        yield from _frames(entries[half:])
+        self._running.write("\n".join(receipts).encode())
 
 
 def return_to_queue(app: Petiole, index: int, deliveries: Sequence[Delivery]) -> None:

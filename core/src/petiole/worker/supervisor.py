@@ -25,9 +25,9 @@ talks to a server is shared. It then only watches them:
   it, an app that fails in the new process) stops them all: the supervisor exits
   with that process's exit code rather than restart it forever.
 - **A dead worker process's prefetched messages go back at once** (with
-  ``release``): each process tells the supervisor what it reserved and runs
-  (:mod:`petiole.worker.held`), and the supervisor returns what it had not
-  started instead of leaving it to wait out its lease.
+  ``release``): each process tells the supervisor what it holds and runs, in
+  memory they share (:mod:`petiole.worker.held`), and the supervisor returns
+  what it had not started instead of leaving it to wait out its lease.
 - **Nothing outlives the supervisor.** Worker processes exit when it dies, even
   by SIGKILL.
 """
@@ -111,7 +111,6 @@ class Supervisor:
         self.count = count
         self._run_worker = run_worker
         self._release = release
-        self._selector = selectors.DefaultSelector()
         self._slots = [_Slot(index) for index in range(1, count + 1)]
         self._by_pid: dict[int, _Slot] = {}
         self._signals_seen = 0
@@ -144,37 +143,34 @@ class Supervisor:
                 if slot.held is not None:
                     slot.held.close()
                     slot.held = None
-            self._selector.close()
 
     # -- watching ------------------------------------------------------------------
 
     def _watch(self, ready: Callable[[], None] | None) -> int:
         readies = 0
-        selector = self._selector
-        selector.register(self._ready_r, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
-        while True:
-            self._reap()
-            if not self._by_pid and (self._stopping or self._gave_up is not None):
-                break
-            now = time.monotonic()
-            for slot in self._slots:
-                if slot.restart_at is not None and slot.restart_at <= now:
-                    self._start(slot)
-            due = [s.restart_at for s in self._slots if s.restart_at is not None]
-            timeout = max(0.0, min(due) - now) if due else None
-            for key, _ in selector.select(timeout):
-                if isinstance(key.data, HeldChannel):
-                    key.data.read()
-                elif key.fd == self._ready_r:
-                    readies += len(os.read(self._ready_r, 512))
-                    if ready is not None and readies >= self.count:
-                        ready()
-                        ready = None
-                else:
-                    with contextlib.suppress(BlockingIOError):
-                        while os.read(self._wake_r, 512):
-                            pass
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._ready_r, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                self._reap()
+                if not self._by_pid and (self._stopping or self._gave_up is not None):
+                    break
+                now = time.monotonic()
+                for slot in self._slots:
+                    if slot.restart_at is not None and slot.restart_at <= now:
+                        self._start(slot)
+                due = [s.restart_at for s in self._slots if s.restart_at is not None]
+                timeout = max(0.0, min(due) - now) if due else None
+                for key, _ in selector.select(timeout):
+                    if key.fd == self._ready_r:
+                        readies += len(os.read(self._ready_r, 512))
+                        if ready is not None and readies >= self.count:
+                            ready()
+                            ready = None
+                    else:
+                        with contextlib.suppress(BlockingIOError):
+                            while os.read(self._wake_r, 512):
+                                pass
         if self._gave_up is not None:
             return self._gave_up.exit_code or 1
         codes = [slot.exit_code for slot in self._slots if slot.exit_code]
@@ -248,7 +244,6 @@ class Supervisor:
         if held is None:
             return
         try:
-            self._selector.unregister(held.fd)
             if code not in (0, EXIT_REPLACE_ME) and self._release is not None:
                 unfinished = held.unfinished()
                 if unfinished:
@@ -304,9 +299,6 @@ class Supervisor:
         slot.pid = pid
         slot.started_at = time.monotonic()
         self._by_pid[pid] = slot
-        if slot.held is not None:
-            slot.held.forked()
-            self._selector.register(slot.held.fd, selectors.EVENT_READ, slot.held)
         logger.debug("started worker process %d as pid %d", slot.index, pid)
 
     def _become_worker(self, slot: _Slot, supervisor_pid: int) -> None:
@@ -321,9 +313,6 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_IGN)
             for fd in (self._ready_r, self._wake_r, self._wake_w):
                 os.close(fd)
-            for other in self._slots:
-                if other is not slot and other.held is not None:
-                    other.held.abandon()
             held = slot.held.reporter() if slot.held is not None else None
             exit_with_parent(supervisor_pid)
             ready_w = self._ready_w

@@ -484,10 +484,12 @@ class Worker:
                 backoff = min(backoff * 2, _RESERVE_BACKOFF_S[1])
                 continue
             backoff = _RESERVE_BACKOFF_S[0]
-            if self._reporter is not None and deliveries:
-                self._reporter.reserved(deliveries)
             for delivery in deliveries:
                 self._accept_guarded(delivery, (reserved_at + self.lease_s, generation))
+            if self._reporter is not None and deliveries:
+                with self._lock:
+                    held = list(self._held.values())
+                self._reporter.held(held)
             self._dispatch()
 
     def _consume_pushed(self, transport: Consuming) -> None:
