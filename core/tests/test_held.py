@@ -96,3 +96,10 @@ def test_running_more_than_the_page_holds_returns_nothing(channel: HeldChannel) 
 
     in_child(channel, act)
     assert channel.unfinished() == []
+
+
+def test_a_nul_in_a_receipt_makes_the_snapshot_unknown(channel: HeldChannel) -> None:
+    odd = Delivery(b"", "q", "receipt\0with a nul", 1, "m")
+
+    in_child(channel, lambda reporter: reporter.held([*deliveries(2), odd]))
+    assert channel.unfinished() == []  # fields cannot be told apart: leases decide

@@ -666,9 +666,12 @@ class Worker:
             if self._acks_early(job) and not self._ack_before_running(job):
                 continue
             if self._reporter is not None:
-                with self._lock:
-                    running = list(self._running)
-                self._reporter.running(running)
+                if self.concurrency * self._queue_depth == 1:
+                    self._reporter.running((job.receipt,))  # solo: this one alone
+                else:
+                    with self._lock:
+                        running = list(self._running)
+                    self._reporter.running(running)
             if self._hard_limits is None or job.time_limit_s is None:
                 self.pool.submit(job, self._on_done)
             else:
