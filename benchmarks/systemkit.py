@@ -56,8 +56,10 @@ def celery_options(pool: str, concurrency: int, prefetch_multiplier: int) -> lis
 
 
 def petiole_worker(app: str, options: Sequence[str]) -> list[str]:
-    """``petiole worker`` for ``app`` (``module:attribute``)."""
-    return [sys.executable, "-m", "petiole", "worker", "-A", app, *options, "-l", "WARNING"]
+    """``petiole worker`` for ``app`` (``module:attribute``), logging as it does by
+    default (INFO without a line per task; Celery's default, WARNING, is passed to
+    Celery's worker below, which logs a line per task at INFO)."""
+    return [sys.executable, "-m", "petiole", "worker", "-A", app, *options]
 
 
 def celery_worker(app: str, options: Sequence[str]) -> list[str]:

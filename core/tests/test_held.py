@@ -92,7 +92,7 @@ def test_running_more_than_the_page_holds_returns_nothing(channel: HeldChannel) 
 
     def act(reporter: HeldReporter) -> None:
         reporter.held(held)
-        reporter.running(d.receipt for d in held)  # 12 KB of receipts: > a half page
+        reporter.running([d.receipt for d in held])  # 12 KB of receipts: > a half page
 
     in_child(channel, act)
     assert channel.unfinished() == []
@@ -103,3 +103,14 @@ def test_a_nul_in_a_receipt_makes_the_snapshot_unknown(channel: HeldChannel) -> 
 
     in_child(channel, lambda reporter: reporter.held([*deliveries(2), odd]))
     assert channel.unfinished() == []  # fields cannot be told apart: leases decide
+
+
+def test_a_nul_in_a_running_receipt_returns_nothing(channel: HeldChannel) -> None:
+    held = deliveries(3)
+
+    def act(reporter: HeldReporter) -> None:
+        reporter.held(held)
+        reporter.running(["running\0receipt"])  # cannot say which one runs
+
+    in_child(channel, act)
+    assert channel.unfinished() == []

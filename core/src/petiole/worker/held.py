@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import mmap
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from petiole.app import Petiole, scheme_of
 from petiole.errors import PetioleError
@@ -100,7 +100,7 @@ class HeldChannel:
         held, running = self._held.read(), self._running.read()
         if not held or running is None:
             return []
-        skip = frozenset(running.decode().split("\n"))
+        skip = frozenset(running.decode().split("\0"))
         fields = held.decode().split("\0")
         return [
             Delivery(b"", queue, receipt, int(count), message_id)
@@ -129,9 +129,13 @@ class HeldReporter:
         else:
             self._held.write(text.encode())
 
-    def running(self, receipts: Iterable[str]) -> None:
+    def running(self, receipts: Sequence[str]) -> None:
         """The receipts of the tasks running now (replacing the last ones told)."""
-        self._running.write("\n".join(receipts).encode())
+        text = "\0".join(receipts)
+        if receipts and text.count("\0") != len(receipts) - 1:
+            self._running.write(None)  # a NUL in a receipt: return none of them
+        else:
+            self._running.write(text.encode())
 
 
 def return_to_queue(app: Petiole, index: int, deliveries: Sequence[Delivery]) -> None:
