@@ -19,6 +19,7 @@ from petiole import Petiole, ResultTimeout, diagnosis
 from petiole.cli import cli
 from petiole.errors import ConfigError
 from petiole.loading import load_app
+from petiole.logs import TASK_LOGGER
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 
@@ -76,7 +77,13 @@ def test_each_task_is_logged_received_and_succeeded_with_its_runtime_at_info(
     def add(x: int, y: int) -> int:
         return x + y
 
-    with caplog.at_level(logging.INFO, logger="petiole.worker"), start_worker(app):
+    # Its own level too: `petiole` run in this process (other tests) turns the
+    # per-task lines off when no level is chosen, as the worker command does.
+    with (
+        caplog.at_level(logging.INFO, logger="petiole.worker"),
+        caplog.at_level(logging.INFO, logger=TASK_LOGGER),
+        start_worker(app),
+    ):
         result = add.delay(2, 3)
         assert result.get(timeout=10) == 5
     app.close()

@@ -3,6 +3,7 @@ confirmed persistent messages survive, and nothing the node started lingers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pika
@@ -117,3 +118,28 @@ def test_a_node_sigkilled_right_after_the_transport_created_its_queue_keeps_ever
         reader.ack_many(got)
     finally:
         reader.close()
+
+
+def test_a_queue_the_transport_created_is_consumed_at_once_and_published_into_once_settled(
+    rabbit_server: RabbitServer,
+) -> None:
+    """The settle wait protects messages from a crash right after the queue's
+    creation: it holds back this transport's publishes into the new queue, never a
+    worker consuming from it (there is nothing in it to lose)."""
+    settle_s = 3.0
+    queue = unique_name("petiole-settle")
+    transport = create_transport(rabbit_server.url, {"new_queue_settle_s": settle_s})
+    try:
+        created_at = time.monotonic()
+        assert transport.reserve([queue], max_messages=1, wait_s=0, lease_s=60) == []
+        assert time.monotonic() - created_at < settle_s  # the consumer did not wait
+        transport.publish(queue, b"after the window")
+        assert time.monotonic() - created_at >= settle_s  # the publish did
+        [got] = transport.reserve([queue], max_messages=1, wait_s=10, lease_s=60)
+        assert got.payload == b"after the window"
+        transport.ack(got)
+        started = time.monotonic()
+        transport.publish(queue, b"settled")  # once settled: no wait again
+        assert time.monotonic() - started < settle_s
+    finally:
+        transport.close()

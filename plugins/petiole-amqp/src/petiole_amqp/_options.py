@@ -67,7 +67,7 @@ class AmqpOptions(ConnectionOptions):
     delay_levels: int = 22
     # Not the broker's setting (AMQP cannot read it): what the worker is told it is.
     consumer_timeout_s: float = 1800.0
-    # After creating a queue, wait this long before using it: RabbitMQ 3.10 can lose a
+    # After creating a queue, publish into it only this long later: RabbitMQ 3.10 can lose a
     # queue created moments before a crash (README): past Erlang's disk_log write
     # cache (2 s) with a margin. 0 turns the wait off.
     new_queue_settle_s: float = 2.5

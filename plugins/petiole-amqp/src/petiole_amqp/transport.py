@@ -155,6 +155,9 @@ class AmqpTransport:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         self._declared: set[str] = set()
+        # What this transport created, ("queue", name) or ("delays", queue): the
+        # monotonic time until which publishing into it waits (see _settle_if).
+        self._settles_until: dict[tuple[str, str], float] = {}
         self._delays_declared: set[str] = set()
         self._exchanges_declared = False
         self._serial = 0
@@ -275,9 +278,11 @@ class AmqpTransport:
         ``delay_s``), declaring what they need the first time."""
         started = time.monotonic()
         self._ensure_queue(queue)
+        self._settled(("queue", queue))
         if not topo.delay_seconds(min(delay_s, 1.0)):  # no delay (0, negative, NaN)
             return "", queue
         self._ensure_delays(queue)
+        self._settled(("delays", queue))
         # The first delayed message of a queue waits for its levels to be declared
         # (and to settle): that time counts against its delay.
         delay_s -= time.monotonic() - started
@@ -350,22 +355,37 @@ class AmqpTransport:
             )
             return self._declare(admin, queue, arguments) or created
 
-        self._settle_if(self._admin_call(declare))
+        self._settle_if(self._admin_call(declare), ("queue", queue))
         with self._lock:
             self._declared.add(queue)
 
-    def _settle_if(self, created: bool) -> None:
-        """After creating a queue, wait ``new_queue_settle_s`` before using it.
+    def _settle_if(self, created: bool, what: tuple[str, str]) -> None:
+        """After creating ``what``, publish into it only ``new_queue_settle_s`` later.
 
         RabbitMQ 3.10 (Ra 2.2) records a new quorum queue's data directory without
         syncing it, for about half a second: a node killed in that window comes
         back with the queue empty and leaderless for good, and a classic queue
-        declared just before a crash can be gone altogether. Waiting once, when
-        this transport created the queue, keeps the first messages out of that
-        window (README, "A broker crash right after a queue is created").
+        declared just before a crash can be gone altogether. This transport's
+        publishes into what it created wait out that window once
+        (:meth:`_settled`), keeping the first messages out of it (README, "A broker
+        crash right after a queue is created"); consuming from it does not wait,
+        as there is nothing in it to lose.
         """
         if created and self.options.new_queue_settle_s > 0:
-            self._closed.wait(self.options.new_queue_settle_s)
+            with self._lock:
+                self._settles_until[what] = time.monotonic() + self.options.new_queue_settle_s
+
+    def _settled(self, what: tuple[str, str]) -> None:
+        """Before publishing into ``what``: wait until it settled, if this transport
+        created it moments ago."""
+        until = self._settles_until.get(what)
+        if until is None:
+            return
+        remaining = until - time.monotonic()
+        if remaining > 0:
+            self._closed.wait(remaining)
+        with self._lock:
+            self._settles_until.pop(what, None)
 
     def _declare(self, admin: Admin, queue: str, arguments: dict[str, Any]) -> bool:
         """Declare ``queue`` durable with ``arguments``; True when it did not exist."""
@@ -424,7 +444,7 @@ class AmqpTransport:
             )
             return created
 
-        self._settle_if(self._admin_call(declare))
+        self._settle_if(self._admin_call(declare), ("delays", queue))
         with self._lock:
             self._exchanges_declared = True
             self._delays_declared.add(queue)
@@ -664,6 +684,7 @@ class AmqpTransport:
         # Declared before the receipt is taken: if this fails, the delivery is
         # still the caller's, and comes back as any unsettled one does.
         self._ensure_dead_queue(delivery.queue)
+        self._settled(("queue", topo.dead_queue(delivery.queue)))
         held = self._claim(delivery)
         if held is None:
             return
@@ -756,7 +777,8 @@ class AmqpTransport:
         if name in self._declared:
             return
         arguments = topo.dead_queue_arguments()
-        self._settle_if(self._admin_call(lambda admin: self._declare(admin, name, arguments)))
+        created = self._admin_call(lambda admin: self._declare(admin, name, arguments))
+        self._settle_if(created, ("queue", name))
         with self._lock:
             self._declared.add(name)
 
@@ -835,6 +857,7 @@ class AmqpTransport:
     def requeue_dead_letters(self, queue: str, dead_letter_ids: Sequence[str] | None = None) -> int:
         wanted = None if dead_letter_ids is None else set(dead_letter_ids)
         self._ensure_queue(queue)
+        self._settled(("queue", queue))
 
         def take(admin: Admin) -> tuple[Any, list[tuple[int, pika.BasicProperties, bytes]]]:
             channel = admin.temporary_channel()
