@@ -224,10 +224,16 @@ class Petiole:
         if self._transport is None:
             with self._lock:
                 if self._transport is None:
-                    url = self.settings.broker_url
-                    factory = self.plugins.get("transport", scheme_of(url)).component
-                    self._transport = factory(url, self.settings.broker_options)
+                    self._transport = self.new_transport()
         return self._transport
+
+    def new_transport(self) -> Transport:
+        """A transport of its own to the app's broker, not :attr:`transport`; the
+        caller closes it (a worker's supervisor, whose forks must not inherit one)."""
+        url = self.settings.broker_url
+        factory = self.plugins.get("transport", scheme_of(url)).component
+        transport: Transport = factory(url, self.settings.broker_options)
+        return transport
 
     @property
     def backend(self) -> ResultBackend:

@@ -33,7 +33,7 @@ import mmap
 import struct
 from collections.abc import Sequence
 
-from petiole.app import Petiole, scheme_of
+from petiole.app import Petiole
 from petiole.errors import PetioleError
 from petiole.transport import Delivery
 
@@ -142,12 +142,9 @@ def return_to_queue(app: Petiole, index: int, deliveries: Sequence[Delivery]) ->
     """The supervisor's ``release``: requeue ``deliveries`` of dead worker process
     ``index`` through a transport of its own, closed again at once (the app's would
     be inherited, connection and all, by the next process forked)."""
-    settings = app.settings
-    url = settings.broker_url
-    factory = app.plugins.get("transport", scheme_of(url)).component
     returned = 0
     try:
-        transport = factory(url, settings.broker_options)
+        transport = app.new_transport()
         try:
             for delivery in deliveries:
                 transport.nack(delivery, requeue=True)

@@ -487,9 +487,7 @@ class Worker:
             for delivery in deliveries:
                 self._accept_guarded(delivery, (reserved_at + self.lease_s, generation))
             if self._reporter is not None and deliveries:
-                with self._lock:
-                    held = list(self._held.values())
-                self._reporter.held(held)
+                self._report_held(self._reporter)
             self._dispatch()
 
     def _consume_pushed(self, transport: Consuming) -> None:
@@ -666,16 +664,26 @@ class Worker:
             if self._acks_early(job) and not self._ack_before_running(job):
                 continue
             if self._reporter is not None:
-                if self.concurrency * self._queue_depth == 1:
-                    self._reporter.running((job.receipt,))  # solo: this one alone
-                else:
-                    with self._lock:
-                        running = list(self._running)
-                    self._reporter.running(running)
+                self._report_running(self._reporter, job)
             if self._hard_limits is None or job.time_limit_s is None:
                 self.pool.submit(job, self._on_done)
             else:
                 self.pool.submit(job, self._hard_limits.guard(job, self._on_done))
+
+    def _report_held(self, reporter: HeldReporter) -> None:
+        """Tell the supervisor every message held now (after a reserve)."""
+        with self._lock:
+            held = list(self._held.values())
+        reporter.held(held)
+
+    def _report_running(self, reporter: HeldReporter, job: Job) -> None:
+        """Tell the supervisor what runs now that ``job`` starts."""
+        if self.concurrency * self._queue_depth == 1:
+            reporter.running((job.receipt,))  # solo: this one alone, no copy
+            return
+        with self._lock:
+            running = list(self._running)
+        reporter.running(running)
 
     def _acks_early(self, job: Job) -> bool:
         """Whether this job's task acknowledges before it runs (``acks_late=False``)."""
