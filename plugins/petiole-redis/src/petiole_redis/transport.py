@@ -585,18 +585,18 @@ def _runner(args: tuple[Any, ...]) -> Callable[[FastClient], Any]:
 
 
 def _deliveries(reply: list[Any], names: tuple[str, ...], lease_end_ms: int) -> list[Delivery]:
+    """The leased messages of a reserve.lua reply (see there for its shape)."""
     expires_at = lease_end_ms / 1000
     out: list[Delivery] = []
-    for i in range(4, len(reply), 5):
-        ident = reply[i + 1].decode()
-        count = int(reply[i + 2])
+    for i in range(4, len(reply), 2):
+        index, ident, count, message_id = reply[i].decode().split("|", 3)
         out.append(
             Delivery(
-                payload=bytes(reply[i + 4]),
-                queue=names[int(reply[i]) - 1],
+                payload=reply[i + 1],
+                queue=names[int(index) - 1],
                 receipt=f"{ident}:{count}",
-                delivery_count=count,
-                message_id=reply[i + 3].decode(),
+                delivery_count=int(count),
+                message_id=message_id,
                 lease_expires_at=expires_at,
             )
         )

@@ -33,8 +33,10 @@
 -- ARGV[2]  lease in ms
 -- ARGV[3]  sweep limit: the most expired, due or corrupt ids handled per queue per call
 --
--- Returns { now_ms, next_due_ms, dead-lettered, drained, then 5 values per leased
---           message: queue index (1-based), id, delivery count, message_id, payload }.
+-- Returns { now_ms, next_due_ms, dead-lettered, drained, then 2 values per leased
+--           message: "<queue index (1-based)>|<id>|<delivery count>|<message_id>", payload }.
+-- (One string for the four small values: the client parses each element of a reply
+-- in Python, so five elements per message cost more than two, and a split.)
 -- dead-lettered is { queue index, id, reason, ... } for the corrupt entries this
 -- call moved to a dead-letter store (usually empty).
 -- next_due_ms is the earliest time a delayed message or a lease of these queues
@@ -134,11 +136,8 @@ local function lease_page(q, b, list, ids, take, seen)
       new_leases[#new_leases + 1] = lease_end
       new_leases[#new_leases + 1] = id
       local n = #out
-      out[n + 1] = q + 1
-      out[n + 2] = id
-      out[n + 3] = count
-      out[n + 4] = message_id
-      out[n + 5] = payload
+      out[n + 1] = (q + 1) .. '|' .. id .. '|' .. count .. '|' .. message_id
+      out[n + 2] = payload
       want = want - 1
     else
       skipped = skipped + 1
