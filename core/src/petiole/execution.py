@@ -117,7 +117,8 @@ def internal_error(job: Job, exc: BaseException) -> Outcome:
     )
 
 
-@dataclass(frozen=True)
+# Made once per task: plain slotted classes (a frozen dataclass's __init__ costs ~4x).
+@dataclass(slots=True)
 class _Prepared:
     task: Task[Any, Any]
     request: Request
@@ -130,7 +131,7 @@ class _Prepared:
 _NOT_TRANSIENT = (ConfigError, PluginError, SerializationError)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Called:
     state: str  # SUCCESS, FAILURE or RETRY
     value: Any  # return value, exception, or the Retry

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+# Not frozen: made once per task, and a frozen dataclass's __init__ sets each of its 16
+# fields through object.__setattr__ (3.5 us against ~1). Celery's request is not
+# read-only either; what a task changes in it affects nothing the worker does.
+@dataclass
 class Request:
     id: str
     task: str
