@@ -26,6 +26,8 @@ from petiole.urls import ENCODE_HINT, mask_url
 
 SCHEMES = ("redis", "rediss", "unix")
 CERT_REQS = ("required", "optional", "none")
+# The broker's key layouts: "lists" (the default) or "streams" (opt-in, see streams.py).
+LAYOUTS = ("lists", "streams")
 _DB_PATH = re.compile(r"/?\d*")
 
 
@@ -45,6 +47,7 @@ class RedisOptions:
     ssl_keyfile: str = ""
     ssl_cert_reqs: str = "required"
     ssl_check_hostname: bool = True
+    layout: str = "lists"  # broker only: one of LAYOUTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,10 @@ def _build(raw: Mapping[str, Any], *, source: str) -> RedisOptions:
             source=source,
             expected="a number of seconds >= 1.0",
             got=built.socket_timeout_s,
+        )
+    if built.layout not in LAYOUTS:
+        raise SettingTypeError(
+            "layout", source=source, expected=" or ".join(map(repr, LAYOUTS)), got=built.layout
         )
     if built.ssl_cert_reqs not in CERT_REQS:
         raise SettingTypeError(

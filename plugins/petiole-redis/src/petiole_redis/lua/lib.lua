@@ -73,3 +73,48 @@ local function bury(dead, id, payload, reason, m, now)
     message_id = message_id,
   }))
 end
+
+-- The dead letters a requeue script handles (its ARGV as requeue_dead.lua
+-- describes): the ids ARGV[3..] when given, else the oldest ARGV[1] of the dead
+-- zset after passing over the first ARGV[2] (kept by earlier calls).
+local function dead_letters_to_requeue(dead)
+  if #ARGV > 2 then
+    local ids = {}
+    for i = 3, #ARGV do  -- not unpack: it is bounded by Lua's C stack (~8000)
+      ids[#ids + 1] = ARGV[i]
+    end
+    return ids
+  end
+  local skip = tonumber(ARGV[2])
+  return redis.call('ZRANGE', dead, skip, skip + tonumber(ARGV[1]) - 1)
+end
+
+-- A dead letter as requeueing needs it: its payload (false when none is stored),
+-- and the priority and message id its info names (0 and '' when unreadable);
+-- nil when id is not a dead letter. Reads only.
+local function read_dead_letter(dead, dead_msgs, dead_info, id)
+  if not redis.call('ZSCORE', dead, id) then
+    return nil
+  end
+  local payload = redis.call('HGET', dead_msgs, id)
+  local ok, info = pcall(cjson.decode, redis.call('HGET', dead_info, id) or '')
+  if not ok or type(info) ~= 'table' then
+    info = {}
+  end
+  local priority = tonumber(info.priority)
+  if not priority or priority ~= math.floor(priority) or priority < 0 or priority > 9 then
+    priority = 0
+  end
+  local message_id = info.message_id
+  if type(message_id) ~= 'string' then
+    message_id = ''
+  end
+  return payload, priority, message_id
+end
+
+-- Remove a dead letter that was requeued.
+local function forget_dead_letter(dead, dead_msgs, dead_info, id)
+  redis.call('ZREM', dead, id)
+  redis.call('HDEL', dead_msgs, id)
+  redis.call('HDEL', dead_info, id)
+end

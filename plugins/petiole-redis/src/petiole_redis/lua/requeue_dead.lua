@@ -1,4 +1,5 @@
 -- requeue_dead.lua: put dead letters back in their queue with delivery count 0.
+-- Uses lib.lua (prepended by the client).
 --
 -- KEYS[1..10]  ready lists for priorities 0 .. 9   (<p>:ready<N>:{q})
 -- KEYS[11]     msgs hash                           (<p>:msgs:{q})
@@ -18,41 +19,18 @@
 -- requeues it at priority 0 with no message id; one without a payload cannot
 -- be requeued and is kept (counted as kept).
 -- Returns { moved, kept }.
-local ids = {}
-if #ARGV > 2 then
-  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-else
-  local skip = tonumber(ARGV[2])
-  ids = redis.call('ZRANGE', KEYS[13], skip, skip + tonumber(ARGV[1]) - 1)
-end
 local moved, kept = 0, 0
-for _, id in ipairs(ids) do
-  if redis.call('ZSCORE', KEYS[13], id) then
-    local payload = redis.call('HGET', KEYS[14], id)
-    local ok, info = pcall(cjson.decode, redis.call('HGET', KEYS[15], id) or '')
-    if not ok or type(info) ~= 'table' then
-      info = {}
-    end
-    local priority = tonumber(info.priority)
-    if not priority or priority ~= math.floor(priority) or priority < 0 or priority > 9 then
-      priority = 0
-    end
-    local message_id = info.message_id
-    if type(message_id) ~= 'string' then
-      message_id = ''
-    end
-    if payload then
-      local new_id = string.gsub(id, '~%d+$', '') .. '~' .. redis.call('INCR', KEYS[16])
-      redis.call('HSET', KEYS[11], new_id, payload)
-      redis.call('HSET', KEYS[12], new_id, '0|' .. priority .. '|' .. message_id)
-      redis.call('RPUSH', KEYS[1 + priority], new_id)
-      redis.call('ZREM', KEYS[13], id)
-      redis.call('HDEL', KEYS[14], id)
-      redis.call('HDEL', KEYS[15], id)
-      moved = moved + 1
-    else
-      kept = kept + 1
-    end
+for _, id in ipairs(dead_letters_to_requeue(KEYS[13])) do
+  local payload, priority, message_id = read_dead_letter(KEYS[13], KEYS[14], KEYS[15], id)
+  if payload then
+    local new_id = string.gsub(id, '~%d+$', '') .. '~' .. redis.call('INCR', KEYS[16])
+    redis.call('HSET', KEYS[11], new_id, payload)
+    redis.call('HSET', KEYS[12], new_id, '0|' .. priority .. '|' .. message_id)
+    redis.call('RPUSH', KEYS[1 + priority], new_id)
+    forget_dead_letter(KEYS[13], KEYS[14], KEYS[15], id)
+    moved = moved + 1
+  elseif payload == false then
+    kept = kept + 1
   end
 end
 if moved > 0 and redis.call('LLEN', KEYS[17]) == 0 then

@@ -1,0 +1,77 @@
+-- streams_lib.lua: helpers of the streams layout's scripts (see streams.py). The
+-- client prepends lib.lua and this file to such a script, so each still runs as
+-- one self-contained EVALSHA.
+--
+-- A message is a stream entry {p = priority, m = message_id, d = payload[, c = count]}
+-- in the stream of its queue and priority; c is the delivery count it carries
+-- from an earlier life (a nack, a delayed nack), added to the count of the
+-- consumer group's pending entry (PEL) to give Delivery.delivery_count.
+-- A lease is a PEL entry: owned by the consumer "<instance>~<lease ms>" that
+-- read or claimed it last, and expired once its idle time reaches that lease.
+
+-- Wake every reader blocked on a stream without leaving anything in it: a
+-- blocked XREADGROUP is served when the stream's last id passes its group's,
+-- and an entry added then deleted moves the last id on. It returns an empty
+-- reply, and the reader looks again (a sooner due time, a new priority).
+local function wake(stream)
+  local id = redis.call('XADD', stream, '*', 'w', '1')
+  redis.call('XDEL', stream, id)
+end
+
+-- Add a message to the stream of its priority. The first message of a priority
+-- above 0 registers it in the queue's priorities set and wakes the readers of
+-- stream 0, which only then start reading that stream.
+local function add_entry(stream, stream0, prios, priority, message_id, payload, count)
+  if count > 0 then
+    redis.call('XADD', stream, '*', 'p', priority, 'm', message_id, 'd', payload, 'c', count)
+  else
+    redis.call('XADD', stream, '*', 'p', priority, 'm', message_id, 'd', payload)
+  end
+  if priority > 0 and redis.call('SADD', prios, priority) == 1 then
+    wake(stream0)
+  end
+end
+
+-- Keep a message until due_ms: its id in the delayed zset, its meta
+-- "<count>|<priority>|<message_id>" and payload in the delayed data hash. A due
+-- time earlier than every other one wakes the readers of stream 0, so a worker
+-- blocked until a later time plans again.
+local function add_delayed(zset, data, stream0, id, due_ms, meta, payload)
+  redis.call('ZADD', zset, due_ms, id)
+  redis.call('HSET', data, id .. ':m', meta, id .. ':d', payload)
+  if redis.call('ZRANGE', zset, 0, 0)[1] == id then
+    wake(stream0)
+  end
+end
+
+-- Whether the lease named by a receipt is still held: the entry is pending,
+-- owned by a consumer of that instance, with that delivery count. Any other
+-- answer (acknowledged, claimed by another consumer or again by this one, the
+-- stream or group gone, an id that is not one) means the receipt is stale.
+local function holds(stream, group, id, instance, count)
+  local pending = redis.pcall('XPENDING', stream, group, id, id, 1)
+  if type(pending) ~= 'table' or pending.err or not pending[1] then
+    return false
+  end
+  local owner = pending[1][2]
+  return string.sub(owner, 1, #instance + 1) == instance .. '~'
+    and tostring(pending[1][4]) == count
+end
+
+-- An entry's fields as a table (empty when the entry is gone).
+local function entry_fields(stream, id)
+  local entry = redis.call('XRANGE', stream, id, id)[1]
+  local fields = {}
+  if entry then
+    for i = 1, #entry[2], 2 do
+      fields[entry[2][i]] = entry[2][i + 1]
+    end
+  end
+  return fields
+end
+
+-- Acknowledge and delete entries of one stream.
+local function settle(stream, group, ids)
+  redis.call('XACK', stream, group, unpack(ids))
+  redis.call('XDEL', stream, unpack(ids))
+end

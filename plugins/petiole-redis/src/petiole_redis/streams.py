@@ -1,0 +1,581 @@
+"""The Redis transport's streams layout: ``layout = "streams"`` (opt-in, new).
+
+The list layout (:mod:`petiole_redis.transport`) keeps a message in three keys
+and moves it with scripts: about 22 commands per send-run-wait round trip. This
+layout keeps a message in one **stream entry** and lets Redis's consumer groups
+do the leasing, so the transport's share of a round trip is 6 commands (as
+``INFO commandstats`` counts them, a script's own included): a publish is one
+``XADD``, an idle worker's reserve one ``XREADGROUP ... BLOCK`` (it returns the
+message itself: no wake list), an ack one script (``EVALSHA``, ``XPENDING``,
+``XACK``, ``XDEL``). A worker's send-run-wait round trip measured 6.8 commands
+in all, result and waits included (the list layout: about 22).
+
+**Keys** (see :mod:`petiole_redis.streams_entries`): per queue one stream per
+priority in use, each with the consumer group ``petiole`` (created at ``0`` with
+``MKSTREAM`` when a reader first needs it, ``BUSYGROUP`` ignored); a sorted set
+and a hash of delayed messages; a set of the priorities above 0 in use. Dead
+letters use the list layout's store and format, so ``petiole dlq`` works alike.
+
+**Publish.** Priority 0, due now: one ``XADD`` of the fields ``p`` (priority),
+``m`` (message id), ``d`` (payload). Another priority: a script (three
+commands) that adds the entry and registers the priority; the first message of
+a priority wakes the readers of stream 0, which only then read that stream.
+Unlike the list layout, a publish retried after a lost reply (an outage) may
+store the message twice: at least once, not exactly once. Delayed publishes are
+ids in a sorted set, their meta and payload in a hash, written by a script
+under a random id (a retry rewrites the same one).
+
+**Leases.** A lease is the group's pending entry (PEL): owned by the consumer
+``<instance>~<lease ms>``, where ``instance`` is unique per transport object, and
+ended once its idle time reaches that lease. Putting the lease length in the
+consumer's name lets leases of different lengths live side by side without a
+write per reserve (a sorted set of lease ends would cost one). ``extend`` moves
+the entry, ``XCLAIM ... JUSTID``, to the instance's consumer for the new length,
+which resets its idle time without counting a delivery. A receipt is
+``<priority>|<entry id>|<instance>|<pending count>``: ack, nack, extend and
+dead-letter check with ``XPENDING`` that the entry is still pending, owned by a
+consumer of that instance, with that count, before acting (a script each), so
+a stale receipt is a no-op. ``Delivery.delivery_count`` is the group's count
+plus the ``c`` field a requeued message carries from its earlier entries.
+
+**Taking over expired leases** is part of an upkeep script (``streams_tend.lua``)
+a reserving worker runs when it is due: at most every ``tend_interval_s`` (1 s)
+while it works, after each block of up to 5 s while it idles, and at the next
+due time it knows of (a lease or delayed message of its queues, as the script
+reports, or one it made itself). It moves due delayed messages into their
+streams, lists the priorities in use, and claims, with ``XCLAIM``, each
+consumer's pending entries idle for that consumer's lease. Not ``XAUTOCLAIM``
+(the brief's first idea): its single min-idle-time cannot respect leases of
+different lengths. An idle worker therefore notices a lease taken and lost by
+another worker within its block (5 s) of the lease's end, as with the list
+layout.
+
+**Reserve.** One stream (a queue using priority 0 only, the usual case): one
+``XREADGROUP GROUP petiole <consumer> COUNT n [BLOCK ms] STREAMS s >``.
+Several streams (queues, priorities): ``COUNT`` applies per stream, so a
+script reads them in order of preference (earlier queues, then higher
+priority), never taking more than ``max_messages``; only when that found
+nothing does the worker block on all of them, and after a reserve that found
+nothing the next one blocks at once. A blocked read served after data arrived
+in several streams at once may return more than asked: the extra deliveries
+stay leased to this transport and are the next reserve's first (those whose
+lease ended meanwhile are dropped; they come back through the takeover).
+
+**Delays.** A delayed publish or nack whose due time is the earliest of its
+queue wakes the readers blocked on stream 0 (an entry added and deleted at
+once: the blocked ``XREADGROUP`` returns empty and plans again); a busy worker
+learns it at its next upkeep (within ``tend_interval_s``).
+
+**Corrupt entries** (a field missing) are moved to the dead-letter store with a
+reason naming the missing fields when read, and logged; corrupt delayed
+messages likewise when due. **Outages** and lost data are
+:class:`~petiole_redis._client.Connector`'s, as in the list layout.
+**Broadcast** is the list layout's pub/sub (:mod:`petiole_redis._pubsub`).
+
+**Capabilities** are the list layout's. One difference: a message given back
+by ``nack`` is a new entry at the tail of its stream (the list layout pushes it
+to the tail too, so FIFO claims are the same); an expired lease comes back
+before new messages, as there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Any
+
+import redis
+from redis.exceptions import ResponseError
+
+from petiole.errors import TransportError
+from petiole.transport import Delivery, check_queue_names
+from petiole_redis._broker import BrokerBase, ms, run_scripts
+from petiole_redis._client import Closed, FastClient, Script, StillDown, command
+from petiole_redis._keys import PRIORITIES
+from petiole_redis._repair import log_buried, text
+from petiole_redis.streams_entries import (
+    GROUP,
+    Entry,
+    Lease,
+    StreamKeys,
+    parse_receipt,
+    stream_keys,
+    streams_script,
+)
+
+logger = logging.getLogger("petiole_redis")
+
+# The most delayed messages moved, and pending entries looked at per consumer,
+# by one upkeep call per queue.
+_SWEEP_LIMIT = 1000
+# A consumer with nothing pending and unseen this long is deleted from its group.
+_FORGET_CONSUMER_MS = 3_600_000
+_ACK_BATCH = 500  # receipts per ack script call
+
+
+_PUBLISH = streams_script("streams_publish")
+_READ = streams_script("streams_read")
+_TEND = streams_script("streams_tend")
+_ACK = streams_script("streams_ack")
+_EXTEND = streams_script("streams_extend")
+_NACK = streams_script("streams_nack")
+_DEAD_LETTER = streams_script("streams_dead_letter")
+_REQUEUE_DEAD = streams_script("streams_requeue_dead")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """One stream a reserve reads: its key, queue and priority."""
+
+    key: str
+    queue: str
+    priority: int
+
+
+class StreamsTransport(BrokerBase):
+    """A :class:`~petiole.transport.Transport` on Redis streams (see the module docstring)."""
+
+    publish_script = _PUBLISH
+
+    #: The longest a working reserver goes without the upkeep script (expired
+    #: leases, due delayed messages, priorities in use). A float, for tests.
+    tend_interval_s: float = 1.0
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        super().__init__(url, options)
+        # Unique per transport object: its consumers are "<instance>~<lease ms>".
+        self.instance = f"{os.getpid()}.{os.urandom(6).hex()}"
+        self._queue_keys: Callable[[str], StreamKeys] = lru_cache(maxsize=1024)(
+            partial(stream_keys, self.keys)
+        )
+        self._lock = threading.Lock()
+        self._priorities: dict[str, tuple[int, ...]] = {}  # per queue, highest first
+        self._grouped: set[str] = set()  # streams known to have the group
+        # Per set of queues (monotonic): when the upkeep is next due by the interval,
+        # and when something of theirs comes due (a lease, a delayed message).
+        self._tend_at: dict[tuple[str, ...], float] = {}
+        self._event_at: dict[tuple[str, ...], float] = {}
+        self._own_due = math.inf  # monotonic: a lease or delay this transport made ends
+        self._quiet: set[tuple[str, ...]] = set()  # queue sets found empty: block at once
+        self._extra: dict[tuple[str, ...], list[Delivery]] = {}  # read beyond max_messages
+
+    # -- publishing ----------------------------------------------------------------
+
+    def _publish_call(
+        self, queue: str, payload: bytes, message_id: str, delay_s: float, priority: int
+    ) -> tuple[Any, ...]:
+        """The command that stores one message: a plain ``XADD`` in the usual case
+        (no id to refuse twice: a publish resent after a lost reply may store the
+        message twice, at least once). A delayed one makes this transport's
+        reserves run the upkeep when it is due."""
+        q = self._queue_keys(queue)
+        prio = min(max(int(priority), 0), PRIORITIES - 1)
+        delay_ms = ms(delay_s)
+        if delay_ms > 0:
+            self._note_own_due(delay_s)
+        if prio == 0 and delay_ms == 0:
+            return ("XADD", q.streams[0], "*", "p", "0", "m", message_id, "d", payload)
+        keys = (q.streams[prio], q.streams[0], q.priorities, q.delayed, q.delayed_data)
+        argv = (prio, message_id, payload, delay_ms, os.urandom(12).hex())
+        return _PUBLISH.args(keys, argv)
+
+    def _note_own_due(self, seconds: float) -> None:
+        """Something this transport made (a lease, a delay) ends in ``seconds``:
+        its reserves run the upkeep then, without waiting for the interval."""
+        at = time.monotonic() + seconds
+        with self._lock:
+            self._own_due = min(self._own_due, at)
+
+    # -- reserving -------------------------------------------------------------------
+
+    def reserve(
+        self, queues: Sequence[str], *, max_messages: int, wait_s: float, lease_s: float
+    ) -> list[Delivery]:
+        """Lease up to ``max_messages`` messages: expired leases taken over first,
+        then earlier queues, higher priority, oldest. Waits up to ``wait_s`` in a
+        blocking read; ``[]`` at once if the transport is closed meanwhile, and
+        ``[]`` after ``wait_s`` while the server is down."""
+        names = tuple(check_queue_names(queues, allow_none=True))
+        if max_messages <= 0 or not names:
+            return []
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        consumer = f"{self.instance}~{ms(lease_s)}"
+        try:
+            got = self._take_extra(names, max_messages)
+            while not got:
+                if self._tend_due(names):
+                    got = self._tend(names, consumer, max_messages, lease_s, deadline)
+                    if got:
+                        break
+                got = self._read(names, consumer, max_messages, lease_s, deadline)
+                if time.monotonic() >= deadline:
+                    break
+        except (Closed, StillDown):
+            return []
+        if got:
+            self._note_own_due(lease_s)
+        return got
+
+    def _take_extra(self, names: tuple[str, ...], max_messages: int) -> list[Delivery]:
+        """Deliveries an earlier reserve read beyond its ``max_messages``, still leased."""
+        with self._lock:
+            held = self._extra.pop(names, [])
+            live = [d for d in held if d.lease_expires_at > time.time()]
+            if len(live) > max_messages:
+                self._extra[names] = live[max_messages:]
+        return live[:max_messages]
+
+    def _tend_due(self, names: tuple[str, ...]) -> bool:
+        due = min(self._tend_at.get(names, 0.0), self._event_at.get(names, 0.0), self._own_due)
+        return time.monotonic() >= due
+
+    def _until_event_s(self, names: tuple[str, ...]) -> float:
+        """How long a blocking read may last before something comes due. Not the
+        interval: an idle worker blocks for up to ``_max_block_s`` between upkeeps."""
+        due = min(self._event_at.get(names, 0.0), self._own_due)
+        return max(due - time.monotonic(), 0.0)
+
+    def _tend(
+        self,
+        names: tuple[str, ...],
+        consumer: str,
+        max_messages: int,
+        lease_s: float,
+        deadline: float,
+    ) -> list[Delivery]:
+        """Run the upkeep script for ``names`` (see the module docstring); return
+        the expired leases it took over, as deliveries."""
+        keys: list[str] = []
+        for name in names:
+            q = self._queue_keys(name)
+            keys += [*q.streams, q.delayed, q.delayed_data, q.priorities, *q.dead_letters]
+        argv = (GROUP, consumer, max_messages, _SWEEP_LIMIT, _FORGET_CONSUMER_MS)
+        started = time.monotonic()
+        reply = self._conn.call_fast(
+            "take over expired leases", lambda c: _TEND(c, keys, argv), until=deadline
+        )
+        now_ms, next_due_ms, priorities, claimed, buried = reply
+        event_s = math.inf
+        if int(next_due_ms) >= 0:
+            event_s = max((int(next_due_ms) - int(now_ms)) / 1000, 0.0)
+        with self._lock:
+            self._tend_at[names] = started + self.tend_interval_s
+            self._event_at[names] = started + event_s
+            if self._own_due <= started:
+                self._own_due = math.inf
+            for name, used in zip(names, priorities, strict=True):
+                self._priorities[name] = tuple(sorted({int(p) for p in used}, reverse=True))
+        if buried:
+            for i in range(0, len(buried), 3):
+                log_buried(names[int(buried[i]) - 1], [(text(buried[i + 1]), text(buried[i + 2]))])
+        entries = [
+            Entry.from_reply(
+                names[int(claimed[i]) - 1],
+                int(claimed[i + 1]),
+                claimed[i + 2],
+                claimed[i + 4],
+                int(claimed[i + 3]),
+            )
+            for i in range(0, len(claimed), 5)
+        ]
+        return self._deliver(entries, lease_s)
+
+    def _plan(self, names: tuple[str, ...]) -> list[_Stream]:
+        """The streams of ``names`` in order of preference, their groups created."""
+        plan = [
+            _Stream(self._queue_keys(name).streams[p], name, p)
+            for name in names
+            for p in self._priorities.get(name, (0,))
+        ]
+        self._ensure_groups([s.key for s in plan])
+        return plan
+
+    def _ensure_groups(self, keys: Sequence[str]) -> None:
+        """Create the group of each stream not known to have it (``MKSTREAM``,
+        from the stream's start: messages published before are delivered)."""
+        todo = [key for key in keys if key not in self._grouped]
+        if not todo:
+            return
+        calls = [("XGROUP", "CREATE", key, GROUP, "0", "MKSTREAM") for key in todo]
+        replies = self._conn.call_fast(
+            "create consumer groups", lambda c: c.execute_pipeline(calls)
+        )
+        for reply in replies:
+            if isinstance(reply, ResponseError) and not str(reply).startswith("BUSYGROUP"):
+                raise TransportError(f"{self._conn.describe()}: create a consumer group: {reply}")
+        with self._lock:
+            self._grouped.update(todo)
+
+    def _forget_groups(self, keys: Sequence[str]) -> None:
+        """These streams lost their group (purged, or the server lost its data)."""
+        with self._lock:
+            self._grouped.difference_update(keys)
+
+    def _read(
+        self,
+        names: tuple[str, ...],
+        consumer: str,
+        max_messages: int,
+        lease_s: float,
+        deadline: float,
+    ) -> list[Delivery]:
+        """Read new messages: in order of preference without blocking when there
+        are several streams (unless the last look found them all empty), then
+        blocking on all of them until a message comes, the upkeep is due, or the
+        deadline (at most ``_max_block_s``)."""
+        plan = self._plan(names)
+        remaining_s = deadline - time.monotonic()
+        if len(plan) > 1 and (remaining_s <= 0 or names not in self._quiet):
+            entries = self._read_in_order(plan, consumer, max_messages, deadline)
+            if entries:
+                self._quiet.discard(names)
+                return self._deliver(entries, lease_s)
+            self._quiet.add(names)
+            remaining_s = deadline - time.monotonic()
+        block_ms: int | None = None
+        if remaining_s > 0:
+            block_s = min(remaining_s, self._until_event_s(names), self._max_block_s)
+            block_ms = max(1, ms(block_s))
+        elif len(plan) > 1:
+            return []
+        entries = self._read_blocking(names, plan, consumer, max_messages, block_ms, deadline)
+        if not entries:
+            return []
+        self._quiet.discard(names)
+        deliveries = self._deliver(entries, lease_s)
+        if len(deliveries) > max_messages:
+            with self._lock:
+                self._extra[names] = deliveries[max_messages:] + self._extra.get(names, [])
+        return deliveries[:max_messages]
+
+    def _read_in_order(
+        self, plan: list[_Stream], consumer: str, max_messages: int, deadline: float
+    ) -> list[Entry]:
+        keys = [s.key for s in plan]
+        argv = (GROUP, consumer, max_messages)
+        reply = self._conn.call_fast("reserve", lambda c: _READ(c, keys, argv), until=deadline)
+        if reply[0]:
+            self._forget_groups([keys[int(i) - 1] for i in reply[0]])
+        return [
+            Entry.from_reply(
+                plan[int(reply[i]) - 1].queue,
+                plan[int(reply[i]) - 1].priority,
+                reply[i + 1],
+                reply[i + 2],
+                1,
+            )
+            for i in range(1, len(reply), 3)
+        ]
+
+    def _read_blocking(
+        self,
+        names: tuple[str, ...],
+        plan: list[_Stream],
+        consumer: str,
+        max_messages: int,
+        block_ms: int | None,
+        deadline: float,
+    ) -> list[Entry]:
+        """One ``XREADGROUP`` over every stream of ``plan`` (blocking when
+        ``block_ms``); entries sorted in order of preference."""
+        by_key = {s.key.encode(): (index, s) for index, s in enumerate(plan)}
+        args: list[Any] = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", max_messages]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", *(s.key for s in plan), *(">" for _ in plan)]
+
+        def read(client: FastClient) -> Any:
+            try:
+                return command(client, *args)
+            except ResponseError as exc:
+                if not str(exc).startswith("NOGROUP"):
+                    raise
+                return exc
+
+        reply = self._conn.call_fast("reserve", read, until=deadline)
+        if isinstance(reply, ResponseError):
+            self._forget_groups([s.key for s in plan])
+            return []
+        if reply is None:
+            return []
+        found: list[tuple[int, tuple[int, int], Entry]] = []
+        for key, entries in reply:
+            index, stream = by_key[bytes(key)]
+            if not entries:
+                # Woken with nothing: a sooner due time or a new priority.
+                with self._lock:
+                    self._event_at[names] = 0.0
+            for entry_id, flat in entries:
+                entry = Entry.from_reply(stream.queue, stream.priority, entry_id, flat, 1)
+                found.append((index, _id_order(entry.entry_id), entry))
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [entry for _, _, entry in found]
+
+    def _deliver(self, entries: Sequence[Entry], lease_s: float) -> list[Delivery]:
+        """Deliveries of the good entries; corrupt ones go to the dead-letter store."""
+        expires_at = time.time() + lease_s
+        out: list[Delivery] = []
+        corrupt: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        for entry in entries:
+            reason = entry.corrupt_reason()
+            if reason is None:
+                out.append(entry.delivery(self.instance, expires_at))
+                continue
+            self._dead_letter_lease(entry.queue, entry.lease(self.instance), reason)
+            corrupt[entry.queue].append((entry.lease(self.instance).dead_letter_id, reason))
+        for queue, buried in corrupt.items():
+            log_buried(queue, buried)
+        return out
+
+    # -- settling ------------------------------------------------------------------------
+
+    def ack(self, delivery: Delivery) -> None:
+        """Delete the message if ``delivery`` still holds its lease; otherwise do nothing."""
+        lease = parse_receipt(delivery.receipt)
+        if lease is None:
+            return
+        stream = self._queue_keys(delivery.queue).streams[lease.priority]
+        argv = (GROUP, 1, lease.entry_id, lease.instance, lease.count)
+        self._call_fast(
+            f"acknowledge a message of queue {delivery.queue!r}",
+            lambda c: _ACK(c, (stream,), argv),
+        )
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge several deliveries in one pipelined round trip: one script
+        call per queue (and per 500 receipts), each receipt checked on its own."""
+        by_queue: defaultdict[str, list[Lease]] = defaultdict(list)
+        for delivery in deliveries:
+            lease = parse_receipt(delivery.receipt)
+            if lease is not None:
+                by_queue[delivery.queue].append(lease)
+        calls = []
+        for queue, leases in by_queue.items():
+            streams = self._queue_keys(queue).streams
+            for at in range(0, len(leases), _ACK_BATCH):
+                chunk = leases[at : at + _ACK_BATCH]
+                keys = sorted({streams[lease.priority] for lease in chunk})
+                argv: list[Any] = [GROUP]
+                for lease in chunk:
+                    index = keys.index(streams[lease.priority]) + 1
+                    argv += [index, lease.entry_id, lease.instance, lease.count]
+                calls.append(_ACK.args(keys, argv))
+        if calls:
+            self._call_fast(
+                f"acknowledge {len(deliveries)} messages", lambda c: run_scripts(c, calls, _ACK)
+            )
+
+    def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
+        """Requeue (a new entry at the tail of its stream, or a delayed one, with
+        its delivery count) or delete; a stale receipt does nothing."""
+        lease = parse_receipt(delivery.receipt)
+        if lease is None:
+            return
+        q = self._queue_keys(delivery.queue)
+        keys = (q.streams[lease.priority], q.streams[0], q.priorities, q.delayed, q.delayed_data)
+        argv = (
+            GROUP,
+            lease.entry_id,
+            lease.instance,
+            lease.count,
+            1 if requeue else 0,
+            ms(delay_s),
+            lease.priority,
+            os.urandom(12).hex(),
+        )
+        self._call_fast(
+            f"return a message to queue {delivery.queue!r}", lambda c: _NACK(c, keys, argv)
+        )
+        if requeue and ms(delay_s) > 0:
+            self._note_own_due(delay_s)
+
+    def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
+        """Renew the lease to ``lease_s`` from now: True while ``delivery`` still
+        holds it (even past its end, if nobody took it over yet)."""
+        lease = parse_receipt(delivery.receipt)
+        if lease is None:
+            return False
+        stream = self._queue_keys(delivery.queue).streams[lease.priority]
+        argv = (
+            GROUP,
+            lease.entry_id,
+            lease.instance,
+            lease.count,
+            f"{lease.instance}~{ms(lease_s)}",
+        )
+        changed = self._call_fast(
+            f"extend a lease in queue {delivery.queue!r}", lambda c: _EXTEND(c, (stream,), argv)
+        )
+        return bool(changed)
+
+    def dead_letter(self, delivery: Delivery, *, reason: str) -> None:
+        """Move the message to its queue's dead-letter store in one script.
+        A stale receipt does nothing: the newer lease's holder decides."""
+        lease = parse_receipt(delivery.receipt)
+        if lease is not None:
+            self._dead_letter_lease(delivery.queue, lease, reason)
+
+    def _dead_letter_lease(self, queue: str, lease: Lease, reason: str) -> None:
+        q = self._queue_keys(queue)
+        keys = (q.streams[lease.priority], *q.dead_letters)
+        argv = (
+            GROUP,
+            lease.entry_id,
+            lease.instance,
+            lease.count,
+            reason,
+            lease.priority,
+            lease.dead_letter_id,
+        )
+        self._call_fast(
+            f"dead-letter a message of queue {queue!r}", lambda c: _DEAD_LETTER(c, keys, argv)
+        )
+
+    # -- queues (the dead-letter store is _broker.py's) ---------------------------------------
+
+    def purge(self, queue: str) -> int:
+        """Delete every message of ``queue`` (new, leased, delayed) in one transaction
+        and return how many. The streams go with their group; readers create it again."""
+        q = self._queue_keys(queue)
+
+        def run(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            for stream in q.streams:
+                pipe.xlen(stream)
+            pipe.zcard(q.delayed)
+            pipe.unlink(*q.live)
+            return sum(int(n) for n in pipe.execute()[:-1])
+
+        purged = self._call(f"purge queue {queue!r}", run)
+        self._forget_groups(q.streams)
+        return purged
+
+    def size(self, queue: str) -> int:
+        """Every message of ``queue``: new and leased entries, and delayed ones."""
+        q = self._queue_keys(queue)
+
+        def run(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=False)
+            for stream in q.streams:
+                pipe.xlen(stream)
+            pipe.zcard(q.delayed)
+            return sum(int(n) for n in pipe.execute())
+
+        return self._call(f"count queue {queue!r}", run)
+
+    def _requeue_dead_call(self, queue: str) -> tuple[Script, tuple[str, ...]]:
+        q = self._queue_keys(queue)
+        return _REQUEUE_DEAD, (*q.streams, q.priorities, *q.dead_letters[:3])
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ``<ms>-<seq>`` as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

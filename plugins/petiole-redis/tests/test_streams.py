@@ -1,0 +1,430 @@
+"""The streams layout (``layout = "streams"``): the conformance suites against a
+real redis-server, and what they do not cover (the option, leases across
+transports, the commands each operation costs)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from petiole_redis.streams import StreamsTransport
+from petiole_redis.testing import RedisServer
+from petiole_redis.transport import RedisTransport, create_transport
+
+from petiole import Petiole
+from petiole.errors import ConfigError
+from petiole.testing import BroadcastSuite, TransportSuite, unique_name
+from petiole.transport import Transport
+from petiole.worker import Worker
+
+STREAMS = {"layout": "streams"}
+ROUND_TRIPS = 100
+
+
+class StreamsConnections:
+    """Two streams transports on the session's server: the suite's own and a peer."""
+
+    @pytest.fixture
+    def transport(self, redis_server: RedisServer) -> Iterator[Transport]:
+        transport = create_transport(redis_server.url, STREAMS)
+        yield transport
+        transport.close()
+
+    @pytest.fixture
+    def peer_transport(self, redis_server: RedisServer) -> Iterator[Transport]:
+        transport = create_transport(redis_server.url, STREAMS)
+        yield transport
+        transport.close()
+
+
+class TestStreamsTransport(StreamsConnections, TransportSuite):
+    pass
+
+
+class TestStreamsBroadcast(StreamsConnections, BroadcastSuite):
+    pass
+
+
+# -- the option ----------------------------------------------------------------------
+
+
+def test_layout_streams_in_options_selects_the_streams_transport(
+    redis_server: RedisServer,
+) -> None:
+    transport = create_transport(redis_server.url, STREAMS)
+    try:
+        assert isinstance(transport, StreamsTransport)
+    finally:
+        transport.close()
+
+
+def test_layout_streams_in_the_url_selects_the_streams_transport(
+    redis_server: RedisServer,
+) -> None:
+    transport = create_transport(f"{redis_server.url}?layout=streams", {"layout": "lists"})
+    try:
+        assert isinstance(transport, StreamsTransport)
+    finally:
+        transport.close()
+
+
+def test_layout_defaults_to_lists(redis_server: RedisServer) -> None:
+    transport = create_transport(redis_server.url, {})
+    try:
+        assert isinstance(transport, RedisTransport)
+    finally:
+        transport.close()
+
+
+def test_unknown_layout_is_a_config_error_naming_the_allowed_ones(
+    redis_server: RedisServer,
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_transport(redis_server.url, {"layout": "zsets"})
+
+    message = str(info.value)
+    assert "layout" in message
+    assert "'lists'" in message
+    assert "'streams'" in message
+    assert "zsets" in message
+
+
+# -- leases across transports ----------------------------------------------------------
+
+
+@pytest.fixture
+def streams(redis_server: RedisServer) -> Iterator[StreamsTransport]:
+    transport = StreamsTransport(redis_server.url, {})
+    yield transport
+    transport.close()
+
+
+@pytest.fixture
+def queue(streams: StreamsTransport) -> Iterator[str]:
+    name = unique_name()
+    yield name
+    streams.purge(name)
+    streams.purge_dead_letters(name)
+
+
+def test_message_of_a_closed_transport_is_redelivered_after_its_lease(
+    redis_server: RedisServer, streams: StreamsTransport, queue: str
+) -> None:
+    gone = StreamsTransport(redis_server.url, {})
+    streams.publish(queue, b"orphaned")
+    [first] = gone.reserve([queue], max_messages=1, wait_s=5, lease_s=1.0)
+    gone.close()  # its consumer is gone, never acknowledging
+
+    got = streams.reserve([queue], max_messages=1, wait_s=10, lease_s=30)
+
+    assert [(d.payload, d.delivery_count) for d in got] == [(b"orphaned", 2)]
+    assert first.delivery_count == 1
+    streams.ack(got[0])
+    assert streams.size(queue) == 0
+
+
+def test_stale_receipt_after_another_transport_took_the_lease_over_is_ignored(
+    redis_server: RedisServer, streams: StreamsTransport, queue: str
+) -> None:
+    slow = StreamsTransport(redis_server.url, {})
+    try:
+        streams.publish(queue, b"slow")
+        [stale] = slow.reserve([queue], max_messages=1, wait_s=5, lease_s=1.0)
+        [current] = streams.reserve([queue], max_messages=1, wait_s=10, lease_s=30)
+
+        slow.ack(stale)
+        assert slow.extend(stale, lease_s=30) is False
+        slow.dead_letter(stale, reason="stale")
+        slow.nack(stale, requeue=True)
+
+        assert streams.size(queue) == 1
+        assert streams.dead_letters(queue) == []
+        assert streams.reserve([queue], max_messages=1, wait_s=0, lease_s=30) == []
+        assert streams.extend(current, lease_s=30) is True
+        streams.ack(current)
+        assert streams.size(queue) == 0
+    finally:
+        slow.close()
+
+
+def test_extend_keeps_a_lease_whose_first_length_was_shorter(
+    redis_server: RedisServer, streams: StreamsTransport, queue: str
+) -> None:
+    """A lease's length lives in its consumer's name; extending to another
+    length moves the entry to the consumer for it, and the receipt stays valid."""
+    other = StreamsTransport(redis_server.url, {})
+    try:
+        streams.publish(queue, b"long")
+        [held] = streams.reserve([queue], max_messages=1, wait_s=5, lease_s=0.5)
+        assert streams.extend(held, lease_s=60)
+
+        assert other.reserve([queue], max_messages=1, wait_s=1.5, lease_s=30) == []
+        streams.ack(held)
+        assert streams.size(queue) == 0
+    finally:
+        other.close()
+
+
+def test_corrupt_entry_goes_to_the_dead_letter_store_with_its_reason(
+    streams: StreamsTransport, queue: str, client: redis.Redis
+) -> None:
+    stream = f"petiole:stream0:{{{queue}}}"
+    client.xadd(stream, {"d": b"no message id, no priority"})
+    streams.publish(queue, b"good")
+
+    got = streams.reserve([queue], max_messages=5, wait_s=5, lease_s=30)
+
+    assert [d.payload for d in got] == [b"good"]
+    [dead] = streams.dead_letters(queue)
+    assert dead.payload == b"no message id, no priority"
+    assert "p, m are missing" in dead.reason
+    streams.ack(got[0])
+    assert streams.size(queue) == 0
+
+
+def test_first_message_of_a_new_priority_wakes_a_blocked_reserve(
+    redis_server: RedisServer, streams: StreamsTransport, queue: str
+) -> None:
+    publisher = StreamsTransport(redis_server.url, {})
+    try:
+        assert streams.reserve([queue], max_messages=1, wait_s=0, lease_s=30) == []
+        timer = _later(0.3, lambda: publisher.publish(queue, b"urgent", priority=7))
+        got = streams.reserve([queue], max_messages=1, wait_s=4, lease_s=30)
+        timer.join()
+
+        assert [d.payload for d in got] == [b"urgent"]
+    finally:
+        publisher.close()
+
+
+def test_a_sooner_delayed_message_wakes_a_blocked_reserve(
+    redis_server: RedisServer, streams: StreamsTransport, queue: str
+) -> None:
+    """Published by another transport: the blocked reader learns the due time
+    from the wake, not from its own records, and is not left blocked for 5 s."""
+    publisher = StreamsTransport(redis_server.url, {})
+    try:
+        assert streams.reserve([queue], max_messages=1, wait_s=0, lease_s=30) == []
+        timer = _later(0.2, lambda: publisher.publish(queue, b"soon", delay_s=0.5))
+        started = time.monotonic()
+        got = streams.reserve([queue], max_messages=1, wait_s=4.5, lease_s=30)
+        elapsed = time.monotonic() - started
+        timer.join()
+
+        assert [d.payload for d in got] == [b"soon"]
+        assert 0.6 <= elapsed <= 2.0
+    finally:
+        publisher.close()
+
+
+# -- commands per operation --------------------------------------------------------------
+
+
+class Commands:
+    """The server's command counts (``INFO commandstats``) since the last reset."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def reset(self) -> None:
+        self.client.config_resetstat()
+
+    def counted(self) -> collections.Counter[str]:
+        stats: dict[str, Any] = self.client.info("commandstats")
+        calls: collections.Counter[str] = collections.Counter()
+        for name, values in stats.items():
+            command = name.removeprefix("cmdstat_")
+            if not command.startswith("config"):
+                calls[command] = int(values["calls"])
+        return calls
+
+
+@pytest.fixture
+def counting(own_redis_server: RedisServer) -> Iterator[tuple[StreamsTransport, Commands]]:
+    """A transport on a server of the test's own (no other client's commands), with
+    the upkeep pushed out of the measured window: it runs on a timer, not per call."""
+    transport = StreamsTransport(own_redis_server.url, {})
+    transport.tend_interval_s = 3600.0
+    # Warm up this thread's connection (its set-up asks INFO), the group, the upkeep
+    # and the server's script cache (a first EVALSHA costs a SCRIPT LOAD).
+    transport.publish("q", b"warm-up")
+    transport.ack(transport.reserve(["q"], max_messages=1, wait_s=5, lease_s=30)[0])
+    client = own_redis_server.client()
+    yield transport, Commands(client)
+    client.close()
+    transport.close()
+
+
+def test_publish_is_one_xadd(counting: tuple[StreamsTransport, Commands]) -> None:
+    transport, commands = counting
+    commands.reset()
+
+    transport.publish("q", b"x", message_id="t1")
+
+    assert commands.counted() == {"xadd": 1}
+
+
+def test_publish_with_a_priority_is_one_script_of_two_commands(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    transport.publish("q", b"first", priority=5)  # registers the priority (and wakes)
+    commands.reset()
+
+    transport.publish("q", b"x", priority=5)
+
+    assert commands.counted() == {"evalsha": 1, "xadd": 1, "sadd": 1}
+
+
+def test_reserve_of_one_queue_is_one_xreadgroup(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    transport.publish("q", b"x")
+    commands.reset()
+
+    got = transport.reserve(["q"], max_messages=4, wait_s=5, lease_s=30)
+
+    assert [d.payload for d in got] == [b"x"]
+    assert commands.counted() == {"xreadgroup": 1}
+
+
+def test_an_idle_reserve_is_one_blocking_xreadgroup_that_returns_the_message(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    commands.reset()
+    timer = _later(0.3, lambda: transport.publish("q", b"late"))
+
+    got = transport.reserve(["q"], max_messages=4, wait_s=4, lease_s=30)
+    timer.join()
+
+    assert [d.payload for d in got] == [b"late"]
+    calls = commands.counted()
+    del calls["info"]  # the timer thread's new connection checks the server once
+    assert calls == {"xreadgroup": 1, "xadd": 1}
+
+
+def test_ack_is_one_script_of_three_commands(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    transport.publish("q", b"x")
+    [delivery] = transport.reserve(["q"], max_messages=1, wait_s=5, lease_s=30)
+    commands.reset()
+
+    transport.ack(delivery)
+
+    assert commands.counted() == {"evalsha": 1, "xpending": 1, "xack": 1, "xdel": 1}
+    assert transport.size("q") == 0
+
+
+def test_ack_many_checks_each_receipt_and_settles_them_together(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    for i in range(5):
+        transport.publish("q", b"m%d" % i)
+    held = transport.reserve(["q"], max_messages=5, wait_s=5, lease_s=30)
+    assert len(held) == 5
+    commands.reset()
+
+    transport.ack_many(held)
+
+    assert commands.counted() == {"evalsha": 1, "xpending": 5, "xack": 1, "xdel": 1}
+    assert transport.size("q") == 0
+
+
+def test_send_reserve_ack_costs_the_transport_six_commands(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    commands.reset()
+
+    transport.publish("q", b"round trip")
+    [delivery] = transport.reserve(["q"], max_messages=4, wait_s=5, lease_s=30)
+    transport.ack(delivery)
+
+    assert sum(commands.counted().values()) == 6
+
+
+def _later(delay_s: float, action: Callable[[], object]) -> threading.Timer:
+    """Run ``action`` on a timer thread; the caller joins it."""
+    timer = threading.Timer(delay_s, action)
+    timer.start()
+    return timer
+
+
+def test_messages_read_beyond_max_messages_are_the_next_reserves_first(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    """A read that blocks at once over several streams (the last look found them
+    empty) gets up to COUNT from each: the extra stays leased here, in order, and
+    the next reserve hands it out without asking the server."""
+    transport, commands = counting
+    assert transport.reserve(["a", "b"], max_messages=1, wait_s=0, lease_s=30) == []
+    transport.publish("b", b"second")
+    transport.publish("a", b"first")
+
+    [first] = transport.reserve(["a", "b"], max_messages=1, wait_s=5, lease_s=30)
+    commands.reset()
+    [second] = transport.reserve(["a", "b"], max_messages=1, wait_s=5, lease_s=30)
+
+    assert (first.queue, first.payload) == ("a", b"first")
+    assert (second.queue, second.payload) == ("b", b"second")
+    assert commands.counted() == {}
+    transport.ack_many([first, second])
+    assert transport.size("a") == transport.size("b") == 0
+
+
+def test_an_idle_reserve_blocks_past_the_upkeep_interval(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    """The interval paces a working reserver's upkeep; an idle one blocks in one
+    read for up to 5 s (or until something comes due), then runs it once."""
+    transport, commands = counting
+    transport.tend_interval_s = 2.0
+    commands.reset()
+
+    assert transport.reserve(["q"], max_messages=4, wait_s=3.0, lease_s=30) == []
+
+    assert commands.counted() == {"xreadgroup": 1}
+
+
+def test_a_worker_round_trip_costs_at_most_ten_commands(own_redis_server: RedisServer) -> None:
+    """Send, run, store the result, wait for it: issue 19's target for W3 (the
+    list layout takes about 22). Counts vary with how acks are batched, not timing
+    of the assertions: the bound has room for that."""
+    app = Petiole(
+        "streams-round-trips",
+        broker=f"{own_redis_server.url}?layout=streams",
+        backend=own_redis_server.url,
+        config_file=os.devnull,
+    )
+
+    @app.task(name="streams_round_trips.echo")
+    def echo(x: int) -> int:
+        return x
+
+    worker = Worker(app, pool="threads")
+    worker.start()
+    client = own_redis_server.client()
+    try:
+        assert echo.delay(-1).get(timeout=10) == -1  # warm up connections and scripts
+        commands = Commands(client)
+        commands.reset()
+        for i in range(ROUND_TRIPS):
+            assert echo.delay(i).get(timeout=10) == i
+        per_task = sum(commands.counted().values()) / ROUND_TRIPS
+    finally:
+        worker.stop()
+        client.close()
+        app.close()
+
+    assert per_task <= 10.0
