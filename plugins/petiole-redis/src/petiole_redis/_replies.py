@@ -81,8 +81,8 @@ class ReplyReader:
     def _array(self, count: int) -> list[Any]:
         """The ``count`` elements of an array. Its bulk strings and integers (a
         reserve's messages, an MGET's values) are read in this loop, without a
-        call each; anything else, or an element not wholly in the buffer yet,
-        goes through :meth:`_value`."""
+        call each, and nested arrays by a call of their own; anything else, or an
+        element not wholly in the buffer yet, goes through :meth:`_value`."""
         items: list[Any] = []
         append = items.append
         buf = self._buf
@@ -102,6 +102,13 @@ class ReplyReader:
                 elif kind == _INTEGER:
                     append(int(buf[pos + 1 : end]))
                     pos = end + 2
+                    continue
+                elif kind == _ARRAY:  # nested (a stream's entries): no line read again
+                    nested = int(buf[pos + 1 : end])
+                    self._pos = end + 2
+                    append(self._array(nested) if nested >= 0 else None)
+                    buf = self._buf  # the nested array may have read more
+                    pos = self._pos
                     continue
             self._pos = pos
             append(self._value())

@@ -104,7 +104,9 @@ from petiole_redis.streams_entries import (
     GROUP,
     Entry,
     Lease,
+    RawEntry,
     StreamKeys,
+    fresh_delivery,
     parse_receipt,
     stream_keys,
     streams_script,
@@ -336,7 +338,7 @@ class StreamsTransport(BrokerBase):
             entries = self._read_in_order(plan, consumer, max_messages, deadline)
             if entries:
                 self._quiet.discard(names)
-                return self._deliver(entries, lease_s)
+                return self._deliver_read(entries, lease_s)
             self._quiet.add(names)
             remaining_s = deadline - time.monotonic()
         block_ms: int | None = None
@@ -349,7 +351,7 @@ class StreamsTransport(BrokerBase):
         if not entries:
             return []
         self._quiet.discard(names)
-        deliveries = self._deliver(entries, lease_s)
+        deliveries = self._deliver_read(entries, lease_s)
         if len(deliveries) > max_messages:
             with self._lock:
                 self._extra[names] = deliveries[max_messages:] + self._extra.get(names, [])
@@ -357,22 +359,17 @@ class StreamsTransport(BrokerBase):
 
     def _read_in_order(
         self, plan: list[_Stream], consumer: str, max_messages: int, deadline: float
-    ) -> list[Entry]:
+    ) -> list[RawEntry]:
         keys = [s.key for s in plan]
         argv = (GROUP, consumer, max_messages)
         reply = self._conn.call_fast("reserve", lambda c: _READ(c, keys, argv), until=deadline)
         if reply[0]:
             self._forget_groups([keys[int(i) - 1] for i in reply[0]])
-        return [
-            Entry.from_reply(
-                plan[int(reply[i]) - 1].queue,
-                plan[int(reply[i]) - 1].priority,
-                reply[i + 1],
-                reply[i + 2],
-                1,
-            )
-            for i in range(1, len(reply), 3)
-        ]
+        found: list[RawEntry] = []
+        for i in range(1, len(reply), 3):
+            stream = plan[int(reply[i]) - 1]
+            found.append((stream.queue, stream.priority, reply[i + 1], reply[i + 2]))
+        return found
 
     def _read_blocking(
         self,
@@ -382,9 +379,9 @@ class StreamsTransport(BrokerBase):
         max_messages: int,
         block_ms: int | None,
         deadline: float,
-    ) -> list[Entry]:
+    ) -> list[RawEntry]:
         """One ``XREADGROUP`` over every stream of ``plan`` (blocking when
-        ``block_ms``); entries sorted in order of preference."""
+        ``block_ms``); entries in order of preference."""
         by_key = {s.key.encode(): (index, s) for index, s in enumerate(plan)}
         args: list[Any] = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", max_messages]
         if block_ms is not None:
@@ -405,7 +402,7 @@ class StreamsTransport(BrokerBase):
             return []
         if reply is None:
             return []
-        found: list[tuple[int, tuple[int, int], Entry]] = []
+        found: list[tuple[int, tuple[int, int], RawEntry]] = []
         for key, entries in reply:
             index, stream = by_key[bytes(key)]
             if not entries:
@@ -413,10 +410,26 @@ class StreamsTransport(BrokerBase):
                 with self._lock:
                     self._event_at[names] = 0.0
             for entry_id, flat in entries:
-                entry = Entry.from_reply(stream.queue, stream.priority, entry_id, flat, 1)
-                found.append((index, _id_order(entry.entry_id), entry))
-        found.sort(key=lambda f: (f[0], f[1]))
-        return [entry for _, _, entry in found]
+                raw = (stream.queue, stream.priority, entry_id, flat)
+                found.append((index, _id_order(text(entry_id)) if len(plan) > 1 else (0, 0), raw))
+        if len(plan) > 1:  # one stream's entries come in order already
+            found.sort(key=lambda f: (f[0], f[1]))
+        return [raw for _, _, raw in found]
+
+    def _deliver_read(self, raws: Sequence[RawEntry], lease_s: float) -> list[Delivery]:
+        """Deliveries of entries read for the first time (pending count 1): those
+        of the usual shape at once, the others checked as :meth:`_deliver` does."""
+        expires_at = time.time() + lease_s
+        out: list[Delivery] = []
+        for raw in raws:
+            delivery = fresh_delivery(raw, self.instance, expires_at)
+            if delivery is None:
+                # Rare (a requeued message's carried count, a corrupt entry): all
+                # checked the slow way, so the order of preference is kept.
+                entries = [Entry.from_reply(*other, pending_count=1) for other in raws]
+                return self._deliver(entries, lease_s)
+            out.append(delivery)
+        return out
 
     def _deliver(self, entries: Sequence[Entry], lease_s: float) -> list[Delivery]:
         """Deliveries of the good entries; corrupt ones go to the dead-letter store."""

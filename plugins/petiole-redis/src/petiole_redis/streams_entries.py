@@ -132,6 +132,31 @@ class Entry:
         )
 
 
+# A fresh entry (read by XREADGROUP ... >) as XADD writes it: these fields in this order.
+_FRESH_FIELDS = (b"p", b"m", b"d")
+
+# What a reserve read: (queue, priority, entry id, flat field-value list).
+RawEntry = tuple[str, int, Any, Sequence[Any]]
+
+
+def fresh_delivery(raw: RawEntry, instance: str, lease_expires_at: float) -> Delivery | None:
+    """The delivery of an entry read for the first time, when it has exactly the
+    fields a publish writes (the usual case: no :class:`Entry`, no field dict);
+    None for any other shape, which :meth:`Entry.from_reply` then checks."""
+    queue, priority, entry_id, flat = raw
+    if len(flat) != 6 or (flat[0], flat[2], flat[4]) != _FRESH_FIELDS:
+        return None
+    ident = text(entry_id)
+    return Delivery(
+        payload=flat[5],
+        queue=queue,
+        receipt=f"{priority}|{ident}|{instance}|1",
+        delivery_count=1,
+        message_id=flat[3].decode(errors="replace"),
+        lease_expires_at=lease_expires_at,
+    )
+
+
 def streams_script(name: str) -> Script:
     """A script of the layout (``lua/<name>.lua``), with lib.lua and streams_lib.lua
     prepended: it still runs as one self-contained ``EVALSHA``."""
