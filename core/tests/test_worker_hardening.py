@@ -137,6 +137,9 @@ def test_prefetched_tasks_whose_lease_was_lost_are_dropped_unrun(
         start_worker(app, pool="threads", concurrency=1, prefetch_multiplier=8) as first,
     ):
         assert wait_until(lambda: first.held_count() == 4, timeout_s=10)
+        # The stalled worker reserves no more: else, racing the other consumer, it
+        # takes back the very messages whose leases it lost (and drops them again).
+        monkeypatch.setattr(first, "_free_to_reserve", lambda: 0)
         # The leases run out; another consumer takes the prefetched messages.
         taken: list[Any] = []
         assert wait_until(
