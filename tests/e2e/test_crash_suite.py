@@ -1,4 +1,5 @@
-"""Crash suite: workers SIGKILLed at random, about once a second, while 2,000 tasks run.
+"""Crash suite: workers SIGKILLed at random, about once a second, while 2,000 tasks run,
+on the embedded SQLite default and on Redis's streams layout.
 
 At-least-once means a task may run twice (its worker died after it started but
 before it was acknowledged) but never zero times. Every execution appends a
@@ -14,6 +15,7 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from harness import Producer, Workers, worker_env
 
 from petiole import Petiole
 from petiole.testing import wait_until
+from petiole.testing.servers import serve
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +54,23 @@ MAX_CONCURRENCY = 4
 DUPLICATES_PER_KILL_BOUND = 2 * MAX_CONCURRENCY
 
 
+@pytest.fixture(params=["sqlite", "redis-streams"])
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(broker, backend): the embedded default, and Redis's streams layout (the newest)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'p.db'}"
+        yield url, url
+        return
+    pytest.importorskip("petiole_redis", reason="petiole-redis is not installed")
+    from petiole_redis.testing import RedisServer  # here: only where the plugin is
+
+    (tmp_path / "redis").mkdir()
+    for server in serve(RedisServer(tmp_path / "redis")):
+        yield f"{server.url}?layout=streams", server.url
+
+
 def test_workers_sigkilled_every_second_lose_no_task_and_duplicates_are_bounded(
-    tmp_path: Path, record_property: Any
+    tmp_path: Path, record_property: Any, urls: tuple[str, str]
 ) -> None:
     started = time.monotonic()
     deadline = started + HARD_DEADLINE_S
@@ -61,10 +79,10 @@ def test_workers_sigkilled_every_second_lose_no_task_and_duplicates_are_bounded(
     print(f"\ncrash suite: seed={seed} (replay with {SEED_ENV}={seed})")
     record_property("seed", seed)
 
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    env = worker_env(url, url, lease_s=str(LEASE_S), max_deliveries=str(MAX_DELIVERIES))
+    broker, backend = urls
+    env = worker_env(broker, backend, lease_s=str(LEASE_S), max_deliveries=str(MAX_DELIVERIES))
     executions_log = tmp_path / "executions.log"
-    watcher = Petiole("watch", broker=url, backend=url, config_file="/dev/null")
+    watcher = Petiole("watch", broker=broker, backend=backend, config_file="/dev/null")
     workers = Workers(env, tmp_path)
     producer: Producer | None = None
     kills: list[tuple[float, int, int]] = []  # (seconds into the run, slot, queue size)

@@ -40,24 +40,32 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     yield from serve(RedisServer(tmp_path_factory.mktemp("redis")))
 
 
-def env_for(server: RedisServer) -> dict[str, str]:
+# The broker's two key layouts (petiole-redis README, "Streams layout"): each test runs on both.
+LAYOUTS = {"lists": "", "streams": "?layout=streams"}
+
+
+def env_for(server: RedisServer, layout: str) -> dict[str, str]:
     # Short leases so a killed worker's tasks come back within seconds.
-    return worker_env(server.url, server.url, lease_s="3")
+    return worker_env(server.url + LAYOUTS[layout], server.url, lease_s="3")
 
 
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_thousand_tasks_with_a_sigkilled_worker_lose_none_on_redis(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, layout: str
 ) -> None:
-    env = env_for(redis_server)
+    env = env_for(redis_server, layout)
     summary = run_sigkill_scenario(env, tmp_path)
     assert (summary["missing"], summary["wrong"]) == ([], []), summary
 
 
-def test_redis_restarted_mid_run_loses_no_task_and_logs_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_redis_restarted_mid_run_loses_no_task_and_logs_one_line(
+    tmp_path: Path, layout: str
+) -> None:
     (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis").start()
-    env = env_for(server)
-    app = Petiole("restart", broker=server.url, backend=server.url)
+    env = env_for(server, layout)
+    app = Petiole("restart", broker=env["PETIOLE_BROKER_URL"], backend=server.url)
     outage = OutageLines(OUTAGE_LINE)
     logging.getLogger("petiole_redis").addHandler(outage)
     workers = Workers(env, tmp_path)
