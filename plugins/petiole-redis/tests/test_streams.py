@@ -325,7 +325,7 @@ def test_ack_is_one_script_of_three_commands(
     assert transport.size("q") == 0
 
 
-def test_ack_many_checks_each_receipt_and_settles_them_together(
+def test_ack_many_checks_each_receipt_with_one_xpending_and_settles_them_together(
     counting: tuple[StreamsTransport, Commands],
 ) -> None:
     transport, commands = counting
@@ -337,8 +337,32 @@ def test_ack_many_checks_each_receipt_and_settles_them_together(
 
     transport.ack_many(held)
 
-    assert commands.counted() == {"evalsha": 1, "xpending": 5, "xack": 1, "xdel": 1}
+    assert commands.counted() == {"evalsha": 1, "xpending": 1, "xack": 1, "xdel": 1}
     assert transport.size("q") == 0
+
+
+def test_ack_many_settles_only_its_own_leases_among_other_workers_entries(
+    streams: StreamsTransport, redis_server: RedisServer, queue: str
+) -> None:
+    """One XPENDING answers for the range a batch's ids span, where another worker's
+    entries lie too (70 of them here, more than that answer holds: the ids it leaves
+    out are asked about alone)."""
+    other = StreamsTransport(redis_server.url, {})
+    try:
+        for i in range(73):
+            streams.publish(queue, b"m%d" % i)
+        [first] = streams.reserve([queue], max_messages=1, wait_s=5, lease_s=30)
+        theirs = other.reserve([queue], max_messages=70, wait_s=5, lease_s=30)
+        mine = [first, *streams.reserve([queue], max_messages=2, wait_s=5, lease_s=30)]
+        assert len(theirs) == 70
+        assert len(mine) == 3
+
+        streams.ack_many(mine)
+        assert streams.size(queue) == 70  # theirs stay leased to them
+        other.ack_many([*theirs, first])  # first is acknowledged already: stale
+        assert streams.size(queue) == 0
+    finally:
+        other.close()
 
 
 def test_send_reserve_ack_costs_the_transport_six_commands(

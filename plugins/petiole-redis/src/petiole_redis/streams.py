@@ -463,7 +463,8 @@ class StreamsTransport(BrokerBase):
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge several deliveries in one pipelined round trip: one script
-        call per queue (and per 500 receipts), each receipt checked on its own."""
+        call per queue (and per 500 receipts), each receipt checked on its own
+        against one ``XPENDING`` per stream (see streams_ack.lua)."""
         by_queue: defaultdict[str, list[Lease]] = defaultdict(list)
         for delivery in deliveries:
             lease = parse_receipt(delivery.receipt)

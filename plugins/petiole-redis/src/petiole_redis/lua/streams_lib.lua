@@ -58,6 +58,49 @@ local function holds(stream, group, id, instance, count)
     and tostring(pending[1][4]) == count
 end
 
+-- Whether stream entry id a comes before b ("<ms>-<seq>", compared as numbers).
+local function id_before(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if not ams or not bms then
+    return a < b
+  end
+  if #ams ~= #bms then
+    return #ams < #bms
+  end
+  if ams ~= bms then
+    return ams < bms
+  end
+  return tonumber(aseq) < tonumber(bseq)
+end
+
+-- The pending entries of stream among ids, as {id -> {owner, delivery count}}: one
+-- XPENDING over the range from the smallest to the largest id, at most #ids + 64
+-- entries (others' entries may lie between). An id missing from the answer is
+-- either not pending or past that bound: holds() then asks about it alone.
+local function pending_among(stream, group, ids)
+  local lo, hi = ids[1], ids[1]
+  for _, id in ipairs(ids) do
+    if id_before(id, lo) then lo = id end
+    if id_before(hi, id) then hi = id end
+  end
+  local found = {}
+  local pending = redis.pcall('XPENDING', stream, group, lo, hi, #ids + 64)
+  if type(pending) ~= 'table' or pending.err then
+    return found, false
+  end
+  for _, entry in ipairs(pending) do
+    found[entry[1]] = {entry[2], entry[4]}
+  end
+  return found, #pending >= #ids + 64
+end
+
+-- Whether an entry of pending_among's answer holds the lease a receipt names.
+local function held_by(entry, instance, count)
+  return string.sub(entry[1], 1, #instance + 1) == instance .. '~'
+    and tostring(entry[2]) == count
+end
+
 -- An entry's fields as a table (empty when the entry is gone).
 local function entry_fields(stream, id)
   local entry = redis.call('XRANGE', stream, id, id)[1]
