@@ -160,6 +160,7 @@ class StreamsTransport(BrokerBase):
         self._lock = threading.Lock()
         self._priorities: dict[str, tuple[int, ...]] = {}  # per queue, highest first
         self._grouped: set[str] = set()  # streams known to have the group
+        self._checked: set[str] = set()  # queues looked at for list-layout messages
         # Per set of queues (monotonic): when the upkeep is next due by the interval,
         # and when something of theirs comes due (a lease, a delayed message).
         self._tend_at: dict[tuple[str, ...], float] = {}
@@ -296,8 +297,31 @@ class StreamsTransport(BrokerBase):
             for name in names
             for p in self._priorities.get(name, (0,))
         ]
+        unchecked = [name for name in names if name not in self._checked]
+        if unchecked:
+            self._warn_of_list_layout_messages(unchecked)
         self._ensure_groups([s.key for s in plan])
         return plan
+
+    def _warn_of_list_layout_messages(self, names: Sequence[str]) -> None:
+        """Once per queue: a queue the list layout (the default) holds messages of,
+        which this layout never reads, is a WARNING that says what to do."""
+        keys = [self.keys.queue(name).msgs for name in names]
+        counts = self._conn.call_fast(
+            "look for messages in the list layout",
+            lambda c: c.execute_pipeline([("HLEN", key) for key in keys]),
+        )
+        with self._lock:
+            self._checked.update(names)
+        for name, count in zip(names, counts, strict=True):
+            if isinstance(count, int) and count > 0:
+                logger.warning(
+                    "queue %r holds %d message(s) in the list layout's keys, which this "
+                    'transport (layout = "streams") does not read: run a worker with '
+                    'layout = "lists" until they are done, then switch',
+                    name,
+                    count,
+                )
 
     def _ensure_groups(self, keys: Sequence[str]) -> None:
         """Create the group of each stream not known to have it (``MKSTREAM``,
