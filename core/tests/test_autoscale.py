@@ -200,13 +200,17 @@ def test_a_processes_worker_adds_children_for_waiting_work_and_retires_them_when
         pool = worker.pool
         assert isinstance(pool, ProcessPool)
         results = [wait_for.delay(str(release)) for _ in range(6)]
-        assert wait_until(lambda: len(pool.child_pids()) == 3, timeout_s=15)
-        assert worker.concurrency == 3
+        # The worker counts a resize once the pool returns from it, a moment after the
+        # children show: wait for both, not one and then read the other.
+        assert wait_until(
+            lambda: len(pool.child_pids()) == 3 and worker.concurrency == 3, timeout_s=15
+        ), (pool.child_pids(), worker.concurrency)
         release.touch()
         for result in results:
             result.get(timeout=15)
-        assert wait_until(lambda: len(pool.child_pids()) == 1, timeout_s=10)
-        assert worker.concurrency == 1
+        assert wait_until(
+            lambda: len(pool.child_pids()) == 1 and worker.concurrency == 1, timeout_s=10
+        ), (pool.child_pids(), worker.concurrency)
 
 
 def test_autoscale_with_a_pool_that_cannot_resize_names_those_that_can(app: Petiole) -> None:
