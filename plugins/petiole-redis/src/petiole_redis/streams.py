@@ -474,16 +474,9 @@ class StreamsTransport(BrokerBase):
     # -- settling ------------------------------------------------------------------------
 
     def ack(self, delivery: Delivery) -> None:
-        """Delete the message if ``delivery`` still holds its lease; otherwise do nothing."""
-        lease = parse_receipt(delivery.receipt)
-        if lease is None:
-            return
-        stream = self._queue_keys(delivery.queue).streams[lease.priority]
-        argv = (GROUP, 1, lease.entry_id, lease.instance, lease.count)
-        self._call_fast(
-            f"acknowledge a message of queue {delivery.queue!r}",
-            lambda c: _ACK(c, (stream,), argv),
-        )
+        """Delete the message if ``delivery`` still holds its lease; otherwise do nothing
+        (:meth:`ack_many` of one: the same script, one round trip)."""
+        self.ack_many([delivery])
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge several deliveries in one pipelined round trip: one script
