@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ _REQUEUE_BATCH = 1000
 # memory, and one round stays well under the server's query buffer limit (1 GB).
 _BATCH_MAX_MESSAGES = 500
 _BATCH_MAX_BYTES = 4 * 1024 * 1024
+# A resent publish looks for its first sending this much further back than the
+# client's clock says it was sent: the server's clock stamped it, in whole ms.
+_RESEND_MARGIN_MS = 1000
 _DEAD_LIST = Script("dead_list")
 
 
@@ -134,8 +138,7 @@ class BrokerBase:
             if len(pending.calls) >= _BATCH_MAX_MESSAGES or pending.held_bytes >= _BATCH_MAX_BYTES:
                 self._send_batch(pending)
             return
-        script = self.publish_script
-        self._call_fast(f"publish to queue {queue!r}", lambda c: run_scripts(c, [call], script))
+        self._store(f"publish to queue {queue!r}", [call])
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -147,9 +150,9 @@ class BrokerBase:
         AOF settings, or a :class:`~petiole.errors.TransportError` says how many
         of the block's messages were stored and how many may not be. Each message is
         its own call, stored whole or not at all. A round resent after a lost reply
-        (an outage) stores nothing twice in the list layout, whose messages carry a
-        random id its script refuses twice; in the streams layout it may store some
-        twice (at least once). A block inside a block joins it; a block left by an
+        (an outage) stores nothing twice: the list layout's script refuses a message's
+        random id twice, the streams layout's looks for its entry first (a bounded
+        look, see there). A block inside a block joins it; a block left by an
         exception still sends what it queued (as publishes outside a block would
         have been)."""
         if getattr(self._batches, "open", None) is not None:
@@ -170,11 +173,8 @@ class BrokerBase:
         if not calls:
             return
         pending.calls, pending.held_bytes = [], 0
-        script = self.publish_script
         try:
-            self._call_fast(
-                f"publish {len(calls)} messages", lambda c: run_scripts(c, calls, script)
-            )
+            self._store(f"publish {len(calls)} messages", calls)
         except TransportError as exc:
             raise TransportError(
                 f"{exc} — of the {pending.stored + len(calls)} messages published in this "
@@ -206,13 +206,33 @@ class BrokerBase:
             self._publish_call(queue, payload, mid, delay_s, priority)
             for payload, mid in zip(batch, ids, strict=True)
         ]
-        script = self.publish_script
         if calls:
-            self._call_fast(
-                f"publish {len(calls)} messages to queue {queue!r}",
-                lambda c: run_scripts(c, calls, script),
-            )
+            self._store(f"publish {len(calls)} messages to queue {queue!r}", calls)
         return len(calls)
+
+    def _store(self, what: str, calls: list[tuple[Any, ...]]) -> None:
+        """Send publish ``calls`` in one pipelined round trip, through an outage as
+        every call is. A sending after the first goes through :meth:`_resend_call`:
+        the first may have been stored though its reply was lost."""
+        first_sent_at: float | None = None
+        script = self.publish_script
+
+        def attempt(client: FastClient) -> None:
+            nonlocal first_sent_at
+            todo = calls
+            if first_sent_at is None:
+                first_sent_at = time.monotonic()
+            else:
+                window_ms = ms(time.monotonic() - first_sent_at) + _RESEND_MARGIN_MS
+                todo = [self._resend_call(call, window_ms) for call in calls]
+            run_scripts(client, todo, script)
+
+        self._call_fast(what, attempt)
+
+    def _resend_call(self, call: tuple[Any, ...], sent_ms_ago: int) -> tuple[Any, ...]:
+        """The call that sends a publish again, its first sending ``sent_ms_ago``:
+        the call itself where the layout's publish refuses a message twice."""
+        return call
 
     def _check_size(self, payload: bytes) -> None:
         limit = self.capabilities.max_message_bytes

@@ -17,13 +17,14 @@ and a hash of delayed messages; a set of the priorities above 0 in use. Dead
 letters use the list layout's store and format, so ``petiole dlq`` works alike.
 
 **Publish.** Priority 0, due now: one ``XADD`` of the fields ``p`` (priority),
-``m`` (message id), ``d`` (payload). Another priority: a script (three
-commands) that adds the entry and registers the priority; the first message of
-a priority wakes the readers of stream 0, which only then read that stream.
-Unlike the list layout, a publish retried after a lost reply (an outage) may
-store the message twice: at least once, not exactly once. Delayed publishes are
-ids in a sorted set, their meta and payload in a hash, written by a script
-under a random id (a retry rewrites the same one).
+``m`` (message id), ``n`` (a random nonce), ``d`` (payload). Another priority: a
+script (three commands) that adds the entry and registers the priority; the
+first message of a priority wakes the readers of stream 0, which only then read
+that stream. A publish resent after a lost reply (an outage) goes through the
+script, which adds the entry only if the stream took none with its nonce since
+the first sending (a bounded look: see ``nonce_seen`` in streams_lib.lua).
+Delayed publishes are ids in a sorted set, their meta and payload in a hash,
+written by a script under the nonce (a resend rewrites the same one).
 
 **Leases.** A lease is the group's pending entry (PEL): owned by the consumer
 ``<instance>~<lease ms>``, where ``instance`` is unique per transport object, and
@@ -174,20 +175,31 @@ class StreamsTransport(BrokerBase):
     def _publish_call(
         self, queue: str, payload: bytes, message_id: str, delay_s: float, priority: int
     ) -> tuple[Any, ...]:
-        """The command that stores one message: a plain ``XADD`` in the usual case
-        (no id to refuse twice: a publish resent after a lost reply may store the
-        message twice, at least once). A delayed one makes this transport's
-        reserves run the upkeep when it is due."""
+        """The command that stores one message: a plain ``XADD`` in the usual case,
+        with a random nonce :meth:`_resend_call` looks for. A delayed one makes this
+        transport's reserves run the upkeep when it is due."""
         q = self._queue_keys(queue)
         prio = min(max(int(priority), 0), PRIORITIES - 1)
         delay_ms = ms(delay_s)
+        # Random, not a counter: a forked process's copy of a counter would repeat
+        # it, and a resend that found another's entry would drop its own message.
+        nonce = os.urandom(8).hex()
         if delay_ms > 0:
             self._note_own_due(delay_s)
         if prio == 0 and delay_ms == 0:
-            return ("XADD", q.streams[0], "*", "p", "0", "m", message_id, "d", payload)
+            return ("XADD", q.streams[0], "*", "p", "0", "m", message_id, "n", nonce, "d", payload)
         keys = (q.streams[prio], q.streams[0], q.priorities, q.delayed, q.delayed_data)
-        argv = (prio, message_id, payload, delay_ms, os.urandom(12).hex())
-        return _PUBLISH.args(keys, argv)
+        return _PUBLISH.args(keys, (prio, message_id, payload, delay_ms, nonce, 0))
+
+    def _resend_call(self, call: tuple[Any, ...], sent_ms_ago: int) -> tuple[Any, ...]:
+        """The call that resends a publish whose first sending ``sent_ms_ago`` may
+        have been stored though its reply was lost: streams_publish.lua with that
+        window, which adds the entry only if the stream holds none with its nonce
+        (a delayed one rewrites its random id, which stores nothing twice either)."""
+        if call[0] == "XADD":  # see _publish_call: the entry touches its stream only
+            stream, message_id, nonce, payload = call[1], call[6], call[8], call[10]
+            return _PUBLISH.args((stream,) * 5, (0, message_id, payload, 0, nonce, sent_ms_ago))
+        return (*call[:-1], sent_ms_ago)  # a streams_publish.lua call: its window is last
 
     def _note_own_due(self, seconds: float) -> None:
         """Something this transport made (a lease, a delay) ends in ``seconds``:

@@ -132,8 +132,9 @@ class Entry:
         )
 
 
-# A fresh entry (read by XREADGROUP ... >) as XADD writes it: these fields in this order.
-_FRESH_FIELDS = (b"p", b"m", b"d")
+# A fresh entry (read by XREADGROUP ... >) as a publish writes it: these fields in
+# this order (the nonce n a resent publish looks for; see streams_publish.lua).
+_FRESH_FIELDS = (b"p", b"m", b"n", b"d")
 
 # What a reserve read: (queue, priority, entry id, flat field-value list).
 RawEntry = tuple[str, int, Any, Sequence[Any]]
@@ -144,11 +145,11 @@ def fresh_delivery(raw: RawEntry, instance: str, lease_expires_at: float) -> Del
     fields a publish writes (the usual case: no :class:`Entry`, no field dict);
     None for any other shape, which :meth:`Entry.from_reply` then checks."""
     queue, priority, entry_id, flat = raw
-    if len(flat) != 6 or (flat[0], flat[2], flat[4]) != _FRESH_FIELDS:
+    if len(flat) != 8 or (flat[0], flat[2], flat[4], flat[6]) != _FRESH_FIELDS:
         return None
     ident = text(entry_id)
     return Delivery(
-        payload=flat[5],
+        payload=flat[7],
         queue=queue,
         receipt=f"{priority}|{ident}|{instance}|1",
         delivery_count=1,

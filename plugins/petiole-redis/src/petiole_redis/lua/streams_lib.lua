@@ -2,10 +2,12 @@
 -- client prepends lib.lua and this file to such a script, so each still runs as
 -- one self-contained EVALSHA.
 --
--- A message is a stream entry {p = priority, m = message_id, d = payload[, c = count]}
--- in the stream of its queue and priority; c is the delivery count it carries
--- from an earlier life (a nack, a delayed nack), added to the count of the
--- consumer group's pending entry (PEL) to give Delivery.delivery_count.
+-- A message is a stream entry {p = priority, m = message_id, [n = nonce,] d = payload
+-- [, c = count]} in the stream of its queue and priority; c is the delivery count
+-- it carries from an earlier life (a nack, a delayed nack), added to the count of
+-- the consumer group's pending entry (PEL) to give Delivery.delivery_count. n is
+-- the publish's own random nonce, which a publish resent after a lost reply looks
+-- for (nonce_seen) so as not to store the message twice.
 -- A lease is a PEL entry: owned by the consumer "<instance>~<lease ms>" that
 -- read or claimed it last, and expired once its idle time reaches that lease.
 
@@ -21,15 +23,43 @@ end
 -- Add a message to the stream of its priority. The first message of a priority
 -- above 0 registers it in the queue's priorities set and wakes the readers of
 -- stream 0, which only then start reading that stream.
-local function add_entry(stream, stream0, prios, priority, message_id, payload, count)
+local function add_entry(stream, stream0, prios, priority, message_id, payload, count, nonce)
   if count > 0 then
     redis.call('XADD', stream, '*', 'p', priority, 'm', message_id, 'd', payload, 'c', count)
+  elseif nonce then
+    redis.call('XADD', stream, '*', 'p', priority, 'm', message_id, 'n', nonce, 'd', payload)
   else
     redis.call('XADD', stream, '*', 'p', priority, 'm', message_id, 'd', payload)
   end
   if priority > 0 and redis.call('SADD', prios, priority) == 1 then
     wake(stream0)
   end
+end
+
+-- Whether the stream holds an entry of this publish (its field n is nonce) added
+-- in the last window_ms, by the server's clock, which also made the entry's id.
+-- A resent publish asks this before adding its entry: its first sending may have
+-- been stored though its reply was lost. The look is bounded (the 20,000 newest
+-- entries of the window, oldest first): a stream that took more during an outage
+-- may get the message twice, which at-least-once delivery allows.
+local function nonce_seen(stream, nonce, window_ms)
+  local from = tostring(math.max(now_ms() - window_ms, 0))
+  for _ = 1, 40 do
+    local entries = redis.call('XRANGE', stream, from, '+', 'COUNT', 500)
+    for _, entry in ipairs(entries) do
+      local fields = entry[2]
+      for i = 1, #fields - 1, 2 do
+        if fields[i] == 'n' and fields[i + 1] == nonce then
+          return true
+        end
+      end
+    end
+    if #entries < 500 then
+      return false
+    end
+    from = '(' .. entries[#entries][1]
+  end
+  return false
 end
 
 -- Keep a message until due_ms: its id in the delayed zset, its meta
