@@ -45,18 +45,19 @@ FLAGS = {
     ),
 }
 
-# BENCH_PETIOLE_BROKER_QUERY: options for the broker's URL, e.g. "?layout=streams".
+# BENCH_PETIOLE_BROKER_QUERY: options for the broker's URL, e.g. "?layout=lists".
 BROKER_URL = redis_url() + os.environ.get("BENCH_PETIOLE_BROKER_QUERY", "")
 app = Petiole("bench", broker=BROKER_URL, backend=redis_url(), config_file=os.devnull)
 noop, echo = define_tasks(app)
 
 
 def remaining(client: redis.Redis) -> int:
-    """Messages not yet acknowledged (queued, prefetched or running): the list layout
-    keeps each in a hash until then, the streams layout in its stream (priority 0)."""
-    if "layout=streams" in BROKER_URL:
-        return int(client.xlen(f"petiole:stream0:{{{QUEUE}}}"))
-    return int(client.hlen(f"petiole:msgs:{{{QUEUE}}}"))
+    """Messages not yet acknowledged (queued, prefetched or running): the streams
+    layout (the default) keeps each in its stream (priority 0) until then, the list
+    layout in a hash."""
+    if "layout=lists" in BROKER_URL:
+        return int(client.hlen(f"petiole:msgs:{{{QUEUE}}}"))
+    return int(client.xlen(f"petiole:stream0:{{{QUEUE}}}"))
 
 
 def _send_and_wait(n: int) -> list[Any]:

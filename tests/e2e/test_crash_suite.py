@@ -56,7 +56,7 @@ DUPLICATES_PER_KILL_BOUND = 2 * MAX_CONCURRENCY
 
 @pytest.fixture(params=["sqlite", "redis-streams"])
 def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(broker, backend): the embedded default, and Redis's streams layout (the newest)."""
+    """(broker, backend): the embedded default, and Redis (its default, the streams layout)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'p.db'}"
         yield url, url

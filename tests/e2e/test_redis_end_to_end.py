@@ -41,7 +41,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 # The broker's two key layouts (petiole-redis README, "Streams layout"): each test runs on both.
-LAYOUTS = {"lists": "", "streams": "?layout=streams"}
+LAYOUTS = {"lists": "?layout=lists", "streams": ""}
 
 
 def env_for(server: RedisServer, layout: str) -> dict[str, str]:

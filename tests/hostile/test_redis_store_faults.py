@@ -35,7 +35,10 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def app(server: RedisServer) -> Iterator[Petiole]:
-    app = Petiole("store-faults", broker=server.url, backend=server.url, config_file="/dev/null")
+    # The list layout: these tests edit its keys (the streams layout's corrupt
+    # entries are petiole-redis's tests/test_streams.py).
+    broker = f"{server.url}?layout=lists"
+    app = Petiole("store-faults", broker=broker, backend=server.url, config_file="/dev/null")
 
     @app.task(name="faults.double")
     def double(value: int) -> int:

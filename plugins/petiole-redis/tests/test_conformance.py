@@ -1,5 +1,7 @@
-"""The conformance suites against a real redis-server started by the tests, and
-what the broadcast does beyond its suite (pub/sub on the server, outages)."""
+"""The conformance suites against a real redis-server started by the tests (the
+broker in its list layout: test_streams.py runs them on the streams layout, the
+default), and what the broadcast does beyond its suite (pub/sub on the server,
+outages)."""
 
 from __future__ import annotations
 
@@ -28,13 +30,13 @@ class RedisConnections:
 
     @pytest.fixture
     def transport(self, redis_server: RedisServer) -> Iterator[Transport]:
-        transport = create_transport(redis_server.url, {})
+        transport = create_transport(redis_server.url, {"layout": "lists"})
         yield transport
         transport.close()
 
     @pytest.fixture
     def peer_transport(self, redis_server: RedisServer) -> Iterator[Transport]:
-        transport = create_transport(redis_server.url, {})
+        transport = create_transport(redis_server.url, {"layout": "lists"})
         yield transport
         transport.close()
 

@@ -21,7 +21,7 @@ from petiole_redis.transport import create_transport
 from petiole.testing import unique_name
 from petiole.transport import Transport
 
-LAYOUTS = {"lists": "", "streams": "?layout=streams"}
+LAYOUTS = {"lists": "?layout=lists", "streams": ""}
 MARKER = b"lost-reply-marker"
 
 

@@ -65,7 +65,7 @@ def test_url_query_overrides_options_table(redis_server: RedisServer) -> None:
     try:
         transport.publish(queue, b"x")
         with redis_server.client() as client:
-            assert client.exists(f"fromurl:msgs:{{{queue}}}") == 1
+            assert client.exists(f"fromurl:stream0:{{{queue}}}") == 1
     finally:
         transport.purge(queue)
         transport.close()

@@ -5,7 +5,6 @@ transports, the commands each operation costs)."""
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import threading
 import time
@@ -75,10 +74,18 @@ def test_layout_streams_in_the_url_selects_the_streams_transport(
         transport.close()
 
 
-def test_layout_defaults_to_lists(redis_server: RedisServer) -> None:
+def test_layout_defaults_to_streams(redis_server: RedisServer) -> None:
     transport = create_transport(redis_server.url, {})
     try:
-        assert isinstance(transport, RedisTransport)
+        assert isinstance(transport, StreamsTransport)
+    finally:
+        transport.close()
+
+
+def test_layout_lists_selects_the_list_layout(redis_server: RedisServer) -> None:
+    transport = create_transport(f"{redis_server.url}?layout=lists", {})
+    try:
+        assert type(transport) is RedisTransport
     finally:
         transport.close()
 
@@ -364,26 +371,6 @@ def test_ack_many_settles_only_its_own_leases_among_other_workers_entries(
         assert streams.size(queue) == 0
     finally:
         other.close()
-
-
-def test_a_queue_with_messages_in_the_list_layout_is_a_warning_that_says_what_to_do(
-    redis_server: RedisServer, queue: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    lists = RedisTransport(redis_server.url, {})
-    streams = StreamsTransport(redis_server.url, {})
-    try:
-        lists.publish(queue, b"left in the list layout")
-        with caplog.at_level(logging.WARNING, logger="petiole_redis"):
-            assert streams.reserve([queue], max_messages=1, wait_s=0.05, lease_s=30) == []
-            streams.reserve([queue], max_messages=1, wait_s=0.05, lease_s=30)
-        warnings = [r.getMessage() for r in caplog.records if queue in r.getMessage()]
-        assert len(warnings) == 1  # once per queue
-        assert "holds 1 message(s) in the list layout" in warnings[0]
-        assert 'layout = "lists"' in warnings[0]
-    finally:
-        lists.purge(queue)
-        lists.close()
-        streams.close()
 
 
 def test_send_reserve_ack_costs_the_transport_six_commands(

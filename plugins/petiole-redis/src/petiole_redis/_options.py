@@ -26,8 +26,9 @@ from petiole.urls import ENCODE_HINT, mask_url
 
 SCHEMES = ("redis", "rediss", "unix")
 CERT_REQS = ("required", "optional", "none")
-# The broker's key layouts: "lists" (the default) or "streams" (opt-in, see streams.py).
-LAYOUTS = ("lists", "streams")
+# The broker's key layouts: "streams" (the default, see streams.py) or "lists"
+# (transport.py, the default before it).
+LAYOUTS = ("streams", "lists")
 _DB_PATH = re.compile(r"/?\d*")
 
 
@@ -47,7 +48,7 @@ class RedisOptions:
     ssl_keyfile: str = ""
     ssl_cert_reqs: str = "required"
     ssl_check_hostname: bool = True
-    layout: str = "lists"  # broker only: one of LAYOUTS
+    layout: str = "streams"  # broker only: one of LAYOUTS
 
 
 @dataclass(frozen=True, slots=True)

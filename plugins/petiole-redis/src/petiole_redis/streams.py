@@ -1,4 +1,4 @@
-"""The Redis transport's streams layout: ``layout = "streams"`` (opt-in, new).
+"""The Redis transport's streams layout: ``layout = "streams"``, the default.
 
 The list layout (:mod:`petiole_redis.transport`) keeps a message in three keys
 and moves it with scripts: about 22 commands per send-run-wait round trip. This
@@ -84,6 +84,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections import defaultdict
@@ -131,6 +132,11 @@ _EXTEND = streams_script("streams_extend")
 _NACK = streams_script("streams_nack")
 _DEAD_LETTER = streams_script("streams_dead_letter")
 _REQUEUE_DEAD = streams_script("streams_requeue_dead")
+_ADOPT = streams_script("streams_adopt")
+# How often a worker looks, per queue, for messages in the list layout's keys (one
+# HLEN), and how many one adopt call moves.
+_ADOPT_INTERVAL_S = 30.0
+_ADOPT_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +167,8 @@ class StreamsTransport(BrokerBase):
         self._lock = threading.Lock()
         self._priorities: dict[str, tuple[int, ...]] = {}  # per queue, highest first
         self._grouped: set[str] = set()  # streams known to have the group
-        self._checked: set[str] = set()  # queues looked at for list-layout messages
+        # Per queue (monotonic): when to look for messages in the list layout's keys.
+        self._adopt_at: dict[str, float] = {}
         # Per set of queues (monotonic): when the upkeep is next due by the interval,
         # and when something of theirs comes due (a lease, a delayed message).
         self._tend_at: dict[tuple[str, ...], float] = {}
@@ -309,31 +316,58 @@ class StreamsTransport(BrokerBase):
             for name in names
             for p in self._priorities.get(name, (0,))
         ]
-        unchecked = [name for name in names if name not in self._checked]
-        if unchecked:
-            self._warn_of_list_layout_messages(unchecked)
+        now = time.monotonic()
+        due = [name for name in names if self._adopt_at.get(name, 0.0) <= now]
+        if due:
+            self._adopt_list_layout_messages(due, now)
         self._ensure_groups([s.key for s in plan])
         return plan
 
-    def _warn_of_list_layout_messages(self, names: Sequence[str]) -> None:
-        """Once per queue: a queue the list layout (the default) holds messages of,
-        which this layout never reads, is a WARNING that says what to do."""
+    def _adopt_list_layout_messages(self, names: Sequence[str], now: float) -> None:
+        """Move the messages the list layout's keys hold of ``names`` into their
+        streams: an upgrade from that layout (the default before this one), or a
+        producer not yet upgraded, loses nothing. Looked for every 30 s per queue
+        (one ``HLEN`` each); moved by streams_adopt.lua, 1,000 per call."""
         keys = [self.keys.queue(name).msgs for name in names]
         counts = self._conn.call_fast(
             "look for messages in the list layout",
             lambda c: c.execute_pipeline([("HLEN", key) for key in keys]),
         )
         with self._lock:
-            self._checked.update(names)
+            self._adopt_at.update(dict.fromkeys(names, now + _ADOPT_INTERVAL_S))
         for name, count in zip(names, counts, strict=True):
             if isinstance(count, int) and count > 0:
-                logger.warning(
-                    "queue %r holds %d message(s) in the list layout's keys, which this "
-                    'transport (layout = "streams") does not read: run a worker with '
-                    'layout = "lists" until they are done, then switch',
-                    name,
-                    count,
-                )
+                self._adopt(name)
+
+    def _adopt(self, name: str) -> None:
+        old, new = self.keys.queue(name), self._queue_keys(name)
+        keys = (
+            *old.ready, old.delayed, old.leased, old.msgs, old.meta,
+            *new.streams, new.priorities, new.delayed, new.delayed_data, *new.dead_letters,
+        )  # fmt: skip
+        moved = buried = 0
+        while True:
+            reply = self._conn.call_fast(
+                f"move queue {name!r}'s messages from the list layout",
+                lambda c: _ADOPT(c, keys, (_ADOPT_BATCH,)),
+            )
+            took, dead, left = (int(n) for n in reply)
+            moved, buried = moved + took, buried + dead
+            if took + dead < _ADOPT_BATCH:
+                break
+        with self._lock:
+            self._priorities.pop(name, None)  # learn the priorities in use again
+            self._tend_at.clear()  # and take the delayed ones when due
+        logger.warning(
+            "queue %r: moved %d message(s) from the list layout's keys into its streams "
+            '(layout = "streams")%s%s',
+            name,
+            moved,
+            f"; {buried} corrupt one(s) went to the dead letters" if buried else "",
+            f"; {left} still leased to list-layout workers, moved once their leases end"
+            if left
+            else "",
+        )
 
     def _ensure_groups(self, keys: Sequence[str]) -> None:
         """Create the group of each stream not known to have it (``MKSTREAM``,
@@ -343,8 +377,9 @@ class StreamsTransport(BrokerBase):
             return
         calls = [("XGROUP", "CREATE", key, GROUP, "0", "MKSTREAM") for key in todo]
         replies = self._conn.call_fast(
-            "create consumer groups", lambda c: c.execute_pipeline(calls)
+            "create consumer groups", lambda c: c.execute_pipeline([("INFO", "server"), *calls])
         )
+        _check_version(self._conn.describe(), replies.pop(0))
         for reply in replies:
             if isinstance(reply, ResponseError) and not str(reply).startswith("BUSYGROUP"):
                 raise TransportError(f"{self._conn.describe()}: create a consumer group: {reply}")
@@ -584,16 +619,18 @@ class StreamsTransport(BrokerBase):
     # -- queues (the dead-letter store is _broker.py's) ---------------------------------------
 
     def purge(self, queue: str) -> int:
-        """Delete every message of ``queue`` (new, leased, delayed) in one transaction
-        and return how many. The streams go with their group; readers create it again."""
-        q = self._queue_keys(queue)
+        """Delete every message of ``queue`` (new, leased, delayed, and any the list
+        layout's keys hold) in one transaction and return how many. The streams go
+        with their group; readers create it again."""
+        q, old = self._queue_keys(queue), self.keys.queue(queue)
 
         def run(client: redis.Redis) -> int:
             pipe = client.pipeline(transaction=True)
             for stream in q.streams:
                 pipe.xlen(stream)
             pipe.zcard(q.delayed)
-            pipe.unlink(*q.live)
+            pipe.hlen(old.msgs)
+            pipe.unlink(*q.live, *old.live)
             return sum(int(n) for n in pipe.execute()[:-1])
 
         purged = self._call(f"purge queue {queue!r}", run)
@@ -601,14 +638,16 @@ class StreamsTransport(BrokerBase):
         return purged
 
     def size(self, queue: str) -> int:
-        """Every message of ``queue``: new and leased entries, and delayed ones."""
-        q = self._queue_keys(queue)
+        """Every message of ``queue``: new and leased entries, delayed ones, and
+        those the list layout's keys hold, not yet moved into the streams."""
+        q, old = self._queue_keys(queue), self.keys.queue(queue)
 
         def run(client: redis.Redis) -> int:
             pipe = client.pipeline(transaction=False)
             for stream in q.streams:
                 pipe.xlen(stream)
             pipe.zcard(q.delayed)
+            pipe.hlen(old.msgs)
             return sum(int(n) for n in pipe.execute())
 
         return self._call(f"count queue {queue!r}", run)
@@ -616,6 +655,21 @@ class StreamsTransport(BrokerBase):
     def _requeue_dead_call(self, queue: str) -> tuple[Script, tuple[str, ...]]:
         q = self._queue_keys(queue)
         return _REQUEUE_DEAD, (*q.streams, q.priorities, *q.dead_letters[:3])
+
+
+def _check_version(server: str, info: Any) -> None:
+    """Refuse a server older than 6.2: this layout's scripts use its ``XPENDING
+    ... IDLE`` and exclusive ``XRANGE`` bounds, which older ones reject as a syntax
+    error that would name neither."""
+    if isinstance(info, Exception):
+        return  # INFO refused (a restricted user): the scripts' errors will say
+    found = re.search(rb"^redis_version:(\d+)\.(\d+)", bytes(info), re.MULTILINE)
+    if found and (int(found[1]), int(found[2])) < (6, 2):
+        raise TransportError(
+            f"{server}: the streams layout needs Redis 6.2 or later, and this server is "
+            f"{found[1].decode()}.{found[2].decode()}: upgrade it, or set the broker "
+            'option layout = "lists"'
+        )
 
 
 def _id_order(entry_id: str) -> tuple[int, int]:
