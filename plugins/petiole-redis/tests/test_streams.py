@@ -415,6 +415,30 @@ def test_messages_read_beyond_max_messages_are_the_next_reserves_first(
     assert transport.size("a") == transport.size("b") == 0
 
 
+def test_messages_read_ahead_go_back_to_their_queues_when_the_transport_closes(
+    redis_server: RedisServer,
+) -> None:
+    first = StreamsTransport(redis_server.url, {})
+    a, b = unique_name(), unique_name()
+    try:
+        assert first.reserve([a, b], max_messages=1, wait_s=0, lease_s=300) == []
+        first.publish(b, b"read ahead")
+        first.publish(a, b"handed out")
+        [handed] = first.reserve([a, b], max_messages=1, wait_s=5, lease_s=300)
+        assert handed.payload == b"handed out"
+        first.ack(handed)
+    finally:
+        first.close()
+    second = StreamsTransport(redis_server.url, {})
+    try:
+        # At once, not after the 300 s lease the first transport took.
+        [back] = second.reserve([a, b], max_messages=1, wait_s=0, lease_s=30)
+        assert back.payload == b"read ahead"
+        second.ack(back)
+    finally:
+        second.close()
+
+
 def test_an_idle_reserve_blocks_past_the_upkeep_interval(
     counting: tuple[StreamsTransport, Commands],
 ) -> None:

@@ -60,7 +60,8 @@ nothing does the worker block on all of them, and after a reserve that found
 nothing the next one blocks at once. A blocked read served after data arrived
 in several streams at once may return more than asked: the extra deliveries
 stay leased to this transport and are the next reserve's first (those whose
-lease ended meanwhile are dropped; they come back through the takeover).
+lease ended meanwhile are dropped; they come back through the takeover);
+closing the transport gives back those still held, as ``nack`` would.
 
 **Delays.** A delayed publish or nack whose due time is the earliest of its
 queue wakes the readers blocked on stream 0 (an entry added and deleted at
@@ -81,6 +82,7 @@ before new messages, as there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -96,7 +98,7 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
-from petiole.errors import TransportError
+from petiole.errors import PetioleError, TransportError
 from petiole.transport import Delivery, check_queue_names
 from petiole_redis._broker import BrokerBase, ms, run_scripts
 from petiole_redis._client import Closed, FastClient, Script, StillDown, command
@@ -137,6 +139,8 @@ _ADOPT = streams_script("streams_adopt")
 # HLEN), and how many one adopt call moves.
 _ADOPT_INTERVAL_S = 30.0
 _ADOPT_BATCH = 1000
+# How long closing tries to give back messages read ahead (the server may be down).
+_GIVE_BACK_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,7 +560,18 @@ class StreamsTransport(BrokerBase):
         lease = parse_receipt(delivery.receipt)
         if lease is None:
             return
-        q = self._queue_keys(delivery.queue)
+        call = self._nack_call(delivery.queue, lease, requeue, delay_s)
+        self._call_fast(
+            f"return a message to queue {delivery.queue!r}",
+            lambda c: run_scripts(c, [call], _NACK),
+        )
+        if requeue and ms(delay_s) > 0:
+            self._note_own_due(delay_s)
+
+    def _nack_call(
+        self, queue: str, lease: Lease, requeue: bool, delay_s: float
+    ) -> tuple[Any, ...]:
+        q = self._queue_keys(queue)
         keys = (q.streams[lease.priority], q.streams[0], q.priorities, q.delayed, q.delayed_data)
         argv = (
             GROUP,
@@ -568,11 +583,28 @@ class StreamsTransport(BrokerBase):
             lease.priority,
             os.urandom(12).hex(),
         )
-        self._call_fast(
-            f"return a message to queue {delivery.queue!r}", lambda c: _NACK(c, keys, argv)
-        )
-        if requeue and ms(delay_s) > 0:
-            self._note_own_due(delay_s)
+        return _NACK.args(keys, argv)
+
+    def close(self) -> None:
+        """Give back the messages read beyond a reserve's ``max_messages`` and not
+        handed out yet (as ``nack`` would: they need not wait for their leases to
+        end), trying for up to 2 s; then close as every layout does. Idempotent."""
+        with self._lock:
+            extras = [d for held in self._extra.values() for d in held]
+            self._extra.clear()
+        calls = [
+            self._nack_call(d.queue, lease, True, 0.0)
+            for d in extras
+            if (lease := parse_receipt(d.receipt)) is not None
+        ]
+        if calls:
+            with contextlib.suppress(PetioleError, Closed, StillDown):
+                self._conn.call_fast(
+                    f"give back {len(calls)} messages read ahead",
+                    lambda c: run_scripts(c, calls, _NACK),
+                    until=time.monotonic() + _GIVE_BACK_S,
+                )
+        super().close()
 
     def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
         """Renew the lease to ``lease_s`` from now: True while ``delivery`` still
