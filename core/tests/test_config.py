@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,20 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
 def test_missing_named_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_settings(environ={"PETIOLE_CONFIG": str(tmp_path / "missing.toml")}, cwd=tmp_path)
+
+
+def test_an_empty_config_file_or_devnull_sets_nothing(tmp_path: Path) -> None:
+    (tmp_path / "petiole.toml").write_bytes(b"")
+    assert load_settings(environ={}, cwd=tmp_path) == load_settings(
+        environ={}, config_file=os.devnull, cwd=tmp_path
+    )
+    assert load_settings(environ={}, config_file=os.devnull, cwd=tmp_path).broker_url == "sqlite://"
+
+
+def test_malformed_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "petiole.toml").write_text("default_queue = \n")
+    with pytest.raises(ConfigError, match=r"cannot read config file .*petiole\.toml"):
+        load_settings(environ={}, cwd=tmp_path)
 
 
 def test_unknown_key_in_file_suggests_the_closest_setting(tmp_path: Path) -> None:
@@ -113,3 +128,9 @@ def test_test_tooling_variables_are_not_settings() -> None:
 def test_queues_default_to_the_default_queue() -> None:
     assert load_settings({"default_queue": "q"}, environ={}).queues == ["q"]
     assert load_settings({"worker_queues": ["a", "b"]}, environ={}).queues == ["a", "b"]
+
+
+def test_a_config_file_that_is_not_utf8_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "petiole.toml").write_bytes(b'default_queue = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"cannot read config file .*petiole\.toml"):
+        load_settings(environ={}, cwd=tmp_path)

@@ -267,3 +267,41 @@ def test_an_app_with_its_plugins_loads_without_the_cli_or_asyncio() -> None:
         check=True,
     ).stdout
     assert json.loads(loaded) == []
+
+
+def _loaded(code: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has loaded after running ``code``."""
+    loaded = f"sorted(m for m in {watched!r} if m in sys.modules)"
+    report = f"\nimport json, sys\nprint(json.dumps({loaded}))"
+    out = subprocess.run(
+        [sys.executable, "-c", code + report], capture_output=True, text=True, check=True
+    ).stdout
+    found: list[str] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def test_importing_petiole_reads_no_entry_points() -> None:
+    # importlib.metadata, with the email and zipfile packages it loads, is ~2 MB: it
+    # comes with the first app's plugins, not with the import.
+    assert _loaded("import petiole", ("importlib.metadata", "email")) == []
+
+
+def test_an_app_at_work_loads_no_module_only_errors_or_rare_values_need() -> None:
+    # A worker process sends and receives the JSON types every task uses; difflib
+    # (a misspelt name's suggestion), decimal (a Decimal value), tomllib (a config
+    # file to parse), shlex (a missing plugin's install command) and ctypes (a soft
+    # limit off the main thread) each load only when their moment comes.
+    code = (
+        "import datetime, os, petiole\n"
+        "from petiole.serializers import JsonSerializer\n"
+        "app = petiole.Petiole('x', broker='memory://', backend='memory://', "
+        "config_file=os.devnull, eager=True)\n"
+        "@app.task\n"
+        "def echo(x):\n"
+        "    return x\n"
+        "value = {'when': datetime.datetime(2024, 1, 2), 'raw': b'x', 'tags': {1, 2}}\n"
+        "assert echo.delay(value).get(timeout=10) == value\n"
+        "assert JsonSerializer().loads(JsonSerializer().dumps(value)) == value\n"
+    )
+    unwanted = ("difflib", "decimal", "tomllib", "shlex", "ctypes")
+    assert _loaded(code, unwanted) == []

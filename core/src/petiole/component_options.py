@@ -28,7 +28,6 @@ and a bad value of an option whose name holds a secret
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 from collections.abc import Mapping
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -97,6 +96,8 @@ def build_options(cls: type[T], raw: Mapping[str, Any], *, source: str) -> T:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in hints or key not in names:
+            import difflib  # only for a name that is wrong: not loaded in every process
+
             close = difflib.get_close_matches(key, names, n=1)
             raise UnknownSettingError(
                 key,

@@ -21,7 +21,6 @@ and free text become ``***``), whichever source it came from.
 from __future__ import annotations
 import __future__
 
-import difflib
 import importlib
 import json
 import os
@@ -36,11 +35,6 @@ from petiole import celery_names
 from petiole.celery_names import CelerySpellingError
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
 from petiole.urls import mask_value
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 ENV_PREFIX = "PETIOLE_"
 CONFIG_ENV = "PETIOLE_CONFIG"
@@ -395,6 +389,8 @@ def suggest(key: str) -> str | None:
         return _RENAMES[key]
     if key.lower() in _HINTS:  # LEASE_S, as a Celery-style settings module spells it
         return key.lower()
+    import difflib  # only for a name that is wrong: not loaded in every process
+
     close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -596,11 +592,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Settings from a TOML file: the whole file, or its ``[tool.petiole]`` table
     when the file is a ``pyproject.toml``."""
     try:
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {str(path)!r} does not exist") from exc
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
+    if not raw:  # empty, as os.devnull ("no config file") is: no parser to load
+        return {}
+    # Imported here: a TOML parser only in the processes that have a file to parse.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        doc = tomllib.loads(raw.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
     if path.name == "pyproject.toml":
         table = doc.get("tool", {}).get("petiole", {})

@@ -23,11 +23,9 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-import shlex
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -83,6 +81,8 @@ def install_command(
     Otherwise, from the package index. It looks at the file system, so it is called
     only when a component is missing; ``package_dir`` and ``cwd`` are for tests.
     """
+    import shlex  # an error message's: not loaded in every process
+
     package_dir = package_dir or Path(__file__).resolve().parent
     clone = package_dir.parents[2] if package_dir.parts[-3:] == ("core", "src", "petiole") else None
     try:
@@ -130,6 +130,10 @@ class Provided(Generic[T]):
 
 def discover() -> list[PluginInfo]:
     """Entry points of the group, without importing any of them."""
+    # Imported when scanned (an app's first use), not with petiole: with what it
+    # loads (email, zipfile, csv...) it is ~2 MB that a bare ``import petiole`` spares.
+    from importlib import metadata
+
     found: dict[str, PluginInfo] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)

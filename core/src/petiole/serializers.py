@@ -32,7 +32,6 @@ import json
 import pickle
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from petiole.errors import SerializationError
@@ -74,18 +73,28 @@ def _encode_default(value: Any) -> Any:
         return _tagged("timedelta", value.total_seconds())
     if isinstance(value, uuid.UUID):
         return _tagged("uuid", str(value))
-    if isinstance(value, Decimal):
-        return _tagged("decimal", str(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _tagged("bytes", base64.b64encode(bytes(value)).decode("ascii"))
     if isinstance(value, frozenset):
         return _tagged("frozenset", list(value))
     if isinstance(value, set):
         return _tagged("set", list(value))
+    # Last, and imported here: decimal (~0.3 MB) is loaded by the programs that make
+    # Decimals, not by every process that serializes on the chance of one.
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return _tagged("decimal", str(value))
     raise SerializationError(
         f"the JSON serializer cannot encode a {type(value).__module__}.{type(value).__qualname__}"
         " (pass plain data, or opt in to another serializer)"
     )
+
+
+def _decimal(value: Any) -> Any:
+    from decimal import Decimal  # on the first one received: see _encode_default
+
+    return Decimal(value)
 
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
@@ -94,7 +103,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "time": dt.time.fromisoformat,
     "timedelta": lambda v: dt.timedelta(seconds=v),
     "uuid": uuid.UUID,
-    "decimal": Decimal,
+    "decimal": _decimal,
     "bytes": lambda v: base64.b64decode(v.encode("ascii")),
     # A sender chooses the hashes of ints, UUIDs and decimals: see petiole.hash_flooding.
     "set": set_from_untrusted,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 import functools
 import inspect
 import random
@@ -98,6 +97,8 @@ def check_task_options(options: Mapping[str, Any]) -> dict[str, Any]:
     options = translated.values
     unknown = sorted(set(options) - TASK_OPTIONS)
     if unknown:
+        import difflib  # only for a name that is wrong: not loaded in every process
+
         hints = []
         for name in unknown:
             close = difflib.get_close_matches(name, sorted(TASK_OPTIONS), n=1)

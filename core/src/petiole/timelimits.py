@@ -14,7 +14,6 @@ Two mechanisms, chosen by where the task runs:
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import itertools
 import signal
@@ -53,6 +52,10 @@ class _Watchdog:
             self._active.discard(token)
 
     def _loop(self) -> None:
+        # Imported by this thread, which only a soft limit armed off the main thread
+        # starts: a process that arms none does not load ctypes (~0.3 MB) for it.
+        import ctypes
+
         with self._changed:
             while True:
                 while self._heap and self._heap[0][1] not in self._active:

@@ -35,6 +35,7 @@ talks to a server is shared. It then only watches them:
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -292,9 +293,15 @@ class Supervisor:
         # pending (the worker unblocks it once its handler is in place) instead of
         # killing the process by its default action.
         signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
+        # The worker process shares the supervisor's memory (the loaded app) until
+        # either writes a page; a garbage collection writes to every object it
+        # examines, so the child would copy them all. Frozen, its collections skip
+        # what it inherited (gc.freeze's documented use); the supervisor thaws its own.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             self._become_worker(slot, supervisor_pid)
+        gc.unfreeze()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {STOP_SIGNAL})
         slot.pid = pid
         slot.started_at = time.monotonic()
