@@ -154,3 +154,12 @@ def cassandra_cluster(session: nox.Session) -> None:
     result (not part of CI; about a minute and 2.5 GB of memory)."""
     _install(session, "petiole-cassandra")
     session.run("python", "plugins/petiole-cassandra/cluster/run_cluster.py", *session.posargs)
+
+
+@nox.session
+def redis_soak(session: nox.Session) -> None:
+    """Redis broker and results under chaos for 10 minutes (workers SIGKILLed every few
+    seconds, the server every minute): nothing lost (not part of CI; `-- --minutes 2`
+    for a shorter run)."""
+    _install(session, "petiole-redis")
+    session.run("python", "plugins/petiole-redis/soak/run_soak.py", *session.posargs)
