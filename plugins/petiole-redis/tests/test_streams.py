@@ -439,6 +439,33 @@ def test_messages_read_ahead_go_back_to_their_queues_when_the_transport_closes(
         second.close()
 
 
+def test_the_upkeep_deletes_the_consumers_of_a_transport_gone_with_nothing_pending(
+    redis_server: RedisServer, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from petiole_redis import streams as streams_module
+
+    monkeypatch.setattr(streams_module, "_FORGET_CONSUMER_MS", 0)  # unseen for 5 min
+    queue = unique_name()
+    gone = StreamsTransport(redis_server.url, {})
+    gone.publish(queue, b"x")
+    [delivery] = gone.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
+    gone.ack(delivery)
+    gone.close()
+    stream = f"petiole:stream0:{{{queue}}}"
+
+    def names() -> set[str]:
+        return {c["name"].decode() for c in client.xinfo_consumers(stream, "petiole")}
+
+    assert any(name.startswith(gone.instance) for name in names())
+    live = StreamsTransport(redis_server.url, {})
+    try:
+        assert live.reserve([queue], max_messages=1, wait_s=0, lease_s=30) == []
+        assert not any(name.startswith(gone.instance) for name in names())
+    finally:
+        live.purge(queue)
+        live.close()
+
+
 def test_an_idle_reserve_blocks_past_the_upkeep_interval(
     counting: tuple[StreamsTransport, Commands],
 ) -> None:

@@ -121,8 +121,10 @@ logger = logging.getLogger("petiole_redis")
 # The most delayed messages moved, and pending entries looked at per consumer,
 # by one upkeep call per queue.
 _SWEEP_LIMIT = 1000
-# A consumer with nothing pending and unseen this long is deleted from its group.
-_FORGET_CONSUMER_MS = 3_600_000
+# A consumer with nothing pending and unseen this long is deleted from its group: a
+# stopped or killed worker's (one per stream it read). Deleting one with nothing
+# pending loses nothing, even a live one's: its next read or claim creates it again.
+_FORGET_CONSUMER_MS = 300_000
 _ACK_BATCH = 500  # receipts per ack script call
 
 
