@@ -446,11 +446,11 @@ def test_the_upkeep_deletes_the_consumers_of_a_transport_gone_with_nothing_pendi
 
     monkeypatch.setattr(streams_module, "_FORGET_CONSUMER_MS", 0)  # unseen for 5 min
     queue = unique_name()
+    # A killed worker's transport: it never closes (which would delete them itself).
     gone = StreamsTransport(redis_server.url, {})
     gone.publish(queue, b"x")
     [delivery] = gone.reserve([queue], max_messages=1, wait_s=0, lease_s=30)
     gone.ack(delivery)
-    gone.close()
     stream = f"petiole:stream0:{{{queue}}}"
 
     def names() -> set[str]:
@@ -464,6 +464,31 @@ def test_the_upkeep_deletes_the_consumers_of_a_transport_gone_with_nothing_pendi
     finally:
         live.purge(queue)
         live.close()
+        gone.close()
+
+
+def test_closing_deletes_the_transports_consumers_that_hold_nothing(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    idle, busy = unique_name(), unique_name()
+    transport = StreamsTransport(redis_server.url, {})
+    transport.publish(idle, b"done")
+    transport.publish(busy, b"held")
+    [done] = transport.reserve([idle], max_messages=1, wait_s=0, lease_s=30)
+    transport.ack(done)
+    [held] = transport.reserve([busy], max_messages=1, wait_s=0, lease_s=30)
+    assert held.payload == b"held"
+
+    transport.close()
+
+    def consumers(queue: str) -> list[str]:
+        stream = f"petiole:stream0:{{{queue}}}"
+        return [c["name"].decode() for c in client.xinfo_consumers(stream, "petiole")]
+
+    assert consumers(idle) == []
+    # One still holding an entry stays, for another worker to take over.
+    assert [name.split("~")[0] for name in consumers(busy)] == [transport.instance]
+    client.delete(f"petiole:stream0:{{{idle}}}", f"petiole:stream0:{{{busy}}}")
 
 
 def test_an_idle_reserve_blocks_past_the_upkeep_interval(

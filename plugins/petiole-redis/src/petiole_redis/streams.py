@@ -137,6 +137,7 @@ _NACK = streams_script("streams_nack")
 _DEAD_LETTER = streams_script("streams_dead_letter")
 _REQUEUE_DEAD = streams_script("streams_requeue_dead")
 _ADOPT = streams_script("streams_adopt")
+_FORGET = streams_script("streams_forget")
 # How often a worker looks, per queue, for messages in the list layout's keys (one
 # HLEN), and how many one adopt call moves.
 _ADOPT_INTERVAL_S = 30.0
@@ -590,23 +591,30 @@ class StreamsTransport(BrokerBase):
     def close(self) -> None:
         """Give back the messages read beyond a reserve's ``max_messages`` and not
         handed out yet (as ``nack`` would: they need not wait for their leases to
-        end), trying for up to 2 s; then close as every layout does. Idempotent."""
+        end), and delete this transport's consumers that hold nothing pending from
+        the groups it read (else the upkeep does, 5 minutes later), trying for up to
+        2 s in all; then close as every layout does. Idempotent."""
         with self._lock:
             extras = [d for held in self._extra.values() for d in held]
             self._extra.clear()
+            streams = sorted(self._grouped)
+        until = time.monotonic() + _GIVE_BACK_S
         calls = [
             self._nack_call(d.queue, lease, True, 0.0)
             for d in extras
             if (lease := parse_receipt(d.receipt)) is not None
         ]
         if calls:
-            with contextlib.suppress(PetioleError, Closed, StillDown):
-                self._conn.call_fast(
-                    f"give back {len(calls)} messages read ahead",
-                    lambda c: run_scripts(c, calls, _NACK),
-                    until=time.monotonic() + _GIVE_BACK_S,
-                )
+            self._tidy(f"give back {len(calls)} messages read ahead", calls, _NACK, until)
+        forget = [_FORGET.args((stream,), (GROUP, self.instance)) for stream in streams]
+        if forget:
+            self._tidy("delete this transport's idle consumers", forget, _FORGET, until)
         super().close()
+
+    def _tidy(self, what: str, calls: list[tuple[Any, ...]], script: Script, until: float) -> None:
+        """Closing's best effort: a server that is down or refuses is left alone."""
+        with contextlib.suppress(PetioleError, Closed, StillDown):
+            self._conn.call_fast(what, lambda c: run_scripts(c, calls, script), until=until)
 
     def extend(self, delivery: Delivery, *, lease_s: float) -> bool:
         """Renew the lease to ``lease_s`` from now: True while ``delivery`` still
