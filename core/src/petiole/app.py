@@ -13,13 +13,14 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 from urllib.parse import urlsplit
 
 from petiole import celery_names, config, current, discovery, result_signing, revocation
 from petiole import result as results
-from petiole.backend import Coordination, ResultBackend, ResultRecord
+from petiole.backend import Coordination, ResultBackend, ResultRecord, StoresInBatches
 from petiole.canvas.signature import Signature, links_workflow
+from petiole.capabilities import offers
 from petiole.celery_names import CelerySpellingError
 from petiole.coordination import open_coordination
 from petiole.eager import EagerRunner
@@ -582,3 +583,17 @@ class Petiole:
             record = result_signing.sign_record(record, self.signer())
         ttl = self.settings.result_ttl_s
         self.backend.store(record, ttl_s=ttl if ttl > 0 else None)
+
+    def store_results(self, records: Sequence[ResultRecord]) -> None:
+        """:meth:`store_result` of each, in one round trip where the backend offers
+        :class:`~petiole.backend.StoresInBatches`."""
+        backend = self.backend
+        if not offers(backend, StoresInBatches):
+            for record in records:
+                self.store_result(record)
+            return
+        if self.settings.sign_results:
+            signer = self.signer()
+            records = [result_signing.sign_record(record, signer) for record in records]
+        ttl = self.settings.result_ttl_s
+        cast(StoresInBatches, backend).store_many(records, ttl_s=ttl if ttl > 0 else None)

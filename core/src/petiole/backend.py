@@ -134,6 +134,21 @@ class ResultBackend(Protocol):
 
 
 @runtime_checkable
+class StoresInBatches(Protocol):
+    """Optional: a backend that stores several records in one round trip.
+
+    A worker running short tasks back to back stores their results through it,
+    before acknowledging their messages (see docs/worker.md, "Results of short
+    tasks")."""
+
+    def store_many(self, records: Sequence[ResultRecord], *, ttl_s: float | None) -> None:
+        """Store each record as :meth:`ResultBackend.store` would. All are stored
+        when this returns; when it raises, any of them may be stored (storing is
+        idempotent, so storing them all again is safe)."""
+        ...
+
+
+@runtime_checkable
 class RepliesToSender(Protocol):
     """Optional: a backend that delivers each record to the client that sent its task.
 

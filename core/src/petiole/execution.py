@@ -183,7 +183,7 @@ class TaskRunner:
             if isinstance(prepared, Outcome):
                 return prepared
             called = self.call(prepared, soft_time_limit_s=job.soft_time_limit_s)
-            return self.finish(prepared, called, started)
+            return self.finish(prepared, called, started, defer=job.defer_result)
         except Exception as exc:
             return internal_error(job, exc)
 
@@ -386,11 +386,18 @@ class TaskRunner:
         elif called.state == states.FAILURE and self._failure is not None:
             self._failure(task=task, request=request, exc=called.value, traceback=called.traceback)
 
-    def finish(self, prepared: _Prepared, called: _Called, started: float) -> Outcome:
-        """Store the result and say how to settle the message."""
+    def finish(
+        self, prepared: _Prepared, called: _Called, started: float, *, defer: bool = False
+    ) -> Outcome:
+        """Store the result and say how to settle the message. With ``defer``, a
+        plain success (no workflow to continue, no handlers) is not stored here but
+        returned in the outcome, for the worker to store with others."""
         runtime_s = time.perf_counter() - started
         self._log(prepared.request, called, runtime_s)
         if not (prepared.ignore_result and called.state == states.SUCCESS):
+            if defer and self._plain_success(prepared, called):
+                record = self._record(prepared, called)
+                return Outcome(ACK, called.state, runtime_s=runtime_s, record=record)
             try:
                 self._store(prepared, called)
             except PetioleError as exc:
@@ -436,6 +443,16 @@ class TaskRunner:
                 )
                 return Outcome(REJECT, called.state, reason, runtime_s=runtime_s)
         return Outcome(ACK, called.state, runtime_s=runtime_s)
+
+    def _plain_success(self, prepared: _Prepared, called: _Called) -> bool:
+        """A success whose result nothing else here waits for: no workflow to
+        continue (a chord's join reads its members' results), no handlers (which
+        run once the outcome is stored)."""
+        return (
+            called.state == states.SUCCESS
+            and not prepared.task.has_handlers
+            and not Workflow.of(prepared.request.headers).continues
+        )
 
     def _run_handlers(self, prepared: _Prepared, called: _Called) -> None:
         """The task class's ``on_success``/``on_failure``/``on_retry`` then

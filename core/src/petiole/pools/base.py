@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from petiole.backend import ResultRecord
 from petiole.config import Settings
 from petiole.envelope import Envelope
 
@@ -38,6 +39,11 @@ class Job:
     receipt: str
     soft_time_limit_s: float | None = None
     time_limit_s: float | None = None
+    #: Set by the worker for a pool that runs jobs in its own process: the runner
+    #: may leave a plain successful result to the worker (:attr:`Outcome.record`),
+    #: which stores it with others before acknowledging (see the worker's
+    #: ``_start_pending``).
+    defer_result: bool = False
 
 
 @dataclass(slots=True)
@@ -52,6 +58,9 @@ class Outcome:
     #: queued and found revoked before starting it (the worker calls
     #: ``petiole_task_revoked``); empty for every other outcome.
     cause: str = ""
+    #: A result the runner did not store, for the worker to store before it
+    #: acknowledges the message; only for a job with ``defer_result``.
+    record: ResultRecord | None = None
 
 
 #: A running task stopped by ``revoke(terminate=True)``: its process was killed or replaced.

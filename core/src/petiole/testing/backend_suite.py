@@ -25,12 +25,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
 from petiole import states
-from petiole.backend import BackendCapabilities, RepliesToSender, ResultBackend, ResultRecord
+from petiole.backend import (
+    BackendCapabilities,
+    RepliesToSender,
+    ResultBackend,
+    ResultRecord,
+    StoresInBatches,
+)
+from petiole.capabilities import offers
 from petiole.errors import ResultBackendError
 from petiole.result_signing import sign_record, verify_record
 from petiole.stages import HmacSha256Signer
@@ -412,6 +419,39 @@ class ResultBackendSuite:
         with pytest.raises(ResultBackendError):
             backend.store(record, ttl_s=None)
         assert backend.get(record.task_id) is None
+
+    def test_store_many_stores_each_record_as_store_would(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        if not offers(backend, StoresInBatches):
+            pytest.skip("the backend does not offer StoresInBatches: one record per store")
+        batch = cast(StoresInBatches, backend)
+        records = [self.record(names.task_id(), payload=f"{i}".encode()) for i in range(50)]
+        earlier = self.record(records[0].task_id, state=states.STARTED)
+        backend.store(earlier, ttl_s=None)
+
+        batch.store_many(records, ttl_s=None)
+        batch.store_many([], ttl_s=None)
+
+        found = backend.get_many([r.task_id for r in records])
+        assert set(found) == {r.task_id for r in records}
+        for record in records:  # the first replaced the STARTED record stored before
+            self.assert_same_record(found[record.task_id], record)
+
+    def test_store_many_gives_each_record_the_ttl(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        if not offers(backend, StoresInBatches):
+            pytest.skip("the backend does not offer StoresInBatches: one record per store")
+        self.require_stored(backend)
+        records = [self.record(names.task_id()) for _ in range(3)]
+
+        cast(StoresInBatches, backend).store_many(records, ttl_s=self.ttl_s)
+
+        assert wait_until(
+            lambda: backend.get_many([r.task_id for r in records]) == {},
+            timeout_s=self.ttl_s + self.ttl_precision_s,
+        ), "records stored together with a ttl never expired"
 
     def test_concurrent_stores_of_distinct_ids_are_all_kept(
         self, backend: ResultBackend, names: Names

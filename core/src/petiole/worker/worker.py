@@ -73,6 +73,7 @@ from petiole.worker.options import (
 from petiole.worker.retirement import Retirement
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
+from petiole.worker.short_results import ShortTaskResults
 from petiole.worker.supervisor import EXIT_REPLACE_ME
 
 logger = logging.getLogger("petiole.worker")
@@ -184,6 +185,7 @@ class Worker:
         self.runner = TaskRunner(app, hostname=self.hostname)
         self.hooks = hooks.MessageHooks(app, self)
         self.settler = Settler(app, self.hostname)
+        self.short_results = ShortTaskResults(app, self.settler)
         self.admission = Admission(app, settings, self.settler, self.hooks)
         self.counts = self.settler.counts
         self.revocations = RevocationWatch(app)
@@ -262,6 +264,7 @@ class Worker:
         if not getattr(self.pool, "runs_in_children", False):
             hooks.process_init(self.app, self.pool_name)  # tasks run in this process
         self.pool.start(self.runner)
+        self.short_results.enable(runs_inline=not self._dispatch_on_delivery)
         self.settler.acks.start()
         self.revocations.poll()
         self.app.plugins.hook.petiole_worker_start(worker=self)
@@ -443,6 +446,7 @@ class Worker:
             )
             self.pool.terminate()
             self._return_all_held()
+        self.short_results.flush()
         self.settler.acks.close()
         self._stopped.set()
         if self._wakeup is not None:
@@ -642,6 +646,7 @@ class Worker:
         try:
             with batch() if batch is not None else contextlib.nullcontext():
                 self._start_pending()
+            self.short_results.flush()  # nothing more to start now: store what waits
         finally:
             self._dispatching.active = False
 
@@ -665,10 +670,24 @@ class Worker:
                 continue
             if self._reporter is not None:
                 self._report_running(self._reporter, job)
+            if self.short_results.enabled:
+                self._hold_result_if_short(job)
             if self._hard_limits is None or job.time_limit_s is None:
                 self.pool.submit(job, self._on_done)
             else:
                 self.pool.submit(job, self._hard_limits.guard(job, self._on_done))
+
+    def _hold_result_if_short(self, job: Job) -> None:
+        """Before ``job`` starts: a short task's result waits to be stored with
+        others when more jobs wait behind it or results wait already; any other
+        task's start stores the results waiting first (see short_results.py)."""
+        results = self.short_results
+        if not results.is_short(job.envelope.task_name):
+            results.flush()
+            return
+        with self._lock:
+            behind = bool(self._pending)
+        job.defer_result = behind or results.holding()
 
     def _report_held(self, reporter: HeldReporter) -> None:
         """Tell the supervisor every message held now (after a reserve)."""
@@ -733,6 +752,8 @@ class Worker:
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         try:
+            if outcome.runtime_s > 0:  # the task ran (not refused, not revoked first)
+                self.short_results.ran(job.envelope.task_name, outcome.runtime_s)
             self._finish(job, outcome)
             if outcome.cause == "revoked":  # a job queued in the pool, revoked before it started
                 self.hooks.revoked(job.envelope, terminated=False)
@@ -777,6 +798,7 @@ class Worker:
         self._stopping.set()  # nothing more is reserved or started
         self._finish(job, outcome)
         self._return_all_held()
+        self.short_results.flush()
         self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
         for callback in self.on_exit_now:
             callback()
@@ -803,7 +825,11 @@ class Worker:
     def _settle(self, delivery: Delivery, job: Job, outcome: Outcome) -> None:
         settler = self.settler
         if outcome.kind == ACK:
-            settler.ack(delivery, count_as=outcome.state.lower() or "done")
+            count_as = outcome.state.lower() or "done"
+            if outcome.record is None:
+                settler.ack(delivery, count_as=count_as)
+            else:  # stored with others before its ack (_hold_result_if_short)
+                self.short_results.hold(delivery, count_as, outcome.record)
         elif outcome.kind == REJECT:
             settler.dead_letter(delivery, outcome.reason)
             if outcome.cause:

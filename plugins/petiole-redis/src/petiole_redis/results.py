@@ -108,15 +108,31 @@ class RedisBackend:
         not JSON-safe, or if the server refuses the value (larger than its
         ``proto-max-bulk-len``, 512 MB by default).
         """
-        value = _encode(record)
-        key = self.keys.result(record.task_id)
-        if ttl_s is None:
-            store: tuple[Any, ...] = ("SET", key, value)  # also clears an earlier ttl
-        else:
-            store = ("SET", key, value, "PX", max(1, round(ttl_s * 1000)))
+        store = self._set(record, ttl_s)
         self._call_fast(
             f"store the result of task {record.task_id!r}", lambda c: command(c, *store)
         )
+
+    def store_many(self, records: Sequence[ResultRecord], *, ttl_s: float | None) -> None:
+        """:meth:`store` each, pipelined in one round trip
+        (:class:`~petiole.backend.StoresInBatches`)."""
+        calls = [self._set(record, ttl_s) for record in records]
+        if not calls:
+            return
+
+        def run(client: FastClient) -> None:
+            for reply in client.execute_pipeline(calls):
+                if isinstance(reply, Exception):
+                    raise reply
+
+        self._call_fast(f"store the results of {len(calls)} tasks", run)
+
+    def _set(self, record: ResultRecord, ttl_s: float | None) -> tuple[Any, ...]:
+        value = _encode(record)
+        key = self.keys.result(record.task_id)
+        if ttl_s is None:
+            return ("SET", key, value)  # also clears an earlier ttl
+        return ("SET", key, value, "PX", max(1, round(ttl_s * 1000)))
 
     def get(self, task_id: str) -> ResultRecord | None:
         return self.get_many([task_id]).get(task_id)
