@@ -113,3 +113,15 @@ def test_a_slow_task_does_not_hold_back_the_results_before_it(app: Petiole) -> N
             release.set()
         assert blocking.get(timeout=WAIT_S) == "done"
         assert wait_until(lambda: worker.counts.get("success", 0) == 4, timeout_s=WAIT_S)
+
+
+def test_results_of_tasks_acknowledged_before_they_ran_are_stored(app: Petiole) -> None:
+    # acks_late=False: no ack is left to hold back, so nothing is held back either.
+    @app.task(acks_late=False)
+    def early(x: int) -> int:
+        return x
+
+    with start_worker(app, pool="solo", concurrency=1, prefetch_multiplier=32):
+        assert early.delay(0).get(timeout=WAIT_S) == 0  # its runs are short from now on
+        results = [early.delay(i) for i in range(1, 21)]
+        assert [r.get(timeout=5) for r in results] == list(range(1, 21))

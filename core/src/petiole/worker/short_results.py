@@ -106,6 +106,14 @@ class ShortTaskResults:
         for delivery, count_as, _ in held:
             self.settler.ack(delivery, count_as)
 
+    def store_now(self, record: ResultRecord) -> None:
+        """Store a held-back result whose message is no longer this worker's (its
+        lease was lost): as the runner would have, logging a failure."""
+        try:
+            self.app.store_result(record)
+        except PetioleError as exc:
+            logger.error("could not store the result of task %s (%s)", record.task_id, exc)
+
     def _store_alone(self, delivery: Delivery, count_as: str, record: ResultRecord) -> bool:
         try:
             self.app.store_result(record)

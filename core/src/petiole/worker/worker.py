@@ -687,7 +687,8 @@ class Worker:
             return
         with self._lock:
             behind = bool(self._pending)
-        job.defer_result = behind or results.holding()
+            acked = job.receipt in self._acked_early  # no ack left to hold back
+        job.defer_result = not acked and (behind or results.holding())
 
     def _report_held(self, reporter: HeldReporter) -> None:
         """Tell the supervisor every message held now (after a reserve)."""
@@ -815,8 +816,11 @@ class Worker:
             self._acked_early.discard(job.receipt)
         if delivery is not None:
             self._settle(delivery, job, outcome)
-        elif acked_early:
-            self.settler.after_early_ack(job, outcome)
+        else:
+            if outcome.record is not None:  # its message was lost meanwhile: store it anyway
+                self.short_results.store_now(outcome.record)
+            if acked_early:
+                self.settler.after_early_ack(job, outcome)
         with self._changed:
             self._running.pop(job.receipt, None)
             if self._free_to_reserve():
