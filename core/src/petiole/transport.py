@@ -117,7 +117,9 @@ class Delivery:
 
     ``receipt`` is an opaque token the transport needs to ack, nack, extend or
     dead-letter exactly this lease; a receipt from an expired lease must not
-    affect a newer lease of the same message. ``delivery_count`` is 1 on the
+    affect a newer lease of the same message. Receipts are unique among the
+    deliveries a transport object hands out, across all its queues: the worker
+    files what it holds by receipt. ``delivery_count`` is 1 on the
     first delivery and grows by one each time the message is delivered again —
     after a lease ran out, a connection closed, or a :meth:`Transport.nack` with
     ``requeue``, however the transport implements them: a transport that

@@ -20,6 +20,7 @@ Class attributes below tune timing and load for slow or remote servers.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -572,6 +573,25 @@ class TransportSuite:
 
         got = self.drain(transport, [q1, q2], 2)
         assert sorted((d.queue, d.payload) for d in got) == sorted([(q1, b"one"), (q2, b"two")])
+
+    def test_receipts_are_unique_across_queues(
+        self, transport: Transport, new_queue: Callable[[], str]
+    ) -> None:
+        # A worker files what it holds by receipt: two deliveries sharing one would
+        # settle each other (the streams layout once did: ids unique per stream).
+        # Published together, as a batch where the transport batches, so that ids
+        # a broker derives from the clock come out equal if they can.
+        q1, q2 = new_queue(), new_queue()
+        count = 20
+        batch = transport.batch() if isinstance(transport, PublishesInBatches) else None
+        with batch if batch is not None else contextlib.nullcontext():
+            for i in range(count):
+                transport.publish(q1, f"one-{i}".encode())
+                transport.publish(q2, f"two-{i}".encode())
+
+        got = self.drain(transport, [q1, q2], 2 * count)
+        assert len(got) == 2 * count
+        assert len({d.receipt for d in got}) == len(got), sorted(d.receipt for d in got)
 
     def test_reserve_prefers_queues_in_the_order_given(
         self, transport: Transport, new_queue: Callable[[], str]

@@ -33,7 +33,9 @@ consumer's name lets leases of different lengths live side by side without a
 write per reserve (a sorted set of lease ends would cost one). ``extend`` moves
 the entry, ``XCLAIM ... JUSTID``, to the instance's consumer for the new length,
 which resets its idle time without counting a delivery. A receipt is
-``<priority>|<entry id>|<instance>|<pending count>``: ack, nack, extend and
+``<priority>|<entry id>|<instance>|<pending count>|<queue>`` (the queue because
+entry ids are unique only per stream, and receipts must be unique among a
+transport's deliveries): ack, nack, extend and
 dead-letter check with ``XPENDING`` that the entry is still pending, owned by a
 consumer of that instance, with that count, before acting (a script each), so
 a stale receipt is a no-op. ``Delivery.delivery_count`` is the group's count

@@ -64,16 +64,20 @@ def stream_keys(keys: Keys, queue: str) -> StreamKeys:
 @dataclass(frozen=True, slots=True)
 class Lease:
     """What a receipt names: one pending entry, held by one transport instance
-    with one pending delivery count. A receipt is ``<priority>|<entry id>|<instance>|<count>``."""
+    with one pending delivery count. A receipt is
+    ``<priority>|<entry id>|<instance>|<count>|<queue>``: entry ids are unique only
+    per stream (two queues' streams hand out the same id within a millisecond),
+    and a worker files what it holds by receipt, so the queue is part of it."""
 
     priority: int
     entry_id: str
     instance: str
     count: str  # the group's delivery count of the pending entry, as the server writes it
+    queue: str
 
     @property
     def receipt(self) -> str:
-        return f"{self.priority}|{self.entry_id}|{self.instance}|{self.count}"
+        return receipt_of(self.priority, self.entry_id, self.instance, self.count, self.queue)
 
     @property
     def dead_letter_id(self) -> str:
@@ -83,13 +87,17 @@ class Lease:
 
 def parse_receipt(receipt: str) -> Lease | None:
     """The lease a receipt names; None for one this layout never issued."""
-    parts = receipt.split("|")
-    if len(parts) != 4:
+    parts = receipt.split("|", 4)
+    if len(parts) != 5:
         return None
-    priority, entry_id, instance, count = parts
+    priority, entry_id, instance, count, queue = parts
     if not (priority.isdigit() and int(priority) < PRIORITIES and count.isdigit() and instance):
         return None
-    return Lease(int(priority), entry_id, instance, count)
+    return Lease(int(priority), entry_id, instance, count, queue)
+
+
+def receipt_of(priority: int, entry_id: str, instance: str, count: object, queue: str) -> str:
+    return f"{priority}|{entry_id}|{instance}|{count}|{queue}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,7 @@ class Entry:
         return f"corrupt entry: its field(s) {', '.join(missing)} are missing (it has: {has})"
 
     def lease(self, instance: str) -> Lease:
-        return Lease(self.priority, self.entry_id, instance, str(self.pending_count))
+        return Lease(self.priority, self.entry_id, instance, str(self.pending_count), self.queue)
 
     def delivery(self, instance: str, lease_expires_at: float) -> Delivery:
         carried = self.fields.get(b"c", b"0")
@@ -151,7 +159,7 @@ def fresh_delivery(raw: RawEntry, instance: str, lease_expires_at: float) -> Del
     return Delivery(
         payload=flat[7],
         queue=queue,
-        receipt=f"{priority}|{ident}|{instance}|1",
+        receipt=receipt_of(priority, ident, instance, 1, queue),
         delivery_count=1,
         message_id=flat[3].decode(errors="replace"),
         lease_expires_at=lease_expires_at,
