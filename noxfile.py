@@ -128,7 +128,7 @@ def bench(session: nox.Session) -> None:
     _install(session, *PLUGINS)
     # The peers compared with (benchmarks/requirements.txt): latest releases from PyPI.
     session.install("-r", "benchmarks/requirements.txt")
-    # arq asks for redis-py below 6, the other peers (and petiole-redis) for 8: installed
+    # arq asks for redis-py below 6, the other peers (and the tests) for 8: installed
     # without its dependencies (click and redis-py are already there), it runs on 8.
     session.install("--no-deps", "arq")
     available = {

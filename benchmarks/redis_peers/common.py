@@ -24,11 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import redis
 import systemkit
 from systemkit import Figures, QueueProducer, define_tasks, redis_url
+
+if TYPE_CHECKING:
+    # Imported where used, not here: the worker processes load a system's module (its
+    # app), and redis-py in them would count in their memory when the system does
+    # not use it there.
+    import redis
 
 __all__ = [
     "FLAGS_ENV",
@@ -97,6 +102,8 @@ class RedisCommands:
     ``start()`` and ``stop()`` (figures ``commands`` and ``commands_by_name``)."""
 
     def __init__(self, url: str) -> None:
+        import redis
+
         self._client = redis.Redis.from_url(url)
         self._before: dict[str, int] = {}
 

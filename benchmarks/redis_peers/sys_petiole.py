@@ -12,14 +12,16 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from common import RESULT_TIMEOUT_S, Flags, define_tasks, delay_producer, produce
 from systemkit import env_int, petiole_worker, pool_options, redis_url
 
 from petiole import Petiole
 from petiole.result import GroupResult
+
+if TYPE_CHECKING:
+    import redis  # the runner's client, never the worker's: see common.py
 
 NAME = "Petiole"
 QUEUE = "default"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from petiole_redis.results import create_backend
 from petiole_redis.testing import RedisServer
@@ -112,5 +114,55 @@ def test_wrong_password_fails_at_once_without_retrying(
         assert ":***@" in str(info.value)
         transport = create_transport(server.url, {})
         transport.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("form", ["tcp", "unix"])
+def test_the_database_number_of_the_url_is_the_one_used(
+    redis_server: RedisServer, form: str
+) -> None:
+    """``redis://host:port/3`` and ``unix:///path?db=3``: the keys land in database 3."""
+    url = (
+        redis_server.url.rsplit("/", 1)[0] + "/3"
+        if form == "tcp"
+        else redis_server.unix_url.replace("?db=0", "?db=3")
+    )
+    transport = create_transport(url, {})
+    queue = unique_name()
+    try:
+        transport.publish(queue, b"in database 3")
+        with redis_server.client() as db0, redis_server.client(db=3) as db3:
+            assert not db0.keys(f"*{queue}*")
+            assert db3.keys(f"*{queue}*")
+        [delivery] = transport.reserve([queue], max_messages=1, wait_s=1, lease_s=10)
+        assert delivery.payload == b"in database 3"
+        transport.ack(delivery)
+    finally:
+        transport.close()
+
+
+def test_a_percent_encoded_user_and_password_are_decoded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Characters a URL cannot hold as they are (``@ : / % #``) are written encoded;
+    the server gets them decoded, with the named user (``AUTH user password``)."""
+    password = "p@ss:w/rd%#1"
+    server = RedisServer(tmp_path_factory.mktemp("auth"), password="admin-pass").start()
+    try:
+        with server.client() as admin:
+            admin.acl_setuser(
+                "odd@user", enabled=True, passwords=[f"+{password}"], commands=["+@all"], keys=["*"]
+            )
+        auth = f"{quote('odd@user', safe='')}:{quote(password, safe='')}"
+        url = f"redis://{auth}@127.0.0.1:{server.port}/0"
+        backend = create_backend(url, {})
+        try:
+            assert backend.incr(unique_name(), 5, ttl_s=5) == 5
+        finally:
+            backend.close()
+        with server.client() as admin:
+            entries = admin.acl_log()
+        assert not entries, f"the server logged refused logins: {entries}"
     finally:
         server.stop()

@@ -1,6 +1,7 @@
-"""The hot path's reply reader (petiole_redis._replies) against a real redis-server:
-every reply shape the plugin meets, replies split over many socket reads or several
-in one, and the errors the outage policy tells apart."""
+"""The plugin's reply reader (petiole_redis._replies) against a real redis-server:
+every reply shape the plugin meets (RESP2 and RESP3), replies split over many socket
+reads or several in one, pushes between replies, and the errors the outage policy
+tells apart."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from collections.abc import Iterator
 import pytest
 import redis
 from petiole_redis._client import FastClient
+from petiole_redis._connection import Connection, address_of
+from petiole_redis._errors import (
+    BusyLoadingError,
+    NoScriptError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ResponseError,
+)
+from petiole_redis._options import parse_url
 from petiole_redis._replies import ReplyReader
 from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport
-from redis.exceptions import NoScriptError, ResponseError
 
 from petiole.testing import unique_name
 
@@ -40,10 +49,10 @@ class _Trickle:
 
 
 def _reader_of(data: bytes, size: int) -> ReplyReader:
-    return ReplyReader(_Trickle(data, size), ResponseError)  # type: ignore[arg-type]
+    return ReplyReader(_Trickle(data, size))  # type: ignore[arg-type]
 
 
-def test_every_reply_shape_comes_back_as_redis_pys_parser_returns_it(
+def test_every_reply_shape_comes_back_as_a_plain_value(
     fast: FastClient, client: redis.Redis, key: str
 ) -> None:
     assert fast.execute_command("SET", key, b"v\r\nwith CRLF") == b"OK"  # simple string
@@ -80,7 +89,7 @@ def test_pipelined_replies_arriving_together_are_read_one_by_one(
     client.delete(key)
 
 
-def test_error_replies_raise_redis_pys_types_and_stay_in_place_inside_a_pipeline(
+def test_error_replies_raise_their_types_and_stay_in_place_inside_a_pipeline(
     fast: FastClient, client: redis.Redis, key: str
 ) -> None:
     with pytest.raises(NoScriptError):
@@ -116,7 +125,7 @@ def test_a_connection_the_server_closes_is_a_connection_error(
         fast.execute_command("CLIENT", "SETNAME", "doomed")
         with own_redis_server.client() as admin:
             admin.client_kill_filter(_type="normal", skipme=True)
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(RedisConnectionError):
             fast.execute_command("PING")
     finally:
         transport.close()
@@ -126,11 +135,61 @@ def test_a_read_that_times_out_is_a_timeout_error() -> None:
     left, right = socket.socketpair()
     try:
         left.settimeout(0.01)
-        with pytest.raises(redis.TimeoutError):
-            ReplyReader(left, ResponseError).read()
+        with pytest.raises(RedisTimeoutError):
+            ReplyReader(left).read()
     finally:
         left.close()
         right.close()
+
+
+def test_resp3_replies_come_back_as_plain_values(redis_server: RedisServer, key: str) -> None:
+    target = parse_url(redis_server.url, {}, component="test")
+    connection = Connection(address_of(target), protocol=3)
+    try:
+        hello = connection.command("HELLO", 3)
+        assert hello[b"proto"] == 3  # a map
+        connection.command("HSET", key, "f", "v")
+        assert connection.command("HGETALL", key) == {b"f": b"v"}
+        assert connection.command("SISMEMBER", key + ":s", "x") == 0
+        connection.command("SADD", key + ":s", "x")
+        assert connection.command("SMEMBERS", key + ":s") == [b"x"]  # a set
+        assert connection.command("GET", key + ":missing") is None  # RESP3 null
+        assert connection.command("EVAL", "return redis.setresp(3) or true", 0) is True
+        assert connection.command("INCRBYFLOAT", key + ":f", "1.5") == b"1.5"
+        connection.command("DEL", key, key + ":s", key + ":f")
+    finally:
+        connection.disconnect()
+
+
+def test_a_push_between_replies_goes_to_the_handler_and_is_skipped(
+    redis_server: RedisServer, client: redis.Redis, key: str
+) -> None:
+    target = parse_url(redis_server.url, {}, component="test")
+    connection = Connection(address_of(target), protocol=3)
+    pushes: list[list[object]] = []
+    connection.on_push = pushes.append
+    try:
+        connection.command("CLIENT", "TRACKING", "ON")
+        assert connection.command("GET", key) is None  # tracked from now on
+        client.set(key, "changed")
+        # The invalidation arrives before PING's reply: handed on, then skipped.
+        assert connection.command("PING") == b"PONG"
+        assert pushes == [[b"invalidate", [key.encode()]]]
+        assert connection.command("GET", key) == b"changed"
+        client.delete(key)
+        assert connection.can_read(timeout=5)
+        assert connection.read_response(push_request=True) == [b"invalidate", [key.encode()]]
+    finally:
+        connection.disconnect()
+
+
+def test_error_replies_of_an_outage_raise_and_others_are_response_errors() -> None:
+    loading = _reader_of(b"-LOADING Redis is loading the dataset in memory\r\n", 64)
+    with pytest.raises(BusyLoadingError):
+        loading.read()
+    other = _reader_of(b"-ERR unknown command\r\n", 64)
+    with pytest.raises(ResponseError, match="unknown command"):
+        other.read()
 
 
 @pytest.fixture(autouse=True)

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-import redis
-from redis.exceptions import NoScriptError
-
 from petiole.errors import MessageTooLarge, TransportError
 from petiole.transport import DeadLetter, TransportCapabilities
-from petiole_redis._client import Closed, Connector, FastClient, Script, command
+from petiole_redis._client import Client, Closed, Connector, FastClient, Script, command
+from petiole_redis._errors import NoScriptError
 from petiole_redis._keys import Keys
 from petiole_redis._options import parse_url
 from petiole_redis._pubsub import Subscription
@@ -290,11 +288,9 @@ class BrokerBase:
     def purge_dead_letters(self, queue: str) -> int:
         q = self.keys.queue(queue)
 
-        def run(client: redis.Redis) -> int:
-            pipe = client.pipeline(transaction=True)
-            pipe.zcard(q.dead)
-            pipe.unlink(*q.dead_letters)
-            return int(pipe.execute()[0])
+        def run(client: Client) -> int:
+            counted, _ = client.transaction([("ZCARD", q.dead), ("UNLINK", *q.dead_letters)])
+            return int(counted)
 
         return self._call(f"purge the dead letters of queue {queue!r}", run)
 
@@ -305,7 +301,9 @@ class BrokerBase:
         ``PUBLISH``); return how many the server handed it to. Nothing is stored."""
         self._check_size(payload)
         name = self.keys.broadcast_channel(channel)
-        return int(self._call(f"broadcast on {channel!r}", lambda c: c.publish(name, payload)))
+        return int(
+            self._call(f"broadcast on {channel!r}", lambda c: command(c, "PUBLISH", name, payload))
+        )
 
     def subscribe(
         self, channels: Sequence[str], on_message: Callable[[str, bytes], None]
@@ -331,7 +329,7 @@ class BrokerBase:
             subscription.close()
         self._conn.close()
 
-    def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
+    def _call(self, what: str, work: Callable[[Client], T]) -> T:
         try:
             return self._conn.call(what, work)
         except Closed:

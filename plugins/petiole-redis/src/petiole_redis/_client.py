@@ -1,10 +1,10 @@
 """The connection to Redis shared by the transport and the result backend.
 
-:class:`Connector` owns a redis-py connection pool and is the plugin's edge:
-every call to Redis goes through :meth:`Connector.call`, which
+:class:`Connector` owns the connections (:mod:`petiole_redis._connection`) and
+is the plugin's edge: every call to Redis goes through :meth:`Connector.call`, which
 
-* translates redis-py's exceptions into the component's own error type
-  (:class:`~petiole.errors.TransportError` or
+* translates the client's exceptions (:mod:`petiole_redis._errors`) into the
+  component's own error type (:class:`~petiole.errors.TransportError` or
   :class:`~petiole.errors.ResultBackendError`), with the URL's password masked;
 * rides out an outage (the server restarting, a network blip): connection
   errors are retried with jittered exponential backoff for up to
@@ -22,8 +22,8 @@ fails with an error naming the URL.
 
 **Lost data.** A server restarted without persistence (or with its files
 lost) comes back empty: queued messages, leases and results are gone, and
-retrying cannot bring them back. Every new connection (redis-py calls
-:meth:`Connector.on_connect` for each, pooled, per-thread or pub/sub) asks the
+retrying cannot bring them back. Every new connection (its connect calls
+:meth:`Connector.on_connect`, pooled, per-thread or pub/sub) asks the
 server for its ``run_id`` (``INFO server``). The first one also makes sure the
 key ``<prefix>:epoch`` holds a random token (``SET NX``) and remembers it.
 When a later connection finds a different ``run_id`` (the server restarted,
@@ -35,13 +35,10 @@ grows by one, :attr:`Connector.data_lost_at` is set, and one ERROR line per
 process and restart says so. The result backend fails the waits that were
 running (:class:`~petiole.errors.ResultsLost`); the transport exposes both
 attributes for the worker. A server that refuses ``INFO`` turns the check off.
-
-redis-py's own retries are turned off, so that this is the only retry policy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -50,85 +47,42 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, Protocol, TypeVar, cast
-
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    DataError,
-    NoScriptError,
-    RedisError,
-    ResponseError,
-)
-from redis.retry import Retry
+from typing import Any, Protocol, TypeVar
 
 from petiole.errors import PetioleError
 from petiole.outages import Closable, DownTooLong, OutageTracker, backoff_s, call_through_outage
 from petiole.outages import Closed as Closed  # re-exported for the transport and backend
 from petiole.outages import StillDown as StillDown  # re-exported likewise
+from petiole_redis._connection import Address, Connection, address_of
+from petiole_redis._errors import (
+    AuthenticationError,
+    CertificateError,
+    NoScriptError,
+    RedisConnectionError,
+    RedisError,
+    RedisTimeoutError,
+    ResponseError,
+)
 from petiole_redis._keys import Keys
 from petiole_redis._options import RedisTarget
-from petiole_redis._replies import ReplyReader
 
 logger = logging.getLogger("petiole_redis")
 
 T = TypeVar("T")
 
 
-class RawConnection(Protocol):
-    """The part of redis-py's (untyped) ``Connection`` this plugin uses directly."""
+class Client(Protocol):
+    """What :meth:`Connector.call` and :meth:`Connector.call_fast` hand to the work:
+    commands, plain pipelines and transactions, replies as the protocol gives them."""
 
-    def connect(self) -> None: ...
-    def on_connect(self) -> None: ...
-    def disconnect(self) -> None: ...
-    def send_command(self, *args: Any) -> None: ...
-    def can_read(self, timeout: float | None = 0) -> bool: ...
-    def read_response(self, *, push_request: bool = False) -> Any: ...
-    def send_packed_command(self, command: Any) -> None: ...
-    def pack_commands(self, commands: Sequence[tuple[Any, ...]]) -> Any: ...
+    def execute_command(self, *args: Any) -> Any: ...
+    def execute_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]: ...
+    def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]: ...
 
 
-def command(client: redis.Redis | redis.client.Pipeline | FastClient, *args: Any) -> Any:
-    """``client.execute_command`` with a type (redis-py leaves it untyped)."""
-    return cast(Any, client).execute_command(*args)
-
-
-def pack(args: Sequence[Any]) -> bytes:
-    """One command in the Redis protocol (RESP), each argument as redis-py encodes
-    it (bytes as is, str as UTF-8, int and float by ``repr``; anything else, a bool
-    included, is a :class:`redis.DataError`).
-
-    redis-py's pure-Python packer costs about 12 µs for a publish's twelve
-    arguments, a third of the client's CPU per publish; this costs about 3."""
-    out = bytearray(b"*%d\r\n" % len(args))
-    for arg in args:
-        kind = type(arg)  # exact types first: the common ones, without isinstance chains
-        if kind is bytes:
-            data = arg
-        elif kind is str:
-            data = arg.encode()
-        elif kind is int:
-            data = b"%d" % arg
-        else:
-            data = _encode_other(arg)
-        out += b"$%d\r\n" % len(data)
-        out += data
-        out += b"\r\n"
-    return bytes(out)
-
-
-def _encode_other(arg: Any) -> bytes:
-    if isinstance(arg, (bytes, bytearray, memoryview)):
-        return bytes(arg)
-    if isinstance(arg, str):
-        return arg.encode()
-    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
-        return repr(arg).encode()
-    raise DataError(
-        f"Invalid input of type: {type(arg).__name__!r}. "
-        "Convert to a bytes, string, int or float first."
-    )
+def command(client: Client, *args: Any) -> Any:
+    """One command's reply (raised if it is an error reply)."""
+    return client.execute_command(*args)
 
 
 # A thread's connection unused for this long is checked for a server-side close
@@ -137,70 +91,40 @@ _IDLE_CHECK_S = 1.0
 
 
 class FastClient:
-    """``execute_command`` and a plain pipeline on the calling thread's own connection.
+    """Commands on the calling thread's own connection.
 
     The hot path (publish, reserve, ack, result store, single-result wait) goes
-    through this instead of :class:`redis.Redis`: redis-py's client layers
-    (pool check-out and return with their locks, per-call retry and event
-    objects) cost more than the round trip to a local server — about 70 µs of
-    CPU per command against about 28 µs here. Replies are read by
-    :class:`~petiole_redis._replies.ReplyReader` and come back as redis-py's
-    parser returns them (bytes, ints, lists; no response callbacks), which is
-    what scripts and the commands used this way return anyway.
-
-    Each thread keeps one connection (made like the pool's, tracked so that
-    :meth:`Connector.close` disconnects it too). Any error other than a reply
-    error disconnects it, so the next call reconnects; the retry policy stays
-    :meth:`Connector.call`'s.
+    through this: no pool check-out and return with their locks, and no
+    connection shared between threads. Each thread keeps one connection (tracked
+    so that :meth:`Connector.close` disconnects it too). Any error other than a
+    reply error disconnects it, so the next call reconnects; the retry policy
+    stays :meth:`Connector.call`'s.
     """
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
         self._local = threading.local()
 
-    def _connection(self) -> RawConnection:
+    def _connection(self) -> Connection:
         local = self._local
-        connection: RawConnection | None = getattr(local, "connection", None)
+        connection: Connection | None = getattr(local, "connection", None)
         now = time.monotonic()
         if connection is None or local.pid != os.getpid():
             connection = self._connector.new_connection()
             self._connector.track(connection)
             local.connection, local.pid = connection, os.getpid()
         elif now - local.used_at >= _IDLE_CHECK_S:
-            # As redis-py's pool does at check-out: a connection with something to
-            # read between commands was closed by the server (a restart) or is out
-            # of step; start afresh rather than fail the call on it. Asked only of
-            # a connection idle for a while: the check is a system call, a sixth
-            # of a publish's CPU, and a connection in use is never out of step
-            # (any error but a reply disconnects it), while a server that closed
-            # it a moment ago fails the call, which the outage policy retries.
-            try:
-                stale = connection.can_read(timeout=0)
-            except (RedisError, OSError):
-                stale = True
-            if stale:
-                connection.disconnect()
+            # Asked only of a connection idle for a while: the check is a system
+            # call, a sixth of a publish's CPU, and a connection in use is never
+            # out of step (any error but a reply disconnects it), while a server
+            # that closed it a moment ago fails the call, which the outage policy
+            # retries.
+            _drop_if_stale(connection)
         local.used_at = now
         return connection
 
-    def _reader(self, connection: RawConnection) -> ReplyReader:
-        """The reader of the connection's current socket (a new one after a reconnect)."""
-        raw = cast(Any, connection)
-        reader: ReplyReader | None = getattr(self._local, "reader", None)
-        if reader is None or reader.sock is not raw._sock:
-            reader = self._local.reader = ReplyReader(raw._sock, raw._parser.parse_error)
-        return reader
-
     def execute_command(self, *args: Any) -> Any:
-        connection = self._connection()
-        try:
-            connection.send_packed_command([pack(args)])
-            return self._reader(connection).read()
-        except ResponseError:
-            raise  # the server answered: the connection is fine
-        except BaseException:
-            connection.disconnect()
-            raise
+        return self._connection().command(*args)
 
     def connect(self) -> None:
         """Connect the thread's connection now unless it is connected (a new
@@ -210,29 +134,89 @@ class FastClient:
     def execute_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send every command, then read every reply (one round trip). A reply
         error is returned in its place, not raised."""
-        connection = self._connection()
-        replies: list[Any] = []
+        return self._connection().pipeline(commands)
+
+    def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The commands in one ``MULTI``/``EXEC`` (see :meth:`Connection.transaction`)."""
+        return self._connection().transaction(commands)
+
+
+def _drop_if_stale(connection: Connection) -> None:
+    """A connection with something to read between commands was closed by the
+    server (a restart) or is out of step: disconnect it, so that the call starts
+    afresh rather than fails on it."""
+    if not connection.connected:
+        return
+    try:
+        stale = connection.can_read(timeout=0)
+    except (RedisError, OSError):
+        stale = True
+    if stale:
+        connection.disconnect()
+
+
+class PooledClient:
+    """Commands on a connection taken from a pool for each call: the cold paths
+    (purge, size, dead letters, coordination), from any thread. At most
+    ``max_connections`` connections at once (0: no limit); a call beyond that
+    fails with a connection error, which the outage policy retries."""
+
+    def __init__(self, connector: Connector, max_connections: int) -> None:
+        self._connector = connector
+        self._max = max_connections
+        self._lock = threading.Lock()
+        self._idle: list[Connection] = []
+        self._in_use = 0
+        self._pid = os.getpid()
+
+    def _take(self) -> Connection:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._idle, self._in_use, self._pid = [], 0, os.getpid()
+            if self._idle:
+                connection = self._idle.pop()
+            elif self._max and self._in_use >= self._max:
+                raise RedisConnectionError(f"Too many connections (max_connections={self._max})")
+            else:
+                connection = self._connector.new_connection()
+                self._connector.track(connection)
+            self._in_use += 1
+            return connection
+
+    def _give_back(self, connection: Connection) -> None:
+        with self._lock:
+            self._in_use -= 1
+            if connection.connected and not self._connector.closed:
+                self._idle.append(connection)
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        connection = self._take()
         try:
-            connection.send_packed_command([b"".join(map(pack, commands))])
-            reader = self._reader(connection)
-            for _ in commands:
-                try:
-                    replies.append(reader.read())
-                except ResponseError as exc:
-                    replies.append(exc)
-        except BaseException:
-            connection.disconnect()
-            raise
-        return replies
+            _drop_if_stale(connection)
+            return work(connection)
+        finally:
+            self._give_back(connection)
+
+    def execute_command(self, *args: Any) -> Any:
+        return self._run(lambda c: c.command(*args))
+
+    def execute_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return self._run(lambda c: c.pipeline(commands))
+
+    def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return self._run(lambda c: c.transaction(commands))
+
+    def ping(self) -> bool:
+        return bool(self.execute_command("PING") == b"PONG")
 
 
 def is_outage(exc: BaseException) -> bool:
     """Errors worth retrying: the server is unreachable, restarting or loading its data.
 
-    A wrong password is a ConnectionError to redis-py but no outage.
+    A wrong password or an untrusted certificate is a connection error, but no outage.
     """
-    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
-        exc, AuthenticationError
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError)) and not isinstance(
+        exc, (AuthenticationError, CertificateError)
     )
 
 
@@ -253,9 +237,7 @@ class Script:
     def args(self, keys: Sequence[str], argv: Sequence[Any]) -> tuple[Any, ...]:
         return ("EVALSHA", self.sha, len(keys), *keys, *argv)
 
-    def __call__(
-        self, client: redis.Redis | FastClient, keys: Sequence[str], argv: Sequence[Any]
-    ) -> Any:
+    def __call__(self, client: Client, keys: Sequence[str], argv: Sequence[Any]) -> Any:
         """Run it; after a server restart (empty script cache) load it and run it again."""
         try:
             return command(client, *self.args(keys, argv))
@@ -275,15 +257,12 @@ class Connector(Closable):
         self.component = component
         self.error_type = error_type
         self.reconnect_timeout_s = target.options.reconnect_timeout_s
-        kwargs = target.connection_kwargs()
-        kwargs["retry"] = Retry(NoBackoff(), 0)
-        kwargs["redis_connect_func"] = self.on_connect
         try:
-            self.pool = redis.ConnectionPool.from_url(target.client_url, **kwargs)
-        except (ValueError, TypeError, RedisError) as exc:
+            self.address: Address = address_of(target)
+        except ValueError as exc:
             raise error_type(f"{component} URL {target.masked_url!r} is invalid: {exc}") from exc
-        self.client = redis.Redis(connection_pool=self.pool)
         self._lock = threading.Lock()
+        self.client = PooledClient(self, target.options.max_connections)
         self.outages = OutageTracker(
             logger,
             self.describe(),
@@ -325,7 +304,7 @@ class Connector(Closable):
                     f"cannot connect to the {self.describe()}: {error_line(exc)}{hint}"
                 ) from exc
 
-    def call(self, what: str, work: Callable[[redis.Redis], T], *, until: float | None = None) -> T:
+    def call(self, what: str, work: Callable[[Client], T], *, until: float | None = None) -> T:
         """Run ``work(client)``, retrying through an outage.
 
         ``what`` names the operation in errors. ``until`` (monotonic) is the
@@ -372,20 +351,19 @@ class Connector(Closable):
         """How long the current outage has lasted; None while the server answers."""
         return self.outages.down_for_s()
 
-    def on_connect(self, connection: RawConnection) -> None:
-        """redis-py's hook for every new connection: set it up as usual
-        (authenticate, select the database), then check the server's data."""
-        connection.on_connect()
+    def on_connect(self, connection: Connection) -> None:
+        """The hook of every new connection: set it up (authenticate, select the
+        database), then check the server's data."""
+        connection.handshake()
         if self._check_data:
             self._check_server(connection)
 
-    def _check_server(self, connection: RawConnection) -> None:
+    def _check_server(self, connection: Connection) -> None:
         """Note a server that lost its data (see the module docstring). Runs
-        inside redis-py's connect: a Redis error fails the connect, which the
-        caller's retry policy handles like any other."""
-        connection.send_command("INFO", "server")
+        inside the connect: a Redis error fails the connect, which the caller's
+        retry policy handles like any other."""
         try:
-            run_id = _run_id(connection.read_response())
+            run_id = _run_id(connection.command("INFO", "server"))
         except ResponseError as exc:
             self._check_data = False
             logger.info(
@@ -401,14 +379,12 @@ class Connector(Closable):
             if run_id == self._run_id:
                 return
             token = os.urandom(12).hex()
-            connection.send_packed_command(
-                connection.pack_commands(
-                    [("SET", self._epoch_key, token, "NX"), ("GET", self._epoch_key)]
-                )
+            # A read-only replica refuses the SET: its error is returned, not raised.
+            _, epoch = connection.pipeline(
+                [("SET", self._epoch_key, token, "NX"), ("GET", self._epoch_key)]
             )
-            with contextlib.suppress(ResponseError):  # a read-only replica refuses SET
-                connection.read_response()
-            epoch = connection.read_response()
+            if isinstance(epoch, ResponseError):
+                raise epoch
             run_before, epoch_before = self._run_id, self._epoch
             self._run_id, self._epoch = run_id, epoch
             if run_before is None or epoch == epoch_before:
@@ -426,22 +402,24 @@ class Connector(Closable):
         """Close every connection; calls blocked in Redis return (with :class:`Closed`)."""
         if not self._mark_closed():
             return
-        self.pool.disconnect()
         with self._lock:
             own = list(self._own_connections)
         for connection in own:
             connection.disconnect()
 
-    def track(self, connection: RawConnection) -> None:
+    def track(self, connection: Connection) -> None:
         """Disconnect ``connection`` (a thread's own, see :class:`FastClient`) on close."""
         with self._lock:
             self._own_connections.add(connection)
         if self._closed.is_set():
             connection.disconnect()
 
-    def new_connection(self) -> RawConnection:
-        """A connection outside the pool, for a pub/sub subscriber (not yet connected)."""
-        return cast(RawConnection, self.pool.connection_class(**self.pool.connection_kwargs))
+    def new_connection(
+        self, *, protocol: int = 2, on_connect: Callable[[Connection], None] | None = None
+    ) -> Connection:
+        """A connection (not yet connected) whose connect runs ``on_connect``, by
+        default this connector's lost-data check."""
+        return Connection(self.address, protocol=protocol, on_connect=on_connect or self.on_connect)
 
 
 def _run_id(info: bytes) -> str | None:

@@ -1,6 +1,6 @@
 """URL forms and options of the Redis transport and result backend.
 
-URL forms (as redis-py's ``from_url``)::
+URL forms::
 
     redis://[[user]:password@]host[:port][/db]
     rediss://[[user]:password@]host[:port][/db]          TLS
@@ -53,42 +53,20 @@ class RedisOptions:
 
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
-    """A parsed URL: what redis-py needs to connect, and our options."""
+    """A parsed URL: where to connect (:func:`petiole_redis._connection.address_of`)
+    and our options."""
 
     url: str  # as the user wrote it; shown masked in errors and logs
-    client_url: str  # our options removed from the query, for redis-py
+    client_url: str  # our options removed from the query
     options: RedisOptions
 
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
 
-    def connection_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.ConnectionPool.from_url``."""
-        opts = self.options
-        kwargs: dict[str, Any] = {
-            "socket_connect_timeout": opts.connect_timeout_s,
-            "socket_timeout": opts.socket_timeout_s,
-            # RESP2 on every redis-py version (8 defaults to RESP3, whose pub/sub
-            # pushes the listener does not read).
-            "protocol": 2,
-        }
-        scheme = urlsplit(self.client_url).scheme
-        if scheme != "unix":
-            kwargs["socket_keepalive"] = True
-        if opts.max_connections:
-            kwargs["max_connections"] = opts.max_connections
-        if scheme == "rediss":
-            kwargs["ssl_cert_reqs"] = opts.ssl_cert_reqs
-            kwargs["ssl_check_hostname"] = opts.ssl_check_hostname and opts.ssl_cert_reqs != "none"
-            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-                if getattr(opts, name):
-                    kwargs[name] = getattr(opts, name)
-        return kwargs
-
 
 def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisTarget:
-    """Split ``url`` into redis-py's part and our options (query parameters win).
+    """Split ``url`` into where to connect and our options (query parameters win).
 
     Raises :class:`~petiole.errors.ConfigError` for a URL of another scheme, a
     malformed query, an unknown option (naming the valid ones) or a bad value.
@@ -126,7 +104,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> RedisT
 
 
 def _check_host_and_db(parts: SplitResult, *, masked: str, component: str) -> None:
-    """Refuse what redis-py would misread, without quoting it: a ``/``, ``?`` or
+    """Refuse what would be misread, without quoting it: a ``/``, ``?`` or
     ``#`` left in a password ends the host there, and the rest of the password
     would become a port, a database number or a fragment in its errors."""
     try:

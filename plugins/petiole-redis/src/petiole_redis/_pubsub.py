@@ -16,12 +16,11 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 
-import redis
-from redis.exceptions import RedisError
-
 from petiole.outages import Closed, call_through_outage
 from petiole.transport import ThreadedSubscription
-from petiole_redis._client import Connector, RawConnection, error_line, is_outage
+from petiole_redis._client import Client, Connector, error_line, is_outage
+from petiole_redis._connection import Connection
+from petiole_redis._errors import RedisError
 
 # How often the listener thread looks up from an idle connection (to notice close()).
 _IDLE_READ_S = 1.0
@@ -50,14 +49,14 @@ class Subscription(ThreadedSubscription):
         self._connector = connector
         self._names = {channel_key(c).encode(): c for c in self.channels}
         self._lock = threading.Lock()
-        self._connection: RawConnection | None = None
+        self._connection: Connection | None = None
         try:
             connector.call("subscribe to broadcasts", self._open)
         except Closed:
             raise connector.error_type(f"{connector.describe()} is closed (subscribe)") from None
         self.start()
 
-    def _open(self, _client: redis.Redis | None = None) -> None:
+    def _open(self, _client: Client | None = None) -> None:
         """Connect and subscribe; returns once the server confirmed every channel."""
         connection = self._connector.new_connection()
         try:
@@ -99,8 +98,8 @@ class Subscription(ThreadedSubscription):
         with self._lock:
             replaced = self._connection is not connection
         if replaced:
-            # Closed while this read: can_read may have connected it again
-            # (redis-py does that), with no subscription.
+            # Closed while this read: can_read may have connected it again,
+            # with no subscription.
             connection.disconnect()
             return []
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
@@ -127,7 +126,7 @@ class Subscription(ThreadedSubscription):
                 f"{self._connector.describe()}: broadcast subscription: {exc}"
             ) from exc
 
-    def _drop(self, connection: RawConnection) -> None:
+    def _drop(self, connection: Connection) -> None:
         with self._lock:
             if self._connection is connection:
                 self._connection = None

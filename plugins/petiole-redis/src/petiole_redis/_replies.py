@@ -1,22 +1,23 @@
-"""Reading Redis's replies (RESP2) straight off a connection's socket.
+"""Reading Redis's replies (RESP2, and RESP3 where asked) straight off a socket.
 
-The hot path (:class:`petiole_redis._client.FastClient`) reads its replies here
-instead of through redis-py's parser. redis-py reads each element of a reply
+Every connection of the plugin (:class:`petiole_redis._connection.Connection`)
+reads its replies here. A general-purpose parser reads each element of a reply
 through several layers (a socket buffer with a seek per line, an encoder call
 per value), about 3 µs an element: a reserve of 64 messages replies with over
-300 elements, and parsing them was a fifth of a worker's CPU. This keeps one
-``bytearray`` per connection and walks it with ``find`` and slices.
+300 elements. This keeps one ``bytearray`` per connection and walks it with
+``find`` and slices.
 
-Replies come back as redis-py's parser returns them with ``decode_responses``
-off: bulk and simple strings as ``bytes``, integers as ``int``, arrays as
-``list``, nil as ``None``. An error reply becomes the exception redis-py's
-parser makes of it (``NOSCRIPT`` a :class:`~redis.exceptions.NoScriptError`,
-``LOADING`` a :class:`~redis.exceptions.BusyLoadingError`, ...): raised when it
-is the reply, returned in its place inside an array. A socket that times out
-raises :class:`redis.TimeoutError` and one the server closed
-:class:`redis.ConnectionError`, so the outage policy sees what it sees from
-redis-py; after either, or any other error, the caller drops the connection
-(the reader is then out of step with it).
+Replies come back as plain values: bulk and simple strings as ``bytes``,
+integers as ``int``, arrays (and RESP3 sets) as ``list``, RESP3 maps as ``dict``,
+nil as ``None``, RESP3 booleans and doubles as ``bool`` and ``float``. An error
+reply becomes its exception (:func:`petiole_redis._errors.error_reply`:
+``NOSCRIPT`` a :class:`~petiole_redis._errors.NoScriptError`, ...): raised when
+it is the reply, returned in its place inside an array. A RESP3 push (client
+tracking's invalidations) is handed to :attr:`ReplyReader.on_push` and skipped,
+wherever it comes between replies. A socket that times out raises
+:class:`~petiole_redis._errors.RedisTimeoutError` and one the server closed
+:class:`~petiole_redis._errors.RedisConnectionError`; after either, or any other
+error, the caller drops the connection (the reader is then out of step with it).
 """
 
 from __future__ import annotations
@@ -25,38 +26,72 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from redis import exceptions as redis_errors
+from petiole_redis._errors import (
+    InvalidResponse,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ResponseError,
+    error_reply,
+)
 
 # Bytes asked of the socket per read: most replies (a reserve of 64 small
 # messages is ~20 KB) arrive in one.
 _READ_SIZE = 65536
 _CRLF = b"\r\n"
 _BULK, _ARRAY, _INTEGER, _SIMPLE, _ERROR = b"$"[0], b"*"[0], b":"[0], b"+"[0], b"-"[0]
+# RESP3 only (a connection that said HELLO 3).
+_MAP, _SET, _PUSH, _NULL, _BOOLEAN = b"%"[0], b"~"[0], b">"[0], b"_"[0], b"#"[0]
+_DOUBLE, _BIG_NUMBER, _VERBATIM, _BLOB_ERROR, _ATTRIBUTE = (
+    b","[0],
+    b"("[0],
+    b"="[0],
+    b"!"[0],
+    b"|"[0],
+)
+
+
+def _ignore_push(push: list[Any]) -> None:
+    pass
 
 
 class ReplyReader:
     """The replies of one connection, in order (see the module docstring).
 
-    ``parse_error`` turns an error reply's text into its exception (redis-py's
-    parser's ``parse_error``, so both agree on the types)."""
+    ``parse_error`` turns an error reply's text into its exception; ``on_push``
+    gets each RESP3 push."""
 
-    __slots__ = ("_buf", "_parse_error", "_pos", "sock")
+    __slots__ = ("_buf", "_parse_error", "_pos", "on_push", "sock")
 
-    def __init__(self, sock: socket.socket, parse_error: Callable[[str], Exception]) -> None:
+    def __init__(
+        self, sock: socket.socket, parse_error: Callable[[str], Exception] = error_reply
+    ) -> None:
         self.sock = sock
         self._parse_error = parse_error
         self._buf = bytearray()
         self._pos = 0  # where the next unread reply byte is in _buf
+        self.on_push: Callable[[list[Any]], None] = _ignore_push
 
-    def read(self) -> Any:
-        """The next reply; raises it if it is an error reply."""
-        value = self._value()
-        if self._pos == len(self._buf):  # everything read was used: start the buffer afresh
-            self._buf.clear()
-            self._pos = 0
-        if isinstance(value, redis_errors.ResponseError):
-            raise value
-        return value
+    def read(self, *, push_request: bool = False) -> Any:
+        """The next reply; raises it if it is an error reply. Pushes before it go
+        to :attr:`on_push`; with ``push_request`` a push is the reply awaited: the
+        first one is handed on and returned."""
+        while True:
+            value = self._value()
+            if self._pos == len(self._buf):  # everything read was used: start afresh
+                self._buf.clear()
+                self._pos = 0
+            if type(value) is _Push:
+                self.on_push(value.items)
+                if push_request:
+                    return value.items
+                continue
+            if isinstance(value, ResponseError):
+                raise value
+            return value
+
+    def buffered(self) -> bool:
+        """Whether bytes of a reply already read from the socket wait here."""
+        return self._pos < len(self._buf)
 
     def _value(self) -> Any:
         line = self._line()
@@ -64,7 +99,7 @@ class ReplyReader:
         if kind == _BULK:
             size = int(line[1:])
             return None if size < 0 else self._bulk(size)
-        if kind == _ARRAY:
+        if kind in (_ARRAY, _SET):
             count = int(line[1:])
             return None if count < 0 else self._array(count)
         if kind == _INTEGER:
@@ -72,11 +107,37 @@ class ReplyReader:
         if kind == _SIMPLE:
             return line[1:]
         if kind == _ERROR:
-            error = self._parse_error(line[1:].decode(errors="replace"))
-            if isinstance(error, redis_errors.ConnectionError):
-                raise error
-            return error
-        raise redis_errors.InvalidResponse(f"Protocol Error: {line[:100]!r}")
+            return self._error(line[1:].decode(errors="replace"))
+        return self._resp3_value(kind, line)
+
+    def _resp3_value(self, kind: int, line: bytes) -> Any:
+        if kind == _MAP:
+            flat = self._array(2 * int(line[1:]))
+            return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+        if kind == _PUSH:
+            return _Push(self._array(int(line[1:])))
+        if kind == _NULL:
+            return None
+        if kind == _BOOLEAN:
+            return line[1:] == b"t"
+        if kind == _DOUBLE:
+            return float(line[1:])
+        if kind == _BIG_NUMBER:
+            return int(line[1:])
+        if kind == _VERBATIM:
+            return self._bulk(int(line[1:]))[4:]  # "txt:" or "mkd:" first
+        if kind == _BLOB_ERROR:
+            return self._error(self._bulk(int(line[1:])).decode(errors="replace"))
+        if kind == _ATTRIBUTE:  # metadata about the reply that follows: not kept
+            self._array(2 * int(line[1:]))
+            return self._value()
+        raise InvalidResponse(f"Protocol Error: {line[:100]!r}")
+
+    def _error(self, message: str) -> Exception:
+        error = self._parse_error(message)
+        if isinstance(error, RedisConnectionError):
+            raise error
+        return error
 
     def _array(self, count: int) -> list[Any]:
         """The ``count`` elements of an array. Its bulk strings and integers (a
@@ -143,9 +204,18 @@ class ReplyReader:
         try:
             chunk = self.sock.recv(_READ_SIZE)
         except TimeoutError as exc:  # before OSError: it is one
-            raise redis_errors.TimeoutError("Timeout reading from socket") from exc
+            raise RedisTimeoutError("Timeout reading from socket") from exc
         except OSError as exc:
-            raise redis_errors.ConnectionError(f"Error while reading from socket: {exc}") from exc
+            raise RedisConnectionError(f"Error while reading from socket: {exc}") from exc
         if not chunk:
-            raise redis_errors.ConnectionError("Connection closed by server.")
+            raise RedisConnectionError("Connection closed by server.")
         self._buf += chunk
+
+
+class _Push:
+    """A RESP3 push, told apart from an array reply."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items

@@ -28,14 +28,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, Final
 
-from redis._parsers import _RESP3Parser
-from redis.exceptions import ResponseError
-
-from petiole_redis._client import Connector, RawConnection
+from petiole_redis._client import Connector
+from petiole_redis._connection import Connection
+from petiole_redis._errors import ResponseError
 
 logger = logging.getLogger("petiole_redis")
 
@@ -94,13 +93,13 @@ class TrackingClient:
         connection = state.connection
         chunks = [keys[at : at + _MGET_CHUNK] for at in range(0, len(keys), _MGET_CHUNK)]
         try:
-            connection.send_packed_command(
-                connection.pack_commands([("MGET", *chunk) for chunk in chunks])
-            )
-            replies = [connection.read_response() for _ in chunks]
+            replies = connection.pipeline([("MGET", *chunk) for chunk in chunks])
         except BaseException:
             connection.disconnect()
             raise
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
         state.fresh = False
         return [value for reply in replies for value in reply]
 
@@ -135,19 +134,17 @@ class TrackingClient:
             self._local.state = state
         return state
 
-    def _new_connection(self, state: _ThreadState) -> RawConnection:
+    def _new_connection(self, state: _ThreadState) -> Connection:
         connector = self._connector
-        kwargs = dict(connector.pool.connection_kwargs)
+        connection = connector.new_connection(
+            protocol=3 if state.tracks else 2, on_connect=partial(self._on_connect, state)
+        )
         if state.tracks:
-            # redis-py's own RESP3 parser, whichever it would pick (hiredis's
-            # handles pushes differently across versions)
-            kwargs["protocol"], kwargs["parser_class"] = 3, _RESP3Parser
-        kwargs["redis_connect_func"] = partial(self._on_connect, state)
-        connection: RawConnection = connector.pool.connection_class(**kwargs)
+            connection.on_push = state.note
         connector.track(connection)
         return connection
 
-    def _on_connect(self, state: _ThreadState, connection: RawConnection) -> None:
+    def _on_connect(self, state: _ThreadState, connection: Connection) -> None:
         """Set up a new connection of ``state`` (the connector's own checks), then
         turn tracking on; a server that refuses RESP3 or tracking turns this client
         to polling, and the call that connected is made again on a plain connection."""
@@ -159,8 +156,7 @@ class TrackingClient:
             raise
         if state.tracks:
             try:
-                _set_invalidation_handler(connection, state.note)
-                command_reply(connection, "CLIENT", "TRACKING", "ON")
+                connection.command("CLIENT", "TRACKING", "ON")
             except ResponseError as exc:
                 self._refused(exc)
         state.fresh = True
@@ -189,14 +185,14 @@ class _ThreadState:
     __slots__ = ("changed", "connection", "everything", "fresh", "pid", "poll_s", "tracks")
 
     def __init__(self, *, tracks: bool) -> None:
-        self.connection: RawConnection  # set once made: its connect hook needs this state
+        self.connection: Connection  # set once made: its connect hook needs this state
         self.tracks = tracks  # whether its connection is a tracking one
         self.fresh = True  # nothing read on it is tracked yet
         self.pid = os.getpid()
         self.poll_s = _POLL_FIRST_S
-        # Names pushed and not yet taken: redis-py's parser hands a push that comes
-        # in the middle of a reply to the handler (note) and reads on, so the
-        # handler must keep them; what it returns is dropped there.
+        # Names pushed and not yet taken: the reader hands a push that comes in
+        # the middle of a reply to the handler (note) and reads on, so the
+        # handler must keep them.
         self.changed: set[bytes] = set()
         self.everything = False
 
@@ -216,18 +212,3 @@ class _ThreadState:
         changed = frozenset(self.changed)
         self.changed.clear()
         return changed
-
-
-def _set_invalidation_handler(connection: RawConnection, note: Callable[[list[Any]], None]) -> None:
-    """Have the RESP3 parser pass each invalidation push to ``note``."""
-    parser = getattr(connection, "_parser", None)
-    setter = getattr(parser, "set_invalidation_push_handler", None)
-    if setter is None:
-        raise ResponseError("this redis-py cannot read invalidation pushes (redis>=5.1 can)")
-    setter(note)
-
-
-def command_reply(connection: RawConnection, *args: Any) -> Any:
-    """Send one command on a raw connection and read its reply."""
-    connection.send_command(*args)
-    return connection.read_response()

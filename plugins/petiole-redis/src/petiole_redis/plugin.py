@@ -1,6 +1,6 @@
 """Hook implementations only: importing this module stays cheap and safe.
-Factories are named as "module:attribute", so redis-py is imported (by
-transport.py / results.py) only when a Redis component is first used."""
+Factories are named as "module:attribute", so the client (transport.py /
+results.py and what they import) is loaded only when a Redis component is first used."""
 
 from __future__ import annotations
 

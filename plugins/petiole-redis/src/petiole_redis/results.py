@@ -47,12 +47,10 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-import redis
-
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError, ResultsLost, ResultTimeout
 from petiole.record_codec import decode_record, encode_record
-from petiole_redis._client import Closed, Connector, FastClient, Script, StillDown, command
+from petiole_redis._client import Client, Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import Keys
 from petiole_redis._options import parse_url
 from petiole_redis._tracking import TrackingClient
@@ -261,21 +259,16 @@ class RedisBackend:
         ids = list(dict.fromkeys(task_ids))
         keys = [self.keys.result(t) for t in ids]
         if keys:
-            self._call("forget results", lambda c: c.unlink(*keys))
+            self._call("forget results", lambda c: command(c, "UNLINK", *keys))
 
     def set_add(self, key: str, member: str, *, ttl_s: float | None) -> int:
         """``SADD``, ``SCARD`` and the ttl in one ``MULTI``: atomic, and safe to retry."""
         name = self.keys.set(key)
 
-        def run(client: redis.Redis) -> int:
-            pipe = client.pipeline(transaction=True)
-            pipe.sadd(name, member)
-            pipe.scard(name)
-            if ttl_s is None:
-                pipe.persist(name)
-            else:
-                pipe.pexpire(name, max(1, round(ttl_s * 1000)))
-            return int(pipe.execute()[1])
+        def run(client: Client) -> int:
+            ttl = ("PERSIST", name) if ttl_s is None else ("PEXPIRE", name, _lease_ms(ttl_s))
+            _, size, _ = client.transaction([("SADD", name, member), ("SCARD", name), ttl])
+            return int(size)
 
         return self._call(f"add to the set {key!r}", run)
 
@@ -293,28 +286,24 @@ class RedisBackend:
         everyone (the winner again, too) reads the winner."""
         name = self.keys.claim(key)
 
-        def run(client: redis.Redis) -> str:
-            pipe = client.pipeline(transaction=True)
-            if ttl_s is None:
-                pipe.set(name, owner, nx=True)
-            else:
-                pipe.set(name, owner, nx=True, px=max(1, round(ttl_s * 1000)))
-            pipe.get(name)
-            return bytes(pipe.execute()[1]).decode()
+        def run(client: Client) -> str:
+            expiry = () if ttl_s is None else ("PX", _lease_ms(ttl_s))
+            _, winner = client.transaction([("SET", name, owner, "NX", *expiry), ("GET", name)])
+            return bytes(winner).decode()
 
         return self._call(f"claim {key!r}", run)
 
     def put_mark(self, key: str, value: str, *, ttl_s: float | None) -> None:
         name = self.keys.claim(key)
-        px = None if ttl_s is None else max(1, round(ttl_s * 1000))
-        self._call(f"set the mark {key!r}", lambda c: c.set(name, value, px=px))
+        expiry = () if ttl_s is None else ("PX", _lease_ms(ttl_s))
+        self._call(f"set the mark {key!r}", lambda c: command(c, "SET", name, value, *expiry))
 
     def get_marks(self, keys: Sequence[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
         names = [self.keys.claim(k) for k in wanted]
-        values = self._call("read marks", lambda c: c.mget(names))
+        values = self._call("read marks", lambda c: command(c, "MGET", *names))
         return {
             k: v.decode() if isinstance(v, bytes) else str(v)
             for k, v in zip(wanted, values, strict=True)
@@ -350,13 +339,13 @@ class RedisBackend:
             for name in (self.keys.set(k), self.keys.counter(k), self.keys.claim(k))
         ]
         if names:
-            self._call("delete sets and counters", lambda c: c.unlink(*names))
+            self._call("delete sets and counters", lambda c: command(c, "UNLINK", *names))
 
     def close(self) -> None:
         """Close every connection and wake waiters (they return what they found). Idempotent."""
         self._conn.close()
 
-    def _call(self, what: str, work: Callable[[redis.Redis], T]) -> T:
+    def _call(self, what: str, work: Callable[[Client], T]) -> T:
         try:
             return self._conn.call(what, work)
         except Closed:

@@ -97,13 +97,11 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-import redis
-from redis.exceptions import ResponseError
-
 from petiole.errors import PetioleError, TransportError
 from petiole.transport import Delivery, check_queue_names
 from petiole_redis._broker import BrokerBase, ms, run_scripts
-from petiole_redis._client import Closed, FastClient, Script, StillDown, command
+from petiole_redis._client import Client, Closed, FastClient, Script, StillDown, command
+from petiole_redis._errors import ResponseError
 from petiole_redis._keys import PRIORITIES
 from petiole_redis._repair import log_buried, text
 from petiole_redis.streams_entries import (
@@ -668,14 +666,11 @@ class StreamsTransport(BrokerBase):
         with their group; readers create it again."""
         q, old = self._queue_keys(queue), self.keys.queue(queue)
 
-        def run(client: redis.Redis) -> int:
-            pipe = client.pipeline(transaction=True)
-            for stream in q.streams:
-                pipe.xlen(stream)
-            pipe.zcard(q.delayed)
-            pipe.hlen(old.msgs)
-            pipe.unlink(*q.live, *old.live)
-            return sum(int(n) for n in pipe.execute()[:-1])
+        def run(client: Client) -> int:
+            counts = [("XLEN", stream) for stream in q.streams]
+            counts += [("ZCARD", q.delayed), ("HLEN", old.msgs)]
+            replies = client.transaction([*counts, ("UNLINK", *q.live, *old.live)])
+            return sum(int(n) for n in replies[:-1])
 
         purged = self._call(f"purge queue {queue!r}", run)
         self._forget_groups(q.streams)
@@ -686,13 +681,10 @@ class StreamsTransport(BrokerBase):
         those the list layout's keys hold, not yet moved into the streams."""
         q, old = self._queue_keys(queue), self.keys.queue(queue)
 
-        def run(client: redis.Redis) -> int:
-            pipe = client.pipeline(transaction=False)
-            for stream in q.streams:
-                pipe.xlen(stream)
-            pipe.zcard(q.delayed)
-            pipe.hlen(old.msgs)
-            return sum(int(n) for n in pipe.execute())
+        def run(client: Client) -> int:
+            counts = [("XLEN", stream) for stream in q.streams]
+            counts += [("ZCARD", q.delayed), ("HLEN", old.msgs)]
+            return sum(int(n) for n in _raised(client.execute_pipeline(counts)))
 
         return self._call(f"count queue {queue!r}", run)
 
@@ -720,3 +712,11 @@ def _id_order(entry_id: str) -> tuple[int, int]:
     """A stream entry id ``<ms>-<seq>`` as a sortable pair."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _raised(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies, its first error reply raised."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies

@@ -74,11 +74,9 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import redis
-
 from petiole.transport import Delivery, Transport, check_queue_names
 from petiole_redis._broker import COMPONENT, BrokerBase, ms, run_scripts
-from petiole_redis._client import Closed, FastClient, Script, StillDown, command
+from petiole_redis._client import Client, Closed, FastClient, Script, StillDown, command
 from petiole_redis._keys import PRIORITIES
 from petiole_redis._options import parse_url
 from petiole_redis._repair import OrphanCheck, log_buried, text
@@ -303,18 +301,16 @@ class RedisTransport(BrokerBase):
         """Delete every message of ``queue`` (ready, delayed, leased) in one transaction."""
         q = self.keys.queue(queue)
 
-        def run(client: redis.Redis) -> int:
-            pipe = client.pipeline(transaction=True)
-            pipe.hlen(q.msgs)
-            pipe.unlink(*q.live)
-            return int(pipe.execute()[0])
+        def run(client: Client) -> int:
+            counted, _ = client.transaction([("HLEN", q.msgs), ("UNLINK", *q.live)])
+            return int(counted)
 
         return self._call(f"purge queue {queue!r}", run)
 
     def size(self, queue: str) -> int:
         """Every message of ``queue``: ready, delayed and leased (they all have a payload)."""
         q = self.keys.queue(queue)
-        return int(self._call(f"count queue {queue!r}", lambda c: c.hlen(q.msgs)))
+        return int(self._call(f"count queue {queue!r}", lambda c: command(c, "HLEN", q.msgs)))
 
     def _requeue_dead_call(self, queue: str) -> tuple[Script, tuple[str, ...]]:
         q = self.keys.queue(queue)
