@@ -77,7 +77,15 @@ def test_prefetched_messages_whose_lease_was_lost_are_dropped_without_running(
         workers.kill_all()
 
     ran = _runs(runs)
-    assert ran == collections.Counter([blocker.id, *held]), (ran, workers.logs())
+    # Each held message ran once, on the second worker. The blocker's own lease ran
+    # out while its worker was stopped too: at least once lets that worker, once
+    # resumed, take it over and run it again (a running task "may run twice").
+    assert {task_id: ran[task_id] for task_id in held} == dict.fromkeys(held, 1), (
+        ran,
+        workers.logs(),
+    )
+    assert ran[blocker.id] >= 1, (ran, workers.logs())
+    assert set(ran) == {blocker.id, *held}, (ran, workers.logs())
     first_log = workers.log(0)
     unnamed = [task_id for task_id in held if not _named_as_lost(first_log, task_id)]
     assert not unnamed, f"the first worker's log does not name {unnamed} as lost:\n{first_log}"
