@@ -206,9 +206,6 @@ class PooledClient:
     def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         return self._run(lambda c: c.transaction(commands))
 
-    def ping(self) -> bool:
-        return bool(self.execute_command("PING") == b"PONG")
-
 
 def is_outage(exc: BaseException) -> bool:
     """Errors worth retrying: the server is unreachable, restarting or loading its data.

@@ -31,9 +31,9 @@ from petiole_redis._errors import (
     CertificateError,
     DataError,
     RedisConnectionError,
-    RedisError,
     RedisTimeoutError,
     ResponseError,
+    raise_first_error,
 )
 from petiole_redis._replies import ReplyReader
 
@@ -214,23 +214,17 @@ class Connection:
         an ``on_connect`` hook calls it first."""
         address = self.address
         commands: list[tuple[Any, ...]] = []
-        credentials: tuple[str, ...] = ()
-        if address.password is not None:
-            credentials = (address.username or "default", address.password)
+        password, user = address.password, address.username
         if self.protocol == 3:
-            commands.append(("HELLO", 3, *(("AUTH", *credentials) if credentials else ())))
-        elif credentials:
+            auth = () if password is None else ("AUTH", user or "default", password)
+            commands.append(("HELLO", 3, *auth))
+        elif password is not None:
             # AUTH with one argument where no user is named: servers before 6 know no other.
-            commands.append(
-                ("AUTH", *credentials) if address.username else ("AUTH", credentials[1])
-            )
+            commands.append(("AUTH", user, password) if user else ("AUTH", password))
         if address.db:
             commands.append(("SELECT", address.db))
-        if not commands:
-            return
-        for reply in self.pipeline(commands):
-            if isinstance(reply, RedisError):
-                raise reply
+        if commands:
+            raise_first_error(self.pipeline(commands))
 
     # -- commands ------------------------------------------------------------------------
 
@@ -289,14 +283,8 @@ class Connection:
         """The commands in one ``MULTI`` / ``EXEC`` (one round trip): their replies,
         an error reply in its place. A command the server refused to queue aborts
         the whole transaction: its error is raised."""
-        replies = self.pipeline([("MULTI",), *commands, ("EXEC",)])
-        for reply in replies[:-1]:
-            if isinstance(reply, ResponseError):
-                raise reply
-        executed = replies[-1]
-        if isinstance(executed, ResponseError):
-            raise executed
-        return list(executed)
+        replies = raise_first_error(self.pipeline([("MULTI",), *commands, ("EXEC",)]))
+        return list(replies[-1])
 
     def can_read(self, timeout: float | None = 0) -> bool:
         """Whether a reply (or push) is there to read, waiting up to ``timeout``

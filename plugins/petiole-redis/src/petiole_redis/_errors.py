@@ -13,6 +13,8 @@ stay inside the plugin: the transport and backend raise petiole's own
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RedisError(Exception):
     """Any error of the Redis client."""
@@ -73,6 +75,14 @@ _AUTH_MESSAGES = (
     "called without any password configured",
     "client sent auth, but no password is set",
 )
+
+
+def raise_first_error(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies (error replies stand in place), the first error raised."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
 
 
 def error_reply(message: str) -> RedisError:

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from petiole_redis._client import Connector
 from petiole_redis._connection import Connection
-from petiole_redis._errors import ResponseError
+from petiole_redis._errors import ResponseError, raise_first_error
 
 logger = logging.getLogger("petiole_redis")
 
@@ -92,14 +92,8 @@ class TrackingClient:
         state = self._state()
         connection = state.connection
         chunks = [keys[at : at + _MGET_CHUNK] for at in range(0, len(keys), _MGET_CHUNK)]
-        try:
-            replies = connection.pipeline([("MGET", *chunk) for chunk in chunks])
-        except BaseException:
-            connection.disconnect()
-            raise
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
+        # (A connection that fails disconnects itself; an error reply leaves it in step.)
+        replies = raise_first_error(connection.pipeline([("MGET", *chunk) for chunk in chunks]))
         state.fresh = False
         return [value for reply in replies for value in reply]
 

@@ -101,7 +101,7 @@ from petiole.errors import PetioleError, TransportError
 from petiole.transport import Delivery, check_queue_names
 from petiole_redis._broker import BrokerBase, ms, run_scripts
 from petiole_redis._client import Client, Closed, FastClient, Script, StillDown, command
-from petiole_redis._errors import ResponseError
+from petiole_redis._errors import ResponseError, raise_first_error
 from petiole_redis._keys import PRIORITIES
 from petiole_redis._repair import log_buried, text
 from petiole_redis.streams_entries import (
@@ -684,7 +684,7 @@ class StreamsTransport(BrokerBase):
         def run(client: Client) -> int:
             counts = [("XLEN", stream) for stream in q.streams]
             counts += [("ZCARD", q.delayed), ("HLEN", old.msgs)]
-            return sum(int(n) for n in _raised(client.execute_pipeline(counts)))
+            return sum(int(n) for n in raise_first_error(client.execute_pipeline(counts)))
 
         return self._call(f"count queue {queue!r}", run)
 
@@ -712,11 +712,3 @@ def _id_order(entry_id: str) -> tuple[int, int]:
     """A stream entry id ``<ms>-<seq>`` as a sortable pair."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _raised(replies: list[Any]) -> list[Any]:
-    """A pipeline's replies, its first error reply raised."""
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return replies
