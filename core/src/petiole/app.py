@@ -237,6 +237,11 @@ class Petiole:
         return transport
 
     @property
+    def backend_if_open(self) -> ResultBackend | None:
+        """The result backend if something made it already, else None (never makes it)."""
+        return self._backend
+
+    @property
     def backend(self) -> ResultBackend:
         if self._backend is None:
             with self._lock:

@@ -21,7 +21,15 @@ Two protocols, because not every store can do both (and a third, optional):
   ``reply_to`` header of each task they send, workers copy that header into
   every :class:`ResultRecord` of the task, and the backend sends the record
   there. Only that client reads it; nothing persists, nothing expires by ttl.
-  Store-backed backends ignore ``reply_to``.
+  Store-backed backends ignore ``reply_to``, unless:
+
+* :class:`PushesToSender` is the optional part of a store that, besides
+  storing each record, pushes the ready ones to the client that sent the task
+  when that client listens, so that its wait takes the record from the push
+  instead of reading the store again once woken. Producers put the calling
+  thread's :meth:`~PushesToSender.listening_address` (when it has one) in the
+  ``reply_to`` header, and workers copy it into the records as above. The
+  record is stored all the same: a push is a shortcut, never the only copy.
 
 Guarantees every result backend gives:
 
@@ -159,6 +167,21 @@ class RepliesToSender(Protocol):
         """Where this client receives the records of the tasks it sends, ready to
         receive them when this returns (a reply queue, declared). Producers put it
         in each task's ``reply_to`` header; the same string every call."""
+        ...
+
+
+@runtime_checkable
+class PushesToSender(Protocol):
+    """Optional: a store that also pushes each ready record it stores to the
+    client that sent the task, when the record's ``reply_to`` is an address of
+    its own (see the module docstring). A waiter woken by the push has the record
+    in hand; one that missed it (it was not listening yet, its connection was
+    replaced) finds the record in the store as always."""
+
+    def listening_address(self) -> str | None:
+        """Where the calling thread receives pushed records, or None while it does
+        not listen (e.g. before its first wait). Producers call it for every task
+        they send: it must be cheap, and must not connect."""
         ...
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from petiole.backend import RepliesToSender
+from petiole.backend import PushesToSender, RepliesToSender, ResultBackend
 from petiole.capabilities import offers
 from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
 from petiole.errors import ConfigError, PetioleError
@@ -42,6 +42,9 @@ class SendingApp(AppHandle, Protocol):
 
     @property
     def plugins(self) -> PluginRegistry: ...
+
+    @property
+    def backend_if_open(self) -> ResultBackend | None: ...
 
 
 def _factory_replies_to_sender(plugins: PluginRegistry, backend_url: str) -> bool:
@@ -158,12 +161,15 @@ class Sender:
 
     def _reply_address(self) -> str | None:
         """The result backend's reply address when it delivers results to their
-        sender (``rpc://``), else None. Not asked in eager mode, which stores
+        sender (``rpc://``); else, with a store that pushes records to a listening
+        sender (:class:`~petiole.backend.PushesToSender`), where this thread
+        listens, if it does; else None. Not asked in eager mode, which stores
         results itself.
 
-        Whether it does is read from the backend's factory (``replies_to_sender``),
-        not from the backend: sending must not create, let alone connect to, a
-        result store that may be down while the broker is up."""
+        Whether the backend delivers is read from its factory
+        (``replies_to_sender``), and a store is asked only once something made
+        it: sending must not create, let alone connect to, a result store that
+        may be down while the broker is up."""
         settings = self.app.settings
         if settings.eager:
             return None
@@ -172,6 +178,9 @@ class Sender:
             self._replies = _factory_replies_to_sender(self.app.plugins, url)
             self._replies_for = url
         if not self._replies:
+            store = self.app.backend_if_open
+            if store is not None and offers(store, PushesToSender):
+                return cast(PushesToSender, store).listening_address()
             return None
         backend = self.app.backend
         if offers(backend, RepliesToSender):

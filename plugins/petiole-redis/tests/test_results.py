@@ -100,8 +100,9 @@ def test_record_is_stored_with_a_millisecond_ttl(
 def test_a_store_is_one_command_whoever_waits(
     redis_server: RedisServer, backend: RedisBackend
 ) -> None:
-    """The waiter is woken by the server's tracking of what it read: the store
-    announces nothing itself (no token, no channel)."""
+    """The waiter is woken by the server's tracking of what it read: the store of
+    a record its sender does not listen for announces nothing itself (no token,
+    no channel)."""
     task_id = unique_name("task")
     waiter = InThread(lambda: backend.wait([task_id], timeout_s=30))
     writer = RedisBackend(redis_server.url, {})
@@ -169,6 +170,134 @@ def test_a_server_that_refuses_tracking_makes_waits_poll_and_says_so_once(
     refusals = [r for r in caplog.records if "refuses RESP3 client tracking" in r.getMessage()]
     assert len(refusals) == 1, caplog.text
     assert "result waits poll" in refusals[0].getMessage()
+
+
+def listening(backend: RedisBackend) -> str:
+    """This thread's listening address, after a first wait (which connects it)."""
+    assert backend.listening_address() is None  # not before
+    backend.wait([unique_name("nothing")], timeout_s=0.01)
+    address = backend.listening_address()
+    assert address is not None
+    assert address.startswith("petiole:reply:")
+    return address
+
+
+def addressed(task_id: str, reply_to: str, payload: bytes = b"1") -> ResultRecord:
+    return ResultRecord(task_id, states.SUCCESS, payload, date_done=time.time(), reply_to=reply_to)
+
+
+def test_a_record_pushed_to_its_waiting_sender_is_not_read_again(
+    own_redis_server: RedisServer,
+) -> None:
+    """The store pushes the record with its SET; the waiter, woken, takes it from
+    the push: one MGET in the whole wait (the one before it blocks). On a server
+    of its own: only this test's commands are counted."""
+    backend = RedisBackend(own_redis_server.url, {})
+    address = listening(backend)
+    task_id = unique_name("task")
+    writer = RedisBackend(own_redis_server.url, {})
+    with own_redis_server.client() as admin:
+        before = _calls(admin)
+
+        def store_once_the_waiter_read() -> None:
+            read = lambda: _calls(admin).get("mget", 0) > before.get("mget", 0)  # noqa: E731
+            assert wait_until(read, timeout_s=30)
+            writer.store(addressed(task_id, address, b"pushed"), ttl_s=60)
+
+        storer = InThread(store_once_the_waiter_read)
+        try:
+            got = backend.wait([task_id], timeout_s=30)
+            storer.result(timeout_s=30)
+            after = _calls(admin)
+        finally:
+            writer.close()
+            backend.close()
+    assert got[task_id].payload == b"pushed"
+    ran = {name: n - before.get(name, 0) for name, n in after.items()}
+    assert (ran["mget"], ran["set"], ran["publish"]) == (1, 1, 1)
+
+
+def test_pushes_nobody_waits_for_are_dropped_as_the_sender_sends(
+    redis_server: RedisServer, backend: RedisBackend
+) -> None:
+    """A sender that waited once and then only sends: each send asks for its
+    address, which reads off what was pushed meanwhile, so nothing piles up."""
+    address = listening(backend)
+    ids = [unique_name("task") for _ in range(500)]
+    writer = RedisBackend(redis_server.url, {})
+    try:
+        for task_id in ids:
+            writer.store(addressed(task_id, address), ttl_s=60)
+        # A store answered after every push was written to the sender's socket.
+        writer.store(done(unique_name("unaddressed")), ttl_s=60)
+        connection = backend._tracked._local.state.connection
+        assert connection.can_read(timeout=0)  # the pushes are there
+
+        assert backend.listening_address() == address
+
+        assert not connection.can_read(timeout=0)
+        assert backend._tracked.take_pushed() == {}
+        assert len(backend.get_many(ids)) == len(ids)  # stored all the same
+    finally:
+        writer.close()
+        backend.forget(ids)
+
+
+def test_a_sender_whose_connection_was_cut_listens_anew_and_still_finds_its_record(
+    own_redis_server: RedisServer,
+) -> None:
+    """A record pushed to the old channel is lost with the connection; the wait
+    reads everything on its new one, and the sender listens on a new channel."""
+    backend = RedisBackend(own_redis_server.url, {})
+    old = listening(backend)
+    task_id = unique_name("task")
+    with own_redis_server.client() as admin:
+        for kind in ("pubsub", "normal"):  # however the server files it: every other client
+            admin.client_kill_filter(_type=kind, skipme=True)
+    try:
+        backend.store(addressed(task_id, old), ttl_s=60)
+        assert list(backend.wait([task_id], timeout_s=30)) == [task_id]
+        new = backend.listening_address()
+        assert new is not None
+        assert new != old
+    finally:
+        backend.close()
+
+
+def test_a_user_without_channels_stores_and_waits_and_says_so_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL user allowed no channel (Redis 7's default for new users): no push,
+    one warning each way; records are stored and waits read them once woken."""
+    user, password = unique_name("nochannels"), "pw-" + unique_name("p")
+    with redis_server.client() as admin:
+        admin.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            reset_channels=True,
+            commands=["+@all"],
+        )
+        url = redis_server.url.replace("redis://", f"redis://{user}:{password}@", 1)
+        backend = RedisBackend(url, {})
+        ids = [unique_name("task") for _ in range(3)]
+        try:
+            with caplog.at_level("WARNING", logger="petiole_redis"):
+                backend.wait([unique_name("nothing")], timeout_s=0.01)
+                assert backend.listening_address() is None
+                for task_id in ids:
+                    record = addressed(task_id, "petiole:reply:someone")
+                    storer = InThread(lambda r=record: backend.store(r, ttl_s=60))
+                    assert list(backend.wait([task_id], timeout_s=10)) == [task_id]
+                    storer.result(timeout_s=10)
+        finally:
+            backend.forget(ids)
+            backend.close()
+            admin.acl_deluser(user)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "refuses SUBSCRIBE" in m]) == 1, caplog.text
+    assert len([m for m in messages if "refuses PUBLISH" in m]) == 1, caplog.text
 
 
 def _tracked_clients(admin: redis.Redis) -> int:

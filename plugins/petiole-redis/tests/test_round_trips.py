@@ -72,6 +72,7 @@ LIMITS = {
         "enqueue": Limit(ceiling=1.1),  # one XADD (and the consumer group made once)
         "W1": Limit(ceiling=1.5, target=4.0),  # measured 0.26 (1.3 with an XPENDING per ack)
         "W2": Limit(ceiling=6.0, target=8.0),  # measured 3.6-4.5
+        # A result pushed to its waiting sender: a PUBLISH more, an MGET less.
         "W3": Limit(ceiling=8.0, target=10.0),  # measured 5.6-7.0
     },
 }
@@ -257,6 +258,17 @@ def test_commands_per_task_meet_issue_19s_target_later(
     target = LIMITS[layout][workload].target
     assert target is not None
     assert tallies(layout)[workload].per_task <= target
+
+
+@pytest.mark.parametrize("layout", sorted(LIMITS))
+def test_each_round_trips_result_is_pushed_to_its_waiting_sender(
+    tallies: Callable[[str], dict[str, Tally]], layout: str
+) -> None:
+    """W3's sender listens (it waited in W2 already): each result comes with its
+    store (one PUBLISH per task), and the wait reads only once, before it blocks."""
+    calls = tallies(layout)["W3"].calls
+    assert calls["publish"] == ROUND_TRIPS
+    assert calls["mget"] == ROUND_TRIPS
 
 
 def test_an_idle_reserve_blocks_without_running_a_script(server: RedisServer) -> None:

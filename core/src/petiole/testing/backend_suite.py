@@ -32,6 +32,7 @@ import pytest
 from petiole import states
 from petiole.backend import (
     BackendCapabilities,
+    PushesToSender,
     RepliesToSender,
     ResultBackend,
     ResultRecord,
@@ -452,6 +453,75 @@ class ResultBackendSuite:
             lambda: backend.get_many([r.task_id for r in records]) == {},
             timeout_s=self.ttl_s + self.ttl_precision_s,
         ), "records stored together with a ttl never expired"
+
+    def listening_after_a_wait(self, backend: ResultBackend, names: Names) -> str:
+        """This thread's address of a :class:`PushesToSender` backend, after a first
+        wait (a backend may start listening only then)."""
+        if not offers(backend, PushesToSender):
+            pytest.skip("the backend does not offer PushesToSender: waits read the store")
+        pushing = cast(PushesToSender, backend)
+        backend.wait([names.task_id()], timeout_s=0.01)
+        address = pushing.listening_address()
+        assert isinstance(address, str), "no listening address after a wait on this thread"
+        assert pushing.listening_address() == address, "the address changed between two calls"
+        return address
+
+    def test_a_record_pushed_to_its_waiting_sender_is_returned_and_stored(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        address = self.listening_after_a_wait(backend, names)
+        record = self.record(names.task_id(), payload=b"pushed", reply_to=address)
+        started = self.record(record.task_id, state=states.STARTED, reply_to=address)
+
+        def store_both() -> None:
+            for each in (started, record):
+                backend.store(each, ttl_s=None)
+
+        storer = Background(store_both)
+
+        storer.release()
+        got = backend.wait([record.task_id], timeout_s=10.0 + self.wait_precision_s)
+        storer.join()
+
+        self.assert_same_record(got.get(record.task_id), record)
+        self.assert_same_record(backend.get(record.task_id), record)  # stored all the same
+
+    def test_records_pushed_while_nobody_waits_leave_later_waits_correct(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        """A sender that waits for few of its tasks: the pushes of the others
+        (here 300, each also sent through ``store_many`` where offered) neither
+        block it nor answer for another task."""
+        address = self.listening_after_a_wait(backend, names)
+        unwaited = [self.record(names.task_id(), payload=b"x" * 100, reply_to=address)]
+        unwaited += [self.record(names.task_id(), reply_to=address) for _ in range(299)]
+        for record in unwaited:
+            backend.store(record, ttl_s=None)
+        if offers(backend, StoresInBatches):
+            cast(StoresInBatches, backend).store_many(unwaited, ttl_s=None)
+        assert cast(PushesToSender, backend).listening_address() == address
+        later = self.record(names.task_id(), payload=b"later", reply_to=address)
+
+        got = self.wait_while_storing(backend, [later.task_id], [later], timeout_s=10.0)
+
+        assert list(got) == [later.task_id]
+        self.assert_same_record(got[later.task_id], later)
+        found = backend.get_many([unwaited[0].task_id, unwaited[-1].task_id])
+        self.assert_same_record(found.get(unwaited[0].task_id), unwaited[0])
+        self.assert_same_record(found.get(unwaited[-1].task_id), unwaited[-1])
+
+    def test_a_record_addressed_elsewhere_is_stored_and_read(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        """A ``reply_to`` that is not one of this backend's addresses (another
+        backend's, a stale one) is not an error: the record is stored."""
+        if not offers(backend, PushesToSender):
+            pytest.skip("the backend does not offer PushesToSender: waits read the store")
+        record = self.record(names.task_id(), reply_to="elsewhere:not-an-address")
+
+        got = self.wait_while_storing(backend, [record.task_id], [record], timeout_s=10.0)
+
+        self.assert_same_record(got.get(record.task_id), record)
 
     def test_concurrent_stores_of_distinct_ids_are_all_kept(
         self, backend: ResultBackend, names: Names

@@ -6,10 +6,16 @@ ON``: the server remembers every key this connection read, a missing key include
 and the next time anything writes or deletes one of them it pushes an
 ``invalidate`` message naming it (once per read: a new read arms it again). A
 waiter reads the keys it waits for, then blocks on its own socket until the
-server names some of them, and reads those again. So storing a result is one
-plain ``SET`` whoever waits for it (its sender, another process, nobody);
-nothing is subscribed per wait, nothing is polled, and no thread hands a reply
-to another.
+server names some of them, and reads those again. So a waiter is woken by the
+plain ``SET`` that stores a result, whoever waits for it (its sender, another
+process, nobody); nothing is subscribed per wait, nothing is polled, and no
+thread hands a reply to another.
+
+A waiter may also receive what it waits for: the connection subscribes to a
+channel of its own once, when it connects (:meth:`TrackingClient.listening_channel`),
+and the store of a record addressed there publishes it right after its ``SET``
+(see :mod:`petiole_redis.results`); the waiter, woken by both, takes the record
+(:meth:`TrackingClient.take_pushed`) instead of reading the key again.
 
 What resets the server's memory of the reads resets the waiter too: after its
 connection is replaced (an outage, a restart), :meth:`TrackingClient.changed`
@@ -34,7 +40,7 @@ from typing import Any, Final
 
 from petiole_redis._client import Connector
 from petiole_redis._connection import Connection
-from petiole_redis._errors import ResponseError, raise_first_error
+from petiole_redis._errors import RedisError, ResponseError, raise_first_error
 
 logger = logging.getLogger("petiole_redis")
 
@@ -58,8 +64,11 @@ class TrackingClient:
     """Tracked reads on the calling thread's own RESP3 connection (see the module
     docstring). Calls go through the connector's retry policy like any other."""
 
-    def __init__(self, connector: Connector) -> None:
+    def __init__(self, connector: Connector, *, channel_prefix: str = "") -> None:
         self._connector = connector
+        # Each thread's connection subscribes to a channel of its own under this
+        # prefix (none when empty): see listening_channel().
+        self._channel_prefix = channel_prefix
         self._local = threading.local()
         self._lock = threading.Lock()
         #: False once a server refused tracking: reads are plain, waits poll.
@@ -87,6 +96,37 @@ class TrackingClient:
             return self._changed(max(timeout_s, 0.0))
         except _RefusedTracking:
             return EVERYTHING  # a plain connection now: read everything again
+
+    def listening_channel(self) -> str | None:
+        """The channel this thread's connection is subscribed to, where records
+        are pushed to it (:meth:`take_pushed`); None while it has none: before
+        its first read, while disconnected, or where the server refuses.
+
+        Messages that came since the last wait are read here and dropped (the
+        records are stored; a wait reads them), so a thread that sends many
+        tasks and waits for few does not let them pile up on its socket."""
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None or state.channel is None or state.pid != os.getpid():
+            return None
+        connection = state.connection
+        try:
+            while connection.connected and connection.can_read(timeout=0):
+                connection.read_response(push_request=True)
+        except (RedisError, OSError):
+            connection.disconnect()  # the next read connects again, and reads everything
+        if not connection.connected:
+            return None
+        state.pushed.clear()
+        return state.channel
+
+    def take_pushed(self) -> dict[bytes, bytes]:
+        """The records pushed to this thread's channel since the last call: key -> value
+        (read from the socket with whatever else the server sent)."""
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None or not state.pushed:
+            return {}
+        pushed, state.pushed = state.pushed, {}
+        return pushed
 
     def _read(self, keys: Sequence[bytes]) -> list[Any]:
         state = self._state()
@@ -153,7 +193,32 @@ class TrackingClient:
                 connection.command("CLIENT", "TRACKING", "ON")
             except ResponseError as exc:
                 self._refused(exc)
+            state.channel = self._subscribe(connection)
         state.fresh = True
+
+    def _subscribe(self, connection: Connection) -> str | None:
+        """Subscribe a new connection to a channel of its own; None where the
+        server refuses (an ACL user without channels): waits then read."""
+        if not self._channel_prefix:
+            return None
+        channel = f"{self._channel_prefix}{os.urandom(8).hex()}"
+        try:
+            connection.send_command("SUBSCRIBE", channel)
+            connection.read_response(push_request=True)
+        except ResponseError as exc:
+            with self._lock:
+                was, self._channel_prefix = self._channel_prefix, ""
+            if was:
+                logger.warning(
+                    "%s: the server refuses SUBSCRIBE (%s); waits read each result "
+                    "once woken instead of receiving it (grant the ACL user the channels "
+                    "'&%s*')",
+                    self._connector.describe(),
+                    exc,
+                    was,
+                )
+            return None
+        return channel
 
     def _refused(self, exc: ResponseError) -> None:
         with self._lock:
@@ -176,7 +241,17 @@ class _RefusedTracking(ResponseError):
 class _ThreadState:
     """One thread's tracking connection, and what the server said changed on it."""
 
-    __slots__ = ("changed", "connection", "everything", "fresh", "pid", "poll_s", "tracks")
+    __slots__ = (
+        "changed",
+        "channel",
+        "connection",
+        "everything",
+        "fresh",
+        "pid",
+        "poll_s",
+        "pushed",
+        "tracks",
+    )
 
     def __init__(self, *, tracks: bool) -> None:
         self.connection: Connection  # set once made: its connect hook needs this state
@@ -189,9 +264,21 @@ class _ThreadState:
         # handler must keep them.
         self.changed: set[bytes] = set()
         self.everything = False
+        self.channel: str | None = None  # subscribed to, once connected
+        self.pushed: dict[bytes, bytes] = {}  # records pushed there: key -> value
 
     def note(self, push: list[Any]) -> None:
-        """The invalidation handler: ``[b"invalidate", keys]``, keys None for a flush."""
+        """The push handler: ``[b"invalidate", keys]`` (keys None for a flush), and
+        ``[b"message", channel, key length + key + value]``, a record pushed."""
+        kind = push[0] if push else None
+        if kind == b"message":
+            if len(push) == 3 and isinstance(push[2], bytes) and len(push[2]) >= 4:
+                data = push[2]
+                end = 4 + int.from_bytes(data[:4], "big")
+                self.pushed[data[4:end]] = data[end:]
+            return
+        if kind != b"invalidate":
+            return  # (un)subscribe confirmations
         keys = push[1] if len(push) > 1 else None
         if keys is None:
             self.everything = True

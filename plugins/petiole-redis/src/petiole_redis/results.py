@@ -20,6 +20,17 @@ chunks of 1,000), then one more per batch of names pushed. Nothing is
 subscribed per wait; no thread hands a record to another. A server that
 refuses tracking makes waits poll (said once, at WARNING).
 
+**Pushed to the sender.** Each thread's tracking connection is also subscribed
+to a channel of its own (:meth:`RedisBackend.listening_address`, once it
+connected), which the tasks it sends carry as their ``reply_to``
+(:class:`~petiole.backend.PushesToSender`). A ready record addressed there is
+stored with ``SET`` then ``PUBLISH`` as ``4-byte key length | key | value``, in
+one round trip; the waiter, woken by both, takes the value from the push rather
+than reading the key again. The record is stored all the same: a waiter that
+missed the push (its connection was replaced, it is another process) reads it.
+A server that refuses the channel (an ACL user allowed none) gets no push; the
+record is stored, and one WARNING says so.
+
 **A wait ends.** ``timeout_s`` bounds the whole wait, outages included: when
 the server is unreachable until the deadline, ``wait`` raises
 :class:`~petiole.errors.ResultTimeout` saying so (rather than returning as if
@@ -41,9 +52,10 @@ was lost answers False although it released.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -54,6 +66,8 @@ from petiole_redis._client import Client, Closed, Connector, FastClient, Script,
 from petiole_redis._keys import Keys
 from petiole_redis._options import parse_url
 from petiole_redis._tracking import TrackingClient
+
+logger = logging.getLogger("petiole_redis")
 
 COMPONENT = "redis result backend"
 
@@ -79,7 +93,9 @@ class RedisBackend:
         self.keys = Keys(target.options.key_prefix)
         self._conn = Connector(target, component=COMPONENT, error_type=ResultBackendError)
         self._conn.connect()
-        self._tracked = TrackingClient(self._conn)
+        self._reply_prefix = f"{self.keys.prefix}:reply:"
+        self._tracked = TrackingClient(self._conn, channel_prefix=self._reply_prefix)
+        self._push_refused = False  # said once: see _stored()
         # A wait blocks in slices, returning before the socket's read timeout.
         self._max_block_s = min(5.0, target.options.socket_timeout_s / 2)
         # An incr token must outlive every retry of its call (see incr.lua).
@@ -100,37 +116,66 @@ class RedisBackend:
         return self._conn.data_lost_at
 
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
-        """Replace the record; publish it to waiters when it is ready.
+        """Replace the record; push it to its sender when it is ready and the
+        sender listens (see "Pushed to the sender" in the module docstring).
 
         Raises :class:`~petiole.errors.ResultBackendError` if ``record.meta`` is
         not JSON-safe, or if the server refuses the value (larger than its
         ``proto-max-bulk-len``, 512 MB by default).
         """
-        store = self._set(record, ttl_s)
-        self._call_fast(
-            f"store the result of task {record.task_id!r}", lambda c: command(c, *store)
-        )
+        self._store([record], ttl_s, f"store the result of task {record.task_id!r}")
 
     def store_many(self, records: Sequence[ResultRecord], *, ttl_s: float | None) -> None:
         """:meth:`store` each, pipelined in one round trip
         (:class:`~petiole.backend.StoresInBatches`)."""
-        calls = [self._set(record, ttl_s) for record in records]
-        if not calls:
+        if records:
+            self._store(records, ttl_s, f"store the results of {len(records)} tasks")
+
+    def _store(self, records: Sequence[ResultRecord], ttl_s: float | None, what: str) -> None:
+        calls: list[tuple[Any, ...]] = []
+        for record in records:
+            value = _encode(record)
+            key = self.keys.result(record.task_id)
+            if ttl_s is None:
+                calls.append(("SET", key, value))  # also clears an earlier ttl
+            else:
+                calls.append(("SET", key, value, "PX", max(1, round(ttl_s * 1000))))
+            reply_to = record.reply_to
+            if reply_to and record.ready and reply_to.startswith(self._reply_prefix):
+                name = key.encode()
+                calls.append(("PUBLISH", reply_to, len(name).to_bytes(4, "big") + name + value))
+        if len(calls) == 1:
+            self._call_fast(what, lambda c: command(c, *calls[0]))
             return
 
         def run(client: FastClient) -> None:
-            for reply in client.execute_pipeline(calls):
+            for call, reply in zip(calls, client.execute_pipeline(calls), strict=True):
                 if isinstance(reply, Exception):
-                    raise reply
+                    if call[0] != "PUBLISH":
+                        raise reply
+                    self._push_failed(reply)
 
-        self._call_fast(f"store the results of {len(calls)} tasks", run)
+        self._call_fast(what, run)
 
-    def _set(self, record: ResultRecord, ttl_s: float | None) -> tuple[Any, ...]:
-        value = _encode(record)
-        key = self.keys.result(record.task_id)
-        if ttl_s is None:
-            return ("SET", key, value)  # also clears an earlier ttl
-        return ("SET", key, value, "PX", max(1, round(ttl_s * 1000)))
+    def _push_failed(self, exc: Exception) -> None:
+        """A push refused (an ACL user without channels): the record is stored,
+        and its waiter reads it once woken, as without a push. Said once."""
+        if not self._push_refused:
+            self._push_refused = True
+            logger.warning(
+                "%s: the server refuses PUBLISH (%s); results are stored, and their "
+                "senders read them once woken instead of receiving them (grant the ACL "
+                "user the channels '&%s*')",
+                self._conn.describe(),
+                exc,
+                self._reply_prefix,
+            )
+
+    def listening_address(self) -> str | None:
+        """The channel where this thread receives the records of the tasks it sends
+        (:class:`~petiole.backend.PushesToSender`): its tracking connection's, once
+        it has one (from its first read or wait)."""
+        return self._tracked.listening_channel()
 
     def get(self, task_id: str) -> ResultRecord | None:
         return self.get_many([task_id]).get(task_id)
@@ -194,12 +239,7 @@ class RedisBackend:
                         )
                     except StillDown as exc:
                         raise self._unreachable(pending, started, exc) from exc.__cause__
-                    for key, value in zip(to_read, values, strict=True):
-                        if value is not None:
-                            record = _decode(waiting[key], value)
-                            if record.ready:
-                                ready[record.task_id] = record
-                                del waiting[key]
+                    _take_ready(zip(to_read, values, strict=True), waiting, ready)
                     if not waiting:
                         return ready
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -219,6 +259,10 @@ class RedisBackend:
                     )
                 except StillDown as exc:
                     raise self._unreachable(pending, started, exc) from exc.__cause__
+                # Records pushed with the names: in hand, not read again.
+                _take_ready(tracked.take_pushed().items(), waiting, ready)
+                if not waiting:
+                    return ready
                 if isinstance(changed, frozenset):
                     to_read = [key for key in waiting if key in changed]
                 else:  # the slice ended, or anything may have changed
@@ -356,6 +400,22 @@ class RedisBackend:
             return self._conn.call_fast(what, work)
         except Closed:
             raise ResultBackendError(f"{self._conn.describe()} is closed ({what})") from None
+
+
+def _take_ready(
+    found: Iterable[tuple[bytes, bytes | None]],
+    waiting: dict[bytes, str],
+    ready: dict[str, ResultRecord],
+) -> None:
+    """Move each waited-for key whose value (read or pushed) is a ready record
+    from ``waiting`` to ``ready``."""
+    for key, value in found:
+        task_id = waiting.get(key)
+        if task_id is not None and value is not None:
+            record = _decode(task_id, value)
+            if record.ready:
+                ready[task_id] = record
+                del waiting[key]
 
 
 def _lease_ms(ttl_s: float) -> int:

@@ -1,0 +1,124 @@
+"""Records pushed to a listening sender (``PushesToSender``): the core's part.
+
+A store that records each record's address stands in for petiole-redis (whose
+tests show the push on a real server): the sender puts the calling thread's
+listening address, when it has one, in each task's ``reply_to`` header; the
+worker addresses the task's records to it; a store nobody opened yet is not
+opened by sending.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from petiole import Petiole, hookimpl
+from petiole._builtins.memory import MemoryBackend
+from petiole.backend import BackendCapabilities, PushesToSender, ResultRecord
+from petiole.testing.in_thread import InThread, start_worker
+
+
+class ListeningStore:
+    """A memory store whose threads listen once they waited; keeps each record's address."""
+
+    capabilities = BackendCapabilities(push_wait=True)
+
+    def __init__(self) -> None:
+        self.addressed: list[tuple[str, str, str | None]] = []  # (task id, state, reply_to)
+        self._inner = MemoryBackend()
+        self._listening = threading.local()
+
+    def listening_address(self) -> str | None:
+        return getattr(self._listening, "address", None)
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        self.addressed.append((record.task_id, record.state, record.reply_to))
+        self._inner.store(record, ttl_s=ttl_s)
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        return self._inner.get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        return self._inner.get_many(task_ids)
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        self._listening.address = f"thread-{threading.get_ident()}"
+        return self._inner.wait(task_ids, timeout_s=timeout_s)
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        self._inner.forget(task_ids)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _Plugin:
+    @hookimpl
+    def petiole_result_backends(self) -> dict[str, Any]:
+        def factory(url: str, options: Mapping[str, Any]) -> ListeningStore:
+            return ListeningStore()
+
+        return {"listening": factory}
+
+
+@pytest.fixture
+def app() -> Iterator[Petiole]:
+    broker = f"memory://{uuid.uuid4().hex}"
+    app = Petiole("test", broker=broker, backend="listening://", config_file="/dev/null")
+    app.register_plugin(_Plugin(), "listening")
+
+    @app.task(name="reply_to", bind=True)
+    def reply_to(self: Any) -> str | None:
+        return self.request.reply_to  # type: ignore[no-any-return]
+
+    yield app
+    app.close()
+
+
+def store_of(app: Petiole) -> ListeningStore:
+    store = app.backend
+    assert isinstance(store, ListeningStore)
+    assert isinstance(store, PushesToSender)
+    return store
+
+
+def test_sending_opens_no_store_and_addresses_nothing_before_one_is_open(app: Petiole) -> None:
+    result = app.tasks["reply_to"].delay()
+    assert app.backend_if_open is None
+    with start_worker(app):
+        assert result.get(timeout=10) is None
+
+
+def test_a_thread_that_listens_gets_its_tasks_records_addressed_to_it(app: Petiole) -> None:
+    store = store_of(app)
+    with start_worker(app):
+        first = app.tasks["reply_to"].delay()
+        assert first.get(timeout=10) is None  # not listening yet when it was sent
+        address = store.listening_address()
+        assert address is not None
+        second = app.tasks["reply_to"].delay()
+        assert second.get(timeout=10) == address
+    records = {(task_id, state): to for task_id, state, to in store.addressed}
+    assert records[(second.id, "SUCCESS")] == address
+    assert records[(first.id, "SUCCESS")] is None
+
+
+def test_another_thread_that_never_waited_sends_no_address(app: Petiole) -> None:
+    store = store_of(app)
+    with start_worker(app):
+        app.tasks["reply_to"].delay().get(timeout=10)  # this thread listens now
+        assert store.listening_address() is not None
+        other = InThread(lambda: app.tasks["reply_to"].delay()).result(timeout_s=10)
+        assert other.get(timeout=10) is None
+
+
+def test_a_reply_to_the_caller_gives_wins(app: Petiole) -> None:
+    store_of(app)
+    with start_worker(app):
+        app.tasks["reply_to"].delay().get(timeout=10)
+        chosen = app.tasks["reply_to"].apply_async(headers={"reply_to": "chosen"})
+        assert chosen.get(timeout=10) == "chosen"
