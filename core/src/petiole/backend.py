@@ -180,8 +180,10 @@ class PushesToSender(Protocol):
 
     def listening_address(self) -> str | None:
         """Where the calling thread receives pushed records, or None while it does
-        not listen (e.g. before its first wait). Producers call it for every task
-        they send: it must be cheap, and must not connect."""
+        not listen (e.g. before its first wait) or does not expect to wait for the
+        task about to be sent soon (a store may push only to a thread that waits
+        for each task it sends). Producers call it for every task they send: it
+        must be cheap, and must not connect."""
         ...
 
 

@@ -217,30 +217,33 @@ def test_a_record_pushed_to_its_waiting_sender_is_not_read_again(
     assert (ran["mget"], ran["set"], ran["publish"]) == (1, 1, 1)
 
 
-def test_pushes_nobody_waits_for_are_dropped_as_the_sender_sends(
+def test_only_the_first_send_after_each_wait_is_addressed(backend: RedisBackend) -> None:
+    """A thread waiting for each task it sends gets each result pushed; a burst
+    of sends gets one push at most, which it would not wait for at once."""
+    address = listening(backend)  # which took the address once
+    assert backend.listening_address() is None
+    for _ in range(3):
+        backend.wait([unique_name("nothing")], timeout_s=0.01)
+        assert [backend.listening_address() for _ in range(100)] == [address] + [None] * 99
+
+
+def test_a_push_not_waited_for_leaves_the_next_wait_correct(
     redis_server: RedisServer, backend: RedisBackend
 ) -> None:
-    """A sender that waited once and then only sends: each send asks for its
-    address, which reads off what was pushed meanwhile, so nothing piles up."""
+    """A task whose result was pushed but not waited for (the thread waited for
+    another first) does not answer for the other, and is read from the store."""
     address = listening(backend)
-    ids = [unique_name("task") for _ in range(500)]
+    first, second = unique_name("task"), unique_name("task")
     writer = RedisBackend(redis_server.url, {})
     try:
-        for task_id in ids:
-            writer.store(addressed(task_id, address), ttl_s=60)
-        # A store answered after every push was written to the sender's socket.
-        writer.store(done(unique_name("unaddressed")), ttl_s=60)
-        connection = backend._tracked._local.state.connection
-        assert connection.can_read(timeout=0)  # the pushes are there
-
-        assert backend.listening_address() == address
-
-        assert not connection.can_read(timeout=0)
-        assert backend._tracked.take_pushed() == {}
-        assert len(backend.get_many(ids)) == len(ids)  # stored all the same
+        writer.store(addressed(first, address, b"first"), ttl_s=60)
+        storer = InThread(lambda: writer.store(done(second, b"second"), ttl_s=60))
+        assert backend.wait([second], timeout_s=30)[second].payload == b"second"
+        storer.result(timeout_s=30)
+        assert backend.wait([first], timeout_s=30)[first].payload == b"first"
     finally:
         writer.close()
-        backend.forget(ids)
+        backend.forget([first, second])
 
 
 def test_a_sender_whose_connection_was_cut_listens_anew_and_still_finds_its_record(

@@ -463,7 +463,6 @@ class ResultBackendSuite:
         backend.wait([names.task_id()], timeout_s=0.01)
         address = pushing.listening_address()
         assert isinstance(address, str), "no listening address after a wait on this thread"
-        assert pushing.listening_address() == address, "the address changed between two calls"
         return address
 
     def test_a_record_pushed_to_its_waiting_sender_is_returned_and_stored(
@@ -490,8 +489,8 @@ class ResultBackendSuite:
         self, backend: ResultBackend, names: Names
     ) -> None:
         """A sender that waits for few of its tasks: the pushes of the others
-        (here 300, each also sent through ``store_many`` where offered) neither
-        block it nor answer for another task."""
+        (here 300 records addressed to it, stored one by one and again through
+        ``store_many`` where offered) neither block it nor answer for another task."""
         address = self.listening_after_a_wait(backend, names)
         unwaited = [self.record(names.task_id(), payload=b"x" * 100, reply_to=address)]
         unwaited += [self.record(names.task_id(), reply_to=address) for _ in range(299)]
@@ -499,7 +498,6 @@ class ResultBackendSuite:
             backend.store(record, ttl_s=None)
         if offers(backend, StoresInBatches):
             cast(StoresInBatches, backend).store_many(unwaited, ttl_s=None)
-        assert cast(PushesToSender, backend).listening_address() == address
         later = self.record(names.task_id(), payload=b"later", reply_to=address)
 
         got = self.wait_while_storing(backend, [later.task_id], [later], timeout_s=10.0)

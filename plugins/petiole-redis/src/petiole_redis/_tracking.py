@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from petiole_redis._client import Connector
 from petiole_redis._connection import Connection
-from petiole_redis._errors import RedisError, ResponseError, raise_first_error
+from petiole_redis._errors import ResponseError, raise_first_error
 
 logger = logging.getLogger("petiole_redis")
 
@@ -75,10 +75,14 @@ class TrackingClient:
         self.tracks = True
 
     def start_wait(self) -> None:
-        """A new wait begins on this thread: polling (if it must) starts fast again."""
+        """A new wait begins on this thread: polling (if it must) starts fast again,
+        and the next task it sends will have its result pushed (see
+        :meth:`listening_channel`)."""
         state: _ThreadState | None = getattr(self._local, "state", None)
         if state is not None:
             state.poll_s = _POLL_FIRST_S
+            state.pushed.clear()  # pushes taken by an earlier wait's reads, not waited for
+            state.expects_push = True
 
     def read(self, keys: Sequence[bytes]) -> list[Any]:
         """The values of ``keys`` (None where missing), in one round trip; each
@@ -99,24 +103,24 @@ class TrackingClient:
 
     def listening_channel(self) -> str | None:
         """The channel this thread's connection is subscribed to, where records
-        are pushed to it (:meth:`take_pushed`); None while it has none: before
-        its first read, while disconnected, or where the server refuses.
+        are pushed to it (:meth:`take_pushed`), for the first call after each
+        wait; None otherwise, and while it has none (before its first read,
+        while disconnected, where the server refuses).
 
-        Messages that came since the last wait are read here and dropped (the
-        records are stored; a wait reads them), so a thread that sends many
-        tasks and waits for few does not let them pile up on its socket."""
+        So a thread that waits for each task it sends (a request handler, a
+        script) has each result pushed, and one that sends a burst gets one push
+        at most: a push it does not wait for at once costs it a wake-up and the
+        bytes on its socket, more than reading the result when it waits."""
         state: _ThreadState | None = getattr(self._local, "state", None)
-        if state is None or state.channel is None or state.pid != os.getpid():
+        if (
+            state is None
+            or not state.expects_push
+            or state.channel is None
+            or state.pid != os.getpid()
+            or not state.connection.connected
+        ):
             return None
-        connection = state.connection
-        try:
-            while connection.connected and connection.can_read(timeout=0):
-                connection.read_response(push_request=True)
-        except (RedisError, OSError):
-            connection.disconnect()  # the next read connects again, and reads everything
-        if not connection.connected:
-            return None
-        state.pushed.clear()
+        state.expects_push = False
         return state.channel
 
     def take_pushed(self) -> dict[bytes, bytes]:
@@ -246,6 +250,7 @@ class _ThreadState:
         "channel",
         "connection",
         "everything",
+        "expects_push",
         "fresh",
         "pid",
         "poll_s",
@@ -266,6 +271,7 @@ class _ThreadState:
         self.everything = False
         self.channel: str | None = None  # subscribed to, once connected
         self.pushed: dict[bytes, bytes] = {}  # records pushed there: key -> value
+        self.expects_push = True  # until the first send after a wait took the channel
 
     def note(self, push: list[Any]) -> None:
         """The push handler: ``[b"invalidate", keys]`` (keys None for a flush), and

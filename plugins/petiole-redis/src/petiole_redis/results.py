@@ -22,8 +22,10 @@ refuses tracking makes waits poll (said once, at WARNING).
 
 **Pushed to the sender.** Each thread's tracking connection is also subscribed
 to a channel of its own (:meth:`RedisBackend.listening_address`, once it
-connected), which the tasks it sends carry as their ``reply_to``
-(:class:`~petiole.backend.PushesToSender`). A ready record addressed there is
+connected), which the first task it sends after each wait carries as its
+``reply_to`` (:class:`~petiole.backend.PushesToSender`; see
+:meth:`~petiole_redis._tracking.TrackingClient.listening_channel` for why only
+that one). A ready record addressed there is
 stored with ``SET`` then ``PUBLISH`` as ``4-byte key length | key | value``, in
 one round trip; the waiter, woken by both, takes the value from the push rather
 than reading the key again. The record is stored all the same: a waiter that
@@ -174,7 +176,8 @@ class RedisBackend:
     def listening_address(self) -> str | None:
         """The channel where this thread receives the records of the tasks it sends
         (:class:`~petiole.backend.PushesToSender`): its tracking connection's, once
-        it has one (from its first read or wait)."""
+        it has one (from its first wait), for the first send after each wait;
+        otherwise None."""
         return self._tracked.listening_channel()
 
     def get(self, task_id: str) -> ResultRecord | None:
