@@ -7,10 +7,12 @@ import sys
 import textwrap
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from petiole._builtins._sqlite import SqliteComponent
+from petiole._builtins.memory import MemoryBackend
+from petiole.backend import BackendCapabilities, ResultRecord
 from petiole.testing import wait_until
 from petiole.testing.in_thread import InThread
 from petiole.transport import Transport
@@ -54,3 +56,31 @@ def drain_in_threads(transport: Transport, *, threads: int, wait_s: float) -> Co
 
     workers = [InThread(drain) for _ in range(threads)]
     return Counter(payload for w in workers for payload in w.result(timeout_s=60))
+
+
+class ResultsInMemory:
+    """A result backend that only stores and reads results, in memory (no
+    coordination, no optional part): tests give it the behaviour they need."""
+
+    capabilities = BackendCapabilities(push_wait=True)
+
+    def __init__(self) -> None:
+        self._inner = MemoryBackend()
+
+    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
+        self._inner.store(record, ttl_s=ttl_s)
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        return self._inner.get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        return self._inner.get_many(task_ids)
+
+    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
+        return self._inner.wait(task_ids, timeout_s=timeout_s)
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        self._inner.forget(task_ids)
+
+    def close(self) -> None:
+        self._inner.close()

@@ -4,45 +4,23 @@ and work once ``coordination_url`` names a store that can."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from core_helpers import ResultsInMemory
 
 from petiole import Petiole, chord, group, hookimpl, revocation
 from petiole._builtins.memory import MemoryBackend
-from petiole.backend import BackendCapabilities, Coordination, ResultBackend, ResultRecord
+from petiole.backend import Coordination, ResultBackend
 from petiole.coordination import CoordinationUnavailable
 from petiole.errors import ConfigError
 from petiole.testing.in_thread import start_worker
 
 
-class StoreOnlyBackend:
+class StoreOnlyBackend(ResultsInMemory):
     """Stores and reads results and nothing more, as a backend that only
     delivers them (``rpc://``) offers no coordination."""
-
-    capabilities = BackendCapabilities(push_wait=True)
-
-    def __init__(self) -> None:
-        self._inner = MemoryBackend()
-
-    def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
-        self._inner.store(record, ttl_s=ttl_s)
-
-    def get(self, task_id: str) -> ResultRecord | None:
-        return self._inner.get(task_id)
-
-    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
-        return self._inner.get_many(task_ids)
-
-    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
-        return self._inner.wait(task_ids, timeout_s=timeout_s)
-
-    def forget(self, task_ids: Sequence[str]) -> None:
-        self._inner.forget(task_ids)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 class _StoreOnlyPlugin:

@@ -15,21 +15,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from core_helpers import ResultsInMemory
 
 from petiole import Petiole, hookimpl
-from petiole._builtins.memory import MemoryBackend
-from petiole.backend import BackendCapabilities, PushesToSender, ResultRecord
+from petiole.backend import PushesToSender, ResultRecord
 from petiole.testing.in_thread import InThread, start_worker
 
 
-class ListeningStore:
+class ListeningStore(ResultsInMemory):
     """A memory store whose threads listen once they waited; keeps each record's address."""
 
-    capabilities = BackendCapabilities(push_wait=True)
-
     def __init__(self) -> None:
+        super().__init__()
         self.addressed: list[tuple[str, str, str | None]] = []  # (task id, state, reply_to)
-        self._inner = MemoryBackend()
         self._listening = threading.local()
 
     def listening_address(self) -> str | None:
@@ -37,23 +35,11 @@ class ListeningStore:
 
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
         self.addressed.append((record.task_id, record.state, record.reply_to))
-        self._inner.store(record, ttl_s=ttl_s)
-
-    def get(self, task_id: str) -> ResultRecord | None:
-        return self._inner.get(task_id)
-
-    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
-        return self._inner.get_many(task_ids)
+        super().store(record, ttl_s=ttl_s)
 
     def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
         self._listening.address = f"thread-{threading.get_ident()}"
-        return self._inner.wait(task_ids, timeout_s=timeout_s)
-
-    def forget(self, task_ids: Sequence[str]) -> None:
-        self._inner.forget(task_ids)
-
-    def close(self) -> None:
-        self._inner.close()
+        return super().wait(task_ids, timeout_s=timeout_s)
 
 
 class _Plugin:

@@ -9,27 +9,27 @@ parent's, and the worker addresses every record of a task to it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from core_helpers import ResultsInMemory
 
 from petiole import Petiole, chord, group, hookimpl
-from petiole._builtins.memory import MemoryBackend
 from petiole.backend import BackendCapabilities, RepliesToSender, ResultRecord
 from petiole.errors import ResultBackendError
 from petiole.testing.in_thread import start_worker
 
 
-class AddressedBackend:
+class AddressedBackend(ResultsInMemory):
     """Keeps each record with the address it was sent to."""
 
     capabilities = BackendCapabilities(push_wait=True, replies_to_sender=True)
 
     def __init__(self, address: str) -> None:
+        super().__init__()
         self.address = address
         self.sent_to: list[tuple[str, str, str | None]] = []  # (task id, state, reply_to)
-        self._inner = MemoryBackend()
 
     def reply_address(self) -> str:
         return self.address
@@ -38,22 +38,7 @@ class AddressedBackend:
         self.sent_to.append((record.task_id, record.state, record.reply_to))
         if record.reply_to is None:
             return  # as rpc:// does: nobody to send it to (a group's own record)
-        self._inner.store(record, ttl_s=ttl_s)
-
-    def get(self, task_id: str) -> ResultRecord | None:
-        return self._inner.get(task_id)
-
-    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
-        return self._inner.get_many(task_ids)
-
-    def wait(self, task_ids: Sequence[str], *, timeout_s: float | None) -> dict[str, ResultRecord]:
-        return self._inner.wait(task_ids, timeout_s=timeout_s)
-
-    def forget(self, task_ids: Sequence[str]) -> None:
-        self._inner.forget(task_ids)
-
-    def close(self) -> None:
-        self._inner.close()
+        super().store(record, ttl_s=ttl_s)
 
 
 def _factory(url: str, options: Mapping[str, Any]) -> AddressedBackend:

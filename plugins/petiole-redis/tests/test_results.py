@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -145,17 +146,7 @@ def test_a_waiter_whose_connection_is_cut_reads_again_and_finds_the_record(
 def test_a_server_that_refuses_tracking_makes_waits_poll_and_says_so_once(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user, password = unique_name("notrack"), "pw-" + unique_name("p")
-    with redis_server.client() as admin:
-        admin.acl_setuser(
-            user,
-            enabled=True,
-            passwords=[f"+{password}"],
-            keys=["*"],
-            channels=["*"],
-            commands=["+@all", "-client"],
-        )
-        url = redis_server.url.replace("redis://", f"redis://{user}:{password}@", 1)
+    with acl_user(redis_server, channels=["*"], commands=["+@all", "-client"]) as url:
         backend = RedisBackend(url, {})
         ids = [unique_name("task") for _ in range(3)]
         try:
@@ -166,7 +157,6 @@ def test_a_server_that_refuses_tracking_makes_waits_poll_and_says_so_once(
         finally:
             backend.forget(ids)
             backend.close()
-            admin.acl_deluser(user)
     refusals = [r for r in caplog.records if "refuses RESP3 client tracking" in r.getMessage()]
     assert len(refusals) == 1, caplog.text
     assert "result waits poll" in refusals[0].getMessage()
@@ -272,17 +262,7 @@ def test_a_user_without_channels_stores_and_waits_and_says_so_once(
 ) -> None:
     """An ACL user allowed no channel (Redis 7's default for new users): no push,
     one warning each way; records are stored and waits read them once woken."""
-    user, password = unique_name("nochannels"), "pw-" + unique_name("p")
-    with redis_server.client() as admin:
-        admin.acl_setuser(
-            user,
-            enabled=True,
-            passwords=[f"+{password}"],
-            keys=["*"],
-            reset_channels=True,
-            commands=["+@all"],
-        )
-        url = redis_server.url.replace("redis://", f"redis://{user}:{password}@", 1)
+    with acl_user(redis_server, reset_channels=True, commands=["+@all"]) as url:
         backend = RedisBackend(url, {})
         ids = [unique_name("task") for _ in range(3)]
         try:
@@ -297,10 +277,21 @@ def test_a_user_without_channels_stores_and_waits_and_says_so_once(
         finally:
             backend.forget(ids)
             backend.close()
-            admin.acl_deluser(user)
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "refuses SUBSCRIBE" in m]) == 1, caplog.text
     assert len([m for m in messages if "refuses PUBLISH" in m]) == 1, caplog.text
+
+
+@contextlib.contextmanager
+def acl_user(server: RedisServer, **rules: Any) -> Iterator[str]:
+    """A URL of ``server`` for a new ACL user with these rules (and every key)."""
+    user, password = unique_name("user"), "pw-" + unique_name("p")
+    with server.client() as admin:
+        admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], **rules)
+        try:
+            yield server.url.replace("redis://", f"redis://{user}:{password}@", 1)
+        finally:
+            admin.acl_deluser(user)
 
 
 def _tracked_clients(admin: redis.Redis) -> int:
