@@ -97,7 +97,7 @@ class RedisBackend:
         self._conn.connect()
         self._reply_prefix = f"{self.keys.prefix}:reply:"
         self._tracked = TrackingClient(self._conn, channel_prefix=self._reply_prefix)
-        self._push_refused = False  # said once: see _stored()
+        self._push_refused = False  # said once: see _push_failed()
         # A wait blocks in slices, returning before the socket's read timeout.
         self._max_block_s = min(5.0, target.options.socket_timeout_s / 2)
         # An incr token must outlive every retry of its call (see incr.lua).
