@@ -138,6 +138,12 @@ def pid(seconds=0.0, mark=None):
 """
 
 
+def marked(mark: Path) -> bool:
+    """Whether a task has written its whole line to ``mark``: the file exists from
+    the task's ``open`` on, before its pid is in it."""
+    return mark.exists() and mark.read_text().endswith("\n")
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "workers_app.py").write_text(textwrap.dedent(APP))
@@ -273,7 +279,7 @@ def test_sigterm_to_every_process_of_the_service_still_lets_running_tasks_finish
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert wait_until(mark.exists, timeout_s=20)
+    assert wait_until(lambda: marked(mark), timeout_s=20)
     for pid in [worker.pid, *children(worker.pid)]:
         os.kill(pid, signal.SIGTERM)
     assert worker.wait(STOP_TIMEOUT_S) == 0
@@ -292,7 +298,7 @@ def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
         target=lambda: result.extend(call(project, env, {"seconds": 1, "mark": str(mark)}))
     )
     caller.start()
-    assert wait_until(mark.exists, timeout_s=20)
+    assert wait_until(lambda: marked(mark), timeout_s=20)
     victim = int(mark.read_text())
     os.kill(victim, signal.SIGKILL)
     caller.join(timeout=60)
@@ -323,7 +329,7 @@ def test_a_killed_prefork_process_gives_back_its_unstarted_messages_at_once(
     )
     blocking, *quick = python(project, env, script)
     worker = start(1)  # prefork, the default pool: one worker process
-    assert wait_until(mark.exists, timeout_s=20)
+    assert wait_until(lambda: marked(mark), timeout_s=20)
     victim = int(mark.read_text())
     os.kill(victim, signal.SIGKILL)
     started = time.monotonic()
@@ -396,7 +402,7 @@ def test_revoke_with_terminate_stops_a_running_solo_task_by_replacing_its_proces
     )
     assert sender.stdout is not None
     task_id = sender.stdout.readline().strip()
-    assert wait_until(mark.exists, timeout_s=20)
+    assert wait_until(lambda: marked(mark), timeout_s=20)
     revoke = subprocess.run(
         [sys.executable, "-m", "petiole", "revoke", "--terminate", task_id],
         cwd=project,
