@@ -272,3 +272,52 @@ def test_the_one_by_one_fallback_acks_the_rest_when_one_fails() -> None:
         ack_many(flaky, deliveries)
 
     assert flaky.size("q") == 1  # only the refused one is left
+
+
+def test_take_leaves_a_batch_that_is_neither_full_nor_due(
+    transport: BatchingTransport, counts: collections.Counter[str]
+) -> None:
+    acks = AckBatcher(transport, counts, max_batch=3, window_s=60)
+    acks.rides = True
+    acks.start()
+    first, second = leased(transport, 2)
+    acks.add(first, "success")
+    acks.add(second, "success")
+
+    assert acks.take() == []  # a reserve now goes without them
+
+    assert acks.pending() == 2
+    acks.close()
+    assert transport.batches == [2]
+    assert counts["success"] == 2
+
+
+def test_a_due_batch_waits_a_second_window_for_a_reserve_to_take_it(
+    transport: BatchingTransport,
+    counts: collections.Counter[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    window_s = 1.0
+    acks = AckBatcher(transport, counts, max_batch=64, window_s=window_s)
+    acks.rides = True
+    acks.start()
+    try:
+        first, second = leased(transport, 2)
+        acks.add(first, "success")
+        # Due after one window; the batcher's own thread would send it after two.
+        taken: list[tuple[Delivery, str]] = []
+        assert wait_until(lambda: bool(taken.extend(acks.take()) or taken), timeout_s=10)
+        assert [delivery for delivery, _ in taken] == [first]
+        assert acks.pending() == 1  # in flight until the reserve's outcome is known
+        acks.taken_sent(taken, TransportError("broker went away"))
+        assert acks.pending() == 0
+        assert counts["success"] == 0  # failed: not counted, and still leased
+        assert transport.batches == []  # the thread sent nothing meanwhile
+        assert "could not acknowledge 1 message(s) (broker went away)" in caplog.text
+
+        acks.add(second, "success")  # no reserve comes for this one: the thread sends it
+        assert wait_until(lambda: counts["success"] == 1, timeout_s=10 * window_s)
+        assert transport.batches == [1]
+    finally:
+        acks.close()
+    assert transport.size("q") == 1  # the one whose ride failed comes back with its lease

@@ -15,7 +15,8 @@ What it holds, by the job it does:
 * **Contracts** (``typing.Protocol`` classes a component satisfies, the factory
   each registration maps a name to, and the values they exchange):
   :class:`Transport`, :class:`TransportFactory`, :class:`TransportCapabilities`,
-  :class:`Delivery`, :class:`DeadLetter`, :class:`DeadLetterAdmin`, :class:`AcksInBatches`;
+  :class:`Delivery`, :class:`DeadLetter`, :class:`DeadLetterAdmin`, :class:`AcksInBatches`,
+  :class:`AcksWhileReserving`;
   :class:`ResultBackend`, :class:`BackendFactory`, :class:`BackendCapabilities`,
   :class:`ResultRecord`, and :class:`Coordination` for a backend that can also
   coordinate (chords, revocation marks, leases); :class:`Serializer`, :class:`SerializerFactory`;
@@ -140,6 +141,7 @@ from petiole.states import (
 )
 from petiole.transport import (
     AcksInBatches,
+    AcksWhileReserving,
     Broadcast,
     Consumer,
     Consuming,
@@ -264,6 +266,7 @@ __all__ = [
     "TESTS_MAY_IMPORT",
     "UNREADY_STATES",
     "AcksInBatches",
+    "AcksWhileReserving",
     "BackendCapabilities",
     "BackendFactory",
     "Broadcast",

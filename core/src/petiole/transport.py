@@ -22,7 +22,10 @@ with **at-least-once** delivery:
 A transport may also offer ``ack_many(deliveries)`` (:class:`AcksInBatches`):
 acknowledging several messages in one request, each checked against its own
 lease. Workers batch the acknowledgements of finished tasks and use it when it
-is there (:func:`ack_many`); without it they acknowledge one by one.
+is there (:func:`ack_many`); without it they acknowledge one by one. One that
+can send acknowledgements in the same request as a reserve offers
+:class:`AcksWhileReserving`: a worker about to reserve hands over the acks it
+has collected rather than sending them on their own.
 
 A transport whose broker pushes messages (a consumer with a prefetch window)
 offers :class:`Consuming`: the worker calls ``consume(queues, prefetch=...,
@@ -272,6 +275,33 @@ class AcksInBatches(Protocol):
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge every delivery as :meth:`Transport.ack` would, in as few
         requests as the broker allows; stale receipts are ignored one by one."""
+        ...
+
+
+@runtime_checkable
+class AcksWhileReserving(Protocol):
+    """The optional reserve that carries acknowledgements: a worker about to
+    reserve hands over the acks it has collected, and the transport sends them in
+    the reserve's own request rather than in one of their own."""
+
+    def ack_and_reserve(
+        self,
+        acks: Sequence[Delivery],
+        queues: Sequence[str],
+        *,
+        max_messages: int,
+        wait_s: float,
+        lease_s: float,
+    ) -> list[Delivery]:
+        """Acknowledge ``acks`` as :meth:`AcksInBatches.ack_many` would, then
+        reserve as :meth:`Transport.reserve` would, in as few requests as the
+        broker allows: the acknowledgements take effect before the reserve waits.
+
+        Raises :class:`~petiole.errors.PetioleError` when the acknowledgements
+        could not be made (whether they were is then unknown: each message comes
+        back as an unsettled one does); a message the same request reserved
+        then comes back when its lease ends. An outage while reserving is the
+        reserve's: ``[]``, or the error :meth:`Transport.reserve` raises."""
         ...
 
 

@@ -20,6 +20,7 @@ from petiole_redis.transport import RedisTransport, create_transport
 from petiole import Petiole
 from petiole.errors import ConfigError
 from petiole.testing import BroadcastSuite, TransportSuite, unique_name
+from petiole.testing.in_thread import start_worker
 from petiole.transport import Transport
 from petiole.worker import Worker
 
@@ -371,6 +372,91 @@ def test_ack_many_settles_only_its_own_leases_among_other_workers_entries(
         assert streams.size(queue) == 0
     finally:
         other.close()
+
+
+def test_ack_and_reserve_is_the_ack_script_and_one_xreadgroup(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    transport, commands = counting
+    transport.publish("q", b"done")
+    [done] = transport.reserve(["q"], max_messages=1, wait_s=5, lease_s=30)
+    transport.publish("q", b"next")
+    commands.reset()
+
+    got = transport.ack_and_reserve([done], ["q"], max_messages=4, wait_s=5, lease_s=30)
+
+    assert [d.payload for d in got] == [b"next"]
+    assert commands.counted() == {
+        "evalsha": 1,
+        "xpending": 1,
+        "xack": 1,
+        "xdel": 1,
+        "xreadgroup": 1,
+    }
+
+
+def test_ack_and_reserve_after_a_restart_loads_the_ack_script_and_still_reads(
+    counting: tuple[StreamsTransport, Commands],
+) -> None:
+    """A server restarted (or ``SCRIPT FLUSH``ed) answers the ack NOSCRIPT, and
+    runs the read behind it all the same: the script is loaded, the ack made
+    again, and what the read got is handed out."""
+    transport, commands = counting
+    transport.publish("q", b"done")
+    [done] = transport.reserve(["q"], max_messages=1, wait_s=5, lease_s=30)
+    transport.publish("q", b"next")
+    commands.client.script_flush()
+
+    got = transport.ack_and_reserve([done], ["q"], max_messages=4, wait_s=5, lease_s=30)
+
+    assert [d.payload for d in got] == [b"next"]
+    transport.ack(got[0])
+    assert transport.size("q") == 0
+
+
+def test_a_busy_workers_acks_ride_on_its_reserves(own_redis_server: RedisServer) -> None:
+    """Round trips one after another: each ack batch, once due, goes in the
+    request of the worker's next reserve, none in a request of its own (the
+    batcher's thread would send one only after a second window without a reserve)."""
+    app = Petiole(
+        "streams-acks-ride",
+        broker=own_redis_server.url,
+        backend=own_redis_server.url,
+        config_file=os.devnull,
+        ack_batch_window_s=0.2,
+    )
+
+    @app.task(name="streams_acks_ride.echo")
+    def echo(x: int) -> int:
+        return x
+
+    transport = app.transport
+    assert isinstance(transport, StreamsTransport)
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("ack_many", "ack_and_reserve"):  # counted, then run as they are
+        method = getattr(transport, name)
+
+        def counted(*args: Any, _method: Any = method, _name: str = name, **kw: Any) -> Any:
+            calls[_name] += 1
+            return _method(*args, **kw)
+
+        setattr(transport, name, counted)
+    client = own_redis_server.client()
+    try:
+        with start_worker(app, pool="solo", concurrency=1) as worker:
+            started = time.monotonic()
+            i = 0
+            while calls["ack_and_reserve"] < 2 and time.monotonic() - started < 30:
+                assert echo.delay(i).get(timeout=10) == i
+                i += 1
+            assert calls["ack_and_reserve"] >= 2
+            rode, sent_alone = calls["ack_and_reserve"], calls["ack_many"]
+        assert worker.counts["success"] == i  # every one acknowledged by the stop
+        assert client.xlen("petiole:stream0:{default}") == 0
+    finally:
+        client.close()
+        app.close()
+    assert rode > sent_alone
 
 
 def test_send_reserve_ack_costs_the_transport_six_commands(

@@ -31,8 +31,9 @@ from typing import ClassVar
 import pytest
 
 from petiole.errors import MessageTooLarge, TransportError
-from petiole.testing._helpers import Background, run_concurrently, unique_name
+from petiole.testing._helpers import Background, run_concurrently, unique_name, wait_until
 from petiole.transport import (
+    AcksWhileReserving,
     DeadLetter,
     DeadLetterAdmin,
     Delivery,
@@ -56,6 +57,17 @@ def _batching(transport: Transport) -> PublishesInBatches:
         pytest.skip(
             "the transport does not implement petiole.transport.PublishesInBatches: "
             "each publish waits for the broker"
+        )
+    return transport
+
+
+def _acking_reserver(transport: Transport) -> AcksWhileReserving:
+    """``transport`` as one that acknowledges in a reserve's request; the test is
+    skipped otherwise."""
+    if not isinstance(transport, AcksWhileReserving):
+        pytest.skip(
+            "the transport does not implement petiole.transport.AcksWhileReserving: "
+            "acknowledgements go in requests of their own"
         )
     return transport
 
@@ -288,6 +300,67 @@ class TransportSuite:
         assert transport.size(queue) == 0
         self.assert_empty(transport, queue)
 
+    def test_ack_and_reserve_acknowledges_then_hands_out_the_next(
+        self, transport: Transport, queue: str
+    ) -> None:
+        reserver = _acking_reserver(transport)
+        transport.publish(queue, b"first")
+        first = self.reserve_one(transport, queue)
+        transport.publish(queue, b"second")
+
+        got = reserver.ack_and_reserve(
+            [first], [queue], max_messages=1, wait_s=self.reserve_wait_s, lease_s=_LONG_LEASE_S
+        )
+
+        assert [d.payload for d in got] == [b"second"]
+        transport.ack(got[0])
+        assert transport.size(queue) == 0
+        self.assert_empty(transport, queue)
+
+    def test_ack_and_reserve_acknowledges_before_its_wait_ends(
+        self, transport: Transport, queue: str
+    ) -> None:
+        """The acks take effect at once, not when the reserve returns: a worker
+        waiting on an empty queue must not keep finished messages leased."""
+        reserver = _acking_reserver(transport)
+        if not transport.capabilities.counts_leased:
+            pytest.skip("capability counts_leased is False: size() cannot see the ack land")
+        transport.publish(queue, b"done")
+        done = self.reserve_one(transport, queue)
+        got: list[Delivery] = []
+        waiter = threading.Thread(
+            target=lambda: got.extend(
+                reserver.ack_and_reserve(
+                    [done], [queue], max_messages=1, wait_s=30.0, lease_s=_LONG_LEASE_S
+                )
+            ),
+            daemon=True,
+        )
+        waiter.start()
+        try:
+            assert wait_until(lambda: transport.size(queue) == 0, timeout_s=10)
+            assert waiter.is_alive()  # still waiting for a message
+        finally:
+            transport.publish(queue, b"wake")
+            waiter.join(30)
+        assert [d.payload for d in got] == [b"wake"]
+        transport.ack(got[0])
+
+    def test_ack_and_reserve_acknowledges_when_nothing_is_reserved(
+        self, transport: Transport, queue: str
+    ) -> None:
+        reserver = _acking_reserver(transport)
+        transport.publish(queue, b"only")
+        only = self.reserve_one(transport, queue)
+
+        got = reserver.ack_and_reserve(
+            [only], [queue], max_messages=1, wait_s=0, lease_s=_LONG_LEASE_S
+        )
+
+        assert got == []
+        assert transport.size(queue) == 0
+        self.assert_empty(transport, queue)
+
     def test_acked_message_is_not_redelivered_after_its_lease(
         self, transport: Transport, queue: str
     ) -> None:
@@ -455,17 +528,26 @@ class TransportSuite:
         transport.ack(delivery)
         assert transport.extend(delivery, lease_s=_LONG_LEASE_S) is False
 
-    @pytest.mark.parametrize("operation", ["ack", "ack_many", "nack", "dead_letter"])
+    @pytest.mark.parametrize(
+        "operation", ["ack", "ack_many", "ack_and_reserve", "nack", "dead_letter"]
+    )
     def test_stale_receipt_does_not_affect_newer_lease(
         self, transport: Transport, queue: str, operation: str
     ) -> None:
         self.require_timed_leases(transport)
+        if operation == "ack_and_reserve":
+            _acking_reserver(transport)  # skipped before waiting for a lease, if not offered
         stale, current = self.expire_and_redeliver(transport, queue)
 
         if operation == "ack":
             transport.ack(stale)
         elif operation == "ack_many":
             ack_many(transport, [stale])
+        elif operation == "ack_and_reserve":
+            got = _acking_reserver(transport).ack_and_reserve(
+                [stale], [queue], max_messages=1, wait_s=0, lease_s=_LONG_LEASE_S
+            )
+            assert got == []  # the newer lease still hides the message
         elif operation == "nack":
             transport.nack(stale, requeue=True)
         else:

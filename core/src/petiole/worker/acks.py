@@ -16,6 +16,13 @@ lease ends, or when the connection that delivered it closes — a transport whos
 leases do not expire closes that connection itself when an ack fails). Nothing
 is acknowledged before its task finished.
 
+A transport that can also acknowledge in the request of a reserve
+(:class:`~petiole.transport.AcksWhileReserving`) lets a due batch ride on the
+worker's next reserve (:meth:`AckBatcher.take`) instead of a request of its
+own: a busy worker reserves often, so its acks cost no request at all. The
+thread still sends a batch no reserve took within a second window: a worker
+blocked in a read on an empty queue takes none.
+
 Batching is used only with a transport that acknowledges a batch in one
 request (``ack_many``): sending acks one by one from a single thread would be
 slower than from the tasks' own threads, and the backlog would outlast leases.
@@ -65,6 +72,9 @@ class AckBatcher:
         self._closing = False
         self._changed = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        #: Set when batches can ride on the worker's reserves (:meth:`take`): the
+        #: thread then leaves a due batch one more window for a reserve to take.
+        self.rides = False
         #: Called after each batch went out (or failed): the worker may reserve again.
         self.on_sent: Callable[[], None] | None = None
 
@@ -129,21 +139,51 @@ class AckBatcher:
         with self._changed:
             return len(self._batch) + self._in_flight
 
+    def take(self) -> list[tuple[Delivery, str]]:
+        """A batch that is due (full, or its oldest ack has waited ``window_s``),
+        for a reserve to carry (:class:`~petiole.transport.AcksWhileReserving`);
+        ``[]`` if none is. In flight until :meth:`taken_sent` gets the outcome."""
+        with self._changed:
+            if not self._batch:
+                return []
+            due = self._first_at + self.window_s <= time.monotonic()
+            if not (due or len(self._batch) >= self.max_batch or self._flushers or self._closing):
+                return []
+            batch = self._batch[: self.max_batch]
+            del self._batch[: self.max_batch]
+            if self._batch:
+                self._first_at = time.monotonic()
+            self._in_flight += len(batch)
+            return batch
+
+    def taken_sent(self, batch: list[tuple[Delivery, str]], error: BaseException | None) -> None:
+        """The outcome of sending a batch from :meth:`take`: counted, or logged."""
+        try:
+            if error is None:
+                self._count(batch)
+            else:
+                self._log_failure(batch, error)
+        finally:
+            self._done(batch)
+
     def _run(self) -> None:
         while True:
             with self._changed:
                 batch = self._next_batch()
                 if batch is None:
                     return
-                self._in_flight = len(batch)
+                self._in_flight += len(batch)
             try:
                 self._send(batch)
             finally:
-                with self._changed:
-                    self._in_flight = 0
-                    self._changed.notify_all()
-                if self.on_sent is not None:
-                    self.on_sent()
+                self._done(batch)
+
+    def _done(self, batch: list[tuple[Delivery, str]]) -> None:
+        with self._changed:
+            self._in_flight -= len(batch)
+            self._changed.notify_all()
+        if self.on_sent is not None:
+            self.on_sent()
 
     def _next_batch(self) -> list[tuple[Delivery, str]] | None:
         """Wait (lock held) until a batch is full or due; None when closing and empty."""
@@ -151,7 +191,10 @@ class AckBatcher:
             if self._closing and not self._batch:
                 return None
             if self._batch:
-                wait_s = self._first_at + self.window_s - time.monotonic()
+                # A batch that can ride on a reserve gets a second window for one
+                # to come (a worker blocked in a read on an empty queue makes none).
+                window_s = self.window_s * 2 if self.rides else self.window_s
+                wait_s = self._first_at + window_s - time.monotonic()
                 full = len(self._batch) >= self.max_batch
                 if wait_s <= 0 or full or self._flushers or self._closing:
                     batch = self._batch[: self.max_batch]
@@ -166,21 +209,28 @@ class AckBatcher:
     def _send(self, batch: list[tuple[Delivery, str]]) -> None:
         try:
             ack_many(self.transport, [delivery for delivery, _ in batch])
-        except PetioleError as exc:
+        except Exception as exc:
+            self._log_failure(batch, exc)
+            return
+        self._count(batch)
+
+    def _count(self, batch: list[tuple[Delivery, str]]) -> None:
+        for _, count_as in batch:
+            self.counts[count_as] += 1
+
+    def _log_failure(self, batch: list[tuple[Delivery, str]], exc: BaseException) -> None:
+        if isinstance(exc, PetioleError):
             logger.error(
                 "could not acknowledge %d message(s) (%s); each comes back %s and may run again",
                 len(batch),
                 exc,
                 unsettled_return(self.transport),
             )
-            return
-        except Exception:  # a plugin's bug must not stop every later acknowledgement
-            logger.exception(
+        else:  # a plugin's bug must not stop every later acknowledgement
+            logger.error(
                 "could not acknowledge %d message(s) (unexpected error in the transport); "
                 "each comes back %s and may run again",
                 len(batch),
                 unsettled_return(self.transport),
+                exc_info=exc,
             )
-            return
-        for _, count_as in batch:
-            self.counts[count_as] += 1

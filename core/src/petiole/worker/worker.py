@@ -36,10 +36,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from petiole import discovery
 from petiole.app import Petiole
+from petiole.capabilities import offers
 from petiole.config import Settings
 from petiole.diagnosis import location
 from petiole.errors import PetioleError
@@ -58,7 +59,13 @@ from petiole.pools.base import (
 )
 from petiole.ratelimit import TokenBucket
 from petiole.task import parse_rate_limit
-from petiole.transport import Consumer, Consuming, Delivery, unsettled_return
+from petiole.transport import (
+    AcksWhileReserving,
+    Consumer,
+    Consuming,
+    Delivery,
+    unsettled_return,
+)
 from petiole.worker import hooks
 from petiole.worker.admission import Admission
 from petiole.worker.autoscale import DEFAULT_IDLE_S, TICK_S, Bounds, ScalePolicy
@@ -190,6 +197,9 @@ class Worker:
         self.counts = self.settler.counts
         self.revocations = RevocationWatch(app)
         self.settler.acks.on_sent = self._acks_sent
+        # Acks ride on the next reserve where the transport can (see _reserve).
+        self._acks_ride = offers(self.transport, AcksWhileReserving)
+        self.settler.acks.rides = self._acks_ride
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -477,9 +487,7 @@ class Worker:
             reserved_at = time.monotonic()
             generation = self._data_generation()
             try:
-                deliveries = self.transport.reserve(
-                    self.queues, max_messages=free, wait_s=self.reserve_wait_s, lease_s=self.lease_s
-                )
+                deliveries = self._reserve(free)
             except PetioleError as exc:
                 logger.error(
                     "cannot reserve from the broker (%s); retrying in %.1f s", exc, backoff
@@ -493,6 +501,30 @@ class Worker:
             if self._reporter is not None and deliveries:
                 self._report_held(self._reporter)
             self._dispatch()
+
+    def _reserve(self, free: int) -> list[Delivery]:
+        """Reserve up to ``free`` messages, carrying the due ack batch when the
+        transport can (:class:`AcksWhileReserving`, :meth:`AckBatcher.take`):
+        finished tasks are acknowledged in the request that asks for the next."""
+        acks = self.settler.acks.take() if self._acks_ride else []
+        if not acks:
+            return self.transport.reserve(
+                self.queues, max_messages=free, wait_s=self.reserve_wait_s, lease_s=self.lease_s
+            )
+        error: BaseException | None = None
+        try:
+            return cast(AcksWhileReserving, self.transport).ack_and_reserve(
+                [delivery for delivery, _ in acks],
+                self.queues,
+                max_messages=free,
+                wait_s=self.reserve_wait_s,
+                lease_s=self.lease_s,
+            )
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.settler.acks.taken_sent(acks, error)
 
     def _consume_pushed(self, transport: Consuming) -> None:
         """Let the broker push, ``prefetch`` unsettled messages at most (the broker

@@ -351,17 +351,25 @@ def run_scripts(client: FastClient, calls: list[tuple[Any, ...]], script: Script
     """Run ``calls`` (``script.args(...)`` each, or plain commands) in one pipelined
     round trip; after a server restart (empty script cache) load the script and run
     only the calls that did not run. Raises the first other error a call got."""
-    todo = calls
-    for _ in range(2):
-        replies = client.execute_pipeline(todo)
-        others = [r for r in replies if isinstance(r, Exception) and not _no_script(r)]
-        if others:
-            raise others[0]
-        missing = [a for a, r in zip(todo, replies, strict=True) if _no_script(r)]
-        if not missing:
-            return
-        command(client, "SCRIPT", "LOAD", script.source)
-        todo = missing
+    settle_script_replies(client, calls, client.execute_pipeline(calls), script)
+
+
+def settle_script_replies(
+    client: FastClient, calls: Sequence[tuple[Any, ...]], replies: Sequence[Any], script: Script
+) -> None:
+    """Given the pipelined ``replies`` to ``calls``: raise the first error other
+    than a missing script; load the script and run again the calls it stopped
+    (a server restarted with an empty script cache), raising any error they get."""
+    others = [r for r in replies if isinstance(r, Exception) and not _no_script(r)]
+    if others:
+        raise others[0]
+    missing = [call for call, r in zip(calls, replies, strict=True) if _no_script(r)]
+    if not missing:
+        return
+    command(client, "SCRIPT", "LOAD", script.source)
+    for reply in client.execute_pipeline(missing):
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def _no_script(reply: object) -> bool:

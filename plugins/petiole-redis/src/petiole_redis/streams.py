@@ -99,7 +99,7 @@ from typing import Any
 
 from petiole.errors import PetioleError, TransportError
 from petiole.transport import Delivery, check_queue_names
-from petiole_redis._broker import BrokerBase, ms, run_scripts
+from petiole_redis._broker import BrokerBase, ms, run_scripts, settle_script_replies
 from petiole_redis._client import Client, Closed, FastClient, Script, StillDown, command
 from petiole_redis._errors import ResponseError, raise_first_error
 from petiole_redis._keys import PRIORITIES
@@ -231,22 +231,60 @@ class StreamsTransport(BrokerBase):
         then earlier queues, higher priority, oldest. Waits up to ``wait_s`` in a
         blocking read; ``[]`` at once if the transport is closed meanwhile, and
         ``[]`` after ``wait_s`` while the server is down."""
+        return self._reserve(queues, [], max_messages, wait_s, lease_s)
+
+    def ack_and_reserve(
+        self,
+        acks: Sequence[Delivery],
+        queues: Sequence[str],
+        *,
+        max_messages: int,
+        wait_s: float,
+        lease_s: float,
+    ) -> list[Delivery]:
+        """:meth:`ack_many` then :meth:`reserve`
+        (:class:`~petiole.transport.AcksWhileReserving`): the ack scripts go in
+        the same write as the blocking ``XREADGROUP``, so a worker that just
+        finished a task makes one request, not two, and Redis runs the acks
+        before the read blocks. Where the reserve starts with another request
+        (the upkeep, leftovers of an earlier read) the acks go on their own first."""
+        return self._reserve(queues, self._ack_calls(acks), max_messages, wait_s, lease_s)
+
+    def _reserve(
+        self,
+        queues: Sequence[str],
+        acks: list[tuple[Any, ...]],
+        max_messages: int,
+        wait_s: float,
+        lease_s: float,
+    ) -> list[Delivery]:
         names = tuple(check_queue_names(queues, allow_none=True))
+        if acks and (max_messages <= 0 or not names):
+            self._send_acks(acks)
         if max_messages <= 0 or not names:
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)
         consumer = f"{self.instance}~{ms(lease_s)}"
         try:
             got = self._take_extra(names, max_messages)
+            if acks and (got or self._tend_due(names)):
+                self._send_acks(acks)
+                acks = []
             while not got:
                 if self._tend_due(names):
                     got = self._tend(names, consumer, max_messages, lease_s, deadline)
                     if got:
                         break
-                got = self._read(names, consumer, max_messages, lease_s, deadline)
+                got = self._read(names, consumer, max_messages, lease_s, deadline, acks)
+                acks = []
                 if time.monotonic() >= deadline:
                     break
         except (Closed, StillDown):
+            if acks:
+                raise TransportError(
+                    f"{self._conn.describe()}: acknowledge {len(acks)} call(s) of messages: "
+                    "the server is unreachable or the transport closed"
+                ) from None
             return []
         if got:
             self._note_own_due(lease_s)
@@ -405,14 +443,19 @@ class StreamsTransport(BrokerBase):
         max_messages: int,
         lease_s: float,
         deadline: float,
+        acks: list[tuple[Any, ...]],
     ) -> list[Delivery]:
         """Read new messages: in order of preference without blocking when there
         are several streams (unless the last look found them all empty), then
         blocking on all of them until a message comes, the upkeep is due, or the
-        deadline (at most ``_max_block_s``)."""
+        deadline (at most ``_max_block_s``). ``acks`` (ack script calls) go in
+        the blocking read's request, or on their own before the first other one."""
         plan = self._plan(names)
         remaining_s = deadline - time.monotonic()
         if len(plan) > 1 and (remaining_s <= 0 or names not in self._quiet):
+            if acks:
+                self._send_acks(acks)
+                acks = []
             entries = self._read_in_order(plan, consumer, max_messages, deadline)
             if entries:
                 self._quiet.discard(names)
@@ -424,8 +467,10 @@ class StreamsTransport(BrokerBase):
             block_s = min(remaining_s, self._until_event_s(names), self._max_block_s)
             block_ms = max(1, ms(block_s))
         elif len(plan) > 1:
+            if acks:
+                self._send_acks(acks)
             return []
-        entries = self._read_blocking(names, plan, consumer, max_messages, block_ms, deadline)
+        entries = self._read_blocking(names, plan, consumer, max_messages, block_ms, deadline, acks)
         if not entries:
             return []
         self._quiet.discard(names)
@@ -457,16 +502,27 @@ class StreamsTransport(BrokerBase):
         max_messages: int,
         block_ms: int | None,
         deadline: float,
+        acks: list[tuple[Any, ...]],
     ) -> list[RawEntry]:
         """One ``XREADGROUP`` over every stream of ``plan`` (blocking when
-        ``block_ms``); entries in order of preference."""
+        ``block_ms``), after ``acks`` in the same write; entries in order of
+        preference."""
         by_key = {s.key.encode(): (index, s) for index, s in enumerate(plan)}
-        args: list[Any] = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", max_messages]
+        args: tuple[Any, ...] = ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", max_messages)
         if block_ms is not None:
-            args += ["BLOCK", block_ms]
-        args += ["STREAMS", *(s.key for s in plan), *(">" for _ in plan)]
+            args += ("BLOCK", block_ms)
+        args += ("STREAMS", *(s.key for s in plan), *(">" for _ in plan))
 
         def read(client: FastClient) -> Any:
+            if acks:
+                *acked, reply = client.execute_pipeline([*acks, args])
+                # After a restart (no scripts cached) the read ran all the same.
+                settle_script_replies(client, acks, acked, _ACK)
+                if not isinstance(reply, ResponseError):
+                    return reply
+                if not str(reply).startswith("NOGROUP"):
+                    raise reply
+                return reply
             try:
                 return command(client, *args)
             except ResponseError as exc:
@@ -536,12 +592,24 @@ class StreamsTransport(BrokerBase):
         """Acknowledge several deliveries in one pipelined round trip: one script
         call per queue (and per 500 receipts), each receipt checked on its own
         against one ``XPENDING`` per stream (see streams_ack.lua)."""
+        calls = self._ack_calls(deliveries)
+        if calls:
+            self._send_acks(calls)
+
+    def _send_acks(self, calls: list[tuple[Any, ...]]) -> None:
+        self._call_fast(
+            f"acknowledge messages ({len(calls)} call(s))", lambda c: run_scripts(c, calls, _ACK)
+        )
+
+    def _ack_calls(self, deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
+        """streams_ack.lua calls acknowledging ``deliveries``: one per queue and
+        per 500 receipts."""
         by_queue: defaultdict[str, list[Lease]] = defaultdict(list)
         for delivery in deliveries:
             lease = parse_receipt(delivery.receipt)
             if lease is not None:
                 by_queue[delivery.queue].append(lease)
-        calls = []
+        calls: list[tuple[Any, ...]] = []
         for queue, leases in by_queue.items():
             streams = self._queue_keys(queue).streams
             for at in range(0, len(leases), _ACK_BATCH):
@@ -552,10 +620,7 @@ class StreamsTransport(BrokerBase):
                     index = keys.index(streams[lease.priority]) + 1
                     argv += [index, lease.entry_id, lease.instance, lease.count]
                 calls.append(_ACK.args(keys, argv))
-        if calls:
-            self._call_fast(
-                f"acknowledge {len(deliveries)} messages", lambda c: run_scripts(c, calls, _ACK)
-            )
+        return calls
 
     def nack(self, delivery: Delivery, *, requeue: bool = True, delay_s: float = 0.0) -> None:
         """Requeue (a new entry at the tail of its stream, or a delayed one, with
