@@ -28,9 +28,11 @@ class ListeningStore(ResultsInMemory):
     def __init__(self) -> None:
         super().__init__()
         self.addressed: list[tuple[str, str, str | None]] = []  # (task id, state, reply_to)
+        self.asked: list[str] = []  # the task ids listening_address was asked for
         self._listening = threading.local()
 
-    def listening_address(self) -> str | None:
+    def listening_address(self, task_id: str) -> str | None:
+        self.asked.append(task_id)
         return getattr(self._listening, "address", None)
 
     def store(self, record: ResultRecord, *, ttl_s: float | None) -> None:
@@ -61,6 +63,10 @@ def app() -> Iterator[Petiole]:
     def reply_to(self: Any) -> str | None:
         return self.request.reply_to  # type: ignore[no-any-return]
 
+    @app.task(name="no_result", bind=True, ignore_result=True)
+    def no_result(self: Any) -> str | None:
+        return self.request.reply_to  # type: ignore[no-any-return]
+
     yield app
     app.close()
 
@@ -84,7 +90,7 @@ def test_a_thread_that_listens_gets_its_tasks_records_addressed_to_it(app: Petio
     with start_worker(app):
         first = app.tasks["reply_to"].delay()
         assert first.get(timeout=10) is None  # not listening yet when it was sent
-        address = store.listening_address()
+        address = store.listening_address("any")
         assert address is not None
         second = app.tasks["reply_to"].delay()
         assert second.get(timeout=10) == address
@@ -97,7 +103,7 @@ def test_another_thread_that_never_waited_sends_no_address(app: Petiole) -> None
     store = store_of(app)
     with start_worker(app):
         app.tasks["reply_to"].delay().get(timeout=10)  # this thread listens now
-        assert store.listening_address() is not None
+        assert store.listening_address("any") is not None
         other = InThread(lambda: app.tasks["reply_to"].delay()).result(timeout_s=10)
         assert other.get(timeout=10) is None
 
@@ -108,3 +114,27 @@ def test_a_reply_to_the_caller_gives_wins(app: Petiole) -> None:
         app.tasks["reply_to"].delay().get(timeout=10)
         chosen = app.tasks["reply_to"].apply_async(headers={"reply_to": "chosen"})
         assert chosen.get(timeout=10) == "chosen"
+
+
+def test_the_store_is_asked_for_the_address_of_the_task_being_sent(app: Petiole) -> None:
+    store = store_of(app)
+    with start_worker(app):
+        app.tasks["reply_to"].delay().get(timeout=10)
+        sent = app.tasks["reply_to"].delay()
+        assert sent.get(timeout=10) is not None
+    assert store.asked[-1] == sent.id
+
+
+def test_a_task_whose_result_is_ignored_is_not_addressed(app: Petiole) -> None:
+    """Its successful run stores nothing to push: the address is kept for the next
+    task that does (a store may push to one task of a thread's at a time)."""
+    store = store_of(app)
+    with start_worker(app):
+        app.tasks["reply_to"].delay().get(timeout=10)  # this thread listens now
+        asked = len(store.asked)
+        app.tasks["no_result"].delay()
+        app.tasks["reply_to"].apply_async(ignore_result=True)
+        assert len(store.asked) == asked
+        kept = app.tasks["no_result"].apply_async(ignore_result=False)
+        assert store.asked[-1] == kept.id
+        assert kept.get(timeout=10) is not None

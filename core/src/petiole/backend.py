@@ -178,12 +178,18 @@ class PushesToSender(Protocol):
     in hand; one that missed it (it was not listening yet, its connection was
     replaced) finds the record in the store as always."""
 
-    def listening_address(self) -> str | None:
-        """Where the calling thread receives pushed records, or None while it does
-        not listen (e.g. before its first wait) or does not expect to wait for the
-        task about to be sent soon (a store may push only to a thread that waits
-        for each task it sends). Producers call it for every task they send: it
-        must be cheap, and must not connect."""
+    def listening_address(self, task_id: str) -> str | None:
+        """Where the calling thread receives the pushed record of ``task_id``, a
+        task it is about to send; None while it does not listen (e.g. before its
+        first wait) or does not expect to wait for that task soon (a store may
+        push only to a thread that waits for each task it sends). Producers call
+        it for every task they send that keeps a result: it must be cheap, and
+        must not connect.
+
+        A store that answered may count on the push: its next wait for that task
+        alone may skip reading the store until a push could have come. It must
+        still find a record stored without one (``revoke()``'s, a push the server
+        refused), at the latest shortly after (the kit checks it)."""
         ...
 
 

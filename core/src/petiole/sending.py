@@ -28,6 +28,7 @@ from petiole.ports import AppHandle
 from petiole.publish_retry import NO_RETRY, RetryPolicy, call_with_retry
 from petiole.request import Request, continuing_workflow, current_request
 from petiole.result import AsyncResult
+from petiole.task import Task
 
 # `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
 _RELATIVE_EXPIRES_LIMIT_S = 365 * 86400.0
@@ -38,13 +39,17 @@ RunEagerly = Callable[[Envelope, str, "bool | None"], AsyncResult]
 
 
 class SendingApp(AppHandle, Protocol):
-    """What a :class:`Sender` uses of its app: settings, transport, stages, hooks."""
+    """What a :class:`Sender` uses of its app: settings, transport, stages, hooks,
+    and its tasks' options."""
 
     @property
     def plugins(self) -> PluginRegistry: ...
 
     @property
     def backend_if_open(self) -> ResultBackend | None: ...
+
+    @property
+    def tasks(self) -> Mapping[str, Task[Any, Any]]: ...
 
 
 def _factory_replies_to_sender(plugins: PluginRegistry, backend_url: str) -> bool:
@@ -136,7 +141,7 @@ class Sender:
         if isinstance(given, str):
             reply_to = given  # the caller's own choice wins
         elif reply_to is None and not run_here:
-            reply_to = self._reply_address()
+            reply_to = self._reply_address(task_id, keeps_result=self._keeps(name, ignore_result))
         message_headers = task_headers(
             task_id,
             name,
@@ -159,11 +164,23 @@ class Sender:
             return self._run_eagerly(envelope, queue, propagate)
         return self._publish(name, queue, envelope, retry_policy)
 
-    def _reply_address(self) -> str | None:
+    def _keeps(self, name: str, ignore_result: bool | None) -> bool:
+        """Whether a successful run of task ``name`` stores its result: this call's
+        choice, else the task's (when it is registered here), else the setting."""
+        if ignore_result is None:
+            task = self.app.tasks.get(name)
+            ignore_result = task.options.ignore_result if task is not None else None
+        if ignore_result is None:
+            ignore_result = self.app.settings.ignore_result
+        return not ignore_result
+
+    def _reply_address(self, task_id: str, *, keeps_result: bool) -> str | None:
         """The result backend's reply address when it delivers results to their
         sender (``rpc://``); else, with a store that pushes records to a listening
         sender (:class:`~petiole.backend.PushesToSender`), where this thread
-        listens, if it does; else None. Not asked in eager mode, which stores
+        listens for ``task_id``'s, if it does and the task keeps a result (a
+        store may push to one task of a thread's at a time: not to one whose
+        result is ignored); else None. Not asked in eager mode, which stores
         results itself.
 
         Whether the backend delivers is read from its factory
@@ -179,8 +196,8 @@ class Sender:
             self._replies_for = url
         if not self._replies:
             store = self.app.backend_if_open
-            if store is not None and offers(store, PushesToSender):
-                return cast(PushesToSender, store).listening_address()
+            if keeps_result and store is not None and offers(store, PushesToSender):
+                return cast(PushesToSender, store).listening_address(task_id)
             return None
         backend = self.app.backend
         if offers(backend, RepliesToSender):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from petiole_redis import results
 from petiole_redis.results import RedisBackend
 from petiole_redis.testing import RedisServer
 
@@ -162,11 +163,12 @@ def test_a_server_that_refuses_tracking_makes_waits_poll_and_says_so_once(
     assert "result waits poll" in refusals[0].getMessage()
 
 
-def listening(backend: RedisBackend) -> str:
-    """This thread's listening address, after a first wait (which connects it)."""
-    assert backend.listening_address() is None  # not before
+def listening(backend: RedisBackend, task_id: str) -> str:
+    """This thread's listening address for ``task_id``, after a first wait (which
+    connects it)."""
+    assert backend.listening_address(task_id) is None  # not before
     backend.wait([unique_name("nothing")], timeout_s=0.01)
-    address = backend.listening_address()
+    address = backend.listening_address(task_id)
     assert address is not None
     assert address.startswith("petiole:reply:")
     return address
@@ -176,15 +178,41 @@ def addressed(task_id: str, reply_to: str, payload: bytes = b"1") -> ResultRecor
     return ResultRecord(task_id, states.SUCCESS, payload, date_done=time.time(), reply_to=reply_to)
 
 
-def test_a_record_pushed_to_its_waiting_sender_is_not_read_again(
-    own_redis_server: RedisServer,
+def test_the_wait_for_the_task_a_thread_addressed_takes_the_push_and_reads_nothing(
+    own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The store pushes the record with its SET; the waiter, woken, takes it from
-    the push: one MGET in the whole wait (the one before it blocks). On a server
-    of its own: only this test's commands are counted."""
+    """The store pushes the record with its SET; the sender's wait for that task
+    counts on the push and reads nothing, not even before it blocks. On a server
+    of its own: only this test's commands are counted. (The grace before a read is
+    made longer than any test, so that only the push can answer.)"""
+    monkeypatch.setattr(results, "_PUSH_GRACE_S", 60.0)
     backend = RedisBackend(own_redis_server.url, {})
-    address = listening(backend)
     task_id = unique_name("task")
+    address = listening(backend, task_id)
+    writer = RedisBackend(own_redis_server.url, {})
+    with own_redis_server.client() as admin:
+        before = _calls(admin)
+        try:
+            writer.store(addressed(task_id, address, b"pushed"), ttl_s=60)
+            got = backend.wait([task_id], timeout_s=30)
+            after = _calls(admin)
+        finally:
+            writer.close()
+            backend.close()
+    assert got[task_id].payload == b"pushed"
+    ran = {name: n - before.get(name, 0) for name, n in after.items()}
+    assert (ran.get("mget", 0), ran["set"], ran["publish"]) == (0, 1, 1)
+
+
+def test_the_addressed_tasks_wait_reads_the_store_once_its_push_is_late(
+    own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record of the addressed task stored without a push (revoke()'s) is read
+    once the grace has passed, and the key is tracked from then on."""
+    monkeypatch.setattr(results, "_PUSH_GRACE_S", 0.0)
+    backend = RedisBackend(own_redis_server.url, {})
+    task_id = unique_name("task")
+    listening(backend, task_id)
     writer = RedisBackend(own_redis_server.url, {})
     with own_redis_server.client() as admin:
         before = _calls(admin)
@@ -192,29 +220,27 @@ def test_a_record_pushed_to_its_waiting_sender_is_not_read_again(
         def store_once_the_waiter_read() -> None:
             read = lambda: _calls(admin).get("mget", 0) > before.get("mget", 0)  # noqa: E731
             assert wait_until(read, timeout_s=30)
-            writer.store(addressed(task_id, address, b"pushed"), ttl_s=60)
+            writer.store(done(task_id, b"unpushed"), ttl_s=60)
 
         storer = InThread(store_once_the_waiter_read)
         try:
             got = backend.wait([task_id], timeout_s=30)
             storer.result(timeout_s=30)
-            after = _calls(admin)
         finally:
             writer.close()
             backend.close()
-    assert got[task_id].payload == b"pushed"
-    ran = {name: n - before.get(name, 0) for name, n in after.items()}
-    assert (ran["mget"], ran["set"], ran["publish"]) == (1, 1, 1)
+    assert got[task_id].payload == b"unpushed"
 
 
 def test_only_the_first_send_after_each_wait_is_addressed(backend: RedisBackend) -> None:
     """A thread waiting for each task it sends gets each result pushed; a burst
     of sends gets one push at most, which it would not wait for at once."""
-    address = listening(backend)  # which took the address once
-    assert backend.listening_address() is None
+    address = listening(backend, "t")  # which took the address once
+    assert backend.listening_address("t") is None
     for _ in range(3):
         backend.wait([unique_name("nothing")], timeout_s=0.01)
-        assert [backend.listening_address() for _ in range(100)] == [address] + [None] * 99
+        taken = [backend.listening_address(f"t{i}") for i in range(100)]
+        assert taken == [address] + [None] * 99
 
 
 def test_a_push_not_waited_for_leaves_the_next_wait_correct(
@@ -222,8 +248,8 @@ def test_a_push_not_waited_for_leaves_the_next_wait_correct(
 ) -> None:
     """A task whose result was pushed but not waited for (the thread waited for
     another first) does not answer for the other, and is read from the store."""
-    address = listening(backend)
     first, second = unique_name("task"), unique_name("task")
+    address = listening(backend, first)
     writer = RedisBackend(redis_server.url, {})
     try:
         writer.store(addressed(first, address, b"first"), ttl_s=60)
@@ -242,15 +268,15 @@ def test_a_sender_whose_connection_was_cut_listens_anew_and_still_finds_its_reco
     """A record pushed to the old channel is lost with the connection; the wait
     reads everything on its new one, and the sender listens on a new channel."""
     backend = RedisBackend(own_redis_server.url, {})
-    old = listening(backend)
     task_id = unique_name("task")
+    old = listening(backend, task_id)
     with own_redis_server.client() as admin:
         for kind in ("pubsub", "normal"):  # however the server files it: every other client
             admin.client_kill_filter(_type=kind, skipme=True)
     try:
         backend.store(addressed(task_id, old), ttl_s=60)
         assert list(backend.wait([task_id], timeout_s=30)) == [task_id]
-        new = backend.listening_address()
+        new = backend.listening_address(task_id)
         assert new is not None
         assert new != old
     finally:
@@ -268,7 +294,7 @@ def test_a_user_without_channels_stores_and_waits_and_says_so_once(
         try:
             with caplog.at_level("WARNING", logger="petiole_redis"):
                 backend.wait([unique_name("nothing")], timeout_s=0.01)
-                assert backend.listening_address() is None
+                assert backend.listening_address(ids[0]) is None
                 for task_id in ids:
                     record = addressed(task_id, "petiole:reply:someone")
                     storer = InThread(lambda r=record: backend.store(r, ttl_s=60))

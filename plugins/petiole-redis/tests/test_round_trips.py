@@ -72,8 +72,9 @@ LIMITS = {
         "enqueue": Limit(ceiling=1.1),  # one XADD (and the consumer group made once)
         "W1": Limit(ceiling=1.5, target=4.0),  # measured 0.26 (1.3 with an XPENDING per ack)
         "W2": Limit(ceiling=6.0, target=8.0),  # measured 3.6-4.5
-        # A result pushed to its waiting sender: a PUBLISH more, an MGET less.
-        "W3": Limit(ceiling=8.0, target=10.0),  # measured 5.6-7.0
+        # A result pushed to its waiting sender, who counts on it: a PUBLISH, no MGET;
+        # acks ride on reserves, in batches.
+        "W3": Limit(ceiling=7.0, target=10.0),  # measured 4.7 (5.6-7.0 before)
     },
 }
 URL_QUERY = {"lists": "?layout=lists", "streams": ""}
@@ -265,10 +266,12 @@ def test_each_round_trips_result_is_pushed_to_its_waiting_sender(
     tallies: Callable[[str], dict[str, Tally]], layout: str
 ) -> None:
     """W3's sender listens (it waited in W2 already): each result comes with its
-    store (one PUBLISH per task), and the wait reads only once, before it blocks."""
+    store (one PUBLISH per task), and the wait, counting on it, reads nothing
+    unless the round trip outlasts the push's grace (50 ms: a loaded machine's
+    hiccup, a handful of times in 200 at most)."""
     calls = tallies(layout)["W3"].calls
     assert calls["publish"] == ROUND_TRIPS
-    assert calls["mget"] == ROUND_TRIPS
+    assert calls.get("mget", 0) <= ROUND_TRIPS // 10
 
 
 def test_an_idle_reserve_blocks_without_running_a_script(server: RedisServer) -> None:

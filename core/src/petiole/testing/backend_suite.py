@@ -454,22 +454,23 @@ class ResultBackendSuite:
             timeout_s=self.ttl_s + self.ttl_precision_s,
         ), "records stored together with a ttl never expired"
 
-    def listening_after_a_wait(self, backend: ResultBackend, names: Names) -> str:
-        """This thread's address of a :class:`PushesToSender` backend, after a first
-        wait (a backend may start listening only then)."""
+    def listening_after_a_wait(self, backend: ResultBackend, names: Names, task_id: str) -> str:
+        """This thread's address for ``task_id``'s record, of a :class:`PushesToSender`
+        backend, after a first wait (a backend may start listening only then)."""
         if not offers(backend, PushesToSender):
             pytest.skip("the backend does not offer PushesToSender: waits read the store")
         pushing = cast(PushesToSender, backend)
         backend.wait([names.task_id()], timeout_s=0.01)
-        address = pushing.listening_address()
+        address = pushing.listening_address(task_id)
         assert isinstance(address, str), "no listening address after a wait on this thread"
         return address
 
     def test_a_record_pushed_to_its_waiting_sender_is_returned_and_stored(
         self, backend: ResultBackend, names: Names
     ) -> None:
-        address = self.listening_after_a_wait(backend, names)
-        record = self.record(names.task_id(), payload=b"pushed", reply_to=address)
+        task_id = names.task_id()
+        address = self.listening_after_a_wait(backend, names, task_id)
+        record = self.record(task_id, payload=b"pushed", reply_to=address)
         started = self.record(record.task_id, state=states.STARTED, reply_to=address)
 
         def store_both() -> None:
@@ -491,8 +492,9 @@ class ResultBackendSuite:
         """A sender that waits for few of its tasks: the pushes of the others
         (here 300 records addressed to it, stored one by one and again through
         ``store_many`` where offered) neither block it nor answer for another task."""
-        address = self.listening_after_a_wait(backend, names)
-        unwaited = [self.record(names.task_id(), payload=b"x" * 100, reply_to=address)]
+        first = names.task_id()
+        address = self.listening_after_a_wait(backend, names, first)
+        unwaited = [self.record(first, payload=b"x" * 100, reply_to=address)]
         unwaited += [self.record(names.task_id(), reply_to=address) for _ in range(299)]
         for record in unwaited:
             backend.store(record, ttl_s=None)
@@ -507,6 +509,36 @@ class ResultBackendSuite:
         found = backend.get_many([unwaited[0].task_id, unwaited[-1].task_id])
         self.assert_same_record(found.get(unwaited[0].task_id), unwaited[0])
         self.assert_same_record(found.get(unwaited[-1].task_id), unwaited[-1])
+
+    @pytest.mark.parametrize("stored", ["before the wait", "during the wait"])
+    def test_the_addressed_tasks_record_stored_without_a_push_is_found(
+        self, backend: ResultBackend, names: Names, stored: str
+    ) -> None:
+        """A store may count on the push for the task a thread addressed, but a
+        record of that task stored without one (``revoke()``'s: the revoker knows
+        no ``reply_to``) is found all the same."""
+        task_id = names.task_id()
+        self.listening_after_a_wait(backend, names, task_id)
+        record = self.record(task_id, state=states.REVOKED, payload=b"revoked")
+        if stored == "before the wait":
+            backend.store(record, ttl_s=None)
+            got = backend.wait([task_id], timeout_s=10.0 + self.wait_precision_s)
+        else:
+            got = self.wait_while_storing(backend, [task_id], [record], timeout_s=10.0)
+
+        self.assert_same_record(got.get(task_id), record)
+
+    def test_a_wait_with_no_time_for_the_addressed_tasks_push_reads_the_store(
+        self, backend: ResultBackend, names: Names
+    ) -> None:
+        task_id = names.task_id()
+        self.listening_after_a_wait(backend, names, task_id)
+        record = self.record(task_id, payload=b"stored")
+        backend.store(record, ttl_s=None)
+
+        got = backend.wait([task_id], timeout_s=0)
+
+        self.assert_same_record(got.get(task_id), record)
 
     def test_a_record_addressed_elsewhere_is_stored_and_read(
         self, backend: ResultBackend, names: Names

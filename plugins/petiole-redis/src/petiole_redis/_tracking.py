@@ -74,15 +74,25 @@ class TrackingClient:
         #: False once a server refused tracking: reads are plain, waits poll.
         self.tracks = True
 
-    def start_wait(self) -> None:
-        """A new wait begins on this thread: polling (if it must) starts fast again,
-        and the next task it sends will have its result pushed (see
-        :meth:`listening_channel`)."""
+    def start_wait(self, keys: Sequence[bytes]) -> bool:
+        """A new wait for ``keys`` begins on this thread: polling (if it must)
+        starts fast again, and the next task it sends will have its result pushed
+        (see :meth:`listening_channel`). True when the wait is for the one key
+        last addressed here, to the channel this connection still listens on:
+        its record comes pushed (perhaps already), so reading it can wait."""
         state: _ThreadState | None = getattr(self._local, "state", None)
-        if state is not None:
-            state.poll_s = _POLL_FIRST_S
-            state.pushed.clear()  # pushes taken by an earlier wait's reads, not waited for
-            state.expects_push = True
+        if state is None:
+            return False
+        state.poll_s = _POLL_FIRST_S
+        state.expects_push = True
+        state.pushed.clear()  # pushes taken by an earlier wait's reads, not waited for
+        addressed, state.addressed = state.addressed, None
+        return (
+            addressed is not None
+            and list(keys) == [addressed[0]]
+            and addressed[1] == state.channel
+            and state.connection.connected
+        )
 
     def read(self, keys: Sequence[bytes]) -> list[Any]:
         """The values of ``keys`` (None where missing), in one round trip; each
@@ -101,11 +111,11 @@ class TrackingClient:
         except _RefusedTracking:
             return EVERYTHING  # a plain connection now: read everything again
 
-    def listening_channel(self) -> str | None:
-        """The channel this thread's connection is subscribed to, where records
-        are pushed to it (:meth:`take_pushed`), for the first call after each
-        wait; None otherwise, and while it has none (before its first read,
-        while disconnected, where the server refuses).
+    def listening_channel(self, key: bytes) -> str | None:
+        """The channel this thread's connection is subscribed to, where the
+        record stored at ``key`` is pushed to it (:meth:`take_pushed`), for the
+        first call after each wait; None otherwise, and while it has none (before
+        its first read, while disconnected, where the server refuses).
 
         So a thread that waits for each task it sends (a request handler, a
         script) has each result pushed, and one that sends a burst gets one push
@@ -121,6 +131,7 @@ class TrackingClient:
         ):
             return None
         state.expects_push = False
+        state.addressed = (key, state.channel)
         return state.channel
 
     def take_pushed(self) -> dict[bytes, bytes]:
@@ -246,6 +257,7 @@ class _ThreadState:
     """One thread's tracking connection, and what the server said changed on it."""
 
     __slots__ = (
+        "addressed",
         "changed",
         "channel",
         "connection",
@@ -272,6 +284,8 @@ class _ThreadState:
         self.channel: str | None = None  # subscribed to, once connected
         self.pushed: dict[bytes, bytes] = {}  # records pushed there: key -> value
         self.expects_push = True  # until the first send after a wait took the channel
+        # The key and channel of that send, until the next wait starts.
+        self.addressed: tuple[bytes, str] | None = None
 
     def note(self, push: list[Any]) -> None:
         """The push handler: ``[b"invalidate", keys]`` (keys None for a flush), and

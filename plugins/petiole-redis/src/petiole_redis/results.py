@@ -28,8 +28,11 @@ connected), which the first task it sends after each wait carries as its
 that one). A ready record addressed there is
 stored with ``SET`` then ``PUBLISH`` as ``4-byte key length | key | value``, in
 one round trip; the waiter, woken by both, takes the value from the push rather
-than reading the key again. The record is stored all the same: a waiter that
-missed the push (its connection was replaced, it is another process) reads it.
+than reading the key again. The sender's wait for that task (alone) counts on
+the push and reads nothing unless none has come after ``_PUSH_GRACE_S``; a
+record stored without a push (``revoke()``'s) is found then. The record is
+stored all the same: a waiter that missed the push (its connection was
+replaced, it is another process) reads it.
 A server that refuses the channel (an ACL user allowed none) gets no push; the
 record is stored, and one WARNING says so.
 
@@ -77,6 +80,10 @@ T = TypeVar("T")
 
 # Ids per MGET; several MGETs still go in one pipelined round trip.
 _MGET_CHUNK = 1000
+# How long a wait for the task its thread addressed last counts on the push
+# before it reads the store: a record stored without one (revoke()'s, a push the
+# server refused) is found this much later at most.
+_PUSH_GRACE_S = 0.05
 _INCR = Script("incr")
 _LEASE_ACQUIRE = Script("lease_acquire")
 _LEASE_RENEW = Script("lease_renew")
@@ -173,12 +180,12 @@ class RedisBackend:
                 self._reply_prefix,
             )
 
-    def listening_address(self) -> str | None:
-        """The channel where this thread receives the records of the tasks it sends
-        (:class:`~petiole.backend.PushesToSender`): its tracking connection's, once
-        it has one (from its first wait), for the first send after each wait;
-        otherwise None."""
-        return self._tracked.listening_channel()
+    def listening_address(self, task_id: str) -> str | None:
+        """The channel where this thread receives the record of ``task_id``, about
+        to be sent (:class:`~petiole.backend.PushesToSender`): its tracking
+        connection's, once it has one (from its first wait), for the first send
+        after each wait; otherwise None."""
+        return self._tracked.listening_channel(self.keys.result(task_id).encode())
 
     def get(self, task_id: str) -> ResultRecord | None:
         return self.get_many([task_id]).get(task_id)
@@ -228,9 +235,11 @@ class RedisBackend:
         generation = self._conn.data_generation
         by_key = {self.keys.result(t).encode(): t for t in pending}
         waiting = dict(by_key)  # key -> task id, for those not ready yet
-        to_read: list[bytes] = list(waiting)
         tracked = self._tracked
-        tracked.start_wait()
+        # The task this thread addressed last, waited for alone: its record comes
+        # pushed, so the store is read only if it has not come by read_at.
+        read_at = started + _PUSH_GRACE_S if tracked.start_wait(list(waiting)) else None
+        to_read: list[bytes] = [] if read_at is not None else list(waiting)
         what = f"wait for {_tasks(pending)}"
         try:
             while True:
@@ -247,6 +256,9 @@ class RedisBackend:
                         return ready
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if read_at is not None:  # never read yet: look once before giving up
+                        read_at, to_read = None, list(waiting)
+                        continue
                     if self._conn.outage_s() is not None:
                         raise self._unreachable(pending, started, None)
                     return ready
@@ -254,6 +266,8 @@ class RedisBackend:
                 # Wakes at least every _max_block_s, to notice a long outage or lost
                 # data, and reads everything again then: a missed name costs no more.
                 slice_s = self._max_block_s if remaining is None else remaining
+                if read_at is not None:
+                    slice_s = min(slice_s, max(read_at - time.monotonic(), 0.0))
                 try:
                     changed = self._conn.retrying(
                         what,
@@ -268,8 +282,9 @@ class RedisBackend:
                     return ready
                 if isinstance(changed, frozenset):
                     to_read = [key for key in waiting if key in changed]
-                else:  # the slice ended, or anything may have changed
+                else:  # the slice ended (the push is late?), or anything may have changed
                     to_read = list(waiting)
+                    read_at = None  # read: tracked from now on
         except Closed:
             return ready
 
