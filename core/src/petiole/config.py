@@ -237,8 +237,10 @@ class Settings:
     ack_batch_window_s: float = _setting(
         0.005,
         "How long a finished task's acknowledgement may wait for others to share its "
-        "request. Its message stays leased meanwhile: a worker killed in this window has "
-        "those tasks delivered again, as a crash just before a single ack would.",
+        "request; where acks ride on the worker's reserves (Redis), up to twice this for "
+        "a reserve to carry them. Its message stays leased meanwhile: a worker killed in "
+        "this window has those tasks delivered again, as a crash just before a single ack "
+        "would.",
         example="0.02",
     )
     shutdown_timeout_s: float = _setting(
