@@ -237,7 +237,7 @@ class Settings:
     ack_batch_window_s: float = _setting(
         0.005,
         "How long a finished task's acknowledgement may wait for others to share its "
-        "request; where acks ride on the worker's reserves (Redis), up to twice this for "
+        "request; where acks ride on the worker's reserves (Redis, SQLite), up to twice this for "
         "a reserve to carry them. Its message stays leased meanwhile: a worker killed in "
         "this window has those tasks delivered again, as a crash just before a single ack "
         "would.",
