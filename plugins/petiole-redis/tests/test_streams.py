@@ -18,7 +18,7 @@ from petiole_redis.testing import RedisServer
 from petiole_redis.transport import RedisTransport, create_transport
 
 from petiole import Petiole
-from petiole.errors import ConfigError
+from petiole.errors import ConfigError, TransportError
 from petiole.testing import BroadcastSuite, TransportSuite, unique_name
 from petiole.testing.in_thread import start_worker
 from petiole.transport import Transport
@@ -412,6 +412,30 @@ def test_ack_and_reserve_after_a_restart_loads_the_ack_script_and_still_reads(
     assert [d.payload for d in got] == [b"next"]
     transport.ack(got[0])
     assert transport.size("q") == 0
+
+
+def test_ack_and_reserve_on_a_closed_transport_says_the_acks_were_not_made(
+    redis_server: RedisServer,
+) -> None:
+    """A reserve of a closed transport returns nothing, as the contract says; acks
+    handed to it are not made, and that must not pass in silence: the worker logs
+    them as not acknowledged (they come back when their leases end)."""
+    transport = StreamsTransport(redis_server.url, {})
+    queue = unique_name()
+    transport.publish(queue, b"done")
+    [done] = transport.reserve([queue], max_messages=1, wait_s=5, lease_s=30)
+    transport.close()
+
+    assert transport.reserve([queue], max_messages=1, wait_s=0, lease_s=30) == []
+    with pytest.raises(TransportError, match="acknowledge messages in a reserve's request"):
+        transport.ack_and_reserve([done], [queue], max_messages=1, wait_s=0, lease_s=30)
+
+    other = StreamsTransport(redis_server.url, {})
+    try:
+        assert other.size(queue) == 1  # still there, leased: back when its lease ends
+    finally:
+        other.purge(queue)
+        other.close()
 
 
 def test_a_busy_workers_acks_ride_on_its_reserves(own_redis_server: RedisServer) -> None:

@@ -282,8 +282,8 @@ class StreamsTransport(BrokerBase):
         except (Closed, StillDown):
             if acks:
                 raise TransportError(
-                    f"{self._conn.describe()}: acknowledge {len(acks)} call(s) of messages: "
-                    "the server is unreachable or the transport closed"
+                    f"{self._conn.describe()}: acknowledge messages in a reserve's request: "
+                    "the server is unreachable, or the transport was closed"
                 ) from None
             return []
         if got:
