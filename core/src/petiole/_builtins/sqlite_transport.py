@@ -353,8 +353,7 @@ class SqliteTransport(SqliteComponent):
         (:class:`~petiole.transport.AcksWhileReserving`): the acks go in the
         transaction that claims the next messages, or, when none is due, in a
         write of their own before the wait; one transaction instead of two."""
-        leases = [lease for lease in map(_lease, acks) if lease is not None]
-        return self._reserve(leases, queues, max_messages, wait_s, lease_s)
+        return self._reserve(_leases(acks), queues, max_messages, wait_s, lease_s)
 
     def _reserve(
         self,
@@ -445,7 +444,7 @@ class SqliteTransport(SqliteComponent):
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge several deliveries in one write transaction (one lock, one
         commit), each checked against its own lease."""
-        self._ack_leases([lease for lease in map(_lease, deliveries) if lease is not None])
+        self._ack_leases(_leases(deliveries))
 
     def _ack_leases(self, leases: list[tuple[int, str]]) -> None:
         if not leases:
@@ -631,6 +630,11 @@ class _SqliteSubscription(ThreadedSubscription):
         """Disarm the doorbell; otherwise nothing to undo: the broker never knew
         this subscriber."""
         self._wait.close()
+
+
+def _leases(deliveries: Sequence[Delivery]) -> list[tuple[int, str]]:
+    """The leases of the deliveries this transport issued, in order."""
+    return [lease for lease in map(_lease, deliveries) if lease is not None]
 
 
 def _lease(delivery: Delivery) -> tuple[int, str] | None:

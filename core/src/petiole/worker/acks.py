@@ -144,15 +144,9 @@ class AckBatcher:
         for a reserve to carry (:class:`~petiole.transport.AcksWhileReserving`);
         ``[]`` if none is. In flight until :meth:`taken_sent` gets the outcome."""
         with self._changed:
-            if not self._batch:
+            batch = self._due_batch(self.window_s) if self._batch else None
+            if batch is None:
                 return []
-            due = self._first_at + self.window_s <= time.monotonic()
-            if not (due or len(self._batch) >= self.max_batch or self._flushers or self._closing):
-                return []
-            batch = self._batch[: self.max_batch]
-            del self._batch[: self.max_batch]
-            if self._batch:
-                self._first_at = time.monotonic()
             self._in_flight += len(batch)
             return batch
 
@@ -187,24 +181,32 @@ class AckBatcher:
 
     def _next_batch(self) -> list[tuple[Delivery, str]] | None:
         """Wait (lock held) until a batch is full or due; None when closing and empty."""
+        # A batch that can ride on a reserve gets a second window for one to come
+        # (a worker blocked in a read on an empty queue makes none).
+        window_s = self.window_s * 2 if self.rides else self.window_s
         while True:
             if self._closing and not self._batch:
                 return None
             if self._batch:
-                # A batch that can ride on a reserve gets a second window for one
-                # to come (a worker blocked in a read on an empty queue makes none).
-                window_s = self.window_s * 2 if self.rides else self.window_s
-                wait_s = self._first_at + window_s - time.monotonic()
-                full = len(self._batch) >= self.max_batch
-                if wait_s <= 0 or full or self._flushers or self._closing:
-                    batch = self._batch[: self.max_batch]
-                    del self._batch[: self.max_batch]
-                    if self._batch:
-                        self._first_at = time.monotonic()
+                batch = self._due_batch(window_s)
+                if batch is not None:
                     return batch
-                self._changed.wait(wait_s)
+                self._changed.wait(self._first_at + window_s - time.monotonic())
             else:
                 self._changed.wait()
+
+    def _due_batch(self, window_s: float) -> list[tuple[Delivery, str]] | None:
+        """Cut the next batch (lock held, one collecting) if it is full, its
+        oldest ack has waited ``window_s``, or a flush or close asks; else None."""
+        now = time.monotonic()
+        full = len(self._batch) >= self.max_batch
+        if not (full or self._first_at + window_s <= now or self._flushers or self._closing):
+            return None
+        batch = self._batch[: self.max_batch]
+        del self._batch[: self.max_batch]
+        if self._batch:
+            self._first_at = now
+        return batch
 
     def _send(self, batch: list[tuple[Delivery, str]]) -> None:
         try:

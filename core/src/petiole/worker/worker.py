@@ -511,9 +511,8 @@ class Worker:
             return self.transport.reserve(
                 self.queues, max_messages=free, wait_s=self.reserve_wait_s, lease_s=self.lease_s
             )
-        error: BaseException | None = None
         try:
-            return cast(AcksWhileReserving, self.transport).ack_and_reserve(
+            got = cast(AcksWhileReserving, self.transport).ack_and_reserve(
                 [delivery for delivery, _ in acks],
                 self.queues,
                 max_messages=free,
@@ -521,10 +520,10 @@ class Worker:
                 lease_s=self.lease_s,
             )
         except BaseException as exc:
-            error = exc
+            self.settler.acks.taken_sent(acks, exc)
             raise
-        finally:
-            self.settler.acks.taken_sent(acks, error)
+        self.settler.acks.taken_sent(acks, None)
+        return got
 
     def _consume_pushed(self, transport: Consuming) -> None:
         """Let the broker push, ``prefetch`` unsettled messages at most (the broker

@@ -259,9 +259,9 @@ class StreamsTransport(BrokerBase):
         lease_s: float,
     ) -> list[Delivery]:
         names = tuple(check_queue_names(queues, allow_none=True))
-        if acks and (max_messages <= 0 or not names):
-            self._send_acks(acks)
         if max_messages <= 0 or not names:
+            if acks:
+                self._send_acks(acks)
             return []
         deadline = time.monotonic() + max(wait_s, 0.0)
         consumer = f"{self.instance}~{ms(lease_s)}"
