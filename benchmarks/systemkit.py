@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, NoReturn, Protocol
 
@@ -130,7 +130,7 @@ def timed_batch(producer: EchoProducer, n: int, meter: Meter | None = None) -> F
     return figures
 
 
-# -- the queue benchmarks' workloads (W1 enqueue, warm-up, W2, W3) ----------------------------
+# -- the queue benchmarks' workloads (W1 enqueue, warm-up, W2 and W2 batch, W3) --------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,18 +139,27 @@ class QueueProducer(EchoProducer):
     ``amqp_peers``): what the runner asks a producer subprocess to do."""
 
     enqueue_noops: Callable[[int], None]  # send noop() n times, with no worker running
+    # W2 as a user with a batch in hand writes it: the system's own call that sends
+    # many tasks at once (a group, ``delay_many``, ``enqueue_many``), then every result.
+    # None for a system without one: its user sends one by one, as ``send_and_wait``.
+    send_batch_and_wait: Callable[[int], list[Any]] | None = None
 
 
 def produce_queue_workloads(
     producer: QueueProducer, argv: Sequence[str], meter: Meter | None = None
 ) -> NoReturn:
-    """``ACTION N`` (``enqueue``, ``warmup``, ``w2``, ``w3``): do it, print the figures
-    as JSON on stdout; ``meter``'s figures for the timed part of W2 and W3 too."""
+    """``ACTION N`` (``enqueue``, ``warmup``, ``w2``, ``w2batch``, ``w3``): do it, print
+    the figures as JSON on stdout; ``meter``'s figures for the timed part of W2 and W3
+    too."""
+    batched = producer
+    if producer.send_batch_and_wait is not None:
+        batched = replace(producer, send_and_wait=producer.send_batch_and_wait)
     run_action(
         {
             "enqueue": partial(_timed_enqueue, producer),
             "warmup": partial(_warm_up, producer),
             "w2": partial(timed_batch, producer, meter=meter),
+            "w2batch": partial(timed_batch, batched, meter=meter),
             "w3": partial(round_trip_latencies, producer, meter=meter),
         },
         argv,
@@ -212,10 +221,12 @@ def delay_producer(
     *,
     result_timeout_s: float,
     enqueue_noops: Callable[[int], None] | None = None,
+    send_batch_and_wait: Callable[[int], list[Any]] | None = None,
 ) -> QueueProducer:
     """The producer of a system with Celery's calling API (``task.delay(...)``,
-    ``result.get(timeout=...)``): Celery and Petiole; only waiting for a batch differs,
-    and, where a system's send waits for the broker, how W1's tasks are enqueued."""
+    ``result.get(timeout=...)``): Celery and Petiole; only waiting for a batch (and
+    sending one with the system's batch call) differs, and, where a system's send
+    waits for the broker, how W1's tasks are enqueued."""
 
     def delay_noops(n: int) -> None:
         for _ in range(n):
@@ -225,6 +236,7 @@ def delay_producer(
         enqueue_noops=enqueue_noops or delay_noops,
         round_trip=lambda i: echo.delay(i).get(timeout=result_timeout_s),
         send_and_wait=send_and_wait,
+        send_batch_and_wait=send_batch_and_wait,
     )
 
 

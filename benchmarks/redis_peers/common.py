@@ -123,6 +123,17 @@ def produce(producer: QueueProducer, argv: Sequence[str]) -> NoReturn:
     systemkit.produce_queue_workloads(producer, argv, RedisCommands(redis_url()))
 
 
-def delay_producer(noop: Any, echo: Any, send_and_wait: Callable[[int], list[Any]]) -> Producer:
+def delay_producer(
+    noop: Any,
+    echo: Any,
+    send_and_wait: Callable[[int], list[Any]],
+    send_batch_and_wait: Callable[[int], list[Any]],
+) -> Producer:
     """``systemkit.delay_producer`` with this benchmark's result timeout."""
-    return systemkit.delay_producer(noop, echo, send_and_wait, result_timeout_s=RESULT_TIMEOUT_S)
+    return systemkit.delay_producer(
+        noop,
+        echo,
+        send_and_wait,
+        result_timeout_s=RESULT_TIMEOUT_S,
+        send_batch_and_wait=send_batch_and_wait,
+    )

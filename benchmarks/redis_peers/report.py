@@ -33,18 +33,20 @@ COLUMNS = (
     Column("w2_per_s", "W2 tasks/s", 0, True),
     Column("w2_cpu_us", "W2 CPU µs/task", 0, False),
     Column("w2_cmds", "W2 cmds/task", 1, False),
+    Column("w2b_per_s", "W2 batch tasks/s", 0, True),
+    Column("w2b_cpu_us", "W2 batch CPU µs/task", 0, False),
+    Column("w2b_cmds", "W2 batch cmds/task", 1, False),
     Column("w3_p50_ms", "W3 p50 ms", 2, False),
     Column("w3_p99_ms", "W3 p99 ms", 2, False),
     Column("w3_cmds", "W3 cmds/trip", 1, False),
     Column("rss_mb", "RSS MB", 0, False),
     Column("pss_mb", "PSS MB", 0, False),
 )
-RATIO_COLUMNS = tuple(
-    c
-    for c in COLUMNS
-    if c.key in ("w1_per_s", "w1_cpu_us", "w2_per_s", "w3_p50_ms", "rss_mb", "pss_mb")
+RATIO_KEYS = ("w1_per_s", "w1_cpu_us", "w2_per_s", "w2b_per_s", "w3_p50_ms", "rss_mb", "pss_mb")
+RATIO_COLUMNS = tuple(c for c in COLUMNS if c.key in RATIO_KEYS)
+SPREAD_COLUMNS = tuple(
+    c for c in COLUMNS if c.key in ("w1_per_s", "w2_per_s", "w2b_per_s", "w3_p50_ms")
 )
-SPREAD_COLUMNS = tuple(c for c in COLUMNS if c.key in ("w1_per_s", "w2_per_s", "w3_p50_ms"))
 
 
 def machine() -> str:
@@ -71,7 +73,7 @@ def _cell(value: float | None, digits: int) -> str:
 def medians_table(runs: Runs, names: Sequence[str]) -> list[str]:
     lines = [
         "",
-        "Medians (W1/W2 tasks/s higher is better; the rest lower is better)",
+        "Medians (tasks/s higher is better; the rest lower is better)",
         "",
         "| row | " + " | ".join(c.title for c in COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
@@ -138,14 +140,19 @@ def command_breakdown(runs: Runs, names: Sequence[str]) -> list[str]:
     """The most frequent commands per task of each row's last repetition (Redis counts
     those a Lua script runs as calls too)."""
     lines = ["", "Commands per task (last repetition; the most frequent first)", ""]
-    workloads = (("W1", "w1_window_tasks"), ("W2", "w2_tasks"), ("W3", "w3_round_trips"))
+    workloads = (
+        ("W1", "w1", "w1_window_tasks"),
+        ("W2", "w2", "w2_tasks"),
+        ("W2 batch", "w2b", "w2_tasks"),
+        ("W3", "w3", "w3_round_trips"),
+    )
     for name in names:
         if not runs.get(name):
             continue
         last = runs[name][-1]
         parts = []
-        for workload, count_key in workloads:
-            counted: dict[str, float] = last.get(f"{workload.lower()}_cmds_by_name", {})
+        for workload, prefix, count_key in workloads:
+            counted: dict[str, float] = last.get(f"{prefix}_cmds_by_name", {})
             tasks = last.get(count_key) or 1
             top = sorted(counted.items(), key=lambda item: -item[1])[:TOP_COMMANDS]
             parts.append(f"{workload}: " + ", ".join(f"{c} {n / tasks:.2f}" for c, n in top))

@@ -13,8 +13,10 @@ for each repetition and each row (a system with one of its two sets of flags, se
   the last (the runner polls the broker's own bookkeeping every 2 ms, so worker
   start-up is not counted);
 * a warm-up (round trips and a small batch, not timed);
-* **W2** send ``W2_TASKS`` ``echo(i)`` tasks and wait for every result, timed
-  from the first send to the last result;
+* **W2** send ``W2_TASKS`` ``echo(i)`` tasks one by one and wait for every result,
+  timed from the first send to the last result; **W2 batch** the same, sent with
+  the system's own call for many tasks (a group, ``delay_many``, ``enqueue_many``;
+  one by one for a system without one);
 * **W3** ``W3_ROUND_TRIPS`` sequential round trips (send, wait for the result),
   each timed.
 
@@ -241,18 +243,23 @@ def drain(
 
 
 def with_results(row: Row, url: str, worker_cpu: Callable[[], float]) -> Figures:
-    """W2: tasks per second with every result waited for; the workers' CPU and the
-    commands (all clients) per task."""
+    """W2 (sent one by one) and W2 batch (sent with the system's batch call): tasks
+    per second with every result waited for; the workers' CPU and the commands (all
+    clients) per task."""
     n = row.size(W2_TASKS)
-    before = worker_cpu()
-    w2 = produce(row, url, "w2", n)
-    return {
-        "w2_tasks": n,
-        "w2_per_s": n / w2["seconds"],
-        "w2_cpu_us": (worker_cpu() - before) / n * 1e6,
-        "w2_cmds": w2["commands"] / n,
-        "w2_cmds_by_name": w2["commands_by_name"],
-    }
+    figures: Figures = {"w2_tasks": n}
+    for action, prefix in (("w2", "w2"), ("w2batch", "w2b")):
+        before = worker_cpu()
+        w2 = produce(row, url, action, n)
+        figures.update(
+            {
+                f"{prefix}_per_s": n / w2["seconds"],
+                f"{prefix}_cpu_us": (worker_cpu() - before) / n * 1e6,
+                f"{prefix}_cmds": w2["commands"] / n,
+                f"{prefix}_cmds_by_name": w2["commands_by_name"],
+            }
+        )
+    return figures
 
 
 def round_trips(row: Row, url: str) -> Figures:

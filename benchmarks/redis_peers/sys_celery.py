@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 import redis
-from celery import Celery  # type: ignore[import-untyped]
+from celery import Celery, group  # type: ignore[import-untyped]
 from celery.result import ResultSet  # type: ignore[import-untyped]
 from common import RESULT_TIMEOUT_S, Flags, define_tasks, delay_producer, produce
 from systemkit import celery_worker, env_int, redis_url
@@ -70,7 +70,12 @@ def _send_and_wait(n: int) -> list[Any]:
     return list(results.get(timeout=RESULT_TIMEOUT_S))
 
 
-PRODUCER = delay_producer(noop, echo, _send_and_wait)
+def _send_batch_and_wait(n: int) -> list[Any]:
+    """A ``group``: Celery's call for many tasks at once."""
+    return list(group(echo.s(i) for i in range(n)).apply_async().get(timeout=RESULT_TIMEOUT_S))
+
+
+PRODUCER = delay_producer(noop, echo, _send_and_wait, _send_batch_and_wait)
 
 if __name__ == "__main__":
     produce(PRODUCER, sys.argv[1:])

@@ -79,10 +79,17 @@ def _send_and_wait(n: int) -> list[Any]:
     return [_wait(m) for m in messages]
 
 
+def _send_batch_and_wait(n: int) -> list[Any]:
+    """A ``group``: Dramatiq's call for many messages at once."""
+    batch = dramatiq.group(echo.message(i) for i in range(n)).run()  # type: ignore[no-untyped-call]
+    return list(batch.get_results(block=True, timeout=int(RESULT_TIMEOUT_S * 1000)))
+
+
 PRODUCER = Producer(
     enqueue_noops=_enqueue_noops,
     round_trip=lambda i: _wait(echo.send(i)),
     send_and_wait=_send_and_wait,
+    send_batch_and_wait=_send_batch_and_wait,
 )
 
 if __name__ == "__main__":

@@ -62,12 +62,20 @@ def remaining(client: redis.Redis) -> int:
     return int(client.xlen(f"petiole:stream0:{{{QUEUE}}}"))
 
 
-def _send_and_wait(n: int) -> list[Any]:
-    results = [echo.delay(i) for i in range(n)]
+def _wait_all(results: list[Any]) -> list[Any]:
     return GroupResult(str(uuid.uuid4()), results, app).get(timeout=RESULT_TIMEOUT_S)
 
 
-PRODUCER = delay_producer(noop, echo, _send_and_wait)
+def _send_and_wait(n: int) -> list[Any]:
+    return _wait_all([echo.delay(i) for i in range(n)])
+
+
+def _send_batch_and_wait(n: int) -> list[Any]:
+    """``delay_many``: pipelined in batches of 500, each durable before the next."""
+    return _wait_all(echo.delay_many((i,) for i in range(n)))
+
+
+PRODUCER = delay_producer(noop, echo, _send_and_wait, _send_batch_and_wait)
 
 if __name__ == "__main__":
     produce(PRODUCER, sys.argv[1:])

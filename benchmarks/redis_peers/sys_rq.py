@@ -94,10 +94,17 @@ def _send_and_wait(n: int) -> list[Any]:
     return [_wait(job) for job in jobs]
 
 
+def _send_batch_and_wait(n: int) -> list[Any]:
+    """``enqueue_many``: RQ's call for many jobs at once (one pipeline)."""
+    jobs = _queue.enqueue_many([Queue.prepare_data(ECHO, (i,)) for i in range(n)])
+    return [_wait(job) for job in jobs]
+
+
 PRODUCER = QueueProducer(
     enqueue_noops=_enqueue_noops,
     round_trip=lambda i: _wait(_queue.enqueue(ECHO, i)),
     send_and_wait=_send_and_wait,
+    send_batch_and_wait=_send_batch_and_wait,
 )
 
 if __name__ == "__main__":
