@@ -140,6 +140,7 @@ def bench(session: nox.Session) -> None:
         "codecs": "benchmarks/codecs/run.py",
         "producer": "benchmarks/producer/run.py",
         "sqlite": "benchmarks/sqlite_default/run.py",
+        "floor": "benchmarks/round_trip_floor/run.py",
     }
     chosen = session.posargs or sorted(available)
     for name in chosen:
