@@ -18,6 +18,8 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 STREAM, GROUP, CHANNEL = b"floor:stream", b"floor", b"floor:done"
@@ -99,18 +101,28 @@ def produce(url: str, n: int) -> None:
     listener, pushed = connect(url)
     listener.sendall(pack(b"SUBSCRIBE", CHANNEL))
     pushed.read()
+
+    def round_trip(i: int) -> int:
+        commands.sendall(pack(b"XADD", STREAM, b"*", b"v", b"%d" % i))
+        replies.read()
+        _, _, got = pushed.read()  # type: ignore[misc]
+        return int(got)  # type: ignore[call-overload]
+
+    time_round_trips(round_trip, n)
+
+
+def time_round_trips(round_trip: Callable[[int], Any], n: int) -> None:
+    """``WARMUP`` untimed round trips, then ``n`` timed ones: print their times and
+    the CPU this process spent on the timed ones, as one JSON line."""
     latencies = []
     cpu = 0.0
     for i in range(-WARMUP, n):
         if i == 0:
             cpu = time.process_time()
         started = time.perf_counter()
-        value = b"%d" % i
-        commands.sendall(pack(b"XADD", STREAM, b"*", b"v", value))
-        replies.read()
-        _, _, got = pushed.read()  # type: ignore[misc]
-        if got != value:
-            raise SystemExit(f"wrong result: expected {value!r}, got {got!r}")
+        got = round_trip(i)
+        if got != i:
+            raise SystemExit(f"wrong result: expected {i!r}, got {got!r}")
         if i >= 0:
             latencies.append(time.perf_counter() - started)
     print(json.dumps({"latencies_s": latencies, "cpu_s": time.process_time() - cpu}))

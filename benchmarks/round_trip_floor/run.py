@@ -39,13 +39,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import benchkit  # noqa: E402
+from raw import WARMUP  # noqa: E402
 from systemkit import REDIS_URL_ENV, Figures, env_int, petiole_worker  # noqa: E402
 
 ROUND_TRIPS = env_int("BENCH_W3_ROUND_TRIPS", 3000)
 REPS = env_int("BENCH_REPS", 3)
 TIMEOUT_S = 600.0
 APP = "floor_app:app"
-WARMUP = 200  # the producers' untimed round trips (raw.py, floor_app.py)
 BEST = ["--workers", "2", "-P", "solo", "-c", "1", "--prefetch-multiplier", "64"]
 
 
