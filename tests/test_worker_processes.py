@@ -4,6 +4,7 @@ with stand-in workers; the rest for real, as subprocesses on SQLite."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -286,6 +287,48 @@ def test_sigterm_to_every_process_of_the_service_still_lets_running_tasks_finish
     out, _ = sender.communicate(timeout=30)
     assert int(out) == int(mark.read_text())  # it finished where it started, once
     assert "finishing 1 running task(s)" in log(project)
+
+
+def test_an_idle_group_answers_call_after_call_from_one_process(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """The processes reserve in turn (read_turn.py): one holding the turn keeps it
+    while its tasks are short, instead of the two taking every other message."""
+    worker = start(2)
+    script = (
+        "import json, workers_app\n"
+        "print(json.dumps([workers_app.pid.delay().get(timeout=30) for _ in range(40)]))\n"
+    )
+    [line] = python(project, env, script)
+    pids = json.loads(line)[10:]  # once the task is known to be short in both
+    switches = sum(1 for before, after in itertools.pairwise(pids) if before != after)
+    assert switches < 10, pids  # taking turns message by message would switch ~every call
+    assert set(pids) <= children(worker.pid)
+    assert stopped(worker) == 0
+
+
+@pytest.mark.parametrize("known_short", [False, True], ids=["new-task", "short-task-turned-slow"])
+def test_a_long_task_in_the_process_holding_the_turn_lets_another_process_reserve(
+    project: Path,
+    env: dict[str, str],
+    start: Callable[..., subprocess.Popen[bytes]],
+    known_short: bool,
+) -> None:
+    """A task not known to be short gives the turn up before it starts; a short
+    one that runs long gives it up once it has run ``LONG_TASK_S``."""
+    worker = start(2)
+    if known_short:
+        call(project, env, *[{}] * 10)
+    mark = project / "runs"
+    caller = threading.Thread(
+        target=lambda: call(project, env, {"seconds": 120, "mark": str(mark)}), daemon=True
+    )
+    caller.start()
+    assert wait_until(lambda: marked(mark), timeout_s=20)
+    busy = int(mark.read_text())
+    [other] = call(project, env, {})  # would wait two minutes behind the long task
+    assert other != busy
+    assert {busy, other} == children(worker.pid)
 
 
 def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(

@@ -20,6 +20,7 @@ from petiole.worker import Worker
 from petiole.worker.autoscale import DEFAULT_IDLE_S, Bounds
 from petiole.worker.held import HeldReporter, return_to_queue
 from petiole.worker.layout import layout
+from petiole.worker.read_turn import ReadTurn
 from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
 
 logger = logging.getLogger("petiole.worker")
@@ -328,6 +329,9 @@ def worker(
             autoscaling=autoscale is not None,
         )
 
+        # The worker processes of a supervisor reserve in turn (petiole.worker.read_turn).
+        turn = ReadTurn() if plan.processes > 1 else None
+
         def build(
             name: str | None, *, supervised: bool = False, held: HeldReporter | None = None
         ) -> Worker:
@@ -352,6 +356,7 @@ def worker(
                 autoscale_idle_s=autoscale_idle_s,
                 supervised=supervised,
                 held=held,
+                read_turn=turn,
             )
 
         if plan.processes == 0:
@@ -379,7 +384,11 @@ def worker(
                     plan.prefetch_multiplier,
                 )
             release = functools.partial(return_to_queue, app)
-            code = Supervisor(plan.processes, run_worker, release=release).run(ready=ready)
+            try:
+                code = Supervisor(plan.processes, run_worker, release=release).run(ready=ready)
+            finally:
+                if turn is not None:
+                    turn.close()
         app.close()
     except PetioleError as exc:
         if started is not None:  # the command that started it is waiting to say why
