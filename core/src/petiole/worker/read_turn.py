@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import select
+import sys
 import tempfile
 import threading
 import time
+
+if sys.platform != "win32":  # made only where a supervisor forks (POSIX): imported there
+    import fcntl
 
 #: A task running this long with the turn held gives the turn up.
 LONG_TASK_S = 0.02
