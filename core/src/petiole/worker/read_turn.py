@@ -14,7 +14,8 @@ It keeps the turn while it finds messages one at a time and runs them quickly,
 so a lightly loaded group answers from one warm process; it gives the turn up,
 and another process reserves at once, when
 
-- a reserve brings more than one message (a backlog: every process should work);
+- a reserve brings more than one message (a backlog: every process then reserves
+  without waiting for the turn, until its reserves bring one message or none);
 - it is about to run a task not known to be short (under 1 ms on average in
   this process, :mod:`petiole.worker.short_results`);
 - a task has run :data:`LONG_TASK_S` while it held the turn (a short task that
