@@ -12,6 +12,7 @@ so a green CI run always means the tests ran.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -50,11 +51,44 @@ def require_module(name: str, *, install_hint: str) -> None:
         pytest.skip(message)
 
 
+#: Where test servers' ports are drawn from: above the well-known ones, below the
+#: ephemeral range (read from the kernel where it says).
+_LOWEST_PORT = 10000
+_EPHEMERAL_LOW = 32768
+_PORT_ATTEMPTS = 100
+_random = random.SystemRandom()  # forked test processes must not draw the same ports
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range.
+
+    Not one the kernel would pick for a client: a client retrying a connection to a
+    stopped server can be given that very port as its own source port, and so
+    connect to itself (a TCP simultaneous open), after which the restarted server
+    cannot listen on it (RabbitMQ: ``could_not_start_listener``)."""
+    high = _ephemeral_low()
+    for _ in range(_PORT_ATTEMPTS):
+        port = _random.randrange(_LOWEST_PORT, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # all taken: any
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives clients: Linux's setting, or where it cannot
+    be read 32768 (Linux's default, below the IANA range other systems use)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            low = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _EPHEMERAL_LOW
+    return max(low, _LOWEST_PORT + _PORT_ATTEMPTS)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
