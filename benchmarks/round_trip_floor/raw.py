@@ -8,8 +8,11 @@ on a subscribed connection, as Petiole's ``delay(i).get()`` does. What is left
 is the operating system's and redis-server's share of a round trip: three
 processes, two connections' wake-ups each way.
 
-    python raw.py worker URL       (until killed)
-    python raw.py produce URL N    (one JSON line: latencies, CPU)
+    python raw.py worker       (until killed)
+    python raw.py produce N    (one JSON line: latencies, CPU)
+
+Both connect to ``BENCH_REDIS_URL`` and make the stream's consumer group if it is
+not there yet, so either may start first.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
+
+from systemkit import redis_url
 
 STREAM, GROUP, CHANNEL = b"floor:stream", b"floor", b"floor:done"
 WARMUP = 200
@@ -61,11 +66,19 @@ class Replies:
         return rest
 
 
-def connect(url: str) -> tuple[socket.socket, Replies]:
-    parts = urlsplit(url)
+def connect() -> tuple[socket.socket, Replies]:
+    """A connection to the benchmark's server, with the consumer group made."""
+    parts = urlsplit(redis_url())
     sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock, Replies(sock)
+    replies = Replies(sock)
+    sock.sendall(pack(b"XGROUP", b"CREATE", STREAM, GROUP, b"$", b"MKSTREAM"))
+    try:
+        replies.read()
+    except RuntimeError as exc:
+        if not str(exc).startswith("BUSYGROUP"):  # made already: by the other side
+            raise
+    return sock, replies
 
 
 READ = pack(
@@ -73,13 +86,8 @@ READ = pack(
 )
 
 
-def worker(url: str) -> None:
-    sock, replies = connect(url)
-    sock.sendall(
-        pack(b"DEL", STREAM) + pack(b"XGROUP", b"CREATE", STREAM, GROUP, b"$", b"MKSTREAM")
-    )
-    replies.read(), replies.read()
-    print("ready", flush=True)
+def worker() -> None:
+    sock, replies = connect()
     ack = b""
     while True:
         sock.sendall(ack + READ)
@@ -96,9 +104,9 @@ def worker(url: str) -> None:
         ack = pack(b"XACK", STREAM, GROUP, *ids)
 
 
-def produce(url: str, n: int) -> None:
-    commands, replies = connect(url)
-    listener, pushed = connect(url)
+def produce(n: int) -> None:
+    commands, replies = connect()
+    listener, pushed = connect()
     listener.sendall(pack(b"SUBSCRIBE", CHANNEL))
     pushed.read()
 
@@ -130,6 +138,6 @@ def time_round_trips(round_trip: Callable[[int], Any], n: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "worker":
-        worker(sys.argv[2])
+        worker()
     else:
-        produce(sys.argv[2], int(sys.argv[3]))
+        produce(int(sys.argv[2]))

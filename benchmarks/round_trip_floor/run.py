@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ BEST = ["--workers", "2", "-P", "solo", "-c", "1", "--prefetch-multiplier", "64"
 class Row:
     name: str
     worker: Sequence[str]
-    producer: Sequence[str]  # python arguments; the URL comes from the environment
+    producer: Sequence[str]  # python arguments before N; the URL is in the environment
     shown: str
 
 
@@ -80,39 +79,29 @@ def rows() -> list[Row]:
     ]
 
 
-def produce(row: Row, url: str, env: dict[str, str], n: int) -> str:
+def produce(row: Row, env: dict[str, str], n: int) -> str:
     """Run the row's producer for ``n`` timed round trips (after its warm-up): its output."""
-    args = [*row.producer, url, str(n)] if row.name == "raw RESP" else [*row.producer, str(n)]
     return benchkit.run_python(
-        args, what=f"{row.name} producer", folder=HERE, env=env, timeout_s=TIMEOUT_S
+        [*row.producer, str(n)],
+        what=f"{row.name} producer",
+        folder=HERE,
+        env=env,
+        timeout_s=TIMEOUT_S,
     )
 
 
 def run_row(row: Row, url: str, redis_pid: int, log: Path) -> Figures:
     env = benchkit.child_env(HERE, {REDIS_URL_ENV: url}, drop_prefix=None)
-    worker_command = [*row.worker, url] if row.name == "raw RESP" else row.worker
-    with log.open("ab") as out:
-        worker = subprocess.Popen(
-            worker_command,
-            cwd=HERE,
-            env=env,
-            stdout=subprocess.PIPE if row.name == "raw RESP" else out,
-            stderr=out,
-            start_new_session=True,
-        )
+    [worker] = benchkit.start_workers([row.worker], folder=HERE, env=env, log=log)
     try:
-        if worker.stdout is not None:  # the raw worker made its stream: produce now
-            ready = worker.stdout.readline()
-            if ready.strip() != b"ready":
-                raise RuntimeError(f"{row.name}: the worker did not start (see {log})")
-        # A first producer waits (60 s at most) for the first result, so the worker's
-        # start is not counted in its CPU; the second one is measured.
-        produce(row, url, env, 0)
+        # A first producer waits for the first result (the worker's start), so that
+        # is not counted in the worker's CPU; the second one is measured.
+        produce(row, env, 0)
         before = (
             benchkit.cpu_seconds({worker.pid}, ()),
             benchkit.cpu_seconds((), {redis_pid}),
         )
-        out_text = produce(row, url, env, ROUND_TRIPS)
+        out_text = produce(row, env, ROUND_TRIPS)
         workers_s = benchkit.cpu_seconds({worker.pid}, ()) - before[0]
         redis_s = benchkit.cpu_seconds((), {redis_pid}) - before[1]
     finally:

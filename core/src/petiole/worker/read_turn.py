@@ -63,20 +63,21 @@ class ReadTurn:
         self._bell_r, self._bell_w = os.pipe()
         os.set_blocking(self._bell_r, False)
         os.set_blocking(self._bell_w, False)
-        self._lock = threading.Lock()  # held flag and task start, between this process's threads
-        self._held = False
-        self._owner = 0  # the pid holding it: a forked child starts without it
+        self._lock = threading.Lock()  # taking and giving, between this process's threads
+        self._holding = threading.Event()  # set while the owner holds it
+        self._owner = 0  # the pid that set it: a forked child starts without the turn
+        self._free = False  # reserving without the turn, during a backlog
         self._task_since: float | None = None
-        self._holding = threading.Event()  # set while this process holds it
 
     @property
     def held(self) -> bool:
-        return self._held and self._owner == os.getpid()
+        return self._holding.is_set() and self._owner == os.getpid()
 
     def take(self, stopping: threading.Event) -> bool:
-        """Wait until this process holds the turn (True), or ``stopping`` is set (False)."""
+        """Wait until this process holds the turn or may reserve without it (True),
+        or ``stopping`` is set (False)."""
         while True:
-            if self.held:
+            if self._free or self.held:
                 return True
             if stopping.is_set():
                 return False
@@ -92,11 +93,18 @@ class ReadTurn:
         with self._lock:
             if not self.held:
                 return
-            self._held = False
             self._holding.clear()
             fcntl.lockf(self._file.fileno(), fcntl.LOCK_UN)
         with contextlib.suppress(BlockingIOError):  # a full pipe has rung already
             os.write(self._bell_w, b"t")
+
+    def reserved(self, count: int) -> None:
+        """After a reserve that brought ``count`` messages: more than one is a
+        backlog, during which this process reserves without the turn (and gives it
+        up); with one or none, it reserves next in turn."""
+        self._free = count > 1
+        if self._free:
+            self.give()
 
     def wait_held(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` until this process holds the turn."""
@@ -129,6 +137,30 @@ class ReadTurn:
                 if exc.errno in (errno.EACCES, errno.EAGAIN):
                     return False
                 raise
-            self._held, self._owner = True, os.getpid()
+            self._owner = os.getpid()
             self._holding.set()
             return True
+
+
+class NoTurn:
+    """The turn of a worker that reserves on its own: :class:`ReadTurn`'s calls,
+    each doing nothing (taking it never waits)."""
+
+    def take(self, stopping: threading.Event) -> bool:
+        return True
+
+    def give(self) -> None:
+        pass
+
+    def reserved(self, count: int) -> None:
+        pass
+
+    def task_started(self) -> None:
+        pass
+
+    def task_ended(self) -> None:
+        pass
+
+
+#: The turn of every worker that shares none.
+NO_TURN = NoTurn()

@@ -77,7 +77,7 @@ from petiole.worker.options import (
     overridden,
     warn_of_unused,
 )
-from petiole.worker.read_turn import CHECK_S, ReadTurn
+from petiole.worker.read_turn import CHECK_S, NO_TURN, NoTurn, ReadTurn
 from petiole.worker.retirement import Retirement
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
@@ -196,7 +196,9 @@ class Worker:
         # as a pool running tasks elsewhere keeps reserving while they run, and
         # only where the worker reserves (a pushing broker picks the consumer).
         reserves_inline = self.pool_name == "solo" and self._consumer is None
-        self._turn = read_turn if reserves_inline else None
+        self._turn: ReadTurn | NoTurn = NO_TURN
+        if read_turn is not None and reserves_inline:
+            self._turn = read_turn
         self.runner = TaskRunner(app, hostname=self.hostname)
         self.hooks = hooks.MessageHooks(app, self)
         self.settler = Settler(app, self.hostname)
@@ -291,7 +293,7 @@ class Worker:
             self._thread(self._keep_leases, "petiole-leases"),
             self._thread(self._control, "petiole-control"),
         ]
-        if self._turn is not None:
+        if isinstance(self._turn, ReadTurn):
             self._threads.append(self._thread(self._watch_turn, "petiole-turn"))
         if self.bounds is not None:
             self._policy = ScalePolicy(
@@ -488,35 +490,28 @@ class Worker:
     def _consume_reserved(self) -> None:
         """Reserve whenever enough of the prefetch is free (see :meth:`_free_to_reserve`),
         in turn with the other worker processes of a supervisor (read_turn.py)."""
-        turn = self._turn
         try:
-            self._reserve_while_running(turn)
+            self._reserve_while_running(self._turn)
         finally:
-            if turn is not None:
-                turn.give()
+            self._turn.give()
 
-    def _reserve_while_running(self, turn: ReadTurn | None) -> None:
+    def _reserve_while_running(self, turn: ReadTurn | NoTurn) -> None:
         backoff = _RESERVE_BACKOFF_S[0]
-        # While reserves bring several messages (a backlog), every process reserves
-        # freely; one that brings one or none reserves next in turn.
-        in_turn = turn is not None
         while not self._stopping.is_set():
             with self._changed:
                 free = self._free_to_reserve()
                 if free == 0:
-                    if turn is not None:
-                        turn.give()  # no room: another process reserves meanwhile
+                    turn.give()  # no room: another process reserves meanwhile
                     self._changed.wait(timeout=0.5)
                     continue
-            if in_turn and turn is not None and not turn.take(self._stopping):
+            if not turn.take(self._stopping):
                 return
             reserved_at = time.monotonic()
             generation = self._data_generation()
             try:
                 deliveries = self._reserve(free)
             except PetioleError as exc:
-                if turn is not None:
-                    turn.give()
+                turn.give()
                 logger.error(
                     "cannot reserve from the broker (%s); retrying in %.1f s", exc, backoff
                 )
@@ -524,10 +519,7 @@ class Worker:
                 backoff = min(backoff * 2, _RESERVE_BACKOFF_S[1])
                 continue
             backoff = _RESERVE_BACKOFF_S[0]
-            if turn is not None:
-                in_turn = len(deliveries) <= 1
-                if not in_turn:
-                    turn.give()  # a backlog: every process reserves, none waits
+            turn.reserved(len(deliveries))
             for delivery in deliveries:
                 self._accept_guarded(delivery, (reserved_at + self.lease_s, generation))
             if self._reporter is not None and deliveries:
@@ -736,18 +728,16 @@ class Worker:
             if self.short_results.enabled:
                 self._hold_result_if_short(job)
             turn = self._turn
-            if turn is not None:
-                if not self.short_results.is_short(job.envelope.task_name):
-                    turn.give()  # it may run long: another process reserves meanwhile
-                turn.task_started()
+            if not self.short_results.is_short(job.envelope.task_name):
+                turn.give()  # it may run long: another process reserves meanwhile
+            turn.task_started()
             try:
                 if self._hard_limits is None or job.time_limit_s is None:
                     self.pool.submit(job, self._on_done)
                 else:
                     self.pool.submit(job, self._hard_limits.guard(job, self._on_done))
             finally:
-                if turn is not None:
-                    turn.task_ended()
+                turn.task_ended()
 
     def _hold_result_if_short(self, job: Job) -> None:
         """Before ``job`` starts: a short task's result waits to be stored with
@@ -943,7 +933,7 @@ class Worker:
     def _watch_turn(self) -> None:
         """Give the read turn up when a task runs long with it held (read_turn.py)."""
         turn = self._turn
-        assert turn is not None
+        assert isinstance(turn, ReadTurn)
         while not self._stopped.is_set():
             if turn.wait_held(timeout_s=0.5):
                 turn.give_if_task_long()
