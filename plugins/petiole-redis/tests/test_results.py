@@ -109,7 +109,8 @@ def test_a_store_is_one_command_whoever_waits(
     waiter = InThread(lambda: backend.wait([task_id], timeout_s=30))
     writer = RedisBackend(redis_server.url, {})
     with redis_server.client() as admin:
-        assert wait_until(lambda: _tracked_clients(admin) >= 1, timeout_s=10)
+        # Set up: tracking on, then (a round trip later) subscribed to its channel.
+        assert wait_until(lambda: _subscribed_trackers(admin) >= 1, timeout_s=10)
         before = _calls(admin)
         writer.store(done(task_id), ttl_s=60)
         stored = _calls(admin)
@@ -323,6 +324,11 @@ def acl_user(server: RedisServer, **rules: Any) -> Iterator[str]:
 def _tracked_clients(admin: redis.Redis) -> int:
     """Connections with tracking on (flag ``t``)."""
     return sum("t" in client["flags"] for client in admin.client_list())
+
+
+def _subscribed_trackers(admin: redis.Redis) -> int:
+    """Connections with tracking on that are subscribed to their channel too."""
+    return sum("t" in client["flags"] and int(client["sub"]) >= 1 for client in admin.client_list())
 
 
 def _calls(admin: redis.Redis) -> dict[str, int]:
