@@ -72,6 +72,23 @@ def test_call_with_wait_prints_the_result_as_json(url: str) -> None:
     assert payload["result"] == 49
 
 
+def test_call_with_wait_exits_1_when_the_task_fails(url: str) -> None:
+    """A cron job running `petiole call --wait` must see a failed task."""
+    from e2e_app import app
+
+    with start_worker(app):
+        result = CliRunner().invoke(
+            cli, ["call", "e2e.square", "--args", '["x"]', "--wait", "--timeout", "10"]
+        )
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.output)
+    assert payload["state"] == "FAILURE"
+    assert payload["error"].startswith("TypeError")
+    shown = CliRunner().invoke(cli, ["result", payload["id"]])
+    assert shown.exit_code == 1
+    assert json.loads(shown.output)["state"] == "FAILURE"
+
+
 def test_call_rejects_arguments_that_are_not_a_json_list(url: str) -> None:
     result = CliRunner().invoke(cli, ["call", "x", "--args", "{}"])
     assert result.exit_code == 2

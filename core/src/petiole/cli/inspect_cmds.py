@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -26,15 +27,24 @@ def _json_arg(kind: type, label: str) -> Any:
     return convert
 
 
+#: The exit status of ``call --wait`` and ``result`` for a task that failed (or was
+#: revoked), so that a script or cron job running one notices; 0 when it succeeded.
+TASK_FAILED_EXIT = 1
+
+
 def _show(result: AsyncResult, timeout: float | None) -> None:
+    """Print the finished task as JSON; exit with :data:`TASK_FAILED_EXIT` if it failed."""
     value = result.get(timeout=timeout, propagate=False)
     payload: dict[str, Any] = {"id": result.id, "state": result.state}
-    if isinstance(value, BaseException):
+    failed = isinstance(value, BaseException)
+    if failed:
         payload["error"] = f"{type(value).__name__}: {value}"
         payload["traceback"] = result.traceback
     else:
         payload["result"] = value
     click.echo(json.dumps(payload, default=repr, indent=2))
+    if failed:
+        sys.exit(TASK_FAILED_EXIT)
 
 
 @click.command()
@@ -49,7 +59,11 @@ def _show(result: AsyncResult, timeout: float | None) -> None:
     "--countdown", type=float, default=None, help="Run no earlier than N seconds from now."
 )
 @click.option("--priority", type=click.IntRange(0, 9), default=None, help="0-9, higher first.")
-@click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    help="Wait for the result and print it; exit 1 if the task failed.",
+)
 @click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
 def call(
     name: str,
@@ -61,7 +75,10 @@ def call(
     wait: bool,
     timeout: float | None,
 ) -> None:
-    """Send task NAME (it need not be importable here) and print its id."""
+    """Send task NAME (it need not be importable here) and print its id.
+
+    With --wait, print its outcome as JSON instead, and exit 1 if it failed or
+    was revoked (0 if it succeeded): a cron job sees a failure."""
     app = state().app()
     result = app.send_task(name, args, kwargs, queue=queue, countdown=countdown, priority=priority)
     if wait:
@@ -76,9 +93,9 @@ def call(
 @click.option("--wait/--no-wait", default=False, help="Wait until the task is ready.")
 @click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
 def result(task_id: str, wait: bool, timeout: float | None) -> None:
-    """Print the state and result (or error and traceback) of TASK_ID as JSON; for a
-    task not done yet, why: where its message is (waiting, on which queue and broker,
-    or dead-lettered with the reason)."""
+    """Print the state and result (or error and traceback) of TASK_ID as JSON, and
+    exit 1 if it failed or was revoked; for a task not done yet, why: where its
+    message is (waiting, on which queue and broker, or dead-lettered with the reason)."""
     res = state().app().AsyncResult(task_id)
     if wait or res.ready():
         _show(res, timeout)
