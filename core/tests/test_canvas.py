@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 
 from petiole import GroupResult, Petiole, chain, chord, group, signature, states
 from petiole.canvas import Signature, from_dict
-from petiole.errors import ChordError, ConfigError
+from petiole.errors import ChordError, ConfigError, SerializationError
 from petiole.testing.in_thread import start_worker
 
 
@@ -118,6 +119,27 @@ def test_failing_chain_step_stops_the_chain_and_calls_errbacks(
             result.get(timeout=10)
         called = app.AsyncResult(errback.id or "")
         assert called.get(timeout=10)[1] == "errback"
+
+
+def test_a_step_whose_value_the_result_serializer_refuses_fails_the_chain(
+    app: Petiole, tasks: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a success with nothing after it: a failure, logged, stored, and passed
+    down the chain like a raised exception."""
+
+    @app.task(name="opaque")
+    def opaque() -> object:
+        return object()
+
+    with caplog.at_level(logging.ERROR), start_worker(app):
+        result = chain(opaque.s(), tasks["add"].s(1)).apply_async()
+        with pytest.raises(SerializationError, match="serializer cannot store"):
+            result.get(timeout=10)
+    assert result.state == states.FAILURE
+    failed = [r for r in caplog.records if "task opaque[" in r.getMessage()]
+    assert failed
+    assert "failed" in failed[0].getMessage()
+    assert "returned a value the json serializer cannot store" in failed[0].getMessage()
 
 
 def test_link_calls_back_with_the_result(app: Petiole, tasks: dict[str, Any]) -> None:

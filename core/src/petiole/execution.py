@@ -136,6 +136,7 @@ class _Called:
     state: str  # SUCCESS, FAILURE or RETRY
     value: Any  # return value, exception, or the Retry
     traceback: str | None = None
+    payload: bytes | None = None  # a success's value, serialized for the result store
 
 
 _RESULT_REPR = reprlib.Repr()
@@ -226,6 +227,7 @@ class TaskRunner:
         called = self.call(prepared, soft_time_limit_s=soft)
         record = None
         if not (prepared.ignore_result and called.state == states.SUCCESS):
+            called = self._with_payload(prepared, called)
             record = self._record(prepared, called)
         self._continue(prepared, called)
         if task.has_handlers:
@@ -393,8 +395,13 @@ class TaskRunner:
         plain success (no workflow to continue, no handlers) is not stored here but
         returned in the outcome, for the worker to store with others."""
         runtime_s = time.perf_counter() - started
+        keeps_result = not (prepared.ignore_result and called.state == states.SUCCESS)
+        if keeps_result:
+            # Before anything reports the outcome: a value the store cannot take
+            # makes the task a failure, logged, stored and passed down its workflow.
+            called = self._with_payload(prepared, called)
         self._log(prepared.request, called, runtime_s)
-        if not (prepared.ignore_result and called.state == states.SUCCESS):
+        if keeps_result:
             if defer and self._plain_success(prepared, called):
                 record = self._record(prepared, called)
                 return Outcome(ACK, called.state, runtime_s=runtime_s, record=record)
@@ -567,21 +574,31 @@ class TaskRunner:
             meta["children"] = children
         return meta
 
+    def _with_payload(self, prepared: _Prepared, called: _Called) -> _Called:
+        """A success with its value serialized for the result store; a value the
+        result serializer refuses makes it a failure saying so (serialized once:
+        :meth:`_record` uses the payload)."""
+        if called.state != states.SUCCESS or called.payload is not None:
+            return called
+        serializer = self.app.result_serializer
+        try:
+            return _Called(states.SUCCESS, called.value, payload=serializer.dumps(called.value))
+        except SerializationError as exc:
+            error = SerializationError(
+                f"task {prepared.request.task} returned a value the {serializer.name} "
+                f"serializer cannot store: {exc} (return plain data, or choose a "
+                "result_serializer that takes it)"
+            )
+            return _Called(states.FAILURE, error, _format(error))
+
     def _record(self, prepared: _Prepared, called: _Called) -> ResultRecord:
         serializer = self.app.result_serializer
         request = prepared.request
         meta = self._meta(request)
+        called = self._with_payload(prepared, called)
         state, traceback = called.state, called.traceback
-        if state == states.SUCCESS:
-            try:
-                payload = serializer.dumps(called.value)
-            except SerializationError as exc:
-                state, traceback = states.FAILURE, None
-                error = SerializationError(
-                    f"task {request.task} returned a value the {serializer.name} "
-                    f"serializer cannot store: {exc}"
-                )
-                payload = serializer.dumps(remote_errors.describe(error))
+        if called.payload is not None:
+            payload = called.payload
         else:
             cause = called.value
             if isinstance(cause, Retry):
