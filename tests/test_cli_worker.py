@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,57 @@ def test_a_flag_no_celery_worker_has_is_still_clicks_no_such_option() -> None:
     result = CliRunner().invoke(cli, ["worker", "--frobnicate"])
     assert result.exit_code == 2
     assert "No such option '--frobnicate'" in result.output
+
+
+def test_a_broker_plugin_that_is_not_installed_is_one_error_line_not_a_restart_loop(
+    project: Path, env: dict[str, str]
+) -> None:
+    """The default (prefork) checks the broker before forking its worker processes:
+    each would fail the same way, at every restart."""
+    env = {**env, "PETIOLE_BROKER_URL": "reddis://127.0.0.1:1/0"}
+    result = petiole(project, env, "worker", "-A", "cliworker_app", timeout=30)
+    assert result.returncode == 1
+    assert "no transport named 'reddis' is installed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "exited within" not in result.stderr
+    assert result.stderr.count("reddis") <= 2, result.stderr
+
+
+def _output_until_ready(project: Path, env: dict[str, str], processes: int) -> str:
+    """What ``petiole worker`` (the default) writes until its ``processes`` worker
+    processes are ready, then until it stopped on SIGTERM."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "petiole", "worker", "-A", "cliworker_app"],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stream = process.stderr
+    assert stream is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(stream), daemon=True)
+    reader.start()
+    try:
+        ready = wait_until(
+            lambda: sum(" ready: " in line for line in list(seen)) == processes, timeout_s=30
+        )
+        assert ready, seen
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(STOP_TIMEOUT_S)
+        reader.join(STOP_TIMEOUT_S)
+    return "".join(seen)
+
+
+def test_the_supervisor_sets_the_sqlite_file_up_before_its_processes_start(
+    project: Path, env: dict[str, str]
+) -> None:
+    """Two worker processes creating a fresh file's tables at once made the loser
+    warn of a lock held 'longer than busy_timeout_ms', on a new user's first run
+    (about one start in twenty here)."""
+    for attempt in range(5):
+        url = f"sqlite:///{project / f'fresh{attempt}.db'}"
+        fresh = {**env, "PETIOLE_BROKER_URL": url, "PETIOLE_BACKEND_URL": url}
+        output = _output_until_ready(project, fresh, processes=2)
+        assert "database is locked" not in output, output

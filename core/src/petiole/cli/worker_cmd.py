@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from petiole import celery_names
+from petiole.app import Petiole
 from petiole.cli import daemon
 from petiole.cli.context import common_options, state
 from petiole.cli.help_groups import GroupedCommand, grouped_option
@@ -42,6 +43,19 @@ NOT_YET = {
 # Exit status of a command line Petiole cannot honour, as click's usage errors.
 EXIT_USAGE = 2
 KIB_PER_MIB = 1024
+
+
+def _check_components(app: Petiole) -> None:
+    """Make the broker's transport and the result store once in the supervisor, then
+    close them, before any worker process is forked: a plugin not installed, a bad
+    URL or a server that does not answer is said once, as one error line, instead of
+    by every worker process at each of its restarts. It also leaves the broker's and
+    the store's set-up (an SQLite file's tables) done before the processes start."""
+    try:
+        _ = app.transport
+        _ = app.backend
+    finally:
+        app.close()  # the worker processes make their own, after the fork
 
 
 def _comma_list(value: str | None) -> list[str] | None:
@@ -376,6 +390,7 @@ def worker(
                 app.close()
                 return code
 
+            _check_components(app)
             if plan.prefork:
                 logger.info(
                     "prefork: %d worker processes, each running one task at a time and "
