@@ -681,3 +681,36 @@ def test_result_from_tuple_reads_celerys_shape_with_a_parent(app: Petiole) -> No
 def test_result_from_tuple_refuses_what_as_tuple_cannot_make(app: Petiole, data: Any) -> None:
     with pytest.raises(ValueError, match=r"not a result tuple|a GroupResult's members are tasks"):
         result_from_tuple(data, app)
+
+
+def test_a_wait_that_times_out_inside_a_task_says_the_task_holds_a_slot(app: Petiole) -> None:
+    """Petiole allows get() inside a task (Celery refuses it): when the wait times
+    out, say that the waiting task holds the slot its child may need, rather than
+    only that no worker consumes the queue."""
+
+    @app.task(name="child")
+    def child() -> int:
+        return 1
+
+    @app.task(name="parent")
+    def parent() -> int:
+        return int(child.delay().get(timeout=0.5))
+
+    with (
+        start_worker(app, pool="solo", concurrency=1, prefetch_multiplier=1),
+        pytest.raises(ResultTimeout) as raised,
+    ):
+        parent.delay().get(timeout=20)
+    message = str(raised.value)
+    assert "this wait ran inside task parent[" in message
+    assert "holds a pool slot while it waits" in message
+
+
+def test_a_wait_that_times_out_outside_a_task_does_not_mention_one(app: Petiole) -> None:
+    @app.task(name="nobody_runs_this")
+    def lonely() -> None:
+        return None
+
+    with pytest.raises(ResultTimeout) as raised:
+        lonely.delay().get(timeout=0.2)
+    assert "inside task" not in str(raised.value)
