@@ -84,8 +84,11 @@ def test_call_with_wait_exits_1_when_the_task_fails(url: str) -> None:
     payload = json.loads(result.output)
     assert payload["state"] == "FAILURE"
     assert payload["error"].startswith("TypeError")
-    shown = CliRunner().invoke(cli, ["result", payload["id"]])
-    assert shown.exit_code == 1
+    waited = CliRunner().invoke(cli, ["result", payload["id"], "--wait", "--timeout", "10"])
+    assert waited.exit_code == 1
+    assert json.loads(waited.output)["state"] == "FAILURE"
+    shown = CliRunner().invoke(cli, ["result", payload["id"]])  # a look, not a wait
+    assert shown.exit_code == 0
     assert json.loads(shown.output)["state"] == "FAILURE"
 
 

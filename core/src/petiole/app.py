@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar, cast, overload
+from typing import Any, NoReturn, TypeVar, cast, overload
 from urllib.parse import urlsplit
 
 from petiole import celery_names, config, current, discovery, result_signing, revocation
@@ -21,6 +21,7 @@ from petiole import result as results
 from petiole.backend import Coordination, ResultBackend, ResultRecord, StoresInBatches
 from petiole.canvas.signature import Signature, links_workflow
 from petiole.capabilities import offers
+from petiole.celery_conf import CeleryConf
 from petiole.celery_names import CelerySpellingError
 from petiole.coordination import open_coordination
 from petiole.eager import EagerRunner
@@ -137,17 +138,36 @@ class Petiole:
             self._overrides.update(config.validate(settings, source="configure()"))
             self._forget_settings()
 
+    @property
+    def conf(self) -> CeleryConf:
+        """Celery's ``app.conf`` (:mod:`petiole.celery_conf`): ``update(...)``,
+        assignment and reads of settings, Celery's names read as Petiole's."""
+        return CeleryConf(self)
+
+    @property
+    def control(self) -> NoReturn:
+        """Celery's ``app.control``: not in Petiole, the error says what to use."""
+        raise AttributeError(
+            "'Petiole' object has no attribute 'control': Petiole has no control "
+            "queues; revoke with `app.revoke(task_ids, terminate=...)` (or `petiole "
+            "revoke ID`); see docs/migrating-from-celery.md"
+        )
+
     def config_from_object(self, obj: object, *, namespace: str | None = None) -> None:
         """Settings from a module, class, object or mapping, or the importable path of
         one (``"proj.settings"``), as Celery's; layered like keyword arguments.
         ``namespace="CELERY"``: only the ``CELERY_``-prefixed names (a Django settings
         module). Too late once the transport or backend is connected."""
-        values = config.values_from_object(obj, namespace=namespace)
+        self.layer_settings(
+            config.values_from_object(obj, namespace=namespace), "config_from_object()"
+        )
+
+    def layer_settings(self, values: Mapping[str, Any], what: str) -> None:
+        """Put validated ``values`` over the settings given so far (``what`` set
+        them: said when it is too late, once the transport or backend is connected)."""
         with self._lock:
             if self._transport is not None or self._backend is not None:
-                raise ConfigError(
-                    "config_from_object() must be called before the app is first used"
-                )
+                raise ConfigError(f"{what} must be called before the app is first used")
             self._overrides.update(values)
             self._forget_settings()
 

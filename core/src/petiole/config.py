@@ -509,7 +509,9 @@ def _as_written(key: str, origins: Mapping[str, str]) -> str:
     return key if origin is None else f"{origin} (read as {key})"
 
 
-def values_from_object(obj: object, *, namespace: str | None = None) -> dict[str, Any]:
+def values_from_object(
+    obj: object, *, namespace: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """The settings an object holds, validated: ``app.config_from_object(obj)``.
 
     ``obj`` is a module, a class, an instance or a mapping, or the importable path
@@ -521,7 +523,9 @@ def values_from_object(obj: object, *, namespace: str | None = None) -> dict[str
     ``namespace="CELERY"``, only the names prefixed ``CELERY_`` are read, without
     the prefix (a Django settings module). One setting given twice is an error.
     """
-    label = obj if isinstance(obj, str) else _label(obj)
+    if source is None:
+        label = obj if isinstance(obj, str) else _label(obj)
+        source = f"config_from_object({label})"
     target = _import_object(obj) if isinstance(obj, str) else obj
     prefix = None
     if namespace:
@@ -539,12 +543,11 @@ def values_from_object(obj: object, *, namespace: str | None = None) -> dict[str
         sets = entry.petiole if entry is not None and entry.how == "alias" else name
         if sets is not None and sets in written:
             raise ConfigError(
-                f"config_from_object({label}) sets {sets!r} twice, as {written[sets]!r} "
-                f"and {name!r}: keep one"
+                f"{source} sets {sets!r} twice, as {written[sets]!r} and {name!r}: keep one"
             )
         written[sets or name] = name
         found[name] = value
-    return validate(found, source=f"config_from_object({label})")
+    return validate(found, source=source)
 
 
 def _label(obj: object) -> str:

@@ -27,13 +27,14 @@ def _json_arg(kind: type, label: str) -> Any:
     return convert
 
 
-#: The exit status of ``call --wait`` and ``result`` for a task that failed (or was
-#: revoked), so that a script or cron job running one notices; 0 when it succeeded.
+#: The exit status of ``call --wait`` and ``result --wait`` for a task that failed (or
+#: was revoked), so that a script or cron job running one notices; 0 when it succeeded.
 TASK_FAILED_EXIT = 1
 
 
-def _show(result: AsyncResult, timeout: float | None) -> None:
-    """Print the finished task as JSON; exit with :data:`TASK_FAILED_EXIT` if it failed."""
+def _show(result: AsyncResult, timeout: float | None, *, exit_on_failure: bool) -> None:
+    """Print the finished task as JSON; with ``exit_on_failure``, exit with
+    :data:`TASK_FAILED_EXIT` if it failed."""
     value = result.get(timeout=timeout, propagate=False)
     payload: dict[str, Any] = {"id": result.id, "state": result.state}
     failed = isinstance(value, BaseException)
@@ -43,7 +44,7 @@ def _show(result: AsyncResult, timeout: float | None) -> None:
     else:
         payload["result"] = value
     click.echo(json.dumps(payload, default=repr, indent=2))
-    if failed:
+    if failed and exit_on_failure:
         sys.exit(TASK_FAILED_EXIT)
 
 
@@ -82,7 +83,7 @@ def call(
     app = state().app()
     result = app.send_task(name, args, kwargs, queue=queue, countdown=countdown, priority=priority)
     if wait:
-        _show(result, timeout)
+        _show(result, timeout, exit_on_failure=True)
     else:
         click.echo(result.id)
 
@@ -90,15 +91,19 @@ def call(
 @click.command()
 @common_options
 @click.argument("task_id")
-@click.option("--wait/--no-wait", default=False, help="Wait until the task is ready.")
+@click.option(
+    "--wait/--no-wait",
+    default=False,
+    help="Wait until the task is ready; exit 1 if it failed.",
+)
 @click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
 def result(task_id: str, wait: bool, timeout: float | None) -> None:
-    """Print the state and result (or error and traceback) of TASK_ID as JSON, and
-    exit 1 if it failed or was revoked; for a task not done yet, why: where its
-    message is (waiting, on which queue and broker, or dead-lettered with the reason)."""
+    """Print the state and result (or error and traceback) of TASK_ID as JSON; for a
+    task not done yet, why: where its message is (waiting, on which queue and broker,
+    or dead-lettered with the reason). With --wait, exit 1 if it failed or was revoked."""
     res = state().app().AsyncResult(task_id)
     if wait or res.ready():
-        _show(res, timeout)
+        _show(res, timeout, exit_on_failure=wait)
     else:
         click.echo(json.dumps({"id": task_id, "state": res.state, "why": res.why()}, indent=2))
 
