@@ -110,6 +110,16 @@ def test_environment_values_are_parsed_by_type() -> None:
     assert settings.plugins_enabled == ["redis"]
 
 
+def test_celery_s_broker_and_backend_variables_are_read_unless_petiole_s_are_set() -> None:
+    """A Celery deployment's environment keeps working: a worker must not fall back
+    to a local SQLite file while CELERY_BROKER_URL names the broker."""
+    celery = {"CELERY_BROKER_URL": "redis://h:1/0", "CELERY_RESULT_BACKEND": "redis://h:1/1"}
+    settings = load_settings(environ=celery)
+    assert (settings.broker_url, settings.backend_url) == ("redis://h:1/0", "redis://h:1/1")
+    both = {**celery, "PETIOLE_BROKER_URL": "redis://p:2/0"}
+    assert load_settings(environ=both).broker_url == "redis://p:2/0"
+
+
 def test_unparseable_environment_value_names_the_variable() -> None:
     with pytest.raises(SettingTypeError, match="PETIOLE_LEASE_S"):
         load_settings(environ={"PETIOLE_LEASE_S": "soon"})

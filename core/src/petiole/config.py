@@ -6,7 +6,9 @@ Sources, lowest precedence first (each later one overrides the earlier):
 2. a config file: the path in ``--config`` / ``PETIOLE_CONFIG`` if given, else
    ``petiole.toml`` in the current directory, else the ``[tool.petiole]`` table
    of ``pyproject.toml`` in the current directory;
-3. environment variables ``PETIOLE_<KEY>`` (``PETIOLE_BROKER_URL``, ...);
+3. environment variables ``PETIOLE_<KEY>`` (``PETIOLE_BROKER_URL``, ...), and
+   Celery's ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` where the
+   ``PETIOLE_`` one is not set;
 4. keyword arguments to ``Petiole(...)`` (and ``app.config_from_object(...)``,
    read by :func:`values_from_object`).
 
@@ -40,6 +42,9 @@ ENV_PREFIX = "PETIOLE_"
 CONFIG_ENV = "PETIOLE_CONFIG"
 # Environment variables under these prefixes belong to tools around Petiole
 # (its own test suite, the command line's patched re-exec), not to the settings.
+#: The variables Celery reads its broker and result store from, read as Petiole's
+#: when the ``PETIOLE_`` one is not set (a Celery deployment keeps its environment).
+CELERY_ENV = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "backend_url"}
 ENV_RESERVED_PREFIXES = ("PETIOLE_TEST_", "PETIOLE_CONFIG", "PETIOLE_APP", "PETIOLE_PATCHED_")
 
 
@@ -662,6 +667,11 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
                 suggestion=ENV_PREFIX + hint.upper() if hint else None,
             )
         out[key] = _parse_env_value(key, raw, _HINTS[key], source)
+    for name, key in CELERY_ENV.items():
+        if key not in out and environ.get(name):
+            out[key] = _parse_env_value(
+                key, environ[name], _HINTS[key], f"environment variable {name}"
+            )
     return out
 
 
