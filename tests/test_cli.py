@@ -44,6 +44,20 @@ def test_help_explains_every_subcommand() -> None:
     assert "-A, --app" in worker_help
 
 
+def test_a_celery_subcommand_petiole_lacks_says_what_to_use_instead() -> None:
+    for args, says in (
+        (["inspect", "active"], "petiole result ID"),
+        (["beat"], "from cron or a systemd timer"),
+        (["multi", "start", "w1"], "--workers N"),
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert f"No such command '{args[0]}' (Celery's): " in result.output
+        assert says in result.output
+    other = CliRunner().invoke(cli, ["no-such-thing"])
+    assert "No such command 'no-such-thing'." in other.output
+
+
 def test_plugins_lists_the_builtins_with_version_and_components() -> None:
     out = run("plugins").output
     assert "builtins  (petiole 0.1.0)  [loaded]" in out

@@ -712,3 +712,27 @@ def markdown_tables() -> str:
             rows.append(f"| {celery} | {petiole} | {_HOW_SHOWN[entry.how]} | {entry.note} |")
         parts.append("\n".join(rows) + "\n")
     return "\n".join(parts)
+
+
+_NO_REMOTE = (
+    "Petiole has no remote control of running workers yet: a worker logs what it does "
+    "(-l INFO), `petiole result ID` says where a task is, `petiole revoke ID` revokes"
+)
+
+#: ``celery`` subcommands the ``petiole`` command has not: what to use instead.
+COMMANDS: dict[str, str] = {
+    "inspect": _NO_REMOTE,
+    "control": _NO_REMOTE,
+    "status": _NO_REMOTE,
+    "beat": _NO_BEAT,
+    "events": _NO_EVENTS,
+    "multi": "start one `petiole worker` per service under systemd or another supervisor "
+    "(`--workers N` for N processes, `--detach` to run in the background)",
+    "shell": "use `python -i -c 'from proj import app'` (the app is an ordinary object)",
+    "amqp": _NO_AMQP_ROUTING,
+    "report": "`petiole plugins` lists what is installed, with versions",
+    "migrate": "move messages with `petiole dlq requeue` or by re-sending them",
+    "graph": "not available",
+    "logtool": "not available: the worker's log lines are plain text, one per event",
+    "upgrade": "not needed: read Celery settings with `app.config_from_object(...)`",
+}

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from petiole import __version__
+from petiole import __version__, celery_names
 from petiole.cli import dlq, inspect_cmds, plugins_cmd, worker_cmd
 from petiole.cli.context import common_options, state
 from petiole.errors import PetioleError
@@ -26,6 +26,14 @@ class PetioleGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         return command or self._plugin_commands().get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and name in celery_names.COMMANDS:
+            ctx.fail(f"No such command '{name}' (Celery's): {celery_names.COMMANDS[name]}.")
+        return super().resolve_command(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._plugin_commands()})
