@@ -117,6 +117,13 @@ def test_an_attribute_named_after_a_colon_is_taken_and_nothing_else(tmp_path: Pa
     assert picked(tmp_path, "proj.other:mine") == "named"
 
 
+def test_a_misspelt_attribute_is_named_as_missing_with_the_apps_there(tmp_path: Path) -> None:
+    write(tmp_path, {"proj/__init__.py": "", "proj/other.py": app_module("named", attr="mine")})
+    done = petiole(tmp_path, "-A", "proj.other:mien", "plugins")
+    assert done.returncode != 0
+    assert "proj.other has no attribute 'mien'; its Petiole apps: mine" in done.stderr
+
+
 def test_with_no_app_anywhere_the_error_lists_every_place_it_looked(tmp_path: Path) -> None:
     write(tmp_path, {"proj/__init__.py": "", "proj/celery.py": "broker_url = 'x'\n"})
     done = petiole(tmp_path, "-A", "proj", "plugins")

@@ -61,9 +61,13 @@ def load_app(spec: str) -> Petiole:
     if attr:
         found = getattr(module, attr, None)
         if not isinstance(found, Petiole):
-            raise ConfigError(
-                f"{module_name}.{attr} is not a Petiole app (got {type(found).__name__})"
-            )
+            apps = sorted(name for name, obj in vars(module).items() if isinstance(obj, Petiole))
+            there = f"; its Petiole apps: {', '.join(apps)}" if apps else ""
+            if not hasattr(module, attr):
+                what = f"{module_name} has no attribute {attr!r}"
+            else:
+                what = f"{module_name}.{attr} is not a Petiole app (got {type(found).__name__})"
+            raise ConfigError(f"-A {spec}: {what}{there}")
         return _remember(found, module_name, attr)
     looked: list[str] = []
     hit = _app_in(module, looked)

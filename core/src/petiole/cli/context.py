@@ -85,8 +85,11 @@ def common_options(fn: F) -> F:
         expose_value=False,
         is_eager=True,
         callback=_set_loglevel,
-        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-        help="How much to log: DEBUG, INFO, WARNING or ERROR (default: the log_level "
+        type=click.Choice(
+            ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"], case_sensitive=False
+        ),
+        help="How much to log: DEBUG, INFO, WARNING, ERROR or CRITICAL (FATAL, as Celery "
+        "spells it; default: the log_level "
         "setting; unset, INFO without the worker's line per task, which -l INFO adds).",
     )(fn)
     fn = click.option(

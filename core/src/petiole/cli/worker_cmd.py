@@ -394,9 +394,10 @@ def worker(
             if plan.prefork:
                 logger.info(
                     "prefork: %d worker processes, each running one task at a time and "
-                    "holding up to %d messages",
+                    "holding up to %d message%s",
                     plan.processes,
                     plan.prefetch_multiplier,
+                    "" if plan.prefetch_multiplier == 1 else "s",
                 )
             release = functools.partial(return_to_queue, app)
             try:
