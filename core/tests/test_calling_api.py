@@ -296,6 +296,15 @@ def test_celery_task_options_are_read_or_answered_with_the_petiole_spelling(
         app.task(max_retry=3)(lambda: None)
 
 
+def test_a_misspelt_calling_option_suggests_the_right_one(app: Petiole) -> None:
+    @app.task(name="spelled")
+    def spelled() -> None:
+        return None
+
+    with pytest.raises(ConfigError, match=r"'countdwn' \(did you mean 'countdown'\?\)"):
+        spelled.apply_async(countdwn=1)
+
+
 def test_celery_calling_options_are_read_or_answered(app: Petiole) -> None:
     @app.task
     def job() -> None:

@@ -68,6 +68,14 @@ def test_unknown_scheme_lists_installed_ones_and_the_package_to_install() -> Non
     assert "petiole-sqs" in str(info.value)
 
 
+def test_a_misspelt_scheme_suggests_the_installed_one() -> None:
+    registry = PluginRegistry(infos=[_builtins()])
+    with pytest.raises(
+        UnknownComponentError, match=r"'sqlit' is installed \(did you mean 'sqlite'\?\)"
+    ):
+        registry.get("transport", "sqlit")
+
+
 def test_disabled_plugins_are_not_imported_and_are_reported() -> None:
     registry = PluginRegistry(infos=[_builtins(), _broken()], disabled=["redis"])
     registry.load_all()

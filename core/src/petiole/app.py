@@ -9,6 +9,7 @@ Nothing below it imports it; they take the narrow Protocols of
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,8 +57,20 @@ def celery_time_limits(
         raise CelerySpellingError(translated.messages, source="apply_async(...)")
     unknown = sorted(set(values) - set(ours))
     if unknown:
-        raise ConfigError(f"apply_async() got unknown option(s): {', '.join(unknown)}")
+        raise ConfigError(
+            f"apply_async() got unknown option(s): {', '.join(map(_with_suggestion, unknown))}"
+        )
     return values.get("soft_time_limit_s"), values.get("time_limit_s")
+
+
+def _with_suggestion(option: str) -> str:
+    """An unknown calling option, with the closest one ``apply_async`` takes."""
+    parameters = inspect.signature(Petiole.send_task).parameters.values()
+    ours = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and not p.name.startswith("_")]
+    import difflib  # only when a name is misspelt: see test_import_graph
+
+    close = difflib.get_close_matches(option, ours, n=1, cutoff=0.75)
+    return f"{option!r} (did you mean {close[0]!r}?)" if close else repr(option)
 
 
 def scheme_of(url: str) -> str:

@@ -74,7 +74,11 @@ class UnknownComponentError(PluginError):
         self.name = name
         self.installed = sorted(installed)
         self.hint = hint
-        parts = [f"no {kind} named {name!r} is installed"]
+        import difflib  # only when a name is misspelt: see test_import_graph
+
+        close = difflib.get_close_matches(name, self.installed, n=1, cutoff=0.75)
+        did_you_mean = f" (did you mean {close[0]!r}?)" if close else ""
+        parts = [f"no {kind} named {name!r} is installed{did_you_mean}"]
         parts.append(f"installed: {', '.join(self.installed) or 'none'}")
         if broken:
             parts.append(broken)
