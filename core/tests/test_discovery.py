@@ -13,6 +13,7 @@ import pytest
 
 from petiole import ConfigError, Petiole
 from petiole.discovery import autodiscover_tasks, run_pending
+from petiole.worker import Worker
 
 Package = Callable[..., str]
 
@@ -147,3 +148,29 @@ def test_a_finalization_that_failed_runs_again_once_fixed(
         run_pending(app)
     (tmp_path / name / "tasks.py").write_text(textwrap.dedent(TASKS))
     assert run_pending(app) == [f"{name}.tasks"]
+
+
+def test_a_worker_imports_the_modules_of_the_imports_setting(package: Package) -> None:
+    """Celery's ``include=[...]`` (read as ``imports``): the task modules a worker
+    imports as it starts, the app current while they are imported."""
+    name = package(tasks=TASKS)
+    app = Petiole(
+        "imports", broker="memory://imp", backend="memory://imp", include=[f"{name}.tasks"]
+    )
+    assert app.settings.imports == [f"{name}.tasks"]
+    assert f"{name}.tasks" not in sys.modules  # a sender never imports them
+    Worker(app, pool="solo", concurrency=1)
+    assert f"{name}.tasks.ping" in app.tasks
+    app.close()
+
+
+def test_a_module_of_the_imports_setting_that_fails_names_it(package: Package) -> None:
+    name = package(tasks="raise RuntimeError('broken on purpose')\n")
+    app = Petiole(
+        "imports", broker="memory://imp2", backend="memory://imp2", imports=[f"{name}.tasks"]
+    )
+    with pytest.raises(
+        ConfigError, match=rf"imports: cannot import '{name}.tasks'.*broken on purpose"
+    ):
+        Worker(app, pool="solo", concurrency=1)
+    app.close()

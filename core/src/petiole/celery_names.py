@@ -331,8 +331,7 @@ SETTINGS: tuple[CeleryName, ...] = (
     # -- general
     S.absent("enable_utc", "Petiole's times are always UTC: `eta`/`expires` take aware datetimes (a naive one is refused) or epoch seconds; remove it"),
     S.absent("timezone", "there is no local time zone to set: `eta`/`expires` take aware datetimes or epoch seconds; remove it"),
-    S.absent("imports", "import the task modules from the app module, or call `app.autodiscover_tasks([...])`"),
-    S.absent("include", "import the task modules from the app module, or call `app.autodiscover_tasks([...])`"),
+    S.alias("include", "imports", "the modules a worker imports as it starts; Celery imports both lists, Petiole reads `include` as `imports` (give one of them)"),
     # -- beat
     S.absent("beat_schedule", _NO_BEAT),
     S.absent("beat_scheduler", _NO_BEAT),
@@ -555,7 +554,7 @@ WORKER_FLAGS: tuple[CeleryName, ...] = (
     W.renamed("--disable-prefetch", "--prefetch-multiplier", "`--prefetch-multiplier 1` holds one message per slot"),
     W.absent("--task-events", _NO_EVENTS, also=("-E", "--events")),
     W.absent("--purge", "run `petiole purge` before starting the worker", also=("--discard",)),
-    W.absent("--include", "import the task modules from the app module, or call `app.autodiscover_tasks([...])`", also=("-I",)),
+    W.absent("--include", "list the modules in the `imports` setting (Celery's `include`), or call `app.autodiscover_tasks([...])`", also=("-I",)),
     W.absent("--without-gossip", "Petiole workers do not gossip: drop it"),
     W.absent("--without-mingle", "Petiole workers do not mingle at start-up: drop it"),
     W.absent("--without-heartbeat", "Petiole workers send no event heartbeats: drop it"),
@@ -594,6 +593,7 @@ SAME: dict[Kind, tuple[str, ...]] = {
         "worker_concurrency",
         "worker_pool",
         "task_routes",
+        "imports",
     ),
     "task option": (
         "name",

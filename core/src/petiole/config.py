@@ -214,6 +214,13 @@ class Settings:
         "plugin's.",
         example='"threads"',
     )
+    imports: list[str] = _setting(
+        [],
+        "Modules a worker imports as it starts, so the tasks they define are registered "
+        "(Celery's `imports`, and `include` read as it): for tasks the app module does not "
+        "import itself. A module that fails to import stops the worker, naming it.",
+        example='["proj.tasks", "proj.mail.tasks"]',
+    )
     worker_queues: list[str] = _setting(
         [], "Queues a worker consumes; empty means `default_queue`.", example='["default", "mail"]'
     )

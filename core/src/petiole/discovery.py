@@ -114,3 +114,19 @@ def _import_related(package: str, related_name: str | None) -> str | None:
             f"importing {name} (autodiscover_tasks) failed: {exc}", name=exc.name, path=exc.path
         ) from exc
     return name
+
+
+def import_modules(app: TaskApp, modules: Sequence[str]) -> list[str]:
+    """Import ``modules`` (the ``imports`` setting) with ``app`` as the current app,
+    as a worker starts. Raises :class:`~petiole.errors.ConfigError` naming the
+    module and the setting when one fails to import."""
+    with use_app(app):
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                raise ConfigError(
+                    f"imports: cannot import {name!r} (a module the `imports` setting "
+                    f"lists, Celery's `include`): {type(exc).__name__}: {exc}"
+                ) from exc
+    return list(modules)

@@ -136,9 +136,10 @@ class Worker:
         read_turn: ReadTurn | None = None,
     ) -> None:
         self.app = app
-        # The tasks of app.autodiscover_tasks(...) packages, registered before anything
-        # asks whether a task is known here.
+        # The tasks of app.autodiscover_tasks(...) packages and of the `imports`
+        # setting, registered before anything asks whether a task is known here.
         discovery.run_pending(app)
+        discovery.import_modules(app, app.settings.imports)
         #: The app's settings with this worker's overrides.
         self.settings: Settings = overridden(
             app.settings,
