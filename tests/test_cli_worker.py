@@ -478,3 +478,15 @@ def test_the_supervisor_sets_the_sqlite_file_up_before_its_processes_start(
         fresh = {**env, "PETIOLE_BROKER_URL": url, "PETIOLE_BACKEND_URL": url}
         output = _output_until_ready(project, fresh, processes=2)
         assert "database is locked" not in output, output
+
+
+def test_a_task_module_that_fails_to_import_is_one_error_line_not_a_restart_loop(
+    project: Path, env: dict[str, str]
+) -> None:
+    (project / "broken_tasks.py").write_text("raise RuntimeError('broken on purpose')\n")
+    env = {**env, "PETIOLE_IMPORTS": "broken_tasks"}
+    result = petiole(project, env, "worker", "-A", "cliworker_app", timeout=30)
+    assert result.returncode == 1
+    assert "imports: cannot import 'broken_tasks'" in result.stderr
+    assert "broken on purpose" in result.stderr
+    assert "exited within" not in result.stderr

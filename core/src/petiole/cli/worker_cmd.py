@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from petiole import celery_names
+from petiole import celery_names, discovery
 from petiole.app import Petiole
 from petiole.cli import daemon
 from petiole.cli.context import common_options, state
@@ -50,12 +50,17 @@ def _check_components(app: Petiole) -> None:
     close them, before any worker process is forked: a plugin not installed, a bad
     URL or a server that does not answer is said once, as one error line, instead of
     by every worker process at each of its restarts. It also leaves the broker's and
-    the store's set-up (an SQLite file's tables) done before the processes start."""
+    the store's set-up (an SQLite file's tables) done before the processes start, and
+    the task modules imported."""
     try:
         _ = app.transport
         _ = app.backend
     finally:
         app.close()  # the worker processes make their own, after the fork
+    # The task modules too (autodiscover_tasks, the imports setting): one that fails
+    # to import is said once; the processes inherit the ones imported here.
+    discovery.run_pending(app)
+    discovery.import_modules(app, app.settings.imports)
 
 
 def _comma_list(value: str | None) -> list[str] | None:
