@@ -32,6 +32,15 @@ def test_connection_refused_at_startup_names_the_url_with_password_masked() -> N
     assert "Connection refused" in message
 
 
+def test_a_host_that_does_not_resolve_is_named_as_such() -> None:
+    """Not 'is redis-server running there?': there is no there (RFC 2606's .invalid)."""
+    with pytest.raises(TransportError) as info:
+        create_transport("redis://no-such-host.invalid:6379/0", {"startup_timeout_s": 0})
+    message = str(info.value)
+    assert "the host name 'no-such-host.invalid' does not resolve" in message
+    assert "is redis-server running there" not in message
+
+
 def test_result_backend_connection_refused_raises_result_backend_error() -> None:
     with pytest.raises(ResultBackendError, match="cannot connect to the redis result backend"):
         create_backend(f"redis://127.0.0.1:{free_port()}/0", {"startup_timeout_s": "0"})

@@ -296,7 +296,8 @@ class Connector(Closable):
                 if is_outage(exc) and time.monotonic() + delay < deadline:
                     time.sleep(delay)
                     continue
-                hint = " (is redis-server running there?)" if is_outage(exc) else ""
+                resolves = "does not resolve" not in str(exc)
+                hint = " (is redis-server running there?)" if is_outage(exc) and resolves else ""
                 raise self.error_type(
                     f"cannot connect to the {self.describe()}: {error_line(exc)}{hint}"
                 ) from exc

@@ -206,6 +206,11 @@ class Connection:
             return sock
         except TimeoutError as exc:  # before OSError: it is one
             raise RedisTimeoutError(f"Timeout connecting to {address.describe}") from exc
+        except socket.gaierror as exc:  # before OSError: it is one
+            raise RedisConnectionError(
+                f"Error connecting to {address.describe}: {exc} (the host name "
+                f"{address.host!r} does not resolve: check the URL's host)"
+            ) from exc
         except OSError as exc:
             raise RedisConnectionError(f"Error connecting to {address.describe}: {exc}") from exc
 
