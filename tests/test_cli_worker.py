@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from petiole import Petiole
 from petiole.cli import cli, worker_cmd
 from petiole.cli.daemon import DEFAULT_PIDFILE, alive
 from petiole.testing import wait_until
@@ -490,3 +491,29 @@ def test_a_task_module_that_fails_to_import_is_one_error_line_not_a_restart_loop
     assert "imports: cannot import 'broken_tasks'" in result.stderr
     assert "broken on purpose" in result.stderr
     assert "exited within" not in result.stderr
+
+
+def test_the_processes_pool_s_children_import_the_include_setting_s_modules(
+    project: Path, env: dict[str, str]
+) -> None:
+    """The task a module of `include` defines runs in a `-P processes` child (the
+    child, spawned, imports the modules itself), not dead-lettered as unknown."""
+    (project / "extra_tasks.py").write_text(
+        "from cliworker_app import app\n\n@app.task(name='extra.ping')\ndef ping():\n"
+        "    return 'pong'\n"
+    )
+    env = {**env, "PETIOLE_INCLUDE": "extra_tasks"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "petiole", "worker", "-A", "cliworker_app", "-P", "processes"],
+        cwd=project,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    url = env["PETIOLE_BROKER_URL"]
+    app = Petiole("sender", broker=url, backend=url, config_file=os.devnull)
+    try:
+        assert app.send_task("extra.ping").get(timeout=30) == "pong"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(STOP_TIMEOUT_S)
+        app.close()

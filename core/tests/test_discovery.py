@@ -150,17 +150,18 @@ def test_a_finalization_that_failed_runs_again_once_fixed(
     assert run_pending(app) == [f"{name}.tasks"]
 
 
-def test_a_worker_imports_the_modules_of_the_imports_setting(package: Package) -> None:
-    """Celery's ``include=[...]`` (read as ``imports``): the task modules a worker
-    imports as it starts, the app current while they are imported."""
-    name = package(tasks=TASKS)
+def test_a_worker_imports_the_modules_of_imports_and_include(package: Package) -> None:
+    """Celery's ``include=[...]`` given to the app, ``imports`` by a config module:
+    a worker imports both, the app current while they are imported."""
+    first, second = package(tasks=TASKS), package(tasks=TASKS)
     app = Petiole(
-        "imports", broker="memory://imp", backend="memory://imp", include=[f"{name}.tasks"]
+        "imports", broker="memory://imp", backend="memory://imp", include=[f"{first}.tasks"]
     )
-    assert app.settings.imports == [f"{name}.tasks"]
-    assert f"{name}.tasks" not in sys.modules  # a sender never imports them
+    app.config_from_object({"imports": [f"{second}.tasks"]})
+    assert app.settings.task_modules == [f"{second}.tasks", f"{first}.tasks"]
+    assert f"{first}.tasks" not in sys.modules  # a sender never imports them
     Worker(app, pool="solo", concurrency=1)
-    assert f"{name}.tasks.ping" in app.tasks
+    assert {f"{first}.tasks.ping", f"{second}.tasks.ping"} <= set(app.tasks)
     app.close()
 
 

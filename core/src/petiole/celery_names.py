@@ -317,7 +317,7 @@ W = _Kind("worker flag")
 # fmt: off
 
 # Notes shared by whole families of settings.
-_NO_BEAT = "Petiole has no periodic scheduler (beat) yet: run `petiole call TASK` from cron or a systemd timer"
+_NO_BEAT = "Petiole has no periodic scheduler (beat) yet: run `petiole call TASK --wait` from cron or a systemd timer (it exits 1 when the task fails)"
 _NO_EVENTS = "Petiole has no event stream yet: observe tasks with hooks (petiole_task_prerun, petiole_task_postrun, petiole_after_publish)"
 _NO_CONTROL = "Petiole has no control queues: revocations travel through the coordination store (`petiole revoke`, `app.revoke`)"
 _NO_AMQP_ROUTING = "Petiole routes by queue name alone (no exchanges or routing keys): give `queue=`"
@@ -331,7 +331,6 @@ SETTINGS: tuple[CeleryName, ...] = (
     # -- general
     S.absent("enable_utc", "Petiole's times are always UTC: `eta`/`expires` take aware datetimes (a naive one is refused) or epoch seconds; remove it"),
     S.absent("timezone", "there is no local time zone to set: `eta`/`expires` take aware datetimes or epoch seconds; remove it"),
-    S.alias("include", "imports", "the modules a worker imports as it starts; Celery imports both lists, Petiole reads `include` as `imports` (give one of them)"),
     # -- beat
     S.absent("beat_schedule", _NO_BEAT),
     S.absent("beat_scheduler", _NO_BEAT),
@@ -554,7 +553,7 @@ WORKER_FLAGS: tuple[CeleryName, ...] = (
     W.renamed("--disable-prefetch", "--prefetch-multiplier", "`--prefetch-multiplier 1` holds one message per slot"),
     W.absent("--task-events", _NO_EVENTS, also=("-E", "--events")),
     W.absent("--purge", "run `petiole purge` before starting the worker", also=("--discard",)),
-    W.absent("--include", "list the modules in the `imports` setting (Celery's `include`), or call `app.autodiscover_tasks([...])`", also=("-I",)),
+    W.absent("--include", "list the modules in the `include` or `imports` setting, or call `app.autodiscover_tasks([...])`", also=("-I",)),
     W.absent("--without-gossip", "Petiole workers do not gossip: drop it"),
     W.absent("--without-mingle", "Petiole workers do not mingle at start-up: drop it"),
     W.absent("--without-heartbeat", "Petiole workers send no event heartbeats: drop it"),
@@ -594,6 +593,7 @@ SAME: dict[Kind, tuple[str, ...]] = {
         "worker_pool",
         "task_routes",
         "imports",
+        "include",
     ),
     "task option": (
         "name",

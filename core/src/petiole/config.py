@@ -216,10 +216,17 @@ class Settings:
     )
     imports: list[str] = _setting(
         [],
-        "Modules a worker imports as it starts, so the tasks they define are registered "
-        "(Celery's `imports`, and `include` read as it): for tasks the app module does not "
-        "import itself. A module that fails to import stops the worker, naming it.",
+        "Modules a worker imports as it starts, so the tasks they define are registered: "
+        "for tasks the app module does not import itself. A module that fails to import "
+        "stops the worker, naming it.",
         example='["proj.tasks", "proj.mail.tasks"]',
+    )
+    include: list[str] = _setting(
+        [],
+        "More modules a worker imports as it starts, after `imports` (as Celery's "
+        "`include`, often given to the app's constructor while a config module sets "
+        "`imports`: both are imported).",
+        example='["proj.tasks"]',
     )
     worker_queues: list[str] = _setting(
         [], "Queues a worker consumes; empty means `default_queue`.", example='["default", "mail"]'
@@ -348,6 +355,11 @@ class Settings:
         "`-l info` does.",
         example='"INFO"',
     )
+
+    @property
+    def task_modules(self) -> list[str]:
+        """The modules a worker imports as it starts: ``imports``, then ``include``."""
+        return list(dict.fromkeys([*self.imports, *self.include]))
 
     @property
     def queues(self) -> list[str]:

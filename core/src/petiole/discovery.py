@@ -116,17 +116,25 @@ def _import_related(package: str, related_name: str | None) -> str | None:
     return name
 
 
+def finalize(app: TaskApp, modules: Sequence[str]) -> None:
+    """What a worker imports before it runs a task, in each process that runs tasks:
+    the deferred :func:`autodiscover_tasks` packages (:func:`run_pending`), then
+    ``modules`` (the ``imports`` and ``include`` settings: ``settings.task_modules``)."""
+    run_pending(app)
+    import_modules(app, modules)
+
+
 def import_modules(app: TaskApp, modules: Sequence[str]) -> list[str]:
-    """Import ``modules`` (the ``imports`` setting) with ``app`` as the current app,
-    as a worker starts. Raises :class:`~petiole.errors.ConfigError` naming the
-    module and the setting when one fails to import."""
+    """Import ``modules`` (the ``imports`` and ``include`` settings) with ``app`` as
+    the current app. Raises :class:`~petiole.errors.ConfigError` naming the module
+    and the settings when one fails to import."""
     with use_app(app):
         for name in modules:
             try:
                 importlib.import_module(name)
             except Exception as exc:
                 raise ConfigError(
-                    f"imports: cannot import {name!r} (a module the `imports` setting "
-                    f"lists, Celery's `include`): {type(exc).__name__}: {exc}"
+                    f"imports: cannot import {name!r} (a module the `imports` or `include` "
+                    f"setting lists): {type(exc).__name__}: {exc}"
                 ) from exc
     return list(modules)

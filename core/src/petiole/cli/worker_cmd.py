@@ -53,14 +53,14 @@ def _check_components(app: Petiole) -> None:
     the store's set-up (an SQLite file's tables) done before the processes start, and
     the task modules imported."""
     try:
+        # The task modules first (autodiscover_tasks, the imports and include
+        # settings): one that fails is said once, the processes inherit them, and a
+        # connection one opens at import is closed below, not inherited.
+        discovery.finalize(app, app.settings.task_modules)
         _ = app.transport
         _ = app.backend
     finally:
         app.close()  # the worker processes make their own, after the fork
-    # The task modules too (autodiscover_tasks, the imports setting): one that fails
-    # to import is said once; the processes inherit the ones imported here.
-    discovery.run_pending(app)
-    discovery.import_modules(app, app.settings.imports)
 
 
 def _comma_list(value: str | None) -> list[str] | None:

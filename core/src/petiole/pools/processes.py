@@ -374,7 +374,8 @@ def _child_main(
     exit_with_parent(parent_pid)
     try:
         app = load_app(app_path)
-        discovery.run_pending(app)  # a spawned child imports the discovered task modules too
+        # A spawned child imports the discovered and listed task modules too.
+        discovery.finalize(app, app.settings.task_modules)
         # A spawned child starts with no logging configured: the worker's, then.
         hooks.setup_logging(app, log_level, task_lines=task_lines)
         runner = TaskRunner(app, hostname=hostname)

@@ -136,10 +136,9 @@ class Worker:
         read_turn: ReadTurn | None = None,
     ) -> None:
         self.app = app
-        # The tasks of app.autodiscover_tasks(...) packages and of the `imports`
-        # setting, registered before anything asks whether a task is known here.
-        discovery.run_pending(app)
-        discovery.import_modules(app, app.settings.imports)
+        # The tasks of app.autodiscover_tasks(...) packages and of the `imports` and
+        # `include` settings, registered before anything asks whether a task is known.
+        discovery.finalize(app, app.settings.task_modules)
         #: The app's settings with this worker's overrides.
         self.settings: Settings = overridden(
             app.settings,
