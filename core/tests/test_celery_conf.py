@@ -31,9 +31,12 @@ def test_update_and_assignment_configure_the_app_under_celery_s_names(app: Petio
 
 
 def test_reads_return_the_setting_by_either_name(app: Petiole) -> None:
-    app.conf.update(result_expires=60)
-    assert app.conf.result_expires == 60
+    app.conf.update(result_expires=60, task_default_queue="mail")
+    assert app.conf.task_default_queue == app.conf.default_queue == "mail"
     assert app.conf.result_ttl_s == 60
+    # Held in Petiole's units (a timedelta or seconds in Celery): read by its name.
+    with pytest.raises(AttributeError, match=r"read app\.conf\.result_ttl_s"):
+        _ = app.conf.result_expires
     assert app.conf["broker_url"] == "memory://conf"
     assert app.conf.get("nothing_like_this", "fallback") == "fallback"
     with pytest.raises(AttributeError, match="no setting named 'nothing_like_this'"):

@@ -120,6 +120,15 @@ def test_celery_s_broker_and_backend_variables_are_read_unless_petiole_s_are_set
     assert load_settings(environ=both).broker_url == "redis://p:2/0"
 
 
+def test_a_config_file_s_broker_wins_over_a_leftover_celery_variable(tmp_path: Path) -> None:
+    """Celery's variables sit below every Petiole source: a migrated project's
+    petiole.toml is not overridden by an old CELERY_BROKER_URL still exported."""
+    config = tmp_path / "petiole.toml"
+    config.write_text('broker_url = "redis://file:3/0"\n')
+    environ = {"CELERY_BROKER_URL": "redis://old:1/0"}
+    assert load_settings(environ=environ, config_file=config).broker_url == "redis://file:3/0"
+
+
 def test_unparseable_environment_value_names_the_variable() -> None:
     with pytest.raises(SettingTypeError, match="PETIOLE_LEASE_S"):
         load_settings(environ={"PETIOLE_LEASE_S": "soon"})

@@ -12,8 +12,9 @@ such code runs unchanged where it can and says what to write where it cannot:
   lacks is refused with a :class:`~petiole.celery_names.CelerySpellingError`
   that says what to write;
 * reads return the current setting, under its Petiole name or a Celery alias
-  (the value as Petiole holds it: ``app.conf.result_expires`` is the number of
-  seconds ``result_ttl_s`` holds, not a ``timedelta``).
+  spelled differently; an alias whose value Petiole holds in other units or
+  another form (``result_expires``, a ``timedelta`` or seconds, held as the
+  seconds of ``result_ttl_s``) is read by its Petiole name, and the error says so.
 
 Like ``configure``, a write is refused once the app has connected to its broker
 or result store.
@@ -77,6 +78,12 @@ class CeleryConf:
         entry = celery_names.lookup("setting", name)
         if entry is not None and entry.how != "alias":
             raise error(entry.message(name))
+        if entry is not None and entry.convert is not None:
+            # Its value is held in Petiole's units or form: read it by that name.
+            raise error(
+                f"`{name}` is held as `{entry.petiole}` in Petiole's units: read "
+                f"app.conf.{entry.petiole}"
+            )
         setting = entry.petiole if entry is not None and entry.petiole else name
         settings = self._app.settings
         if setting.startswith("_") or not hasattr(settings, setting):

@@ -2,13 +2,12 @@
 
 Sources, lowest precedence first (each later one overrides the earlier):
 
-1. defaults (the ``Settings`` fields below);
+1. defaults (the ``Settings`` fields below), and over them Celery's
+   ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` environment variables;
 2. a config file: the path in ``--config`` / ``PETIOLE_CONFIG`` if given, else
    ``petiole.toml`` in the current directory, else the ``[tool.petiole]`` table
    of ``pyproject.toml`` in the current directory;
-3. environment variables ``PETIOLE_<KEY>`` (``PETIOLE_BROKER_URL``, ...), and
-   Celery's ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` where the
-   ``PETIOLE_`` one is not set;
+3. environment variables ``PETIOLE_<KEY>`` (``PETIOLE_BROKER_URL``, ...);
 4. keyword arguments to ``Petiole(...)`` (and ``app.config_from_object(...)``,
    read by :func:`values_from_object`).
 
@@ -40,11 +39,11 @@ from petiole.urls import mask_value
 
 ENV_PREFIX = "PETIOLE_"
 CONFIG_ENV = "PETIOLE_CONFIG"
+#: The variables Celery reads its broker and result store from, read as Petiole's
+#: settings below every Petiole source (a Celery deployment keeps its environment).
+CELERY_ENV = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "backend_url"}
 # Environment variables under these prefixes belong to tools around Petiole
 # (its own test suite, the command line's patched re-exec), not to the settings.
-#: The variables Celery reads its broker and result store from, read as Petiole's
-#: when the ``PETIOLE_`` one is not set (a Celery deployment keeps its environment).
-CELERY_ENV = {"CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "backend_url"}
 ENV_RESERVED_PREFIXES = ("PETIOLE_TEST_", "PETIOLE_CONFIG", "PETIOLE_APP", "PETIOLE_PATCHED_")
 
 
@@ -686,12 +685,17 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
                 suggestion=ENV_PREFIX + hint.upper() if hint else None,
             )
         out[key] = _parse_env_value(key, raw, _HINTS[key], source)
-    for name, key in CELERY_ENV.items():
-        if key not in out and environ.get(name):
-            out[key] = _parse_env_value(
-                key, environ[name], _HINTS[key], f"environment variable {name}"
-            )
     return out
+
+
+def celery_env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Celery's ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND``, as Petiole's
+    settings: layered below the config file (which names Petiole's own choice)."""
+    return {
+        key: _parse_env_value(key, environ[name], _HINTS[key], f"environment variable {name}")
+        for name, key in CELERY_ENV.items()
+        if environ.get(name)
+    }
 
 
 def load_settings(
@@ -704,7 +708,7 @@ def load_settings(
     """Build :class:`Settings` from every source, in precedence order."""
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = celery_env_values(environ)
     path = Path(config_file) if config_file is not None else find_config_file(environ, cwd)
     if path is not None:
         merged.update(validate(read_config_file(path), source=f"config file {str(path)!r}"))

@@ -67,7 +67,7 @@ def load_app(spec: str) -> Petiole:
                 what = f"{module_name} has no attribute {attr!r}"
             else:
                 what = f"{module_name}.{attr} is not a Petiole app (got {type(found).__name__})"
-            raise ConfigError(f"-A {spec}: {what}{there}")
+            raise ConfigError(f"app {spec!r}: {what}{there}")
         return _remember(found, module_name, attr)
     looked: list[str] = []
     hit = _app_in(module, looked)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from petiole import states
 from petiole.cli.context import common_options, state
 from petiole.result import AsyncResult
 
@@ -37,7 +38,7 @@ def _show(result: AsyncResult, timeout: float | None, *, exit_on_failure: bool) 
     :data:`TASK_FAILED_EXIT` if it failed."""
     value = result.get(timeout=timeout, propagate=False)
     payload: dict[str, Any] = {"id": result.id, "state": result.state}
-    failed = isinstance(value, BaseException)
+    failed = result.state in (states.FAILURE, states.REVOKED)
     if failed:
         payload["error"] = f"{type(value).__name__}: {value}"
         payload["traceback"] = result.traceback
