@@ -14,6 +14,7 @@ import pytest
 
 from petiole import Petiole, Request, Task, hookimpl, states
 from petiole.envelope import Envelope
+from petiole.errors import SerializationError
 from petiole.pools.processes import ProcessPool
 from petiole.result import AsyncResult
 from petiole.testing import wait_until
@@ -355,6 +356,24 @@ def test_lifecycle_hooks_fire_with_their_arguments(app: Petiole) -> None:
         ("failure", ("ValueError", True)),
         ("worker_stop", "solo"),
     ]
+
+
+def test_a_value_the_result_store_cannot_take_is_a_failure_to_the_hooks_too(
+    app: Petiole,
+) -> None:
+    recorder = _HookRecorder()
+    app.register_plugin(recorder, "recorder")
+
+    @app.task(name="opaque")
+    def opaque() -> object:
+        return object()
+
+    with start_worker(app, pool="solo"), pytest.raises(SerializationError):
+        opaque.delay().get(timeout=5)
+    outcome = [c for c in recorder.calls if c[0] in ("postrun", "failure")]
+    assert outcome[0][0] == "postrun"
+    assert outcome[0][1][0] == "FAILURE"
+    assert outcome[1] == ("failure", ("SerializationError", True))
 
 
 class _SpySerializer:

@@ -338,6 +338,7 @@ class TaskRunner:
                 # sys.exit() in a task fails the task; it must not end the pool thread
                 # (where threading would swallow it silently) or the worker.
                 called = self._failed(task, exc)
+            called = self._stored_form(prepared, called)
             self._after_call(task, request, called)
             return called
         finally:
@@ -359,8 +360,17 @@ class TaskRunner:
             called = _Called(states.FAILURE, exc, _format(exc))
         except Exception as exc:
             called = self._failed(task, exc)
+        called = self._stored_form(prepared, called)
         self._after_call(task, request, called)
         return called
+
+    def _stored_form(self, prepared: _Prepared, called: _Called) -> _Called:
+        """A success whose result is kept, serialized for the store now, before the
+        hooks hear the outcome: a value the store cannot take fails the task, and
+        every hook, log line and workflow step then sees that failure."""
+        if called.state != states.SUCCESS or prepared.ignore_result:
+            return called
+        return self._with_payload(prepared, called)
 
     def _failed(self, task: Task[Any, Any], exc: BaseException) -> _Called:
         if isinstance(exc, Retry):
@@ -589,6 +599,7 @@ class TaskRunner:
                 f"serializer cannot store: {exc} (return plain data, or choose a "
                 "result_serializer that takes it)"
             )
+            error.__cause__ = exc  # its traceback: where the serializer gave up
             return _Called(states.FAILURE, error, _format(error))
 
     def _record(self, prepared: _Prepared, called: _Called) -> ResultRecord:
