@@ -42,7 +42,7 @@ def app_module(name: str, attr: str = "app") -> str:
 
 def python(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python ARGS`` from ``cwd``, with no PETIOLE_* variable or PYTHONPATH of ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PETIOLE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PETIOLE_", "CELERY_"))}
     env.pop("PYTHONPATH", None)
     return subprocess.run(
         [sys.executable, *args],

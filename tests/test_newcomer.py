@@ -27,7 +27,7 @@ from petiole.testing.in_thread import start_worker
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty project directory, current and importable, with no PETIOLE_* set."""
-    for name in [n for n in os.environ if n.startswith("PETIOLE_")]:
+    for name in [n for n in os.environ if n.startswith(("PETIOLE_", "CELERY_"))]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))

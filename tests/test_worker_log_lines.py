@@ -50,7 +50,7 @@ def _run_two_tasks(project: Path, *flags: str) -> str:
     """Start a worker with ``flags``, run one task that succeeds and one that fails,
     stop the worker gracefully, and return its log."""
     url = f"sqlite:///{project / 'p.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PETIOLE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PETIOLE_", "CELERY_"))}
     env.update(PETIOLE_BROKER_URL=url, PETIOLE_BACKEND_URL=url, PYTHONPATH=str(project))
     log = project / "worker.log"
     worker = subprocess.Popen(

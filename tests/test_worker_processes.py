@@ -155,7 +155,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(project: Path) -> dict[str, str]:
     url = f"sqlite:///{project / 'p.db'}"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PETIOLE_")}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PETIOLE_", "CELERY_"))}
     environ.update(
         PETIOLE_BROKER_URL=url,
         PETIOLE_BACKEND_URL=url,

@@ -24,7 +24,7 @@ def _no_petiole_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith("PETIOLE_") or name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        if name.startswith(("PETIOLE_", "CELERY_")):
             monkeypatch.delenv(name)
 
 

@@ -74,7 +74,7 @@ class UnknownComponentError(PluginError):
         self.name = name
         self.installed = sorted(installed)
         self.hint = hint
-        import difflib  # only when a name is misspelt: see test_import_graph
+        import difflib  # here, not at the top: a worker at work never needs it (test_import_graph)
 
         close = difflib.get_close_matches(name, self.installed, n=1, cutoff=0.75)
         did_you_mean = f" (did you mean {close[0]!r}?)" if close else ""

@@ -26,5 +26,5 @@ def _no_petiole_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith("PETIOLE_"):
+        if name.startswith(("PETIOLE_", "CELERY_")):
             monkeypatch.delenv(name)

@@ -57,6 +57,7 @@ from petiole_redis._connection import Address, Connection, address_of
 from petiole_redis._errors import (
     AuthenticationError,
     CertificateError,
+    HostNotFound,
     NoScriptError,
     RedisConnectionError,
     RedisError,
@@ -296,8 +297,8 @@ class Connector(Closable):
                 if is_outage(exc) and time.monotonic() + delay < deadline:
                     time.sleep(delay)
                     continue
-                resolves = "does not resolve" not in str(exc)
-                hint = " (is redis-server running there?)" if is_outage(exc) and resolves else ""
+                unanswered = is_outage(exc) and not isinstance(exc, HostNotFound)
+                hint = " (is redis-server running there?)" if unanswered else ""
                 raise self.error_type(
                     f"cannot connect to the {self.describe()}: {error_line(exc)}{hint}"
                 ) from exc

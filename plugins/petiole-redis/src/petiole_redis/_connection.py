@@ -30,6 +30,7 @@ from petiole_redis._errors import (
     AuthenticationError,
     CertificateError,
     DataError,
+    HostNotFound,
     RedisConnectionError,
     RedisTimeoutError,
     ResponseError,
@@ -207,7 +208,7 @@ class Connection:
         except TimeoutError as exc:  # before OSError: it is one
             raise RedisTimeoutError(f"Timeout connecting to {address.describe}") from exc
         except socket.gaierror as exc:  # before OSError: it is one
-            raise RedisConnectionError(
+            raise HostNotFound(
                 f"Error connecting to {address.describe}: {exc} (the host name "
                 f"{address.host!r} does not resolve: check the URL's host)"
             ) from exc

@@ -24,6 +24,12 @@ class RedisConnectionError(RedisError):
     """The connection could not be made, or was lost (an outage)."""
 
 
+class HostNotFound(RedisConnectionError):
+    """The server's host name does not resolve (still an outage: a resolver may be
+    down for a moment), told apart so that its error does not ask whether
+    redis-server runs there."""
+
+
 class RedisTimeoutError(RedisError):
     """A connect, read or write took longer than its timeout (an outage)."""
 
