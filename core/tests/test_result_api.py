@@ -714,3 +714,20 @@ def test_a_wait_that_times_out_outside_a_task_does_not_mention_one(app: Petiole)
     with pytest.raises(ResultTimeout) as raised:
         lonely.delay().get(timeout=0.2)
     assert "inside task" not in str(raised.value)
+
+
+def test_a_group_wait_that_times_out_inside_a_task_says_so_too(app: Petiole) -> None:
+    @app.task(name="member")
+    def member() -> int:
+        return 1
+
+    @app.task(name="gatherer")
+    def gatherer() -> list[int]:
+        return list(group(member.s(), member.s()).apply_async().get(timeout=0.5))
+
+    with (
+        start_worker(app, pool="solo", concurrency=1, prefetch_multiplier=1),
+        pytest.raises(ResultTimeout) as raised,
+    ):
+        gatherer.delay().get(timeout=20)
+    assert "this wait ran inside task gatherer[" in str(raised.value)

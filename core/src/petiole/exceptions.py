@@ -7,7 +7,9 @@ the names Celery code imports: the ones spelled alike (``Retry``,
 (``TaskRevokedError`` is :class:`~petiole.errors.TaskRevoked`, ``TimeoutError``
 :class:`~petiole.errors.ResultTimeout`). A Celery name with no Petiole
 counterpart (``Ignore``, ``Reject``, ...) fails to import saying what to do
-instead.
+instead: an :class:`ImportError` even as an attribute (``from ... import``
+would replace an :class:`AttributeError` with its own message), so
+``hasattr(petiole.exceptions, "Reject")`` raises rather than answering False.
 """
 
 from __future__ import annotations

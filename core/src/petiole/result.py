@@ -21,13 +21,13 @@ from petiole.backend import ResultBackend, ResultRecord
 from petiole.coordination import CoordinationUnavailable
 from petiole.errors import ResultTimeout, TaskRevoked
 from petiole.ports import ResultsApp
-from petiole.request import current_request
 from petiole.result_set import (
     OnError,
     ReadyCallbacks,
     ResultSet,
     ValueCallback,
     wait_ready,
+    waiting_inside_a_task,
 )
 
 __all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet", "result_from_tuple"]
@@ -304,7 +304,7 @@ class AsyncResult:
                 waited = time.monotonic() - started
                 raise ResultTimeout(
                     f"not ready after {waited:.1f} s: {self._explain(record)}"
-                    f"{_waiting_inside_a_task()}"
+                    f"{waiting_inside_a_task()}"
                 )
             self._seen_ready(record)
         return self._outcome(record, propagate, callback)
@@ -524,19 +524,3 @@ def result_from_tuple(data: Any, app: ResultsApp) -> AsyncResult | GroupResult:
             )
         results.append(built)
     return GroupResult(task_id, results, app)
-
-
-def _waiting_inside_a_task() -> str:
-    """A timed-out wait's note when it ran inside a task on a worker: the waiting
-    task holds a pool slot, which the task it waits for may need (Celery refuses
-    such a wait; Petiole allows it, so says what may have happened)."""
-    request = current_request.get()
-    if request is None or not request.id or request.eager:
-        return ""
-    return (
-        f"; this wait ran inside task {request.task}[{request.id}], which holds a pool "
-        "slot while it waits: when every slot of the workers consuming that queue is "
-        "held by such a wait, the awaited task cannot start (send a chain or a chord "
-        "instead of waiting inside a task, or give the waited-for tasks a queue and "
-        "workers of their own)"
-    )

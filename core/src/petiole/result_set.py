@@ -33,6 +33,7 @@ from petiole import states
 from petiole.backend import ResultRecord
 from petiole.errors import ResultTimeout
 from petiole.ports import ResultsApp
+from petiole.request import current_request
 
 H = TypeVar("H")
 OnError = Callable[[Exception], object]
@@ -396,7 +397,7 @@ class ResultSet(Generic[M]):
         why = missing[0]._explain(None)
         return (
             f"{self._label()}: {len(missing)} of {len(self)} members not ready after "
-            f"{waited_s:.1f} s; the first: {why}"
+            f"{waited_s:.1f} s; the first: {why}{waiting_inside_a_task()}"
         )
 
     def _label(self) -> str:
@@ -413,3 +414,19 @@ class ResultSet(Generic[M]):
         """Delete every member's result (and, as ``AsyncResult.forget`` does, its children's)."""
         for member in self.results:
             member.forget()
+
+
+def waiting_inside_a_task() -> str:
+    """A timed-out wait's note when it ran inside a task on a worker: the waiting
+    task holds a pool slot, which the task it waits for may need (Celery refuses
+    such a wait; Petiole allows it, so says what may have happened)."""
+    request = current_request.get()
+    if request is None or not request.id or request.eager:
+        return ""
+    return (
+        f"; this wait ran inside task {request.task}[{request.id}], which holds a pool "
+        "slot while it waits: when every slot of the workers consuming that queue is "
+        "held by such a wait, the awaited task cannot start (send a chain or a chord "
+        "instead of waiting inside a task, or give the waited-for tasks a queue and "
+        "workers of their own)"
+    )
