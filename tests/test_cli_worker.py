@@ -409,7 +409,6 @@ def test_the_sample_systemd_unit_starts_petiole_worker_with_flags_it_has() -> No
         ("--statedb", "`--statedb` has no Petiole equivalent: revocations live in the"),
         ("-S", "`-S` (Celery's `--statedb`) has no Petiole equivalent"),
         ("--disable-prefetch", "is spelled `--prefetch-multiplier` in Petiole"),
-        ("--without-gossip", "Petiole workers do not gossip"),
     ],
 )
 def test_celery_flags_petiole_spells_otherwise_or_lacks_name_what_to_do(
@@ -419,6 +418,17 @@ def test_celery_flags_petiole_spells_otherwise_or_lacks_name_what_to_do(
     assert result.exit_code == 2
     assert says in result.output
     assert "No such option" not in result.output
+
+
+def test_celery_flags_asking_for_what_petiole_does_anyway_are_accepted(
+    fake_worker: list[dict[str, Any]],
+) -> None:
+    """Celery's optimizing guide puts these in deploy scripts: accepted, no effect."""
+    flags = ["--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "a"]
+    result = CliRunner().invoke(cli, ["worker", *flags])
+    assert result.exit_code == 0, result.output
+    [options] = fake_worker
+    assert options["queues"] == ["a"]
 
 
 def test_a_flag_no_celery_worker_has_is_still_clicks_no_such_option() -> None:

@@ -46,7 +46,7 @@ from petiole.errors import ConfigError, UnknownSettingError
 from petiole.urls import mask_value
 
 Kind = Literal["setting", "task option", "calling option", "worker flag"]
-How = Literal["alias", "renamed", "absent"]
+How = Literal["alias", "renamed", "absent", "ignored"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
@@ -72,6 +72,8 @@ class CeleryName:
         written = f"`{name}`" if name == self.celery else f"`{name}` (Celery's `{self.celery}`)"
         if self.how == "absent":
             return f"{written} has no Petiole equivalent: {self.note}"
+        if self.how == "ignored":
+            return f"{written} has no effect in Petiole: {self.note}"
         if self.how == "renamed":
             return f"{written} is spelled `{self.petiole}` in Petiole: {self.note}"
         return f"{written} is read as `{self.petiole}`: {self.note}"
@@ -130,6 +132,15 @@ def translate(
         entry = None if name in petiole_names else lookup(kind, name)
         if entry is None:
             out[name] = value
+            continue
+        if entry.how == "ignored":
+            # What Petiole does anyway: accepted and dropped, unless the value asks
+            # for something else (the check raises ValueError saying what).
+            try:
+                if entry.convert is not None:
+                    entry.convert(value)
+            except ValueError as exc:
+                messages[name] = f"`{name}` = {mask_value(name, value)!r}: {exc}"
             continue
         if entry.how != "alias" or entry.petiole is None:
             messages[name] = entry.message(name)
@@ -199,6 +210,21 @@ def _kib_to_mib(value: Any) -> Any:
     return value  # the setting's type check names it
 
 
+def _only_true(value: Any) -> Any:
+    if value is not True:
+        raise ValueError("Petiole's times are always UTC: remove it")
+    return value
+
+
+def _only_utc(value: Any) -> Any:
+    if not isinstance(value, str) or value.upper() not in ("UTC", "ETC/UTC", "GMT"):
+        raise ValueError(
+            "Petiole keeps no local time zone: give `eta`/`expires` as aware datetimes "
+            "in any zone, and remove this setting"
+        )
+    return value
+
+
 def _prefetch_multiplier(value: Any) -> Any:
     if value == 0 and not isinstance(value, bool):
         raise ValueError(
@@ -246,6 +272,18 @@ class _Kind:
 
     def absent(self, celery: str, note: str, *, also: Sequence[str] | None = None) -> CeleryName:
         return CeleryName(self.kind, celery, None, "absent", note, self._also(celery, also))
+
+    def ignored(
+        self,
+        celery: str,
+        note: str,
+        *,
+        also: Sequence[str] | None = None,
+        check: Callable[[Any], Any] | None = None,
+    ) -> CeleryName:
+        """A name that asks for what Petiole does anyway: accepted, with no effect;
+        ``check`` raises ValueError for a value that asks for something else."""
+        return CeleryName(self.kind, celery, None, "ignored", note, self._also(celery, also), check)
 
     def _also(self, celery: str, also: Sequence[str] | None) -> tuple[str, ...]:
         if also is not None or self.kind != "setting":
@@ -329,8 +367,8 @@ _DAEMON = "run the worker under systemd (User=, Group=) or another supervisor"
 
 SETTINGS: tuple[CeleryName, ...] = (
     # -- general
-    S.absent("enable_utc", "Petiole's times are always UTC: `eta`/`expires` take aware datetimes (a naive one is refused) or epoch seconds; remove it"),
-    S.absent("timezone", "there is no local time zone to set: `eta`/`expires` take aware datetimes or epoch seconds; remove it"),
+    S.ignored("enable_utc", "Petiole's times are always UTC: `eta`/`expires` take aware datetimes (a naive one is refused) or epoch seconds; False is refused", check=_only_true),
+    S.ignored("timezone", "Petiole keeps no local time zone: `eta`/`expires` take aware datetimes or epoch seconds; only UTC is accepted", check=_only_utc),
     # -- beat
     S.absent("beat_schedule", _NO_BEAT),
     S.absent("beat_scheduler", _NO_BEAT),
@@ -554,9 +592,9 @@ WORKER_FLAGS: tuple[CeleryName, ...] = (
     W.absent("--task-events", _NO_EVENTS, also=("-E", "--events")),
     W.absent("--purge", "run `petiole purge` before starting the worker", also=("--discard",)),
     W.absent("--include", "list the modules in the `include` or `imports` setting, or call `app.autodiscover_tasks([...])`", also=("-I",)),
-    W.absent("--without-gossip", "Petiole workers do not gossip: drop it"),
-    W.absent("--without-mingle", "Petiole workers do not mingle at start-up: drop it"),
-    W.absent("--without-heartbeat", "Petiole workers send no event heartbeats: drop it"),
+    W.ignored("--without-gossip", "Petiole workers do not gossip"),
+    W.ignored("--without-mingle", "Petiole workers do not mingle at start-up"),
+    W.ignored("--without-heartbeat", "Petiole workers send no event heartbeats"),
     W.absent("--heartbeat-interval", "Petiole workers send no event heartbeats: drop it"),
     W.absent("--beat", _NO_BEAT, also=("-B",)),
     W.absent("--schedule-filename", _NO_BEAT, also=("-s", "--schedule")),
@@ -682,7 +720,12 @@ _INDEX: dict[Kind, dict[str, CeleryName]] = {
 
 # -- the migration guide's tables ---------------------------------------------------
 
-_HOW_SHOWN = {"alias": "accepted", "renamed": "refused: renamed", "absent": "refused"}
+_HOW_SHOWN = {
+    "alias": "accepted",
+    "ignored": "accepted, no effect",
+    "renamed": "refused: renamed",
+    "absent": "refused",
+}
 _TITLES = {
     "setting": "Settings",
     "task option": "Task options: `@app.task(...)`",

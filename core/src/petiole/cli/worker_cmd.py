@@ -89,8 +89,15 @@ class WorkerCommand(GroupedCommand):
     to do instead), not with click's bare "No such option"."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        kept = []
+        for arg in args:
+            entry = celery_names.lookup("worker flag", arg) if arg.startswith("-") else None
+            if entry is not None and entry.how == "ignored":
+                logger.info("%s", entry.message(arg))  # a Celery flag asking for what is so
+                continue
+            kept.append(arg)
         try:
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, kept)
         except click.NoSuchOption as exc:
             entry = celery_names.lookup("worker flag", exc.option_name)
             if entry is None:
