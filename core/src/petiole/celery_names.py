@@ -136,9 +136,9 @@ def translate(
         if entry.how == "ignored":
             # What Petiole does anyway: accepted and dropped, unless the value asks
             # for something else (the check raises ValueError saying what).
+            check = entry.convert or (lambda _: None)
             try:
-                if entry.convert is not None:
-                    entry.convert(value)
+                check(value)
             except ValueError as exc:
                 messages[name] = f"`{name}` = {mask_value(name, value)!r}: {exc}"
             continue

@@ -124,7 +124,7 @@ def finalize(app: TaskApp, modules: Sequence[str]) -> None:
     import_modules(app, modules)
 
 
-def import_modules(app: TaskApp, modules: Sequence[str]) -> list[str]:
+def import_modules(app: TaskApp, modules: Sequence[str]) -> None:
     """Import ``modules`` (the ``imports`` and ``include`` settings) with ``app`` as
     the current app. Raises :class:`~petiole.errors.ConfigError` naming the module
     and the settings when one fails to import."""
@@ -137,4 +137,3 @@ def import_modules(app: TaskApp, modules: Sequence[str]) -> list[str]:
                     f"imports: cannot import {name!r} (a module the `imports` or `include` "
                     f"setting lists): {type(exc).__name__}: {exc}"
                 ) from exc
-    return list(modules)

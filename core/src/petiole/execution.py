@@ -227,7 +227,6 @@ class TaskRunner:
         called = self.call(prepared, soft_time_limit_s=soft)
         record = None
         if not (prepared.ignore_result and called.state == states.SUCCESS):
-            called = self._with_payload(prepared, called)
             record = self._record(prepared, called)
         self._continue(prepared, called)
         if task.has_handlers:
@@ -368,9 +367,7 @@ class TaskRunner:
         """A success whose result is kept, serialized for the store now, before the
         hooks hear the outcome: a value the store cannot take fails the task, and
         every hook, log line and workflow step then sees that failure."""
-        if called.state != states.SUCCESS or prepared.ignore_result:
-            return called
-        return self._with_payload(prepared, called)
+        return called if prepared.ignore_result else self._with_payload(prepared, called)
 
     def _failed(self, task: Task[Any, Any], exc: BaseException) -> _Called:
         if isinstance(exc, Retry):
@@ -405,13 +402,8 @@ class TaskRunner:
         plain success (no workflow to continue, no handlers) is not stored here but
         returned in the outcome, for the worker to store with others."""
         runtime_s = time.perf_counter() - started
-        keeps_result = not (prepared.ignore_result and called.state == states.SUCCESS)
-        if keeps_result:
-            # Before anything reports the outcome: a value the store cannot take
-            # makes the task a failure, logged, stored and passed down its workflow.
-            called = self._with_payload(prepared, called)
         self._log(prepared.request, called, runtime_s)
-        if keeps_result:
+        if not (prepared.ignore_result and called.state == states.SUCCESS):
             if defer and self._plain_success(prepared, called):
                 record = self._record(prepared, called)
                 return Outcome(ACK, called.state, runtime_s=runtime_s, record=record)
@@ -586,8 +578,9 @@ class TaskRunner:
 
     def _with_payload(self, prepared: _Prepared, called: _Called) -> _Called:
         """A success with its value serialized for the result store; a value the
-        result serializer refuses makes it a failure saying so (serialized once:
-        :meth:`_record` uses the payload)."""
+        result serializer refuses makes it a failure saying so. Done once, by
+        :meth:`call` (:meth:`_stored_form`); :meth:`_record` uses the payload, and
+        serializes here only a success that did not come through ``call``."""
         if called.state != states.SUCCESS or called.payload is not None:
             return called
         serializer = self.app.result_serializer

@@ -83,19 +83,20 @@ def _umask(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
         raise click.BadParameter(f"{value!r} is not an octal number such as 022") from None
 
 
+def _ignored_flag(arg: str) -> bool:
+    entry = celery_names.lookup("worker flag", arg) if arg.startswith("-") else None
+    return entry is not None and entry.how == "ignored"
+
+
 class WorkerCommand(GroupedCommand):
     """``petiole worker``: a flag of Celery's worker that Petiole spells otherwise or
     lacks is answered from :mod:`petiole.celery_names` (the Petiole spelling, or what
     to do instead), not with click's bare "No such option"."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        kept = []
-        for arg in args:
-            entry = celery_names.lookup("worker flag", arg) if arg.startswith("-") else None
-            if entry is not None and entry.how == "ignored":
-                logger.info("%s", entry.message(arg))  # a Celery flag asking for what is so
-                continue
-            kept.append(arg)
+        # Celery flags that ask for what Petiole does anyway (--without-gossip, ...):
+        # accepted, with no effect.
+        kept = [arg for arg in args if not _ignored_flag(arg)]
         try:
             return super().parse_args(ctx, kept)
         except click.NoSuchOption as exc:
