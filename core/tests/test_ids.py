@@ -1,4 +1,5 @@
-"""Task ids: random version-4 UUIDs, unique within and across processes."""
+"""Task ids (random version-4 UUIDs), random digits and the pid, each right within
+and across processes without a system call per call."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import threading
 import uuid
 
-from petiole.ids import new_id
+from petiole.ids import current_pid, new_id, random_bytes, random_hex
 
 
 def test_an_id_is_a_version_4_uuid_in_its_usual_form() -> None:
@@ -52,3 +53,32 @@ def test_a_forked_child_does_not_hand_out_its_parents_next_ids() -> None:
     parent_ids = {new_id() for _ in range(10)}
     assert len(child_ids) == 10
     assert not child_ids & parent_ids
+
+
+def test_random_hex_is_as_many_digits_as_asked_and_does_not_repeat() -> None:
+    drawn = [random_hex(8) for _ in range(10_000)]
+    assert all(len(one) == 16 and int(one, 16) >= 0 for one in drawn)
+    assert len(set(drawn)) == len(drawn)
+
+
+def test_random_bytes_longer_than_the_read_ahead_are_served_whole() -> None:
+    first, second = random_bytes(10_000), random_bytes(10_000)
+    assert len(first) == len(second) == 10_000
+    assert first != second
+
+
+def test_a_forked_child_knows_its_own_pid_and_draws_its_own_digits() -> None:
+    random_hex(8)  # the parent's buffer now holds digits it has not handed out
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its pid as it reads it, and its next digits
+        os.close(read_end)
+        os.write(write_end, f"{current_pid()}:{os.getpid()}:{random_hex(8)}".encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said, real, digits = pipe.read().decode().split(":")
+    os.waitpid(pid, 0)
+    assert said == real == str(pid)
+    assert current_pid() == os.getpid() != pid
+    assert digits != random_hex(8)

@@ -25,7 +25,6 @@ message it does not trust by parsing only the header block.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from petiole.errors import ProtocolError
+from petiole.ids import current_pid
 from petiole.request import Request
 
 # The version of the header block's meaning (the ``protocol`` header). The
@@ -216,7 +216,7 @@ def task_headers(
         root_id=root_id or task_id,
         parent_id=parent_id,
         priority=priority,
-        origin=f"{os.getpid()}",
+        origin=str(current_pid()),
         sent_at=sent_at,
     )
     if time_limits[0] is not None or time_limits[1] is not None:

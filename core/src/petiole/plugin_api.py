@@ -41,6 +41,10 @@ What it holds, by the job it does:
   from a message's values, refusing more than :data:`MAX_HASH_COLLISIONS` values
   crafted to share one hash (which makes building quadratic); every serializer
   that builds a set, or a dict with keys other than strings, goes through them.
+* **Per call, without a system call**: :func:`current_pid` (``os.getpid()``,
+  kept per process and read again after a fork) and :func:`random_hex` (random
+  digits from a read-ahead buffer of the kernel's randomness) — for the checks
+  and nonces a hot path makes on every call.
 * **Record codec**: :func:`encode_record` / :func:`decode_record`, a
   :class:`ResultRecord` as one byte string, for stores that keep one value per key.
 * **Testing** (needs ``petiole[testing]``, that is pytest): the conformance
@@ -113,6 +117,7 @@ from petiole.hash_flooding import (
     set_from_untrusted,
 )
 from petiole.hookspecs import CodecFactory, SerializerFactory, SignerFactory, hookimpl
+from petiole.ids import current_pid, random_hex
 from petiole.outages import (
     Closable,
     Closed,
@@ -353,6 +358,7 @@ __all__ = [
     "check_hash_collisions",
     "check_queue_names",
     "core_imports_beyond",
+    "current_pid",
     "decode_record",
     "dict_from_untrusted",
     "encode_record",
@@ -367,6 +373,7 @@ __all__ = [
     "port_open",
     "query_options",
     "quote_part",
+    "random_hex",
     "require_binary",
     "require_module",
     "serve",

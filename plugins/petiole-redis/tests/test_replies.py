@@ -6,6 +6,7 @@ tells apart."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -140,6 +141,27 @@ def test_a_read_that_times_out_is_a_timeout_error() -> None:
     finally:
         left.close()
         right.close()
+
+
+def test_a_server_that_never_answers_times_out_by_the_kernels_timer() -> None:
+    """A plain socket is blocking, its timeout kept by the kernel (SO_RCVTIMEO):
+    no poll before each send and receive, and a silent server still ends the
+    read after ``socket_timeout_s`` with a timeout error (an outage, retried)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        url = f"redis://127.0.0.1:{port}/0?socket_timeout_s=1"
+        connection = Connection(address_of(parse_url(url, {}, component="test")), protocol=2)
+        try:
+            connection.connect()  # protocol 2, no password, db 0: no handshake to wait for
+            assert connection._sock is not None
+            assert connection._sock.gettimeout() is None  # blocking: Python polls nothing
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError, match="Timeout reading"):
+                connection.command("PING")
+            assert 0.9 <= time.monotonic() - started < 10
+            assert not connection.connected  # out of step with the server: dropped
+        finally:
+            connection.disconnect()
 
 
 def test_resp3_replies_come_back_as_plain_values(redis_server: RedisServer, key: str) -> None:

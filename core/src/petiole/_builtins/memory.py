@@ -39,7 +39,6 @@ import heapq
 import itertools
 import json
 import logging
-import secrets
 import threading
 import time
 import weakref
@@ -51,6 +50,7 @@ from urllib.parse import urlsplit
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ConfigError, ResultBackendError, TransportError
+from petiole.ids import random_hex
 from petiole.transport import (
     DeadLetter,
     Delivery,
@@ -258,7 +258,7 @@ class MemoryTransport:
                 message = queue.take(now)
                 if message is None:
                     break
-                message.receipt = f"{message.id}:{secrets.token_hex(8)}"
+                message.receipt = f"{message.id}:{random_hex(8)}"
                 message.delivery_count += 1
                 message.visible_at = now + lease_s
                 queue.place(message, now)

@@ -41,7 +41,6 @@ URL and options: see :mod:`petiole._builtins._sqlite`.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 import weakref
@@ -59,6 +58,7 @@ from petiole._builtins._sqlite import (
     parse_url,
 )
 from petiole.errors import TransportError
+from petiole.ids import random_hex
 from petiole.transport import (
     DeadLetter,
     Delivery,
@@ -416,7 +416,7 @@ class SqliteTransport(SqliteComponent):
                 for row_id, count, message_id, payload in conn.execute(
                     _CLAIM_SELECT, (queue, now, wanted)
                 ).fetchall():
-                    token = secrets.token_hex(8)
+                    token = random_hex(8)
                     claims.append((expires_at, token, row_id))
                     deliveries.append(
                         Delivery(

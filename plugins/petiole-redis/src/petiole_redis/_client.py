@@ -50,6 +50,7 @@ from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 from petiole.errors import PetioleError
+from petiole.ids import current_pid
 from petiole.outages import Closable, DownTooLong, OutageTracker, backoff_s, call_through_outage
 from petiole.outages import Closed as Closed  # re-exported for the transport and backend
 from petiole.outages import StillDown as StillDown  # re-exported likewise
@@ -110,10 +111,10 @@ class FastClient:
         local = self._local
         connection: Connection | None = getattr(local, "connection", None)
         now = time.monotonic()
-        if connection is None or local.pid != os.getpid():
+        if connection is None or local.pid != current_pid():
             connection = self._connector.new_connection()
             self._connector.track(connection)
-            local.connection, local.pid = connection, os.getpid()
+            local.connection, local.pid = connection, current_pid()
         elif now - local.used_at >= _IDLE_CHECK_S:
             # Asked only of a connection idle for a while: the check is a system
             # call, a sixth of a publish's CPU, and a connection in use is never

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -203,7 +204,10 @@ class Connection:
                 except BaseException:
                     sock.close()
                     raise
-            sock.settimeout(address.socket_timeout_s)
+            if address.tls:
+                sock.settimeout(address.socket_timeout_s)
+            else:
+                _kernel_timeouts(sock, address.socket_timeout_s)
             return sock
         except TimeoutError as exc:  # before OSError: it is one
             raise RedisTimeoutError(f"Timeout connecting to {address.describe}") from exc
@@ -242,7 +246,7 @@ class Connection:
             raise RedisConnectionError("Connection closed.")
         try:
             sock.sendall(data)
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError) as exc:  # Python's timeout, the kernel's
             self.disconnect()
             raise RedisTimeoutError("Timeout writing to socket") from exc
         except OSError as exc:
@@ -316,6 +320,22 @@ class Connection:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
         sock.close()
+
+
+def _kernel_timeouts(sock: socket.socket, seconds: float | None) -> None:
+    """Make ``sock`` blocking, its send and receive timeouts kept by the kernel
+    (``SO_SNDTIMEO`` / ``SO_RCVTIMEO``; a call that times out raises
+    :class:`BlockingIOError`). A Python timeout (``settimeout``) would poll the
+    socket before every send and every receive: two system calls more on every
+    round trip. TLS keeps Python's timeouts (its reads and writes retry on their
+    own)."""
+    sock.settimeout(None)
+    if seconds is None:
+        return
+    whole = int(seconds)
+    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 def _tls_pending(sock: socket.socket) -> bool:

@@ -203,7 +203,7 @@ class ReplyReader:
             self._pos = 0
         try:
             chunk = self.sock.recv(_READ_SIZE)
-        except TimeoutError as exc:  # before OSError: it is one
+        except (TimeoutError, BlockingIOError) as exc:  # Python's timeout, the kernel's
             raise RedisTimeoutError("Timeout reading from socket") from exc
         except OSError as exc:
             raise RedisConnectionError(f"Error while reading from socket: {exc}") from exc

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any, Final
 
+from petiole.ids import current_pid
 from petiole_redis._client import Connector
 from petiole_redis._connection import Connection
 from petiole_redis._errors import ResponseError, raise_first_error
@@ -126,7 +127,7 @@ class TrackingClient:
             state is None
             or not state.expects_push
             or state.channel is None
-            or state.pid != os.getpid()
+            or state.pid != current_pid()
             or not state.connection.connected
         ):
             return None
@@ -175,8 +176,8 @@ class TrackingClient:
 
     def _state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
-        if state is None or state.pid != os.getpid() or state.tracks != self.tracks:
-            if state is not None and state.pid == os.getpid():
+        if state is None or state.pid != current_pid() or state.tracks != self.tracks:
+            if state is not None and state.pid == current_pid():
                 state.connection.disconnect()  # a tracking one, refused meanwhile
             state = _ThreadState(tracks=self.tracks)
             state.connection = self._new_connection(state)
@@ -274,7 +275,7 @@ class _ThreadState:
         self.connection: Connection  # set once made: its connect hook needs this state
         self.tracks = tracks  # whether its connection is a tracking one
         self.fresh = True  # nothing read on it is tracked yet
-        self.pid = os.getpid()
+        self.pid = current_pid()
         self.poll_s = _POLL_FIRST_S
         # Names pushed and not yet taken: the reader hands a push that comes in
         # the middle of a reply to the handler (note) and reads on, so the

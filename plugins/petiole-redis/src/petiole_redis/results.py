@@ -58,7 +58,6 @@ was lost answers False although it released.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -66,6 +65,7 @@ from typing import Any, TypeVar
 
 from petiole.backend import BackendCapabilities, ResultBackend, ResultRecord
 from petiole.errors import ResultBackendError, ResultsLost, ResultTimeout
+from petiole.ids import random_hex
 from petiole.record_codec import decode_record, encode_record
 from petiole_redis._client import Client, Closed, Connector, FastClient, Script, StillDown, command
 from petiole_redis._keys import Keys
@@ -336,7 +336,7 @@ class RedisBackend:
 
     def incr(self, key: str, amount: int = 1, *, ttl_s: float | None) -> int:
         """Atomic and exactly once, even when retried after a lost reply (incr.lua)."""
-        keys = (self.keys.counter(key), self.keys.incr_token(os.urandom(12).hex()))
+        keys = (self.keys.counter(key), self.keys.incr_token(random_hex(12)))
         ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
         argv = (int(amount), ttl_ms, self._incr_token_ms)
         return int(

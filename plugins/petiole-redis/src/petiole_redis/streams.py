@@ -98,6 +98,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from petiole.errors import PetioleError, TransportError
+from petiole.ids import random_hex
 from petiole.transport import Delivery, check_queue_names
 from petiole_redis._broker import BrokerBase, ms, run_scripts, settle_script_replies
 from petiole_redis._client import Client, Closed, FastClient, Script, StillDown, command
@@ -197,7 +198,7 @@ class StreamsTransport(BrokerBase):
         delay_ms = ms(delay_s)
         # Random, not a counter: a forked process's copy of a counter would repeat
         # it, and a resend that found another's entry would drop its own message.
-        nonce = os.urandom(8).hex()
+        nonce = random_hex(8)
         if delay_ms > 0:
             self._note_own_due(delay_s)
         if prio == 0 and delay_ms == 0:

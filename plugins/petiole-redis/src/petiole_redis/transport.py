@@ -66,7 +66,6 @@ meanwhile, then reconnects and subscribes again.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -74,6 +73,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from petiole.ids import random_hex
 from petiole.transport import Delivery, Transport, check_queue_names
 from petiole_redis._broker import COMPONENT, BrokerBase, ms, run_scripts
 from petiole_redis._client import Client, Closed, FastClient, Script, StillDown, command
@@ -129,7 +129,7 @@ class RedisTransport(BrokerBase):
         q = self.keys.queue(queue)
         prio = min(max(int(priority), 0), PRIORITIES - 1)
         keys = (q.ready[prio], q.delayed, q.msgs, q.meta, q.wake)
-        argv = (os.urandom(12).hex(), payload, f"0|{prio}|{message_id}", ms(delay_s))
+        argv = (random_hex(12), payload, f"0|{prio}|{message_id}", ms(delay_s))
         return keys, argv
 
     # -- reserving -------------------------------------------------------------------
