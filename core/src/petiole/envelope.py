@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from petiole.errors import ProtocolError
 from petiole.ids import current_pid
 from petiole.request import Request
+from petiole.serializers import compact_json_encoder
 
 # The version of the header block's meaning (the ``protocol`` header). The
 # framing has its own version, in the magic bytes: v2 added a signature slot
@@ -177,8 +178,9 @@ class Workflow:
             yield "header chord.body", self.chord.get("body")
 
 
-# Built once (json.dumps given options builds an encoder on every call).
-_encode_headers = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Built once; headers are plain values the sender built: a cycle among them
+# fails as nesting too deep, which header_bytes reports.
+_encode_headers = compact_json_encoder(catch_cycles=False)
 _WORKFLOW_HEADERS = frozenset(
     ("callbacks", "errbacks", "chain", "chord", "group_id", "group_index")
 )

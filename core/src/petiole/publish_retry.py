@@ -69,7 +69,7 @@ NO_RETRY = RetryPolicy(max_retries=0)
 def call_with_retry(attempt: Callable[[], T], policy: RetryPolicy, what: str) -> T:
     """``attempt()``, again after each wait of ``policy`` while it raises
     :class:`TransportError`; the last error propagates, saying how often it was tried."""
-    waits = policy.intervals()
+    waits: Iterator[float] | None = None  # made on the first failure: most sends have none
     tries = 0
     while True:
         tries += 1
@@ -78,6 +78,8 @@ def call_with_retry(attempt: Callable[[], T], policy: RetryPolicy, what: str) ->
         except MessageTooLarge:
             raise
         except TransportError as exc:
+            if waits is None:
+                waits = policy.intervals()
             wait = next(waits, None)
             if wait is None:
                 if tries == 1:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import json.encoder
 import pickle
 import uuid
 from collections.abc import Callable
@@ -132,11 +133,33 @@ def _preview(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}..."
 
 
+def compact_json_encoder(
+    default: Callable[[Any], Any] | None = None, *, catch_cycles: bool = True
+) -> Callable[[Any], str]:
+    """``JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=default).encode``
+    without its two Python frames per call: json's C encoder, called directly.
+    ``catch_cycles`` makes it per call with a fresh dict of the containers being
+    encoded, as json does (a cycle is a ``ValueError``); without, it is made once
+    and a cycle fails as nesting too deep (``RecursionError``): for values that
+    are plain data by construction. ``JSONEncoder.encode`` where there is no C
+    encoder."""
+    python_encoder = json.JSONEncoder(
+        default=default, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+    )
+    # Not in typeshed's stub of json.encoder: an implementation detail, hence the fallback.
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return python_encoder.encode
+    args = (python_encoder.default, json.encoder.encode_basestring, None, ":", ",")
+    if catch_cycles:
+        return lambda value: "".join(make({}, *args, False, False, True)(value, 0))
+    encode = make(None, *args, False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
 # Built once: json.dumps and json.loads given options build a new encoder or
 # decoder on every call, a few µs each, twice per task.
-_encode = json.JSONEncoder(
-    default=_encode_default, separators=(",", ":"), ensure_ascii=False, allow_nan=True
-).encode
+_encode = compact_json_encoder(_encode_default)
 _decode = json.JSONDecoder(object_hook=_decode_hook).decode
 
 
