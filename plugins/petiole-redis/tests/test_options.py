@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
+from petiole_redis._connection import address_of
+from petiole_redis._options import parse_url
 from petiole_redis.results import create_backend
 from petiole_redis.testing import RedisServer
 from petiole_redis.transport import create_transport
@@ -175,3 +177,22 @@ def test_a_percent_encoded_user_and_password_are_decoded(
         assert not entries, f"the server logged refused logins: {entries}"
     finally:
         server.stop()
+
+
+def test_reply_spin_us_is_the_spin_of_plain_and_unix_connections_not_tls() -> None:
+    """How long a read spins for its reply (the README's ``reply_spin_us``): 40 µs by
+    default, as set, and none over TLS (whose reads cannot skip sleeping)."""
+
+    def spin_s(url: str, options: dict[str, object] | None = None) -> float:
+        return address_of(parse_url(url, options or {}, component="test")).reply_spin_s
+
+    assert spin_s("redis://127.0.0.1/0") == pytest.approx(40e-6)
+    assert spin_s("redis://127.0.0.1/0?reply_spin_us=0") == 0.0
+    assert spin_s("unix:///tmp/redis.sock", {"reply_spin_us": 100}) == pytest.approx(100e-6)
+    assert spin_s("rediss://127.0.0.1/0?reply_spin_us=100") == 0.0
+
+
+@pytest.mark.parametrize(("value", "expected"), [(-1, ">= 0"), (1001, "from 0 to 1000")])
+def test_a_reply_spin_out_of_range_is_refused_saying_the_range(value: int, expected: str) -> None:
+    with pytest.raises(SettingTypeError, match=rf"'reply_spin_us'.*{expected}"):
+        parse_url(f"redis://127.0.0.1/0?reply_spin_us={value}", {}, component="test")

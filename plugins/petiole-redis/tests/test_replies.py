@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from petiole_redis._client import FastClient
-from petiole_redis._connection import Connection, address_of
+from petiole_redis._connection import Connection, _kernel_timeouts, address_of
 from petiole_redis._errors import (
     BusyLoadingError,
     NoScriptError,
@@ -162,6 +162,55 @@ def test_a_server_that_never_answers_times_out_by_the_kernels_timer() -> None:
             assert not connection.connected  # out of step with the server: dropped
         finally:
             connection.disconnect()
+
+
+def test_a_connection_that_does_not_spin_keeps_pythons_socket_timeout() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        url = f"redis://127.0.0.1:{port}/0?socket_timeout_s=1&reply_spin_us=0"
+        connection = Connection(address_of(parse_url(url, {}, component="test")), protocol=2)
+        try:
+            connection.connect()
+            assert connection._sock is not None
+            assert connection._sock.gettimeout() == 1.0
+        finally:
+            connection.disconnect()
+
+
+def test_a_reply_already_there_is_read_by_a_spinning_reader() -> None:
+    left, right = socket.socketpair()
+    try:
+        _kernel_timeouts(left, 1.0)
+        right.sendall(b"+PONG\r\n:7\r\n")
+        reader = ReplyReader(left, spin_s=0.001)
+        assert reader.read() == b"PONG"
+        assert reader.read() == 7
+        assert reader.spinning
+    finally:
+        left.close()
+        right.close()
+
+
+def test_a_reader_whose_spins_keep_finding_nothing_rests_from_spinning() -> None:
+    """A server across a network answers later than any spin: after eight spins in
+    a row found nothing the reader sleeps at once for 64 reads, then spins again."""
+    left, right = socket.socketpair()
+    try:
+        _kernel_timeouts(left, 0.01)  # a read that found nothing ends in 10 ms
+        reader = ReplyReader(left, spin_s=0.0001)
+        for _ in range(8):  # nothing is sent: each spin, then each read, finds nothing
+            assert reader.spinning
+            with pytest.raises(RedisTimeoutError):
+                reader.read()
+        assert not reader.spinning
+        for value in range(64):  # resting: each read sleeps in the kernel at once
+            assert not reader.spinning
+            right.sendall(b":%d\r\n" % value)
+            assert reader.read() == value
+        assert reader.spinning
+    finally:
+        left.close()
+        right.close()
 
 
 def test_resp3_replies_come_back_as_plain_values(redis_server: RedisServer, key: str) -> None:

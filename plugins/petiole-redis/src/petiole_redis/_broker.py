@@ -360,6 +360,11 @@ def settle_script_replies(
     """Given the pipelined ``replies`` to ``calls``: raise the first error other
     than a missing script; load the script and run again the calls it stopped
     (a server restarted with an empty script cache), raising any error they get."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            break
+    else:
+        return  # the usual case, settled without building lists
     others = [r for r in replies if isinstance(r, Exception) and not _no_script(r)]
     if others:
         raise others[0]

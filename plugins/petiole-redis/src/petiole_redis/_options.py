@@ -30,6 +30,8 @@ CERT_REQS = ("required", "optional", "none")
 # (transport.py, the default before it).
 LAYOUTS = ("streams", "lists")
 _DB_PATH = re.compile(r"/?\d*")
+# A spin longer than a wake-up across CPUs costs more than the wake-up saves.
+_MAX_REPLY_SPIN_US = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class RedisOptions:
     key_prefix: str = "petiole"
     connect_timeout_s: float = 5.0
     socket_timeout_s: float = 30.0
+    reply_spin_us: float = 40.0  # 0 = always sleep in the kernel for a reply
     reconnect_timeout_s: float = 60.0
     startup_timeout_s: float = 2.0
     orphan_check_interval_s: float = 60.0  # 0 = never
@@ -136,6 +139,13 @@ def _build(raw: Mapping[str, Any], *, source: str) -> RedisOptions:
             source=source,
             expected="a number of seconds >= 1.0",
             got=built.socket_timeout_s,
+        )
+    if not 0.0 <= built.reply_spin_us <= _MAX_REPLY_SPIN_US:
+        raise SettingTypeError(
+            "reply_spin_us",
+            source=source,
+            expected=f"a number of microseconds from 0 to {_MAX_REPLY_SPIN_US:g}",
+            got=built.reply_spin_us,
         )
     if built.layout not in LAYOUTS:
         raise SettingTypeError(
