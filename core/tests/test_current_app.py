@@ -11,15 +11,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from petiole import ConfigError, Petiole, current_app, shared_task, use_app
+from petiole import (
+    AsyncResult,
+    ConfigError,
+    GroupResult,
+    Petiole,
+    app_context,
+    current_app,
+    group,
+    shared_task,
+    use_app,
+)
 from petiole import current as current_module
 from petiole.current import default_app, set_default_app
+from petiole.testing.in_thread import start_worker
 
 
 @pytest.fixture(autouse=True)
 def _no_current_app(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no app created and no shared task, as a fresh process."""
-    monkeypatch.setattr(current_module, "_default", None)
+    monkeypatch.setattr(app_context, "_default", None)
     monkeypatch.setattr(current_module, "_apps", weakref.WeakSet())
     monkeypatch.setattr(current_module, "_shared", [])
 
@@ -218,3 +229,41 @@ def test_binding_a_shared_task_twice_to_one_app_registers_it_once(
 
     first = two_apps[0]
     assert once.bind(first) is once.bind(first)
+
+
+def test_async_result_of_an_id_alone_reads_the_current_app_s_backend(
+    two_apps: tuple[Petiole, Petiole],
+) -> None:
+    # Celery's `AsyncResult(task_id)`: a web request holding only the id.
+    first, second = two_apps
+
+    @second.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    with start_worker(second):
+        sent = double.delay(21)
+        assert sent.get(timeout=10) == 42
+        assert AsyncResult(sent.id).get(timeout=10) == 42
+        with use_app(first):
+            assert AsyncResult(sent.id).app is first  # not on first's backend
+            assert AsyncResult(sent.id).state == "PENDING"
+
+
+def test_group_result_restore_by_id_alone_reads_the_current_app_s_backend(
+    two_apps: tuple[Petiole, Petiole],
+) -> None:
+    second = two_apps[1]
+
+    @second.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    with start_worker(second):
+        saved = group(double.s(i) for i in range(3)).apply_async()
+        assert GroupResult.restore(saved.id).get(timeout=10) == [0, 2, 4]
+
+
+def test_async_result_of_an_id_with_no_app_created_says_how_to_create_one() -> None:
+    with pytest.raises(ConfigError, match=r"no Petiole app has been created yet; create one"):
+        AsyncResult("some-task-id")

@@ -25,9 +25,9 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
+from petiole import app_context
 from petiole.errors import ConfigError, PetioleError
 from petiole.producer import Producer
 from petiole.result import AsyncResult
@@ -47,11 +47,7 @@ class TaskApp(Producer, Protocol):
     def task(self, fn: Any = None, **options: Any) -> Any: ...
 
 
-NO_APP = "no Petiole app has been created yet; create one with Petiole(...) or pass app=..."
-
-_override: ContextVar[TaskApp | None] = ContextVar("petiole_current_app", default=None)
 _lock = threading.Lock()
-_default: TaskApp | None = None
 # Every app created, so a shared task decorated later is registered on each; weak,
 # so an app dropped (a test's) is not kept alive by it.
 _apps: weakref.WeakSet[TaskApp] = weakref.WeakSet()
@@ -61,47 +57,37 @@ _shared: list[SharedTask] = []
 def current_app() -> TaskApp:
     """The app in effect here (see the module's docstring); raises
     :class:`~petiole.errors.ConfigError` when no app exists."""
-    app = _override.get()
-    if app is None:
-        app = _default
-    if app is None:
-        raise ConfigError(NO_APP)
-    return app
+    return cast(TaskApp, app_context.required())
 
 
 def default_app() -> TaskApp | None:
     """The process default, ignoring ``use_app`` blocks; None before any app."""
-    return _default
+    return cast("TaskApp | None", app_context.default())
 
 
 def set_default_app(app: TaskApp | None) -> None:
     """Make ``app`` the process default (None: no default), for every thread that
     is not inside a ``use_app`` block."""
-    global _default
     with _lock:
-        _default = app
+        app_context.set_default(app)
 
 
 @contextmanager
 def use_app(app: TaskApp) -> Iterator[TaskApp]:
     """Make ``app`` the current app inside the block, in this thread or asyncio
     task only; blocks nest, and the previous one is back on exit."""
-    token = _override.set(app)
-    try:
+    with app_context.overriding(app):
         yield app
-    finally:
-        _override.reset(token)
 
 
 def app_created(app: TaskApp, set_as_current: bool = True) -> None:
     """Called by ``Petiole.__init__`` once the app can register tasks: registers
     every shared task on it, and makes it the default unless ``set_as_current``
     is false."""
-    global _default
     with _lock:
         _apps.add(app)
         if set_as_current:
-            _default = app
+            app_context.set_default(app)
         shared = list(_shared)
     for task in shared:
         task.bind(app)
@@ -179,7 +165,7 @@ class SharedTask:
         return getattr(self.task_of(), name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _override.get() is None and _default is None and not self.options.get("bind"):
+        if app_context.in_effect() is None and not self.options.get("bind"):
             return self.fn(*args, **kwargs)
         return self.task_of()(*args, **kwargs)
 

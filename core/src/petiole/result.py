@@ -14,9 +14,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from petiole import diagnosis, remote_errors, states
+from petiole import app_context, diagnosis, remote_errors, states
 from petiole.backend import ResultBackend, ResultRecord
 from petiole.coordination import CoordinationUnavailable
 from petiole.errors import ResultTimeout, TaskRevoked
@@ -49,19 +49,21 @@ class AsyncResult:
     each time, until the task is ready: a ready record is kept, and read no more.
 
     ``task_name`` and ``queue`` are known when this handle came from sending the
-    task; they make :meth:`why` precise.
+    task; they make :meth:`why` precise. Without ``app``, the current app's
+    backend is read (``AsyncResult(task_id)``, as in Celery; see
+    :func:`petiole.current_app`).
     """
 
     def __init__(
         self,
         task_id: str,
-        app: ResultsApp,
+        app: ResultsApp | None = None,
         *,
         task_name: str | None = None,
         queue: str | None = None,
     ) -> None:
         self.id = task_id
-        self.app = app
+        self.app = app if app is not None else cast(ResultsApp, app_context.required())
         self.task_name = task_name
         self._sent_queue = queue
         self._ready_record: ResultRecord | None = None
@@ -473,7 +475,10 @@ class GroupResult(ResultSet[AsyncResult]):
         )
 
     @classmethod
-    def restore(cls, group_id: str, app: ResultsApp) -> GroupResult:
+    def restore(cls, group_id: str, app: ResultsApp | None = None) -> GroupResult:
+        """The group saved under ``group_id`` (by the current app's backend without ``app``)."""
+        if app is None:
+            app = cast(ResultsApp, app_context.required())
         record = app.backend.get(group_id)
         if record is None or record.meta.get("kind") != "group":
             raise ResultTimeout(f"no saved group {group_id} (never saved, or expired)")
