@@ -7,10 +7,11 @@ import asyncio
 import itertools
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from petiole import Petiole, states
+from petiole import Petiole, ResultSet, states
 from petiole.errors import SoftTimeLimitExceeded, TaskRevoked
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
@@ -77,6 +78,27 @@ def test_rate_limit_spaces_the_starts_of_one_task_type(app: Petiole) -> None:
     starts.sort()
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.04  # 20/s: one start every 0.05 s, within timer slack
+
+
+def test_rate_limited_tasks_deferred_twice_still_start_under_solo(tmp_path: Path) -> None:
+    # A reserving transport (SQLite) and a pool that runs the task on the thread that
+    # dispatches it: the wake-up timer runs the second start itself and defers the third
+    # again, so that timer must arm the next one. Otherwise nothing dispatches before
+    # the worker's next reserve returns, reserve_wait_s later (or never, while the
+    # deferred messages fill its prefetch).
+    store = f"sqlite:///{tmp_path / 'petiole.db'}"
+    app = Petiole("test", broker=store, backend=store, config_file="/dev/null")
+
+    @app.task(rate_limit="20/s")
+    def limited(i: int) -> int:
+        return i
+
+    try:
+        results = [limited.delay(i) for i in range(4)]
+        with start_worker(app, pool="solo", concurrency=1, reserve_wait_s=3):
+            assert ResultSet(results).get(timeout=2) == [0, 1, 2, 3]  # 20/s: 0.15 s
+    finally:
+        app.close()
 
 
 def test_revoked_task_never_runs(app: Petiole) -> None:

@@ -246,6 +246,7 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._push_consumer: Consumer | None = None  # the one open, when the transport pushes
         self._autoscaler: threading.Thread | None = None
         self._signals_seen = 0
         # Set when a worker thread died: the worker stops and ``run`` exits non-zero.
@@ -453,14 +454,24 @@ class Worker:
         if self._consumer is None:
             # Unstarted messages go back at once, not after the consumer's current reserve.
             self._return_pending()
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        consumer_done = True
         # A push consumer is closed first: it would hand returned messages straight back.
         if self._threads and self._threads[0] is not threading.current_thread():
-            self._threads[0].join()
+            # Within the shutdown timeout: an inline pool (solo) runs its task in this
+            # thread, and a task that never returns must not hold the worker forever.
+            self._threads[0].join(self.shutdown_timeout_s)
+            consumer_done = not self._threads[0].is_alive()
         self._return_pending()
         autoscaler = self._autoscaler  # no resizing while the pool stops
         if autoscaler is not None and autoscaler is not threading.current_thread():
             autoscaler.join()
-        finished = self.pool.stop(timeout_s=self.shutdown_timeout_s)
+        if not consumer_done and self._push_consumer is not None:
+            # Its thread runs a task that outlived the timeout and cannot close it:
+            # closed here, it hands nothing back of what is returned below.
+            self._push_consumer.close()
+        remaining_s = max(0.0, deadline - time.monotonic())
+        finished = consumer_done and self.pool.stop(timeout_s=remaining_s)
         if not finished:
             logger.warning(
                 "running tasks did not finish within %.0f s; returning them to the queue",
@@ -560,6 +571,7 @@ class Worker:
             consumer = self._open_consumer(transport, prefetch)
             if consumer is None:
                 return
+            self._push_consumer = consumer
             try:
                 if self._dispatch_on_delivery:
                     with self._changed:
@@ -683,7 +695,11 @@ class Worker:
 
     def _wake_at(self, delay_s: float) -> None:
         """Dispatch again when the earliest rate-limited job may start."""
-        if self._wakeup is not None and self._wakeup.is_alive():
+        wakeup = self._wakeup
+        # The timer's own dispatch (which may run a solo pool's task inline) asks for
+        # the next wake-up while its thread is still alive: it must get a new timer, or
+        # the jobs deferred again wait for a dispatch nothing else may ever start.
+        if wakeup is not None and wakeup.is_alive() and wakeup is not threading.current_thread():
             return
         self._wakeup = threading.Timer(max(delay_s, 0.001), self._dispatch)
         self._wakeup.daemon = True
