@@ -78,6 +78,18 @@ def explain(
             f"{where}: is a worker running and consuming {wanted}? "
             f"(start one with `petiole worker -A <your app> -Q {wanted}`)"
         )
+    if not app.transport.capabilities.counts_leased:
+        # The broker counts only messages no worker holds (AMQP): an empty queue does
+        # not mean the message is gone, and "held by a busy worker" is the likely case.
+        return (
+            f"task {name} is PENDING and its message is not waiting on broker {broker} "
+            f"({where}; this broker does not count the messages workers hold): most "
+            "likely a worker holds it, delivered but not started, behind a task still "
+            "running in that worker process (a long task, or one waiting for another "
+            "task's result: give long tasks `--prefetch-multiplier 1`, and send a chain "
+            "or a chord rather than wait inside a task); otherwise it was sent to "
+            "another broker, its result expired or was forgotten, or the id is wrong"
+        )
     return (
         f"task {name} is PENDING and its message is not on broker {broker} ({where}): "
         "it was sent to another broker (a producer in another directory uses another "

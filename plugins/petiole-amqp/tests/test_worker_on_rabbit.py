@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 from petiole_amqp.testing import RabbitServer
 
 from petiole import Petiole
+from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 
 
@@ -41,3 +43,29 @@ def test_a_task_that_sends_a_task_finishes_on_every_pool(app: Petiole, pool: str
     with start_worker(app, pool=pool, concurrency=1 if pool == "solo" else 2):
         child_id = app.tasks["parent"].delay(41).get(timeout=20)
         assert app.AsyncResult(child_id).get(timeout=20) == 42
+
+
+def test_why_a_message_held_behind_a_running_task_says_a_worker_may_hold_it(
+    app: Petiole,
+) -> None:
+    # RabbitMQ counts only ready messages: a message delivered to a worker whose only
+    # slot is busy leaves the queue empty, which must not read as "sent elsewhere".
+    release = threading.Event()
+    started = threading.Event()
+
+    @app.task(name="gate")
+    def gate() -> None:
+        started.set()
+        release.wait(20)
+
+    with start_worker(app, pool="threads", concurrency=1):
+        blocker = app.tasks["gate"].delay()
+        assert started.wait(20)
+        waiting = app.tasks["child"].delay(1)
+        assert wait_until(lambda: app.transport.size(app.settings.default_queue) == 0, timeout_s=10)
+        why = waiting.why()
+        release.set()
+        blocker.get(timeout=20)
+        assert waiting.get(timeout=20) == 2
+    assert "most likely a worker holds it" in why, why
+    assert "does not count the messages workers hold" in why, why

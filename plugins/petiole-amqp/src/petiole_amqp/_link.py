@@ -50,9 +50,11 @@ from petiole.outages import (
 )
 from petiole.urls import mask_text
 from petiole_amqp._options import ConnectionOptions
+from petiole_amqp._pika_logs import quiet_pika
 from petiole_amqp._wire import WireConnection, lock_released_while_polling
 
 logger = logging.getLogger("petiole_amqp")
+quiet_pika()
 
 
 class ConnectionLost(TransportError):
