@@ -106,6 +106,25 @@ def test_call_with_wait_exits_1_when_the_task_fails(url: str) -> None:
     assert json.loads(shown.output)["state"] == "FAILURE"
 
 
+def test_a_wait_with_no_worker_says_on_stderr_why_the_task_is_not_done(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`petiole call --wait` with no --timeout would otherwise sit silent for ever."""
+    from petiole.cli import inspect_cmds
+
+    monkeypatch.setattr(inspect_cmds, "FIRST_NOTE_S", 0.2)
+    monkeypatch.setattr(inspect_cmds, "NOTE_EVERY_S", 0.3)
+    result = CliRunner().invoke(
+        cli, ["call", "e2e.square", "--args", "[2]", "--wait", "--timeout", "1"]
+    )
+    assert result.exit_code == 1  # no worker: the timeout still ends the wait, as an error
+    notes = [line for line in result.stderr.splitlines() if line.startswith("still PENDING after")]
+    assert len(notes) >= 2  # the first note, then the next ones
+    assert "is a worker running and consuming default?" in notes[0]
+    assert result.stdout == ""  # stdout is kept for the JSON outcome
+    assert "not ready after 1.0 s: task e2e.square" in result.stderr  # the whole wait
+
+
 def test_call_rejects_arguments_that_are_not_a_json_list(url: str) -> None:
     result = CliRunner().invoke(cli, ["call", "x", "--args", "{}"])
     assert result.exit_code == 2

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
 
 from petiole import states
 from petiole.cli.context import common_options, state
+from petiole.errors import ResultTimeout
 from petiole.result import AsyncResult
 
 
@@ -33,10 +35,39 @@ def _json_arg(kind: type, label: str) -> Any:
 TASK_FAILED_EXIT = 1
 
 
+#: While ``--wait`` waits, a line on stderr says what the task is waiting for: first
+#: after this many seconds, then every :data:`NOTE_EVERY_S` (stdout stays the JSON).
+FIRST_NOTE_S = 5.0
+NOTE_EVERY_S = 30.0
+
+
+def _wait(result: AsyncResult, timeout: float | None) -> Any:
+    """The task's value once it is ready (``get(propagate=False)``); meanwhile a line
+    on stderr after :data:`FIRST_NOTE_S` and every :data:`NOTE_EVERY_S` saying why
+    it is not (no worker consuming its queue, dead-lettered, ...), so a wait with no
+    ``--timeout`` does not sit silent for ever."""
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    slice_s = FIRST_NOTE_S
+    while True:
+        if deadline is not None and deadline - time.monotonic() <= slice_s:
+            try:
+                return result.get(timeout=max(deadline - time.monotonic(), 0.0), propagate=False)
+            except ResultTimeout as exc:  # its message counts the last slice only
+                message = str(exc).split(": ", 1)[-1]
+                raise ResultTimeout(f"not ready after {timeout:.1f} s: {message}") from None
+        try:
+            return result.get(timeout=slice_s, propagate=False)
+        except ResultTimeout:
+            waited_s = time.monotonic() - started
+            click.echo(f"still {result.state} after {waited_s:.0f} s: {result.why()}", err=True)
+            slice_s = NOTE_EVERY_S
+
+
 def _show(result: AsyncResult, timeout: float | None, *, exit_on_failure: bool) -> None:
     """Print the finished task as JSON; with ``exit_on_failure``, exit with
     :data:`TASK_FAILED_EXIT` if it failed."""
-    value = result.get(timeout=timeout, propagate=False)
+    value = _wait(result, timeout)
     payload: dict[str, Any] = {"id": result.id, "state": result.state}
     failed = result.state in (states.FAILURE, states.REVOKED)
     if failed:
@@ -66,7 +97,12 @@ def _show(result: AsyncResult, timeout: float | None, *, exit_on_failure: bool) 
     default=False,
     help="Wait for the result and print it; exit 1 if the task failed.",
 )
-@click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="With --wait, give up after N seconds (meanwhile stderr says why it is not done).",
+)
 def call(
     name: str,
     args: list[Any],
