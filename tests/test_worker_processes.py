@@ -137,6 +137,11 @@ def pid(seconds=0.0, mark=None):
             fh.write(f"{os.getpid()}\\n")
     time.sleep(seconds)
     return os.getpid()
+
+
+@app.task(name="workers.stamp", rate_limit="5/s")
+def stamp():
+    return [os.getpid(), time.monotonic()]
 """
 
 
@@ -249,6 +254,26 @@ def test_each_worker_process_runs_tasks_and_sigterm_stops_them_all(
     assert set(pids) == processes  # both took work; the supervisor runs none
     assert stopped(worker) == 0
     assert log(project).count(" stopped: ") == 2
+
+
+def test_a_rate_limit_holds_for_the_worker_not_for_each_of_its_processes(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """``rate_limit="5/s"``: starts at least 0.2 s apart whichever process runs them
+    (a bucket per process would let two processes start two at once)."""
+    worker = start(2, "-P", "solo", "--prefetch-multiplier", "1")
+    script = (
+        "import json, workers_app\n"
+        "calls = [workers_app.stamp.delay() for _ in range(8)]\n"
+        "print(json.dumps([c.get(timeout=60) for c in calls]))\n"
+    )
+    [line] = python(project, env, script)
+    stamps = json.loads(line)
+    assert {pid for pid, _ in stamps} == children(worker.pid)  # both processes ran some
+    starts = sorted(at for _, at in stamps)
+    gaps = [after - before for before, after in itertools.pairwise(starts)]
+    assert min(gaps) > 0.15, gaps  # 0.2 s apart, less the time between take and start
+    assert stopped(worker) == 0
 
 
 def test_prefork_the_default_pool_runs_solo_worker_processes_with_four_places_each(

@@ -22,6 +22,7 @@ from petiole.worker.autoscale import DEFAULT_IDLE_S, Bounds
 from petiole.worker.held import HeldReporter, return_to_queue
 from petiole.worker.layout import layout
 from petiole.worker.read_turn import ReadTurn
+from petiole.worker.shared_rates import SharedRateLimits
 from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
 
 logger = logging.getLogger("petiole.worker")
@@ -356,8 +357,10 @@ def worker(
             autoscaling=autoscale is not None,
         )
 
-        # The worker processes of a supervisor reserve in turn (petiole.worker.read_turn).
+        # The worker processes of a supervisor reserve in turn (petiole.worker.read_turn)
+        # and share their rate limits (made once the task modules are imported, below).
         turn = ReadTurn() if plan.processes > 1 else None
+        rates: SharedRateLimits | None = None
 
         def build(
             name: str | None, *, supervised: bool = False, held: HeldReporter | None = None
@@ -384,6 +387,7 @@ def worker(
                 supervised=supervised,
                 held=held,
                 read_turn=turn,
+                rate_limits=rates,
             )
 
         if plan.processes == 0:
@@ -404,6 +408,8 @@ def worker(
                 return code
 
             _check_components(app)
+            if plan.processes > 1:
+                rates = SharedRateLimits.of_tasks(app.tasks)
             if plan.prefork:
                 logger.info(
                     "prefork: %d worker processes, each running one task at a time and "
@@ -418,6 +424,8 @@ def worker(
             finally:
                 if turn is not None:
                     turn.close()
+                if rates is not None:
+                    rates.close()
         app.close()
     except PetioleError as exc:
         if started is not None:  # the command that started it is waiting to say why

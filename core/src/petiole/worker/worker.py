@@ -81,6 +81,7 @@ from petiole.worker.read_turn import CHECK_S, NO_TURN, NoTurn, ReadTurn
 from petiole.worker.retirement import Retirement
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
+from petiole.worker.shared_rates import SharedBucket, SharedRateLimits
 from petiole.worker.short_results import ShortTaskResults
 from petiole.worker.supervisor import EXIT_REPLACE_ME
 
@@ -134,6 +135,7 @@ class Worker:
         supervised: bool = False,
         held: HeldReporter | None = None,
         read_turn: ReadTurn | None = None,
+        rate_limits: SharedRateLimits | None = None,
     ) -> None:
         self.app = app
         # The tasks of app.autodiscover_tasks(...) packages and of the `imports` and
@@ -240,7 +242,8 @@ class Worker:
         # Jobs held back by their task's rate limit: (due, sequence, job).
         self._deferred: list[tuple[float, int, Job]] = []
         self._sequence = itertools.count()
-        self._buckets: dict[str, TokenBucket | None] = {}
+        self._buckets: dict[str, TokenBucket | SharedBucket | None] = {}
+        self._shared_rates = rate_limits  # a supervisor's, shared by its worker processes
         self._wakeup: threading.Timer | None = None
         self._dispatching = threading.local()
         self._stopping = threading.Event()
@@ -670,11 +673,19 @@ class Worker:
 
     # -- dispatching ------------------------------------------------------------------
 
-    def _bucket(self, task_name: str) -> TokenBucket | None:
+    def _bucket(self, task_name: str) -> TokenBucket | SharedBucket | None:
+        """The rate limit of ``task_name``: the supervisor's shared bucket, else this
+        process's own; None when the task has no rate limit."""
         if task_name not in self._buckets:
-            task = self.app.tasks.get(task_name)
-            limit = task.options.rate_limit if task is not None else None
-            self._buckets[task_name] = TokenBucket(parse_rate_limit(limit)) if limit else None
+            shared = self._shared_rates
+            bucket: TokenBucket | SharedBucket | None = None
+            if shared is not None:
+                bucket = shared.bucket(task_name)
+            if bucket is None:
+                task = self.app.tasks.get(task_name)
+                limit = task.options.rate_limit if task is not None else None
+                bucket = TokenBucket(parse_rate_limit(limit)) if limit else None
+            self._buckets[task_name] = bucket
         return self._buckets[task_name]
 
     def _next_job(self) -> Job | None:
