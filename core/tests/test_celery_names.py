@@ -11,6 +11,7 @@ from typing import get_origin, get_type_hints
 
 import pytest
 
+from petiole.app import Petiole
 from petiole.celery_names import (
     KINDS,
     SAME,
@@ -25,7 +26,7 @@ from petiole.celery_names import (
 )
 from petiole.cli import worker_cmd
 from petiole.config import SETTING_NAMES, Settings, env_values, load_settings, validate
-from petiole.errors import SettingTypeError, UnknownSettingError
+from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
 from petiole.task import TASK_OPTIONS, Task
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "migrating-from-celery.md"
@@ -40,6 +41,8 @@ def petiole_names(kind: Kind) -> set[str]:
         return set(TASK_OPTIONS) | {"base"}  # base= is taken by app.task itself
     if kind == "calling option":
         return set(inspect.signature(Task.apply_async).parameters) - {"self", "args", "kwargs"}
+    if kind == "revoke option":
+        return set(inspect.signature(Petiole.revoke).parameters) - {"self", "task_ids"}
     # A flag kept only to refuse it with what to do meanwhile (-E, -B) is not Petiole's.
     refused = getattr(worker_cmd, "NOT_YET", {})
     return {
@@ -292,3 +295,16 @@ def test_a_setting_that_asks_for_what_petiole_does_is_accepted_with_no_effect() 
         load_settings({"timezone": "Europe/Paris"})
     with pytest.raises(CelerySpellingError, match=r"`enable_utc` = False: Petiole's times"):
         load_settings({"enable_utc": False})
+
+
+@pytest.mark.parametrize("option", ["signal", "wait", "timeout"])
+def test_celery_s_revoke_options_are_refused_saying_what_petiole_does(option: str) -> None:
+    app = Petiole("revoking", broker="memory://", backend="memory://", config_file=None)
+    with pytest.raises(
+        UnknownSettingError, match=rf"in revoke\(\.\.\.\): `{option}` has no Petiole"
+    ):
+        app.revoke("some-id", terminate=True, **{option: "SIGKILL"})
+    with pytest.raises(UnknownSettingError, match="ends the task's process itself"):
+        app.AsyncResult("some-id").revoke(terminate=True, signal="SIGKILL")
+    with pytest.raises(ConfigError, match=r"unknown option\(s\): 'terminat'"):
+        app.revoke("some-id", terminat=True)

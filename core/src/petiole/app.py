@@ -604,11 +604,18 @@ class Petiole:
     _retry_policy_built: tuple[config.Settings, RetryPolicy] | None = None
 
     def revoke(
-        self, task_ids: str | Sequence[str], *, terminate: bool = False, reason: str = "revoked"
+        self,
+        task_ids: str | Sequence[str],
+        *,
+        terminate: bool = False,
+        reason: str = "revoked",
+        **celery_options: Any,
     ) -> None:
         """Revoke tasks: one not yet started never runs, on any worker (its state
         becomes REVOKED); with ``terminate``, a running one is stopped too (the
-        processes pool kills its child; other pools let it finish)."""
+        processes pool kills its child; other pools let it finish). Celery's
+        ``signal=``, ``wait=`` and ``timeout=`` are refused saying why."""
+        revocation.refuse_celery_options(celery_options)
         revocation.revoke(
             self,
             [task_ids] if isinstance(task_ids, str) else task_ids,

@@ -45,7 +45,7 @@ from typing import Any, Literal, NamedTuple, get_args
 from petiole.errors import ConfigError, UnknownSettingError
 from petiole.urls import mask_value
 
-Kind = Literal["setting", "task option", "calling option", "worker flag"]
+Kind = Literal["setting", "task option", "calling option", "revoke option", "worker flag"]
 How = Literal["alias", "renamed", "absent", "ignored"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
@@ -349,6 +349,7 @@ def old_setting_name(new: str) -> str:
 S = _Kind("setting")
 T = _Kind("task option")
 C = _Kind("calling option")
+R = _Kind("revoke option")
 W = _Kind("worker flag")
 
 # One entry per line, unformatted: a table is read down its rows.
@@ -585,6 +586,14 @@ CALLING_OPTIONS: tuple[CeleryName, ...] = (
     C.absent("immediate", "deprecated in Celery, absent in Petiole: drop it"),
 )
 
+_REVOKE_STORED = "`revoke()` returns once the revocation is stored in the coordination store, and every worker checks it before starting the task: there is nothing more to wait for"
+
+REVOKE_OPTIONS: tuple[CeleryName, ...] = (
+    R.absent("signal", "with `terminate=True` Petiole ends the task's process itself (the processes pool kills its child; a prefork worker process is replaced): leave it out"),
+    R.absent("wait", _REVOKE_STORED),
+    R.absent("timeout", _REVOKE_STORED),
+)
+
 WORKER_FLAGS: tuple[CeleryName, ...] = (
     W.absent("--statedb", "revocations live in the coordination store, shared by every worker", also=("-S",)),
     W.absent("--optimization", "for Celery's `-O fair`, give `--prefetch-multiplier 1`", also=("-O",)),
@@ -616,6 +625,7 @@ TABLE: dict[Kind, tuple[CeleryName, ...]] = {
     "setting": SETTINGS,
     "task option": TASK_OPTIONS,
     "calling option": CALLING_OPTIONS,
+    "revoke option": REVOKE_OPTIONS,
     "worker flag": WORKER_FLAGS,
 }
 
@@ -668,6 +678,7 @@ SAME: dict[Kind, tuple[str, ...]] = {
         "retry",
         "retry_policy",
     ),
+    "revoke option": ("terminate",),
     "worker flag": (
         "--app",
         "-A",
@@ -730,6 +741,7 @@ _TITLES = {
     "setting": "Settings",
     "task option": "Task options: `@app.task(...)`",
     "calling option": "Calling options: `apply_async(...)`",
+    "revoke option": "Revoking: `app.revoke(...)`, `result.revoke(...)`",
     "worker flag": "`celery worker` flags",
 }
 

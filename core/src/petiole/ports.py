@@ -45,7 +45,12 @@ class ResultsApp(Protocol):
     def store_result(self, record: ResultRecord) -> None: ...
 
     def revoke(
-        self, task_ids: str | Sequence[str], *, terminate: bool = False, reason: str = "revoked"
+        self,
+        task_ids: str | Sequence[str],
+        *,
+        terminate: bool = False,
+        reason: str = "revoked",
+        **celery_options: Any,
     ) -> None: ...
 
 

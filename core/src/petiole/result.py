@@ -403,9 +403,11 @@ class AsyncResult:
         self._ready_record = None
         self.app.backend.forget(ids)
 
-    def revoke(self, *, terminate: bool = False, reason: str = "revoked") -> None:
+    def revoke(
+        self, *, terminate: bool = False, reason: str = "revoked", **celery_options: Any
+    ) -> None:
         """See :meth:`Petiole.revoke`."""
-        self.app.revoke(self.id, terminate=terminate, reason=reason)
+        self.app.revoke(self.id, terminate=terminate, reason=reason, **celery_options)
         self._ready_record = None
 
 

@@ -18,11 +18,12 @@ from ``revoke`` before anything is stored.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from petiole import coordination, remote_errors, states
+from petiole import celery_names, coordination, remote_errors, states
 from petiole.backend import ResultRecord
-from petiole.errors import TaskRevoked
+from petiole.errors import ConfigError, TaskRevoked
 from petiole.ports import ResultsApp
 
 MARKER_KEY = "petiole:revocations"
@@ -34,6 +35,18 @@ DO_NOT_START = "revoked"
 def mark_key(task_id: str) -> str:
     """The coordination key of a task's revocation mark."""
     return f"petiole:revoked:{task_id}"
+
+
+def refuse_celery_options(options: Mapping[str, Any]) -> None:
+    """Refuse options of Celery's ``revoke()`` Petiole has not (``signal=``,
+    ``wait=``, ``timeout=``), saying what it does instead; any other as unknown."""
+    if not options:
+        return
+    translated = celery_names.translate("revoke option", options, petiole_names=("terminate",))
+    if translated.messages:
+        raise celery_names.CelerySpellingError(translated.messages, source="revoke(...)")
+    unknown = ", ".join(map(repr, sorted(translated.values)))
+    raise ConfigError(f"revoke() got unknown option(s): {unknown} (it takes terminate=, reason=)")
 
 
 def revoke(
