@@ -9,6 +9,7 @@ runs its worker in another process.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -704,6 +705,31 @@ def test_a_wait_that_times_out_inside_a_task_says_the_task_holds_a_slot(app: Pet
     message = str(raised.value)
     assert "this wait ran inside task parent[" in message
     assert "holds a pool slot while it waits" in message
+
+
+def test_a_wait_with_no_timeout_inside_a_task_is_warned_of_once(
+    app: Petiole, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such a wait holds the task's pool slot for as long as it lasts, possibly for ever."""
+    from petiole import result_set
+
+    monkeypatch.setattr(result_set, "_warned_of_endless_waits", set())
+
+    @app.task(name="child")
+    def child() -> int:
+        return 1
+
+    @app.task(name="endless_parent")
+    def parent() -> int:
+        return int(child.delay().get())
+
+    caplog.set_level(logging.WARNING, logger="petiole.worker")
+    with start_worker(app, concurrency=2):
+        assert [parent.delay().get(timeout=20) for _ in range(3)] == [1, 1, 1]
+        assert child.delay().get(timeout=20) == 1  # outside a task: not warned of
+    warned = [r for r in caplog.records if "waits for a result with no timeout" in r.message]
+    assert len(warned) == 1
+    assert warned[0].message.startswith("task endless_parent waits")
 
 
 def test_a_wait_that_times_out_outside_a_task_does_not_mention_one(app: Petiole) -> None:

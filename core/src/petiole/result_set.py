@@ -24,6 +24,7 @@ handle's other callbacks have run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +38,8 @@ from petiole.request import current_request
 
 H = TypeVar("H")
 OnError = Callable[[Exception], object]
+logger = logging.getLogger("petiole.worker")
+
 ValueCallback = Callable[[str, Any], object]
 """``callback(task_id, value)`` of ``get()``/``join()``, as in Celery."""
 
@@ -59,6 +62,8 @@ def wait_ready(
     """
     if interval_s is not None and not interval_s > 0:
         raise ValueError(f"interval must be a positive number of seconds, not {interval_s!r}")
+    if timeout_s is None:
+        _warn_of_an_endless_wait_inside_a_task()
     backend = app.backend
     if interval_s is None or backend.capabilities.push_wait:
         return backend.wait(task_ids, timeout_s=timeout_s)
@@ -414,6 +419,30 @@ class ResultSet(Generic[M]):
         """Delete every member's result (and, as ``AsyncResult.forget`` does, its children's)."""
         for member in self.results:
             member.forget()
+
+
+# Names of the tasks whose endless waits this process has warned of (once each).
+_warned_of_endless_waits: set[str] = set()
+
+
+def _warn_of_an_endless_wait_inside_a_task() -> None:
+    """Once per task and process, a WARNING for a wait with no timeout inside a
+    task on a worker: it holds a pool slot for as long as it waits, and one that
+    waits for a task stuck behind such waits never ends (a timed wait's error
+    says so: :func:`waiting_inside_a_task`)."""
+    request = current_request.get()
+    if request is None or not request.id or request.eager:
+        return
+    if request.task in _warned_of_endless_waits:
+        return
+    _warned_of_endless_waits.add(request.task)
+    logger.warning(
+        "task %s waits for a result with no timeout: it holds its pool slot meanwhile, "
+        "and when every slot of the workers consuming the awaited task's queue is held "
+        "by such a wait, nothing runs and the wait never ends (pass timeout=, or send a "
+        "chain or a chord instead of waiting inside a task)",
+        request.task,
+    )
 
 
 def waiting_inside_a_task() -> str:
