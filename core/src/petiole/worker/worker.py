@@ -461,9 +461,12 @@ class Worker:
         consumer_done = True
         # A push consumer is closed first: it would hand returned messages straight back.
         if self._threads and self._threads[0] is not threading.current_thread():
-            # Within the shutdown timeout: an inline pool (solo) runs its task in this
-            # thread, and a task that never returns must not hold the worker forever.
-            self._threads[0].join(self.shutdown_timeout_s)
+            # An inline pool (solo) runs its task in this thread: waited for within the
+            # shutdown timeout, as a pool's running tasks are, since a task that never
+            # returns must not hold the worker for ever. Other pools' consumer thread
+            # only reserves, which ends by itself.
+            inline = not self._dispatch_on_delivery
+            self._threads[0].join(self.shutdown_timeout_s if inline else None)
             consumer_done = not self._threads[0].is_alive()
         self._return_pending()
         autoscaler = self._autoscaler  # no resizing while the pool stops
