@@ -35,6 +35,7 @@ from petiole.routing import Router
 from petiole.sending import Sender
 from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
+from petiole.suggestions import did_you_mean
 from petiole.task import Task, TaskOptions, check_task_options, class_defaults
 from petiole.transport import Transport
 from petiole.urls import mask_url
@@ -67,10 +68,7 @@ def _with_suggestion(option: str) -> str:
     """An unknown calling option, with the closest one ``apply_async`` takes."""
     parameters = inspect.signature(Petiole.send_task).parameters.values()
     ours = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and not p.name.startswith("_")]
-    import difflib  # only when a name is misspelt: see test_import_graph
-
-    close = difflib.get_close_matches(option, ours, n=1, cutoff=0.75)
-    return f"{option!r} (did you mean {close[0]!r}?)" if close else repr(option)
+    return f"{option!r}{did_you_mean(option, ours, cutoff=0.75)}"
 
 
 def scheme_of(url: str) -> str:

@@ -34,6 +34,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.suggestions import closest
 from petiole.urls import MASK, mask_url, mask_value
 
 T = TypeVar("T")
@@ -96,13 +97,8 @@ def build_options(cls: type[T], raw: Mapping[str, Any], *, source: str) -> T:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in hints or key not in names:
-            import difflib  # only for a name that is wrong: not loaded in every process
-
-            close = difflib.get_close_matches(key, names, n=1)
             raise UnknownSettingError(
-                key,
-                source=f"{source} (valid: {', '.join(names)})",
-                suggestion=close[0] if close else None,
+                key, source=f"{source} (valid: {', '.join(names)})", suggestion=closest(key, names)
             )
         values[key] = convert(key, value, hints[key], source=source, secret=key in declared_secret)
     return cls(**values)

@@ -35,6 +35,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from petiole import celery_names
 from petiole.celery_names import CelerySpellingError
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.suggestions import closest
 from petiole.urls import mask_value
 
 ENV_PREFIX = "PETIOLE_"
@@ -414,10 +415,7 @@ def suggest(key: str) -> str | None:
         return _RENAMES[key]
     if key.lower() in _HINTS:  # LEASE_S, as a Celery-style settings module spells it
         return key.lower()
-    import difflib  # only for a name that is wrong: not loaded in every process
-
-    close = difflib.get_close_matches(key, SETTING_NAMES, n=1, cutoff=0.6)
-    return close[0] if close else None
+    return closest(key, SETTING_NAMES)
 
 
 def _type_name(tp: Any) -> str:

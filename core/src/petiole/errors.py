@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from petiole.suggestions import did_you_mean
+
 
 class PetioleError(Exception):
     """Base class of every error Petiole raises on purpose."""
@@ -74,11 +76,10 @@ class UnknownComponentError(PluginError):
         self.name = name
         self.installed = sorted(installed)
         self.hint = hint
-        import difflib  # here, not at the top: a worker at work never needs it (test_import_graph)
-
-        close = difflib.get_close_matches(name, self.installed, n=1, cutoff=0.75)
-        did_you_mean = f" (did you mean {close[0]!r}?)" if close else ""
-        parts = [f"no {kind} named {name!r} is installed{did_you_mean}"]
+        parts = [
+            f"no {kind} named {name!r} is installed"
+            f"{did_you_mean(name, self.installed, cutoff=0.75)}"
+        ]
         parts.append(f"installed: {', '.join(self.installed) or 'none'}")
         if broken:
             parts.append(broken)

@@ -33,7 +33,8 @@ What it holds, by the job it does:
   and ``MessageTooLarge`` / ``ResultTooLarge`` for what its store refuses for size.
   A codec raises ``CodecError`` / ``DecodeLimitExceeded``, a signer ``SignatureError``.
 * **Options**: :func:`query_options` and :func:`build_options` read a
-  component's options from its URL and config table into a frozen dataclass.
+  component's options from its URL and config table into a frozen dataclass;
+  :func:`closest` is the name an unknown option was most likely meant to be.
 * **Secrets in messages**: :func:`mask_url`, :func:`mask_value`, :func:`mask_text`
   (and :func:`is_secret_name`, :func:`quote_part`, :data:`ENCODE_HINT`).
 * **Untrusted containers**: :func:`set_from_untrusted`, :func:`frozenset_from_untrusted`,
@@ -144,6 +145,7 @@ from petiole.states import (
     SUCCESS,
     UNREADY_STATES,
 )
+from petiole.suggestions import closest
 from petiole.transport import (
     AcksInBatches,
     AcksWhileReserving,
@@ -357,6 +359,7 @@ __all__ = [
     "call_through_outage",
     "check_hash_collisions",
     "check_queue_names",
+    "closest",
     "core_imports_beyond",
     "current_pid",
     "decode_record",

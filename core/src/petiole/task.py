@@ -22,6 +22,7 @@ from petiole.errors import ConfigError, MaxRetriesExceededError, PetioleError, R
 from petiole.producer import SEND_MANY_BATCH_SIZE, Producer, send_many
 from petiole.request import Request, current_request
 from petiole.result import AsyncResult
+from petiole.suggestions import did_you_mean
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -97,12 +98,7 @@ def check_task_options(options: Mapping[str, Any]) -> dict[str, Any]:
     options = translated.values
     unknown = sorted(set(options) - TASK_OPTIONS)
     if unknown:
-        import difflib  # only for a name that is wrong: not loaded in every process
-
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, sorted(TASK_OPTIONS), n=1)
-            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        hints = [f"{name!r}{did_you_mean(name, sorted(TASK_OPTIONS))}" for name in unknown]
         raise ConfigError(
             f"unknown task option(s) {', '.join(hints)}; valid: {', '.join(sorted(TASK_OPTIONS))}"
         )

@@ -9,12 +9,17 @@ passphrase is never shown: not in errors, not in a repr.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from petiole.plugin_api import ConfigError, SettingTypeError, UnknownSettingError, mask_value
+from petiole.plugin_api import (
+    ConfigError,
+    SettingTypeError,
+    UnknownSettingError,
+    closest,
+    mask_value,
+)
 
 # Option names, not passwords.
 PASSPHRASE = "private_key_passphrase"  # noqa: S105
@@ -41,11 +46,10 @@ class SignerOptions:
         self._raw = dict(raw)
         for key in self._raw:
             if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1)
                 raise UnknownSettingError(
                     key,
                     source=f"{source(signer)} (valid: {', '.join(valid)})",
-                    suggestion=close[0] if close else None,
+                    suggestion=closest(key, valid),
                 )
 
     def path(self, name: str) -> Path | None:

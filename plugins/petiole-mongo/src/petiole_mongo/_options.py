@@ -16,7 +16,6 @@ that is neither is an error that suggests the closest valid one.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -26,6 +25,7 @@ from pymongo.common import URI_OPTIONS_ALIAS_MAP, URI_OPTIONS_VALIDATOR_MAP
 
 from petiole.component_options import build_options
 from petiole.errors import ConfigError, SettingTypeError, UnknownSettingError
+from petiole.suggestions import closest
 from petiole.urls import mask_url, quote_part
 
 SCHEMES = ("mongodb", "mongodb+srv")
@@ -95,7 +95,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> MongoT
         elif key.lower() in _CLIENT_OPTIONS:
             client_options[key] = value
         else:
-            raise UnknownSettingError(key, source=valid, suggestion=_closest(key, ours))
+            raise UnknownSettingError(key, source=valid, suggestion=closest(key, sorted(ours)))
     client_query: list[tuple[str, str]] = []
     seen: set[str] = set()
     for key, value in pairs:
@@ -109,7 +109,7 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> MongoT
             # The URL wins over the table, whatever the spelling's case.
             client_options = {k: v for k, v in client_options.items() if k.lower() != key.lower()}
         else:
-            raise UnknownSettingError(key, source=valid, suggestion=_closest(key, ours))
+            raise UnknownSettingError(key, source=valid, suggestion=closest(key, sorted(ours)))
     query = urlencode(client_query, quote_via=quote, safe=":,")
     client_url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     database = parts.path.lstrip("/") or DEFAULT_DATABASE
@@ -118,11 +118,6 @@ def parse_url(url: str, options: Mapping[str, Any], *, component: str) -> MongoT
             f"{component} URL {shown!r} names an invalid database {quote_part(database, shown)}"
         )
     return MongoTarget(url, client_url, client_options, database, _build(merged, source=source))
-
-
-def _closest(key: str, ours: set[str]) -> str | None:
-    close = difflib.get_close_matches(key, sorted(ours), n=1)
-    return close[0] if close else None
 
 
 def _build(raw: Mapping[str, Any], *, source: str) -> MongoOptions:
