@@ -13,6 +13,7 @@ from petiole.errors import (
     TaskRevoked,
 )
 from petiole.hookspecs import hookimpl
+from petiole.logs import get_task_logger
 from petiole.producer import SendManyError
 from petiole.request import Request
 from petiole.result import AsyncResult, GroupResult, ResultSet
@@ -39,6 +40,7 @@ __all__ = [
     "chain",
     "chord",
     "current_app",
+    "get_task_logger",
     "group",
     "hookimpl",
     "shared_task",

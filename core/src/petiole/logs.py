@@ -13,8 +13,10 @@ itself and means to span lines (a failed task's traceback) is passed as
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+
+from petiole.request import current_request
 
 FORMAT = "[%(asctime)s %(levelname)s %(processName)s] %(name)s: %(message)s"
 
@@ -162,3 +164,35 @@ def setup_logging(level: str | int) -> None:
     root = logging.getLogger()
     root.setLevel(level.upper() if isinstance(level, str) else level)
     install_escaping(root.handlers)
+
+
+#: ``task_name`` and ``task_id`` of a record logged outside a running task.
+NO_TASK = "???"
+
+
+class TaskLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
+    """A logger for a module of tasks: each record carries the running task's
+    ``task_name`` and ``task_id`` (:data:`NO_TASK` outside a task), control
+    characters escaped (both come from messages), for a format that shows them::
+
+        logging.basicConfig(format="%(levelname)s %(task_name)s[%(task_id)s]: %(message)s")
+    """
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        request = current_request.get()
+        name = task_id = NO_TASK
+        if request is not None and request.id:
+            name = escape_control_characters(request.task)
+            task_id = escape_control_characters(request.id)
+        extra = {"task_name": name, "task_id": task_id}
+        kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+def get_task_logger(name: str) -> TaskLoggerAdapter:
+    """The logger ``name`` (``__name__`` of a tasks module), its records naming the
+    running task (Celery's ``celery.utils.log.get_task_logger``). An ordinary
+    logger under it: configured, and leveled, as any logger of the application."""
+    return TaskLoggerAdapter(logging.getLogger(name), {})
