@@ -36,10 +36,10 @@ from petiole.errors import ResultTimeout
 from petiole.ports import ResultsApp
 from petiole.request import current_request
 
-H = TypeVar("H")
-OnError = Callable[[Exception], object]
 logger = logging.getLogger("petiole.worker")
 
+H = TypeVar("H")
+OnError = Callable[[Exception], object]
 ValueCallback = Callable[[str, Any], object]
 """``callback(task_id, value)`` of ``get()``/``join()``, as in Celery."""
 

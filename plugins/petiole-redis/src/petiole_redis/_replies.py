@@ -70,9 +70,9 @@ class ReplyReader:
     reads in a loop) before it sleeps in the kernel. A local server answers most
     commands within tens of microseconds, and on a virtual machine sleeping and
     being woken from another CPU costs more than that: spinning then saves both
-    time and CPU. A reader whose spins keep finding nothing (a server across a
-    network, a read that waits for new messages) rests from spinning, trying again
-    now and then."""
+    time and CPU. A reader whose spins find nothing several times in a row (a
+    server across a network) rests from spinning, trying again now and then; a
+    read that waits for new messages spins in vain once per wait."""
 
     __slots__ = (
         "_buf",
