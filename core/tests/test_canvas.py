@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from petiole import GroupResult, Petiole, chain, chord, group, signature, states
+from petiole import (
+    GroupResult,
+    Petiole,
+    chain,
+    chord,
+    group,
+    maybe_signature,
+    signature,
+    states,
+    subtask,
+)
 from petiole.canvas import Signature, from_dict
 from petiole.errors import ChordError, ConfigError, SerializationError
 from petiole.testing.in_thread import start_worker
@@ -63,6 +73,31 @@ def test_signature_by_name_needs_no_import(app: Petiole) -> None:
     sig = signature("elsewhere.task", (1,), app=app)
     assert isinstance(sig, Signature)
     assert sig.name == "elsewhere.task"
+
+
+def test_celery_subtask_spellings_build_the_same_signatures(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    add = tasks["add"]
+    assert add.subtask((1, 2), queue="fast") == add.signature((1, 2), queue="fast")
+    by_name = subtask("add", (1, 2), app=app)
+    assert by_name == signature("add", (1, 2), app=app)
+    with start_worker(app):
+        assert by_name.delay().get(timeout=10) == 3
+
+
+def test_maybe_signature_takes_a_signature_its_dict_or_none(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    sig = tasks["add"].s(1, 2)
+    assert maybe_signature(None) is None
+    assert maybe_signature(sig) is sig
+    rebuilt = maybe_signature(json.loads(json.dumps(chain(sig, tasks["add"].s(3)))), app=app)
+    assert isinstance(rebuilt, chain)
+    with start_worker(app):
+        assert rebuilt.delay().get(timeout=10) == 6
+    with pytest.raises(TypeError, match="got int"):
+        maybe_signature(3)  # type: ignore[arg-type]
 
 
 def test_pipe_builds_a_flat_chain(tasks: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 from petiole import states
 from petiole.app import Petiole
-from petiole.canvas import Signature, chain, chord, group, signature
+from petiole.canvas import Signature, chain, chord, group, maybe_signature, signature, subtask
 from petiole.current import current_app, shared_task, use_app
 from petiole.errors import (
     ConfigError,
@@ -43,8 +43,10 @@ __all__ = [
     "get_task_logger",
     "group",
     "hookimpl",
+    "maybe_signature",
     "shared_task",
     "signature",
     "states",
+    "subtask",
     "use_app",
 ]

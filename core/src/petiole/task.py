@@ -486,6 +486,9 @@ class Task(Generic[P, R]):
     ) -> Signature:
         return Signature(self.name, args, kwargs, options, app=self.app)
 
+    #: Celery's older name for :meth:`signature`, kept so ported code runs as written.
+    subtask = signature
+
     def map(self, items: Iterable[Any]) -> Signature:
         """One message that calls this task on each item: ``[task(i) for i in items]``."""
         return map_signature(self.name, items, self.app, star=False)

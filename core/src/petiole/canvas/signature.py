@@ -243,6 +243,26 @@ def signature(
     return Signature(task, args, kwargs, options, app=app)
 
 
+#: Celery's older name for :func:`signature`, kept so ported code runs as written.
+subtask = signature
+
+
+def maybe_signature(
+    value: Signature | Mapping[str, Any] | None, app: Producer | None = None
+) -> Signature | None:
+    """``value`` as a signature: None stays None, a signature is returned as it is
+    (bound to ``app`` when given), a dict (a signature sent as an argument or
+    header) is rebuilt (Celery's ``maybe_signature``, for tasks that take a
+    callback as an argument)."""
+    if value is None:
+        return None
+    if isinstance(value, Signature):
+        return value.bind(app) if app is not None else value
+    if isinstance(value, Mapping):
+        return from_dict(value, app)
+    raise TypeError(f"expected a signature, its dict or None, got {type(value).__name__}")
+
+
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "task": str,
     "args": list,
