@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from petiole import Petiole
+from petiole import Petiole, Request
 from petiole.logs import (
     FORMAT,
     EscapeControlCharacters,
@@ -25,6 +25,7 @@ from petiole.logs import (
     escape_control_characters,
     setup_logging,
 )
+from petiole.request import current_request
 
 FORGED = "abc\n[2030-01-01 00:00:00,000 ERROR MainProcess] petiole.worker: forged"
 
@@ -155,6 +156,34 @@ def test_setup_logging_installs_the_filter_on_the_root_handlers_once() -> None:
         root.setLevel(saved_level)
 
 
+def test_lines_logged_in_a_running_task_name_it_unless_petiole_logs_them() -> None:
+    root = logging.getLogger()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s%(running_task)s: %(message)s"))
+    saved_level = root.level
+    root.addHandler(handler)
+    try:
+        setup_logging("INFO")
+        logging.getLogger("proj.tasks").info("outside")
+        token = current_request.set(Request(id="id-1", task="proj.add"))
+        try:
+            logging.getLogger("proj.tasks").info("inside")
+            logging.getLogger("petiole.worker").info("own line")
+            logging.getLogger("petiole_redis.x").info("a plugin's")
+        finally:
+            current_request.reset(token)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+    assert stream.getvalue().splitlines() == [
+        "proj.tasks: outside",
+        "proj.tasks proj.add[id-1]: inside",
+        "petiole.worker: own line",
+        "petiole_redis.x: a plugin's",
+    ]
+
+
 def test_user_code_logging_under_petiole_is_escaped_by_the_root_handler() -> None:
     root = logging.getLogger()
     stream = io.StringIO()
@@ -174,6 +203,8 @@ def test_user_code_logging_under_petiole_is_escaped_by_the_root_handler() -> Non
 # -- a real worker ------------------------------------------------------------------------
 
 _TASKS = """
+import logging
+
 from petiole import Petiole
 
 app = Petiole("logesc")
@@ -181,13 +212,15 @@ app = Petiole("logesc")
 
 @app.task(name="logesc.echo")
 def echo(value):
+    logging.getLogger("logesc").warning("echoing %s", value)
     return value
 """
 
 
 def test_a_worker_logs_a_task_id_with_a_line_break_as_one_line(tmp_path: Path) -> None:
     """The worker process (and its processes-pool child, which logs the task)
-    escape the id of a message anyone could have written."""
+    escape the id of a message anyone could have written, in its own lines and
+    in the tag naming the running task on a line the task's code logs."""
     (tmp_path / "logesc_tasks.py").write_text(_TASKS)
     url = f"sqlite:///{tmp_path / 'petiole.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PETIOLE_")}
@@ -218,4 +251,7 @@ def test_a_worker_logs_a_task_id_with_a_line_break_as_one_line(tmp_path: Path) -
         seen.append(lines.get())
     [done] = [line for line in seen if " succeeded in " in line]
     assert "logesc.echo[abc\\n[2030-01-01 00:00:00,000 ERROR MainProcess] petiole.worker" in done
+    [own] = [line for line in seen if line.rstrip().endswith(": echoing 1")]
+    assert "] logesc logesc.echo[abc\\n[2030-01-01 " in own
+    assert own.rstrip().endswith("petiole.worker: forged]: echoing 1")
     assert not [line for line in seen if line.startswith("[2030-01-01")], "".join(seen)

@@ -18,7 +18,9 @@ from typing import Any
 
 from petiole.request import current_request
 
-FORMAT = "[%(asctime)s %(levelname)s %(processName)s] %(name)s: %(message)s"
+#: The CLI's and the worker's format. ``running_task`` (set by :class:`NameRunningTask`)
+#: is `` name[id]`` of the task a record was logged from, if any and not by Petiole.
+FORMAT = "[%(asctime)s %(levelname)s %(processName)s] %(name)s%(running_task)s: %(message)s"
 
 # C0 controls, DEL, C1 controls, the Unicode line and paragraph separators and
 # the bidirectional overrides (which reorder what a terminal shows).
@@ -131,9 +133,39 @@ def _escaped_repr(exc: BaseException) -> str:
 
 def install_escaping(handlers: list[logging.Handler]) -> None:
     """Add one :class:`EscapeControlCharacters` to each handler that has none."""
+    _install(handlers, EscapeControlCharacters)
+
+
+def _install(handlers: list[logging.Handler], kind: type[logging.Filter]) -> None:
     for handler in handlers:
-        if not any(isinstance(f, EscapeControlCharacters) for f in handler.filters):
-            handler.addFilter(EscapeControlCharacters())
+        if not any(isinstance(f, kind) for f in handler.filters):
+            handler.addFilter(kind())
+
+
+# Loggers of Petiole and its plugins: their lines name the task they are about.
+_OWN_LOGGERS = ("petiole.", "petiole_")
+
+
+class NameRunningTask(logging.Filter):
+    """Sets ``record.running_task`` to `` name[id]`` of the task running in the
+    thread that logged it (control characters escaped: both come from the
+    message), or to ``""``: a line a task's code (or a library it calls) logs in
+    the worker says which task it came from, as Celery's worker format does.
+    Records of Petiole's own loggers get ``""``: their lines name what they are
+    about themselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.running_task = _running_task(record.name)
+        return True
+
+
+def _running_task(logger_name: str) -> str:
+    if logger_name.startswith(_OWN_LOGGERS) or logger_name == "petiole":
+        return ""
+    request = current_request.get()
+    if request is None or not request.id:
+        return ""
+    return f" {escape_control_characters(request.task)}[{escape_control_characters(request.id)}]"
 
 
 #: The logger of the worker's lines about each task: received, succeeded, will
@@ -159,11 +191,13 @@ def log_task_lines(on: bool) -> None:
 def setup_logging(level: str | int) -> None:
     """Log to stderr in :data:`FORMAT` at ``level``, every handler of the root
     logger escaping control characters in logged values (so records of any
-    logger, a task's own included, cannot forge lines)."""
+    logger, a task's own included, cannot forge lines) and naming the running
+    task (:class:`NameRunningTask`)."""
     logging.basicConfig(format=FORMAT)
     root = logging.getLogger()
     root.setLevel(level.upper() if isinstance(level, str) else level)
     install_escaping(root.handlers)
+    _install(root.handlers, NameRunningTask)
 
 
 #: ``task_name`` and ``task_id`` of a record logged outside a running task.
