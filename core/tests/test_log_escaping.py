@@ -3,6 +3,7 @@ are escaped by the filter petiole.logs installs, and only there."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -140,30 +141,33 @@ def test_escaped_exception_arguments_survive_pickling() -> None:
     assert str(copy) == "a\\nb"
 
 
-def test_setup_logging_installs_the_filter_on_the_root_handlers_once() -> None:
+@contextlib.contextmanager
+def on_the_root(log_format: str) -> Iterator[tuple[logging.Handler, io.StringIO]]:
+    """A handler on the root logger writing to a string in ``log_format``; the root's
+    handlers and level as they were afterwards."""
     root = logging.getLogger()
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setFormatter(logging.Formatter(FORMAT))
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(log_format))
     saved_level = root.level
     root.addHandler(handler)
     try:
-        setup_logging("INFO")
-        setup_logging("INFO")
-        escaping = [f for f in handler.filters if isinstance(f, EscapeControlCharacters)]
-        assert len(escaping) == 1
+        yield handler, stream
     finally:
         root.removeHandler(handler)
         root.setLevel(saved_level)
 
 
+def test_setup_logging_installs_the_filter_on_the_root_handlers_once() -> None:
+    with on_the_root(FORMAT) as (handler, _):
+        setup_logging("INFO")
+        setup_logging("INFO")
+        escaping = [f for f in handler.filters if isinstance(f, EscapeControlCharacters)]
+        assert len(escaping) == 1
+
+
 def test_lines_logged_in_a_running_task_name_it_unless_petiole_logs_them() -> None:
-    root = logging.getLogger()
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(name)s%(running_task)s: %(message)s"))
-    saved_level = root.level
-    root.addHandler(handler)
-    try:
+    with on_the_root("%(name)s%(running_task)s: %(message)s") as (_, stream):
         setup_logging("INFO")
         logging.getLogger("proj.tasks").info("outside")
         token = current_request.set(Request(id="id-1", task="proj.add"))
@@ -173,9 +177,6 @@ def test_lines_logged_in_a_running_task_name_it_unless_petiole_logs_them() -> No
             logging.getLogger("petiole_redis.x").info("a plugin's")
         finally:
             current_request.reset(token)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(saved_level)
     assert stream.getvalue().splitlines() == [
         "proj.tasks: outside",
         "proj.tasks proj.add[id-1]: inside",
@@ -185,18 +186,9 @@ def test_lines_logged_in_a_running_task_name_it_unless_petiole_logs_them() -> No
 
 
 def test_user_code_logging_under_petiole_is_escaped_by_the_root_handler() -> None:
-    root = logging.getLogger()
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    saved_level = root.level
-    root.addHandler(handler)
-    try:
+    with on_the_root("%(message)s") as (_, stream):
         setup_logging("INFO")
         logging.getLogger("petiole.task.user_code").warning("got %s", FORGED)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(saved_level)
     assert len(stream.getvalue().splitlines()) == 1
 
 
