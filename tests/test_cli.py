@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from petiole import Petiole
+from petiole.backend import ResultRecord
 from petiole.cli import cli
 from petiole.plugins import KNOWN_PROVIDERS
 from petiole.testing import wait_until
@@ -190,3 +191,17 @@ def test_revoke_marks_tasks_revoked(url: str) -> None:
     out = run("revoke", first.id, second.id, "--reason", "cancelled by ops").output
     assert "revoked 2 task(s)" in out
     assert first.state == second.state == "REVOKED"
+
+
+def test_revoke_keeps_the_result_of_a_finished_task_and_says_so(url: str) -> None:
+    app = Petiole("check", broker=url, backend=url)
+    done, waiting = app.send_task("a"), app.send_task("b")
+    serializer = app.result_serializer
+    app.store_result(
+        ResultRecord(done.id, "SUCCESS", serializer.dumps(5), serializer.content_type, None, 1.0)
+    )
+    result = run("revoke", done.id, waiting.id)
+    assert f"{done.id} had finished (SUCCESS): its result is kept" in result.stderr
+    assert result.stdout == "revoked 1 task(s)\n"
+    assert (done.state, done.get(timeout=1)) == ("SUCCESS", 5)
+    assert waiting.state == "REVOKED"

@@ -121,6 +121,20 @@ def test_revoked_task_never_runs(app: Petiole) -> None:
     assert app.transport.size("default") == 0
 
 
+def test_revoking_a_finished_task_keeps_its_result(app: Petiole) -> None:
+    @app.task
+    def double(i: int) -> int:
+        return 2 * i
+
+    done = double.delay(21)
+    with start_worker(app):
+        assert done.get(timeout=10) == 42
+    assert app.revoke([done.id, "never-sent"]) == {done.id: states.SUCCESS}
+    again = app.AsyncResult(done.id)  # a fresh handle: read from the store
+    assert (again.state, again.get(timeout=1)) == (states.SUCCESS, 42)
+    assert app.AsyncResult("never-sent").state == states.REVOKED
+
+
 def test_revoking_a_prefetched_task_stops_it_from_starting(app: Petiole) -> None:
     release = threading.Event()
     ran: list[str] = []

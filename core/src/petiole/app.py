@@ -608,13 +608,14 @@ class Petiole:
         terminate: bool = False,
         reason: str = "revoked",
         **celery_options: Any,
-    ) -> None:
+    ) -> dict[str, str]:
         """Revoke tasks: one not yet started never runs, on any worker (its state
         becomes REVOKED); with ``terminate``, a running one is stopped too (the
-        processes pool kills its child; other pools let it finish). Celery's
-        ``signal=``, ``wait=`` and ``timeout=`` are refused saying why."""
+        processes pool kills its child; other pools let it finish). A task that
+        has finished keeps its result: returned are those ids, with their state.
+        Celery's ``signal=``, ``wait=`` and ``timeout=`` are refused saying why."""
         revocation.refuse_celery_options(celery_options)
-        revocation.revoke(
+        return revocation.revoke(
             self,
             [task_ids] if isinstance(task_ids, str) else task_ids,
             terminate=terminate,

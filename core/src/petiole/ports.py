@@ -51,7 +51,7 @@ class ResultsApp(Protocol):
         terminate: bool = False,
         reason: str = "revoked",
         **celery_options: Any,
-    ) -> None: ...
+    ) -> dict[str, str]: ...
 
 
 class AppHandle(ResultsApp, Protocol):

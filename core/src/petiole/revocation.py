@@ -51,15 +51,22 @@ def refuse_celery_options(options: Mapping[str, Any]) -> None:
 
 def revoke(
     app: ResultsApp, task_ids: Iterable[str], *, terminate: bool = False, reason: str = "revoked"
-) -> None:
+) -> dict[str, str]:
     """Mark tasks REVOKED: one that has not started never runs, on any worker;
-    with ``terminate``, a running one is stopped (processes pool)."""
+    with ``terminate``, a running one is stopped (processes pool).
+
+    A task that has finished keeps its result (a revocation is about running it,
+    as in Celery): returned, with its state. Its mark is left all the same, so a
+    copy of its message delivered again does not run."""
     store = coordination.required(lambda: app.coordination, coordination.REVOKE)
     ids = list(task_ids)
+    finished = {i: r.state for i, r in app.backend.get_many(ids).items() if r.ready}
     serializer = app.result_serializer
     payload = serializer.dumps(remote_errors.describe(TaskRevoked(reason)))
     now = time.time()
     for task_id in ids:
+        if task_id in finished:
+            continue
         meta = {"reason": reason, "terminate": terminate}
         app.store_result(
             ResultRecord(task_id, states.REVOKED, payload, serializer.content_type, None, now, meta)
@@ -69,6 +76,7 @@ def revoke(
     for task_id in ids:
         store.put_mark(mark_key(task_id), TERMINATE if terminate else DO_NOT_START, ttl_s=ttl_s)
     store.put_mark(MARKER_KEY, repr(now), ttl_s=ttl_s)
+    return finished
 
 
 def marker(app: ResultsApp) -> float | None:

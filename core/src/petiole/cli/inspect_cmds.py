@@ -171,7 +171,10 @@ def purge(queues: str | None, force: bool) -> None:
 )
 @click.option("--reason", default="revoked from the command line", show_default=True)
 def revoke(task_ids: tuple[str, ...], terminate: bool, reason: str) -> None:
-    """Revoke TASK_IDS: a revoked task that has not started never runs, on any worker."""
-    state().app().revoke(list(task_ids), terminate=terminate, reason=reason)
+    """Revoke TASK_IDS: a revoked task that has not started never runs, on any worker.
+    A task that has finished keeps its result (said on stderr)."""
+    finished = state().app().revoke(list(task_ids), terminate=terminate, reason=reason)
+    for task_id, task_state in finished.items():
+        click.echo(f"{task_id} had finished ({task_state}): its result is kept", err=True)
     suffix = " (stopping running ones)" if terminate else ""
-    click.echo(f"revoked {len(task_ids)} task(s){suffix}")
+    click.echo(f"revoked {len(task_ids) - len(finished)} task(s){suffix}")
