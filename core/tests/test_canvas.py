@@ -19,6 +19,7 @@ from petiole import (
 )
 from petiole.canvas import Signature, from_dict
 from petiole.errors import ChordError, ConfigError, SerializationError
+from petiole.task import Task
 from petiole.testing.in_thread import start_worker
 
 
@@ -98,6 +99,36 @@ def test_maybe_signature_takes_a_signature_its_dict_or_none(
         assert rebuilt.delay().get(timeout=10) == 6
     with pytest.raises(TypeError, match="got int"):
         maybe_signature(3)  # type: ignore[arg-type]
+
+
+def test_calling_a_signature_runs_its_task_here(app: Petiole, tasks: dict[str, Any]) -> None:
+    assert tasks["add"].s(2)(3) == 5  # Celery's sig(): partial arguments in front
+    assert tasks["tsum"].si([1, 2])() == 3
+    assert app.signature("add", (4, 5))() == 9
+    with pytest.raises(ConfigError, match="not registered with this app: send it with"):
+        signature("elsewhere.task", app=app)()
+
+
+def test_calling_a_workflow_sends_it_as_celery_does(app: Petiole, tasks: dict[str, Any]) -> None:
+    add, tsum = tasks["add"], tasks["tsum"]
+    with start_worker(app, concurrency=2):
+        assert group(add.s(i, i) for i in range(3))().get(timeout=10) == [0, 2, 4]
+        assert chain(add.s(1, 2), add.s(10))().get(timeout=10) == 13
+        assert chord([add.s(1, 1), add.s(2, 2)], tsum.s())().get(timeout=10) == 6
+        assert chord([add.s(3, 3)])(tsum.s()).get(timeout=10) == 6
+
+
+def test_app_task_is_the_base_class_for_celery_style_subclasses(app: Petiole) -> None:
+    class Audited(app.Task):  # type: ignore[name-defined,misc]
+        greeting = "hello"
+
+    @app.task(base=Audited, bind=True, name="greet")
+    def greet(self: Audited, name: str) -> str:
+        return f"{self.greeting} {name}"
+
+    assert app.Task is Task
+    assert isinstance(greet, Audited)
+    assert greet.s("Ada")() == "hello Ada"
 
 
 def test_pipe_builds_a_flat_chain(tasks: dict[str, Any]) -> None:

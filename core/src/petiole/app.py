@@ -449,6 +449,21 @@ class Petiole:
     def AsyncResult(self, task_id: str) -> results.AsyncResult:  # noqa: N802 - Celery's spelling
         return results.AsyncResult(task_id, self)
 
+    #: The base class of tasks (``class MyTask(app.Task)``, Celery's spelling of
+    #: ``petiole.Task``), for ``@app.task(base=MyTask)``.
+    Task = Task
+
+    def signature(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """A signature of task ``name`` sent through this app (it need not be
+        registered here): Celery's ``app.signature``, ``petiole.signature(..., app=)``."""
+        return Signature(name, args, kwargs, options, app=self)
+
     def send_task(
         self,
         name: str,

@@ -73,6 +73,11 @@ class Producer(ResultsApp, Protocol):
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's spelling
         ...
 
+    @property
+    def tasks(self) -> Mapping[str, Callable[..., Any]]:
+        """The tasks registered here, by name (called, one runs in this process)."""
+        ...
+
 
 # -- many at once -------------------------------------------------------------------------
 

@@ -200,6 +200,20 @@ class Signature(dict[str, Any]):
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task here and now, in this process, and return what it returns
+        (Celery's ``sig()``); ``args`` go in front of the signature's own. The task
+        must be registered with the signature's app. Chains, groups and chords are
+        sent instead, as Celery's are."""
+        call = self.clone(args, kwargs)
+        task = call.app.tasks.get(call.name)
+        if task is None:
+            raise ConfigError(
+                f"calling a signature runs its task in this process, and {call.name!r} is "
+                "not registered with this app: send it with .delay() or .apply_async()"
+            )
+        return task(*call.args, **call.kwargs)
+
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]

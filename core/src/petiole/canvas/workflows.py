@@ -81,6 +81,11 @@ class chain(Signature):  # noqa: N801 - Celery's spelling
         self.freeze()
         return self.tasks[-1].last_id()
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``chain(...)()``: send it (Celery's spelling of :meth:`apply_async`), ``args``
+        going to the first step."""
+        return self.apply_async(args, kwargs)
+
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Any:
@@ -150,6 +155,11 @@ class group(Signature):  # noqa: N801 - Celery's spelling
         self["kwargs"]["tasks"] = [dict(m) for m in members]
         return GroupResult(group_id, [self.app.AsyncResult(i) for i in ids], self.app)
 
+    def __call__(self, *args: Any, **options: Any) -> GroupResult:
+        """``group(...)()``: send it (Celery's spelling of :meth:`apply_async`),
+        ``args`` going to every member."""
+        return self.apply_async(args, **options)
+
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> GroupResult:
@@ -198,9 +208,11 @@ class chord(Signature):  # noqa: N801 - Celery's spelling
             app=bound,
         )
 
-    def __call__(self, body: Signature) -> AsyncResult:
-        """``chord(header)(callback)``: apply with this callback."""
-        result: AsyncResult = self.with_body(body).apply_async()
+    def __call__(self, body: Signature | None = None, *args: Any, **options: Any) -> AsyncResult:
+        """``chord(header)(callback)``: send it with this callback; ``chord(header,
+        callback)()``: send it (Celery's spelling of :meth:`apply_async`)."""
+        chosen = self if body is None else self.with_body(body)
+        result: AsyncResult = chosen.apply_async(args, **options)
         return result
 
     @property
