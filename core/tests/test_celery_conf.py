@@ -39,8 +39,17 @@ def test_reads_return_the_setting_by_either_name(app: Petiole) -> None:
         _ = app.conf.result_expires
     assert app.conf["broker_url"] == "memory://conf"
     assert app.conf.get("nothing_like_this", "fallback") == "fallback"
+    assert app.conf.get("task_default_queue") == "mail"
+    with pytest.raises(KeyError, match=r"read app\.conf\.result_ttl_s"):
+        app.conf.get("result_expires")  # not None: it was set
     with pytest.raises(AttributeError, match="no setting named 'nothing_like_this'"):
         _ = app.conf.nothing_like_this
+
+
+def test_a_celery_setting_asking_for_what_petiole_does_is_accepted(app: Petiole) -> None:
+    app.conf.update(task_create_missing_queues=True, enable_utc=True)
+    with pytest.raises(CelerySpellingError, match="every queue is created when first used"):
+        app.conf.task_create_missing_queues = False
 
 
 def test_what_petiole_lacks_is_refused_naming_what_to_write(app: Petiole) -> None:

@@ -69,9 +69,16 @@ class CeleryConf:
         return self._read(name, KeyError)
 
     def get(self, name: str, default: Any = None) -> Any:
+        """The setting ``name``, or ``default`` for a name that is no setting at all.
+        A Celery name Petiole holds under another name or in other units raises the
+        ``KeyError`` that ``app.conf[name]`` does, naming where to read it: ``default``
+        in its place would be silently wrong (``result_expires`` set to 3600 read
+        back as None)."""
         try:
             return self._read(name, KeyError)
         except KeyError:
+            if celery_names.lookup("setting", name) is not None:
+                raise
             return default
 
     def _read(self, name: str, error: type[Exception]) -> Any:

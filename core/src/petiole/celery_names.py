@@ -210,10 +210,16 @@ def _kib_to_mib(value: Any) -> Any:
     return value  # the setting's type check names it
 
 
-def _only_true(value: Any) -> Any:
-    if value is not True:
-        raise ValueError("Petiole's times are always UTC: remove it")
-    return value
+def _only_true(why: str) -> Callable[[Any], Any]:
+    """A check for a setting Petiole always behaves as True for: False is refused
+    with ``why``."""
+
+    def check(value: Any) -> Any:
+        if value is not True:
+            raise ValueError(why)
+        return value
+
+    return check
 
 
 def _only_utc(value: Any) -> Any:
@@ -368,7 +374,7 @@ _DAEMON = "run the worker under systemd (User=, Group=) or another supervisor"
 
 SETTINGS: tuple[CeleryName, ...] = (
     # -- general
-    S.ignored("enable_utc", "Petiole's times are always UTC: `eta`/`expires` take aware datetimes (a naive one is refused) or epoch seconds; False is refused", check=_only_true),
+    S.ignored("enable_utc", "Petiole's times are always UTC: `eta`/`expires` take aware datetimes (a naive one is refused) or epoch seconds; False is refused", check=_only_true("Petiole's times are always UTC: remove it")),
     S.ignored("timezone", "Petiole keeps no local time zone: `eta`/`expires` take aware datetimes or epoch seconds; only UTC is accepted", check=_only_utc),
     # -- beat
     S.absent("beat_schedule", _NO_BEAT),
@@ -464,7 +470,7 @@ SETTINGS: tuple[CeleryName, ...] = (
     S.alias("task_always_eager", "eager", "the same switch"),
     S.absent("task_annotations", "give the options to `@app.task(...)`, or to a `base=` Task class shared by several tasks"),
     S.alias("task_compression", "compression", "the same codec names (`zlib`, `bzip2`, `lzma`; `zstd` with petiole-zstd)"),
-    S.absent("task_create_missing_queues", "queues are created when first used"),
+    S.ignored("task_create_missing_queues", "queues are created when first used; False is refused", check=_only_true("every queue is created when first used: remove it")),
     S.absent("task_create_missing_queue_type", "petiole-amqp declares queues of its `queue_type` broker option"),
     S.absent("task_create_missing_queue_exchange_type", _NO_AMQP_ROUTING),
     S.alias("task_default_queue", "default_queue", "the same setting; Celery's default is `celery`, Petiole's `default`"),
