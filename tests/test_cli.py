@@ -185,6 +185,12 @@ def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "PETIOLE_LEASE_S" in result.output
 
 
+def test_worker_takes_workers_0_as_the_worker_processes_setting_does(url: str) -> None:
+    result = CliRunner().invoke(cli, ["worker", "--workers", "0", "-A", "no_such_module_xyz"])
+    assert result.exit_code == 1, result.output  # past the options, at the app
+    assert "no_such_module_xyz" in result.output
+
+
 def test_revoke_marks_tasks_revoked(url: str) -> None:
     app = Petiole("check", broker=url, backend=url)
     first, second = app.send_task("a"), app.send_task("b")

@@ -523,7 +523,7 @@ SETTINGS: tuple[CeleryName, ...] = (
     S.absent("worker_pool_putlocks", "no equivalent: drop it"),
     S.absent("worker_pool_restarts", "restart the worker (SIGTERM, then start it again)"),
     S.absent("worker_proc_alive_timeout", "a pool child that cannot start is an error naming why"),
-    S.alias("worker_prefetch_multiplier", "prefetch_multiplier", "the same number of messages per slot; Celery's 0 (no limit) is refused", convert=_prefetch_multiplier),
+    S.alias("worker_prefetch_multiplier", "prefetch_multiplier", "a worker holds concurrency x this, as Celery's; each prefork worker process, which runs its own tasks, 4 x this (docs/worker.md); Celery's 0 (no limit) is refused", convert=_prefetch_multiplier),
     S.absent("worker_eta_task_limit", "delayed tasks wait in the broker, not in the worker's memory"),
     S.absent("worker_enable_prefetch_count_reduction", "a worker reserves no more than it has room for"),
     S.renamed("worker_disable_prefetch", "prefetch_multiplier", "`prefetch_multiplier = 1` holds one message per slot"),

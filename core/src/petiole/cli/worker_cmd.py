@@ -140,11 +140,11 @@ class WorkerCommand(GroupedCommand):
     "worker_processes",
     group=POOL,
     metavar="N",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=0),
     default=None,
     help="Start N worker processes under a supervisor, each reserving and running its own "
-    "tasks with its own pool (default: the worker_processes setting; 0, this process is "
-    "the worker, or with prefork -c of them).",
+    "tasks with its own pool; 0: this process is the worker (with prefork: -c of them) "
+    "(default: the worker_processes setting, 0 unless set).",
 )
 @grouped_option(
     "-P",
