@@ -139,6 +139,14 @@ def pid(seconds=0.0, mark=None):
     return os.getpid()
 
 
+@app.task(name="workers.wait_for")
+def wait_for(gate):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
 @app.task(name="workers.stamp", rate_limit="5/s")
 def stamp():
     return [os.getpid(), time.monotonic()]
@@ -361,6 +369,31 @@ def test_a_long_task_in_the_process_holding_the_turn_lets_another_process_reserv
     assert {busy, other} == children(worker.pid)
 
 
+def test_tasks_reserved_behind_a_task_that_may_run_long_run_in_another_process(
+    project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """Quick tasks sent with a long one do not wait for it: a warm process (its
+    tasks short) that reserved them with it hands them back as it starts, a cold
+    one reserved the long one alone (core/tests/test_hand_back.py has both)."""
+    worker = start(2)  # prefork, the default: 16 messages per process
+    call(project, env, *[{}] * 10)  # both processes know `pid` as short
+    gate = project / "gate"
+    script = (
+        "import json, workers_app\n"
+        "with workers_app.app.sending_in_batches():  # all visible at once\n"
+        f"    slow = workers_app.wait_for.delay({str(gate)!r})\n"
+        "    quick = [workers_app.pid.delay() for _ in range(20)]\n"
+        "print(slow.id)\n"
+        "print(json.dumps([q.get(timeout=20) for q in quick]))\n"
+    )
+    slow_id, line = python(project, env, script)  # while the long task waits for the gate
+    gate.touch()
+    wait = f"print(workers_app.app.AsyncResult({slow_id!r}).get(timeout=30))"
+    [slow_pid] = python(project, env, f"import workers_app\n{wait}\n")
+    assert int(slow_pid) not in json.loads(line)
+    assert stopped(worker) == 0
+
+
 def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
     project: Path, env: dict[str, str], start: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
@@ -393,15 +426,19 @@ def test_a_killed_prefork_process_gives_back_its_unstarted_messages_at_once(
     lease, so a task that kills its process does not go straight to the next."""
     env["PETIOLE_LEASE_S"] = "60"
     mark = project / "runs"
-    # Queued before the worker starts, so that its first reserve takes all six.
+    worker = start(1)  # prefork, the default pool: one worker process
+    call(project, env, {}, {})  # `pid` known short: the process reserves a batch, and
+    # keeps what is queued behind a call of it that turns long (a task not known short
+    # would hand them back as it starts: test_hand_back.py)
+    long_call = {"seconds": 120, "mark": str(mark)}
     script = (
         "import workers_app\n"
-        f"print(workers_app.pid.apply_async(kwargs={{'seconds': 120, 'mark': {str(mark)!r}}}).id)\n"
-        "for _ in range(5):\n"
-        "    print(workers_app.pid.delay().id)\n"
+        "with workers_app.app.sending_in_batches():  # one reserve takes all six\n"
+        f"    print(workers_app.pid.apply_async(kwargs={long_call!r}).id)\n"
+        "    for _ in range(5):\n"
+        "        print(workers_app.pid.delay().id)\n"
     )
     blocking, *quick = python(project, env, script)
-    worker = start(1)  # prefork, the default pool: one worker process
     assert wait_until(lambda: marked(mark), timeout_s=20)
     victim = int(mark.read_text())
     os.kill(victim, signal.SIGKILL)

@@ -95,6 +95,12 @@ class TransportCapabilities:
     queues). ``queue_preference``: :meth:`Transport.reserve` takes from the queues
     in the order given — a message of an earlier queue before any of a later one
     (``False`` when it samples queues, or serves them by its own rule).
+    ``deduplicates_copies``: publishing again the ``message_id`` and payload of a
+    message it holds may be dropped as a duplicate (SQS FIFO queues, for five
+    minutes); False where such a copy is a new message, reserved once the held one
+    is acknowledged, with a delivery count of 1 — how a worker hands back messages
+    it holds but will not run soon (docs/worker.md, "Prefetch"). Where it is True,
+    the worker does not hand messages back.
     """
 
     priorities: bool = False
@@ -107,6 +113,7 @@ class TransportCapabilities:
     max_unsettled_s: float | None = None
     fifo: bool = True
     queue_preference: bool = True
+    deduplicates_copies: bool = False
 
 
 @dataclass(frozen=True, slots=True)

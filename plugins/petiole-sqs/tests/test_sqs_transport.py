@@ -215,6 +215,7 @@ def test_capabilities_declare_what_sqs_cannot_do(transport: SqsTransport) -> Non
     caps = transport.capabilities
     assert (caps.priorities, caps.fifo, caps.queue_preference) == (False, False, False)
     assert (caps.max_delay_s, caps.min_lease_s) == (900.0, 1.0)
+    assert not caps.deduplicates_copies  # a standard queue keeps every copy
 
 
 def test_delay_beyond_max_delay_is_clamped_to_it(
@@ -347,6 +348,8 @@ def test_fifo_drops_an_identical_resend_but_not_a_changed_message_with_the_same_
     transport.publish(queue, retried, message_id="task-1")
 
     assert transport.size(queue) == 2
+    # So a worker must not hand a held message back as a copy (docs/worker.md).
+    assert transport.capabilities.deduplicates_copies
 
 
 def test_fifo_delivers_a_group_in_order(

@@ -635,6 +635,22 @@ class TransportSuite:
 
         assert [d.payload for d in self.drain(transport, [queue], len(payloads))] == payloads
 
+    def test_a_copy_of_a_held_message_is_a_new_message(
+        self, transport: Transport, queue: str
+    ) -> None:
+        """Its payload and id published again, then the held one acknowledged: the
+        copy is reserved, delivered once (how a worker hands messages back)."""
+        if transport.capabilities.deduplicates_copies:
+            pytest.skip("capability deduplicates_copies: the broker may drop such a copy")
+        transport.publish(queue, b"handed back", message_id="copy-1")
+        held = self.reserve_one(transport, queue)
+        transport.publish(queue, held.payload, message_id="copy-1")
+        transport.ack(held)
+        copy = self.reserve_one(transport, queue)
+        assert (copy.payload, copy.delivery_count) == (b"handed back", 1)
+        transport.ack(copy)
+        self.assert_empty(transport, queue)
+
     def test_reserve_returns_at_most_max_messages(self, transport: Transport, queue: str) -> None:
         for i in range(5):
             transport.publish(queue, f"m{i}".encode())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from petiole import remote_errors, states
@@ -24,7 +24,7 @@ from petiole.envelope import Envelope
 from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
 from petiole.logs import TASK_LOGGER
 from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome
-from petiole.transport import Delivery, unsettled_return
+from petiole.transport import Delivery, publishing_in_batches, unsettled_return
 from petiole.worker.acks import AckBatcher
 
 logger = logging.getLogger(TASK_LOGGER)
@@ -76,6 +76,34 @@ class Settler:
     def return_all(self, deliveries: Iterable[Delivery]) -> None:
         for delivery in deliveries:
             self.requeue(delivery, count_as="returned")
+
+    def hand_back(self, held: Sequence[tuple[Delivery, Envelope]]) -> None:
+        """Messages held but not about to run go back to their queue, to run now in
+        another worker process: each as a fresh copy (so the hop is not counted as
+        a delivery towards ``max_deliveries``), published — in one request where
+        the transport batches — before the held one is acknowledged. If the
+        publishing fails, they are returned as they are instead."""
+        if not held:
+            return
+        try:
+            with publishing_in_batches(self.transport):
+                for delivery, envelope in held:
+                    self.transport.publish(
+                        delivery.queue,
+                        delivery.payload,
+                        message_id=envelope.task_id,
+                        priority=envelope.priority or 0,
+                    )
+        except PetioleError as exc:
+            logger.warning(
+                "could not hand %d message(s) back to their queue (%s); returning them",
+                len(held),
+                exc,
+            )
+            self.return_all(delivery for delivery, _ in held)
+            return
+        for delivery, _ in held:
+            self.ack(delivery, count_as="handed_back")
 
     def redelay(self, delivery: Delivery, envelope: Envelope, remaining_s: float) -> None:
         """A message that arrived before its ETA (the broker caps delays) waits again.

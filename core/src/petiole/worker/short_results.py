@@ -68,8 +68,12 @@ class ShortTaskResults:
         )
 
     def is_short(self, task_name: str) -> bool:
+        return self.runs_under(task_name, SHORT_S)
+
+    def runs_under(self, task_name: str, seconds: float) -> bool:
+        """Whether the task's runs here average under ``seconds`` (False until one ran)."""
         average = self._runtimes.get(task_name)
-        return average is not None and average < SHORT_S
+        return average is not None and average < seconds
 
     def ran(self, task_name: str, runtime_s: float) -> None:
         """Note a run's length (from the outcome) in the task's average."""

@@ -77,7 +77,7 @@ from petiole.worker.options import (
     overridden,
     warn_of_unused,
 )
-from petiole.worker.read_turn import CHECK_S, NO_TURN, NoTurn, ReadTurn
+from petiole.worker.read_turn import CHECK_S, LONG_TASK_S, NO_TURN, NoTurn, ReadTurn
 from petiole.worker.retirement import Retirement
 from petiole.worker.revocations import RevocationWatch
 from petiole.worker.settle import Settler
@@ -235,6 +235,7 @@ class Worker:
         # broker's data generation when it was reserved). Untracked: not to be renewed.
         self._lease_ends: dict[str, tuple[float, int | None]] = {}
         self._pending: collections.deque[Job] = collections.deque()  # prefetched, not started
+        self._hands_back = self._one_at_a_time = False  # set by start()
         self._running: dict[str, Job] = {}
         # Receipts of running jobs whose message was acknowledged before they started
         # (acks_late=False): settled without the broker when they finish.
@@ -289,6 +290,17 @@ class Worker:
             hooks.process_init(self.app, self.pool_name)  # tasks run in this process
         self.pool.start(self.runner)
         self.short_results.enable(runs_inline=not self._dispatch_on_delivery)
+        # An inline pool runs what it reserves one by one: it holds a prefetch's worth
+        # only while its tasks are short, and hands back what waits behind one that
+        # may run long (_start_pending); until a first task ran, it reserves one. (A
+        # pushing broker fills the prefetch window itself: not there.)
+        self._hands_back = (
+            not self._dispatch_on_delivery
+            and self._consumer is None
+            and self.prefetch > 1
+            and not self.transport.capabilities.deduplicates_copies
+        )
+        self._one_at_a_time = self._hands_back
         self.settler.acks.start()
         self.revocations.poll()
         self.app.plugins.hook.petiole_worker_start(worker=self)
@@ -648,6 +660,8 @@ class Worker:
         # cap a worker at ``prefetch`` tasks per ack window (8 per 5 ms by default).
         acks = self.settler.acks
         free = self.prefetch - len(self._held) - max(0, acks.pending() - acks.max_batch)
+        if self._one_at_a_time:
+            free = min(free, 1)
         if free >= self._reserve_at or (free > 0 and not self._pending):
             return free
         return 0
@@ -758,7 +772,13 @@ class Worker:
             if self.short_results.enabled:
                 self._hold_result_if_short(job)
             turn = self._turn
-            if not self.short_results.is_short(job.envelope.task_name):
+            name = job.envelope.task_name
+            if self._hands_back:
+                runs_long = not self.short_results.runs_under(name, LONG_TASK_S)
+                self._one_at_a_time = runs_long
+                if runs_long:
+                    self._hand_back_pending()
+            if not self.short_results.is_short(name):
                 turn.give()  # it may run long: another process reserves meanwhile
             turn.task_started()
             try:
@@ -768,6 +788,22 @@ class Worker:
                     self.pool.submit(job, self._hard_limits.guard(job, self._on_done))
             finally:
                 turn.task_ended()
+
+    def _hand_back_pending(self) -> None:
+        """A task that may run long starts in this inline pool: the jobs queued
+        behind it go back to their queue, for another worker process (or worker)
+        to run now instead of after it (see "Prefetch" in docs/worker.md)."""
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+            held = [
+                (self._held.pop(j.receipt), j.envelope) for j in jobs if j.receipt in self._held
+            ]
+            for job in jobs:
+                self._lease_ends.pop(job.receipt, None)
+        if held:
+            logger.debug("handing %d message(s) back: a task that may run long starts", len(held))
+            self.settler.hand_back(held)
 
     def _hold_result_if_short(self, job: Job) -> None:
         """Before ``job`` starts: a short task's result waits to be stored with
@@ -846,7 +882,10 @@ class Worker:
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         try:
             if outcome.runtime_s > 0:  # the task ran (not refused, not revoked first)
-                self.short_results.ran(job.envelope.task_name, outcome.runtime_s)
+                name = job.envelope.task_name
+                self.short_results.ran(name, outcome.runtime_s)
+                if self._hands_back:  # what it ran last says how much to reserve next
+                    self._one_at_a_time = not self.short_results.runs_under(name, LONG_TASK_S)
             self._finish(job, outcome)
             if outcome.cause == "revoked":  # a job queued in the pool, revoked before it started
                 self.hooks.revoked(job.envelope, terminated=False)

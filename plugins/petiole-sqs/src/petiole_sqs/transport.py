@@ -122,6 +122,8 @@ class SqsTransport:
             min_lease_s=1.0,
             fifo=False,
             queue_preference=False,
+            # A FIFO queue drops a copy with the same deduplication id for 5 minutes.
+            deduplicates_copies=self.options.fifo,
         )
         self._dead = DeadLetterStore(self._sqs, self.options)
         self._names: dict[str, QueueNames] = {}
