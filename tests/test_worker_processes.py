@@ -63,6 +63,55 @@ def quick_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervisor, "FIRST_PAUSE_S", 0.01)
 
 
+def _deaf_to_stops(index: int, ready: Callable[[], None], held: HeldReporter | None) -> int:
+    """A stand-in worker stuck in a broker call: it never answers a stop."""
+    signal.signal(STOP_SIGNAL, signal.SIG_IGN)
+    ready()
+    while True:
+        signal.pause()
+
+
+def _signal_self(sup: Supervisor, times: int, after: Callable[[], bool]) -> threading.Thread:
+    """SIGTERM this process (``sup``'s) ``times`` times once ``after`` holds, each
+    once the one before was handled (two pending signals would count as one)."""
+
+    def send() -> None:
+        if wait_until(after, timeout_s=20):
+            for sent in range(1, times + 1):
+                os.kill(os.getpid(), signal.SIGTERM)
+                wait_until(lambda: sup._signals_seen >= sent, timeout_s=20)  # noqa: B023
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_worker_processes_that_ignore_a_stop_at_once_are_killed_after_a_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "KILL_AFTER_S", 0.3)
+    readies: list[bool] = []
+    sup = Supervisor(2, _deaf_to_stops)
+    sender = _signal_self(sup, 2, after=lambda: bool(readies))
+    started = time.monotonic()
+    code = sup.run(ready=lambda: readies.append(True))
+    sender.join()
+    assert code == 128 + signal.SIGKILL
+    assert time.monotonic() - started < 15
+
+
+def test_a_third_signal_kills_the_worker_processes_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "KILL_AFTER_S", 600.0)
+    readies: list[bool] = []
+    sup = Supervisor(1, _deaf_to_stops)
+    sender = _signal_self(sup, 3, after=lambda: bool(readies))
+    code = sup.run(ready=lambda: readies.append(True))
+    sender.join()
+    assert code == 128 + signal.SIGKILL  # not 600 s later
+
+
 @pytest.mark.usefixtures("quick_restarts")
 def test_a_worker_process_that_keeps_failing_to_start_stops_all_with_its_exit_code(
     tmp_path: Path,

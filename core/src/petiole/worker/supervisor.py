@@ -64,6 +64,10 @@ EXIT_REPLACE_ME = 75  # sysexits' EX_TEMPFAIL: try again
 START_GRACE_S = 5.0
 #: Consecutive failed starts of one worker process after which the supervisor gives up.
 START_FAILURES = 5
+#: Worker processes still running this long after a stop at once (a second
+#: signal) are killed: their broker may not answer (a worker exits within
+#: ``STOP_NOW_S`` of its own); a third signal kills them at once.
+KILL_AFTER_S = 10.0
 FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
 
@@ -115,6 +119,8 @@ class Supervisor:
         self._slots = [_Slot(index) for index in range(1, count + 1)]
         self._by_pid: dict[int, _Slot] = {}
         self._signals_seen = 0
+        self._kill_at: float | None = None  # when worker processes asked twice get SIGKILL
+        self._killed = False  # so: what they held is not returned (the broker may hang)
         self._gave_up: _Slot | None = None
 
     def run(self, *, ready: Callable[[], None] | None = None) -> int:
@@ -160,7 +166,11 @@ class Supervisor:
                 for slot in self._slots:
                     if slot.restart_at is not None and slot.restart_at <= now:
                         self._start(slot)
+                if self._kill_at is not None and self._kill_at <= now:
+                    self._kill_all(f"still running {KILL_AFTER_S:.0f} s after the stop at once")
                 due = [s.restart_at for s in self._slots if s.restart_at is not None]
+                if self._kill_at is not None:
+                    due.append(self._kill_at)
                 timeout = max(0.0, min(due) - now) if due else None
                 for key, _ in selector.select(timeout):
                     if key.fd == self._ready_r:
@@ -245,7 +255,7 @@ class Supervisor:
         if held is None:
             return
         try:
-            if code not in (0, EXIT_REPLACE_ME) and self._release is not None:
+            if code not in (0, EXIT_REPLACE_ME) and self._release is not None and not self._killed:
                 unfinished = held.unfinished()
                 if unfinished:
                     self._release(slot.index, unfinished)
@@ -263,11 +273,29 @@ class Supervisor:
                 name,
                 len(self._by_pid),
             )
-        else:
+        elif self._signals_seen == 2:
             logger.warning("%s again: stopping every worker process now", name)
+            self._kill_at = time.monotonic() + KILL_AFTER_S
+        else:
+            self._kill_all(f"{name} a third time")
+            return
         for slot in self._slots:
             slot.restart_at = None
         self._signal_all(STOP_SIGNAL)
+
+    def _kill_all(self, why: str) -> None:
+        """SIGKILL the worker processes left; what they held comes back when its lease
+        runs out (the broker may be what keeps them: it is not asked here)."""
+        self._kill_at = None
+        if self._by_pid:
+            logger.warning(
+                "%s: killing %d worker process(es); their messages come back when their "
+                "leases run out",
+                why,
+                len(self._by_pid),
+            )
+        self._killed = True
+        self._signal_all(signal.SIGKILL)
 
     def _signal_all(self, signum: int) -> None:
         for pid in list(self._by_pid):

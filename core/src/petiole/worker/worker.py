@@ -89,6 +89,9 @@ logger = logging.getLogger("petiole.worker")
 
 # Back-off after a failed reserve (broker down), doubling up to the cap.
 _RESERVE_BACKOFF_S = (0.1, 5.0)
+#: How long a worker stopped at once (a second signal) waits for the broker to take
+#: its messages back and its acks before it exits all the same.
+STOP_NOW_S = 5.0
 _CONTROL_INTERVAL_S = 1.0
 # Exit code of a worker one of whose threads died: a supervisor should restart it
 # (EX_SOFTWARE, "internal software error").
@@ -454,11 +457,24 @@ class Worker:
         else:
             logger.warning("%s again: stopping now; running tasks go back to the queue", name)
             self.pool.terminate()
-            self._return_all_held()
-            self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
+            # Settled on a thread the exit does not wait for beyond STOP_NOW_S: a
+            # broker that does not answer must not keep a process asked twice to stop.
+            settling = threading.Thread(target=self._settle_before_exit, daemon=True)
+            settling.start()
+            settling.join(STOP_NOW_S)
+            if settling.is_alive():
+                logger.warning(
+                    "the broker did not take the messages back within %g s; they come back %s",
+                    STOP_NOW_S,
+                    unsettled_return(self.transport),
+                )
             for callback in self.on_exit_now:
                 callback()
             os._exit(0)
+
+    def _settle_before_exit(self) -> None:
+        self._return_all_held()
+        self.settler.acks.flush(timeout_s=STOP_NOW_S)  # finished tasks must not run again
 
     def _shutdown(self) -> None:
         if self._stopped.is_set():
