@@ -334,6 +334,19 @@ def drain_without_ack(transport: SqsTransport, queue: str, count: int) -> list[D
     return got
 
 
+def test_a_queue_deleted_behind_its_back_is_looked_up_and_created_again(
+    transport: SqsTransport, queue: str
+) -> None:
+    transport.publish(queue, b"before")
+    names = transport._queue(queue)
+    client = transport._sqs.client
+    client.delete_queue(QueueUrl=client.get_queue_url(QueueName=names.live)["QueueUrl"])
+    with pytest.raises(TransportError, match="NonExistentQueue"):
+        transport.publish(queue, b"lost with its queue")  # the cached URL, once
+    transport.publish(queue, b"after")  # looked up again, and created (create_queues)
+    assert [d.payload for d in drain(transport, queue, 1)] == [b"after"]
+
+
 # -- FIFO queues ---------------------------------------------------------------------
 
 

@@ -118,6 +118,10 @@ class SqsClient:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             message = self.scrub(str(error.get("Message", "") or exc))
+            if code in QUEUE_MISSING and "QueueUrl" in kwargs:
+                # Deleted behind our back (or the server restarted): the next call
+                # looks it up again, and creates it where create_queues is on.
+                self._forget_url(kwargs["QueueUrl"])
             raise SqsRequestError(
                 f"{self.describe()}: {action} failed: {code}: {message}", code=code
             ) from exc
@@ -160,10 +164,11 @@ class SqsClient:
             self._urls[name] = url
         return url
 
-    def forget_queue(self, name: str) -> None:
-        """Drop a cached URL (the queue was deleted behind our back)."""
+    def _forget_url(self, url: str) -> None:
+        """Drop a cached URL (its queue was deleted behind our back)."""
         with self._lock:
-            self._urls.pop(name, None)
+            for name in [n for n, cached in self._urls.items() if cached == url]:
+                del self._urls[name]
 
     # -- batches ------------------------------------------------------------------
 
