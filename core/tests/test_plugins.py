@@ -80,8 +80,12 @@ def test_disabled_plugins_are_not_imported_and_are_reported() -> None:
     registry = PluginRegistry(infos=[_builtins(), _broken()], disabled=["redis"])
     registry.load_all()
     assert registry.infos["redis"].status == "disabled"
-    with pytest.raises(UnknownComponentError, match="disabled plugins: redis"):
+    with pytest.raises(UnknownComponentError) as caught:
         registry.get("transport", "redis")
+    said = str(caught.value)
+    assert "plugin 'redis' (petiole-redis), which provides it, is installed but disabled" in said
+    assert "it is in the plugins_disabled setting: take it out" in said
+    assert "pip install" not in said  # installed already
 
 
 def test_allow_list_loads_only_named_plugins_and_builtins() -> None:
@@ -89,6 +93,20 @@ def test_allow_list_loads_only_named_plugins_and_builtins() -> None:
     registry.load_all()
     assert registry.infos["redis"].status == "disabled"
     assert registry.infos["builtins"].status == "loaded"
+    with pytest.raises(UnknownComponentError, match="the plugins_enabled setting leaves it out"):
+        registry.get("transport", "redis")
+
+
+def test_a_setting_naming_no_installed_plugin_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="petiole.plugins"):
+        PluginRegistry(infos=[_builtins(), _broken()], enabled=["rediss"], disabled=["redis"])
+    [warning] = caplog.records
+    assert warning.getMessage() == (
+        "the plugins_enabled setting names 'rediss', which no installed plugin is called "
+        "(did you mean 'redis'?) (`petiole plugins` lists them)"
+    )
 
 
 def test_two_plugins_claiming_one_scheme_is_an_error_naming_both() -> None:

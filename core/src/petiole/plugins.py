@@ -35,6 +35,7 @@ from petiole import hookspecs
 from petiole.errors import PluginError, PluginLoadError, UnknownComponentError
 from petiole.serializers import Serializer
 from petiole.stages import Codec
+from petiole.suggestions import did_you_mean
 
 logger = logging.getLogger("petiole.plugins")
 
@@ -188,6 +189,8 @@ class PluginRegistry:
         for info in self.infos.values():
             if not self.allowed(info.name):
                 info.status = "disabled"
+        self._warn_unknown_names(enabled or (), "plugins_enabled")
+        self._warn_unknown_names(disabled, "plugins_disabled")
         self._lock = threading.RLock()
         self._cache: dict[str, _Registered] = {}
         self._warned: set[tuple[str, str]] = set()
@@ -195,6 +198,30 @@ class PluginRegistry:
     @property
     def hook(self) -> Any:
         return self.manager.hook
+
+    def _warn_unknown_names(self, names: Iterable[str], setting: str) -> None:
+        """A name in ``setting`` that no installed plugin has: a typo there silently
+        turns a plugin on or off."""
+        known = [*self.infos, BUILTINS]
+        for name in names:
+            if name not in known:
+                logger.warning(
+                    "the %s setting names %r, which no installed plugin is called%s "
+                    "(`petiole plugins` lists them)",
+                    setting,
+                    name,
+                    did_you_mean(name, known),
+                )
+
+    def _why_disabled(self, info: PluginInfo) -> str:
+        if info.name in self._disabled:
+            setting = "it is in the plugins_disabled setting: take it out"
+        else:
+            setting = "the plugins_enabled setting leaves it out: add it"
+        return (
+            f"plugin {info.name!r} ({info.distribution}), which provides it, is installed "
+            f"but disabled: {setting}"
+        )
 
     def allowed(self, name: str) -> bool:
         if name in self._disabled:
@@ -287,9 +314,13 @@ class PluginRegistry:
         hint = f"install it with: {install_command(provider)}" if provider else None
         reasons = [str(i.error) for i in self.infos.values() if i.status == "failed" and i.error]
         reasons += [str(failure) for failure in registered.failures]
-        disabled = [i.name for i in self.infos.values() if i.status == "disabled"]
-        if disabled:
-            reasons.append(f"disabled plugins: {', '.join(disabled)}")
+        disabled = [i for i in self.infos.values() if i.status == "disabled"]
+        held_back = [i for i in disabled if provider and i.distribution == provider]
+        if held_back:  # installed: turned off, not missing
+            hint = None
+            reasons.append(self._why_disabled(held_back[0]))
+        elif disabled:
+            reasons.append(f"disabled plugins: {', '.join(i.name for i in disabled)}")
         raise UnknownComponentError(
             kind, name, installed=registered.entries, hint=hint, broken="; ".join(reasons) or None
         )
