@@ -185,8 +185,26 @@ def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "PETIOLE_LEASE_S" in result.output
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_worker_whose_app_registers_no_tasks_refuses_to_start(
+    url: str, tmp_path: Path, workers: str
+) -> None:
+    (tmp_path / "no_tasks_here.py").write_text("from petiole import Petiole\napp = Petiole('x')\n")
+    app = Petiole("check", broker=url, backend=url)
+    waiting = app.send_task("proj.tasks.add", [1, 2])
+    result = run_worker("--workers", workers, "-A", "no_tasks_here")
+    assert result.exit_code == 1
+    assert "registers no tasks, so this worker would dead-letter every message" in result.output
+    assert app.transport.size("default") == 1  # left where it was, not dead-lettered
+    assert waiting.state == "PENDING"
+
+
+def run_worker(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["worker", *args])
+
+
 def test_worker_takes_workers_0_as_the_worker_processes_setting_does(url: str) -> None:
-    result = CliRunner().invoke(cli, ["worker", "--workers", "0", "-A", "no_such_module_xyz"])
+    result = run_worker("--workers", "0", "-A", "no_such_module_xyz")
     assert result.exit_code == 1, result.output  # past the options, at the app
     assert "no_such_module_xyz" in result.output
 

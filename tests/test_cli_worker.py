@@ -165,6 +165,9 @@ class FakeWorker:
 def fake_worker(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     FakeWorker.made = []
     monkeypatch.setattr(worker_cmd, "Worker", FakeWorker)
+    # The app without -A registers no task, which the command refuses (its own test
+    # in test_cli.py): these tests are about the flags only.
+    monkeypatch.setattr(worker_cmd, "_require_tasks", lambda app: None)
     # One worker in this process: the prefork default would fork the test runner.
     monkeypatch.setenv("PETIOLE_WORKER_POOL", "threads")
     monkeypatch.setenv("PETIOLE_BROKER_URL", "memory://cli-worker-flags")

@@ -64,6 +64,18 @@ def _check_components(app: Petiole) -> None:
         app.close()  # the worker processes make their own, after the fork
 
 
+def _require_tasks(app: Petiole) -> None:
+    """Refuse to start a worker whose app registers no task: it would take every
+    message off its queues only to dead-letter it as unregistered (a worker started
+    without -A next to a real queue drains it into the dead-letter store)."""
+    if not any(not name.startswith("petiole.") for name in app.tasks):
+        raise click.ClickException(
+            f"the app {app.main_path or app.name!r} registers no tasks, so this worker "
+            "would dead-letter every message it receives; start it with -A naming the "
+            "module that defines your tasks (or set `app` in petiole.toml)"
+        )
+
+
 def _comma_list(value: str | None) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
@@ -392,6 +404,7 @@ def worker(
 
         if plan.processes == 0:
             w = build(hostname)
+            _require_tasks(app)
             if lock is not None:
                 w.on_exit_now.append(lock.release)
             code = w.run(ready=ready)
@@ -408,6 +421,7 @@ def worker(
                 return code
 
             _check_components(app)
+            _require_tasks(app)
             if plan.processes > 1:
                 rates = SharedRateLimits.of_tasks(app.tasks)
             if plan.prefork:
