@@ -35,6 +35,11 @@ def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+def run_quietly(*args: str) -> Result:
+    """``run`` whose errors end the command (exit 1), as on a terminal."""
+    return CliRunner().invoke(cli, list(args))
+
+
 def test_help_explains_every_subcommand() -> None:
     out = run("--help").output
     for name in ("worker", "call", "result", "purge", "plugins", "dlq"):
@@ -158,10 +163,17 @@ def test_dlq_list_requeue_and_purge(url: str) -> None:
     assert "is not registered" in listed
     [entry] = [json.loads(line) for line in run("dlq", "list", "--json").output.splitlines()]
     assert entry["task"] == "not.here"
+    assert listed.startswith("dead letter id  dead at (UTC)  xdeliveries  task task id")
     assert "requeued 1" in run("dlq", "requeue", entry["dead_letter_id"]).output
     assert app.transport.size("default") == 1
     with start_worker(app) as again:
         assert wait_until(lambda: again.counts["dead_lettered"] == 1, timeout_s=10)
+    wrong = run_quietly("dlq", "requeue", "999", entry["task_id"])
+    assert wrong.exit_code == 1
+    assert "no dead letter '999' in 'default' (nothing was requeued)" in wrong.output
+    assert "requeued 1" in run("dlq", "requeue", entry["task_id"]).output  # by its task id
+    with start_worker(app) as third:
+        assert wait_until(lambda: third.counts["dead_lettered"] == 1, timeout_s=10)
     assert "deleted 1" in run("dlq", "purge", "-f").output
 
 
@@ -200,7 +212,7 @@ def test_a_worker_whose_app_registers_no_tasks_refuses_to_start(
 
 
 def run_worker(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["worker", *args])
+    return run_quietly("worker", *args)
 
 
 def test_worker_takes_workers_0_as_the_worker_processes_setting_does(url: str) -> None:

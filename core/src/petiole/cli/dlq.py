@@ -47,6 +47,8 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first: id, time, deliveries, task, reason."""
     name = _queue(queue)
     letters = _admin().dead_letters(name, limit=limit)
+    if letters and not as_json:
+        click.echo("dead letter id  dead at (UTC)  xdeliveries  task task id  /  why")
     for letter in letters:
         try:
             envelope = Envelope.from_bytes(letter.payload)
@@ -82,10 +84,47 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
 @_QUEUE
 @click.argument("ids", nargs=-1)
 def requeue(queue: str | None, ids: tuple[str, ...]) -> None:
-    """Put dead letters back in their queue (all of them, or those IDS)."""
+    """Put dead letters back in their queue: all of them, or those IDS (the first
+    column of `petiole dlq list`, or a task's id)."""
     name = _queue(queue)
-    moved = _admin().requeue_dead_letters(name, list(ids) or None)
+    admin = _admin()
+    chosen = _dead_letter_ids(admin, name, ids) if ids else None
+    moved = admin.requeue_dead_letters(name, chosen)
     click.echo(f"{name}: requeued {moved} message(s)")
+
+
+#: How many dead letters are looked through to match ids.
+_LOOKUP_LIMIT = 100_000
+
+
+def _dead_letter_ids(admin: DeadLetterAdmin, queue: str, ids: tuple[str, ...]) -> list[str]:
+    """The dead-letter ids IDS name (each a dead letter's id or its task's id); an
+    id naming none is an error, before anything is requeued."""
+    by_task: dict[str, list[str]] = {}
+    known: set[str] = set()
+    for letter in admin.dead_letters(queue, limit=_LOOKUP_LIMIT):
+        known.add(letter.dead_letter_id)
+        try:
+            by_task.setdefault(Envelope.from_bytes(letter.payload).task_id, []).append(
+                letter.dead_letter_id
+            )
+        except ProtocolError:
+            pass
+    chosen: list[str] = []
+    unknown = []
+    for given in ids:
+        if given in known:
+            chosen.append(given)
+        elif given in by_task:
+            chosen.extend(by_task[given])
+        else:
+            unknown.append(given)
+    if unknown:
+        raise click.ClickException(
+            f"no dead letter {', '.join(map(repr, unknown))} in {queue!r} (nothing was "
+            "requeued): give the first column of `petiole dlq list`, or a task's id"
+        )
+    return list(dict.fromkeys(chosen))
 
 
 @dlq.command("purge")
