@@ -24,12 +24,25 @@ from petiole.cli.daemon import alive
 from petiole.testing import wait_until
 from petiole.worker import supervisor
 from petiole.worker.held import HeldReporter
-from petiole.worker.supervisor import EXIT_REPLACE_ME, STOP_SIGNAL, Supervisor, numbered
+from petiole.worker.supervisor import (
+    EXIT_REPLACE_ME,
+    STOP_SIGNAL,
+    Supervisor,
+    expand_name,
+    numbered,
+)
 
 STOP_TIMEOUT_S = 30
 
 
 # -- the supervisor's rules, with stand-in workers --------------------------------------
+
+
+def test_names_expand_celerys_host_fields() -> None:
+    assert expand_name("w1@%h", host="box.example.com") == "w1@box.example.com"
+    assert expand_name("%n-%i.%d", host="box.example.com") == "box-%i.example.com"
+    assert expand_name("w1@%h", host="box") == "w1@box"
+    assert expand_name("plain") == "plain"
 
 
 def test_numbered_names_replace_percent_i_or_append_the_index() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -104,12 +105,9 @@ def _dead_letter_ids(admin: DeadLetterAdmin, queue: str, ids: tuple[str, ...]) -
     known: set[str] = set()
     for letter in admin.dead_letters(queue, limit=_LOOKUP_LIMIT):
         known.add(letter.dead_letter_id)
-        try:
-            by_task.setdefault(Envelope.from_bytes(letter.payload).task_id, []).append(
-                letter.dead_letter_id
-            )
-        except ProtocolError:
-            pass
+        with contextlib.suppress(ProtocolError):  # unreadable: listed by its own id only
+            task_id = Envelope.from_bytes(letter.payload).task_id
+            by_task.setdefault(task_id, []).append(letter.dead_letter_id)
     chosen: list[str] = []
     unknown = []
     for given in ids:

@@ -23,7 +23,7 @@ from petiole.worker.held import HeldReporter, return_to_queue
 from petiole.worker.layout import layout
 from petiole.worker.read_turn import ReadTurn
 from petiole.worker.shared_rates import SharedRateLimits
-from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, numbered
+from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, expand_name, numbered
 
 logger = logging.getLogger("petiole.worker")
 
@@ -121,7 +121,13 @@ class WorkerCommand(GroupedCommand):
 
 @click.command(cls=WorkerCommand)
 @common_options
-@grouped_option("-n", "--hostname", group=WORKER, help="Name of this worker in logs and results.")
+@grouped_option(
+    "-n",
+    "--hostname",
+    group=WORKER,
+    help="Name of this worker in logs and results; %h is the host's name, %n its first "
+    "label, %d its domain, %i the worker process's number (as Celery's).",
+)
 @grouped_option(
     "--prefetch-multiplier",
     group=WORKER,
@@ -334,6 +340,8 @@ def worker(
         if given:
             click.echo(f"Error: {NOT_YET[flag]}", err=True)
             sys.exit(EXIT_USAGE)
+    if hostname is not None:
+        hostname = expand_name(hostname)  # Celery's %h, %n, %d
     cli = state()
     cli.logfile = logfile
     lock = None

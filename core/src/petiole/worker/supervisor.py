@@ -39,8 +39,10 @@ import gc
 import logging
 import multiprocessing
 import os
+import re
 import selectors
 import signal
+import socket
 import sys
 import threading
 import time
@@ -70,6 +72,16 @@ START_FAILURES = 5
 KILL_AFTER_S = 10.0
 FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
+
+
+def expand_name(template: str, host: str | None = None) -> str:
+    """A worker name as Celery's ``-n`` writes it: ``%h`` the host's name, ``%n``
+    its first label, ``%d`` the rest (the domain); ``%i`` is left for
+    :func:`numbered`."""
+    host = host or socket.gethostname()
+    label, _, domain = host.partition(".")
+    fields = {"h": host, "n": label, "d": domain}
+    return re.sub(r"%([hnd])", lambda m: fields[m.group(1)], template)
 
 
 def numbered(hostname: str | None, index: int) -> str | None:
