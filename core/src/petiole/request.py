@@ -37,6 +37,58 @@ class Request:
         done some of the work): make tasks idempotent."""
         return self.delivery_count > 1
 
+    # -- Celery's names for what the request holds ----------------------------------
+
+    @property
+    def is_eager(self) -> bool:
+        """Run here and now (eager mode, ``Task.apply``), not by a worker."""
+        return self.eager
+
+    @property
+    def called_directly(self) -> bool:
+        """The task's function was called as a function: no message, no request."""
+        return not self.id
+
+    @property
+    def correlation_id(self) -> str:
+        return self.id
+
+    @property
+    def group(self) -> str | None:
+        """The id of the group this task is a member of (``group_id``)."""
+        return self.group_id
+
+    @property
+    def delivery_info(self) -> dict[str, Any]:
+        """Celery's shape of where the message came from: its queue is the
+        ``routing_key`` (Petiole routes by queue name only; no exchange)."""
+        return {
+            "exchange": "",
+            "routing_key": self.queue,
+            "priority": self.headers.get("priority"),
+            "redelivered": self.redelivered,
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for a name the request does not have: say what it has.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        have = sorted(
+            [
+                *self.__dataclass_fields__,
+                "redelivered",
+                "reply_to",
+                "is_eager",
+                "called_directly",
+                "correlation_id",
+                "group",
+                "delivery_info",
+            ]
+        )
+        raise AttributeError(
+            f"the request of a Petiole task has no {name!r} (it has: {', '.join(have)})"
+        )
+
     @property
     def reply_to(self) -> str | None:
         """Where the client that sent this task receives its results, when its
