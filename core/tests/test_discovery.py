@@ -175,3 +175,9 @@ def test_a_module_of_the_imports_setting_that_fails_names_it(package: Package) -
     ):
         Worker(app, pool="solo", concurrency=1)
     app.close()
+
+
+def test_autodiscover_without_packages_says_what_to_pass() -> None:
+    app = Petiole("nothing-given", broker="memory://", backend="memory://")
+    with pytest.raises(ConfigError, match=r"needs the packages to look in: .*INSTALLED_APPS"):
+        app.autodiscover_tasks()

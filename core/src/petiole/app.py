@@ -184,13 +184,19 @@ class Petiole:
 
     def autodiscover_tasks(
         self,
-        packages: discovery.Packages,
+        packages: discovery.Packages | None = None,
         related_name: str | None = "tasks",
         force: bool = False,
     ) -> list[str]:
         """Import ``<package>.<related_name>`` of each package (a list, or a function
         returning one) when a worker starts, or now with ``force``; returns the
         modules imported now. See :mod:`petiole.discovery`."""
+        if packages is None:  # Celery's Django projects call it so: say what to pass
+            raise ConfigError(
+                "autodiscover_tasks() needs the packages to look in: "
+                "app.autodiscover_tasks(['proj.orders', 'proj.users']), or from Django "
+                "app.autodiscover_tasks(lambda: settings.INSTALLED_APPS)"
+            )
         return discovery.autodiscover_tasks(self, packages, related_name, force)
 
     def _forget_settings(self) -> None:
