@@ -146,6 +146,18 @@ def _known_state(name: str, record: ResultRecord) -> str:
     return f"task {name} is {record.state}{by}"
 
 
+def dead_letter(
+    app: ResultsApp, task_id: str, *, queue: str | None = None
+) -> tuple[str, str] | None:
+    """``(queue, reason)`` when task ``task_id``'s message is in a dead-letter store
+    (of ``queue``, else of the queues a worker likely consumes); None when it is
+    not, or the broker cannot tell or be read."""
+    try:
+        return _find_dead_letter(app, task_id, [queue] if queue else _likely_queues(app))
+    except PetioleError:
+        return None
+
+
 def _likely_queues(app: ResultsApp) -> list[str]:
     return list(dict.fromkeys([app.settings.default_queue, *app.settings.queues]))
 

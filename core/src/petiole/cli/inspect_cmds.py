@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from petiole import states
+from petiole import diagnosis, states
 from petiole.cli.context import common_options, state
 from petiole.errors import ResultTimeout
 from petiole.result import AsyncResult
@@ -33,6 +33,9 @@ def _json_arg(kind: type, label: str) -> Any:
 #: The exit status of ``call --wait`` and ``result --wait`` for a task that failed (or
 #: was revoked), so that a script or cron job running one notices; 0 when it succeeded.
 TASK_FAILED_EXIT = 1
+#: ... and when its message was dead-lettered: it will not run until requeued
+#: (``petiole dlq requeue``), so waiting longer is pointless.
+DEAD_LETTERED_EXIT = 3
 
 
 #: While ``--wait`` waits, a line on stderr says what the task is waiting for: first
@@ -61,6 +64,9 @@ def _wait(result: AsyncResult, timeout: float | None) -> Any:
         except ResultTimeout:
             waited_s = time.monotonic() - started
             click.echo(f"still {result.state} after {waited_s:.0f} s: {result.why()}", err=True)
+            if diagnosis.dead_letter(result.app, result.id, queue=result.queue) is not None:
+                click.echo("not waiting for a dead-lettered task", err=True)
+                sys.exit(DEAD_LETTERED_EXIT)
             slice_s = NOTE_EVERY_S
 
 
@@ -95,7 +101,8 @@ def _show(result: AsyncResult, timeout: float | None, *, exit_on_failure: bool) 
 @click.option(
     "--wait/--no-wait",
     default=False,
-    help="Wait for the result and print it; exit 1 if the task failed.",
+    help="Wait for the result and print it; exit 1 if the task failed, 3 if its "
+    "message was dead-lettered (it will not run until requeued).",
 )
 @click.option(
     "--timeout",
@@ -131,7 +138,7 @@ def call(
 @click.option(
     "--wait/--no-wait",
     default=False,
-    help="Wait until the task is ready; exit 1 if it failed.",
+    help="Wait until the task is ready; exit 1 if it failed, 3 if its message was dead-lettered.",
 )
 @click.option("--timeout", type=float, default=None, help="With --wait, give up after N seconds.")
 def result(task_id: str, wait: bool, timeout: float | None) -> None:
