@@ -38,6 +38,24 @@ STOP_TIMEOUT_S = 30
 # -- the supervisor's rules, with stand-in workers --------------------------------------
 
 
+def test_threads_ending_by_themselves_are_waited_for_before_a_fork() -> None:
+    """A database client's monitor threads end soon after its close(): the supervisor
+    waits for them rather than warn that it forks beside them (a user's trial)."""
+    ending, staying = threading.Event(), threading.Event()
+    closing = threading.Thread(target=ending.wait, name="closing-monitor", daemon=True)
+    lasting = threading.Thread(target=staying.wait, name="user-thread", daemon=True)
+    closing.start()
+    lasting.start()
+    try:
+        ending.set()  # its client was closed: it ends on its own
+        left = supervisor.threads_left(1.0)  # waits that long for the one that stays
+        assert "user-thread" in left
+        assert "closing-monitor" not in left
+    finally:
+        staying.set()
+        lasting.join()
+
+
 def test_names_expand_celerys_host_fields() -> None:
     assert expand_name("w1@%h", host="box.example.com") == "w1@box.example.com"
     assert expand_name("%n-%i.%d", host="box.example.com") == "box-%i.example.com"

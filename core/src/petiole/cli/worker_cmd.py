@@ -23,7 +23,14 @@ from petiole.worker.held import HeldReporter, return_to_queue
 from petiole.worker.layout import layout
 from petiole.worker.read_turn import ReadTurn
 from petiole.worker.shared_rates import SharedRateLimits
-from petiole.worker.supervisor import STOP_SIGNAL, Supervisor, expand_name, numbered
+from petiole.worker.supervisor import (
+    STOP_SIGNAL,
+    THREADS_END_S,
+    Supervisor,
+    expand_name,
+    numbered,
+    threads_left,
+)
 
 logger = logging.getLogger("petiole.worker")
 
@@ -429,6 +436,7 @@ def worker(
                 return code
 
             _check_components(app)
+            threads_left(THREADS_END_S)  # those of the connections just closed: not forked
             _require_tasks(app)
             if plan.processes > 1:
                 rates = SharedRateLimits.of_tasks(app.tasks)

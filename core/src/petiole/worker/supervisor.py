@@ -74,6 +74,21 @@ FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
 
 
+#: How long a fork waits for the threads of connections just closed to end (a
+#: database client's monitors stop soon after its close()).
+THREADS_END_S = 2.0
+
+
+def threads_left(within_s: float) -> list[str]:
+    """The names of the other threads of this process still running after waiting
+    up to ``within_s`` in all for them to end."""
+    deadline = time.monotonic() + within_s
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in others if t.is_alive()]
+
+
 def expand_name(template: str, host: str | None = None) -> str:
     """A worker name as Celery's ``-n`` writes it: ``%h`` the host's name, ``%n``
     its first label, ``%d`` the rest (the domain); ``%i`` is left for
@@ -318,7 +333,7 @@ class Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         slot.restart_at = None
-        others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+        others = threads_left(0.0)
         if others:  # a lock one of them held stays held forever in the child
             logger.warning(
                 "forking worker process %d while this process runs other threads (%s): "
