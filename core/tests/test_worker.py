@@ -465,13 +465,15 @@ class _TinyBackendPlugin:
         return {"tiny": lambda url, options: TinyBackend()}
 
 
-def test_a_result_too_large_to_store_fails_the_task_saying_so(app: Petiole) -> None:
+def test_a_result_too_large_to_store_fails_the_task_saying_so(
+    app: Petiole, caplog: pytest.LogCaptureFixture
+) -> None:
     from petiole.errors import ResultTooLarge
 
     app.register_plugin(_TinyBackendPlugin(), "tiny")
     app.configure(backend_url="tiny://")
 
-    @app.task
+    @app.task(name="big")
     def big() -> str:
         return "x" * 1000
 
@@ -480,11 +482,13 @@ def test_a_result_too_large_to_store_fails_the_task_saying_so(app: Petiole) -> N
         return "ok"
 
     with start_worker(app) as worker:
+        sent = big.delay()
         with pytest.raises(
             ResultTooLarge, match="1002 bytes exceeds the tiny result backend limit"
         ):
-            big.delay().get(timeout=10)
+            sent.get(timeout=10)
         assert small.delay().get(timeout=10) == "ok"
+    assert f"task big[{sent.id}]: a result of 1002 bytes exceeds" in caplog.text  # named
     assert worker.counts["requeued"] == 0
     assert app.transport.size("default") == 0
 

@@ -524,7 +524,8 @@ class TaskRunner:
             self.app.store_result(self._record(prepared, called))
         except ResultTooLarge as exc:
             # Storing it again would fail again: the task fails, saying why.
-            logger.error("task %s: %s; recording it as failed", prepared.request.id, exc)
+            request = prepared.request
+            logger.error("task %s[%s]: %s; recording it as failed", request.task, request.id, exc)
             failure = _Called(states.FAILURE, exc, _format(exc))
             self.app.store_result(self._record(prepared, failure))
 
