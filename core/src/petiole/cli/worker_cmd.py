@@ -442,9 +442,11 @@ def worker(
                 rates = SharedRateLimits.of_tasks(app.tasks)
             if plan.prefork:
                 logger.info(
-                    "prefork: %d worker processes, each running one task at a time and "
-                    "holding up to %d message%s",
+                    "prefork: %d worker process%s, each running one task at a time and "
+                    "holding up to %d message%s (while its tasks are short: docs/worker.md, "
+                    '"Prefetch")',
                     plan.processes,
+                    "" if plan.processes == 1 else "es",
                     plan.prefetch_multiplier,
                     "" if plan.prefetch_multiplier == 1 else "s",
                 )
