@@ -117,30 +117,21 @@ def _signal_self(sup: Supervisor, times: int, after: Callable[[], bool]) -> thre
     return thread
 
 
-def test_worker_processes_that_ignore_a_stop_at_once_are_killed_after_a_grace(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("signals", "kill_after_s"),
+    [(2, 0.3), (3, 600.0)],  # the grace of a stop at once runs out; a third signal
+    ids=["after-the-grace", "on-a-third-signal"],
+)
+def test_worker_processes_deaf_to_a_stop_at_once_are_killed(
+    monkeypatch: pytest.MonkeyPatch, signals: int, kill_after_s: float
 ) -> None:
-    monkeypatch.setattr(supervisor, "KILL_AFTER_S", 0.3)
+    monkeypatch.setattr(supervisor, "KILL_AFTER_S", kill_after_s)
     readies: list[bool] = []
     sup = Supervisor(2, _deaf_to_stops)
-    sender = _signal_self(sup, 2, after=lambda: bool(readies))
-    started = time.monotonic()
-    code = sup.run(ready=lambda: readies.append(True))
+    sender = _signal_self(sup, signals, after=lambda: bool(readies))
+    code = sup.run(ready=lambda: readies.append(True))  # returns: not 600 s later
     sender.join()
     assert code == 128 + signal.SIGKILL
-    assert time.monotonic() - started < 15
-
-
-def test_a_third_signal_kills_the_worker_processes_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(supervisor, "KILL_AFTER_S", 600.0)
-    readies: list[bool] = []
-    sup = Supervisor(1, _deaf_to_stops)
-    sender = _signal_self(sup, 3, after=lambda: bool(readies))
-    code = sup.run(ready=lambda: readies.append(True))
-    sender.join()
-    assert code == 128 + signal.SIGKILL  # not 600 s later
 
 
 @pytest.mark.usefixtures("quick_restarts")
