@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from petiole import Petiole, ResultSet, states
 from petiole.errors import SoftTimeLimitExceeded, TaskRevoked
+from petiole.logs import TASK_LOGGER
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 
@@ -101,20 +103,21 @@ def test_rate_limited_tasks_deferred_twice_still_start_under_solo(tmp_path: Path
         app.close()
 
 
-def test_revoked_task_never_runs(app: Petiole) -> None:
+def test_revoked_task_never_runs(app: Petiole, caplog: pytest.LogCaptureFixture) -> None:
     ran: list[int] = []
 
-    @app.task
+    @app.task(name="target")
     def target(i: int) -> None:
         ran.append(i)
 
     keep = target.delay(1)
     gone = target.delay(2)
     gone.revoke(reason="not needed")
-    with start_worker(app) as worker:
+    with caplog.at_level(logging.INFO, logger=TASK_LOGGER), start_worker(app) as worker:
         keep.get(timeout=10)
         assert wait_until(lambda: worker.counts["revoked"] == 1, timeout_s=5)
     assert ran == [1]
+    assert f"task target[{gone.id}] revoked: not run" in caplog.text  # said at INFO
     assert gone.state == states.REVOKED
     with pytest.raises(TaskRevoked, match="not needed"):
         gone.get(timeout=1)

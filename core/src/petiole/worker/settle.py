@@ -197,14 +197,9 @@ class Settler:
     def expired(self, delivery: Delivery, envelope: Envelope, expires: float) -> str:
         """Record the task REVOKED, not run; return the reason recorded."""
         reason = f"expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(expires))} UTC"
-        logger.info("task %s %s not run: %s", envelope.task_name, envelope.task_id, reason)
+        logger.info("task %s[%s] not run: %s", envelope.task_name, envelope.task_id, reason)
         self._fail(delivery, envelope, states.REVOKED, TaskRevoked(reason))
         return reason
-
-    def revoked(self, delivery: Delivery, job: Job) -> None:
-        """The task was revoked (its REVOKED state is already stored): drop the message."""
-        logger.info("task %s %s revoked: not run", job.envelope.task_name, job.envelope.task_id)
-        self.ack(delivery, count_as="revoked")
 
     def time_limit(self, delivery: Delivery, job: Job, reason: str) -> None:
         logger.error("task %s %s %s", job.envelope.task_name, job.envelope.task_id, reason)

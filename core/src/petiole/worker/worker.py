@@ -86,6 +86,7 @@ from petiole.worker.short_results import ShortTaskResults
 from petiole.worker.supervisor import EXIT_REPLACE_ME
 
 logger = logging.getLogger("petiole.worker")
+task_logger = logging.getLogger(TASK_LOGGER)
 
 # Back-off after a failed reserve (broker down), doubling up to the cap.
 _RESERVE_BACKOFF_S = (0.1, 5.0)
@@ -344,7 +345,7 @@ class Worker:
                 self.app.main_path or self.app.name,
             )
         else:
-            quiet = not logging.getLogger(TASK_LOGGER).isEnabledFor(logging.INFO)
+            quiet = not task_logger.isEnabledFor(logging.INFO)
             logger.info(
                 "tasks: %s%s",
                 ", ".join(sorted(user_tasks)),
@@ -777,7 +778,9 @@ class Worker:
                 self._running[job.receipt] = job
             if not self._lease_still_held(job):
                 continue
+            name = job.envelope.task_name
             if self.revocations.active and self.revocations.is_revoked(job.envelope.task_id):
+                task_logger.info("task %s[%s] revoked: not run", name, job.envelope.task_id)
                 self._finish(job, Outcome(ACK, "REVOKED", "revoked before it started"))
                 self.hooks.revoked(job.envelope, terminated=False)
                 continue
@@ -788,7 +791,6 @@ class Worker:
             if self.short_results.enabled:
                 self._hold_result_if_short(job)
             turn = self._turn
-            name = job.envelope.task_name
             if self._hands_back:
                 runs_long = not self.short_results.runs_under(name, LONG_TASK_S)
                 self._one_at_a_time = runs_long
