@@ -822,6 +822,8 @@ class Worker:
         if held:
             logger.debug("handing %d message(s) back: a task that may run long starts", len(held))
             self.settler.hand_back(held)
+            if self._reporter is not None:  # the supervisor must not return them if we die
+                self._report_held(self._reporter)
 
     def _hold_result_if_short(self, job: Job) -> None:
         """Before ``job`` starts: a short task's result waits to be stored with
