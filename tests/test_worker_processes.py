@@ -486,6 +486,7 @@ def test_a_killed_worker_process_is_replaced_and_its_task_runs_again(
     assert wait_until(lambda: len(children(worker.pid)) == 2, timeout_s=20)
     assert victim not in children(worker.pid)
     assert "ended unexpectedly (signal SIGKILL)" in log(project)
+    assert "a task it was running once the broker takes it back" in log(project)
     assert stopped(worker) == 0
 
 

@@ -265,8 +265,10 @@ class Supervisor:
             return
         pause_s = min(MAX_PAUSE_S, FIRST_PAUSE_S * 2 ** max(0, slot.failed_starts - 1))
         logger.error(
-            "worker process %d (pid %d) ended unexpectedly (%s) after %.1f s; its unfinished "
-            "messages return to the queue; starting it again in %.1f s",
+            "worker process %d (pid %d) ended unexpectedly (%s) after %.1f s; the messages "
+            "it had not started return to the queue now, a task it was running once the "
+            "broker takes it back (when its lease runs out, where leases expire); starting "
+            "it again in %.1f s",
             slot.index,
             pid,
             how,
