@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from petiole import celery_names, config, current, discovery, result_signing, revocation
 from petiole import result as results
 from petiole.backend import Coordination, ResultBackend, ResultRecord, StoresInBatches
-from petiole.canvas.signature import Signature, links_workflow
+from petiole.canvas.signature import Signature, links_workflow, signature
 from petiole.capabilities import offers
 from petiole.celery_conf import CeleryConf
 from petiole.celery_names import CelerySpellingError
@@ -468,7 +468,7 @@ class Petiole:
     ) -> Signature:
         """A signature of task ``name`` sent through this app (it need not be
         registered here): Celery's ``app.signature``, ``petiole.signature(..., app=)``."""
-        return Signature(name, args, kwargs, options, app=self)
+        return signature(name, args, kwargs, app=self, **options)
 
     def send_task(
         self,

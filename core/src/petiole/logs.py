@@ -162,10 +162,17 @@ class NameRunningTask(logging.Filter):
 def _running_task(logger_name: str) -> str:
     if logger_name.startswith(_OWN_LOGGERS) or logger_name == "petiole":
         return ""
+    running = _task_running_here()
+    return "" if running is None else f" {running[0]}[{running[1]}]"
+
+
+def _task_running_here() -> tuple[str, str] | None:
+    """(name, id) of the task running in this thread, control characters escaped
+    (both come from its message); None outside a task."""
     request = current_request.get()
     if request is None or not request.id:
-        return ""
-    return f" {escape_control_characters(request.task)}[{escape_control_characters(request.id)}]"
+        return None
+    return escape_control_characters(request.task), escape_control_characters(request.id)
 
 
 #: The logger of the worker's lines about each task: received, succeeded, will
@@ -215,11 +222,7 @@ class TaskLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        request = current_request.get()
-        name = task_id = NO_TASK
-        if request is not None and request.id:
-            name = escape_control_characters(request.task)
-            task_id = escape_control_characters(request.id)
+        name, task_id = _task_running_here() or (NO_TASK, NO_TASK)
         extra = {"task_name": name, "task_id": task_id}
         kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
         return msg, kwargs

@@ -73,18 +73,8 @@ class Request:
         # Only for a name the request does not have: say what it has.
         if name.startswith("__"):
             raise AttributeError(name)
-        have = sorted(
-            [
-                *self.__dataclass_fields__,
-                "redelivered",
-                "reply_to",
-                "is_eager",
-                "called_directly",
-                "correlation_id",
-                "group",
-                "delivery_info",
-            ]
-        )
+        properties = [n for n, v in vars(Request).items() if isinstance(v, property)]
+        have = sorted([*self.__dataclass_fields__, *properties])
         raise AttributeError(
             f"the request of a Petiole task has no {name!r} (it has: {', '.join(have)})"
         )

@@ -31,6 +31,7 @@ from petiole.worker.supervisor import (
     numbered,
     threads_left,
 )
+from petiole.worker.worker import user_task_names
 
 logger = logging.getLogger("petiole.worker")
 
@@ -75,7 +76,7 @@ def _require_tasks(app: Petiole) -> None:
     """Refuse to start a worker whose app registers no task: it would take every
     message off its queues only to dead-letter it as unregistered (a worker started
     without -A next to a real queue drains it into the dead-letter store)."""
-    if not any(not name.startswith("petiole.") for name in app.tasks):
+    if not user_task_names(app):
         raise click.ClickException(
             f"the app {app.main_path or app.name!r} registers no tasks, so this worker "
             "would dead-letter every message it receives; start it with -A naming the "

@@ -99,6 +99,11 @@ _CONTROL_INTERVAL_S = 1.0
 EXIT_THREAD_DIED = 70
 
 
+def user_task_names(app: Petiole) -> list[str]:
+    """The tasks the app registers, without Petiole's own (``petiole.chord`` ...)."""
+    return [name for name in app.tasks if not name.startswith("petiole.")]
+
+
 class Worker:
     """Consumes ``queues`` of ``app`` until stopped.
 
@@ -336,7 +341,7 @@ class Worker:
             location(self.transport, self.app.settings.broker_url),
             location(self.app.backend, self.app.settings.backend_url),
         )
-        user_tasks = [name for name in self.app.tasks if not name.startswith("petiole.")]
+        user_tasks = user_task_names(self.app)
         if not user_tasks:
             logger.warning(
                 "the app %r registers no tasks: every message received will be dead-lettered "
@@ -791,11 +796,8 @@ class Worker:
             if self.short_results.enabled:
                 self._hold_result_if_short(job)
             turn = self._turn
-            if self._hands_back:
-                runs_long = not self.short_results.runs_under(name, LONG_TASK_S)
-                self._one_at_a_time = runs_long
-                if runs_long:
-                    self._hand_back_pending()
+            if self._hands_back and not self.short_results.runs_under(name, LONG_TASK_S):
+                self._hand_back_pending()  # what it reserves next: decided by _on_done
             if not self.short_results.is_short(name):
                 turn.give()  # it may run long: another process reserves meanwhile
             turn.task_started()
@@ -811,14 +813,7 @@ class Worker:
         """A task that may run long starts in this inline pool: the jobs queued
         behind it go back to their queue, for another worker process (or worker)
         to run now instead of after it (see "Prefetch" in docs/worker.md)."""
-        with self._lock:
-            jobs = list(self._pending)
-            self._pending.clear()
-            held = [
-                (self._held.pop(j.receipt), j.envelope) for j in jobs if j.receipt in self._held
-            ]
-            for job in jobs:
-                self._lease_ends.pop(job.receipt, None)
+        held = [(d, job.envelope) for d, job in self._release_pending(deferred_too=False)]
         if held:
             logger.debug("handing %d message(s) back: a task that may run long starts", len(held))
             self.settler.hand_back(held)
@@ -999,14 +994,21 @@ class Worker:
     # -- returning messages -----------------------------------------------------------
 
     def _return_pending(self) -> None:
+        self.settler.return_all(d for d, _ in self._release_pending(deferred_too=True))
+
+    def _release_pending(self, *, deferred_too: bool) -> list[tuple[Delivery, Job]]:
+        """Take the jobs not started (and those a rate limit deferred) out of this
+        worker's hands: their deliveries, no longer held or renewed, to settle."""
         with self._lock:
-            jobs = [*self._pending, *(job for _, _, job in self._deferred)]
+            jobs = list(self._pending)
             self._pending.clear()
-            self._deferred.clear()
-            deliveries = [self._held.pop(job.receipt) for job in jobs if job.receipt in self._held]
+            if deferred_too:
+                jobs += [job for _, _, job in self._deferred]
+                self._deferred.clear()
+            released = [(self._held.pop(j.receipt), j) for j in jobs if j.receipt in self._held]
             for job in jobs:
                 self._lease_ends.pop(job.receipt, None)
-        self.settler.return_all(deliveries)
+        return released
 
     def _return_all_held(self) -> None:
         with self._lock:
