@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope, peek_header
+from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope, peek_header, task_headers
 from petiole.errors import ProtocolError
 
 
@@ -105,6 +105,24 @@ def test_typed_header_views_read_what_the_producer_set() -> None:
     assert (envelope.priority, envelope.root_id, envelope.parent_id) == (7, "r", "p")
     assert envelope.group_id == "g"
     assert envelope.time_limits == (None, 30.0)
+
+
+def test_a_plain_send_leaves_null_headers_out_and_keeps_the_protocols_own() -> None:
+    plain = task_headers("t1", "proj.add", sent_at=5.0)
+    assert set(plain) == {"protocol", "id", "task", "retries", "root_id", "origin", "sent_at"}
+    assert (plain["root_id"], plain["retries"]) == ("t1", 0)
+    timed = task_headers("t1", "proj.add", sent_at=5.0, eta=9.0, priority=0, parent_id="p")
+    assert (timed["eta"], timed["priority"], timed["parent_id"]) == (9.0, 0, "p")
+
+
+def test_a_user_header_never_stands_in_for_the_protocols_own() -> None:
+    """A user header named like one the protocol owns is dropped, even where the
+    protocol leaves its own out as null (a user's ``eta`` would delay the task)."""
+    extra = {"eta": 99.0, "priority": 9, "id": "forged", "x_tenant": "acme"}
+    headers = task_headers("t1", "proj.add", sent_at=5.0, extra=extra)
+    assert "eta" not in headers
+    assert "priority" not in headers
+    assert (headers["id"], headers["x_tenant"]) == ("t1", "acme")
 
 
 def test_typed_header_views_default_when_headers_are_absent() -> None:

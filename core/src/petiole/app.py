@@ -32,7 +32,7 @@ from petiole.plugins import PluginRegistry
 from petiole.producer import sending_in_batches
 from petiole.publish_retry import NO_RETRY, RetryPolicy
 from petiole.routing import Router
-from petiole.sending import Sender
+from petiole.sending import Sender, SendPlan
 from petiole.serializers import Serializer
 from petiole.stages import Codec, Signer
 from petiole.suggestions import did_you_mean
@@ -119,6 +119,8 @@ class Petiole:
         self._serializers: dict[str, Serializer] = {}
         self._result_accept: dict[str, Serializer] = {}  # content type -> accepted serializer
         self._router: Router | None = None
+        # Per task name: the settings and task a plain send's plan was made for, and the plan.
+        self._default_plans: dict[str, tuple[config.Settings, Task[Any, Any] | None, SendPlan]] = {}
         #: Sends this app's tasks (eager mode: runs them here).
         self.sender = Sender(self, run_eagerly=EagerRunner(self).run)
         self._register_builtin_tasks()
@@ -524,7 +526,7 @@ class Petiole:
             _workflow = links_workflow(link, link_error)
         policy = self._publish_retry_policy(retry, retry_policy)
         return self.sender.send(
-            name,
+            self.sender.plan(name, retry_policy=policy, **options),
             args,
             kwargs,
             countdown=countdown,
@@ -534,9 +536,39 @@ class Petiole:
             headers=headers,
             ignore_result=ignore_result,
             workflow=_workflow,
-            retry_policy=policy,
-            **options,
         )
+
+    def send_with_defaults(
+        self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> results.AsyncResult:
+        """``send_task(name, args, kwargs)``: what ``Task.delay`` sends. The options
+        such calls share (the route's, the task's, the settings') are resolved once
+        per task and settings — unless ``task_routes`` is set, whose routes may look
+        at the arguments of each call."""
+        settings = self.settings
+        task = self.tasks.get(name)
+        kept = self._default_plans.get(name)
+        if kept is not None and kept[0] is settings and kept[1] is task:
+            return self.sender.send(kept[2], args, kwargs)
+        if settings.task_routes:
+            return self.send_task(name, args, kwargs)
+        plan = self.sender.plan(
+            name,
+            retry_policy=self._publish_retry_policy(None, None),
+            **self._routed_options(
+                name,
+                args,
+                kwargs,
+                queue=None,
+                priority=None,
+                serializer=None,
+                compression=None,
+                soft_time_limit_s=None,
+                time_limit_s=None,
+            ),
+        )
+        self._default_plans[name] = (settings, task, plan)
+        return self.sender.send(plan, args, kwargs)
 
     def sending_in_batches(self) -> AbstractContextManager[None]:
         """A block for sending many tasks in a loop::
@@ -571,15 +603,9 @@ class Petiole:
         """Run a registered task in this thread as a worker would and return its
         final result (``Task.apply``); ``propagate``: raise its failure here
         (default: ``eager_propagates``)."""
+        plan = self.sender.plan(name, serializer=serializer or self.tasks[name].options.serializer)
         return self.sender.send(
-            name,
-            args,
-            kwargs,
-            task_id=task_id,
-            headers=headers,
-            serializer=serializer or self.tasks[name].options.serializer,
-            run_here=True,
-            propagate=propagate,
+            plan, args, kwargs, task_id=task_id, headers=headers, run_here=True, propagate=propagate
         )
 
     def _routed_options(

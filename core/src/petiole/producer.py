@@ -56,6 +56,12 @@ class Producer(ResultsApp, Protocol):
         """Send a task by name; see :meth:`petiole.task.Task.apply_async`."""
         ...
 
+    def send_with_defaults(
+        self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> AsyncResult:
+        """``send_task(name, args, kwargs)``, its options resolved once per task."""
+        ...
+
     def run_task_here(
         self,
         name: str,

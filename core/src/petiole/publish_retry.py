@@ -66,26 +66,26 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(max_retries=0)
 
 
-def call_with_retry(attempt: Callable[[], T], policy: RetryPolicy, what: str) -> T:
-    """``attempt()``, again after each wait of ``policy`` while it raises
-    :class:`TransportError`; the last error propagates, saying how often it was tried."""
-    waits: Iterator[float] | None = None  # made on the first failure: most sends have none
-    tries = 0
-    while True:
+def retry_failed(
+    attempt: Callable[[], T], policy: RetryPolicy, what: str, error: TransportError
+) -> T:
+    """``attempt()`` again after each wait of ``policy``, its first try having failed
+    with ``error``; the last error propagates, saying how often it was tried. The
+    first try is the caller's own call: a send that goes through makes no closure
+    and no description of itself."""
+    if isinstance(error, MessageTooLarge):
+        raise error
+    tries = 1
+    for wait in policy.intervals():
+        logger.warning("%s failed (%s); retrying in %.2f s", what, error, wait)
+        time.sleep(wait)
         tries += 1
         try:
             return attempt()
         except MessageTooLarge:
             raise
         except TransportError as exc:
-            if waits is None:
-                waits = policy.intervals()
-            wait = next(waits, None)
-            if wait is None:
-                if tries == 1:
-                    raise
-                raise type(exc)(
-                    f"{what}: gave up after {tries} attempts (retry_policy): {exc}"
-                ) from exc
-            logger.warning("%s failed (%s); retrying in %.2f s", what, exc, wait)
-            time.sleep(wait)
+            error = exc
+    if tries == 1:
+        raise error
+    raise type(error)(f"{what}: gave up after {tries} attempts (retry_policy): {error}") from error

@@ -15,19 +15,21 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 from urllib.parse import urlsplit
 
 from petiole.backend import PushesToSender, RepliesToSender, ResultBackend
 from petiole.capabilities import offers
 from petiole.envelope import IDENTITY, Envelope, Workflow, retry_headers, task_headers
-from petiole.errors import ConfigError, PetioleError
+from petiole.errors import ConfigError, PetioleError, TransportError
 from petiole.ids import new_id
 from petiole.plugins import PluginRegistry, implemented
 from petiole.ports import AppHandle
-from petiole.publish_retry import NO_RETRY, RetryPolicy, call_with_retry
+from petiole.publish_retry import NO_RETRY, RetryPolicy, retry_failed
 from petiole.request import Request, continuing_workflow, current_request
 from petiole.result import AsyncResult
+from petiole.serializers import Serializer
+from petiole.stages import Codec
 from petiole.task import Task
 
 # `expires` numbers below this are relative ("in N seconds"), above it absolute epochs.
@@ -75,6 +77,25 @@ def _epoch(value: dt.datetime | float) -> float:
     return float(value)
 
 
+class SendPlan(NamedTuple):
+    """What the sends of one task with the same options share, resolved once:
+    ``Sender.plan`` makes it, ``Sender.send`` sends a call with it. The app keeps
+    one per task for ``delay()`` (the task's route, its options and the settings
+    do not change from call to call), so a plain call resolves nothing again."""
+
+    name: str
+    queue: str
+    priority: int | None
+    serializer: Serializer
+    #: Compresses bodies of ``compress_from`` bytes or more; None: never compressed.
+    codec: Codec | None
+    compress_from: int
+    time_limits: tuple[float | None, float | None]
+    #: Whether a successful run stores its result (when the call does not say).
+    keeps_result: bool
+    retry_policy: RetryPolicy
+
+
 class Sender:
     """Sends the task messages of one app. Reads the app's settings, transport and
     stages on each send, so an app reconfigured (``override()``) sends accordingly."""
@@ -87,45 +108,74 @@ class Sender:
         self._replies_for: str | None = None
         self._replies = False
 
-    def send(
+    def plan(
         self,
         name: str,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        serializer: str | None = None,
+        compression: str | None = None,
+        soft_time_limit_s: float | None = None,
+        time_limit_s: float | None = None,
+        retry_policy: RetryPolicy = NO_RETRY,
+    ) -> SendPlan:
+        """The sends of task ``name`` with these options (None: the settings'), resolved:
+        an unknown serializer or codec fails here, on every call, not only on long ones."""
+        if priority is not None and not 0 <= priority <= 9:
+            raise ConfigError(f"priority must be 0-9, got {priority}")
+        app, settings = self.app, self.app.settings
+        codec: Codec | None = None
+        codec_name = compression or settings.compression
+        if codec_name:
+            codec = app.codec(codec_name)
+            if codec.name == IDENTITY:
+                codec = None
+        return SendPlan(
+            name,
+            queue or settings.default_queue,
+            priority,
+            app.serializer(serializer or settings.task_serializer),
+            codec,
+            settings.compression_min_bytes,
+            (soft_time_limit_s, time_limit_s),
+            self._keeps(name, None),
+            retry_policy,
+        )
+
+    def send(
+        self,
+        plan: SendPlan,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         *,
         countdown: float | None = None,
         eta: dt.datetime | float | None = None,
         expires: dt.datetime | float | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
         task_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
-        serializer: str | None = None,
-        compression: str | None = None,
-        soft_time_limit_s: float | None = None,
-        time_limit_s: float | None = None,
         ignore_result: bool | None = None,
         workflow: Workflow | None = None,
-        retry_policy: RetryPolicy = NO_RETRY,
         run_here: bool = False,
         propagate: bool | None = None,
     ) -> AsyncResult:
-        """Send a task by name (see ``Task.apply_async`` for the options).
+        """Send a call of the task ``plan`` resolved (see ``Task.apply_async`` for the
+        options).
 
         Sent from inside a running task, the new task records it as its parent
         and shares its root (the workflow it belongs to). ``run_here``: run it
         in this thread instead, as in eager mode (``Task.apply``).
         """
         now = time.time()
-        due = now + countdown if countdown else (_epoch(eta) if eta is not None else None)
+        if countdown:
+            due: float | None = now + countdown
+        else:
+            due = _epoch(eta) if eta is not None else None
+        expires_at = None
         if expires is not None:
             expires_at = _epoch(expires)
             if not isinstance(expires, dt.datetime) and expires_at < _RELATIVE_EXPIRES_LIMIT_S:
                 expires_at += now
-        else:
-            expires_at = None
-        if priority is not None and not 0 <= priority <= 9:
-            raise ConfigError(f"priority must be 0-9, got {priority}")
         task_id = task_id or new_id()
         root_id = parent_id = reply_to = None
         parent = current_request.get()
@@ -137,19 +187,20 @@ class Sender:
                 reply_to = parent.reply_to
             if task_id != parent.id:  # a retry is the same task, not a child
                 parent.children.append(task_id)
-        given = (headers or {}).get("reply_to")
+        given = headers.get("reply_to") if headers else None
         if isinstance(given, str):
             reply_to = given  # the caller's own choice wins
         elif reply_to is None and not run_here:
-            reply_to = self._reply_address(task_id, keeps_result=self._keeps(name, ignore_result))
+            keeps = plan.keeps_result if ignore_result is None else not ignore_result
+            reply_to = self._reply_address(task_id, keeps_result=keeps)
         message_headers = task_headers(
             task_id,
-            name,
+            plan.name,
             sent_at=now,
             eta=due,
             expires=expires_at,
-            priority=priority,
-            time_limits=(soft_time_limit_s, time_limit_s),
+            priority=plan.priority,
+            time_limits=plan.time_limits,
             root_id=root_id,
             parent_id=parent_id,
             workflow=workflow,
@@ -158,11 +209,10 @@ class Sender:
         )
         if ignore_result is not None:
             message_headers["ignore_result"] = bool(ignore_result)
-        queue = queue or self.app.settings.default_queue
-        envelope = self._envelope(message_headers, queue, args, kwargs, serializer, compression)
+        envelope = self._envelope(plan, message_headers, args, kwargs)
         if run_here or self.app.settings.eager:
-            return self._run_eagerly(envelope, queue, propagate)
-        return self._publish(name, queue, envelope, retry_policy)
+            return self._run_eagerly(envelope, plan.queue, propagate)
+        return self._publish(plan, envelope)
 
     def _keeps(self, name: str, ignore_result: bool | None) -> bool:
         """Whether a successful run of task ``name`` stores its result: this call's
@@ -218,44 +268,43 @@ class Sender:
         state is stored): same id, lineage and options, one more retry, due at ``eta``;
         ``serializer`` and ``compression`` are the task's (None: the app's)."""
         message_headers = retry_headers(request, eta=eta, sent_at=time.time())
-        queue = request.queue or self.app.settings.default_queue
-        envelope = self._envelope(message_headers, queue, args, kwargs, serializer, compression)
+        plan = self.plan(
+            request.task, queue=request.queue, serializer=serializer, compression=compression
+        )
+        envelope = self._envelope(plan, message_headers, args, kwargs)
         if self.app.settings.eager:
-            self._run_eagerly(envelope, queue, None)
+            self._run_eagerly(envelope, plan.queue, None)
         else:
-            self._publish(request.task, queue, envelope, NO_RETRY)
+            self._publish(plan, envelope)
 
     def _envelope(
         self,
+        plan: SendPlan,
         message_headers: dict[str, Any],
-        queue: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any] | None,
-        serializer: str | None,
-        compression: str | None,
     ) -> Envelope:
         """The message: hooks called, body serialized and, when long enough, compressed."""
-        app, settings = self.app, self.app.settings
+        app = self.app
         args = list(args)
-        kwargs = dict(kwargs or {})
+        kwargs = dict(kwargs) if kwargs else {}
         before = implemented(app.plugins.hook.petiole_before_publish)
         if before is not None:
-            before(app=app, queue=queue, headers=message_headers, args=tuple(args), kwargs=kwargs)
-        body_serializer = app.serializer(serializer or settings.task_serializer)
-        body = body_serializer.dumps([args, kwargs])
+            before(
+                app=app, queue=plan.queue, headers=message_headers, args=tuple(args), kwargs=kwargs
+            )
+        serializer = plan.serializer
+        body = serializer.dumps([args, kwargs])
+        codec = plan.codec
         encoding = IDENTITY
-        codec_name = compression or settings.compression
-        if codec_name:
-            codec = app.codec(codec_name)  # an unknown name fails every call, not only long ones
-            if len(body) >= settings.compression_min_bytes and codec.name != IDENTITY:
-                body, encoding = codec.encode(body), codec.name
-        return Envelope(message_headers, body, body_serializer.content_type, encoding)
+        if codec is not None and len(body) >= plan.compress_from:
+            body, encoding = codec.encode(body), codec.name
+        return Envelope(message_headers, body, serializer.content_type, encoding)
 
-    def _publish(
-        self, name: str, queue: str, envelope: Envelope, retry_policy: RetryPolicy
-    ) -> AsyncResult:
+    def _publish(self, plan: SendPlan, envelope: Envelope) -> AsyncResult:
         app = self.app
         transport = app.transport
+        queue = plan.queue
         # Measured after connecting: a first send's connect time must not delay the task.
         due = envelope.eta
         delay_s = max(0.0, due - time.time()) if due else 0.0
@@ -264,21 +313,21 @@ class Sender:
             # Longer delays are re-delayed by the worker that receives the message early.
             delay_s = min(delay_s, max_delay)
         payload = envelope.to_bytes(app.signer())
+        task_id = envelope.task_id
+        priority = envelope.priority or 0
 
         def publish() -> None:
             transport.publish(
-                queue,
-                payload,
-                message_id=envelope.task_id,
-                delay_s=delay_s,
-                priority=envelope.priority or 0,
+                queue, payload, message_id=task_id, delay_s=delay_s, priority=priority
             )
 
-        if retry_policy.max_retries:
-            call_with_retry(publish, retry_policy, f"sending task {name}[{envelope.task_id}]")
-        else:
-            publish()
+        try:
+            publish()  # the first try: a send that goes through describes nothing
+        except TransportError as exc:
+            if not plan.retry_policy.max_retries:
+                raise
+            retry_failed(publish, plan.retry_policy, f"sending task {plan.name}[{task_id}]", exc)
         after = implemented(app.plugins.hook.petiole_after_publish)
         if after is not None:
             after(app=app, queue=queue, headers=envelope.headers)
-        return AsyncResult(envelope.task_id, app, task_name=name, queue=queue)
+        return AsyncResult(task_id, app, task_name=plan.name, queue=queue)

@@ -186,7 +186,11 @@ class Task(Generic[P, R]):
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
         """Send the task with these arguments, with default options."""
-        return self.apply_async(args, kwargs)
+        if type(self).apply_async is not Task.apply_async:
+            return self.apply_async(args, kwargs)  # a subclass's own sees every send, as in Celery
+        if self.options.typing:
+            self.check_arguments(args, kwargs)
+        return self.app.send_with_defaults(self.name, args, kwargs)
 
     def delay_many(
         self,
