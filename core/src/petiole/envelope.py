@@ -428,7 +428,13 @@ class Envelope:
         head = header_json.encode() if isinstance(header_json, str) else bytes(header_json)
         _check_bounds(head)
         try:
-            doc = json.loads(head)
+            # UTF-8 without a BOM (what every sender writes) is decoded here, sparing
+            # json.loads its detect_encoding(); anything else is read as json.loads reads bytes.
+            doc = json.loads(
+                head.decode("utf-8", "surrogatepass")
+                if head[:1] == b"{" and head[1:2] != b"\0"
+                else head
+            )
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"message headers are not valid JSON: {exc}") from exc
         except RecursionError:

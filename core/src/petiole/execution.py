@@ -160,6 +160,19 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+# Exact types a task commonly returns that are never awaitable: no isawaitable() per task
+# (its last test, an ABC isinstance, is the slow one).
+_NEVER_AWAITABLE = frozenset((type(None), int, str, float, bool, bytes, list, dict, tuple))
+
+
+def _run_if_awaitable(retval: Any) -> Any:
+    if inspect.isawaitable(retval):  # an async def task on a synchronous pool
+        import asyncio
+
+        return asyncio.run(_await(retval))
+    return retval
+
+
 class TaskRunner:
     def __init__(self, app: RunnerApp, *, hostname: str | None = None) -> None:
         self.app = app
@@ -326,12 +339,13 @@ class TaskRunner:
             if self._prerun is not None:
                 self._prerun(task=task, request=request)
             try:
-                with soft_time_limit(soft_time_limit_s):
+                if soft_time_limit_s is None:  # the usual case: no limit to arm or disarm
                     retval = task(*prepared.args, **prepared.kwargs)
-                    if inspect.isawaitable(retval):  # an async def task on a synchronous pool
-                        import asyncio
-
-                        retval = asyncio.run(_await(retval))
+                    if type(retval) not in _NEVER_AWAITABLE:
+                        retval = _run_if_awaitable(retval)
+                else:
+                    with soft_time_limit(soft_time_limit_s):
+                        retval = _run_if_awaitable(task(*prepared.args, **prepared.kwargs))
                 called = _Called(states.SUCCESS, retval)
             except (Exception, SystemExit) as exc:
                 # sys.exit() in a task fails the task; it must not end the pool thread

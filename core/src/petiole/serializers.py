@@ -188,6 +188,8 @@ class JsonSerializer:
         """
         try:
             # Read as json.loads reads bytes (UTF-8, -16 or -32, told by their start).
+            if data[:1] == b"[" and data[1:2] != b"\0":  # UTF-8, no BOM: what senders write
+                return _decode(data.decode("utf-8", "surrogatepass"))
             return _decode(data.decode(json.detect_encoding(data), "surrogatepass"))
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             raise SerializationError(f"malformed JSON body: {exc}") from exc

@@ -50,13 +50,18 @@ def check_workflow_headers(headers: Mapping[str, Any]) -> None:
     """Raise :class:`ValueError` naming the header unless ``callbacks``, ``errbacks``,
     ``chain`` and ``chord`` have the shapes the continuation relies on. Costs
     nothing for a message without them."""
-    for where, step in Workflow.of(headers).labelled_steps():
+    workflow = Workflow.of(headers)
+    if not workflow.continues:  # no steps to check (most messages): no generator made
+        return
+    for where, step in workflow.labelled_steps():
         check_signature(step, where)
 
 
 def planned_children(headers: Mapping[str, Any]) -> list[str]:
     """Ids the continuation will send, known in advance (they were frozen)."""
     workflow = Workflow.of(headers)
+    if not (workflow.callbacks or workflow.chain):  # most messages: nothing planned
+        return []
     ids = [cb.get("options", {}).get("task_id") for cb in workflow.callbacks]
     rest = workflow.chain
     if rest:

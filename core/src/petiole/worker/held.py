@@ -131,6 +131,10 @@ class HeldReporter:
 
     def running(self, receipts: Sequence[str]) -> None:
         """The receipts of the tasks running now (replacing the last ones told)."""
+        if len(receipts) == 1:  # solo and prefork: one running task, told per task
+            receipt = receipts[0]
+            self._running.write(None if "\0" in receipt else receipt.encode())
+            return
         text = "\0".join(receipts)
         if receipts and text.count("\0") != len(receipts) - 1:
             self._running.write(None)  # a NUL in a receipt: return none of them
