@@ -69,6 +69,15 @@ class TestTheUsersOwnApp:
         with users_app.override(**petiole_config):
             yield users_app
 
+    def test_the_eager_fixture_is_the_users_app_in_eager_mode(
+        self, petiole_eager_app: Petiole
+    ) -> None:
+        # Not a fresh app: the user's tasks must run here, not go to the project's broker.
+        assert petiole_eager_app is users_app
+        result = users_add.delay(2, 3)
+        assert (result.state, result.get()) == (states.SUCCESS, 5)
+        assert users_app.settings.broker_url.startswith("memory://")
+
     @pytest.mark.parametrize("n", range(3))
     def test_many_tests_in_a_row_run_the_users_tasks(
         self, petiole_app: Petiole, petiole_worker: Worker, n: int

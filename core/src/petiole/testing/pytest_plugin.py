@@ -13,7 +13,8 @@
 
 * ``petiole_worker`` — a worker for ``petiole_app`` running in threads of the
   test process for the duration of the test.
-* ``petiole_eager_app`` — an app that runs tasks in the caller at ``delay()``.
+* ``petiole_eager_app`` — ``petiole_app`` (yours, when you override it) in eager
+  mode: its tasks run in the caller at ``delay()``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def petiole_worker(petiole_app: Petiole) -> Iterator[Worker]:
 
 
 @pytest.fixture
-def petiole_eager_app(petiole_config: dict[str, Any]) -> Iterator[Petiole]:
-    with Petiole("test-eager").override(eager=True, **petiole_config) as app:
+def petiole_eager_app(petiole_app: Petiole) -> Iterator[Petiole]:
+    # Layered over petiole_app's own override: a user's app, with the test's settings.
+    with petiole_app.override(eager=True) as app:
         yield app
