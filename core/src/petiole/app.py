@@ -658,7 +658,8 @@ class Petiole:
     ) -> dict[str, str]:
         """Revoke tasks: one not yet started never runs, on any worker (its state
         becomes REVOKED); with ``terminate``, a running one is stopped too (the
-        processes pool kills its child; other pools let it finish). A task that
+        prefork and processes pools kill the process running it; threads and solo
+        let it finish) and its last state is REVOKED. A task that
         has finished keeps its result: returned are those ids, with their state.
         Celery's ``signal=``, ``wait=`` and ``timeout=`` are refused saying why."""
         revocation.refuse_celery_options(celery_options)

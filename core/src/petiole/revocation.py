@@ -53,7 +53,7 @@ def revoke(
     app: ResultsApp, task_ids: Iterable[str], *, terminate: bool = False, reason: str = "revoked"
 ) -> dict[str, str]:
     """Mark tasks REVOKED: one that has not started never runs, on any worker;
-    with ``terminate``, a running one is stopped (processes pool).
+    with ``terminate``, a running one is stopped (prefork and processes pools).
 
     A task that has finished keeps its result (a revocation is about running it,
     as in Celery): returned, with its state. Its mark is left all the same, so a
@@ -61,22 +61,35 @@ def revoke(
     store = coordination.required(lambda: app.coordination, coordination.REVOKE)
     ids = list(task_ids)
     finished = {i: r.state for i, r in app.backend.get_many(ids).items() if r.ready}
-    serializer = app.result_serializer
-    payload = serializer.dumps(remote_errors.describe(TaskRevoked(reason)))
-    now = time.time()
     for task_id in ids:
-        if task_id in finished:
-            continue
-        meta = {"reason": reason, "terminate": terminate}
-        app.store_result(
-            ResultRecord(task_id, states.REVOKED, payload, serializer.content_type, None, now, meta)
-        )
+        if task_id not in finished:
+            app.store_result(_revoked_record(app, task_id, reason, terminate=terminate))
     ttl = app.settings.result_ttl_s
     ttl_s = ttl if ttl > 0 else None
+    now = time.time()
     for task_id in ids:
         store.put_mark(mark_key(task_id), TERMINATE if terminate else DO_NOT_START, ttl_s=ttl_s)
     store.put_mark(MARKER_KEY, repr(now), ttl_s=ttl_s)
     return finished
+
+
+def record_terminated(app: ResultsApp, task_id: str, reason: str) -> None:
+    """Record REVOKED for a task ``revoke(terminate=True)`` stopped, unless it finished
+    first. ``revoke`` recorded it already, but a running task may have written a
+    state of its own over that record since (``update_state``), which would
+    otherwise be its last word."""
+    stored = app.backend.get(task_id)
+    if stored is None or not stored.ready:
+        app.store_result(_revoked_record(app, task_id, reason, terminate=True))
+
+
+def _revoked_record(app: ResultsApp, task_id: str, reason: str, *, terminate: bool) -> ResultRecord:
+    serializer = app.result_serializer
+    payload = serializer.dumps(remote_errors.describe(TaskRevoked(reason)))
+    meta = {"reason": reason, "terminate": terminate}
+    return ResultRecord(
+        task_id, states.REVOKED, payload, serializer.content_type, None, time.time(), meta
+    )
 
 
 def marker(app: ResultsApp) -> float | None:

@@ -174,7 +174,7 @@ def purge(queues: str | None, force: bool) -> None:
 @click.option(
     "--terminate",
     is_flag=True,
-    help="Also stop it if running (processes pool; solo under --workers).",
+    help="Also stop it if running (prefork and processes pools; solo under --workers).",
 )
 @click.option("--reason", default="revoked from the command line", show_default=True)
 def revoke(task_ids: tuple[str, ...], terminate: bool, reason: str) -> None:

@@ -56,7 +56,10 @@ class Outcome:
     #: Why a message was refused before its task ran (``"undecodable"``, for the
     #: ``petiole_task_rejected`` hook), or ``"revoked"`` for a job the pool held
     #: queued and found revoked before starting it (the worker calls
-    #: ``petiole_task_revoked``); empty for every other outcome.
+    #: ``petiole_task_revoked``), or ``"terminated"`` for a task stopped by
+    #: ``revoke(terminate=True)`` (the worker records it REVOKED again: the task
+    #: may have written a state of its own over the revocation's); empty for
+    #: every other outcome.
     cause: str = ""
     #: A result the runner did not store, for the worker to store before it
     #: acknowledges the message; only for a job with ``defer_result``.
@@ -64,7 +67,7 @@ class Outcome:
 
 
 #: A running task stopped by ``revoke(terminate=True)``: its process was killed or replaced.
-REVOKED_TERMINATED = Outcome(ACK, "REVOKED", "terminated by revoke")
+REVOKED_TERMINATED = Outcome(ACK, "REVOKED", "terminated by revoke", cause="terminated")
 
 
 class Runner(Protocol):

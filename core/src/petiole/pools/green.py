@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Protocol
 from petiole.config import Settings
 from petiole.errors import ConfigError, SoftTimeLimitExceeded
 from petiole.execution import TaskRunner, internal_error
-from petiole.pools.base import ACK, TIME_LIMIT, Job, Outcome, Runner
+from petiole.pools.base import REVOKED_TERMINATED, TIME_LIMIT, Job, Outcome, Runner
 
 _POLL_S = 0.05
 
@@ -208,7 +208,7 @@ class GreenPool:
         try:
             outcome = run_with_limits(self.library, runner, job)
         except _Revoked:
-            outcome = Outcome(ACK, "REVOKED", "terminated by revoke")
+            outcome = REVOKED_TERMINATED
         except Exception as exc:
             outcome = internal_error(job, exc)
         finally:

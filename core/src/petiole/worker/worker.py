@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, cast
 
-from petiole import discovery
+from petiole import discovery, revocation
 from petiole.app import Petiole
 from petiole.capabilities import offers
 from petiole.config import Settings
@@ -976,6 +976,8 @@ class Worker:
         settler = self.settler
         if outcome.kind == ACK:
             count_as = outcome.state.lower() or "done"
+            if outcome.cause == "terminated":  # before the ack: the state must be final
+                self._record_terminated(job, outcome.reason)
             if outcome.record is None:
                 settler.ack(delivery, count_as=count_as)
             else:  # stored with others before its ack (_hold_result_if_short)
@@ -990,6 +992,12 @@ class Worker:
             settler.lost(delivery, job, outcome.reason)
         elif outcome.kind == TIME_LIMIT:
             settler.time_limit(delivery, job, outcome.reason)
+
+    def _record_terminated(self, job: Job, reason: str) -> None:
+        try:
+            revocation.record_terminated(self.app, job.envelope.task_id, reason)
+        except PetioleError as exc:  # the result store is down: revoke()'s own record stands
+            logger.error("could not record task %s REVOKED: %s", job.envelope.task_id, exc)
 
     # -- returning messages -----------------------------------------------------------
 
