@@ -303,20 +303,22 @@ class Sender:
 
     def _publish(self, plan: SendPlan, envelope: Envelope) -> AsyncResult:
         app = self.app
-        transport = app.transport
         queue = plan.queue
-        # Measured after connecting: a first send's connect time must not delay the task.
-        due = envelope.eta
-        delay_s = max(0.0, due - time.time()) if due else 0.0
-        max_delay = transport.capabilities.max_delay_s
-        if max_delay is not None:
-            # Longer delays are re-delayed by the worker that receives the message early.
-            delay_s = min(delay_s, max_delay)
         payload = envelope.to_bytes(app.signer())
         task_id = envelope.task_id
         priority = envelope.priority or 0
+        due = envelope.eta
 
         def publish() -> None:
+            # The transport is made, and connects, on first use: inside the retried
+            # call, so a process's first send rides out an outage as later ones do.
+            transport = app.transport
+            # Measured after connecting: a first send's connect time must not delay the task.
+            delay_s = max(0.0, due - time.time()) if due else 0.0
+            max_delay = transport.capabilities.max_delay_s
+            if max_delay is not None:
+                # Longer delays are re-delayed by the worker that receives the message early.
+                delay_s = min(delay_s, max_delay)
             transport.publish(
                 queue, payload, message_id=task_id, delay_s=delay_s, priority=priority
             )

@@ -55,6 +55,31 @@ def test_a_publish_retried_by_its_policy_lands_once_the_broker_is_back(
         app.close()
 
 
+def test_a_processs_first_send_during_an_outage_is_retried_by_its_policy(
+    own_redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The transport is made (and connects) at the first send: that send rides out
+    an outage under the policy too (it failed at once, whatever the policy said)."""
+    caplog.set_level(logging.WARNING, logger="petiole.producer")
+    own_redis_server.stop()
+    app = _app(own_redis_server, tmp_path)
+    try:
+
+        @app.task
+        def job(x: int) -> int:
+            return x
+
+        policy = {"max_retries": 200, "interval_start": 0.1, "interval_max": 0.1}
+        sending = InThread(lambda: job.apply_async((1,), retry_policy=policy))
+        assert wait_until(lambda: "retrying in" in caplog.text, timeout_s=10)
+        own_redis_server.start()
+        result = sending.result(timeout_s=30)
+        assert app.transport.size("default") == 1
+        assert result.id in caplog.text
+    finally:
+        app.close()
+
+
 def test_without_retry_the_transports_error_reaches_the_caller(
     own_redis_server: RedisServer, tmp_path: Path
 ) -> None:
