@@ -232,6 +232,29 @@ def test_a_sooner_delayed_message_wakes_a_blocked_reserve(
         publisher.close()
 
 
+def test_a_purge_under_a_blocked_reserve_is_not_an_error(
+    redis_server: RedisServer, streams: StreamsTransport, queue: str
+) -> None:
+    """A purge deletes the stream a reader blocks on (the server answers the read
+    with UNBLOCKED): the reader makes the group again and reads on, as after NOGROUP."""
+    admin = StreamsTransport(redis_server.url, {})
+    try:
+        assert streams.reserve([queue], max_messages=1, wait_s=0, lease_s=30) == []
+
+        def purge_then_publish() -> None:
+            admin.purge(queue)
+            admin.publish(queue, b"after the purge")
+
+        timer = _later(0.3, purge_then_publish)
+        got = streams.reserve([queue], max_messages=1, wait_s=4, lease_s=30)
+        timer.join()
+        got = got or streams.reserve([queue], max_messages=1, wait_s=4, lease_s=30)
+
+        assert [d.payload for d in got] == [b"after the purge"]
+    finally:
+        admin.close()
+
+
 # -- commands per operation --------------------------------------------------------------
 
 

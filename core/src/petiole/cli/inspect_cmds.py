@@ -159,7 +159,12 @@ def result(task_id: str, wait: bool, timeout: float | None) -> None:
 )
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def purge(queues: str | None, force: bool) -> None:
-    """Delete every waiting message in the queues (running tasks are not stopped)."""
+    """Delete every waiting and delayed message in the queues.
+
+    Running tasks are not stopped. Where the broker counts messages held by a
+    worker as the queue's (Redis, SQLite, SQS, MongoDB), theirs are deleted too:
+    such a task finishes but is never delivered again, and its worker warns that
+    it lost their leases. On AMQP they stay with the worker."""
     app = state().app()
     names = [q.strip() for q in queues.split(",")] if queues else [app.settings.default_queue]
     if not force:

@@ -1128,21 +1128,25 @@ class Worker:
                 self._lease_ends.pop(job.receipt, None)
             running = [self._running[r].envelope.task_id for r in receipts if r in self._running]
             self._changed.notify_all()
-        stalled = f"the worker stalled longer than lease_s={self.lease_s:g} s"
+        # The broker does not say which: a purge deletes leased messages too.
+        why = (
+            f"the worker stalled longer than lease_s={self.lease_s:g} s and another worker "
+            "took them, or the queue was purged"
+        )
         if unstarted:
             self.counts["lease_lost"] += len(unstarted)
             logger.warning(
-                "lost the leases of %d prefetched task(s) (%s); not running them, another "
-                "worker has them now: %s",
+                "lost the leases of %d prefetched task(s) (%s); not running them: %s",
                 len(unstarted),
-                stalled,
+                why,
                 ", ".join(job.envelope.task_id for job in unstarted),
             )
         if running:
             logger.warning(
-                "lost the leases of %d running task(s) (%s); they may run twice: %s",
+                "lost the leases of %d running task(s) (%s); taken by another worker, "
+                "they may run twice: %s",
                 len(running),
-                stalled,
+                why,
                 ", ".join(running),
             )
 

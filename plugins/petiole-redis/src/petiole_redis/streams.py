@@ -127,6 +127,9 @@ _SWEEP_LIMIT = 1000
 # pending loses nothing, even a live one's: its next read or claim creates it again.
 _FORGET_CONSUMER_MS = 300_000
 _ACK_BATCH = 500  # receipts per ack script call
+# A read's errors when its stream's group is gone: never made, or the stream was
+# deleted (a purge) while the read blocked on it. The group is made again.
+_GROUP_GONE = ("NOGROUP", "UNBLOCKED")
 
 
 _PUBLISH = streams_script("streams_publish")
@@ -521,13 +524,13 @@ class StreamsTransport(BrokerBase):
                 settle_script_replies(client, acks, acked, _ACK)
                 if not isinstance(reply, ResponseError):
                     return reply
-                if not str(reply).startswith("NOGROUP"):
+                if not str(reply).startswith(_GROUP_GONE):
                     raise reply
                 return reply
             try:
                 return command(client, *args)
             except ResponseError as exc:
-                if not str(exc).startswith("NOGROUP"):
+                if not str(exc).startswith(_GROUP_GONE):
                     raise
                 return exc
 
