@@ -112,6 +112,23 @@ def test_call_with_wait_exits_1_when_the_task_fails(url: str) -> None:
     assert json.loads(shown.output)["state"] == "FAILURE"
 
 
+def test_result_of_a_groups_id_prints_its_members(url: str) -> None:
+    from e2e_app import app
+
+    from petiole import group
+
+    sent = group(app.signature("e2e.square", (n,)) for n in (2, 3)).apply_async()
+    looked = json.loads(run("result", sent.id).output)
+    assert (looked["group"], looked["ready"]) == (sent.id, False)
+    assert [m["id"] for m in looked["members"]] == sent.ids
+    with start_worker(app):
+        waited = run("result", sent.id, "--wait", "--timeout", "10")
+    assert waited.exit_code == 0, waited.output
+    payload = json.loads(waited.output)
+    assert payload["ready"]
+    assert [m["state"] for m in payload["members"]] == ["SUCCESS", "SUCCESS"]
+
+
 def test_a_wait_with_no_worker_says_on_stderr_why_the_task_is_not_done(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

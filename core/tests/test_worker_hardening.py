@@ -156,7 +156,7 @@ def test_prefetched_tasks_whose_lease_was_lost_are_dropped_unrun(
     assert runs == []  # the first worker ran none of the others' messages
     dropped = [r.id for r in queued]
     assert all(task_id in caplog.text for task_id in dropped)
-    assert "not running them, another worker has them now" in caplog.text
+    assert "not running them: " in caplog.text
     assert blocker.state == "SUCCESS"  # the one already running finished
 
 

@@ -190,6 +190,11 @@ class ResultTimeout(PetioleError, TimeoutError):
     """``AsyncResult.get()`` waited longer than its timeout (also a builtin ``TimeoutError``)."""
 
 
+class GroupIdError(PetioleError, ValueError):
+    """An ``AsyncResult`` was made with a group's id: a group has no state of its own
+    (its members have); ``GroupResult.restore(group_id, app)`` is the group."""
+
+
 class RemoteTaskError(PetioleError):
     """A task failed with an exception that could not be rebuilt safely here.
 

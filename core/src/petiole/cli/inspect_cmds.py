@@ -11,8 +11,8 @@ import click
 
 from petiole import diagnosis, states
 from petiole.cli.context import common_options, state
-from petiole.errors import ResultTimeout
-from petiole.result import AsyncResult
+from petiole.errors import GroupIdError, ResultTimeout
+from petiole.result import AsyncResult, GroupResult
 
 
 def _json_arg(kind: type, label: str) -> Any:
@@ -144,12 +144,34 @@ def call(
 def result(task_id: str, wait: bool, timeout: float | None) -> None:
     """Print the state and result (or error and traceback) of TASK_ID as JSON; for a
     task not done yet, why: where its message is (waiting, on which queue and broker,
-    or dead-lettered with the reason). With --wait, exit 1 if it failed or was revoked."""
-    res = state().app().AsyncResult(task_id)
-    if wait or res.ready():
+    or dead-lettered with the reason). With --wait, exit 1 if it failed or was revoked.
+    A group's id prints its members and their states."""
+    app = state().app()
+    res = app.AsyncResult(task_id)
+    try:
+        ready = res.ready()
+    except GroupIdError:
+        _show_group(GroupResult.restore(task_id, app), wait, timeout)
+        return
+    if wait or ready:
         _show(res, timeout, exit_on_failure=wait)
     else:
         click.echo(json.dumps({"id": task_id, "state": res.state, "why": res.why()}, indent=2))
+
+
+def _show_group(group: GroupResult, wait: bool, timeout: float | None) -> None:
+    """Print a group's members and their states as JSON (after waiting for each,
+    with ``wait``: then exit with :data:`TASK_FAILED_EXIT` if one failed)."""
+    if wait:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for member in group:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            _wait(member, left)
+    members = [{"id": member.id, "state": member.state} for member in group]
+    ready = all(m["state"] in states.READY_STATES for m in members)
+    click.echo(json.dumps({"group": group.id, "ready": ready, "members": members}, indent=2))
+    if wait and any(m["state"] in (states.FAILURE, states.REVOKED) for m in members):
+        sys.exit(TASK_FAILED_EXIT)
 
 
 @click.command()
