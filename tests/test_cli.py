@@ -82,6 +82,16 @@ def test_app_option_is_accepted_before_and_after_the_subcommand(url: str) -> Non
     assert app.transport.size("default") == 2
 
 
+def test_call_checks_the_arguments_of_a_task_the_app_registers(url: str) -> None:
+    refused = CliRunner().invoke(cli, ["-A", "e2e_app", "call", "e2e.square", "--args", "[1, 2]"])
+    assert refused.exit_code == 2
+    assert "e2e.square(x): too many positional arguments" in refused.output
+    unknown_here = run("-A", "e2e_app", "call", "elsewhere.task", "--args", "[1, 2]")
+    assert unknown_here.exit_code == 0  # not registered here: sent as it is
+    app = Petiole("check", broker=url, backend=url)
+    assert app.transport.size("default") == 1
+
+
 def test_call_with_wait_prints_the_result_as_json(url: str) -> None:
     from e2e_app import app
 

@@ -63,6 +63,23 @@ def test_link_error_sends_the_errback_with_the_failed_task_id(app: Petiole) -> N
         assert app.AsyncResult(str(errback.id)).get(timeout=10) == f"failed: {result.id}"
 
 
+def test_a_celery_style_errback_is_refused_when_sent(app: Petiole) -> None:
+    """Celery calls such an errback with (request, exc, traceback); Petiole sends it
+    the failed task's id: it would fail in the worker, after the task failed."""
+
+    @app.task
+    def boom() -> None:
+        raise ValueError("no")
+
+    @app.task
+    def on_error(request: object, exc: object, traceback: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"link_error=.*on_error: an errback is called with"):
+        boom.apply_async(link_error=on_error.s())
+    assert app.transport.size("default") == 0
+
+
 def test_link_takes_signatures_only(app: Petiole) -> None:
     @app.task
     def noop() -> None:

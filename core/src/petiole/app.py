@@ -524,6 +524,7 @@ class Petiole:
             if _workflow is not None:
                 raise ConfigError("pass link/link_error on the signature, not beside a workflow")
             _workflow = links_workflow(link, link_error)
+            self._check_errbacks(_workflow.errbacks)
         policy = self._publish_retry_policy(retry, retry_policy)
         return self.sender.send(
             self.sender.plan(name, retry_policy=policy, **options),
@@ -537,6 +538,25 @@ class Petiole:
             ignore_result=ignore_result,
             workflow=_workflow,
         )
+
+    def _check_errbacks(self, errbacks: Sequence[Mapping[str, Any]]) -> None:
+        """A ``link_error`` errback registered here must take the failed task's id in
+        front of its arguments: one written for Celery's ``(request, exc, traceback)``
+        fails here, when sent, not in the worker after the task failed."""
+        for errback in errbacks:
+            task = self.tasks.get(str(errback.get("task")))
+            if task is None or not task.options.typing:
+                continue
+            args, kwargs = errback.get("args") or (), errback.get("kwargs") or {}
+            try:
+                task.check_arguments(("<failed task id>", *args), kwargs)
+            except TypeError as exc:
+                raise TypeError(
+                    f"link_error={task.name}: an errback is called with the failed task's id "
+                    f"in front of its arguments: {exc}. An errback written for Celery's "
+                    "(request, exc, traceback) takes the id and reads the failure with "
+                    "AsyncResult(task_id).result"
+                ) from None
 
     def send_with_defaults(
         self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None

@@ -120,11 +120,18 @@ def call(
     wait: bool,
     timeout: float | None,
 ) -> None:
-    """Send task NAME (it need not be importable here) and print its id.
+    """Send task NAME (it need not be importable here) and print its id. A task the
+    app registers has its arguments checked first, as ``delay()`` checks them.
 
     With --wait, print its outcome as JSON instead, and exit 1 if it failed or
     was revoked (0 if it succeeded): a cron job sees a failure."""
     app = state().app()
+    task = app.tasks.get(name)
+    if task is not None and task.options.typing:  # registered here: checked as delay() checks
+        try:
+            task.check_arguments(args or [], kwargs or {})
+        except TypeError as exc:
+            raise click.UsageError(str(exc)) from None
     result = app.send_task(name, args, kwargs, queue=queue, countdown=countdown, priority=priority)
     if wait:
         _show(result, timeout, exit_on_failure=True)
