@@ -15,6 +15,7 @@ import pytest
 
 from petiole import Petiole
 from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope
+from petiole.errors import MessageDeadLettered
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 from petiole.worker import Worker
@@ -203,3 +204,52 @@ def test_malformed_workflow_headers_are_dead_lettered_before_the_task_runs(
     (letter,) = app.transport.dead_letters("default")
     assert letter.reason.startswith("malformed message: header ")
     assert runs == []
+
+
+# -- a task dead-lettered before it ran: its caller is told -----------------------------
+
+
+def test_a_caller_waiting_on_a_task_the_worker_does_not_register_learns_it_was_dead_lettered(
+    app: Petiole,
+) -> None:
+    """get() with no timeout waited for ever: the message sat in the dead-letter
+    store and nothing recorded the task's state."""
+    sent = app.send_task("elsewhere.report", [1])
+    refused = r"'elsewhere\.report' is not registered"
+    with start_worker(app), pytest.raises(MessageDeadLettered, match=refused):
+        sent.get()
+    assert sent.state == "FAILURE"
+
+    @app.task(name="elsewhere.report")
+    def report(x: int) -> int:
+        return x + 1
+
+    assert app.transport.requeue_dead_letters("default") == 1
+    # Run again, it records its own state (a handle keeps the ready state it saw).
+    with start_worker(app):
+        assert wait_until(lambda: app.AsyncResult(sent.id).state == "SUCCESS", timeout_s=10)
+    assert app.AsyncResult(sent.id).get() == 2
+
+
+def test_an_undecodable_body_is_recorded_as_the_tasks_failure(app: Petiole) -> None:
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    task_id = _publish_raw(app, BAD_BODIES[0], task=echo.name)
+    with start_worker(app), pytest.raises(MessageDeadLettered, match="undecodable body"):
+        app.AsyncResult(task_id).get(timeout=10)
+
+
+def test_a_forged_message_refused_unverified_records_nothing_under_its_id(app: Petiole) -> None:
+    """An unsigned message claiming a task's id must not write that task's state."""
+    app.configure(signer="hmac-sha256", signing_key="k" * 32, require_signature=True)
+
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    task_id = _publish_raw(app, b"[[1], {}]", task=echo.name)
+    with start_worker(app) as worker:
+        assert wait_until(lambda: worker.counts["dead_lettered"] == 1, timeout_s=10)
+    assert app.AsyncResult(task_id).state == "PENDING"

@@ -399,10 +399,10 @@ def _expired(app: Petiole) -> str | None:
 
 def _delivered_too_often(app: Petiole) -> str | None:
     app.configure(max_deliveries=1)
-    _publish(app)
+    task_id = _publish(app)
     [delivery] = app.transport.reserve(["default"], max_messages=1, wait_s=1, lease_s=30)
     app.transport.nack(delivery, requeue=True)
-    return None
+    return task_id  # well formed: the envelope is read once it is refused
 
 
 @pytest.mark.parametrize(

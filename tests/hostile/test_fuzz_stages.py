@@ -49,7 +49,8 @@ from hypothesis import strategies as st
 
 from petiole import Petiole
 from petiole.envelope import IDENTITY, MAGIC, MAGIC_V2, Envelope, Frame
-from petiole.errors import PetioleError, ProtocolError
+from petiole.errors import MessageDeadLettered, PetioleError, ProtocolError
+from petiole.result import AsyncResult
 from petiole.stages import Codec, HmacSha256Signer, Signer
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
@@ -74,6 +75,8 @@ BOMB = "max_body_bytes"
 ANY_REASON = ""  # dead-lettered, for whatever reason
 # Substrings of a reason that mean the worker, not the message, was at fault.
 INTERNAL = ("failed to check it", "a bug in petiole")
+# What Fates.run_state reads for a task the worker dead-lettered before it ran.
+DEAD_LETTERED = "FAILURE (dead-lettered)"
 
 SIGNER_CASES = [None, "hmac-sha256", "ed25519", "x509"]
 
@@ -352,7 +355,11 @@ class Fates:
         except ProtocolError:
             return None
         record = self.app.backend.get(task_id)
-        return None if record is None else str(record.state)
+        if record is None:
+            return None
+        if isinstance(AsyncResult(task_id, self.app).result, MessageDeadLettered):
+            return DEAD_LETTERED  # the worker's record of a task it dead-lettered unrun
+        return str(record.state)
 
     def settled(self, payload: bytes) -> bool:
         return payload in self.reasons or self.run_state(payload) in ("SUCCESS", "FAILURE")
@@ -364,6 +371,8 @@ def _check(fates: Fates, sent: Input) -> None:
     assert len(reasons) <= 1, f"{sent.what}: dead-lettered {len(reasons)} times: {reasons}"
     ran = state in ("SUCCESS", "FAILURE")
     assert ran != bool(reasons), f"{sent.what}: ran ({state}) and dead-lettered {reasons}"
+    if reasons and state is not None:  # its id was readable: a caller learns its fate
+        assert state == DEAD_LETTERED, f"{sent.what}: dead-lettered, but recorded {state}"
     for reason in reasons:
         assert reason.strip(), f"{sent.what}: dead-lettered with an empty reason"
         assert not any(s in reason for s in INTERNAL), f"{sent.what}: {reason}"

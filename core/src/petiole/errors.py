@@ -190,6 +190,13 @@ class ResultTimeout(PetioleError, TimeoutError):
     """``AsyncResult.get()`` waited longer than its timeout (also a builtin ``TimeoutError``)."""
 
 
+class MessageDeadLettered(PetioleError):
+    """The task's message was put in the dead-letter store without running (a task
+    the worker does not register, a body it cannot decode, ...): recorded as the
+    task's FAILURE so a caller waiting on its result learns why. Requeued
+    (``petiole dlq requeue``), the task runs and records its own state."""
+
+
 class GroupIdError(PetioleError, ValueError):
     """An ``AsyncResult`` was made with a group's id: a group has no state of its own
     (its members have); ``GroupResult.restore(group_id, app)`` is the group."""

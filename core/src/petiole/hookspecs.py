@@ -311,6 +311,8 @@ def petiole_task_rejected(
     ``"internal"`` (the worker failed to check it) — each dead-lettered — or
     ``"expired"`` (past its ``expires``: acknowledged, its state REVOKED).
     ``reason`` is the text recorded with it. ``envelope`` is ``None`` when the
-    message was refused before its headers were read (``max_deliveries``,
-    ``malformed``, ``signature``, ``internal``): nothing in it is trusted yet.
+    message was refused before its headers were read (``malformed``,
+    ``signature``, ``internal``): nothing in it is trusted yet; for
+    ``max_deliveries`` it is the envelope when the message is well formed and
+    verified, else ``None``.
     """

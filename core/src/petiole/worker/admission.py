@@ -20,7 +20,7 @@ from petiole.app import Petiole
 from petiole.canvas.continuation import check_workflow_headers
 from petiole.config import Settings
 from petiole.envelope import IDENTITY, Envelope, Frame, peek_signer
-from petiole.errors import PluginError, ProtocolError, SignatureError
+from petiole.errors import PetioleError, PluginError, ProtocolError, SignatureError
 from petiole.logs import TASK_LOGGER
 from petiole.pools.base import Job
 from petiole.stages import verify_frame
@@ -60,6 +60,7 @@ class Admission:
                 f"delivered {delivery.delivery_count} times "
                 f"(max_deliveries={self.max_deliveries}): "
                 "it may be killing its worker; inspect it with `petiole dlq list`",
+                self._verified_envelope(delivery),
             )
             return None
         try:
@@ -91,6 +92,7 @@ class Admission:
                 delivery,
                 f"task {envelope.task_name!r} is not registered on this worker; start a worker "
                 "whose app defines it, then `petiole dlq requeue`",
+                not_run=envelope,
             )
             self.hooks.unknown(envelope, delivery.queue)
             return None
@@ -108,6 +110,18 @@ class Admission:
             logger.info("task %s[%s] received", envelope.task_name, envelope.task_id)
         soft, hard = self.time_limits(task, envelope)
         return Job(envelope, delivery.queue, delivery.delivery_count, delivery.receipt, soft, hard)
+
+    def _verified_envelope(self, delivery: Delivery) -> Envelope | None:
+        """The envelope of a message refused before it was read, when it is well formed
+        and verified (a message that fails either records nothing under its id)."""
+        try:
+            frame = Frame.parse(delivery.payload)
+            verify_frame(
+                frame, self.app.signer(), require_signature=self.settings.require_signature
+            )
+            return frame.envelope()
+        except (PetioleError, ValueError):
+            return None
 
     def _decodable(self, delivery: Delivery, envelope: Envelope) -> bool:
         """Whether this worker may and can decode the body (refusing it if not)."""
@@ -138,8 +152,9 @@ class Admission:
     def refuse(
         self, delivery: Delivery, cause: str, reason: str, envelope: Envelope | None = None
     ) -> None:
-        """Dead-letter a message that cannot run, and say so to the hooks."""
-        self.settler.dead_letter(delivery, reason)
+        """Dead-letter a message that cannot run (recording its task FAILURE when the
+        envelope is known), and say so to the hooks."""
+        self.settler.dead_letter(delivery, reason, not_run=envelope)
         self.hooks.rejected(delivery.queue, cause, reason, envelope)
 
     def time_limits(

@@ -21,7 +21,13 @@ from petiole import remote_errors, states
 from petiole.app import Petiole
 from petiole.backend import ResultRecord
 from petiole.envelope import Envelope
-from petiole.errors import PetioleError, TaskRevoked, TimeLimitExceeded, WorkerLostError
+from petiole.errors import (
+    MessageDeadLettered,
+    PetioleError,
+    TaskRevoked,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
 from petiole.logs import TASK_LOGGER
 from petiole.pools.base import ACK, LOST, REQUEUE, TIME_LIMIT, Job, Outcome
 from petiole.transport import Delivery, publishing_in_batches, unsettled_return
@@ -48,7 +54,11 @@ class Settler:
         """Acknowledge (in the next batch); counted under ``count_as`` once sent."""
         self.acks.add(delivery, count_as)
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str, not_run: Envelope | None = None) -> None:
+        """Put the message in the dead-letter store. ``not_run``: its envelope, when
+        its task did not run and stored nothing: recorded FAILURE with the reason
+        (:class:`MessageDeadLettered`), or a caller waiting on its result would
+        wait for ever."""
         logger.error("dead-lettered a message from queue %r: %s", delivery.queue, reason)
         self.counts["dead_lettered"] += 1
         try:
@@ -59,6 +69,17 @@ class Settler:
                 exc,
                 unsettled_return(self.transport),
             )
+            return
+        if not_run is not None:  # a failure: recorded even for a task that ignores results
+            why = MessageDeadLettered(f"message dead-lettered, the task not run: {reason}")
+            try:
+                self.app.store_result(self._failure(not_run, states.FAILURE, why))
+            except PetioleError as store_error:
+                logger.error(
+                    "could not record that task %s was dead-lettered (%s)",
+                    not_run.task_id,
+                    store_error,
+                )
 
     def requeue(
         self, delivery: Delivery, *, delay_s: float = 0.0, count_as: str = "requeued"
@@ -163,19 +184,8 @@ class Settler:
     ) -> None:
         """Store ``state`` for the task with ``exc``, then acknowledge ``delivery``
         (None: acknowledged already, before the task ran)."""
-        serializer = self.app.result_serializer
-        record = ResultRecord(
-            envelope.task_id,
-            state,
-            serializer.dumps(remote_errors.describe(exc)),
-            serializer.content_type,
-            None,
-            time.time(),
-            {"task": envelope.task_name, "worker": self.hostname, "reason": str(exc)},
-            reply_to=_reply_to(envelope.headers),
-        )
         try:
-            self.app.store_result(record)
+            self.app.store_result(self._failure(envelope, state, exc))
         except PetioleError as store_error:
             if delivery is None:
                 logger.error(
@@ -193,6 +203,20 @@ class Settler:
             self.counts[state.lower()] += 1
         else:
             self.ack(delivery, count_as=state.lower())
+
+    def _failure(self, envelope: Envelope, state: str, exc: BaseException) -> ResultRecord:
+        """The record of a task the worker ended in ``state`` on its behalf, with ``exc``."""
+        serializer = self.app.result_serializer
+        return ResultRecord(
+            envelope.task_id,
+            state,
+            serializer.dumps(remote_errors.describe(exc)),
+            serializer.content_type,
+            None,
+            time.time(),
+            {"task": envelope.task_name, "worker": self.hostname, "reason": str(exc)},
+            reply_to=_reply_to(envelope.headers),
+        )
 
     def expired(self, delivery: Delivery, envelope: Envelope, expires: float) -> str:
         """Record the task REVOKED, not run; return the reason recorded."""

@@ -983,7 +983,10 @@ class Worker:
             else:  # stored with others before its ack (_hold_result_if_short)
                 self.short_results.hold(delivery, count_as, outcome.record)
         elif outcome.kind == REJECT:
-            settler.dead_letter(delivery, outcome.reason)
+            # A task refused before it ran stored nothing; one that ran stored its own state.
+            settler.dead_letter(
+                delivery, outcome.reason, not_run=None if outcome.state else job.envelope
+            )
             if outcome.cause:
                 self.hooks.rejected(delivery.queue, outcome.cause, outcome.reason, job.envelope)
         elif outcome.kind == REQUEUE:
