@@ -158,22 +158,21 @@ def test_a_wait_with_no_worker_says_on_stderr_why_the_task_is_not_done(
     assert "not ready after 1.0 s: task e2e.square" in result.stderr  # the whole wait
 
 
-def test_a_wait_for_a_dead_lettered_task_ends_at_the_first_note(
-    url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """It will not run until requeued: the wait ends with its own exit status."""
+def test_a_wait_for_a_dead_lettered_task_ends_with_its_own_exit_status(url: str) -> None:
+    """It will not run until requeued: the worker records why, and the wait ends."""
     from e2e_app import app
 
     from petiole.cli import inspect_cmds
 
-    monkeypatch.setattr(inspect_cmds, "FIRST_NOTE_S", 0.2)
-    monkeypatch.setattr(inspect_cmds, "NOTE_EVERY_S", 0.3)  # should it take a note more
     with start_worker(app) as worker:
         result = CliRunner().invoke(cli, ["call", "not.registered.anywhere", "--wait"])
     assert worker.counts["dead_lettered"] == 1
     assert result.exit_code == inspect_cmds.DEAD_LETTERED_EXIT == 3
-    assert "its message was dead-lettered from queue 'default'" in result.stderr
-    assert "not waiting for a dead-lettered task" in result.stderr
+    assert "its message was dead-lettered: it runs once requeued" in result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["state"] == "FAILURE"
+    assert payload["error"].startswith("MessageDeadLettered: message dead-lettered, the task")
+    assert "'not.registered.anywhere' is not registered" in payload["error"]
 
 
 def test_call_rejects_arguments_that_are_not_a_json_list(url: str) -> None:
@@ -208,7 +207,7 @@ def test_dlq_list_requeue_and_purge(url: str) -> None:
     assert "is not registered" in listed
     [entry] = [json.loads(line) for line in run("dlq", "list", "--json").output.splitlines()]
     assert entry["task"] == "not.here"
-    assert listed.startswith("dead letter id  dead at (UTC)  xdeliveries  task task id")
+    assert listed.startswith("dead letter id  dead at (UTC)  delivered  task task id")
     assert "requeued 1" in run("dlq", "requeue", entry["dead_letter_id"]).output
     assert app.transport.size("default") == 1
     with start_worker(app) as again:

@@ -49,7 +49,7 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
     name = _queue(queue)
     letters = _admin().dead_letters(name, limit=limit)
     if letters and not as_json:
-        click.echo("dead letter id  dead at (UTC)  xdeliveries  task task id  /  why")
+        click.echo("dead letter id  dead at (UTC)  delivered  task task id  /  why")
     for letter in letters:
         try:
             envelope = Envelope.from_bytes(letter.payload)
@@ -73,7 +73,7 @@ def list_(queue: str | None, limit: int, as_json: bool) -> None:
             )
         else:
             click.echo(
-                f"{letter.dead_letter_id}  {when}Z  x{letter.delivery_count}  {task} {task_id}"
+                f"{letter.dead_letter_id}  {when}Z  {letter.delivery_count}x  {task} {task_id}"
             )
             click.echo(f"    {letter.reason}")
     if not letters and not as_json:

@@ -11,7 +11,7 @@ import click
 
 from petiole import diagnosis, states
 from petiole.cli.context import common_options, state
-from petiole.errors import GroupIdError, ResultTimeout
+from petiole.errors import GroupIdError, MessageDeadLettered, ResultTimeout
 from petiole.result import AsyncResult, GroupResult
 
 
@@ -83,6 +83,9 @@ def _show(result: AsyncResult, timeout: float | None, *, exit_on_failure: bool) 
         payload["result"] = value
     click.echo(json.dumps(payload, default=repr, indent=2))
     if failed and exit_on_failure:
+        if isinstance(value, MessageDeadLettered):  # recorded by the worker that refused it
+            click.echo("its message was dead-lettered: it runs once requeued", err=True)
+            sys.exit(DEAD_LETTERED_EXIT)
         sys.exit(TASK_FAILED_EXIT)
 
 

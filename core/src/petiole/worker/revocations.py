@@ -21,6 +21,7 @@ class RevocationWatch:
         self.active = False  # revocations exist: check each task before it starts
         self._last: float | None = None
         self._unavailable_logged = False
+        self._read_failing = False  # the store failed the last read: said once per outage
 
     def poll(self) -> bool:
         """Read the marker; True when a revocation happened since the last poll."""
@@ -35,9 +36,18 @@ class RevocationWatch:
             self.active = False
             return False
         except PetioleError as exc:
-            logger.error("could not read revocations (%s); checking every task meanwhile", exc)
+            if not self._read_failing:  # polled every second: one line per outage
+                logger.error(
+                    "could not read revocations (%s); checking every task until they can be "
+                    "read again",
+                    exc,
+                )
+                self._read_failing = True
             self.active = True
             return False
+        if self._read_failing:
+            logger.info("reading revocations again")
+            self._read_failing = False
         self.active = latest is not None
         changed = latest is not None and latest != self._last
         self._last = latest
