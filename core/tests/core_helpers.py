@@ -6,13 +6,20 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
+from petiole import Petiole
 from petiole._builtins._sqlite import SqliteComponent
 from petiole._builtins.memory import MemoryBackend
 from petiole.backend import BackendCapabilities, ResultRecord
+from petiole.loading import load_app
 from petiole.testing import wait_until
 from petiole.testing.in_thread import InThread
 from petiole.transport import Transport
@@ -29,6 +36,27 @@ def run_python(code: str, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+@contextmanager
+def importable_app(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, prefix: str
+) -> Iterator[Petiole]:
+    """The app ``source`` (dedented) defines, as a module of a fresh name importable
+    by path (pool children load it), on a SQLite file of ``tmp_path``; closed and
+    forgotten afterwards."""
+    module = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
+    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = load_app(module)
+    try:
+        yield app
+    finally:
+        app.close()
+        sys.modules.pop(module, None)
 
 
 def waiting_in_thread(component: SqliteComponent, call: Callable[[], T]) -> InThread[T]:

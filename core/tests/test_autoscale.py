@@ -3,19 +3,17 @@ stay idle, between the bounds of ``--autoscale MAX,MIN``; the prefetch follows."
 
 from __future__ import annotations
 
-import sys
-import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_helpers import importable_app
 
 from petiole import Petiole
 from petiole.envelope import Envelope
 from petiole.errors import ConfigError
-from petiole.loading import load_app
 from petiole.pools.base import Job, Outcome, Resizable
 from petiole.pools.processes import ProcessPool
 from petiole.pools.threads import ThreadPool
@@ -179,16 +177,8 @@ def wait_for(path):
 
 @pytest.fixture
 def slow_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
-    module = f"autoscale_app_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(SLOW_APP))
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
-    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    app = load_app(module)
-    yield app
-    app.close()
-    sys.modules.pop(module, None)
+    with importable_app(SLOW_APP, tmp_path, monkeypatch, prefix="autoscale_app") as app:
+        yield app
 
 
 def test_a_processes_worker_adds_children_for_waiting_work_and_retires_them_when_idle(

@@ -3,16 +3,13 @@ when the task wrote a state of its own (``update_state``) after the revocation."
 
 from __future__ import annotations
 
-import sys
-import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_helpers import importable_app
 
 from petiole import Petiole, states
-from petiole.loading import load_app
 from petiole.testing import wait_until
 from petiole.testing.in_thread import start_worker
 
@@ -39,19 +36,8 @@ def quiet(seconds):
 
 @pytest.fixture
 def progress_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
-    """The app above, importable by path (pool children load it), on SQLite."""
-    module = f"progress_app_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(PROGRESS_APP))
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
-    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    app = load_app(module)
-    try:
+    with importable_app(PROGRESS_APP, tmp_path, monkeypatch, prefix="progress_app") as app:
         yield app
-    finally:
-        app.close()
-        sys.modules.pop(module, None)
 
 
 def test_a_terminated_task_that_reports_progress_ends_revoked(progress_app: Petiole) -> None:

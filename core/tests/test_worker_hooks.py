@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from core_helpers import importable_app
 
 from petiole import Petiole, hookimpl
 from petiole.cli import cli
 from petiole.envelope import PROTOCOL_VERSION, Envelope
-from petiole.loading import load_app
 from petiole.logs import EscapeControlCharacters
 from petiole.pools.base import Job
 from petiole.testing import wait_until
@@ -76,21 +76,11 @@ def block(seconds):
 @pytest.fixture
 def child_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Petiole]:
     """The app above, importable by path (pool children load it), on SQLite."""
-    module = f"hooks_app_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(CHILD_APP))
     marks = tmp_path / "marks"
     marks.mkdir()
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    monkeypatch.setenv("PETIOLE_BROKER_URL", url)
-    monkeypatch.setenv("PETIOLE_BACKEND_URL", url)
     monkeypatch.setenv("HOOKS_TEST_MARKS", str(marks))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    app = load_app(module)
-    try:
+    with importable_app(CHILD_APP, tmp_path, monkeypatch, prefix="hooks_app") as app:
         yield app
-    finally:
-        app.close()
-        sys.modules.pop(module, None)
 
 
 class Calls:

@@ -186,21 +186,7 @@ _WORKFLOW_HEADERS = frozenset(
 )
 _NO_WORKFLOW = Workflow()
 # What task_headers sets on every message (null ones left out): never a user's.
-_OWN_HEADERS = frozenset(
-    [
-        "protocol",
-        "id",
-        "task",
-        "retries",
-        "eta",
-        "expires",
-        "root_id",
-        "parent_id",
-        "priority",
-        "origin",
-        "sent_at",
-    ]
-)
+_OWN_HEADERS = _ATTEMPT_HEADERS - {"group_id", "time_limit"}
 
 
 def task_headers(
