@@ -155,7 +155,8 @@ def test_why_gives_the_dead_letter_reason_of_a_task_no_worker_knows(project: Pat
         wait_until(lambda: app.transport.dead_letters("default"), timeout_s=10)
     why = app.AsyncResult(result.id).why()  # a handle built from the id alone
     app.close()
-    assert "dead-lettered from queue 'default'" in why
+    assert "is FAILURE on worker " in why  # recorded by the worker that refused it
+    assert "its message was dead-lettered from queue 'default', not run" in why
     assert "is not registered on this worker" in why
     assert "petiole dlq list -Q default" in why
 

@@ -135,6 +135,13 @@ def _known_state(name: str, record: ResultRecord) -> str:
         return f"task {name} is STARTED{by}: it is running"
     if record.state == states.RECEIVED:
         return f"task {name} is RECEIVED{by}: a worker holds it and will start it soon"
+    dead_queue = record.meta.get("dead_lettered_from")
+    if isinstance(dead_queue, str):  # recorded by the worker that dead-lettered it unrun
+        return (
+            f"task {name} is {record.state}{by}: its message was dead-lettered from queue "
+            f"{dead_queue!r}, not run: {record.meta.get('reason')} (see `petiole dlq list -Q "
+            f"{dead_queue}`; requeued, it runs again)"
+        )
     if record.state == states.RETRY:
         eta = record.meta.get("retry_eta")
         when = (

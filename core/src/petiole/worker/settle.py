@@ -73,7 +73,10 @@ class Settler:
         if not_run is not None:  # a failure: recorded even for a task that ignores results
             why = MessageDeadLettered(f"message dead-lettered, the task not run: {reason}")
             try:
-                self.app.store_result(self._failure(not_run, states.FAILURE, why))
+                record = self._failure(
+                    not_run, states.FAILURE, why, dead_lettered_from=delivery.queue
+                )
+                self.app.store_result(record)
             except PetioleError as store_error:
                 logger.error(
                     "could not record that task %s was dead-lettered (%s)",
@@ -204,8 +207,11 @@ class Settler:
         else:
             self.ack(delivery, count_as=state.lower())
 
-    def _failure(self, envelope: Envelope, state: str, exc: BaseException) -> ResultRecord:
-        """The record of a task the worker ended in ``state`` on its behalf, with ``exc``."""
+    def _failure(
+        self, envelope: Envelope, state: str, exc: BaseException, **meta: Any
+    ) -> ResultRecord:
+        """The record of a task the worker ended in ``state`` on its behalf, with
+        ``exc`` (and ``meta`` beside its own)."""
         serializer = self.app.result_serializer
         return ResultRecord(
             envelope.task_id,
@@ -214,7 +220,7 @@ class Settler:
             serializer.content_type,
             None,
             time.time(),
-            {"task": envelope.task_name, "worker": self.hostname, "reason": str(exc)},
+            {"task": envelope.task_name, "worker": self.hostname, "reason": str(exc), **meta},
             reply_to=_reply_to(envelope.headers),
         )
 
