@@ -255,6 +255,19 @@ def test_a_worker_whose_app_registers_no_tasks_refuses_to_start(
     assert waiting.state == "PENDING"
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_worker_refused_for_want_of_tasks_leaves_no_database_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """Started without -A in an empty directory (the SQLite default), it made
+    petiole.db before refusing."""
+    monkeypatch.chdir(tmp_path)
+    result = run_worker("--workers", workers)
+    assert result.exit_code == 1, result.output
+    assert "registers no tasks" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def run_worker(*args: str) -> Result:
     return run_quietly("worker", *args)
 

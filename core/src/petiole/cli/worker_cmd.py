@@ -75,7 +75,9 @@ def _check_components(app: Petiole) -> None:
 def _require_tasks(app: Petiole) -> None:
     """Refuse to start a worker whose app registers no task: it would take every
     message off its queues only to dead-letter it as unregistered (a worker started
-    without -A next to a real queue drains it into the dead-letter store)."""
+    without -A next to a real queue drains it into the dead-letter store). Asked after
+    the task modules are imported, before anything connects (or makes an SQLite file)."""
+    discovery.finalize(app, app.settings.task_modules)
     if not user_task_names(app):
         raise click.ClickException(
             f"the app {app.main_path or app.name!r} registers no tasks, so this worker "
@@ -419,8 +421,8 @@ def worker(
             )
 
         if plan.processes == 0:
-            w = build(hostname)
             _require_tasks(app)
+            w = build(hostname)
             if lock is not None:
                 w.on_exit_now.append(lock.release)
             code = w.run(ready=ready)
@@ -436,9 +438,9 @@ def worker(
                 app.close()
                 return code
 
+            _require_tasks(app)
             _check_components(app)
             threads_left(THREADS_END_S)  # those of the connections just closed: not forked
-            _require_tasks(app)
             if plan.processes > 1:
                 rates = SharedRateLimits.of_tasks(app.tasks)
             if plan.prefork:
