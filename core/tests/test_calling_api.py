@@ -78,6 +78,9 @@ def test_a_celery_style_errback_is_refused_when_sent(app: Petiole) -> None:
     with pytest.raises(TypeError, match=r"link_error=.*on_error: an errback is called with"):
         boom.apply_async(link_error=on_error.s())
     assert app.transport.size("default") == 0
+    # An immutable one is sent with its own arguments alone: nothing to check against.
+    boom.apply_async(link_error=on_error.si(1, 2, 3))
+    assert app.transport.size("default") == 1
 
 
 def test_link_takes_signatures_only(app: Petiole) -> None:

@@ -5,6 +5,7 @@ it sends must still follow the task, its route, the settings and a subclass's
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 from petiole import Petiole, Task
 from petiole.envelope import Envelope
@@ -31,6 +32,22 @@ def test_delay_goes_through_a_subclass_apply_async(app: Petiole) -> None:
     add.delay(1, y=2)
     assert seen == [((1,), {"y": 2})]
     assert _sent(app, "audited").task_name == add.name
+
+
+def test_delay_goes_through_an_apply_async_patched_in(app: Petiole) -> None:
+    """A test that stubs a task's apply_async must see its delay() calls, and send nothing."""
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with mock.patch.object(add, "apply_async") as on_task:
+        add.delay(1, 2)
+    on_task.assert_called_once_with((1, 2), {})
+    with mock.patch.object(Task, "apply_async") as on_class:
+        add.delay(3, 4)
+    on_class.assert_called_once_with((3, 4), {})
+    assert app.transport.size("default") == 0
 
 
 def test_delay_follows_the_settings_after_an_override(app: Petiole) -> None:

@@ -22,7 +22,7 @@ from core_helpers import run_python
 from petiole import GroupResult, Petiole, group, states
 from petiole._builtins.memory import MemoryBackend
 from petiole.backend import ResultRecord
-from petiole.errors import GroupIdError, ResultTimeout, TaskRevoked
+from petiole.errors import ResultTimeout, TaskRevoked
 from petiole.result import AsyncResult, EagerResult, ResultSet, result_from_tuple
 from petiole.testing import wait_until
 from petiole.testing.in_thread import InThread, start_worker
@@ -649,17 +649,6 @@ def test_group_delete_removes_the_saved_group_only(
     with pytest.raises(ResultTimeout, match="no saved group"):
         GroupResult.restore(sent.id, app)
     assert [r.state for r in sent] == [states.SUCCESS] * 2
-
-
-def test_a_groups_id_read_as_a_tasks_says_to_restore_the_group(app: Petiole) -> None:
-    """A web app that polls ``AsyncResult(group_id)`` read the group's saved member
-    ids as a finished task's result, while the members still ran."""
-    sent = group(app.signature("not.run.here", (i,)) for i in range(2)).apply_async()
-    handle = AsyncResult(sent.id, app)
-    for read in (lambda: handle.state, handle.ready, lambda: handle.get(timeout=1)):
-        with pytest.raises(GroupIdError, match=r"a group's id.*GroupResult\.restore"):
-            read()
-    assert not GroupResult.restore(sent.id, app).ready()
 
 
 def test_group_timeout_names_the_group(app: Petiole, tasks: dict[str, Any], worker: Worker) -> None:

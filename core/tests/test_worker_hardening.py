@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from petiole import Petiole
+from petiole.backend import ResultRecord
 from petiole.envelope import MAGIC, PROTOCOL_VERSION, Envelope
 from petiole.errors import MessageDeadLettered
 from petiole.testing import wait_until
@@ -253,3 +254,50 @@ def test_a_forged_message_refused_unverified_records_nothing_under_its_id(app: P
     with start_worker(app) as worker:
         assert wait_until(lambda: worker.counts["dead_lettered"] == 1, timeout_s=10)
     assert app.AsyncResult(task_id).state == "PENDING"
+
+
+def test_a_task_that_ran_keeps_its_result_when_its_message_is_dead_lettered_later(
+    app: Petiole,
+) -> None:
+    """Past max_deliveries a message has started before: an earlier delivery may have
+    stored the task's result (and died before its ack). That result stands."""
+    app.configure(max_deliveries=1)
+
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    sent = echo.delay(7)
+    app.store_result(
+        ResultRecord(sent.id, "SUCCESS", b"7", "application/json", None, time.time(), {})
+    )
+    [delivery] = app.transport.reserve(["default"], max_messages=1, wait_s=1, lease_s=30)
+    app.transport.nack(delivery, requeue=True)  # delivered twice: refused
+    with start_worker(app) as worker:
+        assert wait_until(lambda: worker.counts["dead_lettered"] == 1, timeout_s=10)
+    assert app.AsyncResult(sent.id).get(timeout=1) == 7
+
+
+def test_a_task_whose_workflow_broke_after_it_ran_keeps_its_result(app: Petiole) -> None:
+    """The worker failing on a message after its task stored its result (a route
+    function raising for the next step) dead-letters it, recording nothing over it."""
+
+    def route(name: str, args: Any, kwargs: Any, options: Any) -> str | None:
+        if name.endswith("second"):
+            raise KeyError("a route function with a bug")
+        return None
+
+    app.configure(task_routes=[route])
+
+    @app.task
+    def first() -> int:
+        return 1
+
+    @app.task
+    def second(x: int) -> int:
+        return x
+
+    sent = first.apply_async(link=second.s())
+    with start_worker(app) as worker:
+        assert wait_until(lambda: worker.counts["dead_lettered"] == 1, timeout_s=10)
+    assert app.AsyncResult(sent.id).state == "SUCCESS"

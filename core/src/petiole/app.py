@@ -258,6 +258,7 @@ class Petiole:
             self._in_code_plugins.append((plugin, name))
             if self._plugins is not None:
                 self._plugins.register(plugin, name)
+            self._default_plans.clear()  # they hold components the plugin may provide
 
     @property
     def transport(self) -> Transport:
@@ -545,8 +546,8 @@ class Petiole:
         fails here, when sent, not in the worker after the task failed."""
         for errback in errbacks:
             task = self.tasks.get(str(errback.get("task")))
-            if task is None or not task.options.typing:
-                continue
+            if task is None or not task.options.typing or errback.get("immutable"):
+                continue  # an immutable one (.si()) is sent with its own arguments alone
             args, kwargs = errback.get("args") or (), errback.get("kwargs") or {}
             try:
                 task.check_arguments(("<failed task id>", *args), kwargs)

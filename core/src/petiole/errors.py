@@ -197,11 +197,6 @@ class MessageDeadLettered(PetioleError):
     (``petiole dlq requeue``), the task runs and records its own state."""
 
 
-class GroupIdError(PetioleError, ValueError):
-    """An ``AsyncResult`` was made with a group's id: a group has no state of its own
-    (its members have); ``GroupResult.restore(group_id, app)`` is the group."""
-
-
 class RemoteTaskError(PetioleError):
     """A task failed with an exception that could not be rebuilt safely here.
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 from petiole import app_context, diagnosis, remote_errors, states
 from petiole.backend import ResultBackend, ResultRecord
 from petiole.coordination import CoordinationUnavailable
-from petiole.errors import GroupIdError, ResultTimeout, TaskRevoked
+from petiole.errors import ResultTimeout, TaskRevoked
 from petiole.ports import ResultsApp
 from petiole.result_set import (
     OnError,
@@ -106,14 +106,6 @@ class AsyncResult:
         return record
 
     def _seen_ready(self, record: ResultRecord) -> None:
-        if record.meta.get("kind") == "group":
-            # What a group saves under its id (its member ids) is no task's result:
-            # read as one, a running group would read as finished.
-            raise GroupIdError(
-                f"{self.id} is a group's id, not a task's: a group has no state of its own, "
-                f"its members have; GroupResult.restore({self.id!r}, app) is the group "
-                "(.ready(), .completed_count(), .get())"
-            )
         self._ready_record = record
         if self._on_ready is not None:
             self._on_ready.fire(self)

@@ -11,7 +11,7 @@ import click
 
 from petiole import diagnosis, states
 from petiole.cli.context import common_options, state
-from petiole.errors import GroupIdError, MessageDeadLettered, ResultTimeout
+from petiole.errors import MessageDeadLettered, ResultTimeout
 from petiole.result import AsyncResult, GroupResult
 
 
@@ -158,12 +158,10 @@ def result(task_id: str, wait: bool, timeout: float | None) -> None:
     A group's id prints its members and their states."""
     app = state().app()
     res = app.AsyncResult(task_id)
-    try:
-        ready = res.ready()
-    except GroupIdError:
+    if res.meta.get("kind") == "group":  # a group's saved member ids: show the members
         _show_group(GroupResult.restore(task_id, app), wait, timeout)
         return
-    if wait or ready:
+    if wait or res.ready():
         _show(res, timeout, exit_on_failure=wait)
     else:
         click.echo(json.dumps({"id": task_id, "state": res.state, "why": res.why()}, indent=2))

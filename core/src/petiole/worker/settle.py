@@ -73,6 +73,9 @@ class Settler:
         if not_run is not None:  # a failure: recorded even for a task that ignores results
             why = MessageDeadLettered(f"message dead-lettered, the task not run: {reason}")
             try:
+                stored = self.app.backend.get(not_run.task_id)
+                if stored is not None and stored.ready:
+                    return  # an earlier delivery ran it (one past max_deliveries, say)
                 record = self._failure(
                     not_run, states.FAILURE, why, dead_lettered_from=delivery.queue
                 )

@@ -947,6 +947,10 @@ class Worker:
         self._return_all_held()
         self.short_results.flush()
         self.settler.acks.flush(timeout_s=5.0)  # finished tasks must not run again
+        if outcome.cause == "terminated":
+            # Last: the task's thread runs on until the exit and may have written a
+            # state of its own (update_state) since the settle recorded REVOKED.
+            self._record_terminated(job, outcome.reason)
         for callback in self.on_exit_now:
             callback()
         logging.shutdown()
@@ -983,10 +987,10 @@ class Worker:
             else:  # stored with others before its ack (_hold_result_if_short)
                 self.short_results.hold(delivery, count_as, outcome.record)
         elif outcome.kind == REJECT:
-            # A task refused before it ran stored nothing; one that ran stored its own state.
-            settler.dead_letter(
-                delivery, outcome.reason, not_run=None if outcome.state else job.envelope
-            )
+            # Refused before it ran (a cause, no state): its task stored nothing. One
+            # that ran stored its own state; an internal error may come after that.
+            refused = bool(outcome.cause) and not outcome.state
+            settler.dead_letter(delivery, outcome.reason, not_run=job.envelope if refused else None)
             if outcome.cause:
                 self.hooks.rejected(delivery.queue, outcome.cause, outcome.reason, job.envelope)
         elif outcome.kind == REQUEUE:

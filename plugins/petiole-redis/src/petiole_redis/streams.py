@@ -129,7 +129,7 @@ _FORGET_CONSUMER_MS = 300_000
 _ACK_BATCH = 500  # receipts per ack script call
 # A read's errors when its stream's group is gone: never made, or the stream was
 # deleted (a purge) while the read blocked on it. The group is made again.
-_GROUP_GONE = ("NOGROUP", "UNBLOCKED")
+_GROUP_GONE = ("NOGROUP", "UNBLOCKED the stream key no longer exists")
 
 
 _PUBLISH = streams_script("streams_publish")
