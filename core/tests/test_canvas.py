@@ -252,6 +252,24 @@ def test_chain_containing_a_group_feeds_the_group_results_on(
         assert workflow.apply_async().get(timeout=10) == (2 + 10) + (2 + 20)
 
 
+def test_a_chain_or_chord_ending_in_a_group_returns_the_groups_result(
+    app: Petiole, tasks: dict[str, Any]
+) -> None:
+    """As in Celery: its result is the group's (its members'), not a task's handle
+    of the group's id, which read the saved member ids as the result."""
+    add, tsum = tasks["add"], tasks["tsum"]
+    with start_worker(app, concurrency=4):
+        ends_in_group = chain(add.s(1, 1), group(add.s(10), add.s(20))).apply_async()
+        assert isinstance(ends_in_group, GroupResult)
+        assert ends_in_group.get(timeout=10) == [12, 22]
+        body_is_group = chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), tsum.s()))()
+        assert isinstance(body_is_group, GroupResult)
+        assert body_is_group.get(timeout=10) == [6, 6]
+    with app.override(broker_url=app.settings.broker_url, eager=True):
+        eager = chain(add.s(1, 1), group(add.s(10), add.s(20))).apply_async()
+        assert eager.get() == [12, 22]
+
+
 def test_chord_inside_a_chain(app: Petiole, tasks: dict[str, Any]) -> None:
     add, mul, tsum = tasks["add"], tasks["mul"], tasks["tsum"]
     with start_worker(app, concurrency=4):

@@ -70,12 +70,13 @@ class chain(Signature):  # noqa: N801 - Celery's spelling
     def __or__(self, other: Signature) -> chain:  # type: ignore[override]
         return chain(*self.tasks, other, app=self._app)
 
-    def freeze(self) -> AsyncResult:
+    def freeze(self) -> AsyncResult | GroupResult:  # type: ignore[override]
+        """Give every step its id now; the result is the last step's own: a group's
+        :class:`GroupResult` when the chain ends in a group, as in Celery."""
         steps = self.tasks
-        for step in steps:
-            step.freeze()
+        frozen = [step.freeze() for step in steps]
         self._set_tasks(steps)
-        return self.app.AsyncResult(steps[-1].last_id())
+        return frozen[-1]
 
     def last_id(self) -> str:
         self.freeze()
@@ -208,11 +209,13 @@ class chord(Signature):  # noqa: N801 - Celery's spelling
             app=bound,
         )
 
-    def __call__(self, body: Signature | None = None, *args: Any, **options: Any) -> AsyncResult:
+    def __call__(
+        self, body: Signature | None = None, *args: Any, **options: Any
+    ) -> AsyncResult | GroupResult:
         """``chord(header)(callback)``: send it with this callback; ``chord(header,
         callback)()``: send it (Celery's spelling of :meth:`apply_async`)."""
         chosen = self if body is None else self.with_body(body)
-        result: AsyncResult = chosen.apply_async(args, **options)
+        result: AsyncResult | GroupResult = chosen.apply_async(args, **options)
         return result
 
     @property
@@ -233,19 +236,21 @@ class chord(Signature):  # noqa: N801 - Celery's spelling
         assert isinstance(twin, chord)
         return twin
 
-    def freeze(self) -> AsyncResult:
+    def freeze(self) -> AsyncResult | GroupResult:  # type: ignore[override]
+        """Give the header and the body their ids now; the result is the body's own
+        (a :class:`GroupResult` when the body is a group)."""
         header, body = self.header, self.body
         header.freeze()
-        body.freeze()
+        frozen = body.freeze()
         self["kwargs"]["header"], self["kwargs"]["body"] = dict(header), dict(body)
-        return self.app.AsyncResult(body.last_id())
+        return frozen
 
     def last_id(self) -> str:
         return self.body.last_id()
 
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> AsyncResult:
+    ) -> AsyncResult | GroupResult:
         options = {**self.options, **options}
         result = self.freeze()
         header, body = self.header, self.body
