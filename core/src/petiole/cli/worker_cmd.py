@@ -59,13 +59,10 @@ def _check_components(app: Petiole) -> None:
     close them, before any worker process is forked: a plugin not installed, a bad
     URL or a server that does not answer is said once, as one error line, instead of
     by every worker process at each of its restarts. It also leaves the broker's and
-    the store's set-up (an SQLite file's tables) done before the processes start, and
-    the task modules imported."""
+    the store's set-up (an SQLite file's tables) done before the processes start.
+    Called after :func:`_require_tasks` imported the task modules: a connection one
+    opened at import is closed here too, not inherited."""
     try:
-        # The task modules first (autodiscover_tasks, the imports and include
-        # settings): one that fails is said once, the processes inherit them, and a
-        # connection one opens at import is closed below, not inherited.
-        discovery.finalize(app, app.settings.task_modules)
         _ = app.transport
         _ = app.backend
     finally:
@@ -76,7 +73,9 @@ def _require_tasks(app: Petiole) -> None:
     """Refuse to start a worker whose app registers no task: it would take every
     message off its queues only to dead-letter it as unregistered (a worker started
     without -A next to a real queue drains it into the dead-letter store). Asked after
-    the task modules are imported, before anything connects (or makes an SQLite file)."""
+    the task modules are imported (autodiscover_tasks, the imports and include
+    settings: one that fails is said once, and the processes inherit them), before
+    anything connects (or makes an SQLite file)."""
     discovery.finalize(app, app.settings.task_modules)
     if not user_task_names(app):
         raise click.ClickException(
